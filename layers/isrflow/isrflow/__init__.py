@@ -1,0 +1,8 @@
+"""isrflow: instrument signature removal and calibration for astronomical CCD cameras.
+
+The package is the Lambda layer and is copied into every container image. Importing it is
+cheap: the science stack (numpy, astropy) is only imported by the modules that need it, so
+the registry-only functions can ship without it.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,117 @@
+"""The typed error hierarchy.
+
+Class names are part of the interface: the state machines Retry/Catch on them by name
+(Step Functions sees the exception class name as the error name), so never rename one.
+Every message names the file (or dataset) and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+
+class IsrflowError(Exception):
+    """Base of every error isrflow raises on purpose."""
+
+
+class ConfigError(IsrflowError):
+    """A configuration (ISR config, camera description, CLI option) is invalid."""
+
+
+class CameraError(IsrflowError):
+    """A camera description is invalid or a camera/detector is unknown."""
+
+
+class IsrInputError(IsrflowError):
+    """A raw frame cannot be used: unreadable or truncated FITS, wrong HDUs or shape."""
+
+
+class MissingHeaderKeywordError(IsrInputError):
+    """A header keyword the translator or geometry needs is absent or unparsable."""
+
+
+class CalibrationError(IsrflowError):
+    """A calibration file is unreadable or malformed."""
+
+
+class CalibrationMismatchError(CalibrationError):
+    """A calibration belongs to another detector, or its shape does not match the frame."""
+
+
+class MissingCalibrationError(CalibrationError):
+    """A step needs a calibration that was not supplied."""
+
+
+# --- Registry -------------------------------------------------------------------------------
+
+
+class RegistryError(IsrflowError):
+    """The registry refused an operation (bad collection, bad data id, schema mismatch, ...)."""
+
+
+class RegistryUnavailableError(RegistryError):
+    """The registry database cannot be reached or failed mid-transaction; retry the whole operation."""
+
+
+class RepoError(RegistryError):
+    """A data repository directory is missing, incomplete or its config file is invalid."""
+
+
+class DataIdError(RegistryError):
+    """A data id does not fit its dataset type (missing or extra keys, wrong value types)."""
+
+
+class CollectionError(RegistryError):
+    """A collection is unknown, of the wrong type (RUN/CALIBRATION/CHAINED), or a chain is cyclic."""
+
+
+class QueryError(RegistryError):
+    """A ``--where`` data query is invalid; ``position`` is the 0-based character offset of the problem."""
+
+    def __init__(self, message: str, query: str = "", position: int = 0) -> None:
+        self.query = query
+        self.position = position
+        self.reason = message
+        super().__init__(f"{message} at position {position} of query {query!r}" if query else message)
+
+    def pointer(self) -> str:
+        """Two lines: the query, and a caret under the offending character."""
+        return f"{self.query}\n{' ' * self.position}^"
+
+
+class QuerySyntaxError(QueryError):
+    """The query does not parse: unexpected character, token or end of input."""
+
+
+class QueryFieldError(QueryError):
+    """The query names a field that does not exist."""
+
+
+class QueryTypeError(QueryError):
+    """A literal's type does not fit its field (a string for ``detector``, a number for ``band``, ...)."""
+
+
+class OutputExistsError(RegistryError):
+    """The output RUN already holds datasets the plan would write (mode ``fail``)."""
+
+    def __init__(self, message: str, conflicts: list[str] | None = None) -> None:
+        self.conflicts = list(conflicts or [])
+        super().__init__(message)
+
+
+class CalibrationLookupError(RegistryError):
+    """A calibration lookup is ambiguous (several certified datasets match one exposure)."""
+
+
+class CertificationConflictError(RegistryError):
+    """A certification would overlap an existing validity range of the same dataset type and data id."""
+
+
+class MissingParentError(RegistryError):
+    """A write refers to a dataset, dimension or collection that is not registered (yet)."""
+
+
+class RejectedMessageError(RegistryError):
+    """A registry message can never be applied (malformed, unknown instrument, conflicting content)."""
+
+
+class WaitTimeoutError(RegistryError):
+    """``wait_applied`` gave up before all of an execution's messages were applied."""

@@ -1,0 +1,180 @@
+"""Processed exposures and calibrations on disk (the MEF layout in :mod:`isrflow.formats`).
+
+Writes are atomic: the file is written under a temporary name in the target directory and
+renamed into place, so a crash never leaves a partial output. Readers accept a path or bytes
+(S3 objects arrive as bytes).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from astropy.io import fits
+
+from . import formats
+from .camera.model import Box
+from .errors import CalibrationError, CalibrationMismatchError
+
+Source = str | os.PathLike[str] | bytes
+
+
+@dataclass
+class Exposure:
+    """Image (float32), mask (int32 bit planes) and variance (float32) of one detector, plus metadata.
+
+    Units: image in electrons (e-) for processed frames and biases, e-/s for darks,
+    dimensionless for flats; variance in the square of the image unit.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray | None = None
+    variance: np.ndarray | None = None
+    header: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.image.shape)  # type: ignore[return-value]
+
+
+def _label(source: Source, name: str) -> str:
+    return name or ("<bytes>" if isinstance(source, (bytes, bytearray)) else str(source))
+
+
+def _hdulist(exposure: Exposure) -> fits.HDUList:
+    primary = fits.PrimaryHDU()
+    for key, value in exposure.header.items():
+        primary.header[key] = value
+    hdus = [primary, fits.ImageHDU(np.asarray(exposure.image, dtype=np.float32), name=formats.EXT_IMAGE)]
+    if exposure.mask is not None:
+        mask_hdu = fits.ImageHDU(np.asarray(exposure.mask, dtype=np.int32), name=formats.EXT_MASK)
+        for key, bit, comment in formats.mask_plane_cards():
+            mask_hdu.header[key] = (bit, comment)
+        hdus.append(mask_hdu)
+    if exposure.variance is not None:
+        hdus.append(fits.ImageHDU(np.asarray(exposure.variance, dtype=np.float32), name=formats.EXT_VARIANCE))
+    return fits.HDUList(hdus)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], writer) -> Path:
+    """Call ``writer(file_object)`` on a temporary file next to ``path``, then rename it into place."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            writer(handle)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return target
+
+
+def write_exposure(path: str | os.PathLike[str], exposure: Exposure) -> Path:
+    """Write the MEF atomically; returns the final path."""
+    hdul = _hdulist(exposure)
+    return atomic_write_bytes(path, lambda handle: hdul.writeto(handle))
+
+
+def exposure_to_bytes(exposure: Exposure) -> bytes:
+    buffer = io.BytesIO()
+    _hdulist(exposure).writeto(buffer)
+    return buffer.getvalue()
+
+
+def _open(source: Source, label: str) -> fits.HDUList:
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            return fits.open(io.BytesIO(source), memmap=False, lazy_load_hdus=False)
+        if not Path(source).is_file():
+            raise CalibrationError(f"{label}: no such file")
+        return fits.open(source, memmap=False, lazy_load_hdus=False)
+    except CalibrationError:
+        raise
+    except Exception as exc:
+        raise CalibrationError(f"{label}: not a readable FITS file ({type(exc).__name__}: {exc})") from None
+
+
+def read_exposure(source: Source, name: str = "") -> Exposure:
+    """Read an isrflow MEF (IMAGE required; MASK and VARIANCE optional)."""
+    label = _label(source, name)
+    with _open(source, label) as hdul:
+        names = [h.name for h in hdul]
+        if formats.EXT_IMAGE not in names:
+            raise CalibrationError(f"{label}: has no {formats.EXT_IMAGE} extension (found {names})")
+        try:
+            image = np.asarray(hdul[formats.EXT_IMAGE].data, dtype=np.float32)
+            mask = (
+                np.asarray(hdul[formats.EXT_MASK].data, dtype=np.int32) if formats.EXT_MASK in names else None
+            )
+            variance = (
+                np.asarray(hdul[formats.EXT_VARIANCE].data, dtype=np.float32)
+                if formats.EXT_VARIANCE in names
+                else None
+            )
+        except Exception as exc:
+            raise CalibrationError(f"{label}: pixel data cannot be read ({exc})") from None
+        if image.ndim != 2:
+            raise CalibrationError(f"{label}: IMAGE is not 2-D (shape {image.shape})")
+        for plane, array in (("MASK", mask), ("VARIANCE", variance)):
+            if array is not None and array.shape != image.shape:
+                raise CalibrationError(f"{label}: {plane} shape {array.shape} differs from IMAGE {image.shape}")
+        header = {k: v for k, v in hdul[0].header.items() if k not in ("COMMENT", "HISTORY", "")}
+    return Exposure(image=image, mask=mask, variance=variance, header=header)
+
+
+def write_defects(path: str | os.PathLike[str], boxes: Iterable[Box], header: dict[str, Any]) -> Path:
+    """Write defects as a DEFECTS binary table of 0-based assembled-coordinate boxes."""
+    rows = np.array([b.as_tuple() for b in boxes], dtype=np.int32).reshape(-1, 4)
+    cols = [fits.Column(name=n, format="J", array=rows[:, i]) for i, n in enumerate(formats.DEFECT_COLUMNS)]
+    primary = fits.PrimaryHDU()
+    for key, value in header.items():
+        primary.header[key] = value
+    table = fits.BinTableHDU.from_columns(cols, name=formats.EXT_DEFECTS)
+    hdul = fits.HDUList([primary, table])
+    return atomic_write_bytes(path, lambda handle: hdul.writeto(handle))
+
+
+def read_defects(source: Source, name: str = "") -> tuple[list[Box], dict[str, Any]]:
+    """Read a DEFECTS table; returns the boxes and the primary header."""
+    label = _label(source, name)
+    with _open(source, label) as hdul:
+        if formats.EXT_DEFECTS not in [h.name for h in hdul]:
+            raise CalibrationError(f"{label}: has no {formats.EXT_DEFECTS} table")
+        data = hdul[formats.EXT_DEFECTS].data
+        missing = [c for c in formats.DEFECT_COLUMNS if c not in (data.columns.names if data is not None else [])]
+        if data is None or missing:
+            raise CalibrationError(f"{label}: DEFECTS table lacks columns {missing}")
+        try:
+            boxes = [Box.of(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in zip(*(data[c] for c in formats.DEFECT_COLUMNS))]
+        except ValueError as exc:
+            raise CalibrationError(f"{label}: DEFECTS table has an invalid box ({exc})") from None
+        header = {k: v for k, v in hdul[0].header.items() if k not in ("COMMENT", "HISTORY", "")}
+    return boxes, header
+
+
+def check_calibration(label: str, header: dict[str, Any], calib_type: str, instrument: str, detector: int,
+                      shape: tuple[int, int] | None, calib_shape: tuple[int, int] | None) -> None:
+    """Raise CalibrationMismatchError if a calibration belongs to another detector/type or has another shape."""
+    ctype = str(header.get(formats.KW_CALIB_TYPE, "")).strip().lower()
+    if ctype and ctype != calib_type:
+        raise CalibrationMismatchError(f"{label}: is a {ctype} calibration, not a {calib_type}")
+    inst = header.get(formats.KW_INSTRUMENT)
+    if inst is not None and str(inst).strip().lower() != instrument.lower():
+        raise CalibrationMismatchError(f"{label}: is for instrument {inst}, not {instrument}")
+    det = header.get(formats.KW_DETECTOR)
+    if det is None:
+        raise CalibrationMismatchError(f"{label}: header has no {formats.KW_DETECTOR} keyword (which detector is it for?)")
+    if int(det) != int(detector):
+        raise CalibrationMismatchError(f"{label}: is for detector {det}, not detector {detector}")
+    if shape is not None and calib_shape is not None and tuple(calib_shape) != tuple(shape):
+        raise CalibrationMismatchError(f"{label}: shape {tuple(calib_shape)} differs from the detector's {tuple(shape)}")

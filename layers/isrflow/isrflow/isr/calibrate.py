@@ -1,0 +1,67 @@
+"""Electron-level corrections on the assembled image: gain, variance, bias, dark, flat.
+
+Units: the image enters in overscan-subtracted ADU and leaves in electrons (e-); variance
+is in e-^2. Calibrations are in assembled detector orientation: bias in e-, dark in e- per
+second of dark time, flat dimensionless (normalised to ~1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .. import formats
+from ..camera.model import Amplifier
+from ..exposure_io import Exposure
+from .assembly import assembled_view
+
+
+def apply_gain(image: np.ndarray, amps: Sequence[Amplifier]) -> None:
+    """ADU -> e- in place, per amplifier (gain in e-/ADU)."""
+    for amp in amps:
+        assembled_view(image, amp)[...] *= np.float32(amp.gain)
+
+
+def initial_variance(image: np.ndarray, amps: Sequence[Amplifier]) -> np.ndarray:
+    """Variance (e-^2) = max(image, 0) + read_noise^2 per amplifier."""
+    variance = np.maximum(image, np.float32(0.0))
+    for amp in amps:
+        assembled_view(variance, amp)[...] += np.float32(amp.read_noise**2)
+    return variance
+
+
+def subtract_bias(image: np.ndarray, variance: np.ndarray | None, mask: np.ndarray, bias: Exposure) -> None:
+    """image -= bias (e-); adds the bias variance and ORs its mask."""
+    image -= bias.image
+    if variance is not None and bias.variance is not None:
+        variance += bias.variance
+    if bias.mask is not None:
+        mask |= bias.mask & formats.BAD
+
+
+def subtract_dark(image: np.ndarray, variance: np.ndarray | None, mask: np.ndarray, dark: Exposure, darktime: float) -> None:
+    """image -= dark_rate (e-/s) * darktime (s); variance += darktime^2 * dark variance."""
+    scale = np.float32(darktime)
+    image -= dark.image * scale
+    if variance is not None and dark.variance is not None:
+        variance += dark.variance * (scale * scale)
+    if dark.mask is not None:
+        mask |= dark.mask & formats.BAD
+
+
+def divide_flat(image: np.ndarray, variance: np.ndarray | None, mask: np.ndarray, flat: Exposure) -> None:
+    """image /= flat; variance /= flat^2 (+ image^2 var_flat / flat^2). Non-positive or
+    non-finite flat pixels are masked BAD and their image set to 0."""
+    response = flat.image
+    bad = ~(response > 0)  # catches NaN too
+    if bad.any():
+        response = np.where(bad, np.float32(1.0), response)
+        mask[bad] |= formats.BAD
+        image[bad] = 0.0
+    image /= response
+    if variance is not None:
+        inv2 = np.float32(1.0) / (response * response)
+        variance *= inv2
+        if flat.variance is not None:
+            variance += image * image * flat.variance * inv2

@@ -1,0 +1,246 @@
+"""ISR of one detector, composing the step modules in a fixed order.
+
+Order (each step switchable in :class:`IsrConfig`; steps without their calibration are
+skipped and recorded as not applied):
+
+1. SAT / SUSPECT flags on the raw ADU (pedestal included);
+2. serial (and optional parallel) overscan per amplifier -> assembled, trimmed ADU image;
+3. linearity per amplifier (polynomial in overscan-subtracted ADU);
+4. crosstalk between amplifiers in readout order;
+5. (trim and assemble happen while placing each amplifier in step 2);
+6. gain -> electrons; variance = max(image, 0) + read_noise^2 (e-^2);
+7. bias (e-), dark (e-/s x dark time), flat;
+8. defects (BAD), non-finite pixels (BAD), EDGE, saturation trail widening and growth,
+   optional cosmic rays (CR); interpolation along rows over the configured planes (INTRP).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__, formats
+from ..camera.model import Box
+from ..errors import CalibrationMismatchError, ConfigError
+from ..exposure_io import Exposure, check_calibration, read_defects, read_exposure
+from ..rawio import RawDetector
+from . import masking
+from .amp_corrections import apply_crosstalk, apply_linearity
+from .assembly import flip
+from .calibrate import apply_gain, divide_flat, initial_variance, subtract_bias, subtract_dark
+from .config import IsrConfig
+from .interpolate import interpolate_rows
+from .overscan import parallel_levels, serial_levels
+
+STEP_NAMES = ("SATURATION", "OVERSCAN", "LINEARITY", "CROSSTALK", "ASSEMBLE", "GAIN", "VARIANCE", "BIAS",
+              "DARK", "FLAT", "DEFECTS", "NANMASK", "EDGE", "CRMASK", "INTERP")
+
+
+@dataclass
+class CalibrationInput:
+    """One calibration as used: its data, a label (file name) and the sha256 of its bytes."""
+
+    label: str
+    sha256: str
+    exposure: Exposure | None = None
+    defects: list[Box] | None = None
+    header: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Calibrations:
+    bias: CalibrationInput | None = None
+    dark: CalibrationInput | None = None
+    flat: CalibrationInput | None = None
+    defects: CalibrationInput | None = None
+
+
+def _read_bytes(source: str | os.PathLike[str] | bytes, label: str) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source), label or "<bytes>"
+    from ..errors import CalibrationError
+
+    try:
+        return Path(source).read_bytes(), label or str(source)
+    except OSError as exc:
+        raise CalibrationError(f"{label or source}: cannot read calibration ({exc.strerror})") from None
+
+
+def load_calibrations(**sources: str | os.PathLike[str] | bytes | None) -> Calibrations:
+    """Read calibrations given as paths or bytes: ``bias=``, ``dark=``, ``flat=``, ``defects=``."""
+    calibs = Calibrations()
+    for kind, source in sources.items():
+        if kind not in ("bias", "dark", "flat", "defects"):
+            raise ConfigError(f"unknown calibration type {kind!r}")
+        if source is None:
+            continue
+        data, label = _read_bytes(source, "" if isinstance(source, (bytes, bytearray)) else str(source))
+        sha = hashlib.sha256(data).hexdigest()
+        if kind == "defects":
+            boxes, header = read_defects(data, label)
+            item = CalibrationInput(label=label, sha256=sha, defects=boxes, header=header)
+        else:
+            exposure = read_exposure(data, label)
+            item = CalibrationInput(label=label, sha256=sha, exposure=exposure, header=exposure.header)
+        setattr(calibs, kind, item)
+    return calibs
+
+
+def _overscan_subtract(raw: RawDetector, config: IsrConfig, image: np.ndarray, sat: np.ndarray,
+                       suspect: np.ndarray, stats: dict[str, float]) -> None:
+    """Steps 1, 2 and 5: flag, overscan-correct and place every amplifier."""
+    for amp in raw.amplifiers:
+        hdu = raw.amp_pixels(amp)
+        data = hdu[amp.data.slices]
+        if config.saturation.enabled:
+            sat[amp.assembled.slices] = flip(data >= amp.saturation, amp.flip_x, amp.flip_y)
+            if config.saturation.suspect and amp.suspect is not None:
+                suspect[amp.assembled.slices] = flip(data >= amp.suspect, amp.flip_x, amp.flip_y)
+        target = image[amp.assembled.slices]
+        target[...] = flip(data, amp.flip_x, amp.flip_y)
+        if not config.overscan.enabled:
+            continue
+        oscan = hdu[amp.serial_overscan.slices].astype(np.float32)
+        oscan[oscan >= amp.saturation] = np.nan
+        rows = slice(amp.data.y0 - amp.serial_overscan.y0, amp.data.y1 - amp.serial_overscan.y0)
+        levels = serial_levels(oscan[rows], config.overscan)
+        stats[amp.name] = float(np.median(levels))
+        if amp.flip_y:
+            levels = levels[::-1]
+        target -= levels[:, None]
+        if config.overscan.parallel and amp.parallel_overscan is not None:
+            po = amp.parallel_overscan
+            corner = hdu[po.y0:po.y1, amp.serial_overscan.x0:amp.serial_overscan.x1]
+            columns = parallel_levels(hdu[po.slices], corner, config.overscan)
+            if amp.flip_x:
+                columns = columns[::-1]
+            target -= columns[None, :]
+
+
+def _check(label: str, item: CalibrationInput, kind: str, raw: RawDetector, shape: tuple[int, int]) -> None:
+    calib_shape = item.exposure.shape if item.exposure is not None else None
+    check_calibration(label, item.header, kind, raw.obs.instrument, raw.detector.id, shape, calib_shape)
+
+
+def run_isr(raw: RawDetector, calibs: Calibrations | None = None, config: IsrConfig | None = None) -> Exposure:
+    """Instrument signature removal of one raw detector -> postISRCCD exposure (e-, e-^2)."""
+    config = config or IsrConfig()
+    calibs = calibs or Calibrations()
+    cam, amps = raw.camera, raw.amplifiers
+    shape = cam.assembled_shape(raw.detector)
+    applied = dict.fromkeys(STEP_NAMES, False)
+    for kind in ("bias", "dark", "flat", "defects"):
+        item = getattr(calibs, kind)
+        if item is not None and getattr(config, kind):
+            _check(item.label, item, kind, raw, shape)
+
+    image = np.empty(shape, dtype=np.float32)
+    mask = np.zeros(shape, dtype=np.int32)
+    sat = np.zeros(shape, dtype=bool)
+    suspect = np.zeros(shape, dtype=bool)
+    overscan_stats: dict[str, float] = {}
+    _overscan_subtract(raw, config, image, sat, suspect, overscan_stats)
+    applied["SATURATION"] = config.saturation.enabled
+    applied["OVERSCAN"] = config.overscan.enabled
+    applied["ASSEMBLE"] = True
+
+    if config.linearity.enabled:
+        applied["LINEARITY"] = apply_linearity(image, amps, config.linearity.coefficients)
+    if config.crosstalk.enabled:
+        matrix = config.crosstalk.matrix or cam.crosstalk_matrix(raw.detector)
+        if matrix is None:
+            raise ConfigError(f"{raw.source}: crosstalk is enabled but {cam.instrument} has no crosstalk matrix")
+        apply_crosstalk(image, amps, matrix)
+        applied["CROSSTALK"] = True
+
+    variance = None
+    if config.gain:
+        apply_gain(image, amps)
+        applied["GAIN"] = True
+        if config.variance:
+            variance = initial_variance(image, amps)
+            applied["VARIANCE"] = True
+
+    if config.bias and calibs.bias is not None:
+        subtract_bias(image, variance, mask, calibs.bias.exposure)
+        applied["BIAS"] = True
+    if config.dark and calibs.dark is not None:
+        subtract_dark(image, variance, mask, calibs.dark.exposure, raw.obs.darktime)
+        applied["DARK"] = True
+    if config.flat and calibs.flat is not None:
+        divide_flat(image, variance, mask, calibs.flat.exposure)
+        applied["FLAT"] = True
+
+    if config.defects and calibs.defects is not None:
+        masking.mask_boxes(mask, calibs.defects.defects or [], formats.BAD)
+        applied["DEFECTS"] = True
+    n_nan = 0
+    if config.nan_masking:
+        n_nan = masking.mask_non_finite(image, variance, mask)
+        applied["NANMASK"] = True
+    if config.edge_width:
+        masking.mask_edges(mask, config.edge_width)
+        applied["EDGE"] = True
+    if config.saturation.enabled:
+        sat = masking.saturation_planes(sat, config.saturation.grow, config.saturation.widen_trails)
+        mask[sat] |= formats.SAT
+        mask[suspect] |= formats.SUSPECT
+    if config.cosmic_rays.enabled and variance is not None:
+        crs = masking.find_cosmic_rays(image, variance, mask, config.cosmic_rays.threshold,
+                                       config.cosmic_rays.sharpness, config.cosmic_rays.grow)
+        mask[crs] |= formats.CR
+        applied["CRMASK"] = True
+    n_interp = 0
+    if config.interpolate:
+        bits = 0
+        for plane in config.interpolate_planes:
+            if plane not in formats.MASK_BITS:
+                raise ConfigError(f"interpolate_planes: unknown mask plane {plane!r}")
+            bits |= 1 << formats.MASK_BITS[plane]
+        to_fix = (mask & bits) != 0
+        if n_nan:
+            to_fix |= ~np.isfinite(image)
+        n_interp = interpolate_rows(image, to_fix, variance)
+        mask[to_fix] |= formats.INTRP
+        applied["INTERP"] = True
+
+    header = _output_header(raw, calibs, applied, overscan_stats, n_nan, n_interp)
+    return Exposure(image=image, mask=mask, variance=variance, header=header)
+
+
+def _output_header(raw: RawDetector, calibs: Calibrations, applied: dict[str, bool],
+                   overscan: dict[str, float], n_nan: int, n_interp: int) -> dict[str, Any]:
+    obs = raw.obs
+    header: dict[str, Any] = {
+        formats.KW_INSTRUMENT: obs.instrument,
+        formats.KW_DETECTOR: obs.detector,
+        formats.KW_DETNAME: obs.detector_name,
+        formats.KW_EXPOSURE: obs.exposure,
+        formats.KW_CALIB_TYPE: obs.obs_type,
+        formats.KW_FILTER: obs.physical_filter,
+        "EXPTIME": obs.exptime,
+        formats.KW_DARKTIME: obs.darktime,
+        "DATE-BEG": obs.begin.isoformat(),
+        "DATE-END": obs.end.isoformat(),
+        formats.KW_UNITS: "electron" if applied["GAIN"] else "adu",
+        formats.KW_SOFTWARE: (__version__, "isrflow version"),
+        "ISRSTEPS": ",".join(k for k, v in applied.items() if v),
+        "NUMNANS": (n_nan, "non-finite pixels masked"),
+        "NINTERP": (n_interp, "interpolated pixels"),
+        "RAWFILE": Path(raw.source).name,
+    }
+    for step, done in applied.items():
+        header[f"HIERARCH ISR {step}"] = done
+    for kind, key in (("bias", "BIAS"), ("dark", "DARK"), ("flat", "FLAT"), ("defects", "DEFECTS")):
+        item = getattr(calibs, kind)
+        if item is not None and applied[key]:
+            header[f"{key[:4]}FILE"] = Path(item.label).name
+            header[f"{key[:4]}SHA"] = item.sha256
+    for amp, level in overscan.items():
+        header[f"HIERARCH ISR OSCAN {amp}"] = round(level, 3)
+    return header
