@@ -113,8 +113,11 @@ def detect_camera(hdul: fits.HDUList, name: str, camera: str | None = None) -> s
     if camera:
         load_camera(camera)  # validates the name
         return camera.lower()
-    instrume = hdul[0].header.get("INSTRUME")
+    primary = hdul[0].header
+    instrume = primary.get("INSTRUME")
     known = camera_for_instrument(instrume) if instrume is not None else None
+    if known is None and str(primary.get("EXP-ID", "")).startswith("HSC"):
+        known = "hsc"  # some HSC raws carry no INSTRUME; their frame ids say HSC
     if known:
         return known
     if any("DATASEC" in h.header and "DETSEC" in h.header for h in hdul[1:]):

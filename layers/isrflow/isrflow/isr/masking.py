@@ -121,14 +121,17 @@ def find_cosmic_rays(image: np.ndarray, variance: np.ndarray, mask: np.ndarray, 
     excess = image - background
     with np.errstate(invalid="ignore"):
         candidate = usable & (excess > threshold * np.sqrt(np.maximum(variance, 1e-12)))
-    candidate[0, :] = candidate[-1, :] = False
-    candidate[:, 0] = candidate[:, -1] = False
-    ys, xs = np.nonzero(candidate)
     hits = np.zeros(image.shape, dtype=bool)
-    if ys.size == 0:
-        return hits
     offsets = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
-    neighbours = np.stack([excess[ys + dy, xs + dx] for dy, dx in offsets])
-    sharp = excess[ys, xs] > sharpness * np.median(neighbours, axis=0)
-    hits[ys[sharp], xs[sharp]] = True
+    for _ in range(3):  # later passes ignore neighbours already found (clustered hits)
+        ys, xs = np.nonzero(candidate & ~hits)
+        if ys.size == 0:
+            break
+        clean = np.where(hits, np.float32(0.0), excess) if hits.any() else excess
+        padded = np.pad(clean, 1, mode="edge")  # border pixels see their edge replicated
+        neighbours = np.stack([padded[ys + 1 + dy, xs + 1 + dx] for dy, dx in offsets])
+        sharp = excess[ys, xs] > sharpness * np.median(neighbours, axis=0)
+        if not sharp.any():
+            break
+        hits[ys[sharp], xs[sharp]] = True
     return grow(hits, grow_pixels) if grow_pixels else hits

@@ -224,3 +224,12 @@ def simulate(req: SimulationRequest) -> SimulationManifest:
 
 def load_manifest(directory: str | Path) -> SimulationManifest:
     return SimulationManifest.model_validate_json((Path(directory) / "manifest.json").read_text())
+
+
+def truth_residuals(result: Exposure, truth_path: str | Path) -> np.ndarray:
+    """(image - truth) / sqrt(variance) over unmasked pixels: ~N(0, 1) for a correct ISR."""
+    from ..exposure_io import read_exposure
+
+    truth = read_exposure(truth_path).image
+    good = result.mask == 0
+    return (result.image - truth)[good] / np.sqrt(result.variance[good])

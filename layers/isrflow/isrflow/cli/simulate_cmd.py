@@ -1,0 +1,47 @@
+"""``isrflow simulate``: realistic raws with known truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .options import IdList, json_option
+
+
+def register(group: click.Group) -> None:
+    group.add_command(simulate_command)
+
+
+@click.command("simulate")
+@click.option("--camera", type=click.Choice(["hsc", "lsstcam", "decam", "generic"], case_sensitive=False),
+              default="generic", show_default=True)
+@click.option("--small", is_flag=True, help="tiny frames of the generic camera (milliseconds to process)")
+@click.option("--detectors", type=IdList(), default="0", show_default=True, help="native detector ids, e.g. 0-3,7")
+@click.option("--bias", type=click.IntRange(0), default=0, help="number of bias exposures")
+@click.option("--dark", type=click.IntRange(0), default=0, help="number of dark exposures")
+@click.option("--flat", type=click.IntRange(0), default=0, help="number of flat exposures")
+@click.option("--science", type=click.IntRange(0), default=0, help="number of science exposures")
+@click.option("--filter", "band", default="r", show_default=True, help="band of the flats and science frames")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--nonlinearity", is_flag=True, help="apply the camera's non-linearity (inverse of its polynomial)")
+@click.option("--crosstalk", is_flag=True, help="inject the camera's crosstalk")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@json_option
+def simulate_command(camera, small, detectors, bias, dark, flat, science, band, seed, nonlinearity, crosstalk, out, as_json):
+    """Write simulated raws, their noiseless truth and the true calibrations to OUT."""
+    from ..simulate import SimulationRequest, simulate
+
+    if small:
+        camera = "generic"
+    manifest = simulate(SimulationRequest(
+        camera=camera.lower(), small=small, detectors=detectors, bias=bias, dark=dark, flat=flat, science=science,
+        filter=band, seed=seed, out=out, nonlinearity=nonlinearity, crosstalk=crosstalk,
+    ))
+    if as_json:
+        click.echo(json.dumps(manifest.model_dump(mode="json"), indent=1))
+    else:
+        click.echo(f"wrote {len(manifest.raws)} raw files for {manifest.instrument} detectors "
+                   f"{','.join(map(str, detectors))} to {out / 'raw'}; truth in {out / 'truth'}; "
+                   f"manifest {out / 'manifest.json'}")
