@@ -1,0 +1,129 @@
+"""ISR benchmark for one HSC-size detector; prints JSON.
+
+Measures, in one run on the same files (warm page cache):
+- full ISR as a worker does it: read raw + calibrations, run every step (default config,
+  bias/dark/flat/defects), write the output MEF; wall time and peak traced memory;
+- the I/O floor: the same reads and an output write of the same size, no processing;
+- ccdproc doing the subset it implements (per-row median overscan, trim, gain, bias,
+  dark scaling, flat) against our processing time on the same in-memory inputs.
+Targets: full ISR <= 1.5x the I/O floor; faster than ccdproc's subset.
+
+Usage: python bench/isr.py [--quick] [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+
+def _best(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small generic frame, one repeat (a smoke run)")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    from isrflow.exposure_io import Exposure, read_defects, read_exposure, write_exposure
+    from isrflow.isr import IsrConfig, load_calibrations, run_isr
+    from isrflow.isr.assembly import flip
+    from isrflow.rawio import read_raw
+    from isrflow.simulate import SimulationRequest, simulate
+
+    repeat = 1 if args.quick else args.repeat
+    work = Path(tempfile.mkdtemp(prefix="isrflow-bench-"))
+    request = (SimulationRequest(camera="generic", small=True, detectors=[0], science=1, out=work / "sim")
+               if args.quick else SimulationRequest(camera="hsc", detectors=[50], science=1, out=work / "sim"))
+    night = simulate(request)
+    raw = night.raws_of("science")[0]
+    det = raw.detectors[0]
+    cal = night.calibrations[det]
+    paths = dict(bias=cal.bias, dark=cal.dark, flat=cal.flat[raw.physical_filter], defects=cal.defects)
+    out = work / "out.fits"
+
+    def full_isr():
+        result = run_isr(read_raw(raw.path), load_calibrations(**paths), IsrConfig())
+        write_exposure(out, result)
+
+    def io_floor():
+        with fits.open(raw.path, memmap=False) as hdul:
+            shapes = [h.data.shape for h in hdul if h.data is not None]
+        for key in ("bias", "dark", "flat"):
+            read_exposure(paths[key])
+        read_defects(paths["defects"])
+        image = read_exposure(paths["flat"]).image
+        write_exposure(out, Exposure(image, np.zeros(image.shape, np.int32), image))
+        return shapes
+
+    full_isr()  # warm the page cache and imports
+    io_floor()
+    isr_s = _best(full_isr, repeat)
+    io_s = _best(io_floor, repeat)
+    tracemalloc.start()
+    full_isr()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    # processing only, ours vs ccdproc's subset, on the same in-memory inputs
+    frame = read_raw(raw.path)
+    calibs = load_calibrations(bias=paths["bias"], dark=paths["dark"], flat=paths["flat"])
+    subset = IsrConfig(saturation={"enabled": False}, overscan={"clip_sigma": None}, defects=False,
+                       nan_masking=False, interpolate=False)
+    ours_subset_s = _best(lambda: run_isr(frame, calibs, subset), repeat)
+    ours_full_proc_s = _best(lambda: run_isr(frame, load_calibrations(**paths), IsrConfig()), repeat)
+    result = {
+        "detector": f"{night.instrument} {det}", "pixels": int(np.prod(frame.camera.assembled_shape(frame.detector))),
+        "repeat": repeat, "full_isr_s": round(isr_s, 4), "io_floor_s": round(io_s, 4),
+        "isr_over_io_floor": round(isr_s / io_s, 3), "peak_traced_mb": round(peak / 2**20, 1),
+        "ours_processing_full_s": round(ours_full_proc_s, 4), "ours_processing_subset_s": round(ours_subset_s, 4),
+    }
+    try:
+        import astropy.units as u
+        import ccdproc
+        from astropy.nddata import CCDData
+
+        bias, dark, flat = (read_exposure(paths[k]).image for k in ("bias", "dark", "flat"))
+
+        def ccdproc_subset():
+            for amp in frame.amplifiers:
+                pix = frame.amp_pixels(amp)
+                d, so = amp.data, amp.serial_overscan
+                on_disk = lambda plane: flip(plane[amp.assembled.slices], amp.flip_x, amp.flip_y)  # noqa: E731
+                ccd = CCDData(pix[d.y0:d.y1].astype(np.float64), unit="adu")
+                ccd = ccdproc.subtract_overscan(ccd, fits_section=f"[{so.x0 + 1}:{so.x1},1:{d.height}]", median=True,
+                                                overscan_axis=1)
+                ccd = ccdproc.trim_image(ccd, fits_section=f"[{d.x0 + 1}:{d.x1},1:{d.height}]")
+                ccd = ccdproc.gain_correct(ccd, amp.gain * u.electron / u.adu)
+                ccd = ccdproc.subtract_bias(ccd, CCDData(on_disk(bias), unit="electron"))
+                ccd = ccdproc.subtract_dark(ccd, CCDData(on_disk(dark), unit="electron"), dark_exposure=1.0 * u.s,
+                                            data_exposure=frame.obs.darktime * u.s, scale=True)
+                ccdproc.flat_correct(ccd, CCDData(on_disk(flat), unit=""), norm_value=1.0)
+
+        ccd_s = _best(ccdproc_subset, repeat)
+        result.update({"ccdproc_subset_s": round(ccd_s, 4), "ccdproc_over_ours_subset": round(ccd_s / ours_subset_s, 2),
+                       "ccdproc_over_ours_full": round(ccd_s / ours_full_proc_s, 2)})
+    except ImportError:
+        result["ccdproc_subset_s"] = None
+    result["targets"] = {"isr_over_io_floor_max": 1.5, "faster_than_ccdproc": True}
+    print(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
