@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from isrflow.simulate import SimulationRequest, simulate
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REFERENCE.exists():  # CI clones main with shared/ beside it
-    REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+# The project's shared reference material sits beside the clone (../shared/reference), as in CI;
+# ISRFLOW_REFERENCE points elsewhere.
+REFERENCE = Path(os.environ.get("ISRFLOW_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "reference"))
 
 
 @pytest.fixture(scope="session")

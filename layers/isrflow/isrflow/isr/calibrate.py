@@ -40,28 +40,36 @@ def subtract_bias(image: np.ndarray, variance: np.ndarray | None, mask: np.ndarr
         mask |= bias.mask & formats.BAD
 
 
-def subtract_dark(image: np.ndarray, variance: np.ndarray | None, mask: np.ndarray, dark: Exposure, darktime: float) -> None:
+def subtract_dark(image: np.ndarray, variance: np.ndarray | None, mask: np.ndarray, dark: Exposure, darktime: float,
+                  scratch: np.ndarray | None = None) -> None:
     """image -= dark_rate (e-/s) * darktime (s); variance += darktime^2 * dark variance."""
     scale = np.float32(darktime)
-    image -= dark.image * scale
+    tmp = np.multiply(dark.image, scale, out=scratch)
+    image -= tmp
     if variance is not None and dark.variance is not None:
-        variance += dark.variance * (scale * scale)
+        np.multiply(dark.variance, scale * scale, out=tmp)
+        variance += tmp
     if dark.mask is not None:
         mask |= dark.mask & formats.BAD
 
 
-def divide_flat(image: np.ndarray, variance: np.ndarray | None, mask: np.ndarray, flat: Exposure) -> None:
+def divide_flat(image: np.ndarray, variance: np.ndarray | None, mask: np.ndarray, flat: Exposure,
+                scratch: np.ndarray | None = None) -> None:
     """image /= flat; variance /= flat^2 (+ image^2 var_flat / flat^2). Non-positive or
     non-finite flat pixels are masked BAD and their image set to 0."""
     response = flat.image
-    bad = ~(response > 0)  # catches NaN too
-    if bad.any():
+    if not (response.min() > 0):  # also catches NaN
+        bad = ~(response > 0)
         response = np.where(bad, np.float32(1.0), response)
         mask[bad] |= formats.BAD
         image[bad] = 0.0
     image /= response
     if variance is not None:
-        inv2 = np.float32(1.0) / (response * response)
-        variance *= inv2
+        square = np.multiply(response, response, out=scratch)
+        variance /= square
         if flat.variance is not None:
-            variance += image * image * flat.variance * inv2
+            np.multiply(image, image, out=square)
+            square *= flat.variance
+            square /= response
+            square /= response
+            variance += square

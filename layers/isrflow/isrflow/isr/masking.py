@@ -74,6 +74,8 @@ def mask_boxes(mask: np.ndarray, boxes: Iterable[Box], bit: int) -> None:
 
 def mask_non_finite(image: np.ndarray, variance: np.ndarray | None, mask: np.ndarray) -> int:
     """Non-finite image or variance pixels -> BAD; returns how many."""
+    if np.isfinite(image.sum(dtype=np.float64)) and (variance is None or np.isfinite(variance.sum(dtype=np.float64))):
+        return 0  # a float64 sum of finite float32 values cannot overflow: nothing to mask
     bad = ~np.isfinite(image)
     if variance is not None:
         bad |= ~np.isfinite(variance)

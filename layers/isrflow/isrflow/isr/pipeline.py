@@ -169,11 +169,12 @@ def run_isr(raw: RawDetector, calibs: Calibrations | None = None, config: IsrCon
     if config.bias and calibs.bias is not None:
         subtract_bias(image, variance, mask, calibs.bias.exposure)
         applied["BIAS"] = True
+    scratch = np.empty(shape, dtype=np.float32) if (calibs.dark or calibs.flat) else None
     if config.dark and calibs.dark is not None:
-        subtract_dark(image, variance, mask, calibs.dark.exposure, raw.obs.darktime)
+        subtract_dark(image, variance, mask, calibs.dark.exposure, raw.obs.darktime, scratch)
         applied["DARK"] = True
     if config.flat and calibs.flat is not None:
-        divide_flat(image, variance, mask, calibs.flat.exposure)
+        divide_flat(image, variance, mask, calibs.flat.exposure, scratch)
         applied["FLAT"] = True
 
     if config.defects and calibs.defects is not None:
