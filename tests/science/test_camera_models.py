@@ -51,6 +51,9 @@ def test_detector_counts_and_ids():
     decam = load_camera("decam")
     assert sorted(d.id for d in decam.detectors) == list(range(1, 63))
     assert decam.detector(25).name == "S1" and decam.detector(62).name == "N31"
+    hsc = load_camera("hsc")
+    assert hsc.detector(0).name == "1_53" and {hsc.detector(i).name for i in range(104, 112)} == {
+        "0_48", "0_51", "0_52", "0_57", "1_48", "1_51", "1_52", "1_57"}
 
 
 @pytest.mark.parametrize("name,shape", [("hsc", (4176, 2048)), ("decam", (4096, 2048))])
@@ -112,6 +115,8 @@ def test_lsstcam_segment_matches_real_header(headers, key, detector):
 def test_translate_real_hsc(headers):
     obs = translate("hsc", headers["hsc"], "hsc-raw-det50")
     assert (obs.instrument, obs.detector, obs.exposure) == ("HSC", 50, 904024)
+    # the raw's original file name (object055_1_12.fits) carries the CCD name
+    assert obs.detector_name == "1_12" and headers["hsc"]["T_UFNAME"].endswith(f"_{obs.detector_name}.fits")
     assert (obs.obs_type, obs.physical_filter, obs.band) == ("science", "HSC-i", "i")
     assert obs.exptime == obs.darktime == 30.0
     assert obs.begin == datetime(2013, 11, 2, 6, 15, 55, 927000, tzinfo=timezone.utc)
