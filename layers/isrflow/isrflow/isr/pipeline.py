@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from ..rawio import RawDetector
 from . import masking
 from .amp_corrections import apply_crosstalk, apply_linearity
 from .assembly import flip
-from .calibrate import apply_gain, divide_flat, initial_variance, subtract_bias, subtract_dark
+from .calibrate import amp_regions, apply_gain, divide_flat, initial_variance, subtract_bias, subtract_dark
 from .config import IsrConfig
 from .interpolate import interpolate_rows
 from .overscan import parallel_levels, serial_levels
@@ -102,8 +103,9 @@ def _overscan_subtract(raw: RawDetector, config: IsrConfig, image: np.ndarray, s
             if config.saturation.suspect and amp.suspect is not None:
                 suspect[amp.assembled.slices] = flip(data >= amp.suspect, amp.flip_x, amp.flip_y)
         target = image[amp.assembled.slices]
-        target[...] = flip(data, amp.flip_x, amp.flip_y)
+        source = flip(data, amp.flip_x, amp.flip_y)
         if not config.overscan.enabled:
+            target[...] = source
             continue
         oscan = hdu[amp.serial_overscan.slices].astype(np.float32)
         oscan[oscan >= amp.saturation] = np.nan
@@ -112,7 +114,7 @@ def _overscan_subtract(raw: RawDetector, config: IsrConfig, image: np.ndarray, s
         stats[amp.name] = float(np.median(levels))
         if amp.flip_y:
             levels = levels[::-1]
-        target -= levels[:, None]
+        np.subtract(source, levels[:, None], out=target, casting="unsafe")  # convert + subtract in one pass
         if config.overscan.parallel and amp.parallel_overscan is not None:
             po = amp.parallel_overscan
             corner = hdu[po.y0:po.y1, amp.serial_overscan.x0:amp.serial_overscan.x1]
@@ -120,6 +122,66 @@ def _overscan_subtract(raw: RawDetector, config: IsrConfig, image: np.ndarray, s
             if amp.flip_x:
                 columns = columns[::-1]
             target -= columns[None, :]
+
+
+def _band_exposure(exposure: Exposure, rows: slice) -> Exposure:
+    return Exposure(
+        image=exposure.image[rows],
+        mask=None if exposure.mask is None else exposure.mask[rows],
+        variance=None if exposure.variance is None else exposure.variance[rows],
+    )
+
+
+class _ElectronSteps:
+    """Steps 6-7 (gain, variance, bias, dark, flat) on one band of rows; bands are independent."""
+
+    def __init__(self, config: IsrConfig, calibs: Calibrations, amps, darktime: float):
+        self.config, self.calibs, self.amps, self.darktime = config, calibs, amps, darktime
+        self.applied = {
+            "GAIN": config.gain,
+            "VARIANCE": config.gain and config.variance,
+            "BIAS": config.bias and calibs.bias is not None,
+            "DARK": config.dark and calibs.dark is not None,
+            "FLAT": config.flat and calibs.flat is not None,
+        }
+
+    def __call__(self, image: np.ndarray, variance: np.ndarray | None, mask: np.ndarray, rows: slice) -> None:
+        image, mask = image[rows], mask[rows]
+        regions = amp_regions(self.amps, rows)
+        if self.applied["GAIN"]:
+            apply_gain(image, regions)
+        var = None
+        if variance is not None:
+            var = initial_variance(image, regions, out=variance[rows])
+        scratch = np.empty(image.shape, dtype=np.float32) if (self.applied["DARK"] or self.applied["FLAT"]) else None
+        if self.applied["BIAS"]:
+            subtract_bias(image, var, mask, _band_exposure(self.calibs.bias.exposure, rows))
+        if self.applied["DARK"]:
+            subtract_dark(image, var, mask, _band_exposure(self.calibs.dark.exposure, rows), self.darktime, scratch)
+        if self.applied["FLAT"]:
+            divide_flat(image, var, mask, _band_exposure(self.calibs.flat.exposure, rows), scratch)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_BAND_ROWS = 256
+
+
+def _threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="isr-band")
+    return _POOL
+
+
+def _bands(rows: int) -> list[slice]:
+    """Row bands for the per-pixel steps: one per thread, or one band for small images."""
+    n = _threads() if rows >= 2 * _BAND_ROWS else 1
+    edges = np.linspace(0, rows, n + 1).astype(int)
+    return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
 def _check(label: str, item: CalibrationInput, kind: str, raw: RawDetector, shape: tuple[int, int]) -> None:
@@ -158,24 +220,14 @@ def run_isr(raw: RawDetector, calibs: Calibrations | None = None, config: IsrCon
         apply_crosstalk(image, amps, matrix)
         applied["CROSSTALK"] = True
 
-    variance = None
-    if config.gain:
-        apply_gain(image, amps)
-        applied["GAIN"] = True
-        if config.variance:
-            variance = initial_variance(image, amps)
-            applied["VARIANCE"] = True
-
-    if config.bias and calibs.bias is not None:
-        subtract_bias(image, variance, mask, calibs.bias.exposure)
-        applied["BIAS"] = True
-    scratch = np.empty(shape, dtype=np.float32) if (calibs.dark or calibs.flat) else None
-    if config.dark and calibs.dark is not None:
-        subtract_dark(image, variance, mask, calibs.dark.exposure, raw.obs.darktime, scratch)
-        applied["DARK"] = True
-    if config.flat and calibs.flat is not None:
-        divide_flat(image, variance, mask, calibs.flat.exposure, scratch)
-        applied["FLAT"] = True
+    variance = np.empty(shape, dtype=np.float32) if (config.gain and config.variance) else None
+    steps = _ElectronSteps(config, calibs, amps, raw.obs.darktime)
+    bands = _bands(shape[0])
+    if len(bands) == 1:
+        steps(image, variance, mask, bands[0])
+    else:  # numpy releases the GIL: row bands run on all cores
+        list(_pool().map(lambda band: steps(image, variance, mask, band), bands))
+    applied.update(steps.applied)
 
     if config.defects and calibs.defects is not None:
         masking.mask_boxes(mask, calibs.defects.defects or [], formats.BAD)
@@ -206,8 +258,7 @@ def run_isr(raw: RawDetector, calibs: Calibrations | None = None, config: IsrCon
         to_fix = (mask & bits) != 0
         if n_nan:
             to_fix |= ~np.isfinite(image)
-        n_interp = interpolate_rows(image, to_fix, variance)
-        mask[to_fix] |= formats.INTRP
+        n_interp = interpolate_rows(image, to_fix, variance, mask=mask, flag=formats.INTRP)
         applied["INTERP"] = True
 
     header = _output_header(raw, calibs, applied, overscan_stats, n_nan, n_interp)
