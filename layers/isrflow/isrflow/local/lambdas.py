@@ -1,0 +1,137 @@
+"""Local Lambda: run the real handlers in a process pool (all cores) with a Lambda-like context.
+
+A function is its handler file + attribute, its environment and its timeout, as
+template.yaml declares them. Each worker process loads a handler module once (by file path,
+under a unique module name, so every function's ``app.py`` can coexist) and sets the
+function's environment around each call. A handler's exception comes back as an error with
+the exception's class name and message, as the Lambda service reports it to Step Functions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+import uuid
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LocalFunction:
+    """What the local runtime needs to invoke one function."""
+
+    name: str
+    handler_file: str
+    handler_attr: str = "lambda_handler"
+    environment: dict[str, str] = field(default_factory=dict)
+    timeout_s: float = 900.0
+    memory_mb: int = 1024
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:lambda:local:000000000000:function:{self.name}"
+
+
+class LambdaError(Exception):
+    """A handler failed: ``error`` is the error name Step Functions sees, ``cause`` its JSON cause."""
+
+    def __init__(self, error: str, message: str, trace: list[str] | None = None):
+        super().__init__(f"{error}: {message}")
+        self.error = error
+        self.message = message
+        self.trace = trace or []
+
+
+class LambdaContext:
+    """The attributes handlers use from the Lambda context object."""
+
+    def __init__(self, fn: LocalFunction, deadline: float):
+        self.function_name = fn.name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = fn.arn
+        self.memory_limit_in_mb = fn.memory_mb
+        self.aws_request_id = uuid.uuid4().hex
+        self.log_group_name = f"/aws/lambda/{fn.name}"
+        self.log_stream_name = "local"
+        self._deadline = deadline
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.time()) * 1000))
+
+
+_MODULES: dict[tuple[str, str], Any] = {}
+
+
+def _handler(fn: LocalFunction):
+    key = (fn.handler_file, fn.handler_attr)
+    handler = _MODULES.get(key)
+    if handler is None:
+        path = Path(fn.handler_file)
+        module_name = f"isrflow_fn_{fn.name}_{abs(hash(str(path))) % 10**8}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise LambdaError("Runtime.ImportModuleError", f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+        handler = getattr(module, fn.handler_attr)
+        _MODULES[key] = handler
+    return handler
+
+
+def invoke_here(fn: LocalFunction, event: Any) -> tuple[str, Any]:
+    """Run one invocation in this process: ("ok", result) or ("error", (name, message, trace))."""
+    saved = {k: os.environ.get(k) for k in fn.environment}
+    os.environ.update(fn.environment)
+    try:
+        result = _handler(fn)(event, LambdaContext(fn, time.time() + fn.timeout_s))
+        return "ok", result
+    except LambdaError as exc:
+        return "error", (exc.error, exc.message, exc.trace)
+    except Exception as exc:  # the Lambda service reports the class name and message
+        return "error", (type(exc).__name__, str(exc), traceback.format_exception(exc)[-8:])
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class LambdaPool:
+    """Invoke local functions in worker processes (``processes=0``: in threads of this process)."""
+
+    def __init__(self, processes: int | None = None):
+        self.processes = (os.cpu_count() or 1) if processes is None else processes
+        if self.processes > 0:
+            ctx = multiprocessing.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
+            self._pool: ProcessPoolExecutor | ThreadPoolExecutor = ProcessPoolExecutor(self.processes, mp_context=ctx)
+        else:
+            self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lambda")
+        self.invocations = 0
+
+    def submit(self, fn: LocalFunction, event: Any) -> Future:
+        self.invocations += 1
+        return self._pool.submit(invoke_here, fn, event)
+
+    def invoke(self, fn: LocalFunction, event: Any) -> Any:
+        """Synchronous invoke (RequestResponse): the result, or LambdaError."""
+        future = self.submit(fn, event)
+        try:
+            status, value = future.result(timeout=fn.timeout_s)
+        except FutureTimeout:
+            raise LambdaError("Sandbox.Timedout", f"{fn.name} timed out after {fn.timeout_s:g} s") from None
+        if status == "ok":
+            return value
+        name, message, trace = value
+        raise LambdaError(name, message, trace)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

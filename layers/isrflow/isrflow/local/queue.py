@@ -1,0 +1,192 @@
+"""A durable local queue with SQS semantics, in its own SQLite file (WAL).
+
+Batch send and receive, a visibility timeout, a receive count per message and a dead-letter
+queue after ``max_receive_count`` receives, like SQS standard queues (at-least-once; no
+ordering promise). A send returns only after the transaction is committed, so an
+acknowledged message survives a crash of the process. Any number of processes may use the
+same file; SQLite's write lock serialises receives, so one message is never in flight twice.
+
+Times come from an injectable clock (seconds, ``time.time`` by default).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS message (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    sent REAL NOT NULL,
+    visible_at REAL NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt TEXT
+);
+CREATE INDEX IF NOT EXISTS message_ready ON message (queue, visible_at, seq);
+CREATE INDEX IF NOT EXISTS message_receipt ON message (receipt);
+"""
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    message_id: str
+    receipt: str
+    body: str
+    receive_count: int
+    sent: float
+
+
+class LocalQueue:
+    """One named queue in a SQLite file; ``dead_letter`` names the queue that takes poison messages."""
+
+    def __init__(self, path: str | Path, name: str = "registry", *, visibility_timeout: float = 30.0,
+                 max_receive_count: int = 5, dead_letter: str | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.path = Path(path)
+        self.name = name
+        self.visibility_timeout = visibility_timeout
+        self.max_receive_count = max_receive_count
+        self.dead_letter = dead_letter if dead_letter is not None else f"{name}-dlq"
+        self.clock = clock
+        self._local = threading.local()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            conn.executescript(_SCHEMA)
+
+    @property
+    def url(self) -> str:
+        """The URL handlers are given for this queue (``sqlite:///path#name``)."""
+        return f"sqlite://{self.path.absolute()}#{self.name}"
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # --- producer side ---------------------------------------------------------------------
+
+    def send(self, bodies: Iterable[str], message_ids: Iterable[str] | None = None) -> list[str]:
+        """Enqueue bodies in one committed transaction; returns their message ids."""
+        bodies = list(bodies)
+        ids = list(message_ids) if message_ids is not None else [uuid.uuid4().hex for _ in bodies]
+        now = self.clock()
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT INTO message (queue, message_id, body, sent, visible_at) VALUES (?, ?, ?, ?, ?)",
+                [(self.name, mid, body, now, now) for mid, body in zip(ids, bodies)],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return ids
+
+    # --- consumer side ---------------------------------------------------------------------
+
+    def receive(self, max_messages: int = 10, visibility_timeout: float | None = None) -> list[ReceivedMessage]:
+        """Take up to ``max_messages`` visible messages and hide them for the visibility timeout.
+
+        A message received more than ``max_receive_count`` times moves to the dead-letter queue
+        instead of being returned.
+        """
+        vt = self.visibility_timeout if visibility_timeout is None else visibility_timeout
+        now = self.clock()
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = conn.execute(
+                "SELECT seq, message_id, body, receive_count, sent FROM message "
+                "WHERE queue = ? AND visible_at <= ? ORDER BY seq LIMIT ?",
+                (self.name, now, max_messages),
+            ).fetchall()
+            out: list[ReceivedMessage] = []
+            dead = [r[0] for r in rows if r[3] >= self.max_receive_count]
+            if dead:
+                conn.executemany("UPDATE message SET queue = ?, receipt = NULL, visible_at = ? WHERE seq = ?",
+                                 [(self.dead_letter, now, seq) for seq in dead])
+            updates = []
+            for seq, message_id, body, count, sent in rows:
+                if seq in dead:
+                    continue
+                receipt = f"{seq}:{uuid.uuid4().hex}"
+                updates.append((now + vt, receipt, seq))
+                out.append(ReceivedMessage(message_id, receipt, body, count + 1, sent))
+            conn.executemany(
+                "UPDATE message SET visible_at = ?, receive_count = receive_count + 1, receipt = ? WHERE seq = ?",
+                updates,
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return out
+
+    def delete(self, receipts: Iterable[str]) -> int:
+        """Acknowledge messages by receipt; a stale receipt (message received again since) is ignored."""
+        receipts = list(receipts)
+        if not receipts:
+            return 0
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            n = 0
+            for chunk in range(0, len(receipts), 500):
+                part = receipts[chunk:chunk + 500]
+                n += conn.execute(
+                    f"DELETE FROM message WHERE receipt IN ({','.join('?' * len(part))})", part
+                ).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return n
+
+    def change_visibility(self, receipts: Iterable[str], timeout: float) -> None:
+        """Make received messages visible again after ``timeout`` seconds (0 = now)."""
+        now = self.clock()
+        conn = self._connect()
+        conn.executemany("UPDATE message SET visible_at = ? WHERE receipt = ?", [(now + timeout, r) for r in receipts])
+
+    # --- inspection ------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Visible, in-flight and dead-lettered message counts."""
+        now = self.clock()
+        conn = self._connect()
+        visible = conn.execute("SELECT COUNT(*) FROM message WHERE queue = ? AND visible_at <= ?", (self.name, now)).fetchone()[0]
+        total = conn.execute("SELECT COUNT(*) FROM message WHERE queue = ?", (self.name,)).fetchone()[0]
+        dead = conn.execute("SELECT COUNT(*) FROM message WHERE queue = ?", (self.dead_letter,)).fetchone()[0]
+        return {"visible": visible, "in_flight": total - visible, "dead_letter": dead}
+
+    def dead_letters(self) -> list[tuple[str, str]]:
+        conn = self._connect()
+        return conn.execute("SELECT message_id, body FROM message WHERE queue = ? ORDER BY seq", (self.dead_letter,)).fetchall()
+
+
+def parse_local_url(url: str) -> tuple[Path, str]:
+    """``sqlite:///abs/path/queue.sqlite3#name`` -> (path, name)."""
+    if not url.startswith("sqlite://"):
+        raise ValueError(f"{url!r} is not a local queue URL (sqlite:///path#name)")
+    rest = url[len("sqlite://"):]
+    path, _, name = rest.partition("#")
+    return Path(path), name or "registry"
