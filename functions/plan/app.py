@@ -1,0 +1,13 @@
+"""Plan Lambda: find the quanta of a ProcessVisit input, write the cluster manifest, return its key."""
+
+from __future__ import annotations
+
+from isrflow.messages import PlanEvent
+from isrflow.process_visit.plan import plan_visit
+from isrflow.settings import open_registry, settings
+
+
+def lambda_handler(event: dict, context: object = None) -> dict:
+    config = settings().require("datastore_root")
+    result = plan_visit(PlanEvent.model_validate(event), open_registry(config), config.datastore_root)
+    return result.model_dump(mode="json")

@@ -1,0 +1,80 @@
+"""isrflow's own Amazon States Language interpreter, for the subset the project's state
+machines use, written from the ASL specification (https://states-language.net/spec.html)
+and, where AWS's behaviour differs from the text, following AWS.
+
+Usage::
+
+    from isrflow.local.asl import Interpreter, LocalIntegrations, StateMachine
+
+    machine = StateMachine.from_file("statemachines/process_visit.asl.json", "ProcessVisit",
+                                     substitutions={...})
+    interp = Interpreter(LocalIntegrations({"plan": plan_handler, ...}), item_reader=read_s3_object)
+    execution = interp.start_execution(machine, {"visit": 42}, name="visit-42")
+    execution.status, execution.output, execution.history
+
+The subset: JSONPath states Task, Pass, Choice, Wait, Succeed, Fail, Parallel, Map (inline,
+and DISTRIBUTED with STANDARD children and an s3:getObject JSON ItemReader); InputPath,
+Parameters, ResultSelector, ResultPath, OutputPath; Retry (incl. MaxDelaySeconds and
+JitterStrategy) and Catch; the intrinsic functions. Rejected at load with
+:class:`UnsupportedFeatureError`: ItemBatcher, ResultWriter, ToleratedFailure*, EXPRESS
+children, other ItemReader kinds, JSONata, variables (Assign).
+"""
+
+from .clock import Clock, FakeClock, RealClock
+from .definition import StateMachine
+from .errors import (
+                     AslError,
+                     DefinitionError,
+                     ExecutionAlreadyExists,
+                     ExecutionDoesNotExist,
+                     IntegrationNotConfigured,
+                     TaskFailure,
+                     UnsupportedFeatureError,
+)
+from .history import count_state_transitions
+from .integrations import (
+                     ECS_RUN_TASK_SYNC,
+                     LAMBDA_INVOKE,
+                     SQS_SEND_MESSAGE,
+                     STATES_START_EXECUTION_SYNC2,
+                     Integrations,
+                     LambdaContext,
+                     LambdaFunction,
+                     LocalIntegrations,
+                     TaskContext,
+                     lambda_error,
+)
+from .interpreter import ABORTED, FAILED, RUNNING, SUCCEEDED, TIMED_OUT, Execution, Interpreter, MapRun
+
+__all__ = [
+                     "ABORTED",
+                     "ECS_RUN_TASK_SYNC",
+                     "FAILED",
+                     "LAMBDA_INVOKE",
+                     "RUNNING",
+                     "SQS_SEND_MESSAGE",
+                     "STATES_START_EXECUTION_SYNC2",
+                     "SUCCEEDED",
+                     "TIMED_OUT",
+                     "AslError",
+                     "Clock",
+                     "DefinitionError",
+                     "Execution",
+                     "ExecutionAlreadyExists",
+                     "ExecutionDoesNotExist",
+                     "FakeClock",
+                     "IntegrationNotConfigured",
+                     "Integrations",
+                     "Interpreter",
+                     "LambdaContext",
+                     "LambdaFunction",
+                     "LocalIntegrations",
+                     "MapRun",
+                     "RealClock",
+                     "StateMachine",
+                     "TaskContext",
+                     "TaskFailure",
+                     "UnsupportedFeatureError",
+                     "count_state_transitions",
+                     "lambda_error",
+]

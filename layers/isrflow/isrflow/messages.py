@@ -1,0 +1,520 @@
+"""Every message isrflow components exchange, as pydantic models.
+
+Sections:
+
+1. Common pieces (UTC time type, message base).
+2. Registry messages: what producers (ingest, ISR workers, calibration steps, the state
+   machines) send to the registry queue and the writer applies in batches. A discriminated
+   union on ``kind`` (:data:`RegistryMessage`) parses any of them.
+3. JSON helpers.
+
+(The Step Functions event models are added as further sections of this module.)
+
+All times are timezone-aware UTC datetimes; a naive datetime is refused rather than guessed.
+This module imports only pydantic and the pure-Python parts of the registry (no SQLAlchemy,
+numpy or astropy), so every Lambda can use it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from .observation import ObservationInfo
+from .registry.ids import (
+    CALIBRATION_TYPES,
+    DATASET_TYPES,
+    canonical_json,
+    check_collection_name,
+    dataset_id_normalized,
+    normalize_data_id,
+)
+
+# =============================================================================================
+# 1. Common pieces
+# =============================================================================================
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("time must be timezone-aware (UTC)")
+    return value.astimezone(timezone.utc)
+
+
+#: A timezone-aware datetime, converted to UTC.
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+def _collection(value: str) -> str:
+    try:
+        return check_collection_name(value)
+    except Exception as exc:  # CollectionError -> pydantic validation error
+        raise ValueError(str(exc)) from None
+
+
+CollectionName = Annotated[str, AfterValidator(_collection)]
+
+
+def new_message_id() -> str:
+    """A fresh message id (32 hex digits). Redeliveries of one message keep its id."""
+    return uuid.uuid4().hex
+
+
+class _Message(BaseModel):
+    """Base of registry messages.
+
+    ``message_id`` identifies the message (not the SQS delivery): the writer counts each
+    message id once per execution however often SQS delivers it. ``execution_id`` (optional)
+    ties the message to a state-machine execution so ``Registry.wait_applied`` can wait for it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    message_id: str = Field(default_factory=new_message_id, min_length=1, max_length=64)
+    execution_id: str | None = Field(default=None, min_length=1, max_length=256)
+
+
+# =============================================================================================
+# 2. Registry messages
+# =============================================================================================
+
+# --- 2a. Dimension records -------------------------------------------------------------------
+
+
+class InstrumentRecord(_Message):
+    """An instrument. Detector, exposure and dataset records need it registered first."""
+
+    kind: Literal["instrument"] = "instrument"
+    name: str = Field(min_length=1, max_length=64)
+    camera: str | None = Field(
+        default=None, description="Built-in camera name (hsc, lsstcam, decam, generic)."
+    )
+
+
+class DetectorRecord(_Message):
+    """A detector of an instrument: native id and name."""
+
+    kind: Literal["detector"] = "detector"
+    instrument: str = Field(min_length=1, max_length=64)
+    id: int
+    name: str = Field(min_length=1, max_length=64)
+
+
+class ExposureRecord(_Message):
+    """An exposure (a science exposure is a visit). Times UTC; exptime/darktime in seconds."""
+
+    kind: Literal["exposure"] = "exposure"
+    instrument: str = Field(min_length=1, max_length=64)
+    id: int
+    obs_type: str
+    physical_filter: str
+    band: str
+    exptime: float = Field(ge=0)
+    darktime: float = Field(ge=0)
+    day_obs: int
+    begin: UtcDatetime
+    end: UtcDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ExposureRecord":
+        if self.end < self.begin:
+            raise ValueError("exposure end is before its begin")
+        return self
+
+
+def dimension_records(
+    obs: ObservationInfo, camera: str | None = None, execution_id: str | None = None
+) -> list[_Message]:
+    """The instrument, detector and exposure records of one translated raw detector frame."""
+    return [
+        InstrumentRecord(name=obs.instrument, camera=camera, execution_id=execution_id),
+        DetectorRecord(
+            instrument=obs.instrument, id=obs.detector, name=obs.detector_name, execution_id=execution_id
+        ),
+        ExposureRecord(
+            instrument=obs.instrument,
+            id=obs.exposure,
+            obs_type=obs.obs_type,
+            physical_filter=obs.physical_filter,
+            band=obs.band,
+            exptime=obs.exptime,
+            darktime=obs.darktime,
+            day_obs=obs.day_obs,
+            begin=obs.begin,
+            end=obs.end,
+            execution_id=execution_id,
+        ),
+    ]
+
+
+# --- 2b. Datasets and provenance -------------------------------------------------------------
+
+
+class ProvenanceInput(BaseModel):
+    """One input of an output dataset; ``role`` says what it was used as (raw, bias, flat, ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: uuid.UUID
+    role: str = Field(min_length=1, max_length=32)
+
+
+class DatasetMessage(_Message):
+    """A dataset written into a RUN collection, with the inputs it was made from.
+
+    ``id`` is optional; when given it must equal ``dataset_id(dataset_type, run, data_id)``.
+    Re-sending the same dataset is a no-op; ``replace=True`` updates URI, size and checksum of
+    the existing row and replaces its provenance. ``size`` is in bytes; ``created`` is UTC.
+    """
+
+    kind: Literal["dataset"] = "dataset"
+    dataset_type: str
+    run: CollectionName
+    data_id: dict[str, Any]
+    uri: str = Field(min_length=1)
+    size: int | None = Field(default=None, ge=0)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    created: UtcDatetime | None = None
+    inputs: list[ProvenanceInput] = Field(default_factory=list)
+    replace: bool = False
+    id: uuid.UUID | None = None
+    _data_id_json: str = PrivateAttr(default="")
+
+    @model_validator(mode="after")
+    def _check_id(self) -> "DatasetMessage":
+        if self.dataset_type not in DATASET_TYPES:
+            raise ValueError(f"unknown dataset type {self.dataset_type!r}")
+        try:
+            self.data_id = normalize_data_id(self.dataset_type, self.data_id)
+        except Exception as exc:  # DataIdError -> validation error
+            raise ValueError(str(exc)) from None
+        self._data_id_json = canonical_json(self.data_id)
+        expected = dataset_id_normalized(self.dataset_type, self.run, self.data_id)
+        if self.id is None:
+            self.id = expected
+        elif self.id != expected:
+            raise ValueError(
+                f"dataset id {self.id} does not match its type/run/data id (expected {expected})"
+            )
+        roles = [i.dataset_id for i in self.inputs]
+        if len(set(roles)) != len(roles):
+            raise ValueError("an input dataset is listed twice")
+        if self.id in roles:
+            raise ValueError("a dataset cannot be its own input")
+        return self
+
+    @property
+    def dataset_id(self) -> uuid.UUID:
+        assert self.id is not None
+        return self.id
+
+    @property
+    def data_id_json(self) -> str:
+        """The data id as canonical JSON (sorted keys), as stored in the registry."""
+        return self._data_id_json or canonical_json(self.data_id)
+
+
+# --- 2c. Certification -----------------------------------------------------------------------
+
+
+class CertifyMessage(_Message):
+    """Certify a calibration dataset into a CALIBRATION collection for ``[begin, end)`` (UTC).
+
+    ``begin=None`` / ``end=None`` mean unbounded on that side. Validity ranges of the same
+    dataset type and data id in one collection must not overlap (adjacent is fine).
+    """
+
+    kind: Literal["certify"] = "certify"
+    dataset_id: uuid.UUID
+    collection: CollectionName
+    begin: UtcDatetime | None = None
+    end: UtcDatetime | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "CertifyMessage":
+        if self.begin is not None and self.end is not None and not self.begin < self.end:
+            raise ValueError("validity range is empty: begin must be before end")
+        return self
+
+
+# --- 2d. Processing records and execution markers ---------------------------------------------
+
+
+class ProcessingRecordMessage(_Message):
+    """How one detector's step went in one execution (duration s, peak memory MiB, retries)."""
+
+    kind: Literal["processing_record"] = "processing_record"
+    execution_id: str = Field(min_length=1, max_length=256)
+    instrument: str = Field(min_length=1, max_length=64)
+    exposure: int
+    detector: int
+    step: str = Field(default="isr", min_length=1, max_length=64)
+    status: Literal["succeeded", "failed", "skipped"]
+    duration_s: float | None = Field(default=None, ge=0)
+    peak_memory_mb: float | None = Field(default=None, ge=0)
+    retries: int = Field(default=0, ge=0)
+    error: str | None = None
+    recorded: UtcDatetime | None = None
+
+
+class ExecutionCompleteMessage(_Message):
+    """Sent last by an execution: it produced ``expected`` registry messages before this one."""
+
+    kind: Literal["execution_complete"] = "execution_complete"
+    execution_id: str = Field(min_length=1, max_length=256)
+    expected: int = Field(ge=0)
+
+
+#: Any registry message, discriminated on ``kind``.
+RegistryMessage = Annotated[
+    Union[
+        InstrumentRecord,
+        DetectorRecord,
+        ExposureRecord,
+        DatasetMessage,
+        CertifyMessage,
+        ProcessingRecordMessage,
+        ExecutionCompleteMessage,
+    ],
+    Field(discriminator="kind"),
+]
+
+#: Order the writer applies kinds in (parents before children).
+KIND_ORDER: tuple[str, ...] = (
+    "instrument",
+    "detector",
+    "exposure",
+    "dataset",
+    "certify",
+    "processing_record",
+    "execution_complete",
+)
+
+# =============================================================================================
+# 3. JSON helpers
+# =============================================================================================
+
+_REGISTRY_ADAPTER: TypeAdapter[Any] = TypeAdapter(RegistryMessage)
+
+
+def parse_message(data: str | bytes | dict[str, Any]) -> RegistryMessage:
+    """Parse one registry message from JSON text/bytes or a dict; pydantic ValidationError if invalid."""
+    if isinstance(data, (str, bytes, bytearray)):
+        return _REGISTRY_ADAPTER.validate_json(data)
+    return _REGISTRY_ADAPTER.validate_python(data)
+
+
+def dump_message(message: BaseModel) -> str:
+    """A registry message as compact JSON (what goes into an SQS message body)."""
+    return message.model_dump_json(exclude_none=True)
+
+
+def message_error_summary(exc: ValidationError, limit: int = 3) -> str:
+    """A short one-line description of a validation error (for the rejects table and logs)."""
+    parts = []
+    for err in exc.errors()[:limit]:
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+# =============================================================================================
+# 4. Step Functions events: ProcessVisit (state input, Plan, ISR cluster, Summarize)
+# =============================================================================================
+#
+# Only small JSON travels through the state machine (256 KB payload limit): the cluster list
+# goes into a manifest in the datastore, and per-quantum results into small JSON files under
+# ``results/<execution>/``.
+
+from .registry.models import Quantum  # noqa: E402  (pydantic only; keeps the section self-contained)
+
+OutputRunMode = Literal["fail", "skip-existing", "replace"]
+
+
+class QuantumKey(BaseModel):
+    """An explicit (instrument, exposure, detector) to process (prompt processing, reruns)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instrument: str = Field(min_length=1)
+    exposure: int
+    detector: int
+
+
+class ProcessVisitInput(BaseModel):
+    """The ProcessVisit state machine's input (``events/process_visit_input.json``).
+
+    Give either ``where`` (a data query over the raws) or ``quanta`` (an explicit list).
+    ``max_failure_fraction`` is the fraction of quanta allowed to fail before the execution
+    fails; ``isr_config`` is an :class:`isrflow.isr.IsrConfig` as JSON.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    where: str | None = None
+    quanta: list[QuantumKey] | None = None
+    input_collections: list[str] = Field(min_length=1)
+    calib_collection: str
+    output_run: CollectionName
+    mode: OutputRunMode = "fail"
+    cluster_size: int = Field(default=4, ge=1, le=1000)
+    max_concurrency: int = Field(default=100, ge=1, le=10000)
+    max_failure_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+    isr_config: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> "ProcessVisitInput":
+        if (self.where is None) == (self.quanta is None):
+            raise ValueError("give exactly one of 'where' and 'quanta'")
+        if self.quanta is not None and not self.quanta:
+            raise ValueError("'quanta' is empty")
+        return self
+
+
+class PlanEvent(BaseModel):
+    """What the Plan state sends the plan function: the state input and the execution id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: ProcessVisitInput
+    execution_id: str = Field(min_length=1)
+
+
+class Cluster(BaseModel):
+    """Quanta one ISR worker processes together (same detector: calibrations read once)."""
+
+    cluster_id: str
+    quanta: list[Quantum] = Field(min_length=1)
+
+
+class PlanResult(BaseModel):
+    """The plan function's small answer; the clusters themselves are in the manifest."""
+
+    execution_id: str
+    execution_key: str = Field(description="filesystem/S3-safe form of the execution id")
+    manifest_key: str = Field(description="key of the manifest under the data bucket / datastore root")
+    manifest_uri: str
+    results_prefix: str
+    clusters: int
+    quanta: int
+    failed_at_plan: int = Field(description="quanta failed while planning (e.g. missing calibration)")
+    skipped_existing: int
+    output_run: str
+    isr_config: dict[str, Any]
+    max_concurrency: int
+    max_failure_fraction: float
+
+
+class IsrClusterEvent(BaseModel):
+    """One Map item: a cluster plus what every worker needs to know."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cluster: Cluster
+    execution_id: str
+    results_prefix: str
+    output_run: CollectionName
+    isr_config: dict[str, Any] = Field(default_factory=dict)
+
+
+class QuantumResult(BaseModel):
+    """One quantum's outcome, written as JSON under the execution's results prefix."""
+
+    instrument: str
+    exposure: int
+    detector: int
+    status: Literal["succeeded", "failed"]
+    output_uri: str | None = None
+    duration_s: float = Field(default=0.0, ge=0, description="wall seconds")
+    peak_memory_mb: float | None = Field(default=None, ge=0, description="worker process peak RSS, MiB")
+    retries: int = Field(default=0, ge=0)
+    error: str | None = None
+    messages_sent: int = Field(default=0, ge=0, description="registry messages sent for this quantum")
+
+
+class ClusterSummary(BaseModel):
+    """The ISR function's small answer for one cluster."""
+
+    cluster_id: str
+    succeeded: int
+    failed: int
+
+
+class RecordFailureEvent(BaseModel):
+    """Sent by a Map item's Catch: the worker itself failed, so record every quantum of its cluster."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    action: Literal["record_failure"] = "record_failure"
+    cluster: Cluster
+    results_prefix: str
+    error: dict[str, Any] = Field(default_factory=dict, description="the Catch output: Error and Cause")
+
+
+class SummarizeEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    action: Literal["summarize"] = "summarize"
+    plan: PlanResult
+
+
+class VisitSummary(BaseModel):
+    """What Summarize returns (and the CLI prints): counts, failures with reasons, durations."""
+
+    execution_id: str
+    quanta: int
+    succeeded: int
+    failed: int
+    skipped_existing: int
+    failures: list[QuantumResult] = Field(
+        default_factory=list, description="at most 50, for the state output"
+    )
+    total_isr_seconds: float
+    max_isr_seconds: float
+    registry_messages: int
+
+
+__all__ = [
+    "CALIBRATION_TYPES",
+    "CertifyMessage",
+    "DatasetMessage",
+    "DetectorRecord",
+    "ExecutionCompleteMessage",
+    "ExposureRecord",
+    "InstrumentRecord",
+    "KIND_ORDER",
+    "ProcessingRecordMessage",
+    "ProvenanceInput",
+    "RegistryMessage",
+    "UtcDatetime",
+    "dimension_records",
+    "dump_message",
+    "message_error_summary",
+    "new_message_id",
+    "parse_message",
+    # Step Functions events
+    "Cluster",
+    "ClusterSummary",
+    "IsrClusterEvent",
+    "PlanEvent",
+    "PlanResult",
+    "ProcessVisitInput",
+    "QuantumKey",
+    "QuantumResult",
+    "RecordFailureEvent",
+    "SummarizeEvent",
+    "VisitSummary",
+]

@@ -1,0 +1,84 @@
+"""The datastore layout: one URI template for ``file://`` and ``s3://`` roots.
+
+``{root}/{run}/{dataset_type}/{instrument}/{exposure}/{dataset_type}_{instrument}_{exposure}_{detector}.fits``
+
+- ``exposure`` is the exposure id; data ids without one (calibrations) put the physical filter
+  there (flats) or ``all`` (bias, dark, defects).
+- A raw file that holds several detectors (a DECam exposure) is stored once, with the
+  ``_{detector}`` part dropped: every detector's dataset points at that one file and readers
+  pick the detector by data id.
+- Path components are sanitised: characters other than letters, digits, ``. _ + -`` become
+  ``_`` (a DECam filter such as ``g DECam SDSS c0001 4720.0 1520.0`` becomes one word).
+
+Pure Python: no SQLAlchemy, numpy or astropy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def _part(value: Any) -> str:
+    text = _UNSAFE.sub("_", str(value))
+    if text in ("", ".", ".."):
+        text = text.replace(".", "_") or "_"
+    return text
+
+
+def normalize_root(root: str | Path) -> str:
+    """A datastore root as a URI without trailing '/': ``s3://bucket/prefix`` or ``file:///abs/dir``.
+
+    A plain (relative or absolute) path becomes an absolute ``file://`` URI.
+    """
+    text = str(root)
+    if text.startswith("s3://"):
+        return text.rstrip("/")
+    if text.startswith("file://"):
+        return path_to_uri(uri_to_path(text))
+    if "://" in text:
+        from ..errors import RegistryError
+
+        raise RegistryError(f"unsupported datastore root {text!r}: use a path, file:// or s3://")
+    return path_to_uri(Path(text))
+
+
+def path_to_uri(path: str | Path) -> str:
+    """The ``file://`` URI of a local path (made absolute, not resolved through symlinks)."""
+    return "file://" + quote(str(Path(path).absolute()), safe="/._-+~:@")
+
+
+def uri_to_path(uri: str) -> Path:
+    """The local path of a ``file://`` URI; RegistryError for any other scheme."""
+    parts = urlsplit(uri)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+        from ..errors import RegistryError
+
+        raise RegistryError(f"{uri!r} is not a local file:// URI")
+    return Path(unquote(parts.path))
+
+
+def dataset_uri(root: str | Path, run: str, dataset_type: str, data_id: Mapping[str, Any]) -> str:
+    """The URI of one dataset under a datastore root (``file://``, ``s3://`` or a plain path).
+
+    ``data_id`` is used as given (normalise it first); without a ``detector`` key the name has
+    no ``_{detector}`` suffix (the one-file-for-many-detectors case).
+    """
+    base = normalize_root(root)
+    instrument = _part(data_id["instrument"])
+    if "exposure" in data_id:
+        slot = _part(data_id["exposure"])
+    elif "physical_filter" in data_id:
+        slot = _part(data_id["physical_filter"])
+    else:
+        slot = "all"
+    run_path = "/".join(_part(p) for p in run.split("/"))
+    stem = f"{_part(dataset_type)}_{instrument}_{slot}"
+    if "detector" in data_id:
+        stem += f"_{_part(data_id['detector'])}"
+    return f"{base}/{run_path}/{_part(dataset_type)}/{instrument}/{slot}/{stem}.fits"

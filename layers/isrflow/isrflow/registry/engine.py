@@ -1,0 +1,122 @@
+"""Engines for the two supported databases, transactions and locks.
+
+- SQLite (embedded default): a file in WAL mode, foreign keys on, a 30 s busy timeout. The
+  driver's own transaction handling is turned off and SQLAlchemy emits ``BEGIN`` itself:
+  read transactions use ``BEGIN`` (deferred), write transactions ``BEGIN IMMEDIATE``, which
+  takes SQLite's single write lock up front, so writers are serialised and a read-then-write
+  transaction can never fail half way with a stale snapshot.
+- PostgreSQL (cloud registry) through psycopg 3. ``postgresql://`` URLs are rewritten to
+  ``postgresql+psycopg://``. A schema can be selected with ``schema=`` (sets ``search_path``).
+  Certification takes a transaction-level advisory lock per collection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from ..errors import RegistryError, RegistryUnavailableError
+
+_WRITE = "isrflow_write"
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse a registry URL; plain ``postgresql://``/``postgres://`` get the psycopg 3 driver."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise RegistryError(f"invalid registry URL {str(url)!r}: {exc}") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise RegistryError(
+            f"unsupported registry database {parsed.drivername!r}: use sqlite:/// or postgresql://"
+        )
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise RegistryError("the registry needs a SQLite file (sqlite:///path), not an in-memory database")
+    return parsed
+
+
+def create_registry_engine(url: str | URL, *, schema: str | None = None, pool_size: int = 5) -> Engine:
+    """An engine for a registry URL with the settings above."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
+        engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    connect_args: dict[str, object] = {"connect_timeout": 10}
+    if schema:
+        if not schema.replace("_", "").isalnum():
+            raise RegistryError(f"invalid schema name {schema!r}")
+        connect_args["options"] = f"-csearch_path={schema}"
+    return sa.create_engine(
+        parsed, connect_args=connect_args, pool_size=pool_size, max_overflow=2, pool_pre_ping=True
+    )
+
+
+def _sqlite_connect(dbapi_connection, connection_record) -> None:  # type: ignore[no-untyped-def]
+    dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+def is_postgres(conn: Connection | Engine) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def _unavailable(exc: Exception) -> bool:
+    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)) or (
+        isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+    )
+
+
+@contextmanager
+def transaction(engine: Engine, *, write: bool) -> Iterator[Connection]:
+    """One transaction on its own connection; commits on success, rolls back on any error.
+
+    Connection-level failures (server down, connection lost, SQLite locked past the timeout)
+    are raised as RegistryUnavailableError: the caller should retry the whole operation.
+    """
+    try:
+        with engine.connect() as conn:
+            if write:
+                conn.execution_options(**{_WRITE: True})
+            with conn.begin():
+                yield conn
+    except sa.exc.DBAPIError as exc:
+        if _unavailable(exc):
+            raise RegistryUnavailableError(f"registry database unavailable: {exc.orig or exc}") from exc
+        raise
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for ``pg_advisory_xact_lock`` derived from a name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def lock(conn: Connection, name: str) -> None:
+    """Take the named write lock until the end of the transaction.
+
+    PostgreSQL: ``pg_advisory_xact_lock``. SQLite: nothing to do, write transactions already
+    hold the database write lock (``BEGIN IMMEDIATE``).
+    """
+    if is_postgres(conn):
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(name)})
+    elif not conn.get_execution_options().get(_WRITE):
+        raise RegistryError("internal: lock() needs a write transaction")

@@ -1,0 +1,761 @@
+"""The batch writer: apply many registry messages in ONE transaction.
+
+``apply_batch(registry, items)`` is what the registry-writer Lambda runs for an SQS batch:
+
+1. Validate every item (pydantic). A malformed item is *poison*.
+2. In one write transaction (SQLite ``BEGIN IMMEDIATE``; PostgreSQL READ COMMITTED), apply by
+   kind in parent-to-child order: instruments, detectors, exposures, datasets, provenance,
+   certifications, processing records, execution markers; within a kind sorted by key, so
+   concurrent writers take row locks in the same order and cannot deadlock.
+3. Rows go in with bulk ``INSERT ... ON CONFLICT`` (DO NOTHING for facts, DO UPDATE for
+   ``replace`` datasets, processing records and execution markers): duplicates are no-ops.
+4. Outcomes per item:
+
+   - *applied* (including duplicates that changed nothing);
+   - *rejected*: can never apply (malformed, unknown instrument, overlapping validity,
+     content conflicting with an existing dataset, wrong collection type). Written to the
+     ``rejected_message`` table with its reason and counted as processed: never redelivered;
+   - *retry*: a parent (dimension record, input dataset, dataset to certify) is not there yet
+     because SQS reordered messages. Nothing of the item is written; it is returned so the
+     handler lists it in ``batchItemFailures`` and SQS delivers it again later. After
+     ``give_up_after`` deliveries it is rejected instead.
+
+5. Certification runs under a lock per CALIBRATION collection (``pg_advisory_xact_lock`` on
+   PostgreSQL; the SQLite write lock), re-reading existing validity ranges after taking it,
+   so two writers can never certify overlapping ranges.
+6. Messages carrying an ``execution_id`` are counted per execution (``applied_message``,
+   keyed by message id, so redeliveries count once); ``Registry.wait_applied`` reads that.
+
+Any database error (outage, lost connection, a bug) propagates: the transaction rolls back as
+a whole and the Lambda fails, so SQS redelivers the entire batch. Nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.engine import Connection
+
+from ..errors import (
+    CertificationConflictError,
+    MissingParentError,
+    RegistryError,
+    RejectedMessageError,
+)
+from ..messages import (
+    CertifyMessage,
+    DatasetMessage,
+    DetectorRecord,
+    ExecutionCompleteMessage,
+    ExposureRecord,
+    InstrumentRecord,
+    ProcessingRecordMessage,
+    message_error_summary,
+    parse_message,
+)
+from . import schema as s
+from .engine import is_postgres, lock, transaction
+from .ids import CALIBRATION_TYPES
+
+#: Largest IN list sent in one statement.
+_CHUNK = 5000
+
+PhaseHook = Callable[[str, Connection], None]
+
+
+@dataclass
+class BatchItem:
+    """One item of a batch: an id (the SQS messageId), its body and how often SQS delivered it."""
+
+    item_id: str
+    body: str | bytes | dict[str, Any] | BaseModel
+    receive_count: int = 1
+
+
+@dataclass
+class BatchResult:
+    """Outcome of a batch: item ids applied, rejected (with reason) and to retry (with reason)."""
+
+    applied: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    retry: list[tuple[str, str]] = field(default_factory=list)
+
+    def batch_item_failures(self) -> list[dict[str, str]]:
+        """The ``batchItemFailures`` list of the SQS partial-batch response (retry items only)."""
+        return [{"itemIdentifier": item_id} for item_id, _ in self.retry]
+
+    def summary(self) -> dict[str, int]:
+        return {"applied": len(self.applied), "rejected": len(self.rejected), "retry": len(self.retry)}
+
+
+class _Item:
+    __slots__ = ("item_id", "message", "body", "receive_count", "status", "reason", "error")
+
+    def __init__(self, item_id: str, message: Any, body: str, receive_count: int) -> None:
+        self.item_id = item_id
+        self.message = message
+        self.body = body
+        self.receive_count = receive_count
+        self.status = "pending"
+        self.reason = ""
+        self.error: type[RegistryError] = RejectedMessageError
+
+    def reject(self, reason: str, error: type[RegistryError] = RejectedMessageError) -> None:
+        self.status, self.reason, self.error = "rejected", reason, error
+
+    def retry(self, reason: str) -> None:
+        self.status, self.reason, self.error = "retry", reason, MissingParentError
+
+    def applied(self) -> None:
+        self.status = "applied"
+
+
+def _to_item(raw: BatchItem) -> _Item:
+    body = raw.body
+    if isinstance(body, BaseModel):
+        text = body.model_dump_json(exclude_none=True)
+        try:  # re-validate: a model built with model_construct or mutated afterwards is checked too
+            return _Item(raw.item_id, parse_message(text), text, raw.receive_count)
+        except ValidationError as exc:
+            item = _Item(raw.item_id, None, text, raw.receive_count)
+            item.reject(f"invalid message: {message_error_summary(exc)}")
+            return item
+    if isinstance(body, dict):
+        text = json.dumps(body, default=str)
+        data: Any = body
+    else:
+        text = body.decode("utf-8", "replace") if isinstance(body, (bytes, bytearray)) else str(body)
+        data = text
+    try:
+        return _Item(raw.item_id, parse_message(data), text, raw.receive_count)
+    except ValidationError as exc:
+        item = _Item(raw.item_id, None, text, raw.receive_count)
+        item.reject(f"invalid message: {message_error_summary(exc)}")
+        return item
+
+
+def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def _select_in(conn: Connection, columns: Sequence[Any], key: Any, values: Iterable[Any]) -> list[Any]:
+    """``SELECT columns WHERE key IN values``, chunked (``key = ANY(array)`` on PostgreSQL)."""
+    vals = list(set(values))
+    rows: list[Any] = []
+    single = not isinstance(key, sa.sql.elements.Tuple)
+    for chunk in _chunks(vals):
+        if single and is_postgres(conn):
+            from sqlalchemy.dialects.postgresql import ARRAY
+
+            cond = key == sa.any_(sa.bindparam(None, list(chunk), type_=ARRAY(key.type)))
+        else:
+            cond = key.in_(chunk)
+        rows.extend(conn.execute(sa.select(*columns).where(cond)).all())
+    return rows
+
+
+#: Row counts from which PostgreSQL inserts go through COPY into a staging table.
+COPY_THRESHOLD = 64
+
+
+def _insert(
+    conn: Connection,
+    table: sa.Table,
+    rows: list[dict[str, Any]],
+    conflict: Sequence[str],
+    update: Sequence[str] = (),
+) -> None:
+    """Bulk ``INSERT ... ON CONFLICT (conflict) DO NOTHING / DO UPDATE SET update``.
+
+    Every row must have the same keys. On PostgreSQL, large row sets are first streamed with
+    COPY into a session-local temporary staging table and then inserted with one
+    ``INSERT ... SELECT ... ON CONFLICT`` (binding thousands of parameters one by one costs
+    far more client time than the database spends inserting). Same semantics either way.
+    """
+    if not rows:
+        return
+    pg = is_postgres(conn)
+    if pg:
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    stmt = insert(table)
+    if pg and len(rows) >= COPY_THRESHOLD:
+        cols = list(rows[0])
+        stage = _copy_to_stage(conn, table, cols, rows)
+        stmt = insert(table).from_select(cols, sa.select(*[stage.c[c] for c in cols]))
+    if update:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(conflict), set_={c: stmt.excluded[c] for c in update}
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+    if pg and len(rows) >= COPY_THRESHOLD:
+        conn.execute(stmt)
+        conn.exec_driver_sql(f'DELETE FROM "{stage.name}"')
+        return
+    for chunk in _chunks(rows, 2000):
+        conn.execute(stmt, list(chunk))
+
+
+_STAGES: dict[str, sa.Table] = {}
+
+
+def _pg_type(column: sa.Column) -> str:
+    """PostgreSQL type name of a column, for binary COPY."""
+    t = column.type
+    if isinstance(t, (s.UtcTime, sa.BigInteger)):
+        return "int8"
+    if isinstance(t, sa.Integer):
+        return "int4"
+    if isinstance(t, sa.Float):
+        return "float8"
+    if isinstance(t, sa.Uuid):
+        return "uuid"
+    return "text"
+
+
+def _copy_to_stage(
+    conn: Connection, table: sa.Table, cols: list[str], rows: list[dict[str, Any]]
+) -> sa.Table:
+    """Binary COPY of rows into ``pg_temp.isrflow_stage_<table>`` (made once per session).
+
+    The staging table is emptied at commit (``ON COMMIT DELETE ROWS``) and after each use.
+    """
+    stage = _STAGES.get(table.name)
+    if stage is None:
+        stage = sa.Table(
+            f"isrflow_stage_{table.name}", sa.MetaData(), *[sa.Column(c.name, c.type) for c in table.c]
+        )
+        _STAGES[table.name] = stage
+    conn.exec_driver_sql(
+        f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage.name}" (LIKE "{table.name}") ON COMMIT DELETE ROWS'
+    )
+    times = [i for i, c in enumerate(cols) if isinstance(table.c[c].type, s.UtcTime)]
+    names = ", ".join(f'"{c}"' for c in cols)
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(f'COPY "{stage.name}" ({names}) FROM STDIN (FORMAT BINARY)') as copy:
+        copy.set_types([_pg_type(table.c[c]) for c in cols])
+        for row in rows:
+            values = [row[c] for c in cols]
+            for i in times:
+                if isinstance(values[i], datetime):
+                    values[i] = s.to_micros(values[i])
+            copy.write_row(values)
+    return stage
+
+
+def _span(begin: datetime | None, end: datetime | None) -> tuple[int, int]:
+    return (
+        s.TIME_MIN if begin is None else s.to_micros(begin),
+        s.TIME_MAX if end is None else s.to_micros(end),
+    )
+
+
+def _fmt_span(b: int, e: int) -> str:
+    lo = "-inf" if b == s.TIME_MIN else s.from_micros(b).isoformat()
+    hi = "+inf" if e == s.TIME_MAX else s.from_micros(e).isoformat()
+    return f"[{lo}, {hi})"
+
+
+# --- phases ----------------------------------------------------------------------------------
+
+
+class _Batch:
+    def __init__(
+        self, conn: Connection, items: list[_Item], now: datetime, on_phase: PhaseHook | None
+    ) -> None:
+        self.conn = conn
+        self.items = items
+        self.now = now
+        self.on_phase = on_phase
+        self.by_kind: dict[str, list[_Item]] = defaultdict(list)
+        for it in items:
+            if it.message is not None:
+                self.by_kind[it.message.kind].append(it)
+        self.instruments: set[str] = set()
+        self.detectors: set[tuple[str, int]] = set()
+        self.exposures: set[tuple[str, int]] = set()
+        self.datasets: dict[uuid.UUID, dict[str, Any]] = {}  # accepted in this batch: id -> row
+
+    def phase(self, name: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(name, self.conn)
+
+    def run(self) -> None:
+        self._instruments()
+        self._dimension(self.by_kind["detector"], s.detector, self.detectors, "detector")
+        self._dimension(self.by_kind["exposure"], s.exposure, self.exposures, "exposure")
+        self.phase("dimensions")
+        self._datasets()
+        self.phase("datasets")
+        self._certify()
+        self._records()
+        self._markers()
+
+    # instruments, detectors, exposures
+
+    def _instruments(self) -> None:
+        items = sorted(self.by_kind["instrument"], key=lambda it: it.message.name)
+        rows: dict[str, dict[str, Any]] = {}
+        for it in items:
+            m: InstrumentRecord = it.message
+            rows.setdefault(m.name, {"name": m.name, "camera": m.camera})
+            it.applied()
+        _insert(self.conn, s.instrument, list(rows.values()), ["name"])
+        self.instruments.update(rows)
+        wanted = {it.message.instrument for k in ("detector", "exposure") for it in self.by_kind[k]}
+        wanted |= {it.message.data_id["instrument"] for it in self.by_kind["dataset"]}
+        wanted -= self.instruments
+        if wanted:
+            self.instruments.update(
+                r.name for r in _select_in(self.conn, [s.instrument.c.name], s.instrument.c.name, wanted)
+            )
+
+    def _dimension(self, items: list[_Item], table: sa.Table, known: set[tuple[str, int]], what: str) -> None:
+        rows: dict[tuple[str, int], dict[str, Any]] = {}
+        for it in sorted(items, key=lambda it: (it.message.instrument, it.message.id)):
+            m: DetectorRecord | ExposureRecord = it.message
+            if m.instrument not in self.instruments:
+                it.reject(f"unknown instrument {m.instrument!r} in {what} record {m.id}")
+                continue
+            row = m.model_dump(exclude={"kind", "message_id", "execution_id"})
+            rows.setdefault((m.instrument, m.id), row)
+            it.applied()
+        _insert(self.conn, table, list(rows.values()), ["instrument", "id"])
+        known.update(rows)
+
+    def _existing_pairs(self, table: sa.Table, pairs: set[tuple[str, int]]) -> set[tuple[str, int]]:
+        pairs = pairs - (self.detectors if table is s.detector else self.exposures)
+        if not pairs:
+            return set()
+        key = sa.tuple_(table.c.instrument, table.c.id)
+        return {
+            (r.instrument, r.id) for r in _select_in(self.conn, [table.c.instrument, table.c.id], key, pairs)
+        }
+
+    # datasets and provenance
+
+    def _collection_types(self, names: Iterable[str]) -> dict[str, str]:
+        rows = _select_in(self.conn, [s.collection.c.name, s.collection.c.type], s.collection.c.name, names)
+        return {r.name: r.type for r in rows}
+
+    def _datasets(self) -> None:
+        items = sorted(self.by_kind["dataset"], key=lambda it: it.message.id.int)
+        if not items:
+            return
+        conn = self.conn
+        primaries: dict[uuid.UUID, _Item] = {}
+        followers: dict[uuid.UUID, list[_Item]] = defaultdict(list)
+        for it in items:
+            m: DatasetMessage = it.message
+            first = primaries.get(m.id)
+            if first is None:
+                primaries[m.id] = it
+            elif (
+                _same_content(first.message, m)
+                and first.message.inputs == m.inputs
+                and first.message.replace == m.replace
+            ):
+                followers[m.id].append(it)  # a duplicate delivery in the same batch
+            else:
+                it.reject(f"dataset {m.id} appears twice in the batch with different content")
+
+        # Static checks: instrument, collection type, dimensions, existing content.
+        run_types = self._collection_types({it.message.run for it in primaries.values()})
+        existing_dims = {
+            "detector": self._existing_pairs(
+                s.detector,
+                {
+                    (it.message.data_id["instrument"], it.message.data_id["detector"])
+                    for it in primaries.values()
+                },
+            ),
+            "exposure": self._existing_pairs(
+                s.exposure,
+                {
+                    (it.message.data_id["instrument"], it.message.data_id["exposure"])
+                    for it in primaries.values()
+                    if "exposure" in it.message.data_id
+                },
+            ),
+        }
+        wanted_ids = set(primaries) | {i.dataset_id for it in primaries.values() for i in it.message.inputs}
+        d = s.dataset.c
+        existing = {r.id: r for r in _select_in(conn, [d.id, d.uri, d.size, d.sha256], d.id, wanted_ids)}
+
+        candidates: dict[uuid.UUID, _Item] = {}
+        for ds_id, it in primaries.items():
+            m = it.message
+            inst = m.data_id["instrument"]
+            if inst not in self.instruments:
+                it.reject(f"unknown instrument {inst!r} in dataset {ds_id}")
+                continue
+            run_type = run_types.get(m.run)
+            if run_type is not None and run_type != "RUN":
+                it.reject(
+                    f"collection {m.run!r} is a {run_type} collection, datasets go into RUN collections"
+                )
+                continue
+            row = existing.get(ds_id)
+            if row is not None and not m.replace and not _same_content(row, m):
+                it.reject(
+                    f"dataset {ds_id} ({m.dataset_type} {m.data_id_json} in {m.run}) already exists "
+                    f"with different uri/size/checksum; send it with replace=true to overwrite"
+                )
+                continue
+            det = (inst, m.data_id["detector"])
+            if det not in self.detectors and det not in existing_dims["detector"]:
+                it.retry(f"detector {det[1]} of {inst} is not registered")
+                continue
+            if "exposure" in m.data_id:
+                exp = (inst, m.data_id["exposure"])
+                if exp not in self.exposures and exp not in existing_dims["exposure"]:
+                    it.retry(f"exposure {exp[1]} of {inst} is not registered")
+                    continue
+            candidates[ds_id] = it
+
+        # Inputs must exist already or be accepted in this batch (iterate to a fixed point).
+        changed = True
+        while changed:
+            changed = False
+            for ds_id, it in list(candidates.items()):
+                missing = [
+                    str(i.dataset_id)
+                    for i in it.message.inputs
+                    if i.dataset_id not in existing and i.dataset_id not in candidates
+                ]
+                if missing:
+                    it.retry(f"input dataset(s) {', '.join(missing)} not registered")
+                    del candidates[ds_id]
+                    changed = True
+
+        if not candidates:
+            self._follow(primaries, followers)
+            return
+        new_runs = sorted({it.message.run for it in candidates.values()} - set(run_types))
+        _insert(conn, s.collection, [{"name": r, "type": "RUN", "doc": ""} for r in new_runs], ["name"])
+        if any(self._collection_types(new_runs).get(r) != "RUN" for r in new_runs):
+            raise RegistryError("a new RUN collection was created concurrently with another type; retry")
+
+        plain, replace, prov = [], [], []
+        replace_ids = []
+        for ds_id in sorted(candidates, key=lambda i: i.int):
+            it = candidates[ds_id]
+            m = it.message
+            row = _dataset_row(m, self.now)
+            self.datasets[ds_id] = row
+            if m.replace:
+                replace.append(row)
+                replace_ids.append(ds_id)
+            elif ds_id not in existing:
+                plain.append(row)
+            prov.extend(
+                {"output_id": ds_id, "input_id": i.dataset_id, "role": i.role}
+                for i in sorted(m.inputs, key=lambda i: i.dataset_id.int)
+            )
+            it.applied()
+        _insert(conn, s.dataset, plain, ["id"])
+        _insert(conn, s.dataset, replace, ["id"], update=["uri", "size", "sha256", "created"])
+        for chunk in _chunks(replace_ids):
+            conn.execute(sa.delete(s.dataset_provenance).where(s.dataset_provenance.c.output_id.in_(chunk)))
+        _insert(conn, s.dataset_provenance, prov, ["output_id", "input_id"])
+        self._follow(primaries, followers)
+
+    @staticmethod
+    def _follow(primaries: dict[uuid.UUID, _Item], followers: dict[uuid.UUID, list[_Item]]) -> None:
+        for ds_id, items in followers.items():
+            p = primaries[ds_id]
+            for it in items:
+                it.status, it.reason, it.error = p.status, p.reason, p.error
+
+    # certification
+
+    def _certify(self) -> None:
+        items = sorted(
+            self.by_kind["certify"],
+            key=lambda it: (
+                it.message.collection,
+                str(it.message.dataset_id),
+                _span(it.message.begin, it.message.end),
+            ),
+        )
+        if not items:
+            return
+        conn = self.conn
+        d = s.dataset.c
+        cols = [d.id, d.dataset_type, d.run, d.data_id, d.instrument, d.detector, d.physical_filter]
+        info: dict[uuid.UUID, dict[str, Any]] = {
+            r.id: dict(r._mapping)
+            for r in _select_in(conn, cols, d.id, {it.message.dataset_id for it in items})
+        }
+        info.update({k: v for k, v in self.datasets.items() if k not in info})
+        ctypes = self._collection_types({it.message.collection for it in items})
+        ready: list[_Item] = []
+        for it in items:
+            m: CertifyMessage = it.message
+            ds = info.get(m.dataset_id)
+            if ds is None:
+                it.retry(f"dataset {m.dataset_id} to certify is not registered")
+                continue
+            if ds["dataset_type"] not in CALIBRATION_TYPES:
+                it.reject(
+                    f"dataset {m.dataset_id} is a {ds['dataset_type']}; only "
+                    f"{', '.join(sorted(CALIBRATION_TYPES))} can be certified"
+                )
+                continue
+            ctype = ctypes.get(m.collection)
+            if ctype is not None and ctype != "CALIBRATION":
+                it.reject(f"collection {m.collection!r} is a {ctype} collection, not CALIBRATION")
+                continue
+            ready.append(it)
+        if not ready:
+            return
+        names = sorted({it.message.collection for it in ready})
+        _insert(
+            conn,
+            s.collection,
+            [{"name": n, "type": "CALIBRATION", "doc": ""} for n in names if n not in ctypes],
+            ["name"],
+        )
+        for name in names:  # sorted: two writers never wait on each other's locks in opposite order
+            lock(conn, f"isrflow-certify:{name}")
+        if any(t != "CALIBRATION" for t in self._collection_types(names).values()):
+            raise RegistryError("a collection was created concurrently with another type; retry")
+        self.phase("certify_locked")
+
+        # Re-read existing ranges now that the lock is held.
+        v = s.calib_validity.c
+        keys = {
+            (
+                it.message.collection,
+                info[it.message.dataset_id]["dataset_type"],
+                info[it.message.dataset_id]["data_id"],
+            )
+            for it in ready
+        }
+        ranges: dict[tuple[str, str, str], list[tuple[int, int, uuid.UUID]]] = defaultdict(list)
+        for r in _select_in(
+            conn,
+            [v.collection, v.dataset_type, v.calib_key, v.begin, v.end, v.dataset_id],
+            sa.tuple_(v.collection, v.dataset_type, v.calib_key),
+            keys,
+        ):
+            ranges[(r.collection, r.dataset_type, r.calib_key)].append(
+                (s.to_micros(r.begin), s.to_micros(r.end), r.dataset_id)
+            )
+        rows = []
+        for it in ready:
+            m = it.message
+            ds = info[m.dataset_id]
+            key = (m.collection, ds["dataset_type"], ds["data_id"])
+            b, e = _span(m.begin, m.end)
+            if (b, e, m.dataset_id) in ranges[key]:
+                it.applied()  # already certified exactly so: a duplicate
+                continue
+            clash = next(((b2, e2, other) for b2, e2, other in ranges[key] if b < e2 and b2 < e), None)
+            if clash is not None:
+                it.reject(
+                    f"validity {_fmt_span(b, e)} of {ds['dataset_type']} {ds['data_id']} ({m.dataset_id}) "
+                    f"overlaps {_fmt_span(clash[0], clash[1])} of dataset {clash[2]} in {m.collection!r}",
+                    CertificationConflictError,
+                )
+                continue
+            ranges[key].append((b, e, m.dataset_id))
+            rows.append(
+                {
+                    "collection": m.collection,
+                    "dataset_id": m.dataset_id,
+                    "dataset_type": ds["dataset_type"],
+                    "calib_key": ds["data_id"],
+                    "instrument": ds["instrument"],
+                    "detector": ds["detector"],
+                    "physical_filter": ds["physical_filter"],
+                    "begin": b,
+                    "end": e,
+                    "certified": self.now,
+                }
+            )
+            it.applied()
+        self.phase("certify_checked")
+        if rows:
+            conn.execute(sa.insert(s.calib_validity), rows)
+
+    # processing records and execution markers
+
+    def _records(self) -> None:
+        rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for it in self.by_kind["processing_record"]:
+            m: ProcessingRecordMessage = it.message
+            key = (m.execution_id, m.instrument, m.exposure, m.detector, m.step)
+            row = m.model_dump(exclude={"kind", "message_id"})
+            row["recorded"] = m.recorded or self.now
+            old = rows.get(key)
+            if old is None or row["retries"] >= old["retries"]:
+                rows[key] = row
+            it.applied()
+        ordered = [rows[k] for k in sorted(rows)]
+        _insert(
+            self.conn,
+            s.processing_record,
+            ordered,
+            ["execution_id", "instrument", "exposure", "detector", "step"],
+            update=["status", "duration_s", "peak_memory_mb", "retries", "error", "recorded"],
+        )
+
+    def _markers(self) -> None:
+        rows: dict[str, dict[str, Any]] = {}
+        for it in self.by_kind["execution_complete"]:
+            m: ExecutionCompleteMessage = it.message
+            rows[m.execution_id] = {
+                "execution_id": m.execution_id,
+                "expected": m.expected,
+                "completed": self.now,
+            }
+            it.applied()
+        _insert(
+            self.conn,
+            s.execution,
+            [rows[k] for k in sorted(rows)],
+            ["execution_id"],
+            update=["expected", "completed"],
+        )
+
+
+def _same_content(row: Any, m: DatasetMessage) -> bool:
+    """Same file: equal URI, and size/checksum equal wherever both sides know them."""
+    if row.uri != m.uri:
+        return False
+    if row.size is not None and m.size is not None and row.size != m.size:
+        return False
+    return not (row.sha256 is not None and m.sha256 is not None and row.sha256 != m.sha256)
+
+
+def _dataset_row(m: DatasetMessage, now: datetime) -> dict[str, Any]:
+    did = m.data_id
+    return {
+        "id": m.id,
+        "dataset_type": m.dataset_type,
+        "run": m.run,
+        "instrument": did["instrument"],
+        "detector": did["detector"],
+        "exposure": did.get("exposure"),
+        "physical_filter": did.get("physical_filter"),
+        "data_id": m.data_id_json,
+        "uri": m.uri,
+        "size": m.size,
+        "sha256": m.sha256,
+        "created": m.created or now,
+    }
+
+
+def _bookkeeping(conn: Connection, items: list[_Item], now: datetime, record_rejects: bool) -> None:
+    counted: dict[tuple[str, str], dict[str, Any]] = {}
+    for it in items:
+        m = it.message
+        if m is None or it.status not in ("applied", "rejected") or m.kind == "execution_complete":
+            continue
+        if m.execution_id is not None:
+            counted.setdefault(
+                (m.execution_id, m.message_id),
+                {
+                    "execution_id": m.execution_id,
+                    "message_id": m.message_id,
+                    "status": it.status,
+                    "applied": now,
+                },
+            )
+    _insert(conn, s.applied_message, [counted[k] for k in sorted(counted)], ["execution_id", "message_id"])
+    if record_rejects:
+        rows = []
+        for it in items:
+            if it.status != "rejected":
+                continue
+            m = it.message
+            rows.append(
+                {
+                    "item_id": it.item_id,
+                    "message_id": getattr(m, "message_id", None),
+                    "kind": getattr(m, "kind", None),
+                    "execution_id": getattr(m, "execution_id", None),
+                    "reason": it.reason,
+                    "body": it.body,
+                    "rejected": now,
+                }
+            )
+        if rows:
+            conn.execute(sa.insert(s.rejected_message), rows)
+
+
+def _run(
+    registry: Any, items: list[_Item], *, strict: bool, give_up_after: int | None, on_phase: PhaseHook | None
+) -> BatchResult:
+    now = datetime.now(timezone.utc)
+    with transaction(registry.engine, write=True) as conn:
+        batch = _Batch(conn, items, now, on_phase)
+        batch.run()
+        for it in items:
+            if it.status == "pending":  # every kind is handled above; this is a guard
+                raise RegistryError(f"internal: item {it.item_id} was not handled")
+            if it.status == "retry" and give_up_after is not None and it.receive_count >= give_up_after:
+                it.reject(f"gave up after {it.receive_count} deliveries: {it.reason}", MissingParentError)
+        if strict:
+            bad = next((it for it in items if it.status != "applied"), None)
+            if bad is not None:
+                raise bad.error(bad.reason)  # rolls the whole transaction back
+        _bookkeeping(conn, items, now, record_rejects=not strict)
+        batch.phase("before_commit")
+    result = BatchResult()
+    for it in items:
+        if it.status == "applied":
+            result.applied.append(it.item_id)
+        elif it.status == "rejected":
+            result.rejected.append((it.item_id, it.reason))
+        else:
+            result.retry.append((it.item_id, it.reason))
+    return result
+
+
+def apply_batch(
+    registry: Any,
+    items: Sequence[BatchItem | tuple[str, Any]],
+    *,
+    give_up_after: int | None = None,
+    on_phase: PhaseHook | None = None,
+) -> BatchResult:
+    """Apply one batch of registry messages in one transaction (see the module docstring).
+
+    ``items``: BatchItem or (item_id, body) pairs; a body is JSON text/bytes, a dict or a message
+    model. ``give_up_after``: reject (instead of retry) an item with a missing parent once SQS
+    has delivered it this many times. ``on_phase(name, conn)`` is a test hook called at
+    "dimensions", "datasets", "certify_locked", "certify_checked" and "before_commit".
+
+    Raises RegistryUnavailableError (or another database error) when the batch could not be
+    committed: then nothing of it was written.
+    """
+    parsed = [_to_item(i if isinstance(i, BatchItem) else BatchItem(*i)) for i in items]
+    return _run(registry, parsed, strict=False, give_up_after=give_up_after, on_phase=on_phase)
+
+
+def apply_messages(
+    registry: Any, messages: Iterable[BaseModel], *, on_phase: PhaseHook | None = None
+) -> BatchResult:
+    """Apply messages synchronously, all or nothing (the CLI's direct writes).
+
+    Any message that would be rejected or retried raises its error (RejectedMessageError,
+    CertificationConflictError, MissingParentError) and nothing is written; no rejects row.
+    """
+    parsed = [_to_item(BatchItem(str(i), m)) for i, m in enumerate(messages)]
+    bad = next((it for it in parsed if it.status == "rejected"), None)
+    if bad is not None:
+        raise RejectedMessageError(bad.reason)
+    return _run(registry, parsed, strict=True, give_up_after=None, on_phase=on_phase)

@@ -1,0 +1,144 @@
+"""The storage interface handlers use: whole objects by URI, ``file://`` or ``s3://``.
+
+One small interface, chosen by the URI's scheme, so the same handler code runs against the
+local file datastore and against S3. Writes are atomic: a local file is written under a
+temporary name and renamed; an S3 PUT is atomic by nature. Nothing here imports numpy.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from .errors import IsrflowError
+from .registry.datastore import path_to_uri, uri_to_path
+
+
+class StorageError(IsrflowError):
+    """An object cannot be read or written."""
+
+
+class ObjectNotFoundError(StorageError):
+    """The object does not exist."""
+
+
+class Storage(Protocol):
+    def read_bytes(self, uri: str) -> bytes: ...
+
+    def write_bytes(self, uri: str, data: bytes) -> None: ...
+
+    def exists(self, uri: str) -> bool: ...
+
+    def list(self, prefix_uri: str) -> list[str]: ...
+
+
+class FileStorage:
+    """``file://`` URIs (and plain paths) on the local file system."""
+
+    def read_bytes(self, uri: str) -> bytes:
+        path = _local(uri)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"{uri}: no such object") from None
+        except OSError as exc:
+            raise StorageError(f"{uri}: cannot read ({exc.strerror})") from None
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        path = _local(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def exists(self, uri: str) -> bool:
+        return _local(uri).is_file()
+
+    def list(self, prefix_uri: str) -> list[str]:
+        root = _local(prefix_uri)
+        if not root.is_dir():
+            return []
+        return sorted(path_to_uri(p) for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+class S3Storage:
+    """``s3://bucket/key`` URIs through boto3 (endpoint and credentials from the environment)."""
+
+    def __init__(self, client=None):
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or None)
+        return self._client
+
+    def read_bytes(self, uri: str) -> bytes:
+        bucket, key = split_s3(uri)
+        try:
+            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            raise ObjectNotFoundError(f"{uri}: no such object") from None
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        bucket, key = split_s3(uri)
+        self.client.put_object(Bucket=bucket, Key=key, Body=data)
+
+    def exists(self, uri: str) -> bool:
+        bucket, key = split_s3(uri)
+        try:
+            self.client.head_object(Bucket=bucket, Key=key)
+            return True
+        except Exception as exc:  # botocore ClientError 404
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def list(self, prefix_uri: str) -> list[str]:
+        bucket, prefix = split_s3(prefix_uri)
+        uris: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            uris.extend(f"s3://{bucket}/{obj['Key']}" for obj in page.get("Contents", []))
+        return sorted(uris)
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    parts = urlsplit(uri)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise StorageError(f"{uri!r} is not an s3://bucket/key URI")
+    return parts.netloc, parts.path.lstrip("/")
+
+
+def _local(uri: str) -> Path:
+    return uri_to_path(uri) if uri.startswith("file://") else Path(uri)
+
+
+_FILE = FileStorage()
+_S3: S3Storage | None = None
+
+
+def storage_for(uri: str) -> Storage:
+    """The storage that serves this URI's scheme."""
+    global _S3
+    if uri.startswith("s3://"):
+        if _S3 is None:
+            _S3 = S3Storage()
+        return _S3
+    if uri.startswith("file://") or "://" not in uri:
+        return _FILE
+    raise StorageError(f"unsupported URI scheme in {uri!r} (file:// or s3://)")
+
+
+def join(prefix: str, *parts: str) -> str:
+    """Join URI path parts with '/'."""
+    return "/".join([prefix.rstrip("/"), *(p.strip("/") for p in parts)])

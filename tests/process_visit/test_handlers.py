@@ -1,0 +1,100 @@
+"""ProcessVisit's handlers called one after another (no state machine): plan -> ISR per cluster
+-> registry writer -> summarize; outputs and registry rows checked."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from astropy.io import fits
+
+from functions.isr.app import lambda_handler as isr_handler
+from functions.plan.app import lambda_handler as plan_handler
+from functions.registry_writer.app import lambda_handler as writer_handler
+from functions.summarize.app import lambda_handler as summarize_handler
+from isrflow.local.event_source import QueuePoller
+from isrflow.process_visit.summary import TooManyFailuresError
+from isrflow.registry import uri_to_path
+from isrflow.storage import storage_for
+
+from visit_helpers import CALIB_COLLECTION
+
+
+def _input(**extra):
+    base = {"where": "instrument = 'Generic'", "input_collections": ["Generic/raw/all"],
+            "calib_collection": CALIB_COLLECTION, "output_run": "Generic/runs/test", "cluster_size": 2}
+    base.update(extra)
+    return base
+
+
+def _run(repo, execution_id="arn:aws:states:local:0:execution:ProcessVisit:t1", **extra):
+    plan = plan_handler({"input": _input(**extra), "execution_id": execution_id})
+    clusters = json.loads(storage_for(plan["manifest_uri"]).read_bytes(plan["manifest_uri"]))
+    for cluster in clusters:
+        isr_handler({"cluster": cluster, "execution_id": plan["execution_id"], "results_prefix": plan["results_prefix"],
+                     "output_run": plan["output_run"], "isr_config": plan["isr_config"]})
+    poller = QueuePoller(repo.queue, writer_handler, batch_size=1000, window_s=0, retry_delay_s=0).start()
+    try:
+        return plan, clusters, summarize_handler({"action": "summarize", "plan": plan})
+    finally:
+        poller.stop()
+
+
+def test_plan_clusters_by_detector(local_repo):
+    plan = plan_handler({"input": _input(), "execution_id": "exec-1"})
+    clusters = json.loads(storage_for(plan["manifest_uri"]).read_bytes(plan["manifest_uri"]))
+    assert plan["quanta"] == 4 and plan["clusters"] == 2 == len(clusters)
+    for cluster in clusters:
+        assert len({q["detector"] for q in cluster["quanta"]}) == 1  # same detector: calibrations read once
+        assert len(cluster["quanta"]) == 2
+    assert plan["manifest_uri"].endswith(plan["manifest_key"])
+
+
+def test_end_to_end_outputs_and_registry_rows(local_repo):
+    plan, clusters, summary = _run(local_repo)
+    assert summary["succeeded"] == 4 and summary["failed"] == 0
+    outputs = local_repo.registry.query_datasets("postISRCCD", ["Generic/runs/test"])
+    assert len(outputs) == 4
+    for ref in outputs:
+        with fits.open(uri_to_path(ref.uri)) as hdul:
+            assert [h.name for h in hdul] == ["PRIMARY", "IMAGE", "MASK", "VARIANCE"]
+        roles = sorted(role for _, role in local_repo.registry.provenance(ref.id))
+        assert roles == ["bias", "dark", "defects", "flat", "raw"]
+    records = local_repo.registry.processing_records(plan["execution_id"])
+    assert len(records) == 4 and all(r["status"] == "succeeded" for r in records)
+
+
+def test_corrupt_raw_is_recorded_and_tolerated(local_repo):
+    raws = local_repo.registry.query_datasets("raw", ["Generic/raw/all"])
+    victim = raws[0]
+    path = victim.uri.replace("file://", "")
+    with open(path, "r+b") as fh:
+        fh.truncate(5000)
+    plan, _, summary = _run(local_repo, max_failure_fraction=0.5)
+    assert summary["failed"] == 1 and summary["succeeded"] == 3
+    failure = summary["failures"][0]
+    assert (failure["exposure"], failure["detector"]) == (victim.data_id["exposure"], victim.data_id["detector"])
+    assert "IsrInputError" in failure["error"]
+
+
+def test_too_many_failures_fail_the_summary(local_repo):
+    for ref in local_repo.registry.query_datasets("raw", ["Generic/raw/all"])[:2]:
+        with open(ref.uri.replace("file://", ""), "r+b") as fh:
+            fh.truncate(100)
+    with pytest.raises(TooManyFailuresError, match="2 of 4 quanta failed"):
+        _run(local_repo, max_failure_fraction=0.25)
+
+
+def test_skip_existing_rerun_does_nothing(local_repo):
+    _run(local_repo)
+    plan, clusters, summary = _run(local_repo, execution_id="exec-2", mode="skip-existing")
+    assert plan["quanta"] == 0 and plan["skipped_existing"] == 4 and clusters == []
+    assert len(local_repo.registry.query_datasets("postISRCCD", ["Generic/runs/test"])) == 4
+
+
+def test_record_failure_marks_the_cluster(local_repo):
+    plan = plan_handler({"input": _input(), "execution_id": "exec-3"})
+    cluster = json.loads(storage_for(plan["manifest_uri"]).read_bytes(plan["manifest_uri"]))[0]
+    out = summarize_handler({"action": "record_failure", "cluster": cluster, "results_prefix": plan["results_prefix"],
+                             "error": {"Error": "Sandbox.Timedout", "Cause": json.dumps({"errorMessage": "timed out"})}})
+    assert out == {"recorded": 2}
