@@ -14,7 +14,7 @@ import click
 from ..errors import IsrflowError
 
 # Modules that add commands to the group, in the order they appear in --help.
-COMMAND_MODULES = ("simulate_cmd", "isr_cmd", "registry_cmds", "demo_cmd")
+COMMAND_MODULES = ("simulate_cmd", "isr_cmd", "registry_cmds", "run_cmds", "demo_cmd")
 
 
 class _Group(click.Group):
@@ -36,13 +36,7 @@ def cli() -> None:
 
 def _register_all() -> None:
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{name}":
-                continue  # command family not present in this build
-            raise
-        module.register(cli)
+        importlib.import_module(f"{__name__}.{name}").register(cli)
 
 
 _register_all()

@@ -1,0 +1,197 @@
+"""``isrflow run process-visit``, ``isrflow status`` and ``isrflow calib import``.
+
+``run`` starts the ProcessVisit state machine: locally by default (the embedded runtime,
+against ``--repo``), or with ``--aws`` against the deployed stack. It follows the execution
+with a progress line and returns only when the registry holds the execution's rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .options import json_option
+
+STATE_MACHINE = "ProcessVisitStateMachine"
+
+
+def _subgroup(group: click.Group, name: str, help: str) -> click.Group:
+    existing = group.commands.get(name)
+    if isinstance(existing, click.Group):
+        return existing
+    sub = click.Group(name=name, help=help)
+    group.add_command(sub)
+    return sub
+
+
+def register(group: click.Group) -> None:
+    run = _subgroup(group, "run", "Run a state machine (locally by default, or --aws).")
+    run.add_command(process_visit_command)
+    group.add_command(status_command)
+    calib = _subgroup(group, "calib", "Calibrations: import, certify, build.")
+    calib.add_command(calib_import_command)
+
+
+def default_collections(registry, input_collections, calib_collection):
+    """Default raw/calib collections when the registry holds exactly one instrument."""
+    if input_collections and calib_collection:
+        return list(input_collections), calib_collection
+    raws = {ref.data_id["instrument"] for ref in registry.query_datasets("raw")}
+    if len(raws) != 1:
+        raise click.UsageError("give --input-collections and --calib-collection (the repository holds "
+                               f"{len(raws)} instruments)")
+    instrument = raws.pop()
+    return (list(input_collections) or [f"{instrument}/raw/all"]), (calib_collection or f"{instrument}/calib")
+
+
+def process_visit_input(registry, where, quanta, input_collections, calib_collection, output_run, mode, cluster_size,
+                        max_failure_fraction, isr_config, max_concurrency=100) -> dict:
+    from ..messages import ProcessVisitInput
+
+    inputs, calib = default_collections(registry, input_collections, calib_collection)
+    payload = ProcessVisitInput(
+        where=where, quanta=quanta, input_collections=inputs, calib_collection=calib, output_run=output_run,
+        mode=mode, cluster_size=cluster_size, max_failure_fraction=max_failure_fraction,
+        isr_config=isr_config or {}, max_concurrency=max_concurrency,
+    )
+    return payload.model_dump(mode="json", exclude_none=True)
+
+
+def run_local(repo: Path, payload: dict, workers: int | None, *, progress: bool = True, name: str | None = None):
+    """Run ProcessVisit in the embedded runtime; returns the finished Execution."""
+    from ..local.runtime import LocalRuntime
+    from ..storage import storage_for
+
+    with LocalRuntime(repo, processes=workers) as runtime:
+        execution = runtime.run(STATE_MACHINE, payload, name=name, wait=False)
+        shown = ""
+        while execution.status == "RUNNING":
+            time.sleep(0.25)
+            if progress and sys.stderr.isatty():
+                prefix = f"{runtime.datastore_root.rstrip('/')}/results/"
+                done = sum(1 for u in storage_for(prefix).list(prefix) if execution.name in u)
+                line = f"\r  {execution.name}: {done} quanta done ..."
+                if line != shown:
+                    click.echo(line, nl=False, err=True)
+                    shown = line
+        if shown:
+            click.echo("", err=True)
+        execution.wait(None)
+        return execution
+
+
+def _print_records(records: list[dict], summary: dict | None) -> None:
+    click.echo(f"{'instrument':>10} {'exposure':>14} {'det':>4} {'status':>10} {'seconds':>8} {'peak MiB':>9}  error")
+    for r in sorted(records, key=lambda r: (r["exposure"], r["detector"])):
+        secs = f"{r['duration_s']:.2f}" if r.get("duration_s") is not None else "-"
+        mem = f"{r['peak_memory_mb']:.0f}" if r.get("peak_memory_mb") is not None else "-"
+        click.echo(f"{r['instrument']:>10} {r['exposure']:>14} {r['detector']:>4} {r['status']:>10} {secs:>8} {mem:>9}  "
+                   f"{(r.get('error') or '')[:100]}")
+    ok = sum(r["status"] == "succeeded" for r in records)
+    click.echo(f"{ok} of {len(records)} detectors succeeded")
+
+
+@click.command("process-visit")
+@click.option("--repo", "repo_dir", type=click.Path(file_okay=False, path_type=Path), help="repository (local runs)")
+@click.option("--where", default=None, help="data query over the raws, e.g. \"exposure = 904010 AND detector IN (0..3)\"")
+@click.option("--output-run", required=True, help="RUN collection for the outputs")
+@click.option("--input-collections", multiple=True, help="raw collections (default <INSTRUMENT>/raw/all)")
+@click.option("--calib-collection", default=None, help="calibration collection (default <INSTRUMENT>/calib)")
+@click.option("--mode", type=click.Choice(["fail", "skip-existing", "replace"]), default="fail", show_default=True)
+@click.option("--cluster-size", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--max-failure-fraction", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--isr-config", "isr_config_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--workers", type=click.IntRange(1), default=None, help="local worker processes (default: all cores)")
+@click.option("--aws", "use_aws", is_flag=True, help="start the deployed state machine instead")
+@click.option("--stack", default="isrflow", show_default=True, help="CloudFormation stack (with --aws)")
+@json_option
+def process_visit_command(repo_dir, where, output_run, input_collections, calib_collection, mode, cluster_size,
+                          max_failure_fraction, isr_config_path, workers, use_aws, stack, as_json):
+    """Run ISR on every detector the query selects (the ProcessVisit state machine)."""
+    from ..isr.config import IsrConfig
+    from ..registry import open_repo
+
+    isr_config = IsrConfig.from_file(isr_config_path).model_dump(mode="json") if isr_config_path else {}
+    if use_aws:
+        from ..aws_client import run_on_aws
+
+        if not input_collections or not calib_collection:
+            raise click.UsageError("with --aws give --input-collections and --calib-collection")
+        from ..messages import ProcessVisitInput
+
+        payload = ProcessVisitInput(where=where, input_collections=list(input_collections), calib_collection=calib_collection,
+                                    output_run=output_run, mode=mode, cluster_size=cluster_size,
+                                    max_failure_fraction=max_failure_fraction, isr_config=isr_config).model_dump(
+            mode="json", exclude_none=True)
+        result = run_on_aws(stack, STATE_MACHINE, payload)
+        click.echo(json.dumps(result, indent=1, default=str))
+        sys.exit(0 if result.get("status") == "SUCCEEDED" else 1)
+    if repo_dir is None:
+        raise click.UsageError("--repo is required for local runs")
+    if where is None:
+        raise click.UsageError("--where is required")
+    registry = open_repo(repo_dir)
+    payload = process_visit_input(registry, where, None, input_collections, calib_collection, output_run, mode,
+                                  cluster_size, max_failure_fraction, isr_config)
+    execution = run_local(repo_dir, payload, workers)
+    _report(registry, execution, as_json)
+
+
+def _report(registry, execution, as_json: bool) -> None:
+    records = registry.processing_records(execution.execution_arn)
+    if as_json:
+        click.echo(json.dumps({"execution": execution.execution_arn, "status": execution.status,
+                               "output": execution.output, "error": execution.error, "cause": execution.cause,
+                               "records": records}, indent=1, default=str))
+    else:
+        click.echo(f"execution {execution.execution_arn}: {execution.status}")
+        if records:
+            _print_records(records, execution.output)
+        if execution.status != "SUCCEEDED":
+            click.echo(f"error: {execution.error}: {_cause_text(execution.cause)}", err=True)
+    if execution.status != "SUCCEEDED":
+        sys.exit(1)
+
+
+def _cause_text(cause: str | None) -> str:
+    try:
+        return json.loads(cause or "").get("errorMessage", cause)
+    except (ValueError, AttributeError):
+        return cause or ""
+
+
+@click.command("status")
+@click.argument("execution")
+@click.option("--repo", "repo_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@json_option
+def status_command(execution, repo_dir, as_json):
+    """Per-detector status, durations and peak memory of an execution (from the registry)."""
+    from ..registry import open_repo
+
+    registry = open_repo(repo_dir)
+    records = registry.processing_records(execution)
+    if not records:
+        raise click.ClickException(f"no processing records for execution {execution!r} in {repo_dir}")
+    if as_json:
+        click.echo(json.dumps({"execution": execution, "records": records}, indent=1, default=str))
+    else:
+        _print_records(records, None)
+
+
+@click.command("import")
+@click.option("--repo", "repo_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--run", required=True, help="RUN collection to register the calibrations in")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+def calib_import_command(repo_dir, run, files):
+    """Copy calibration files (bias, dark, flat, defects in the isrflow format) into a RUN."""
+    from ..calib_import import import_calibrations
+    from ..registry import open_repo
+
+    refs = import_calibrations(open_repo(repo_dir), files, run)
+    for ref in refs:
+        click.echo(f"{ref.dataset_type:>8} {json.dumps(ref.data_id, sort_keys=True)} -> {ref.uri}")
+    click.echo(f"imported {len(refs)} calibrations into {run}; certify them with `isrflow calib certify`")

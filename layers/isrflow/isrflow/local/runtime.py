@@ -1,0 +1,148 @@
+"""The embedded default: template.yaml and the ASL files, whole on one machine.
+
+Everything is wired from ``template.yaml`` (functions -> handler file, environment, timeout;
+the registry queue -> the writer's batch settings; the state machines' substitutions), so the
+local runtime and AWS cannot drift. Behind the integrations sit local services:
+
+- Lambda: the real handlers in a process pool using all cores (:mod:`.lambdas`);
+- S3: the repository's ``file://`` datastore; the data bucket's name maps to its root;
+- SQS: the durable SQLite queue (:mod:`.queue`) feeding the registry writer in batches like
+  the event source mapping (:mod:`.event_source`);
+- the registry: the repository's SQLite (or PostgreSQL) database;
+- Step Functions: the project's ASL interpreter (:mod:`.asl`).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..registry.repo import read_repo_config
+from ..settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_SECRET_ARN, ENV_REGISTRY_URL
+from ..storage import ObjectNotFoundError, storage_for
+from .asl import Execution, Interpreter, LocalIntegrations, StateMachine, TaskFailure
+from .event_source import QueuePoller
+from .lambdas import LambdaError, LambdaPool, LocalFunction, invoke_here
+from .queue import LocalQueue
+from .template import LocalApp, load_app
+
+#: The project root (template.yaml, functions/, statemachines/).
+PROJECT_ROOT = Path(__file__).resolve().parents[4]
+QUEUE_FILE = "queue.sqlite3"
+#: Locally a failed writer item is retried after this many seconds, not the queue's visibility timeout.
+LOCAL_RETRY_DELAY_S = 0.5
+#: Locally the writer's batching window is capped (AWS: seconds; a laptop should not wait).
+LOCAL_MAX_WINDOW_S = 0.2
+
+
+class _PoolIntegrations(LocalIntegrations):
+    """lambda:invoke dispatched to the process pool, errors reported as the Lambda service does."""
+
+    def __init__(self, runtime: "LocalRuntime"):
+        super().__init__({name: (lambda event, context: None) for name in runtime.functions})
+        self.runtime = runtime
+
+    def call_handler(self, name: str, event: Any, task, request_id: str) -> Any:
+        fn = self.runtime.functions[name]
+        try:
+            return self.runtime.pool.invoke(fn, event)
+        except LambdaError as exc:
+            raise TaskFailure(exc.error, json.dumps({"errorMessage": exc.message, "errorType": exc.error,
+                                                     "requestId": request_id, "stackTrace": exc.trace})) from None
+
+
+class LocalRuntime:
+    """Run the template's state machines against a repository directory."""
+
+    def __init__(self, repo: str | Path, *, processes: int | None = None, template: str | Path | None = None,
+                 clock=None):
+        self.repo = Path(repo).absolute()
+        config = read_repo_config(self.repo)
+        self.registry_url = config.registry_url(self.repo)
+        self.datastore_root = storage_root(config.datastore_root(self.repo))
+        self.app: LocalApp = load_app(template or PROJECT_ROOT / "template.yaml")
+        queue_spec = self.app.queues[self._writer_mapping().queue]
+        dlq = queue_spec.dead_letter_target or f"{queue_spec.name}-dlq"
+        self.queue = LocalQueue(self.repo / QUEUE_FILE, queue_spec.name, visibility_timeout=queue_spec.visibility_timeout_s,
+                                max_receive_count=queue_spec.max_receive_count or 5, dead_letter=dlq)
+        env = {ENV_DATASTORE_ROOT: self.datastore_root, ENV_REGISTRY_QUEUE_URL: self.queue.url,
+               ENV_REGISTRY_URL: self.registry_url, ENV_REGISTRY_SECRET_ARN: ""}
+        self.functions: dict[str, LocalFunction] = {}
+        for spec in self.app.functions.values():
+            environment = {k: v for k, v in spec.environment.items()} | env
+            self.functions[spec.name] = LocalFunction(
+                name=spec.name, handler_file=str(spec.handler_file), handler_attr=spec.handler_attribute,
+                environment=environment, timeout_s=float(spec.timeout_s), memory_mb=spec.memory_mb)
+        self.bucket_names = {b.name for b in self.app.buckets.values()}
+        self.pool = LambdaPool(processes)
+        self.interpreter = Interpreter(_PoolIntegrations(self), item_reader=self._read_object, clock=clock)
+        mapping = self._writer_mapping()
+        writer = self.functions[self.app.functions[mapping.function].name]
+        self.poller = QueuePoller(self.queue, lambda event: _invoke_in_process(writer, event),
+                                  batch_size=mapping.batch_size,
+                                  window_s=min(float(mapping.batching_window_s), LOCAL_MAX_WINDOW_S),
+                                  retry_delay_s=LOCAL_RETRY_DELAY_S, queue_arn=queue_spec.arn)
+        self.machines = {sm.name: StateMachine.from_json(sm.definition_text(), sm.name, arn=sm.arn)
+                         for sm in self.app.state_machines.values()}
+        self._started = False
+
+    def _writer_mapping(self):
+        mappings = [m for m in self.app.event_source_mappings if m.enabled]
+        if len(mappings) != 1:
+            raise RuntimeError(f"expected one queue -> function mapping in the template, found {len(mappings)}")
+        return mappings[0]
+
+    def _read_object(self, bucket: str, key: str) -> bytes:
+        """The ItemReader's s3:getObject: the data bucket is the repository's datastore."""
+        if bucket not in self.bucket_names:
+            raise TaskFailure("S3.NoSuchBucket", json.dumps({"errorMessage": f"no local bucket {bucket!r}"}))
+        uri = f"{self.datastore_root.rstrip('/')}/{key}"
+        try:
+            return storage_for(uri).read_bytes(uri)
+        except ObjectNotFoundError:
+            raise TaskFailure("S3.NoSuchKey", json.dumps({"errorMessage": f"{uri} does not exist"})) from None
+
+    def machine(self, name_or_arn: str) -> StateMachine:
+        for key, machine in self.machines.items():
+            if name_or_arn in (key, machine.arn) or key.startswith(name_or_arn):
+                return machine
+        raise KeyError(f"no state machine {name_or_arn!r}; known: {', '.join(self.machines)}")
+
+    def start(self) -> "LocalRuntime":
+        if not self._started:
+            self.poller.start()
+            self._started = True
+        return self
+
+    def run(self, state_machine: str, payload: dict, name: str | None = None, *, wait: bool = True) -> Execution:
+        """Start an execution (and by default wait for it)."""
+        self.start()
+        return self.interpreter.start_execution(self.machine(state_machine), payload,
+                                                name=name or uuid.uuid4().hex[:16], wait=wait)
+
+    def close(self) -> None:
+        self.poller.stop()
+        self.pool.close()
+
+    def __enter__(self) -> "LocalRuntime":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _invoke_in_process(fn: LocalFunction, event: dict) -> Any:
+    status, value = invoke_here(fn, event)
+    if status == "ok":
+        return value
+    name, message, _ = value
+    raise LambdaError(name, message)
+
+
+def storage_root(root: str) -> str:
+    """A datastore root as a URI (plain paths become file://)."""
+    from ..registry.datastore import normalize_root
+
+    return normalize_root(root)
