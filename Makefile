@@ -4,7 +4,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test venv bench clean tools npm-tools
+
+# Deployment and lint tools for the static template tests (tests/static). aws-sam-cli and awscli
+# pin their own boto3/click, so they get a venv of their own; bumping a version reinstalls it.
+TOOLS_VENV       := .tools-venv
+SAM_CLI_VERSION  := 1.170.0
+CFN_LINT_VERSION := 1.58.0
+AWSCLI_VERSION   := 1.46.3
+TOOLS_STAMP      := $(TOOLS_VENV)/.installed-sam$(SAM_CLI_VERSION)-cfnlint$(CFN_LINT_VERSION)-awscli$(AWSCLI_VERSION)
+# asl-validator, pinned in package.json + package-lock.json (node_modules/ is not committed).
+NPM_STAMP        := node_modules/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,12 +24,29 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+$(TOOLS_STAMP):
+	rm -rf $(TOOLS_VENV)
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION) cfn-lint==$(CFN_LINT_VERSION) awscli==$(AWSCLI_VERSION)
+	touch $(TOOLS_STAMP)
+
+## sam, cfn-lint and aws in .tools-venv/bin.
+tools: $(TOOLS_STAMP)
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NPM_STAMP)
+
+## asl-validator in node_modules/.bin.
+npm-tools: $(NPM_STAMP)
+
 ## Simulate a small night, run ISR on it on the embedded default, print the summary.
 demo: $(STAMP)
 	$(BIN)/isrflow demo --repo demo-repo
 
 ## The whole test suite (what CI runs).
-test: $(STAMP)
+test: $(STAMP) $(TOOLS_STAMP) $(NPM_STAMP)
 	$(BIN)/pytest
 
 ## Benchmarks that print JSON figures (not part of the tests).

@@ -5,9 +5,10 @@ worker process. Names (set by template.yaml and by the local runtime alike):
 
 - ``ISRFLOW_DATASTORE_ROOT``: ``s3://bucket[/prefix]`` or ``file:///abs/dir``;
 - ``ISRFLOW_REGISTRY_QUEUE_URL``: an SQS queue URL, or ``sqlite:///path#name`` locally;
-- ``ISRFLOW_REGISTRY_URL``: an SQLAlchemy URL of the registry database, or
-- ``ISRFLOW_REGISTRY_SECRET_ARN``: a Secrets Manager secret with the PostgreSQL connection
-  (``username``, ``password``, ``host``, ``port``, ``dbname``), as RDS-managed secrets hold.
+- ``ISRFLOW_REGISTRY_URL``: an SQLAlchemy URL of the registry database, and/or
+- ``ISRFLOW_REGISTRY_SECRET_ARN``: a Secrets Manager secret with its credentials (an
+  RDS-managed secret: ``username`` and ``password``; others may add ``host``, ``port``,
+  ``dbname``), merged into the URL by :func:`registry_url`.
 """
 
 from __future__ import annotations
@@ -52,15 +53,35 @@ def settings() -> Settings:
 
 
 @lru_cache(maxsize=8)
-def registry_url_from_secret(arn: str) -> str:
-    """Build a psycopg URL from an RDS-style Secrets Manager secret."""
+def _secret(arn: str) -> dict:
     import boto3
-    from sqlalchemy.engine import URL
 
-    secret = json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
-    return URL.create("postgresql+psycopg", username=secret["username"], password=secret["password"],
-                      host=secret["host"], port=int(secret.get("port", 5432)),
-                      database=secret.get("dbname", "postgres")).render_as_string(hide_password=False)
+    return json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
+
+
+def registry_url(config: Settings) -> str:
+    """The registry's SQLAlchemy URL.
+
+    With only a URL: that URL. With a secret: its credentials (``username``, ``password``) go
+    into the URL; an RDS-managed secret holds only those, so host, port and database come from
+    the URL when one is set, else from the secret's ``host``, ``port``, ``dbname``.
+    """
+    from sqlalchemy.engine import make_url
+
+    if not config.registry_secret_arn:
+        if not config.registry_url:
+            config.require("registry_url")
+        return config.registry_url  # type: ignore[return-value]
+    secret = _secret(config.registry_secret_arn)
+    if config.registry_url:
+        url = make_url(config.registry_url)
+    else:
+        from sqlalchemy.engine import URL
+
+        url = URL.create("postgresql+psycopg", host=secret["host"], port=int(secret.get("port", 5432)),
+                         database=secret.get("dbname", "postgres"))
+    url = url.set(username=secret["username"], password=secret["password"])
+    return url.render_as_string(hide_password=False)
 
 
 _REGISTRIES: dict[str, object] = {}
@@ -71,10 +92,7 @@ def open_registry(config: Settings | None = None):
     from .registry import Registry
 
     config = config or settings()
-    # the secret carries the credentials: it wins over a URL without a password
-    url = registry_url_from_secret(config.registry_secret_arn) if config.registry_secret_arn else config.registry_url
-    if not url:
-        config.require("registry_url")
+    url = registry_url(config)
     registry = _REGISTRIES.get(url)
     if registry is None:
         registry = Registry.open(url, datastore_root=config.datastore_root)
