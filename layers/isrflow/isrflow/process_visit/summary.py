@@ -77,7 +77,7 @@ def summarize(event: SummarizeEvent, registry, sender: QueueSender, *, wait_time
     if records:
         sender.send(records)
     sender.send([marker])
-    registry.wait_applied(plan.execution_id, timeout=wait_timeout)
+    registry.wait_applied(plan.execution_id, timeout=wait_timeout, poll_interval=0.1)
     failures = [r for r in ordered if r.status == "failed"]
     durations = [r.duration_s for r in ordered if r.status == "succeeded"]
     summary = VisitSummary(
