@@ -42,6 +42,7 @@ def main(argv=None) -> dict:
 
     from isrflow.exposure_io import Exposure, read_defects, read_exposure, write_exposure
     from isrflow.isr import IsrConfig, load_calibrations, run_isr
+    from isrflow.isr.pipeline import load_calibrations_async
     from isrflow.isr.assembly import flip
     from isrflow.rawio import read_raw
     from isrflow.simulate import SimulationRequest, simulate
@@ -57,8 +58,9 @@ def main(argv=None) -> dict:
     paths = dict(bias=cal.bias, dark=cal.dark, flat=cal.flat[raw.physical_filter], defects=cal.defects)
     out = work / "out.fits"
 
-    def full_isr():
-        result = run_isr(read_raw(raw.path), load_calibrations(**paths), IsrConfig())
+    def full_isr():  # as a worker does it: calibrations load in the background while the raw is read
+        calibs = load_calibrations_async(**paths)
+        result = run_isr(read_raw(raw.path), calibs, IsrConfig())
         write_exposure(out, result)
 
     def io_floor():

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,9 @@ class CalibrationInput:
     header: dict[str, Any] = field(default_factory=dict)
 
 
+CALIBRATION_KINDS = ("bias", "dark", "flat", "defects")
+
+
 @dataclass
 class Calibrations:
     bias: CalibrationInput | None = None
@@ -72,24 +75,54 @@ def _read_bytes(source: str | os.PathLike[str] | bytes, label: str) -> tuple[byt
         raise CalibrationError(f"{label or source}: cannot read calibration ({exc.strerror})") from None
 
 
+def calibration_from_bytes(kind: str, data: bytes, label: str) -> CalibrationInput:
+    """Parse one calibration (``bias``, ``dark``, ``flat`` or ``defects``) from its file bytes."""
+    if kind not in CALIBRATION_KINDS:
+        raise ConfigError(f"unknown calibration type {kind!r}")
+    sha = hashlib.sha256(data).hexdigest()
+    if kind == "defects":
+        boxes, header = read_defects(data, label)
+        return CalibrationInput(label=label, sha256=sha, defects=boxes, header=header)
+    exposure = read_exposure(data, label)
+    return CalibrationInput(label=label, sha256=sha, exposure=exposure, header=exposure.header)
+
+
+def _load_one(kind: str, source: str | os.PathLike[str] | bytes) -> CalibrationInput:
+    data, label = _read_bytes(source, "" if isinstance(source, (bytes, bytearray)) else str(source))
+    return calibration_from_bytes(kind, data, label)
+
+
 def load_calibrations(**sources: str | os.PathLike[str] | bytes | None) -> Calibrations:
     """Read calibrations given as paths or bytes: ``bias=``, ``dark=``, ``flat=``, ``defects=``."""
     calibs = Calibrations()
     for kind, source in sources.items():
-        if kind not in ("bias", "dark", "flat", "defects"):
+        if kind not in CALIBRATION_KINDS:
             raise ConfigError(f"unknown calibration type {kind!r}")
-        if source is None:
-            continue
-        data, label = _read_bytes(source, "" if isinstance(source, (bytes, bytearray)) else str(source))
-        sha = hashlib.sha256(data).hexdigest()
-        if kind == "defects":
-            boxes, header = read_defects(data, label)
-            item = CalibrationInput(label=label, sha256=sha, defects=boxes, header=header)
-        else:
-            exposure = read_exposure(data, label)
-            item = CalibrationInput(label=label, sha256=sha, exposure=exposure, header=exposure.header)
-        setattr(calibs, kind, item)
+        if source is not None:
+            setattr(calibs, kind, _load_one(kind, source))
     return calibs
+
+
+def load_calibrations_async(**sources: str | os.PathLike[str] | bytes | None) -> "PendingCalibrations":
+    """Like :func:`load_calibrations`, in background threads: the result is a Future that
+    :func:`run_isr` accepts, resolving it only after the raw's overscan and assembly, so
+    reading and checksumming the calibrations overlaps with that work."""
+    for kind in sources:
+        if kind not in CALIBRATION_KINDS:
+            raise ConfigError(f"unknown calibration type {kind!r}")
+    return PendingCalibrations({kind: _pool().submit(_load_one, kind, src)
+                                for kind, src in sources.items() if src is not None})
+
+
+class PendingCalibrations:
+    """Calibrations being read in background threads; :meth:`result` waits for them in the
+    caller's thread (never in a pool thread, so the pool cannot deadlock on itself)."""
+
+    def __init__(self, parts: dict[str, Future]):
+        self.parts = parts
+
+    def result(self) -> Calibrations:
+        return Calibrations(**{kind: future.result() for kind, future in self.parts.items()})
 
 
 def _overscan_subtract(raw: RawDetector, config: IsrConfig, image: np.ndarray, sat: np.ndarray,
@@ -189,17 +222,17 @@ def _check(label: str, item: CalibrationInput, kind: str, raw: RawDetector, shap
     check_calibration(label, item.header, kind, raw.obs.instrument, raw.detector.id, shape, calib_shape)
 
 
-def run_isr(raw: RawDetector, calibs: Calibrations | None = None, config: IsrConfig | None = None) -> Exposure:
-    """Instrument signature removal of one raw detector -> postISRCCD exposure (e-, e-^2)."""
+def run_isr(raw: RawDetector, calibs: "Calibrations | PendingCalibrations | None" = None,
+            config: IsrConfig | None = None) -> Exposure:
+    """Instrument signature removal of one raw detector -> postISRCCD exposure (e-, e-^2).
+
+    ``calibs`` may be :class:`PendingCalibrations` (:func:`load_calibrations_async`), resolved after the
+    overscan/assembly stage and checked before any calibration is applied.
+    """
     config = config or IsrConfig()
-    calibs = calibs or Calibrations()
     cam, amps = raw.camera, raw.amplifiers
     shape = cam.assembled_shape(raw.detector)
     applied = dict.fromkeys(STEP_NAMES, False)
-    for kind in ("bias", "dark", "flat", "defects"):
-        item = getattr(calibs, kind)
-        if item is not None and getattr(config, kind):
-            _check(item.label, item, kind, raw, shape)
 
     image = np.empty(shape, dtype=np.float32)
     mask = np.zeros(shape, dtype=np.int32)
@@ -207,6 +240,13 @@ def run_isr(raw: RawDetector, calibs: Calibrations | None = None, config: IsrCon
     suspect = np.zeros(shape, dtype=bool)
     overscan_stats: dict[str, float] = {}
     _overscan_subtract(raw, config, image, sat, suspect, overscan_stats)
+    if isinstance(calibs, PendingCalibrations):
+        calibs = calibs.result()
+    calibs = calibs or Calibrations()
+    for kind in CALIBRATION_KINDS:
+        item = getattr(calibs, kind)
+        if item is not None and getattr(config, kind):
+            _check(item.label, item, kind, raw, shape)
     applied["SATURATION"] = config.saturation.enabled
     applied["OVERSCAN"] = config.overscan.enabled
     applied["ASSEMBLE"] = True

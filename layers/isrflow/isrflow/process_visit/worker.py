@@ -29,39 +29,41 @@ def peak_memory_mb() -> float:
 
 
 class _CalibrationCache:
-    """Calibrations of a cluster, read once by dataset id."""
+    """Calibrations of a cluster, read once by dataset id, in background threads."""
 
     def __init__(self):
         self._items: dict[str, object] = {}
 
-    def get(self, kind: str, ref: DatasetRef):
-        from ..exposure_io import read_defects, read_exposure
-        from ..isr.pipeline import CalibrationInput
+    def prefetch(self, q: Quantum) -> None:
+        for kind, ref in q.calibs.items():
+            if ref is not None and str(ref.id) not in self._items:
+                self._items[str(ref.id)] = _submit(kind, ref)
 
-        key = str(ref.id)
-        if key not in self._items:
-            data = storage_for(ref.uri).read_bytes(ref.uri)
-            sha = hashlib.sha256(data).hexdigest()
-            if kind == "defects":
-                boxes, header = read_defects(data, ref.uri)
-                self._items[key] = CalibrationInput(label=ref.uri, sha256=sha, defects=boxes, header=header)
-            else:
-                exposure = read_exposure(data, ref.uri)
-                self._items[key] = CalibrationInput(label=ref.uri, sha256=sha, exposure=exposure, header=exposure.header)
-        return self._items[key]
+    def calibrations(self, q: Quantum):
+        """The quantum's calibrations, pending (run_isr resolves them after the overscan stage)."""
+        from ..isr.pipeline import PendingCalibrations
+
+        self.prefetch(q)
+        return PendingCalibrations({k: self._items[str(ref.id)] for k, ref in q.calibs.items() if ref is not None})
+
+
+def _submit(kind: str, ref: DatasetRef):
+    from ..isr.pipeline import _pool, calibration_from_bytes
+
+    return _pool().submit(lambda: calibration_from_bytes(kind, storage_for(ref.uri).read_bytes(ref.uri), ref.uri))
 
 
 def process_quantum(q: Quantum, event: IsrClusterEvent, cache: _CalibrationCache, sender: QueueSender) -> QuantumResult:
     from ..exposure_io import exposure_to_bytes
     from ..isr import IsrConfig
-    from ..isr.pipeline import Calibrations, run_isr
+    from ..isr.pipeline import run_isr
     from ..rawio import read_raw
 
     start = time.perf_counter()
     base = dict(instrument=q.instrument, exposure=q.exposure, detector=q.detector)
     try:
+        calibs = cache.calibrations(q)  # read in the background while the raw is read and assembled
         frame = read_raw(storage_for(q.raw.uri).read_bytes(q.raw.uri), detector=q.detector, name=q.raw.uri)
-        calibs = Calibrations(**{k: cache.get(k, ref) for k, ref in q.calibs.items() if ref is not None})
         result = run_isr(frame, calibs, IsrConfig.model_validate(event.isr_config))
         data = exposure_to_bytes(result)
         storage_for(q.output.uri).write_bytes(q.output.uri, data)
