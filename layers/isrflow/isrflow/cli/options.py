@@ -41,3 +41,13 @@ camera_option = click.option(
 )
 detectors_option = click.option("--detectors", type=IdList(), help="native detector ids, e.g. 0-3,7")
 json_option = click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON")
+
+
+def subgroup(group: click.Group, name: str, help: str) -> click.Group:
+    """The named subgroup of ``group`` (another command module may have made it), created if needed."""
+    existing = group.commands.get(name)
+    if isinstance(existing, click.Group):
+        return existing
+    sub = click.Group(name=name, help=help)
+    group.add_command(sub)
+    return sub

@@ -13,19 +13,10 @@ from datetime import datetime, timezone
 import click
 
 from ..errors import RegistryError
+from .options import subgroup
 
 #: Exit code of ``isrflow ingest`` when some files were skipped (not raws, conflicts).
 EXIT_SKIPPED = 3
-
-
-def _subgroup(group: click.Group, name: str, help: str) -> click.Group:
-    """Get the named subgroup of ``group`` (another module may have made it) or create it."""
-    existing = group.commands.get(name)
-    if isinstance(existing, click.Group):
-        return existing
-    sub = click.Group(name=name, help=help)
-    group.add_command(sub)
-    return sub
 
 
 def _parse_time(value: str | None, what: str) -> datetime | None:
@@ -55,7 +46,7 @@ _repo_option = click.option(
 def register(group: click.Group) -> None:
     """Add the registry commands to the ``isrflow`` group."""
 
-    repo = _subgroup(group, "repo", "Create and inspect data repositories.")
+    repo = subgroup(group, "repo", "Create and inspect data repositories.")
 
     @repo.command("create")
     @click.argument("directory", type=click.Path(file_okay=False))
@@ -176,7 +167,7 @@ def register(group: click.Group) -> None:
                 span = f"  [{lo}, {hi})"
             click.echo(f"{ref.dataset_type:12s} {ref.run:30s} {data_id:50s} {ref.uri}{span}")
 
-    calib = _subgroup(group, "calib", "Calibration commands.")
+    calib = subgroup(group, "calib", "Calibration commands.")
 
     @calib.command("certify")
     @_repo_option

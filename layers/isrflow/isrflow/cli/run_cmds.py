@@ -14,25 +14,16 @@ from pathlib import Path
 
 import click
 
-from .options import json_option
+from .options import json_option, subgroup
 
 STATE_MACHINE = "ProcessVisitStateMachine"
 
 
-def _subgroup(group: click.Group, name: str, help: str) -> click.Group:
-    existing = group.commands.get(name)
-    if isinstance(existing, click.Group):
-        return existing
-    sub = click.Group(name=name, help=help)
-    group.add_command(sub)
-    return sub
-
-
 def register(group: click.Group) -> None:
-    run = _subgroup(group, "run", "Run a state machine (locally by default, or --aws).")
+    run = subgroup(group, "run", "Run a state machine (locally by default, or --aws).")
     run.add_command(process_visit_command)
     group.add_command(status_command)
-    calib = _subgroup(group, "calib", "Calibrations: import, certify, build.")
+    calib = subgroup(group, "calib", "Calibrations: import, certify, build.")
     calib.add_command(calib_import_command)
 
 
