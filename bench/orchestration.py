@@ -33,7 +33,8 @@ def map_overhead(items: int, workers: int) -> dict:
     manifest = json.dumps([{"cluster_id": f"c{i}", "quanta": []} for i in range(items)]).encode()
     plan = {"execution_id": "bench", "execution_key": "bench", "manifest_key": "m.json", "manifest_uri": "m",
             "results_prefix": "r/", "clusters": items, "quanta": items, "failed_at_plan": 0, "skipped_existing": 0,
-            "output_run": "bench/run", "isr_config": {}, "max_concurrency": 1000, "max_failure_fraction": 0.0}
+            "output_run": "bench/run", "isr_config": {}, "max_concurrency": 1000, "max_failure_fraction": 0.0,
+            "previews": False}
     handler_file = str(ROOT / "bench" / "noop_handler.py")
     env = {"BENCH_PLAN_RESULT": json.dumps(plan)}
 

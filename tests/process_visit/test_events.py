@@ -17,8 +17,8 @@ from functions.registry_writer.app import lambda_handler as writer_handler
 from functions.registry_writer.app import parse_records
 from functions.summarize.app import lambda_handler as summarize_handler
 from isrflow.calib_import import calibration_message
-from isrflow.messages import (DatasetMessage, IsrClusterEvent, PlanEvent, ProcessVisitInput, RecordFailureEvent,
-                              SummarizeEvent, dimension_records)
+from isrflow.messages import (DatasetMessage, IsrClusterEvent, MosaicEvent, PlanEvent, ProcessVisitInput,
+                              RecordFailureEvent, S3ObjectCreatedEvent, SummarizeEvent, dimension_records)
 from isrflow.rawio import read_observations
 from isrflow.registry import Registry
 from isrflow.settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_SECRET_ARN, ENV_REGISTRY_URL
@@ -32,6 +32,9 @@ MODELS = {
     "summarize.json": SummarizeEvent.model_validate,
     "summarize_record_failure.json": RecordFailureEvent.model_validate,
     "registry_writer_sqs_batch.json": parse_records,
+    "ingest_object_created.json": S3ObjectCreatedEvent.model_validate,
+    "ingest_object_created_not_fits.json": S3ObjectCreatedEvent.model_validate,
+    "isr_mosaic.json": MosaicEvent.model_validate,
 }
 BUCKET = "isrflow-data-123456789012"
 ROOT = f"s3://{BUCKET}"

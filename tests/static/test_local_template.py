@@ -28,7 +28,7 @@ from isrflow.local.template import (
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
 REGISTRY_FUNCTIONS = {"PlanFunction", "SummarizeFunction", "RegistryWriterFunction"}
-ALL_FUNCTIONS = REGISTRY_FUNCTIONS | {"IsrFunction"}
+ALL_FUNCTIONS = REGISTRY_FUNCTIONS | {"IsrFunction", "IngestFunction"}
 SUBSTITUTIONS = {"PlanFunctionArn", "IsrFunctionArn", "SummarizeFunctionArn", "DataBucketName"}
 
 
@@ -353,7 +353,7 @@ def test_environment(app):
         registry = fn.logical_id in REGISTRY_FUNCTIONS
         assert ("ISRFLOW_REGISTRY_SECRET_ARN" in env) is registry
         assert ("ISRFLOW_REGISTRY_URL" in env) is registry
-    assert len({fn.environment["POWERTOOLS_SERVICE_NAME"] for fn in app.functions.values()}) == 4
+    assert len({fn.environment["POWERTOOLS_SERVICE_NAME"] for fn in app.functions.values()}) == len(app.functions)
 
 
 def test_environment_with_a_local_resolver(tmp_path):

@@ -47,3 +47,22 @@ def run_on_aws(stack: str, state_machine: str, payload: dict, *, name: str | Non
                     "output": json.loads(desc["output"]) if desc.get("output") else None,
                     "error": desc.get("error"), "cause": desc.get("cause")}
         sleep(poll_s)
+
+
+def start_and_follow(state_machine_arn: str, payload: dict, name: str, *, sfn=None, poll_s: float = 5.0,
+                     sleep: Callable[[float], None] = time.sleep,
+                     progress: Callable[[str], None] | None = None) -> dict:
+    """Start an execution of a state machine (by ARN) and wait for its end; same answer as :func:`run_on_aws`."""
+    import boto3
+
+    sfn = sfn or boto3.client("stepfunctions", region_name=state_machine_arn.split(":")[3])
+    started = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))
+    while True:
+        desc = sfn.describe_execution(executionArn=started["executionArn"])
+        if desc["status"] != "RUNNING":
+            return {"execution": started["executionArn"], "status": desc["status"],
+                    "output": json.loads(desc["output"]) if desc.get("output") else None,
+                    "error": desc.get("error"), "cause": desc.get("cause")}
+        if progress is not None:
+            progress(f"{name}: {desc['status']}")
+        sleep(poll_s)

@@ -115,3 +115,26 @@ class RejectedMessageError(RegistryError):
 
 class WaitTimeoutError(RegistryError):
     """``wait_applied`` gave up before all of an execution's messages were applied."""
+
+
+# --- Uploads, operations ----------------------------------------------------------------------
+
+
+class NotFitsError(IsrInputError):
+    """An object is not a FITS file (no ``SIMPLE = T`` card where the primary header must start)."""
+
+
+class TruncatedFitsError(IsrInputError):
+    """A FITS file ends before its headers say it should (an incomplete upload or copy)."""
+
+
+class QuantaNotFoundError(RegistryError):
+    """Explicitly requested quanta have no raw in the input collections (not ingested, or not applied yet)."""
+
+
+class ExecutionNotFoundError(IsrflowError):
+    """No execution with this name or ARN is known (locally: no record under the repository)."""
+
+
+class PriceTableError(ConfigError):
+    """A price table file is missing, unreadable or lacks a price."""

@@ -374,6 +374,7 @@ class ProcessVisitInput(BaseModel):
     max_concurrency: int = Field(default=100, ge=1, le=10000)
     max_failure_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
     isr_config: dict[str, Any] = Field(default_factory=dict)
+    previews: bool = Field(default=False, description="also write a PNG per detector and a mosaic per exposure")
 
     @model_validator(mode="after")
     def _one_selection(self) -> "ProcessVisitInput":
@@ -416,6 +417,7 @@ class PlanResult(BaseModel):
     isr_config: dict[str, Any]
     max_concurrency: int
     max_failure_fraction: float
+    previews: bool = False
 
 
 class IsrClusterEvent(BaseModel):
@@ -428,6 +430,7 @@ class IsrClusterEvent(BaseModel):
     results_prefix: str
     output_run: CollectionName
     isr_config: dict[str, Any] = Field(default_factory=dict)
+    previews: bool = False
 
 
 class QuantumResult(BaseModel):
@@ -487,6 +490,128 @@ class VisitSummary(BaseModel):
     registry_messages: int
 
 
+class MosaicEvent(BaseModel):
+    """ProcessVisit's Mosaics state (with ``previews``): one focal-plane mosaic PNG per exposure
+    of the manifest, from the per-detector thumbnails the workers wrote next to the outputs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["mosaic"] = "mosaic"
+    manifest_uri: str = Field(min_length=1)
+    output_run: CollectionName
+
+
+# =============================================================================================
+# 5. Triggers: S3 Object Created (EventBridge) -> ingest -> prompt processing
+# =============================================================================================
+#
+# The ingest function receives EventBridge's S3 "Object Created" events for keys under raw/ in
+# the data bucket (locally ``isrflow ingest --watch`` builds the same events). Field names
+# follow the event (``detail-type``, ``version-id``, ...); unknown fields are ignored.
+
+
+class S3BucketRef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(min_length=1)
+
+
+class S3ObjectRef(BaseModel):
+    """The object of an S3 event: key (as in the event), size in bytes, ETag (no quotes)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    key: str = Field(min_length=1)
+    size: int | None = Field(default=None, ge=0)
+    etag: str | None = None
+    version_id: str | None = Field(default=None, alias="version-id")
+    sequencer: str | None = None
+
+
+class S3ObjectCreatedDetail(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    version: str = "0"
+    bucket: S3BucketRef
+    object_: S3ObjectRef = Field(alias="object")
+    request_id: str | None = Field(default=None, alias="request-id")
+    requester: str | None = None
+    source_ip_address: str | None = Field(default=None, alias="source-ip-address")
+    reason: str | None = Field(default=None, description="PutObject, CompleteMultipartUpload, CopyObject, ...")
+
+
+class S3ObjectCreatedEvent(BaseModel):
+    """An EventBridge event ``source: aws.s3``, ``detail-type: Object Created``."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    version: str = "0"
+    id: str = Field(min_length=1)
+    detail_type: Literal["Object Created"] = Field(alias="detail-type")
+    source: Literal["aws.s3"]
+    account: str
+    time: UtcDatetime
+    region: str
+    resources: list[str] = Field(default_factory=list)
+    detail: S3ObjectCreatedDetail
+
+    @property
+    def bucket(self) -> str:
+        return self.detail.bucket.name
+
+    @property
+    def key(self) -> str:
+        return self.detail.object_.key
+
+
+class PromptExecution(BaseModel):
+    """The ProcessVisit execution an upload started (or found already started)."""
+
+    state_machine_arn: str
+    name: str = Field(min_length=1, max_length=80)
+    execution_arn: str
+    outcome: Literal["started", "already_started"]
+
+
+class IngestOutcome(BaseModel):
+    """What the ingest function did with one upload (its return value; also logged)."""
+
+    bucket: str
+    key: str
+    etag: str | None = None
+    size: int | None = None
+    status: Literal["ingested", "quarantined", "superseded"]
+    reason: str | None = Field(default=None, description="why it was quarantined or superseded")
+    camera: str | None = None
+    instrument: str | None = None
+    exposure: int | None = None
+    obs_type: str | None = None
+    detectors: list[int] = Field(default_factory=list)
+    datasets: list[uuid.UUID] = Field(default_factory=list, description="raw dataset ids registered")
+    messages_sent: int = 0
+    execution: PromptExecution | None = None
+    quarantine_uri: str | None = None
+    header_reads: int = Field(default=0, description="ranged reads made to parse the headers")
+    header_bytes: int = Field(default=0, description="bytes read to parse the headers")
+
+
+class QuarantineRecord(BaseModel):
+    """Why an upload was not ingested, written as JSON under ``quarantine/`` in the data bucket.
+
+    The object itself stays where it was uploaded; nothing is registered for it.
+    """
+
+    bucket: str
+    key: str
+    uri: str = Field(description="the uploaded object")
+    etag: str | None = None
+    size: int | None = None
+    error: str = Field(description="error class, e.g. TruncatedFitsError, NotFitsError")
+    reason: str
+    event_id: str | None = None
+    quarantined: UtcDatetime
+
+
 __all__ = [
     "CALIBRATION_TYPES",
     "CertifyMessage",
@@ -517,4 +642,13 @@ __all__ = [
     "RecordFailureEvent",
     "SummarizeEvent",
     "VisitSummary",
+    "MosaicEvent",
+    # Triggers
+    "IngestOutcome",
+    "PromptExecution",
+    "QuarantineRecord",
+    "S3BucketRef",
+    "S3ObjectCreatedDetail",
+    "S3ObjectCreatedEvent",
+    "S3ObjectRef",
 ]

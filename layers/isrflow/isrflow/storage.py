@@ -25,6 +25,10 @@ class ObjectNotFoundError(StorageError):
     """The object does not exist."""
 
 
+class ObjectChangedError(StorageError):
+    """The object no longer has the ETag the reader expected (it was overwritten meanwhile)."""
+
+
 class Storage(Protocol):
     def read_bytes(self, uri: str) -> bytes: ...
 
@@ -33,6 +37,8 @@ class Storage(Protocol):
     def exists(self, uri: str) -> bool: ...
 
     def list(self, prefix_uri: str) -> list[str]: ...
+
+    def read_range(self, uri: str, start: int, length: int, if_match: str | None = None) -> bytes: ...
 
 
 class FileStorage:
@@ -61,6 +67,17 @@ class FileStorage:
 
     def exists(self, uri: str) -> bool:
         return _local(uri).is_file()
+
+    def read_range(self, uri: str, start: int, length: int, if_match: str | None = None) -> bytes:
+        """Up to ``length`` bytes from ``start`` (``if_match`` is an S3 notion: ignored here)."""
+        try:
+            with open(_local(uri), "rb") as handle:
+                handle.seek(start)
+                return handle.read(length)
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"{uri}: no such object") from None
+        except OSError as exc:
+            raise StorageError(f"{uri}: cannot read ({exc.strerror})") from None
 
     def list(self, prefix_uri: str) -> list[str]:
         root = _local(prefix_uri)
@@ -93,6 +110,22 @@ class S3Storage:
     def write_bytes(self, uri: str, data: bytes) -> None:
         bucket, key = split_s3(uri)
         self.client.put_object(Bucket=bucket, Key=key, Body=data)
+
+    def read_range(self, uri: str, start: int, length: int, if_match: str | None = None) -> bytes:
+        """A ranged GET of ``length`` bytes from ``start``; with ``if_match`` (an ETag) S3 refuses
+        the read if the object has been overwritten since (ObjectChangedError)."""
+        bucket, key = split_s3(uri)
+        extra = {"IfMatch": if_match} if if_match else {}
+        try:
+            reply = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}", **extra)
+        except self.client.exceptions.NoSuchKey:
+            raise ObjectNotFoundError(f"{uri}: no such object") from None
+        except Exception as exc:  # botocore ClientError
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "412"):
+                raise ObjectChangedError(f"{uri}: the object changed (ETag is no longer {if_match})") from None
+            raise
+        return reply["Body"].read()
 
     def exists(self, uri: str) -> bool:
         bucket, key = split_s3(uri)

@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping
 from .camera import load_camera
 from .errors import CameraError, MissingHeaderKeywordError
 from .observation import ObservationInfo, ObsType
+from .timescales import tai_to_utc
 
 Header = Mapping[str, Any]
 
@@ -70,9 +71,10 @@ def _time(text: Any, key: str, source: str, scale: str = "utc") -> datetime:
     except ValueError:
         raise MissingHeaderKeywordError(f"{source}: header keyword {key} = {text!r} is not an ISO time") from None
     if scale.lower() == "tai":
-        from astropy.time import Time  # TAI->UTC needs the leap-second table
-
-        stamp = Time(stamp, scale="tai").utc.to_datetime()
+        try:
+            stamp = tai_to_utc(stamp)  # the leap-second table, pure Python (no astropy in the Lambda layer)
+        except ValueError as exc:
+            raise MissingHeaderKeywordError(f"{source}: header keyword {key} = {text!r}: {exc}") from None
     return stamp.replace(tzinfo=timezone.utc)
 
 

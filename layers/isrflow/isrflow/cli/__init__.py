@@ -14,7 +14,7 @@ import click
 from ..errors import IsrflowError
 
 # Modules that add commands to the group, in the order they appear in --help.
-COMMAND_MODULES = ("simulate_cmd", "isr_cmd", "registry_cmds", "run_cmds", "demo_cmd")
+COMMAND_MODULES = ("simulate_cmd", "isr_cmd", "registry_cmds", "run_cmds", "demo_cmd", "ops_cmds", "local_cmds")
 
 
 class _Group(click.Group):

@@ -84,16 +84,39 @@ def register(group: click.Group) -> None:
     )
     @click.option("--run", default=None, help="RUN collection (default: <INSTRUMENT>/raw/all).")
     @click.option("--camera", default=None, help="Force a camera (hsc, lsstcam, decam, generic).")
-    @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+    @click.option("--watch", "watch_dir", default=None, type=click.Path(file_okay=False, exists=True),
+                  help="Watch RAWDIR: feed new files through the ingest function (prompt processing).")
+    @click.option("--once", is_flag=True, help="With --watch: one poll, wait for its executions, exit.")
+    @click.option("--parameter", "parameters", multiple=True, metavar="KEY=VALUE",
+                  help="With --watch: template parameter, e.g. PromptOutputRun=... (PromptProcessing=true).")
+    @click.option("--workers", type=click.IntRange(1), default=None, help="With --watch: worker processes.")
+    @click.argument("files", nargs=-1, required=False, type=click.Path(dir_okay=False))
     def ingest_cmd(
-        repo_dir: str, transfer: str, run: str | None, camera: str | None, files: tuple[str, ...]
+        repo_dir: str, transfer: str, run: str | None, camera: str | None, watch_dir: str | None, once: bool,
+        parameters: tuple[str, ...], workers: int | None, files: tuple[str, ...]
     ) -> None:
         """Register raw FILES (and their instrument, detectors, exposures). Idempotent.
 
         Files that are not raws of a known camera are reported and skipped; the exit code is
         then 3 (0 when every file was ingested or already registered).
+
+        With --watch RAWDIR, new files under RAWDIR go through the template's ingest function, as
+        S3 uploads under raw/ do in AWS (see isrflow.prompt.watch).
         """
         from ..registry import ingest, open_repo
+
+        if watch_dir is not None:
+            from pathlib import Path
+
+            from .local_cmds import parse_parameters, watch
+
+            if files:
+                raise click.UsageError("give FILES or --watch RAWDIR, not both")
+            watch(Path(repo_dir), Path(watch_dir), once=once, interval=1.0,
+                  parameters=parse_parameters(parameters), workers=workers)
+            return
+        if not files:
+            raise click.UsageError("give raw FILES to ingest (or --watch RAWDIR)")
 
         registry = open_repo(repo_dir)
         try:

@@ -1,4 +1,4 @@
-"""``isrflow run process-visit``, ``isrflow status`` and ``isrflow calib import``.
+"""``isrflow run process-visit`` and ``isrflow calib import`` (``isrflow status``: :mod:`.ops_cmds`).
 
 ``run`` starts the ProcessVisit state machine: locally by default (the embedded runtime,
 against ``--repo``), or with ``--aws`` against the deployed stack. It follows the execution
@@ -22,7 +22,6 @@ STATE_MACHINE = "ProcessVisitStateMachine"
 def register(group: click.Group) -> None:
     run = subgroup(group, "run", "Run a state machine (locally by default, or --aws).")
     run.add_command(process_visit_command)
-    group.add_command(status_command)
     calib = subgroup(group, "calib", "Calibrations: import, certify, build.")
     calib.add_command(calib_import_command)
 
@@ -40,25 +39,26 @@ def default_collections(registry, input_collections, calib_collection):
 
 
 def process_visit_input(registry, where, quanta, input_collections, calib_collection, output_run, mode, cluster_size,
-                        max_failure_fraction, isr_config, max_concurrency=100) -> dict:
+                        max_failure_fraction, isr_config, max_concurrency=100, previews=False) -> dict:
     from ..messages import ProcessVisitInput
 
     inputs, calib = default_collections(registry, input_collections, calib_collection)
     payload = ProcessVisitInput(
         where=where, quanta=quanta, input_collections=inputs, calib_collection=calib, output_run=output_run,
         mode=mode, cluster_size=cluster_size, max_failure_fraction=max_failure_fraction,
-        isr_config=isr_config or {}, max_concurrency=max_concurrency,
+        isr_config=isr_config or {}, max_concurrency=max_concurrency, previews=previews,
     )
     return payload.model_dump(mode="json", exclude_none=True)
 
 
-def run_local(repo: Path, payload: dict, workers: int | None, *, progress: bool = True, name: str | None = None):
-    """Run ProcessVisit in the embedded runtime; returns the finished Execution."""
+def run_local(repo: Path, payload: dict, workers: int | None, *, progress: bool = True, name: str | None = None,
+              state_machine: str = STATE_MACHINE):
+    """Run ProcessVisit (or ``state_machine``) in the embedded runtime; returns the finished Execution."""
     from ..local.runtime import LocalRuntime
     from ..storage import storage_for
 
     with LocalRuntime(repo, processes=workers) as runtime:
-        execution = runtime.run(STATE_MACHINE, payload, name=name, wait=False)
+        execution = runtime.run(state_machine, payload, name=name, wait=False)
         shown = ""
         while execution.status == "RUNNING":
             time.sleep(0.25)
@@ -96,12 +96,13 @@ def _print_records(records: list[dict], summary: dict | None) -> None:
 @click.option("--cluster-size", type=click.IntRange(1), default=4, show_default=True)
 @click.option("--max-failure-fraction", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--isr-config", "isr_config_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--previews", is_flag=True, help="also write a PNG per detector and a mosaic per exposure")
 @click.option("--workers", type=click.IntRange(1), default=None, help="local worker processes (default: all cores)")
 @click.option("--aws", "use_aws", is_flag=True, help="start the deployed state machine instead")
 @click.option("--stack", default="isrflow", show_default=True, help="CloudFormation stack (with --aws)")
 @json_option
 def process_visit_command(repo_dir, where, output_run, input_collections, calib_collection, mode, cluster_size,
-                          max_failure_fraction, isr_config_path, workers, use_aws, stack, as_json):
+                          max_failure_fraction, isr_config_path, previews, workers, use_aws, stack, as_json):
     """Run ISR on every detector the query selects (the ProcessVisit state machine)."""
     from ..isr.config import IsrConfig
     from ..registry import open_repo
@@ -116,7 +117,8 @@ def process_visit_command(repo_dir, where, output_run, input_collections, calib_
 
         payload = ProcessVisitInput(where=where, input_collections=list(input_collections), calib_collection=calib_collection,
                                     output_run=output_run, mode=mode, cluster_size=cluster_size,
-                                    max_failure_fraction=max_failure_fraction, isr_config=isr_config).model_dump(
+                                    max_failure_fraction=max_failure_fraction, isr_config=isr_config,
+                                    previews=previews).model_dump(
             mode="json", exclude_none=True)
         result = run_on_aws(stack, STATE_MACHINE, payload)
         click.echo(json.dumps(result, indent=1, default=str))
@@ -127,7 +129,7 @@ def process_visit_command(repo_dir, where, output_run, input_collections, calib_
         raise click.UsageError("--where is required")
     registry = open_repo(repo_dir)
     payload = process_visit_input(registry, where, None, input_collections, calib_collection, output_run, mode,
-                                  cluster_size, max_failure_fraction, isr_config)
+                                  cluster_size, max_failure_fraction, isr_config, previews=previews)
     execution = run_local(repo_dir, payload, workers)
     _report(registry, execution, as_json)
 
@@ -153,24 +155,6 @@ def _cause_text(cause: str | None) -> str:
         return json.loads(cause or "").get("errorMessage", cause)
     except (ValueError, AttributeError):
         return cause or ""
-
-
-@click.command("status")
-@click.argument("execution")
-@click.option("--repo", "repo_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@json_option
-def status_command(execution, repo_dir, as_json):
-    """Per-detector status, durations and peak memory of an execution (from the registry)."""
-    from ..registry import open_repo
-
-    registry = open_repo(repo_dir)
-    records = registry.processing_records(execution)
-    if not records:
-        raise click.ClickException(f"no processing records for execution {execution!r} in {repo_dir}")
-    if as_json:
-        click.echo(json.dumps({"execution": execution, "records": records}, indent=1, default=str))
-    else:
-        _print_records(records, None)
 
 
 @click.command("import")

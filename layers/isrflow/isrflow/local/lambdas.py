@@ -20,7 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,13 @@ def invoke_here(fn: LocalFunction, event: Any) -> tuple[str, Any]:
                 os.environ[k] = v
 
 
+def invoke_here_timed(fn: LocalFunction, event: Any) -> tuple[str, Any, float]:
+    """:func:`invoke_here` plus the handler's wall seconds in the worker (what Lambda bills)."""
+    start = time.perf_counter()
+    status, value = invoke_here(fn, event)
+    return status, value, time.perf_counter() - start
+
+
 class LambdaPool:
     """Invoke local functions in worker processes (``processes=0``: in threads of this process)."""
 
@@ -121,13 +128,19 @@ class LambdaPool:
         self.invocations += 1
         return self._pool.submit(invoke_here, fn, event)
 
-    def invoke(self, fn: LocalFunction, event: Any) -> Any:
-        """Synchronous invoke (RequestResponse): the result, or LambdaError."""
-        future = self.submit(fn, event)
+    def invoke(self, fn: LocalFunction, event: Any, on_done: Callable[[float, bool], None] | None = None) -> Any:
+        """Synchronous invoke (RequestResponse): the result, or LambdaError. ``on_done(seconds, ok)``
+        gets the handler's duration measured in the worker (queueing for a free worker excluded)."""
+        self.invocations += 1
+        future = self._pool.submit(invoke_here_timed, fn, event)
         try:
-            status, value = future.result(timeout=fn.timeout_s)
+            status, value, seconds = future.result(timeout=fn.timeout_s)
         except FutureTimeout:
+            if on_done is not None:
+                on_done(fn.timeout_s, False)
             raise LambdaError("Sandbox.Timedout", f"{fn.name} timed out after {fn.timeout_s:g} s") from None
+        if on_done is not None:
+            on_done(seconds, status == "ok")
         if status == "ok":
             return value
         name, message, trace = value

@@ -22,10 +22,11 @@ from typing import Any
 from ..registry.repo import read_repo_config
 from ..settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_SECRET_ARN, ENV_REGISTRY_URL
 from ..storage import ObjectNotFoundError, storage_for
-from .asl import Execution, Interpreter, LocalIntegrations, StateMachine, TaskFailure
+from .asl import Execution, ExecutionAlreadyExists, Interpreter, LocalIntegrations, StateMachine, TaskFailure
 from .event_source import QueuePoller
 from .lambdas import LambdaError, LambdaPool, LocalFunction, invoke_here
 from .queue import LocalQueue
+from .records import ExecutionRecorder, InvocationRecord
 from .template import LocalApp, load_app
 
 #: The project root (template.yaml, functions/, statemachines/).
@@ -47,7 +48,9 @@ class _PoolIntegrations(LocalIntegrations):
     def call_handler(self, name: str, event: Any, task, request_id: str) -> Any:
         fn = self.runtime.functions[name]
         try:
-            return self.runtime.pool.invoke(fn, event)
+            recorder = getattr(self.runtime, "invocation_recorder", None)  # benchmarks pass a bare runtime
+            on_done = recorder(name, task.execution_arn) if recorder is not None else None
+            return self.runtime.pool.invoke(fn, event, on_done=on_done)
         except LambdaError as exc:
             raise TaskFailure(exc.error, json.dumps({"errorMessage": exc.message, "errorType": exc.error,
                                                      "requestId": request_id, "stackTrace": exc.trace})) from None
@@ -57,12 +60,13 @@ class LocalRuntime:
     """Run the template's state machines against a repository directory."""
 
     def __init__(self, repo: str | Path, *, processes: int | None = None, template: str | Path | None = None,
-                 clock=None):
+                 clock=None, parameters: dict[str, str] | None = None):
         self.repo = Path(repo).absolute()
         config = read_repo_config(self.repo)
         self.registry_url = config.registry_url(self.repo)
         self.datastore_root = storage_root(config.datastore_root(self.repo))
-        self.app: LocalApp = load_app(template or PROJECT_ROOT / "template.yaml")
+        self.app: LocalApp = load_app(template or PROJECT_ROOT / "template.yaml", parameters)
+        self.recorder = ExecutionRecorder(self.repo)
         queue_spec = self.app.queues[self._writer_mapping().queue]
         dlq = queue_spec.dead_letter_target or f"{queue_spec.name}-dlq"
         self.queue = LocalQueue(self.repo / QUEUE_FILE, queue_spec.name, visibility_timeout=queue_spec.visibility_timeout_s,
@@ -119,12 +123,35 @@ class LocalRuntime:
     def run(self, state_machine: str, payload: dict, name: str | None = None, *, wait: bool = True) -> Execution:
         """Start an execution (and by default wait for it)."""
         self.start()
-        return self.interpreter.start_execution(self.machine(state_machine), payload,
-                                                name=name or uuid.uuid4().hex[:16], wait=wait)
+        machine = self.machine(state_machine)
+        name = name or uuid.uuid4().hex[:16]
+        if self.recorder.exists(machine.name, name):  # names stay unique across runtime restarts, as on AWS
+            arn = (machine.arn or "").replace(":stateMachine:", ":execution:", 1) + ":" + name
+            raise ExecutionAlreadyExists(f"Execution Already Exists: '{arn}'")
+        execution = self.interpreter.start_execution(machine, payload, name=name, wait=wait)
+        if wait:
+            self.recorder.persist(execution)
+        else:
+            self.recorder.track(execution)
+        return execution
+
+    def invocation_recorder(self, name: str, execution_arn: str):
+        """``on_done(seconds, ok)`` for one Lambda invocation made for ``execution_arn``."""
+        fn = self.functions[name]
+        architecture = next((a for f in self.app.functions.values() if f.name == name for a in f.architectures),
+                            "x86_64")
+
+        def on_done(seconds: float, ok: bool) -> None:
+            self.recorder.invocation(InvocationRecord(function=name, memory_mb=fn.memory_mb, architecture=architecture,
+                                                      duration_s=seconds, execution_arn=execution_arn, ok=ok))
+
+        return on_done
 
     def close(self) -> None:
+        self.recorder.stop_running()
+        self.pool.close()  # in-flight handlers finish first (a Summarize may be waiting for the writer)
         self.poller.stop()
-        self.pool.close()
+        self.recorder.close()
 
     def __enter__(self) -> "LocalRuntime":
         return self.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+from ..errors import QuantaNotFoundError
 from ..isr.config import IsrConfig
 from ..messages import Cluster, PlanEvent, PlanResult, QuantumKey, QuantumResult
 from ..registry.models import Quantum
@@ -25,6 +26,19 @@ def where_for_quanta(keys: list[QuantumKey]) -> str:
         terms.append(f"(instrument = '{quoted}' AND exposure = {exposure} "
                      f"AND detector IN ({', '.join(str(d) for d in sorted(set(detectors)))}))")
     return " OR ".join(terms)
+
+
+def check_requested(keys: list[QuantumKey], plan, input_collections: list[str]) -> None:
+    """Explicit quanta must all be planned (or skipped as existing); otherwise their raws are not
+    registered, or not yet applied by the writer (an upload's prompt execution may start first):
+    QuantaNotFoundError, which the state machine's Plan state retries with back-off."""
+    found = {(q.instrument, q.exposure, q.detector) for q in plan.quanta}
+    found |= {(r.data_id["instrument"], r.data_id["exposure"], r.data_id["detector"]) for r in plan.skipped_existing}
+    missing = sorted({(k.instrument, k.exposure, k.detector) for k in keys} - found)
+    if missing:
+        named = ", ".join(f"{i} {e} det {d}" for i, e, d in missing[:10])
+        raise QuantaNotFoundError(f"{len(missing)} requested quanta have no raw in {', '.join(input_collections)}: "
+                                  f"{named}{' ...' if len(missing) > 10 else ''}")
 
 
 def make_clusters(quanta: list[Quantum], size: int) -> list[Cluster]:
@@ -49,8 +63,15 @@ def plan_visit(event: PlanEvent, registry, datastore_root: str) -> PlanResult:
     config = IsrConfig.model_validate(spec.isr_config)
     needed = [k for k in CALIB_STEPS if getattr(config, k)]
     where = spec.where if spec.where is not None else where_for_quanta(spec.quanta or [])
+    if spec.quanta is not None:  # the first raw of an instrument creates its raw collection
+        absent = [c for c in spec.input_collections if registry.collection_type(c) is None]
+        if absent:
+            raise QuantaNotFoundError(f"{len(spec.quanta)} requested quanta have no raw yet: input collection(s) "
+                                      f"{', '.join(absent)} do not exist")
     plan = registry.find_quanta(where, spec.input_collections, spec.calib_collection, spec.output_run,
                                 needed_calibs=needed, mode=spec.mode, datastore_root=datastore_root)
+    if spec.quanta is not None:
+        check_requested(spec.quanta, plan, spec.input_collections)
     key = layout.execution_key(event.execution_id)
     results = layout.results_prefix(datastore_root, key)
     storage = storage_for(datastore_root)
@@ -70,5 +91,5 @@ def plan_visit(event: PlanEvent, registry, datastore_root: str) -> PlanResult:
         manifest_uri=manifest, results_prefix=results, clusters=len(clusters), quanta=len(plan.quanta),
         failed_at_plan=len(plan.quanta) - len(ready), skipped_existing=len(plan.skipped_existing),
         output_run=spec.output_run, isr_config=config.model_dump(mode="json"),
-        max_concurrency=spec.max_concurrency, max_failure_fraction=spec.max_failure_fraction,
+        max_concurrency=spec.max_concurrency, max_failure_fraction=spec.max_failure_fraction, previews=spec.previews,
     )

@@ -4,6 +4,8 @@ dataset + provenance messages. One bad quantum never fails the others."""
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import resource
 import time
 import uuid
@@ -16,6 +18,8 @@ from . import layout
 
 OUTPUT_TYPE = "postISRCCD"
 _MESSAGE_NS = uuid.UUID("6f1d7b8e-3c1a-5d7e-9a53-1f0c2b7d4e91")
+
+logger = logging.getLogger("isrflow.isr")
 
 
 def message_id(execution_id: str, subject: object, kind: str = "dataset") -> str:
@@ -75,11 +79,24 @@ def process_quantum(q: Quantum, event: IsrClusterEvent, cache: _CalibrationCache
             execution_id=event.execution_id, message_id=message_id(event.execution_id, q.output.id),
         )
         sender.send([message])
+        if event.previews:
+            _write_preview(result, q)
         return QuantumResult(**base, status="succeeded", output_uri=q.output.uri,
                              duration_s=time.perf_counter() - start, peak_memory_mb=peak_memory_mb(), messages_sent=1)
     except Exception as exc:  # one bad detector must not fail the others: record it
         return QuantumResult(**base, status="failed", duration_s=time.perf_counter() - start,
                              peak_memory_mb=peak_memory_mb(), error=f"{type(exc).__name__}: {exc}"[:2000])
+
+
+def _write_preview(exposure, q: Quantum) -> None:
+    """PNG + mosaic thumbnail next to the output; best effort (a preview never fails a quantum)."""
+    from ..ops.previews import write_detector_preview
+
+    try:
+        write_detector_preview(exposure, q.output.uri, q.instrument, q.detector)
+    except Exception as exc:  # noqa: BLE001 - logged, the ISR output itself is complete
+        logger.warning(json.dumps({"message": "preview not written", "output": q.output.uri,
+                                   "error": f"{type(exc).__name__}: {exc}"}))
 
 
 def process_cluster(event: IsrClusterEvent, sender: QueueSender) -> ClusterSummary:

@@ -1,0 +1,289 @@
+"""The Step Functions API over HTTP for the local runtime (``isrflow local serve``).
+
+AWS JSON 1.0, as the AWS CLI and the SDKs speak it: ``POST /`` with
+``X-Amz-Target: AWSStepFunctions.<Action>`` and ``Content-Type: application/x-amz-json-1.0``, a
+JSON request body, a JSON answer; timestamps are epoch seconds; an error is HTTP 400 with
+``{"__type": "<ErrorCode>", "message": "..."}``. Requests are not authenticated (any dummy
+credentials sign them): the server listens on 127.0.0.1 only.
+
+Actions: ListStateMachines, DescribeStateMachine, StartExecution, DescribeExecution,
+ListExecutions, GetExecutionHistory, StopExecution, and ListMapRuns / DescribeMapRun (so tools
+can reach Distributed Map children). The state machines are the template's, run by the
+:class:`~isrflow.local.runtime.LocalRuntime`; executions that ended in an earlier process are
+answered from their records (:mod:`.records`).
+
+StartExecution follows AWS's idempotency rule: the same name with the same input while the
+first execution runs returns that execution; otherwise an existing name is
+``ExecutionAlreadyExists``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from datetime import datetime, UTC
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from .asl import ExecutionAlreadyExists, ExecutionDoesNotExist
+from .records import list_records, load_record
+
+TARGET_PREFIX = "AWSStepFunctions."
+CONTENT_TYPE = "application/x-amz-json-1.0"
+HOST = "127.0.0.1"
+_NAME_OK = re.compile(r"^[^\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]{1,80}$")
+
+
+class ApiError(Exception):
+    """An error answer: HTTP 400 with ``__type`` = ``code``."""
+
+    def __init__(self, code: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def _epoch(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return value
+
+
+def _wire(value: Any) -> Any:
+    """JSON-ready: datetimes as epoch seconds, recursively; ISO ``timestamp``/``*Date`` strings too."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if isinstance(v, str) and (k == "timestamp" or k.endswith("Date")):
+                try:
+                    v = datetime.fromisoformat(v.replace("Z", "+00:00"))
+                except ValueError:
+                    pass
+            out[k] = _wire(v)
+        return out
+    if isinstance(value, list):
+        return [_wire(v) for v in value]
+    return _epoch(value)
+
+
+def _page(items: list, body: dict, key: str) -> dict:
+    try:
+        start = int(body.get("nextToken") or 0)
+    except ValueError:
+        raise ApiError("InvalidToken", f"invalid nextToken {body.get('nextToken')!r}") from None
+    size = int(body.get("maxResults") or 0) or 1000
+    out: dict[str, Any] = {key: items[start:start + size]}
+    if start + size < len(items):
+        out["nextToken"] = str(start + size)
+    return out
+
+
+class StepFunctionsApi:
+    """The actions, over a LocalRuntime (``handle(action, body) -> answer``; ApiError otherwise)."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.created = datetime.now(UTC)
+        self._start_lock = threading.Lock()
+
+    def handle(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        method = getattr(self, "_" + re.sub(r"(?<!^)(?=[A-Z])", "_", action).lower(), None)
+        if method is None or action not in ACTIONS:
+            raise ApiError("UnknownOperationException", f"unknown or unsupported action {action!r}")
+        return _wire(method(body))
+
+    # -- state machines
+    def _machine(self, arn: str | None):
+        if not arn:
+            raise ApiError("InvalidArn", "stateMachineArn is required")
+        for sm in self.runtime.app.state_machines.values():
+            if arn == sm.arn:
+                return sm
+        raise ApiError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{arn}'")
+
+    def _list_state_machines(self, body: dict) -> dict:
+        items = [{"stateMachineArn": sm.arn, "name": sm.name, "type": sm.type, "creationDate": self.created}
+                 for sm in sorted(self.runtime.app.state_machines.values(), key=lambda s: s.name)]
+        return _page(items, body, "stateMachines")
+
+    def _describe_state_machine(self, body: dict) -> dict:
+        sm = self._machine(body.get("stateMachineArn"))
+        return {"stateMachineArn": sm.arn, "name": sm.name, "status": "ACTIVE", "definition": sm.definition_text(),
+                "roleArn": self.runtime.interpreter.role_arn, "type": sm.type, "creationDate": self.created,
+                "loggingConfiguration": {"level": "OFF", "includeExecutionData": False}}
+
+    # -- executions
+    def _find(self, arn: str | None):
+        """(live Execution or None, ExecutionRecord or None) for an execution ARN."""
+        if not arn:
+            raise ApiError("InvalidArn", "executionArn is required")
+        try:
+            return self.runtime.interpreter.get_execution(arn), None
+        except ExecutionDoesNotExist:
+            pass
+        try:
+            return None, load_record(self.runtime.repo, arn)
+        except Exception:
+            raise ApiError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{arn}'") from None
+
+    def _start_execution(self, body: dict) -> dict:
+        sm = self._machine(body.get("stateMachineArn"))
+        name = body.get("name") or str(uuid.uuid4())
+        if not _NAME_OK.match(name):
+            raise ApiError("InvalidName", f"invalid execution name {name!r}")
+        text = body.get("input") or "{}"
+        try:
+            payload = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise ApiError("InvalidExecutionInput", f"input is not JSON: {exc}") from None
+        arn = sm.arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
+        with self._start_lock:
+            try:
+                live = self.runtime.interpreter.get_execution(arn)
+            except ExecutionDoesNotExist:
+                live = None
+            if live is not None and live.status == "RUNNING" and live.input == payload:
+                return {"executionArn": arn, "startDate": live.start_date}  # AWS: same name+input while running
+            try:
+                execution = self.runtime.run(sm.arn, payload, name=name, wait=False)
+            except ExecutionAlreadyExists as exc:
+                raise ApiError("ExecutionAlreadyExists", str(exc)) from None
+            except ValueError as exc:
+                raise ApiError("InvalidExecutionInput", str(exc)) from None
+        return {"executionArn": execution.execution_arn, "startDate": execution.start_date}
+
+    def _describe_execution(self, body: dict) -> dict:
+        live, record = self._find(body.get("executionArn"))
+        return live.describe() if live is not None else record.describe()
+
+    def _list_executions(self, body: dict) -> dict:
+        status = body.get("statusFilter")
+        if body.get("mapRunArn"):
+            executions = self.runtime.interpreter.list_executions(map_run_arn=body["mapRunArn"], status=status)
+            items = [self._summary(e.describe()) for e in executions]
+        else:
+            sm = self._machine(body.get("stateMachineArn"))
+            seen: dict[str, dict] = {}
+            for record in list_records(self.runtime.repo, sm.name):
+                if record.state_machine_arn == sm.arn:
+                    seen[record.execution_arn] = self._summary(record.describe())
+            for e in self.runtime.interpreter.list_executions(state_machine_arn=sm.arn):
+                seen[e.execution_arn] = self._summary(e.describe())
+            items = [i for i in seen.values() if status is None or i["status"] == status]
+        items.sort(key=lambda i: _epoch(i["startDate"]), reverse=True)  # newest first, as AWS lists them
+        return _page(items, body, "executions")
+
+    @staticmethod
+    def _summary(d: dict) -> dict:
+        keys = ("executionArn", "stateMachineArn", "name", "status", "startDate", "stopDate", "mapRunArn")
+        return {k: d[k] for k in keys if k in d}
+
+    def _get_execution_history(self, body: dict) -> dict:
+        live, record = self._find(body.get("executionArn"))
+        events = live.history if live is not None else list(record.history)
+        if body.get("reverseOrder"):
+            events = list(reversed(events))
+        if body.get("includeExecutionData") is False:
+            events = [{k: ({kk: vv for kk, vv in v.items() if kk not in ("input", "output")}
+                           if isinstance(v, dict) else v) for k, v in e.items()} for e in events]
+        return _page(events, body, "events")
+
+    def _stop_execution(self, body: dict) -> dict:
+        live, record = self._find(body.get("executionArn"))
+        if live is None:
+            return {"stopDate": record.stop_date or datetime.now(UTC)}
+        live.stop(body.get("error"), body.get("cause"))
+        live.wait(30)
+        return {"stopDate": live.stop_date or datetime.now(UTC)}
+
+    # -- Distributed Map runs
+    def _list_map_runs(self, body: dict) -> dict:
+        live, _ = self._find(body.get("executionArn"))
+        runs = live.map_runs if live is not None else []
+        items = [{"executionArn": r.execution_arn, "mapRunArn": r.map_run_arn, "stateMachineArn":
+                  live.state_machine_arn, "startDate": r.start_date, **({"stopDate": r.stop_date} if r.stop_ts else {})}
+                 for r in runs]
+        return _page(items, body, "mapRuns")
+
+    def _describe_map_run(self, body: dict) -> dict:
+        try:
+            return self.runtime.interpreter.describe_map_run(body.get("mapRunArn") or "")
+        except KeyError:
+            raise ApiError("ResourceNotFound", f"Map Run Does Not Exist: '{body.get('mapRunArn')}'") from None
+
+
+ACTIONS = frozenset({"ListStateMachines", "DescribeStateMachine", "StartExecution", "DescribeExecution",
+                     "ListExecutions", "GetExecutionHistory", "StopExecution", "ListMapRuns", "DescribeMapRun"})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "isrflow-local-stepfunctions"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if getattr(self.server, "verbose", False):
+            super().log_message(format, *args)
+
+    def _send(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload, separators=(",", ":"), default=str).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        target = self.headers.get("X-Amz-Target", "")
+        try:
+            if not target.startswith(TARGET_PREFIX):
+                raise ApiError("UnknownOperationException", f"missing or foreign X-Amz-Target {target!r}")
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                raise ApiError("SerializationException", "the request body is not JSON") from None
+            answer = self.server.api.handle(target[len(TARGET_PREFIX):], body if isinstance(body, dict) else {})
+            self._send(200, answer)
+        except ApiError as exc:
+            self._send(exc.status, {"__type": exc.code, "message": exc.message})
+        except Exception as exc:
+            self._send(500, {"__type": "InternalFailure", "message": f"{type(exc).__name__}: {exc}"})
+
+    def do_GET(self) -> None:
+        self._send(400, {"__type": "UnknownOperationException", "message": "use POST / with X-Amz-Target"})
+
+
+class LocalStepFunctionsServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, runtime, port: int = 0, verbose: bool = False):
+        super().__init__((HOST, port), _Handler)
+        self.api = StepFunctionsApi(runtime)
+        self.verbose = verbose
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> LocalStepFunctionsServer:
+        """Serve from a background thread."""
+        self._thread = threading.Thread(target=self.serve_forever, name="sfn-api", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+__all__ = ["ACTIONS", "ApiError", "LocalStepFunctionsServer", "StepFunctionsApi"]

@@ -1,0 +1,11 @@
+"""Operations: metrics (EMF), execution status and its estimated AWS cost, reruns, previews.
+
+- :mod:`.metrics` Embedded Metric Format lines (no numpy);
+- :mod:`.prices` the price table (``prices.yaml``, overridable) (no numpy);
+- :mod:`.usage` what an execution used: Lambda GB-s and requests, Fargate vCPU-s and GB-s,
+  state transitions, SQS and S3 requests (no numpy);
+- :mod:`.cost` usage x prices;
+- :mod:`.status` per-detector rows, totals and cost of a local or AWS execution;
+- :mod:`.rerun` the input of a rerun of an execution's failed quanta;
+- :mod:`.png`, :mod:`.zscale`, :mod:`.previews` PNG previews and focal-plane mosaics (numpy).
+"""

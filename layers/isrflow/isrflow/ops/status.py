@@ -1,0 +1,324 @@
+"""The status of one ProcessVisit execution: per-detector rows, totals and estimated AWS cost.
+
+Two sources, one result (:class:`ExecutionStatus`):
+
+- **local** (the execution ran on the embedded runtime): its record under
+  ``<repo>/executions/`` (:mod:`isrflow.local.records`) gives the history, the transitions of
+  the whole execution tree and every Lambda invocation with its measured duration;
+- **AWS** (an execution ARN with a real region): GetExecutionHistory of the execution and of
+  every child of its Distributed Map runs (ListMapRuns, ListExecutions), through boto3; each
+  Lambda task's duration from its history, each function's memory from GetFunctionConfiguration
+  (else the template's MemorySize).
+
+Per-detector rows come from the registry's processing records when a repository is given and
+holds them, else from the per-quantum result files under the execution's ``results/`` prefix
+(named in the Plan state's output). Usage and cost: :mod:`.usage`, :mod:`.cost`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ..errors import ExecutionNotFoundError, IsrflowError
+from ..storage import ObjectNotFoundError, storage_for
+from .cost import CostEstimate, estimate
+from .prices import PriceTable, load_prices
+from .usage import (LambdaUse, Usage, fargate_use, state_output, states_entered, task_intervals,
+                    template_task_sizes, transitions, visit_requests, writer_use)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[4]
+Progress = Callable[[str], None]
+
+
+class DetectorRow(BaseModel):
+    instrument: str
+    exposure: int
+    detector: int
+    status: str
+    duration_s: float | None = None
+    peak_memory_mb: float | None = None
+    retries: int = 0
+    error: str | None = None
+
+
+class Totals(BaseModel):
+    detectors: int
+    succeeded: int
+    failed: int
+    skipped_existing: int = 0
+    isr_seconds: float
+    max_peak_memory_mb: float | None = None
+
+
+class ExecutionStatus(BaseModel):
+    source: Literal["local", "aws"]
+    execution_arn: str
+    name: str
+    state_machine_arn: str
+    status: str
+    start_date: datetime | None = None
+    stop_date: datetime | None = None
+    error: str | None = None
+    cause: str | None = None
+    input: dict[str, Any] = Field(default_factory=dict)
+    output_run: str | None = None
+    rows: list[DetectorRow]
+    rows_from: Literal["registry", "results", "none"]
+    totals: Totals
+    usage: Usage
+    cost: CostEstimate
+
+    @property
+    def failed_rows(self) -> list[DetectorRow]:
+        return [r for r in self.rows if r.status == "failed"]
+
+
+def is_aws_arn(execution: str) -> bool:
+    parts = execution.split(":")
+    return execution.startswith("arn:") and len(parts) > 3 and parts[3] not in ("", "local")
+
+
+# --------------------------------------------------------------------------- rows
+
+def _rows_from_registry(repo: Path | None, execution_arn: str) -> list[DetectorRow]:
+    if repo is None:
+        return []
+    from ..registry import open_repo
+
+    registry = open_repo(repo)
+    try:
+        records = registry.processing_records(execution_arn)
+    finally:
+        registry.close()
+    return [DetectorRow(**{k: r.get(k) for k in DetectorRow.model_fields if k in r}) for r in records
+            if r.get("step", "isr") == "isr"]
+
+
+def _results(plan: dict | None) -> list[dict]:
+    if not plan or not plan.get("results_prefix"):
+        return []
+    prefix = plan["results_prefix"]
+    store = storage_for(prefix)
+    return [json.loads(store.read_bytes(u)) for u in store.list(prefix) if u.endswith(".json")]
+
+
+def _manifest(plan: dict | None) -> list[dict]:
+    if not plan or not plan.get("clusters") or not plan.get("manifest_uri"):
+        return []
+    try:
+        return json.loads(storage_for(plan["manifest_uri"]).read_bytes(plan["manifest_uri"]))
+    except ObjectNotFoundError:
+        return []
+
+
+def plan_result(history: list[dict]) -> dict | None:
+    """The Plan state's result (PlanResult as JSON) from an execution's history."""
+    return ((state_output(history, "Plan") or {}).get("plan") or {}).get("result")
+
+
+def detector_rows(repo: Path | None, execution_arn: str, plan: dict | None
+                  ) -> tuple[list[DetectorRow], str, list[dict] | None]:
+    """(rows, where they came from, the result files if they were read): the registry's processing
+    records when ``repo`` holds them, else the per-quantum result files of the execution."""
+    rows = _rows_from_registry(repo, execution_arn)
+    rows_from = "registry" if rows else "none"
+    results: list[dict] | None = None
+    if not rows:
+        results = _results(plan)
+        rows = [DetectorRow(**{k: r.get(k) for k in DetectorRow.model_fields if k in r}) for r in results]
+        rows_from = "results" if rows else "none"
+    rows.sort(key=lambda r: (r.instrument, r.exposure, r.detector))
+    return rows, rows_from, results
+
+
+def _totals(rows: list[DetectorRow], skipped: int) -> Totals:
+    memory = [r.peak_memory_mb for r in rows if r.peak_memory_mb is not None]
+    return Totals(detectors=len(rows), succeeded=sum(r.status == "succeeded" for r in rows),
+                  failed=sum(r.status == "failed" for r in rows), skipped_existing=skipped,
+                  isr_seconds=round(sum(r.duration_s or 0.0 for r in rows), 3),
+                  max_peak_memory_mb=max(memory) if memory else None)
+
+
+# --------------------------------------------------------------------------- assembling
+
+def _writer(app) -> tuple[int, str, int]:
+    """(memory MB, architecture, batch size) of the template's registry writer."""
+    mapping = next((m for m in app.event_source_mappings if m.enabled), None)
+    if mapping is None:
+        return 1024, "arm64", 10
+    fn = app.functions[mapping.function]
+    return fn.memory_mb, (fn.architectures or ["x86_64"])[0], mapping.batch_size
+
+
+def _assemble(source, *, arn, name, sm_arn, status, start, stop, error, cause, input_, output, history,
+              lambdas: list[LambdaUse], ecs_tasks, transitions_count: int, states: Counter, repo: Path | None,
+              prices: PriceTable, notes: list[str]) -> ExecutionStatus:
+    from ..local.template import load_app
+
+    plan = plan_result(history)
+    rows, rows_from, results = detector_rows(repo, arn, plan)
+    if isinstance(output, dict) and "registry_messages" in output:
+        messages = int(output["registry_messages"])
+    else:
+        results = results if results is not None else _results(plan)
+        messages = sum(int(r.get("messages_sent", 0)) for r in results) + len(rows) + (1 if rows else 0)
+        notes.append("registry messages counted from the result files (the execution has no summary)")
+    app = load_app(PROJECT_ROOT / "template.yaml")
+    w_mem, w_arch, w_batch = _writer(app)
+    sizes = template_task_sizes(PROJECT_ROOT / "template.yaml")
+    fargate = []
+    for t in ecs_tasks:
+        use = fargate_use(t, sizes)
+        if use is None:
+            notes.append(f"Fargate task {t.resource} of unknown size: not priced")
+        else:
+            fargate.append(use)
+    puts, gets, sqs, model_notes = visit_requests(plan, _manifest(plan), [r.model_dump() for r in rows], states,
+                                                  messages)
+    usage = Usage(lambda_invocations=lambdas + writer_use(messages, w_mem, w_arch, w_batch), fargate_tasks=fargate,
+                  state_transitions=transitions_count, sqs_requests=sqs, s3_put_requests=puts, s3_get_requests=gets,
+                  detectors=len(rows), registry_messages=messages, notes=notes + model_notes)
+    spec = input_ if isinstance(input_, dict) else {}
+    return ExecutionStatus(
+        source=source, execution_arn=arn, name=name, state_machine_arn=sm_arn, status=status, start_date=start,
+        stop_date=stop, error=error, cause=cause, input=spec, output_run=spec.get("output_run"), rows=rows,
+        rows_from=rows_from,
+        totals=_totals(rows, int((output or {}).get("skipped_existing", 0)) if isinstance(output, dict) else 0),
+        usage=usage, cost=estimate(usage, prices))
+
+
+def local_status(repo: Path, execution: str, prices: PriceTable) -> ExecutionStatus:
+    from ..local.records import load_record
+
+    record = load_record(repo, execution)
+    lambdas = [LambdaUse(function=i.function, memory_mb=i.memory_mb, architecture=i.architecture,
+                         duration_s=i.duration_s, ok=i.ok) for i in record.invocations]
+    ecs = [t for t in record.tasks if t.resource_type == "ecs"]
+    return _assemble("local", arn=record.execution_arn, name=record.name, sm_arn=record.state_machine_arn,
+                     status=record.status, start=record.start_date, stop=record.stop_date, error=record.error,
+                     cause=record.cause, input_=record.input, output=record.output, history=record.history,
+                     lambdas=lambdas, ecs_tasks=ecs, transitions_count=record.state_transitions,
+                     states=Counter(record.states_entered), repo=repo, prices=prices, notes=[])
+
+
+# --------------------------------------------------------------------------- AWS
+
+def _history(sfn, arn: str) -> list[dict]:
+    events: list[dict] = []
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn, includeExecutionData=True):
+        events.extend(page["events"])
+    return events
+
+
+def _children(sfn, arn: str) -> list[str]:
+    runs = [r["mapRunArn"] for page in sfn.get_paginator("list_map_runs").paginate(executionArn=arn)
+            for r in page.get("mapRuns", [])]
+    return [e["executionArn"] for run in runs
+            for page in sfn.get_paginator("list_executions").paginate(mapRunArn=run)
+            for e in page.get("executions", [])]
+
+
+class _FunctionMemory:
+    """Function reference -> (memory MB, architecture): GetFunctionConfiguration, else the template."""
+
+    def __init__(self, lambda_client, app):
+        self.client, self.app, self.cache = lambda_client, app, {}
+
+    def __call__(self, ref: str) -> tuple[int, str, bool]:
+        if ref not in self.cache:
+            self.cache[ref] = self._lookup(ref)
+        return self.cache[ref]
+
+    def _lookup(self, ref: str) -> tuple[int, str, bool]:
+        if self.client is not None:
+            try:
+                conf = self.client.get_function_configuration(FunctionName=ref)
+                return int(conf["MemorySize"]), (conf.get("Architectures") or ["x86_64"])[0], True
+            except Exception:
+                pass
+        for fn in self.app.functions.values():
+            if fn.logical_id in ref:
+                return fn.memory_mb, (fn.architectures or ["x86_64"])[0], False
+        return 128, "x86_64", False
+
+
+def aws_status(execution_arn: str, prices: PriceTable, *, repo: Path | None = None, sfn=None, lambda_client=None,
+               progress: Progress | None = None) -> ExecutionStatus:
+    from ..local.template import load_app
+
+    if sfn is None or lambda_client is None:
+        import boto3
+
+        region = execution_arn.split(":")[3]
+        sfn = sfn or boto3.client("stepfunctions", region_name=region)
+        lambda_client = lambda_client or boto3.client("lambda", region_name=region)
+    try:
+        desc = sfn.describe_execution(executionArn=execution_arn)
+    except Exception as exc:
+        raise ExecutionNotFoundError(f"{execution_arn}: {exc}") from None
+    history = _history(sfn, execution_arn)
+    children = _children(sfn, execution_arn)
+    histories = [history]
+    for i, child in enumerate(children, 1):
+        histories.append(_history(sfn, child))
+        if progress is not None:
+            progress(f"child execution histories: {i}/{len(children)}")
+    memory = _FunctionMemory(lambda_client, load_app(PROJECT_ROOT / "template.yaml"))
+    lambdas, ecs, notes = [], [], []
+    for h, arn in zip(histories, [execution_arn, *children]):
+        for t in task_intervals(h, arn):
+            if t.resource_type == "lambda":
+                ref = str((t.parameters or {}).get("FunctionName", t.resource))
+                mb, arch, exact = memory(ref)
+                if not exact:
+                    note = f"memory of {ref} taken from template.yaml"
+                    if note not in notes:
+                        notes.append(note)
+                lambdas.append(LambdaUse(function=ref.rsplit(":", 1)[-1], memory_mb=mb, architecture=arch,
+                                         duration_s=t.duration_s, ok=t.ok))
+            elif t.resource_type == "ecs":
+                ecs.append(t)
+    notes.append("Lambda durations from TaskStarted -> end in the histories (a little above the billed duration)")
+
+    def text(value):
+        try:
+            return json.loads(value) if value else None
+        except ValueError:
+            return None
+
+    return _assemble("aws", arn=execution_arn, name=desc["name"], sm_arn=desc["stateMachineArn"], status=desc["status"],
+                     start=desc.get("startDate"), stop=desc.get("stopDate"), error=desc.get("error"),
+                     cause=desc.get("cause"), input_=text(desc.get("input")), output=text(desc.get("output")),
+                     history=history, lambdas=lambdas, ecs_tasks=ecs,
+                     transitions_count=transitions(histories), states=states_entered(histories), repo=repo,
+                     prices=prices, notes=notes)
+
+
+def execution_status(execution: str, *, repo: Path | None = None, prices_path: str | Path | None = None,
+                     sfn=None, lambda_client=None, progress: Progress | None = None) -> ExecutionStatus:
+    """The status of an execution by name or ARN: local if ``repo`` holds its record, else AWS for
+    an ARN with a real region."""
+    from ..local.records import load_record
+
+    prices = load_prices(prices_path)
+    if repo is not None:
+        try:
+            load_record(repo, execution)
+            return local_status(Path(repo), execution, prices)
+        except ExecutionNotFoundError:
+            if not is_aws_arn(execution):
+                raise
+    if is_aws_arn(execution):
+        return aws_status(execution, prices, repo=repo, sfn=sfn, lambda_client=lambda_client, progress=progress)
+    raise IsrflowError(f"{execution!r}: give --repo DIR for a local execution, or the execution ARN of an AWS one")
+
+
+__all__ = ["DetectorRow", "ExecutionStatus", "Totals", "aws_status", "detector_rows", "execution_status", "is_aws_arn",
+           "local_status", "plan_result"]

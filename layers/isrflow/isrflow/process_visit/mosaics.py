@@ -1,0 +1,23 @@
+"""The Mosaics step (``previews``): one focal-plane mosaic PNG per exposure of the manifest."""
+
+from __future__ import annotations
+
+import json
+
+from ..messages import Cluster, MosaicEvent
+from ..storage import storage_for
+
+
+def make_mosaics(event: MosaicEvent) -> dict:
+    """Assemble the mosaic of every exposure the execution planned, from the thumbnails next to
+    its outputs (detectors without one, e.g. failed ones, are left out)."""
+    from ..ops.previews import exposure_directories, write_mosaic
+
+    clusters = [Cluster.model_validate(c) for c in json.loads(storage_for(event.manifest_uri).read_bytes(event.manifest_uri))]
+    outputs = [(q.instrument, q.exposure, q.output.uri) for c in clusters for q in c.quanta]
+    written = []
+    for (instrument, exposure), directory in sorted(exposure_directories(outputs).items()):
+        uri = write_mosaic(directory, instrument, exposure)
+        if uri is not None:
+            written.append(uri)
+    return {"mosaics": written}

@@ -1,0 +1,179 @@
+"""The ingest function's logic: one uploaded object -> registry messages (+ ProcessVisit).
+
+1. Read the headers only: ranged reads of 2880-byte blocks, HDU by HDU, with the event's
+   ETag as a precondition (an object overwritten meanwhile is left to its own event:
+   ``superseded``). The walk also proves the object holds every byte its headers announce.
+2. Translate them (:mod:`.headers`): camera, instrument, exposure, one observation per detector.
+3. Send the dimension records (instrument, detector, exposure) and one ``raw`` dataset per
+   detector into ``<INSTRUMENT>/raw/all``, pointing at the uploaded object where it is (no copy).
+   Message ids are derived from bucket/key/ETag, dataset ids from the data id, so a duplicate
+   event sends byte-identical messages and the writer applies them once. ``replace=True``: a
+   re-upload of the same frame (new content, new ETag) re-points its raw dataset.
+4. With prompt processing on and a science frame, start ProcessVisit for exactly the file's
+   detectors (:mod:`.config`, :mod:`.starter`). Its Plan retries while the writer has not yet
+   applied the raw (``QuantaNotFoundError``), so no wait is needed here and the function never
+   touches the database.
+
+An object that is not FITS, is truncated, or is not a raw of a known camera is *quarantined*:
+the function succeeds (no retry storm), writes a :class:`QuarantineRecord` as JSON to
+``quarantine/<key>.json`` in the data bucket, emits ``UploadQuarantined``, registers nothing
+and leaves the object in place. Transient failures (S3, SQS, Step Functions) raise, so the
+asynchronous invocation is retried and finally dead-lettered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, UTC
+
+from ..errors import CameraError, IsrflowError, IsrInputError
+from ..fitsheader import read_hdu_headers
+from ..messages import (DatasetMessage, IngestOutcome, QuarantineRecord, S3ObjectCreatedEvent,
+                        dimension_records)
+from ..ops.metrics import Metrics
+from ..queues import QueueSender
+from ..registry.ids import raw_collection
+from ..storage import ObjectChangedError, ObjectNotFoundError, join, storage_for
+from .config import PromptConfig
+from .headers import observations_from_headers
+from .starter import ExecutionStarter, execution_name
+
+QUARANTINE_PREFIX = "quarantine"
+_MESSAGE_NS = uuid.UUID("0c4e2b59-8d51-5f0e-a3d1-7b9a64c2e8f3")
+
+logger = logging.getLogger("isrflow.ingest")
+
+
+@dataclass
+class _CountingReader:
+    """Ranged reads of one object version, counted for the log line."""
+
+    uri: str
+    etag: str | None
+    reads: int = 0
+    bytes: int = 0
+
+    def __call__(self, offset: int, length: int) -> bytes:
+        data = storage_for(self.uri).read_range(self.uri, offset, length, if_match=self.etag)
+        self.reads += 1
+        self.bytes += len(data)
+        return data
+
+
+def object_uri(datastore_root: str, bucket: str, key: str) -> str:
+    """The URI of ``bucket/key``: on S3 that object; locally the data bucket is the datastore root."""
+    if datastore_root.startswith("s3://"):
+        return f"s3://{bucket}/{key}"
+    return join(datastore_root, key)
+
+
+def quarantine_uri(datastore_root: str, key: str) -> str:
+    return join(datastore_root, QUARANTINE_PREFIX, key) + ".json"
+
+
+def object_size(uri: str) -> int:
+    """The object's size in bytes (when the event does not carry it)."""
+    if uri.startswith("s3://"):
+        from ..storage import split_s3
+
+        bucket, key = split_s3(uri)
+        store = storage_for(uri)
+        try:
+            return int(store.client.head_object(Bucket=bucket, Key=key)["ContentLength"])  # type: ignore[attr-defined]
+        except Exception as exc:
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise ObjectNotFoundError(f"{uri}: no such object") from None
+            raise
+    from ..registry.datastore import uri_to_path
+
+    try:
+        return uri_to_path(uri).stat().st_size
+    except FileNotFoundError:
+        raise ObjectNotFoundError(f"{uri}: no such object") from None
+
+
+def message_id(event_key: str, subject: str) -> str:
+    """Deterministic per (object version, message subject)."""
+    return uuid.uuid5(_MESSAGE_NS, f"{event_key}/{subject}").hex
+
+
+def ingest_upload(event: S3ObjectCreatedEvent, *, datastore_root: str, sender: QueueSender, prompt: PromptConfig,
+                  starter: ExecutionStarter | None, metrics: Metrics | None = None) -> IngestOutcome:
+    """Handle one Object Created event (see the module docstring)."""
+    metrics = metrics or Metrics()
+    bucket, key = event.bucket, event.key
+    etag = (event.detail.object_.etag or "").strip('"') or None
+    uri = object_uri(datastore_root, bucket, key)
+    base = dict(bucket=bucket, key=key, etag=etag)
+    reader = _CountingReader(uri, etag)
+    try:
+        size = event.detail.object_.size if event.detail.object_.size is not None else object_size(uri)
+        base["size"] = size
+        hdus = read_hdu_headers(reader, size, key)
+        camera, observations = observations_from_headers(hdus, key)
+        exposures = {(o.instrument, o.exposure) for o in observations}
+        if len(exposures) != 1:
+            raise IsrInputError(f"{key}: holds detectors of {len(exposures)} exposures")
+    except (ObjectChangedError, ObjectNotFoundError) as exc:
+        metrics.add("UploadSuperseded")
+        outcome = IngestOutcome(**base, status="superseded", reason=str(exc), header_reads=reader.reads,
+                                header_bytes=reader.bytes)
+        metrics.flush(key=key, reason=outcome.reason)
+        return outcome
+    except (IsrInputError, CameraError, ValueError) as exc:  # not FITS, truncated, not a raw, bad keywords
+        return _quarantine(event, datastore_root, uri, base, exc, reader, metrics)
+
+    first = observations[0]
+    run = raw_collection(first.instrument)
+    event_key = f"{bucket}/{key}#{etag or ''}"
+    messages = []
+    seen: set[str] = set()
+    for obs in observations:
+        for record in dimension_records(obs, camera):
+            subject = record.model_dump_json(exclude={"message_id", "execution_id"})
+            if subject not in seen:
+                seen.add(subject)
+                messages.append(record.model_copy(update={"message_id": message_id(event_key, subject)}))
+    datasets = [DatasetMessage(dataset_type="raw", run=run, data_id=o.data_id, uri=uri, size=size, replace=True,
+                               message_id=message_id(event_key, f"raw/{o.detector}"))
+                for o in observations]
+    sender.send(messages + datasets)
+    metrics.add("RawIngested", len(datasets))
+
+    execution = None
+    if prompt.enabled and first.obs_type == "science":
+        if starter is None or not prompt.state_machine_arn:
+            raise IsrflowError("prompt processing is on but no state machine/starter is configured")
+        payload = prompt.process_visit_input(observations).model_dump(mode="json", exclude_none=True)
+        execution = starter.start(prompt.state_machine_arn, execution_name(bucket, key, etag), payload)
+        metrics.add("PromptExecutionStarted" if execution.outcome == "started" else "PromptExecutionAlreadyStarted")
+    outcome = IngestOutcome(
+        **base, status="ingested", camera=camera, instrument=first.instrument, exposure=first.exposure,
+        obs_type=first.obs_type, detectors=sorted(o.detector for o in observations),
+        datasets=[d.dataset_id for d in datasets], messages_sent=len(messages) + len(datasets), execution=execution,
+        header_reads=reader.reads, header_bytes=reader.bytes,
+    )
+    metrics.flush(key=key, instrument=first.instrument, exposure=first.exposure, obs_type=first.obs_type,
+                  detectors=len(datasets), execution=execution.name if execution else None,
+                  header_reads=reader.reads)
+    return outcome
+
+
+def _quarantine(event: S3ObjectCreatedEvent, root: str, uri: str, base: dict, exc: Exception,
+                reader: _CountingReader, metrics: Metrics) -> IngestOutcome:
+    record = QuarantineRecord(**base, uri=uri, error=type(exc).__name__, reason=str(exc), event_id=event.id,
+                              quarantined=datetime.now(UTC))
+    target = quarantine_uri(root, event.key)
+    storage_for(target).write_bytes(target, record.model_dump_json(indent=1).encode())
+    metrics.add("UploadQuarantined")
+    metrics.flush(key=event.key, error=record.error, reason=record.reason, quarantine=target)
+    logger.warning(json.dumps({"message": "upload quarantined", "key": event.key, "error": record.error,
+                               "reason": record.reason}))
+    return IngestOutcome(**base, status="quarantined", reason=f"{record.error}: {record.reason}",
+                         quarantine_uri=target, header_reads=reader.reads, header_bytes=reader.bytes)
+
+
+__all__ = ["QUARANTINE_PREFIX", "ingest_upload", "object_size", "object_uri", "quarantine_uri"]

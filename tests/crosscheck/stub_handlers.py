@@ -1,0 +1,234 @@
+"""Deterministic stand-ins for the ProcessVisit Lambda functions, shared by both sides of the
+cross-check (the local ASL interpreter in the test process, moto's interpreter in
+``moto_runner.py``'s subprocess).
+
+They keep the real contracts of ``functions/*/app.py``: every event is validated with the real
+models of ``isrflow.messages`` section 4 (PlanEvent, IsrClusterEvent, RecordFailureEvent,
+SummarizeEvent) and every answer is a real PlanResult / ClusterSummary / VisitSummary dump. What
+they do not do is touch a registry, a queue or a datastore: every answer is a pure function of
+the event (the one exception: plan counts its attempts per execution, and plan is only ever
+called from the Plan state, one call at a time), because moto runs Map items in threads and the two interpreters must see the same
+results whatever the order of the calls.
+
+- plan: raises :class:`QuantaNotFoundError` on the first attempt of an execution whose input
+  names an instrument containing "late" (the raws' registration "not yet applied"; the Plan
+  state's Retry calls again), then clusters the input's explicit ``quanta`` like the real ``make_clusters`` (same
+  instrument and detector, exposure order, ``cluster_size`` per cluster, cluster id
+  ``{instrument}-{detector}-{first exposure}``); a ``where`` query selects nothing (there is no
+  registry), so it plans zero clusters. The manifest itself is made by :func:`manifest_bytes`
+  from the same input and stored beforehand (moto S3, or the local ``item_reader``) under
+  :func:`manifest_key_for` the execution. The PlanResult carries one extra field,
+  ``stub_failed_quanta``: the quanta of the clusters whose id contains "bad".
+- isr: a ClusterSummary, or :class:`IsrInputError` for a cluster whose id contains "bad"
+  (caught by the Map item's Catch, which sends it to RecordFailure); ``action: mosaic`` answers
+  ``{"mosaics": [...]}``, or raises :class:`MosaicError` when the output run contains "bad".
+- summarize: ``record_failure`` answers ``{"recorded": n}``; ``summarize`` builds a VisitSummary
+  from the plan alone and raises :class:`TooManyFailuresError` past ``max_failure_fraction``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from isrflow.messages import (
+    ClusterSummary,
+    IsrClusterEvent,
+    MosaicEvent,
+    PlanEvent,
+    PlanResult,
+    QuantumResult,
+    RecordFailureEvent,
+    SummarizeEvent,
+    VisitSummary,
+)
+from isrflow.process_visit import layout
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account, and the local interpreter's
+BUCKET = f"isrflow-data-{ACCOUNT}"
+DATASTORE_ROOT = f"s3://{BUCKET}"
+
+PLAN_FUNCTION = "isrflow-crosscheck-plan"
+ISR_FUNCTION = "isrflow-crosscheck-isr"
+SUMMARIZE_FUNCTION = "isrflow-crosscheck-summarize"
+
+ISR_SECONDS_PER_QUANTUM = 1.25  # the stub's "duration" of one quantum, so the summary has numbers in it
+_NS = uuid.UUID("6f1d3c52-8a7e-4f0b-9a57-5f0c1f6a2c11")
+
+
+class IsrInputError(Exception):
+    """Raised by the isr stub for a cluster whose id contains "bad" (a named Lambda error)."""
+
+
+class QuantaNotFoundError(Exception):
+    """Raised by the plan stub on an execution's first attempt when an instrument contains "late"."""
+
+
+class MosaicError(Exception):
+    """Raised by the isr stub's mosaic action when the output run contains "bad"."""
+
+
+class TooManyFailuresError(Exception):
+    """Raised by the summarize stub past the tolerated failure fraction (same name as the real one)."""
+
+
+def function_arn(name: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+
+
+def substitutions() -> dict[str, str]:
+    """The template substitutions of statemachines/process_visit.asl.json for the stubs."""
+    return {
+        "PlanFunctionArn": function_arn(PLAN_FUNCTION),
+        "IsrFunctionArn": function_arn(ISR_FUNCTION),
+        "SummarizeFunctionArn": function_arn(SUMMARIZE_FUNCTION),
+        "DataBucketName": BUCKET,
+    }
+
+
+def execution_arn(machine_name: str, execution_name: str) -> str:
+    return f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{machine_name}:{execution_name}"
+
+
+# --------------------------------------------------------------------------- the manifest
+
+def _ref(dataset_type: str, run: str, data_id: dict[str, Any]) -> dict[str, Any]:
+    key = json.dumps([dataset_type, run, data_id], sort_keys=True)
+    path = "_".join(str(v) for v in data_id.values())
+    return {"id": str(uuid.uuid5(_NS, key)), "dataset_type": dataset_type, "run": run, "data_id": data_id,
+            "uri": f"{DATASTORE_ROOT}/{run}/{dataset_type}/{dataset_type}_{path}.fits", "size": None,
+            "sha256": None}
+
+
+def _quantum(spec: dict[str, Any], instrument: str, exposure: int, detector: int) -> dict[str, Any]:
+    """A full, valid ``Quantum`` (registry model) for one (instrument, exposure, detector)."""
+    calib_run = f"{spec['calib_collection']}/stub"
+    begin = datetime(2026, 11, 20, tzinfo=UTC) + timedelta(seconds=exposure % 86400)
+    return {
+        "instrument": instrument, "exposure": exposure, "detector": detector,
+        "detector_name": f"det{detector:03d}", "physical_filter": "r",
+        "exposure_begin": begin.isoformat().replace("+00:00", "Z"),
+        "raw": _ref("raw", spec["input_collections"][0],
+                    {"instrument": instrument, "exposure": exposure, "detector": detector}),
+        "calibs": {t: _ref(t, calib_run, {"instrument": instrument, "detector": detector})
+                   for t in ("bias", "dark", "flat")},
+        "missing_calibs": [],
+        "output": _ref("postISRCCD", spec["output_run"],
+                       {"instrument": instrument, "exposure": exposure, "detector": detector}),
+        "replace": False,
+    }
+
+
+def make_clusters(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The manifest's clusters for a ProcessVisitInput (as JSON), grouped like the real plan."""
+    groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for q in spec.get("quanta") or []:  # a ``where`` query selects nothing: no registry here
+        groups[(q["instrument"], q["detector"])].append(q["exposure"])
+    size = spec.get("cluster_size", 4)
+    clusters = []
+    for (instrument, detector), exposures in sorted(groups.items()):
+        exposures = sorted(set(exposures))
+        for start in range(0, len(exposures), size):
+            chunk = exposures[start:start + size]
+            clusters.append({"cluster_id": f"{instrument}-{detector}-{chunk[0]}",
+                             "quanta": [_quantum(spec, instrument, e, detector) for e in chunk]})
+    return clusters
+
+
+def manifest_bytes(spec: dict[str, Any]) -> bytes:
+    """The manifest object the plan function would have written for this input."""
+    return json.dumps(make_clusters(spec), sort_keys=True, separators=(",", ":")).encode()
+
+
+def manifest_key_for(execution_id: str) -> str:
+    """The manifest's key in the data bucket (the real layout: manifests/<execution key>/clusters.json)."""
+    return layout.bucket_key(layout.manifest_uri(DATASTORE_ROOT, layout.execution_key(execution_id)),
+                             DATASTORE_ROOT)
+
+
+def is_bad(cluster_id: str) -> bool:
+    return "bad" in cluster_id.lower()
+
+
+# --------------------------------------------------------------------------- the handlers
+
+_plan_attempts: dict[str, int] = {}
+_plan_lock = threading.Lock()
+
+
+def reset() -> None:
+    """Forget the plan attempts counted so far (call before running a scenario again)."""
+    with _plan_lock:
+        _plan_attempts.clear()
+
+
+def plan(event: dict, context: Any = None) -> dict:
+    ev = PlanEvent.model_validate(event)
+    with _plan_lock:
+        attempt = _plan_attempts[ev.execution_id] = _plan_attempts.get(ev.execution_id, 0) + 1
+    late = sorted({q.instrument for q in ev.input.quanta or [] if "late" in q.instrument.lower()})
+    if late and attempt == 1:
+        raise QuantaNotFoundError(f"requested quanta of {', '.join(late)} have no raw in "
+                                  f"{', '.join(ev.input.input_collections)} yet")
+    spec = ev.input.model_dump(mode="json", exclude_none=True)
+    clusters = make_clusters(spec)
+    key = layout.execution_key(ev.execution_id)
+    result = PlanResult(
+        execution_id=ev.execution_id, execution_key=key, manifest_key=manifest_key_for(ev.execution_id),
+        manifest_uri=layout.manifest_uri(DATASTORE_ROOT, key),
+        results_prefix=layout.results_prefix(DATASTORE_ROOT, key),
+        clusters=len(clusters), quanta=sum(len(c["quanta"]) for c in clusters), failed_at_plan=0,
+        skipped_existing=0, output_run=ev.input.output_run, isr_config=ev.input.isr_config,
+        max_concurrency=ev.input.max_concurrency, max_failure_fraction=ev.input.max_failure_fraction,
+        previews=ev.input.previews,
+    ).model_dump(mode="json")
+    result["stub_failed_quanta"] = [[q["instrument"], q["exposure"], q["detector"]]
+                                    for c in clusters if is_bad(c["cluster_id"]) for q in c["quanta"]]
+    return result
+
+
+def isr(event: dict, context: Any = None) -> dict:
+    if event.get("action") == "mosaic":
+        mosaic = MosaicEvent.model_validate(event)
+        if is_bad(mosaic.output_run):
+            raise MosaicError(f"no thumbnails under {mosaic.output_run}")
+        key = mosaic.manifest_uri.rstrip("/").split("/")[-2]  # manifests/<execution key>/clusters.json
+        return {"mosaics": [f"{DATASTORE_ROOT}/{mosaic.output_run}/mosaic/{key}.png"]}
+    ev = IsrClusterEvent.model_validate(event)
+    if is_bad(ev.cluster.cluster_id):
+        raise IsrInputError(f"cluster {ev.cluster.cluster_id}: unreadable raw "
+                            f"{ev.cluster.quanta[0].raw.uri}")
+    return ClusterSummary(cluster_id=ev.cluster.cluster_id, succeeded=len(ev.cluster.quanta),
+                          failed=0).model_dump(mode="json")
+
+
+def summarize(event: dict, context: Any = None) -> dict:
+    if event.get("action") == "record_failure":
+        ev = RecordFailureEvent.model_validate(event)
+        return {"recorded": len(ev.cluster.quanta)}
+    plan_result = SummarizeEvent.model_validate(event).plan
+    failed_keys = sorted(tuple(k) for k in event["plan"].get("stub_failed_quanta", []))
+    failures = [QuantumResult(instrument=i, exposure=e, detector=d, status="failed",
+                              error=f"IsrInputError: cluster of detector {d} failed as a whole")
+                for i, e, d in failed_keys]
+    succeeded = plan_result.quanta - len(failures)
+    summary = VisitSummary(
+        execution_id=plan_result.execution_id, quanta=plan_result.quanta, succeeded=succeeded,
+        failed=len(failures), skipped_existing=plan_result.skipped_existing, failures=failures[:50],
+        total_isr_seconds=round(succeeded * ISR_SECONDS_PER_QUANTUM, 3),
+        max_isr_seconds=ISR_SECONDS_PER_QUANTUM if succeeded else 0.0,
+        registry_messages=2 * plan_result.quanta + 1,
+    )
+    if plan_result.quanta and len(failures) / plan_result.quanta > plan_result.max_failure_fraction:
+        raise TooManyFailuresError(f"{len(failures)} of {plan_result.quanta} quanta failed "
+                                   f"(tolerated fraction {plan_result.max_failure_fraction:g})")
+    return summary.model_dump(mode="json")
+
+
+HANDLERS = {PLAN_FUNCTION: plan, ISR_FUNCTION: isr, SUMMARIZE_FUNCTION: summarize}
+"""The stub handlers keyed by Lambda function name (both interpreters dispatch through this)."""
