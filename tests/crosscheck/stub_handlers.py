@@ -232,3 +232,161 @@ def summarize(event: dict, context: Any = None) -> dict:
 
 HANDLERS = {PLAN_FUNCTION: plan, ISR_FUNCTION: isr, SUMMARIZE_FUNCTION: summarize}
 """The stub handlers keyed by Lambda function name (both interpreters dispatch through this)."""
+
+
+# --------------------------------------------------------------------------- BuildCalibration stubs
+#
+# For statemachines/build_calibration.asl.json. Pure functions of the event as above, with the
+# detectors of the input's ``where`` ("detector IN (a, b, ...)") as the masters, three inputs
+# each, one ISR cluster per detector (none for defects). By detector id: 7's ISR worker raises
+# IsrInputError (so PrepareCombine records its master as failed), 5's combine answers
+# ``status: failed``, 9's combine Lambda raises CombineError. Every combine is routed to the
+# Lambda: moto cannot run ecs:runTask.sync (tests/calibration runs the Fargate route locally).
+
+import re  # noqa: E402
+
+from isrflow.calibration import layout as calib_layout  # noqa: E402
+from isrflow.messages import (CalibPlanEvent, CalibPlanResult, CalibStepEvent, CalibSummary,  # noqa: E402
+                              CombineEvent, CombineFailureEvent, CombineItem, NormalizeResult, PrepareCombineResult)
+
+CALIB_PLAN_FUNCTION = "isrflow-crosscheck-calib-plan"
+COMBINE_FUNCTION = "isrflow-crosscheck-combine"
+ISR_FAILS, COMBINE_ANSWERS_FAILED, COMBINE_RAISES = 7, 5, 9
+
+
+class CombineError(Exception):
+    """Raised by the combine stub for detector 9 (a named Lambda error, caught per item)."""
+
+
+def calib_substitutions() -> dict[str, str]:
+    return {
+        "CalibPlanFunctionArn": function_arn(CALIB_PLAN_FUNCTION),
+        "IsrFunctionArn": function_arn(ISR_FUNCTION),
+        "CombineFunctionArn": function_arn(COMBINE_FUNCTION),
+        "SummarizeFunctionArn": function_arn(SUMMARIZE_FUNCTION),
+        "DataBucketName": BUCKET,
+        "CombineClusterArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/combine",
+        "CombineTaskDefinitionArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/isrflow-combine:1",
+        "CombineSubnetIds": "subnet-0123456789abcdef0",
+        "CombineSecurityGroupIds": "sg-0123456789abcdef0",
+        "CombineAssignPublicIp": "ENABLED",
+    }
+
+
+def calib_detectors(spec: dict[str, Any]) -> list[int]:
+    match = re.search(r"detector\s+IN\s*\(([^)]*)\)", spec.get("where") or "")
+    return sorted({int(d) for d in re.findall(r"\d+", match.group(1))}) if match else []
+
+
+def calib_clusters(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    if spec["calib_type"] == "defects":
+        return []
+    quanta_spec = {"input_collections": spec["input_collections"], "calib_collection": spec.get("calib_collection")
+                   or "Generic/calib", "output_run": spec["output_run"]}
+    return [{"cluster_id": f"Generic-{d}-{'bad' if d == ISR_FAILS else 100}", "quanta": [_quantum(quanta_spec, "Generic", e, d) for e in (100, 101, 102)]}
+            for d in calib_detectors(spec)]
+
+
+def calib_items(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    detectors = [int(k) for k in plan["stub_detectors"]]
+    items = []
+    for d in detectors:
+        if d == ISR_FAILS and plan["calib_type"] != "defects":
+            continue
+        key = calib_layout.master_key("Generic", d, "r" if plan["calib_type"] == "flat" else None)
+        items.append(CombineItem(key=key, instrument="Generic", detector=d,
+                                 physical_filter="r" if plan["calib_type"] == "flat" else None, route="lambda",
+                                 request_uri=plan["requests_prefix"] + key + ".json",
+                                 result_uri=plan["master_results_prefix"] + key + ".json").model_dump(mode="json"))
+    return items
+
+
+def calib_objects(execution_id: str, spec: dict[str, Any]) -> dict[str, str]:
+    """The ISR and combine manifests the plan and PrepareCombine stubs "wrote" for this input."""
+    plan = calib_plan({"action": "plan", "input": spec, "execution_id": execution_id})
+    prepared = calib_plan({"action": "prepare_combine", "plan": plan})
+    return {plan["manifest_key"]: json.dumps(calib_clusters(spec), sort_keys=True),
+            prepared["manifest_key"]: json.dumps(calib_items(plan), sort_keys=True)}
+
+
+def calib_plan(event: dict, context: Any = None) -> dict:
+    action = event.get("action", "plan")
+    if action == "plan":
+        ev = CalibPlanEvent.model_validate(event)
+        spec = ev.input.model_dump(mode="json", exclude_none=True)
+        key = layout.execution_key(ev.execution_id)
+        detectors = calib_detectors(spec)
+        clusters = calib_clusters(spec)
+        result = CalibPlanResult(
+            execution_id=ev.execution_id, execution_key=key, calib_type=ev.input.calib_type,
+            output_run=ev.input.output_run, mode=ev.input.mode, manifest_key=manifest_key_for(ev.execution_id),
+            manifest_uri=layout.manifest_uri(DATASTORE_ROOT, key), clusters=len(clusters),
+            inputs=3 * len(clusters) or 2 * len(detectors), failed_at_plan=0,
+            groups_uri=calib_layout.groups_uri(DATASTORE_ROOT, key), masters=len(detectors),
+            isr_results_prefix=calib_layout.isr_results_prefix(DATASTORE_ROOT, key),
+            master_results_prefix=calib_layout.master_results_prefix(DATASTORE_ROOT, key),
+            requests_prefix=calib_layout.requests_prefix(DATASTORE_ROOT, key), isr_config=ev.input.isr_config,
+            statistic=ev.input.statistic, clip=ev.input.clip, iterations=ev.input.iterations,
+            min_inputs=ev.input.min_inputs, route=ev.input.route, certify=ev.input.certify,
+            certify_requested=ev.input.certify is not None, max_concurrency=ev.input.max_concurrency,
+            max_failure_fraction=ev.input.max_failure_fraction).model_dump(mode="json")
+        result["stub_detectors"] = detectors
+        return result
+    step = CalibStepEvent.model_validate(event)
+    plan_doc = event["plan"]
+    if action == "normalize":
+        return NormalizeResult(scales_uri=calib_layout.scales_uri(DATASTORE_ROOT, step.plan.execution_key), filters=1,
+                               exposures=3, detectors=len(plan_doc["stub_detectors"])).model_dump(mode="json")
+    items = calib_items(plan_doc)
+    manifest = calib_layout.combine_manifest_uri(DATASTORE_ROOT, step.plan.execution_key)
+    return PrepareCombineResult(manifest_key=layout.bucket_key(manifest, DATASTORE_ROOT), manifest_uri=manifest,
+                                masters=len(items), failed_before_combine=step.plan.masters - len(items),
+                                routes={"lambda": len(items), "fargate": 0}).model_dump(mode="json")
+
+
+def combine(event: dict, context: Any = None) -> dict:
+    uri = CombineEvent.model_validate(event).request_uri
+    key = uri.rsplit("/", 1)[-1].removesuffix(".json")
+    detector = int(key.split("-")[1])
+    if detector == COMBINE_RAISES:
+        raise CombineError(f"{uri}: unreadable input")
+    status = "failed" if detector == COMBINE_ANSWERS_FAILED else "succeeded"
+    return {"key": key, "status": status, "route": "lambda", "output_uri": None, "duration_s": 1.0,
+            "error": "CalibrationError: an input is truncated" if status == "failed" else None}
+
+
+def _calib_failed(plan_doc: dict) -> list[int]:
+    bad = {COMBINE_ANSWERS_FAILED, COMBINE_RAISES} | ({ISR_FAILS} if plan_doc["calib_type"] != "defects" else set())
+    return [d for d in plan_doc["stub_detectors"] if d in bad]
+
+
+def calib_summarize(event: dict, context: Any = None) -> dict:
+    action = event.get("action")
+    if action == "record_combine_failure":
+        ev = CombineFailureEvent.model_validate(event)
+        return {"recorded": 1, "key": ev.state.item.key, "error": (ev.state.error or {}).get("Error", "failed")}
+    step = CalibStepEvent.model_validate(event)
+    plan_doc = event["plan"]
+    failed = _calib_failed(plan_doc)
+    masters = step.plan.masters
+    too_many = masters and len(failed) / masters > step.plan.max_failure_fraction
+    if action == "certify_calib":
+        return {"certified": 0 if too_many else masters - len(failed), "collection": step.plan.certify.collection}
+    if too_many:
+        raise TooManyFailuresError(f"{len(failed)} of {masters} {step.plan.calib_type} masters failed "
+                                   f"(tolerated fraction {step.plan.max_failure_fraction:g})")
+    return CalibSummary(execution_id=step.plan.execution_id, calib_type=step.plan.calib_type,
+                        output_run=step.plan.output_run, masters=masters, succeeded=masters - len(failed),
+                        failed=len(failed), inputs=step.plan.inputs, inputs_failed=0,
+                        certified=masters - len(failed) if step.plan.certify_requested else 0,
+                        total_combine_seconds=float(masters - len(failed)), max_combine_seconds=1.0,
+                        registry_messages=masters).model_dump(mode="json")
+
+
+def _summarize_any(event: dict, context: Any = None) -> dict:
+    if event.get("action") in ("record_combine_failure", "certify_calib", "summarize_calib"):
+        return calib_summarize(event, context)
+    return summarize(event, context)
+
+
+HANDLERS.update({CALIB_PLAN_FUNCTION: calib_plan, COMBINE_FUNCTION: combine, SUMMARIZE_FUNCTION: _summarize_any})

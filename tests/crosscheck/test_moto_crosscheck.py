@@ -155,8 +155,75 @@ PROCESS_VISIT = Case(
     ],
 )
 
+def _calib_input(calib_type: str, detectors: tuple[int, ...], *, certify: bool = False,
+                 max_failure_fraction: float = 0.0) -> dict:
+    spec: dict[str, Any] = {"calib_type": calib_type, "where": f"detector IN ({', '.join(map(str, detectors))})",
+                            "input_collections": ["Generic/raw/all"], "calib_collection": "Generic/calib",
+                            "output_run": f"Generic/calib/{calib_type}", "max_concurrency": 2,
+                            "max_failure_fraction": max_failure_fraction}
+    if calib_type == "defects":
+        spec["input_collections"] = ["Generic/calib/dark", "Generic/calib/flat"]
+    if certify:
+        spec["certify"] = {"collection": "Generic/calib"}
+    return spec
+
+
+def _calib_objects(machine_name: str, scenario: Scenario) -> dict[str, str]:
+    return stubs.calib_objects(stubs.execution_arn(machine_name, scenario.name), scenario.input)
+
+
+def _expect_calib_all_succeed(r: dict) -> None:
+    assert (r["output"]["succeeded"], r["output"]["failed"], r["output"]["certified"]) == (2, 0, 2)
+    assert len(_calls(r, stubs.ISR_FUNCTION)) == 2 and len(_calls(r, stubs.COMBINE_FUNCTION)) == 2
+    assert all(e["measure"] is True for e in _calls(r, stubs.ISR_FUNCTION))
+    assert not _calls(r, stubs.CALIB_PLAN_FUNCTION, "normalize")
+
+
+def _expect_flat_failures_recorded(r: dict) -> None:
+    assert r["output"]["failed"] == 2 and r["output"]["certified"] == 0
+    assert len(_calls(r, stubs.CALIB_PLAN_FUNCTION, "normalize")) == 1
+    (isr_failure,) = _calls(r, stubs.SUMMARIZE_FUNCTION, "record_failure")
+    assert isr_failure["error"]["Error"] == "IsrInputError"
+    (combine_failure,) = _calls(r, stubs.SUMMARIZE_FUNCTION, "record_combine_failure")
+    assert combine_failure["state"]["item"]["detector"] == 5  # answered status failed: the Choice caught it
+    assert not _calls(r, stubs.SUMMARIZE_FUNCTION, "certify_calib")
+
+
+def _expect_defects_skip_isr(r: dict) -> None:
+    assert not _calls(r, stubs.ISR_FUNCTION) and len(r["map_runs"]) == 1
+    assert r["output"]["succeeded"] == 2
+
+
+def _expect_combine_error_caught(r: dict) -> None:
+    (failure,) = _calls(r, stubs.SUMMARIZE_FUNCTION, "record_combine_failure")
+    assert failure["state"]["error"]["Error"] == "CombineError"
+
+
+def _expect_nothing_to_combine(r: dict) -> None:
+    assert len(r["map_runs"]) == 1 and not _calls(r, stubs.COMBINE_FUNCTION)
+
+
+BUILD_CALIBRATION = Case(
+    machine_name="BuildCalibration",
+    substitutions=stubs.calib_substitutions(),
+    bucket=stubs.BUCKET,
+    objects=_calib_objects,
+    scenarios=[
+        Scenario("bias-built-and-certified", _calib_input("bias", (0, 1), certify=True), "SUCCEEDED",
+                 expect=_expect_calib_all_succeed),
+        Scenario("flat-isr-and-combine-failures-recorded", _calib_input("flat", (0, 5, 7), max_failure_fraction=1.0),
+                 "SUCCEEDED", expect=_expect_flat_failures_recorded),
+        Scenario("defects-without-isr", _calib_input("defects", (2, 3)), "SUCCEEDED", expect=_expect_defects_skip_isr),
+        Scenario("combine-error-caught-then-too-many-failures", _calib_input("dark", (0, 9), certify=True), "FAILED",
+                 error="TooManyFailuresError", expect=_expect_combine_error_caught),
+        Scenario("nothing-to-combine", _calib_input("bias", (7,), max_failure_fraction=1.0), "SUCCEEDED",
+                 expect=_expect_nothing_to_combine),
+    ],
+)
+
 CASES: dict[str, Case] = {
     "process_visit.asl.json": PROCESS_VISIT,
+    "build_calibration.asl.json": BUILD_CALIBRATION,
 }
 
 

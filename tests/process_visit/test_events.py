@@ -17,7 +17,8 @@ from functions.registry_writer.app import lambda_handler as writer_handler
 from functions.registry_writer.app import parse_records
 from functions.summarize.app import lambda_handler as summarize_handler
 from isrflow.calib_import import calibration_message
-from isrflow.messages import (DatasetMessage, IsrClusterEvent, MosaicEvent, PlanEvent, ProcessVisitInput,
+from isrflow.messages import (BuildCalibrationInput, CalibPlanEvent, CalibStepEvent, CombineEvent, CombineFailureEvent,
+                              DatasetMessage, IsrClusterEvent, MosaicEvent, PlanEvent, ProcessVisitInput,
                               RecordFailureEvent, S3ObjectCreatedEvent, SummarizeEvent, dimension_records)
 from isrflow.rawio import read_observations
 from isrflow.registry import Registry
@@ -35,6 +36,16 @@ MODELS = {
     "ingest_object_created.json": S3ObjectCreatedEvent.model_validate,
     "ingest_object_created_not_fits.json": S3ObjectCreatedEvent.model_validate,
     "isr_mosaic.json": MosaicEvent.model_validate,
+    # BuildCalibration: run through their handlers in tests/calibration/test_events.py
+    "build_calibration_input.json": BuildCalibrationInput.model_validate,
+    "calib_plan.json": CalibPlanEvent.model_validate,
+    "calib_isr_cluster.json": IsrClusterEvent.model_validate,
+    "calib_normalize.json": CalibStepEvent.model_validate,
+    "calib_prepare_combine.json": CalibStepEvent.model_validate,
+    "combine.json": CombineEvent.model_validate,
+    "calib_certify.json": CalibStepEvent.model_validate,
+    "calib_summarize.json": CalibStepEvent.model_validate,
+    "calib_record_combine_failure.json": CombineFailureEvent.model_validate,
 }
 BUCKET = "isrflow-data-123456789012"
 ROOT = f"s3://{BUCKET}"

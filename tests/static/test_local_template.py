@@ -27,9 +27,12 @@ from isrflow.local.template import (
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
-REGISTRY_FUNCTIONS = {"PlanFunction", "SummarizeFunction", "RegistryWriterFunction"}
-ALL_FUNCTIONS = REGISTRY_FUNCTIONS | {"IsrFunction", "IngestFunction"}
+REGISTRY_FUNCTIONS = {"PlanFunction", "SummarizeFunction", "RegistryWriterFunction", "CalibPlanFunction"}
+ALL_FUNCTIONS = REGISTRY_FUNCTIONS | {"IsrFunction", "IngestFunction", "CombineFunction"}
 SUBSTITUTIONS = {"PlanFunctionArn", "IsrFunctionArn", "SummarizeFunctionArn", "DataBucketName"}
+CALIB_SUBSTITUTIONS = {"CalibPlanFunctionArn", "IsrFunctionArn", "CombineFunctionArn", "SummarizeFunctionArn",
+                       "DataBucketName", "CombineClusterArn", "CombineTaskDefinitionArn", "CombineSubnetIds",
+                       "CombineSecurityGroupIds", "CombineAssignPublicIp"}
 
 
 @pytest.fixture(scope="module")
@@ -418,7 +421,8 @@ def test_registry_queue_and_writer_mapping(app):
 
 
 def test_state_machine(app):
-    (sm,) = app.state_machines.values()
+    assert set(app.state_machines) == {"ProcessVisitStateMachine", "BuildCalibrationStateMachine"}
+    sm = app.state_machines["ProcessVisitStateMachine"]
     assert sm.logical_id == "ProcessVisitStateMachine" and sm.type == "STANDARD"
     assert sm.definition_path == REPO / "statemachines" / "process_visit.asl.json"
     assert set(sm.substitutions) == SUBSTITUTIONS
@@ -435,10 +439,27 @@ def test_state_machine(app):
         assert "${" not in json.dumps(definition)
 
 
+def test_build_calibration_state_machine(app):
+    sm = app.state_machines["BuildCalibrationStateMachine"]
+    assert sm.type == "STANDARD" and sm.definition_path == REPO / "statemachines" / "build_calibration.asl.json"
+    assert set(sm.substitutions) == CALIB_SUBSTITUTIONS
+    for key, function in [("CalibPlanFunctionArn", "CalibPlanFunction"), ("IsrFunctionArn", "IsrFunction"),
+                          ("CombineFunctionArn", "CombineFunction"), ("SummarizeFunctionArn", "SummarizeFunction")]:
+        assert app.function(sm.substitutions[key]).logical_id == function
+    assert sm.substitutions["CombineAssignPublicIp"] == "ENABLED"
+    assert "${" not in json.dumps(sm.definition())
+    combine = app.functions["CombineFunction"]
+    assert combine.package_type == "Image" and combine.handler_file == REPO / "functions" / "combine" / "app.py"
+    plan_env = app.functions["CalibPlanFunction"].environment
+    assert (int(plan_env["ISRFLOW_COMBINE_LAMBDA_MEMORY_MB"]), int(plan_env["ISRFLOW_COMBINE_LAMBDA_TIMEOUT_S"])) == (
+        combine.memory_mb, combine.timeout_s)
+
+
 def test_outputs_cover_every_arn_bucket_and_queue(app):
     for lid in ALL_FUNCTIONS:
         assert app.functions[lid].arn in app.outputs.values()
-    assert app.state_machines["ProcessVisitStateMachine"].arn in app.outputs.values()
+    for sm in app.state_machines.values():
+        assert sm.arn in app.outputs.values()
     assert app.buckets["DataBucket"].name in app.outputs.values()
     assert {app.queues["RegistryQueue"].url, app.queues["RegistryQueue"].arn} <= set(app.outputs.values())
 

@@ -1,10 +1,15 @@
 """``isrflow demo``: a small night, end to end, on the embedded default (no AWS account).
 
 1. create the repository (SQLite registry + file datastore) unless it exists;
-2. simulate raws with their truth (``DIR/sim/<camera>``) and ingest them;
-3. import the simulator's true calibrations into ``<INSTRUMENT>/calib/truth`` and certify
-   them into ``<INSTRUMENT>/calib`` (until the calibration builder replaces them);
-4. run the ProcessVisit state machine locally over every science detector, with progress;
+2. simulate bias, dark, flat and science raws with their truth (``DIR/sim/<camera>``) and
+   ingest them;
+3. build the master bias, dark, flat and defects of every detector with the BuildCalibration
+   state machine (each certified, unbounded, into a fresh CALIBRATION collection
+   ``<INSTRUMENT>/calib/demo-<time>`` before the next type is built from it), printing how well
+   each master matches the simulator's truth; ``--true-calibrations`` certifies the
+   simulator's true calibrations instead (faster, and a reference to compare with);
+4. run the ProcessVisit state machine locally over every science detector with those
+   calibrations, with progress;
 5. print a per-detector table: status, ISR seconds, peak memory, and the residuals against
    the simulator's truth in units of the noise.
 """
@@ -24,7 +29,8 @@ def register(group: click.Group) -> None:
     group.add_command(demo_command)
 
 
-def _prepare(repo: Path, camera: str, detectors: list[int], science: int, seed: int):
+def _prepare(repo: Path, camera: str, detectors: list[int], science: int, seed: int, frames: dict[str, int],
+             true_calibrations: bool):
     from ..calib_import import import_calibrations
     from ..errors import CertificationConflictError
     from ..registry import create_repo, ingest, open_repo
@@ -32,31 +38,121 @@ def _prepare(repo: Path, camera: str, detectors: list[int], science: int, seed: 
     from ..simulate import SimulationRequest, load_manifest, simulate
 
     registry = open_repo(repo) if (repo / REPO_CONFIG).exists() else create_repo(repo)
-    sim_dir = repo / "sim" / f"{camera}-{'-'.join(map(str, detectors))}-s{seed}"
+    counts = "-".join(f"{k[0]}{v}" for k, v in frames.items())
+    sim_dir = repo / "sim" / f"{camera}-{'-'.join(map(str, detectors))}-s{seed}-{counts}"
     if (sim_dir / "manifest.json").exists():
         manifest = load_manifest(sim_dir)
         click.echo(f"reusing the simulated night in {sim_dir}")
     else:
-        click.echo(f"simulating {science} {camera} science exposure(s) on detectors {','.join(map(str, detectors))} ...")
+        click.echo(f"simulating {frames['bias']} bias, {frames['dark']} dark, {frames['flat']} flat and {science} "
+                   f"science {camera} exposure(s) on detectors {','.join(map(str, detectors))} ...")
         t0 = time.perf_counter()
-        manifest = simulate(SimulationRequest(camera=camera, detectors=detectors, science=science, seed=seed, out=sim_dir))
+        manifest = simulate(SimulationRequest(camera=camera, detectors=detectors, science=science, seed=seed,
+                                              out=sim_dir, **frames))
         click.echo(f"  {len(manifest.raws)} raw files in {time.perf_counter() - t0:.1f} s")
     result = ingest(registry, [r.path for r in manifest.raws])
     click.echo(f"ingested {len(result.ingested)} raws ({len(result.existing)} already there)")
-    instrument = manifest.instrument
-    files = [f for cal in manifest.calibrations.values() for f in (cal.bias, cal.dark, cal.defects, *cal.flat.values())]
-    refs = import_calibrations(registry, files, f"{instrument}/calib/truth")
-    registry.register_collection(f"{instrument}/calib", "CALIBRATION")
-    try:
-        registry.certify([r.id for r in refs], f"{instrument}/calib", None, None)
-        click.echo(f"certified {len(refs)} true calibrations into {instrument}/calib")
-    except CertificationConflictError:
-        click.echo(f"true calibrations already certified in {instrument}/calib")
+    if true_calibrations:
+        instrument = manifest.instrument
+        files = [f for cal in manifest.calibrations.values() for f in (cal.bias, cal.dark, cal.defects, *cal.flat.values())]
+        refs = import_calibrations(registry, files, f"{instrument}/calib/truth")
+        registry.register_collection(f"{instrument}/calib", "CALIBRATION")
+        try:
+            registry.certify([r.id for r in refs], f"{instrument}/calib", None, None)
+            click.echo(f"certified {len(refs)} true calibrations into {instrument}/calib")
+        except CertificationConflictError:
+            click.echo(f"true calibrations already certified in {instrument}/calib")
     return registry, manifest
 
 
-def _residuals(registry, manifest, output_run: str) -> dict[tuple[int, int], tuple[float, float, float]]:
-    """(exposure, detector) -> (chi mean, chi std, masked %) of each output against the truth."""
+def _truth_check(calib_type: str, uri: str, manifest, detector: int) -> str:
+    """How a built master compares with the simulator's truth (a short text)."""
+    import numpy as np
+
+    from ..exposure_io import read_defects, read_exposure
+    from ..registry import uri_to_path
+
+    truth = manifest.calibrations[detector]
+    if calib_type == "defects":
+        boxes, _ = read_defects(uri_to_path(uri))
+        true_boxes, _ = read_defects(truth.defects)
+        shape = read_exposure(truth.bias).image.shape
+        found, real = np.zeros(shape, bool), np.zeros(shape, bool)
+        for b in boxes:
+            found[b.slices] = True
+        for b in true_boxes:
+            real[b.slices] = True
+        return f"{found[real].mean() * 100:.1f}% of the true defect pixels found, {int((found & ~real).sum())} others"
+    built = read_exposure(uri_to_path(uri))
+    if calib_type == "flat":
+        ratio = built.image / read_exposure(next(iter(truth.flat.values()))).image
+        good = (built.mask == 0) & np.isfinite(ratio)
+        return f"flat / true response: median {np.median(ratio[good]):.4f}, robust scatter {np.subtract(*np.percentile(ratio[good], [75, 25])) * 0.7413:.4f}"
+    expected = read_exposure(truth.bias if calib_type == "bias" else truth.dark).image
+    chi = (built.image - expected) / np.sqrt(built.variance)
+    good = built.mask == 0
+    return f"(master - truth)/sigma: mean {chi[good].mean():.3f}, std {chi[good].std():.3f}"
+
+
+def _build_calibrations(repo: Path, registry, manifest, detectors: list[int], stamp: str, workers) -> str:
+    """Build and certify bias, dark, flat and defects; returns the CALIBRATION collection."""
+    from .calib_cmds import build_input, build_local
+
+    instrument = manifest.instrument
+    collection = f"{instrument}/calib/demo-{stamp}"
+    runs: dict[str, str] = {}
+    for calib_type in ("bias", "dark", "flat", "defects"):
+        run = f"{collection}/{calib_type}"
+        if calib_type == "defects":
+            where = f"instrument = '{instrument}' AND detector IN ({', '.join(map(str, detectors))})"
+            payload = build_input(registry, calib_type, where, run, input_collections=[runs["dark"], runs["flat"]],
+                                  certify=True, collection=collection)
+        else:
+            exposures = sorted({r.exposure for r in manifest.raws_of(calib_type)})
+            where = (f"instrument = '{instrument}' AND exposure IN ({', '.join(map(str, exposures))}) "
+                     f"AND detector IN ({', '.join(map(str, detectors))})")
+            payload = build_input(registry, calib_type, where, run, calib_collection=collection, certify=True,
+                                  collection=collection)
+        click.echo(f"building {calib_type} with BuildCalibration locally ...")
+        t0 = time.perf_counter()
+        execution = build_local(repo, payload, workers)
+        if execution.status != "SUCCEEDED":
+            raise click.ClickException(f"{calib_type}: {execution.error}: {execution.cause}")
+        summary = execution.output
+        click.echo(f"  {summary['succeeded']} {calib_type} masters in {time.perf_counter() - t0:.1f} s, certified "
+                   f"{summary['certified']} into {collection}")
+        for uri in summary["outputs"]:
+            detector = next(d for d in detectors if uri.endswith(f"_{d}.fits"))
+            click.echo(f"    detector {detector:>3}: {_truth_check(calib_type, uri, manifest, detector)}")
+        runs[calib_type] = run
+    return collection
+
+
+def _flat_scale(registry, manifest, calib_collection: str | None) -> float:
+    """The focal-plane constant between the built flats and the simulator's true response: the
+    flats are normalised to a mean response of 1 over the focal plane (cp_pipe's convention),
+    the simulator's response is absolute, so every ISR'd image is the truth divided by this one
+    number (1 with the true calibrations)."""
+    import numpy as np
+
+    from ..exposure_io import read_exposure
+    from ..registry import uri_to_path
+
+    if calib_collection is None:
+        return 1.0
+    ratios = []
+    for ref in registry.query_datasets("flat", [calib_collection]):
+        truth = manifest.calibrations.get(ref.data_id["detector"])
+        if truth is not None and ref.data_id["physical_filter"] in truth.flat:
+            built = read_exposure(uri_to_path(ref.uri))
+            ratio = built.image / read_exposure(truth.flat[ref.data_id["physical_filter"]]).image
+            ratios.append(float(np.median(ratio[(built.mask == 0) & np.isfinite(ratio)])))
+    return float(np.median(ratios)) if ratios else 1.0
+
+
+def _residuals(registry, manifest, output_run: str, scale: float = 1.0) -> dict[tuple[int, int], tuple[float, float, float]]:
+    """(exposure, detector) -> (chi mean, chi std, masked %) of each output against the truth
+    (the output multiplied by ``scale``, the flats' normalisation constant)."""
     from ..exposure_io import read_exposure
     from ..registry import uri_to_path
     from ..simulate import truth_residuals
@@ -67,6 +163,9 @@ def _residuals(registry, manifest, output_run: str) -> dict[tuple[int, int], tup
         key = (ref.data_id["exposure"], ref.data_id["detector"])
         if key in truth:
             exposure = read_exposure(uri_to_path(ref.uri))
+            if scale != 1.0:
+                exposure.image *= scale
+                exposure.variance *= scale * scale
             chi = truth_residuals(exposure, truth[key])
             out[key] = (float(chi.mean()), float(chi.std()), 100.0 * float((exposure.mask != 0).mean()))
     return out
@@ -77,27 +176,39 @@ def _residuals(registry, manifest, output_run: str) -> dict[tuple[int, int], tup
 @click.option("--camera", type=click.Choice(["hsc", "lsstcam", "decam", "generic"]), default="hsc", show_default=True)
 @click.option("--detectors", type=IdList(), default=None, help="native ids (default 0-3; DECam 1-4)")
 @click.option("--science", type=click.IntRange(1), default=2, show_default=True, help="science exposures")
+@click.option("--bias", "n_bias", type=click.IntRange(1), default=5, show_default=True, help="bias exposures")
+@click.option("--dark", "n_dark", type=click.IntRange(1), default=5, show_default=True, help="dark exposures")
+@click.option("--flat", "n_flat", type=click.IntRange(1), default=5, show_default=True, help="flat exposures")
+@click.option("--true-calibrations", is_flag=True, help="certify the simulator's true calibrations instead of building them")
 @click.option("--workers", type=click.IntRange(1), default=None, help="processes (default: all cores)")
 @click.option("--seed", type=int, default=1, show_default=True)
-def demo_command(repo, camera, detectors, science, workers, seed):
-    """Simulate a small night, ingest it, certify its calibrations and run ProcessVisit locally."""
+def demo_command(repo, camera, detectors, science, n_bias, n_dark, n_flat, true_calibrations, workers, seed):
+    """Simulate a small night, build and certify its calibrations, run ProcessVisit locally."""
     from .run_cmds import process_visit_input, run_local
 
     detectors = detectors or ([1, 2, 3, 4] if camera == "decam" else [0, 1, 2, 3])
     repo = repo.absolute()
-    registry, manifest = _prepare(repo, camera, detectors, science, seed)
+    frames = {"bias": n_bias, "dark": n_dark, "flat": n_flat} if not true_calibrations else {"bias": 0, "dark": 0, "flat": 0}
+    registry, manifest = _prepare(repo, camera, detectors, science, seed, frames, true_calibrations)
     instrument = manifest.instrument
-    run = f"{instrument}/runs/demo-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    stamp = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    calib_collection = None if true_calibrations else _build_calibrations(repo, registry, manifest, detectors, stamp,
+                                                                          workers)
+    run = f"{instrument}/runs/demo-{stamp}"
     exposures = sorted({r.exposure for r in manifest.raws_of("science")})
     where = (f"instrument = '{instrument}' AND exposure IN ({', '.join(map(str, exposures))}) "
              f"AND detector IN ({', '.join(map(str, detectors))})")
-    payload = process_visit_input(registry, where, None, [], None, run, "fail", 2, 0.0, {})
-    click.echo(f"running ProcessVisit locally: {where}")
+    payload = process_visit_input(registry, where, None, [], calib_collection, run, "fail", 2, 0.0, {})
+    click.echo(f"running ProcessVisit locally with {payload['calib_collection']}: {where}")
     t0 = time.perf_counter()
     execution = run_local(repo, payload, workers)
     wall = time.perf_counter() - t0
     records = {(r["exposure"], r["detector"]): r for r in registry.processing_records(execution.execution_arn)}
-    residuals = _residuals(registry, manifest, run)
+    scale = _flat_scale(registry, manifest, calib_collection)
+    if scale != 1.0:
+        click.echo(f"the built flats are normalised to a mean response of 1 over the focal plane: the true response is "
+                   f"{1 / scale:.4f} of it, so the outputs are compared with the truth after multiplying by {scale:.4f}")
+    residuals = _residuals(registry, manifest, run, scale)
     click.echo(f"{'exposure':>10} {'det':>4} {'status':>10} {'isr s':>6} {'peak MiB':>9} {'masked%':>8} "
                f"{'chi mean':>9} {'chi std':>8}")
     for key in sorted(records):

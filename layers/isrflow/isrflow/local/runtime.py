@@ -9,7 +9,9 @@ local runtime and AWS cannot drift. Behind the integrations sit local services:
 - SQS: the durable SQLite queue (:mod:`.queue`) feeding the registry writer in batches like
   the event source mapping (:mod:`.event_source`);
 - the registry: the repository's SQLite (or PostgreSQL) database;
-- Step Functions: the project's ASL interpreter (:mod:`.asl`).
+- Step Functions: the project's ASL interpreter (:mod:`.asl`);
+- ECS (``ecs:runTask.sync``): the template's Fargate tasks as subprocesses whose exit code is
+  the container's (:mod:`.tasks`).
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from typing import Any
 from ..registry.repo import read_repo_config
 from ..settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_SECRET_ARN, ENV_REGISTRY_URL
 from ..storage import ObjectNotFoundError, storage_for
-from .asl import Execution, ExecutionAlreadyExists, Interpreter, LocalIntegrations, StateMachine, TaskFailure
+from .asl import (ECS_RUN_TASK_SYNC, Execution, ExecutionAlreadyExists, Interpreter, LocalIntegrations, StateMachine,
+                  TaskFailure)
 from .event_source import QueuePoller
 from .lambdas import LambdaError, LambdaPool, LocalFunction, invoke_here
 from .queue import LocalQueue
 from .records import ExecutionRecorder, InvocationRecord
+from .tasks import LocalTasks
 from .template import LocalApp, load_app
 
 #: The project root (template.yaml, functions/, statemachines/).
@@ -81,7 +85,10 @@ class LocalRuntime:
                 environment=environment, timeout_s=float(spec.timeout_s), memory_mb=spec.memory_mb)
         self.bucket_names = {b.name for b in self.app.buckets.values()}
         self.pool = LambdaPool(processes)
-        self.interpreter = Interpreter(_PoolIntegrations(self), item_reader=self._read_object, clock=clock)
+        integrations = _PoolIntegrations(self)
+        self.tasks = LocalTasks(self.app, env, self.repo / "logs" / "tasks")
+        integrations.register_service(ECS_RUN_TASK_SYNC, self.tasks.run_task_sync)
+        self.interpreter = Interpreter(integrations, item_reader=self._read_object, clock=clock)
         mapping = self._writer_mapping()
         writer = self.functions[self.app.functions[mapping.function].name]
         self.poller = QueuePoller(self.queue, lambda event: _invoke_in_process(writer, event),

@@ -65,6 +65,8 @@ __all__ = [
     "LocalLayer",
     "LocalQueue",
     "LocalStateMachine",
+    "LocalTaskDefinition",
+    "LocalContainer",
     "Reference",
     "Resolver",
     "TemplateError",
@@ -87,6 +89,7 @@ CFN_STATE_MACHINE = "AWS::StepFunctions::StateMachine"
 CFN_ESM = "AWS::Lambda::EventSourceMapping"
 SQS_QUEUE = "AWS::SQS::Queue"
 S3_BUCKET = "AWS::S3::Bucket"
+ECS_TASK_DEFINITION = "AWS::ECS::TaskDefinition"
 
 # SAM / Lambda defaults used when the template says nothing.
 DEFAULT_MEMORY_MB = 128
@@ -743,6 +746,28 @@ class LocalStateMachine(_Model):
             raise TemplateError(f"{self.logical_id}: definition is not JSON: {exc}") from exc
 
 
+class LocalContainer(_Model):
+    name: str
+    entry_point: list[str] = []
+    command: list[str] = []
+    environment: dict[str, str] = {}
+
+
+class LocalTaskDefinition(_Model):
+    """An ECS task definition (``AWS::ECS::TaskDefinition``) as the local runtime runs it: its
+    containers' entry points and environment, and (``Metadata.Dockerfile``) where its image is
+    built from, so that ``/var/task/...`` paths map to that directory."""
+
+    logical_id: str
+    arn: str
+    family: str | None = None
+    cpu: str | None = None
+    memory: str | None = None
+    containers: list[LocalContainer] = []
+    dockerfile: Path | None = None
+    docker_context: Path | None = None
+
+
 class LocalBucket(_Model):
     logical_id: str
     name: str
@@ -763,6 +788,7 @@ class LocalApp(_Model):
     state_machines: dict[str, LocalStateMachine]
     buckets: dict[str, LocalBucket]
     outputs: dict[str, Any]
+    task_definitions: dict[str, LocalTaskDefinition] = {}
 
     def function(self, key: str) -> LocalFunction:
         """A function by logical id, local name or ARN (as substituted into an ASL file)."""
@@ -1081,6 +1107,36 @@ def load_app(
             },
         )
 
+    task_definitions: dict[str, LocalTaskDefinition] = {}
+    for lid in by_type.get(ECS_TASK_DEFINITION, []):
+        props, where = props_of(lid)
+        meta = resources[lid].get("Metadata") or {}
+        containers = []
+        for i, raw in enumerate(props.get("ContainerDefinitions") or []):
+            cwhere = f"{where}.ContainerDefinitions[{i}]"
+            env = {}
+            for j, pair in enumerate(ev.eval_value(raw.get("Environment") or [], f"{cwhere}.Environment") or []):
+                value = pair.get("Value")
+                env[str(pair.get("Name"))] = _as_string(value.value if isinstance(value, Whole) else value,
+                                                        f"{cwhere}.Environment[{j}]")
+            containers.append(LocalContainer(
+                name=_as_string(ev.eval_value(raw.get("Name"), f"{cwhere}.Name"), cwhere),
+                entry_point=[str(a) for a in ev.eval_value(raw.get("EntryPoint"), f"{cwhere}.EntryPoint") or []],
+                command=[str(a) for a in ev.eval_value(raw.get("Command"), f"{cwhere}.Command") or []],
+                environment=env))
+        dockerfile = context = None
+        if "Dockerfile" in meta:
+            context = _local_path(root, meta.get("DockerContext", "."), f"Resources.{lid}.Metadata.DockerContext")
+            dockerfile = (context / meta["Dockerfile"]).resolve()
+        family = ev.eval_value(props.get("Family"), f"{where}.Family")
+        task_definitions[lid] = LocalTaskDefinition(
+            logical_id=lid, arn=_as_string(ev.eval_value({"Ref": lid}, f"{where}.Arn"), where),
+            family=None if family is None else _as_string(family, where),
+            cpu=None if props.get("Cpu") is None else _as_string(ev.eval_value(props["Cpu"], f"{where}.Cpu"), where),
+            memory=None if props.get("Memory") is None else _as_string(ev.eval_value(props["Memory"], f"{where}.Memory"),
+                                                                          where),
+            containers=containers, dockerfile=dockerfile, docker_context=context)
+
     buckets = {
         lid: LocalBucket(
             logical_id=lid, name=_as_string(ev.eval_value({"Ref": lid}, f"Resources.{lid}"), lid)
@@ -1109,6 +1165,7 @@ def load_app(
         state_machines=state_machines,
         buckets=buckets,
         outputs=outputs,
+        task_definitions=task_definitions,
     )
 
 

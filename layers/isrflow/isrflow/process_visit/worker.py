@@ -74,15 +74,21 @@ def process_quantum(q: Quantum, event: IsrClusterEvent, cache: _CalibrationCache
         inputs = [ProvenanceInput(dataset_id=q.raw.id, role="raw")]
         inputs += [ProvenanceInput(dataset_id=ref.id, role=k) for k, ref in sorted(q.calibs.items()) if ref is not None]
         message = DatasetMessage(
-            dataset_type=OUTPUT_TYPE, run=event.output_run, data_id=q.output.data_id, uri=q.output.uri,
+            dataset_type=q.output.dataset_type or OUTPUT_TYPE, run=event.output_run, data_id=q.output.data_id, uri=q.output.uri,
             size=len(data), sha256=hashlib.sha256(data).hexdigest(), inputs=inputs, replace=q.replace,
             execution_id=event.execution_id, message_id=message_id(event.execution_id, q.output.id),
         )
         sender.send([message])
         if event.previews:
             _write_preview(result, q)
+        stats = None
+        if event.measure:  # calibration inputs: the statistics flat normalisation and routing use
+            from ..calibration.stats import measure_input
+
+            stats = measure_input(result.image, result.mask, result.header)
         return QuantumResult(**base, status="succeeded", output_uri=q.output.uri,
-                             duration_s=time.perf_counter() - start, peak_memory_mb=peak_memory_mb(), messages_sent=1)
+                             duration_s=time.perf_counter() - start, peak_memory_mb=peak_memory_mb(), messages_sent=1,
+                             output_size=len(data), stats=stats)
     except Exception as exc:  # one bad detector must not fail the others: record it
         return QuantumResult(**base, status="failed", duration_s=time.perf_counter() - start,
                              peak_memory_mb=peak_memory_mb(), error=f"{type(exc).__name__}: {exc}"[:2000])

@@ -1,0 +1,21 @@
+"""Combine Lambda (container image): build one master calibration from its combine request.
+
+The same library call as the Fargate entry point (``fargate.py``): the payload carries only
+the request's datastore URI. A failed combine is answered normally with ``status: failed``
+and its reason (also written to the master's result), so the Map item ends cleanly.
+"""
+
+from __future__ import annotations
+
+from isrflow.calibration.run import run_combine
+from isrflow.messages import CombineEvent
+from isrflow.queues import sender_for
+from isrflow.settings import settings
+
+
+def lambda_handler(event: dict, context: object = None) -> dict:
+    config = settings().require("registry_queue_url")
+    memory = getattr(context, "memory_limit_in_mb", None)
+    result = run_combine(CombineEvent.model_validate(event).request_uri, sender_for(config.registry_queue_url),
+                         memory_mb=float(memory) if memory else None)
+    return result.model_dump(mode="json", include={"key", "status", "route", "output_uri", "duration_s", "error"})

@@ -1,0 +1,307 @@
+"""Streaming combination of one detector's ISR'd inputs into a master calibration.
+
+:func:`combine_files` reads every input in bands of rows (strips), combines each strip with
+:func:`isrflow.calibration.kernel.combine_stack` and writes it straight into the output file,
+so memory is bounded by the strip budget (:mod:`isrflow.calibration.routing` has the memory
+model) whatever the detector size or the number of inputs, like cp_pipe's sub-region
+combination.
+
+Per input: values are divided by the input's scale (dark time for darks -> e-/s; the
+Normalize exposure scale for flats; 1 for biases) and variances by its square; pixels whose
+mask has any of the ``mask_planes`` bits, and non-finite pixels, are not used.
+
+Variance: the kernel's (input variance planes, see :mod:`isrflow.calibration.kernel`) plus,
+for each calibration the inputs' ISR subtracted (``common``), the part of its noise that the
+inputs share: ISR added ``f^2 V`` to every input's variance, which the mean divides by
+``n``, but an error common to all inputs does not average down, so
+``f^2 V (fraction^2 - M fraction / n_used)`` is added (``M = pi/2`` for the median of more
+than two values, else 1). Without it a master dark's residuals against the truth have a
+standard deviation ~20% above its variance plane.
+
+Output (the calibration MEF of :mod:`isrflow.formats`): IMAGE (float32), MASK (int32: BAD
+where no input was usable; those pixels' image and variance are set to the median of the
+rest of their strip, cp_pipe's rule), VARIANCE (float32) and NINPUTS (int16, the number of
+inputs used per pixel), with provenance in the primary header: the inputs, their scales,
+the statistic and the clipping parameters.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from .. import __version__, formats
+from ..errors import CalibrationError, CalibrationMismatchError, ConfigError
+from . import routing
+from .kernel import STATISTICS, CombineOutput, Workspace, combine_stack, default_threads
+from .mef import MefReader, MefWriter, PlaneSpec
+
+EXT_NINPUTS = "NINPUTS"
+
+
+class CombineBudgetError(ConfigError):
+    """The memory budget is too small for even one row of the inputs."""
+
+
+@dataclass(frozen=True)
+class CombineInput:
+    """One input frame: where it is, what to divide it by, how to name it in the provenance."""
+
+    uri: str
+    scale: float = 1.0
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class CommonCalibration:
+    """A calibration subtracted from (a fraction of) the inputs during their ISR, whose noise is
+    therefore common to them and does not average down in the combination.
+
+    ``uri`` is the calibration's MEF (its VARIANCE plane is read); ``fraction`` the fraction of
+    the inputs it was subtracted from; ``factor2`` the mean over those inputs of the square of
+    the factor it entered them with, after scaling (bias in a dark: ``1 / darktime^2``; dark in
+    a flat: ``(darktime / scale)^2``).
+    """
+
+    uri: str
+    fraction: float = 1.0
+    factor2: float = 1.0
+
+
+@dataclass
+class CombineSettings:
+    statistic: str = "meanclip"
+    clip: float = 3.0
+    iterations: int = 3
+    mask_planes: tuple[str, ...] = ("BAD", "SAT", "INTRP", "CR", "DETECTED", "NO_DATA")
+    budget_bytes: int = 1 << 30
+    threads: int = field(default_factory=default_threads)
+    read_threads: int = 8
+
+
+@dataclass
+class CombineReport:
+    """What a combine did: output, its size and checksum, strips, time."""
+
+    output_uri: str
+    size: int
+    sha256: str
+    shape: tuple[int, int]
+    n_inputs: int
+    rows_per_strip: int
+    strips: int
+    no_data_pixels: int
+    seconds: float
+    header: dict[str, Any]
+
+
+def mask_bits(planes: tuple[str, ...] | list[str]) -> int:
+    bits = 0
+    for plane in planes:
+        if plane not in formats.MASK_BITS:
+            raise ConfigError(f"mask_planes: unknown mask plane {plane!r} (known: {', '.join(formats.MASK_BITS)})")
+        bits |= 1 << formats.MASK_BITS[plane]
+    return bits
+
+
+def _check_inputs(readers: list[MefReader]) -> tuple[int, int]:
+    first = readers[0]
+    shape = first.shape
+    inst, det = first.primary.get(formats.KW_INSTRUMENT), first.primary.get(formats.KW_DETECTOR)
+    for r in readers[1:]:
+        if r.shape != shape:
+            raise CalibrationMismatchError(f"{r.uri}: IMAGE shape {r.shape} differs from {first.uri} {shape}")
+        if r.primary.get(formats.KW_INSTRUMENT) != inst or r.primary.get(formats.KW_DETECTOR) != det:
+            raise CalibrationMismatchError(
+                f"{r.uri}: is {r.primary.get(formats.KW_INSTRUMENT)} detector {r.primary.get(formats.KW_DETECTOR)}, "
+                f"not {inst} detector {det} like {first.uri}")
+    for r in readers:
+        for name in (formats.EXT_MASK, formats.EXT_VARIANCE):
+            if r.has(name) and r.image(name).shape != shape:
+                raise CalibrationError(f"{r.uri}: {name} shape {r.image(name).shape} differs from IMAGE {shape}")
+    return shape
+
+
+def _header(readers: list[MefReader], inputs: list[CombineInput], calib_type: str, settings: CombineSettings,
+            extra: dict[str, Any]) -> dict[str, Any]:
+    first = readers[0].primary
+    header: dict[str, Any] = {}
+    for key in (formats.KW_INSTRUMENT, formats.KW_DETECTOR, formats.KW_DETNAME):
+        if key in first:
+            header[key] = first[key]
+    header[formats.KW_CALIB_TYPE] = calib_type
+    if calib_type == "flat" and formats.KW_FILTER in first:
+        header[formats.KW_FILTER] = first[formats.KW_FILTER]
+    header[formats.KW_UNITS] = formats.CALIB_UNITS.get(calib_type, "")
+    header[formats.KW_SOFTWARE] = (__version__, "isrflow version")
+    begins = [str(r.primary["DATE-BEG"]) for r in readers if "DATE-BEG" in r.primary]
+    ends = [str(r.primary["DATE-END"]) for r in readers if "DATE-END" in r.primary]
+    if begins:
+        header["DATE-BEG"] = (min(begins), "earliest input start")
+    if ends:
+        header["DATE-END"] = (max(ends), "latest input end")
+    if calib_type == "dark":
+        header["EXPTIME"] = (1.0, "per second of dark time")
+        header[formats.KW_DARKTIME] = (1.0, "per second of dark time")
+    header["CALIBDAT"] = (datetime.now(timezone.utc).isoformat(timespec="seconds"), "creation time, UTC")
+    header["CALIBSTA"] = (settings.statistic, "combine statistic")
+    header["CALIBCLP"] = (float(settings.clip), "clip limit, sigma (meanclip)")
+    header["CALIBNIT"] = (int(settings.iterations), "clipping passes (meanclip)")
+    header["CALIBMSK"] = (",".join(settings.mask_planes), "input mask planes not used")
+    header["NINPUTS"] = (len(inputs), "input frames")
+    for i, (item, reader) in enumerate(zip(inputs, readers)):
+        exposure = reader.primary.get(formats.KW_EXPOSURE)
+        header[f"HIERARCH CALIB INPUT {i}"] = item.label or (str(exposure) if exposure is not None else item.uri[-60:])
+        header[f"HIERARCH CALIB SCALE {i}"] = float(item.scale)
+    header.update(extra)
+    return header
+
+
+class _Strip:
+    """The buffers of one strip (allocated once, for the tallest strip)."""
+
+    def __init__(self, n: int, rows: int, cols: int, with_variance: bool):
+        self.values = np.empty((n, rows, cols), dtype=np.float32)
+        self.variances = np.empty((n, rows, cols), dtype=np.float32) if with_variance else None
+
+
+def _load(reader: MefReader, index: int, item: CombineInput, y0: int, y1: int, strip: _Strip, bits: int) -> None:
+    """Read one input's rows into the strip: scaled values (NaN where unusable) and variances."""
+    rows = y1 - y0
+    values = strip.values[index, :rows]
+    reader.read_rows(formats.EXT_IMAGE, y0, y1, values)
+    inverse = np.float32(1.0 / item.scale)
+    if inverse != 1.0:
+        values *= inverse
+    if strip.variances is not None:
+        var = strip.variances[index, :rows]
+        reader.read_rows(formats.EXT_VARIANCE, y0, y1, var)
+        if inverse != 1.0:
+            var *= inverse * inverse
+    if bits and reader.has(formats.EXT_MASK):
+        masked = (reader.raw_rows(formats.EXT_MASK, y0, y1) & bits) != 0
+        np.copyto(values, np.float32(np.nan), where=masked)
+
+
+def combine_files(inputs: list[CombineInput], output_uri: str, calib_type: str,
+                  settings: CombineSettings | None = None, extra_header: dict[str, Any] | None = None,
+                  common: list[CommonCalibration] | None = None) -> CombineReport:
+    """Combine ``inputs`` (isrflow MEFs of one detector) into ``output_uri``; see the module docstring.
+
+    Raises CalibrationError / CalibrationMismatchError for unusable inputs, ConfigError for bad
+    settings and CombineBudgetError when ``settings.budget_bytes`` cannot hold one row. Nothing
+    is written at ``output_uri`` unless the whole combine succeeds.
+    """
+    settings = settings or CombineSettings()
+    if settings.statistic not in STATISTICS:
+        raise ConfigError(f"unknown statistic {settings.statistic!r}; use one of {', '.join(STATISTICS)}")
+    if not inputs:
+        raise CalibrationError(f"{output_uri}: no inputs to combine")
+    for item in inputs:
+        if not (item.scale > 0 and np.isfinite(item.scale)):
+            raise ConfigError(f"{item.uri}: scale must be a positive number, got {item.scale}")
+    start = time.perf_counter()
+    bits = mask_bits(settings.mask_planes)
+    common = list(common or [])
+    readers: list[MefReader] = []
+    shared: list[MefReader] = []
+    try:
+        for item in inputs:
+            readers.append(MefReader.open(item.uri))
+        rows, cols = _check_inputs(readers)
+        with_variance = all(r.has(formats.EXT_VARIANCE) for r in readers)
+        kept_common = []
+        for calib in common if with_variance else []:
+            reader = MefReader.open(calib.uri)
+            if not reader.has(formats.EXT_VARIANCE):  # a noiseless calibration added no variance in ISR
+                reader.close()
+                continue
+            shared.append(reader)
+            kept_common.append(calib)
+            if reader.image(formats.EXT_VARIANCE).shape != (rows, cols):
+                raise CalibrationMismatchError(f"{calib.uri}: VARIANCE shape differs from the inputs' {(rows, cols)}")
+        common = kept_common
+        n = len(inputs) + len(shared)  # for the memory model: a shared variance plane costs like an input
+        read_threads = max(1, min(settings.read_threads, n))
+        threads = max(1, settings.threads)
+        height = routing.strip_rows(min(settings.budget_bytes, routing.STRIP_TARGET_BYTES), n, cols, with_variance,
+                                    threads, read_threads, rows)
+        if height < 1:  # the target is too small for these inputs: use all of the budget
+            height = routing.strip_rows(settings.budget_bytes, n, cols, with_variance, threads, read_threads, rows)
+        if height < 1:
+            need = routing.strip_bytes(1, n, cols, with_variance, threads, read_threads)
+            raise CombineBudgetError(
+                f"{output_uri}: a memory budget of {settings.budget_bytes / 2**20:.1f} MiB cannot hold one row of "
+                f"{n} inputs of {cols} columns (needs {need / 2**20:.1f} MiB)")
+        header = _header(readers, inputs, calib_type, settings, extra_header or {})
+        planes = [PlaneSpec(formats.EXT_IMAGE, ">f4"),
+                  PlaneSpec(formats.EXT_MASK, ">i4", formats.mask_plane_cards()),
+                  PlaneSpec(formats.EXT_VARIANCE, ">f4"),
+                  PlaneSpec(EXT_NINPUTS, ">i2", [("BUNIT", "", "number of inputs used per pixel")])]
+        strip = _Strip(n, height, cols, with_variance)
+        result = CombineOutput.empty(height * cols)
+        no_data = 0
+        strips = 0
+        chunk = max(1, min(routing.chunk_pixels(len(inputs), threads), height * cols))
+        with MefWriter(output_uri, header, (rows, cols), planes) as writer, \
+                ThreadPoolExecutor(read_threads, thread_name_prefix="combine-read") as pool, \
+                Workspace(len(inputs), chunk, threads) as workspace:
+            for y0 in range(0, rows, height):
+                y1 = min(rows, y0 + height)
+                k = y1 - y0
+                m = len(inputs)
+                list(pool.map(lambda i: _load(readers[i], i, inputs[i], y0, y1, strip, bits), range(m)))
+                values = strip.values[:m, :k].reshape(m, k * cols)
+                variances = None if strip.variances is None else strip.variances[:m, :k].reshape(m, k * cols)
+                out = CombineOutput(result.image[:k * cols], result.variance[:k * cols], result.n_used[:k * cols])
+                combine_stack(values, variances, settings.statistic, settings.clip, settings.iterations, out=out,
+                              workspace=workspace)
+                for j, (calib, reader) in enumerate(zip(common, shared)):
+                    _add_common(out, calib, reader, y0, y1, strip.values[m + j, :k], settings.statistic)
+                no_data += _write_strip(writer, y0, k, cols, out)
+                strips += 1
+            size, sha = writer.commit()
+    finally:
+        for r in readers + shared:
+            r.close()
+    return CombineReport(output_uri=output_uri, size=size, sha256=sha, shape=(rows, cols), n_inputs=len(inputs),
+                         rows_per_strip=height, strips=strips, no_data_pixels=no_data,
+                         seconds=time.perf_counter() - start, header=header)
+
+
+def _add_common(out: CombineOutput, calib: CommonCalibration, reader: MefReader, y0: int, y1: int,
+                buffer: np.ndarray, statistic: str) -> None:
+    """Add the shared part of a subtracted calibration's noise to the strip's variance."""
+    variance = reader.read_rows(formats.EXT_VARIANCE, y0, y1, buffer).ravel()
+    n = np.maximum(out.n_used, 1).astype(np.float32)
+    m = np.float32(1.0) if statistic != "median" else np.where(out.n_used > 2, np.float32(np.pi / 2), np.float32(1.0))
+    weight = np.float32(calib.factor2) * (np.float32(calib.fraction) ** 2 - m * np.float32(calib.fraction) / n)
+    np.maximum(weight, np.float32(0.0), out=weight)
+    out.variance += weight * variance
+
+
+def _write_strip(writer: MefWriter, y0: int, rows: int, cols: int, out: CombineOutput) -> int:
+    """Write one combined strip; pixels with no usable input get the strip's median and BAD."""
+    shape = (rows, cols)
+    none = out.n_used == 0
+    count = int(none.sum())
+    mask = np.zeros(rows * cols, dtype=np.int32)
+    if count:
+        mask[none] = formats.BAD
+        if count < none.size:
+            out.image[none] = np.median(out.image[~none])
+            out.variance[none] = np.median(out.variance[~none])
+        else:
+            out.image[none] = 0.0
+            out.variance[none] = 0.0
+    writer.write_rows(formats.EXT_IMAGE, y0, out.image.reshape(shape))
+    writer.write_rows(formats.EXT_MASK, y0, mask.reshape(shape))
+    del mask
+    writer.write_rows(formats.EXT_VARIANCE, y0, out.variance.reshape(shape))
+    writer.write_rows(EXT_NINPUTS, y0, out.n_used.reshape(shape))
+    return count

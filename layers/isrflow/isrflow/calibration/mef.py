@@ -1,0 +1,370 @@
+"""Row strips of multi-extension FITS files, read and written without holding whole images.
+
+Reading: :class:`MefReader` finds every HDU's header and data offset with a few small
+range reads (``file://``: ``pread`` on an open descriptor; ``s3://``: ranged GETs), then reads
+any band of rows of an image extension as one contiguous byte range (FITS images are stored
+row by row, big-endian), converting to native float32/int32 while copying into the caller's
+buffer.
+
+Writing: :class:`MefWriter` lays out the primary header and every image extension up front
+in a temporary file, takes row strips at their final offsets (``pwrite``), and on
+:meth:`MefWriter.commit` publishes the file atomically: renamed into place for ``file://``,
+uploaded (multipart, streamed from disk) for ``s3://``. Until then nothing is visible at the
+target; :meth:`MefWriter.abort` (or an exception inside ``with``) removes the temporary file.
+The layout is the isrflow calibration MEF (:mod:`isrflow.formats`), so
+:func:`isrflow.exposure_io.read_exposure` reads the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+
+from ..errors import CalibrationError
+from ..registry.datastore import uri_to_path
+from ..storage import split_s3, storage_for
+
+BLOCK = 2880
+#: Bytes hashed at a time when a written file is checksummed.
+HASH_BLOCK = 1 << 18
+_HEADER_READ = 16 * BLOCK
+_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+
+
+def _padded(n: int) -> int:
+    return (n + BLOCK - 1) // BLOCK * BLOCK
+
+
+class _Source:
+    """Byte ranges of one object: ``file://`` (or a plain path) or ``s3://``."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self._fd: int | None = None
+        if uri.startswith("s3://"):
+            self._bucket, self._key = split_s3(uri)
+            self._client = storage_for(uri).client  # type: ignore[attr-defined]
+        else:
+            path = uri_to_path(uri) if uri.startswith("file://") else Path(uri)
+            try:
+                self._fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                raise CalibrationError(f"{uri}: no such file") from None
+            except OSError as exc:
+                raise CalibrationError(f"{uri}: cannot open ({exc.strerror})") from None
+
+    def read(self, offset: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        if self._fd is not None:
+            data = os.pread(self._fd, length, offset)
+            while len(data) < length:  # pread may return short reads; stop at end of file
+                more = os.pread(self._fd, length - len(data), offset + len(data))
+                if not more:
+                    break
+                data += more
+            return data
+        reply = self._client.get_object(Bucket=self._bucket, Key=self._key,
+                                        Range=f"bytes={offset}-{offset + length - 1}")
+        return reply["Body"].read()
+
+    def size(self) -> int:
+        if self._fd is not None:
+            return os.fstat(self._fd).st_size
+        return int(self._client.head_object(Bucket=self._bucket, Key=self._key)["ContentLength"])
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+@dataclass
+class ImageHdu:
+    """Where one image extension's pixels are and how they are encoded."""
+
+    name: str
+    offset: int  # byte offset of the first pixel
+    shape: tuple[int, int]  # (rows, columns)
+    dtype: np.dtype  # on-disk (big-endian)
+    bzero: float = 0.0
+    bscale: float = 1.0
+
+    @property
+    def row_bytes(self) -> int:
+        return self.shape[1] * self.dtype.itemsize
+
+
+@dataclass
+class MefReader:
+    """The headers and image extensions of one MEF, read lazily by row bands."""
+
+    uri: str
+    primary: dict[str, Any]
+    images: dict[str, ImageHdu]
+    _source: _Source = field(repr=False)
+
+    @classmethod
+    def open(cls, uri: str) -> "MefReader":
+        source = _Source(uri)
+        try:
+            primary, images = _index(source)
+        except BaseException:
+            source.close()
+            raise
+        return cls(uri=uri, primary=primary, images=images, _source=source)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.image("IMAGE").shape
+
+    def has(self, name: str) -> bool:
+        return name in self.images
+
+    def image(self, name: str) -> ImageHdu:
+        hdu = self.images.get(name)
+        if hdu is None:
+            raise CalibrationError(f"{self.uri}: has no {name} extension (found {sorted(self.images)})")
+        return hdu
+
+    def read_rows(self, name: str, y0: int, y1: int, out: np.ndarray) -> np.ndarray:
+        """Rows ``[y0, y1)`` of extension ``name`` into ``out`` (shape ``(y1 - y0, columns)``),
+        converted to ``out``'s dtype; returns ``out``."""
+        hdu = self.image(name)
+        if out.shape != (y1 - y0, hdu.shape[1]):
+            raise ValueError(f"{self.uri}: rows [{y0}, {y1}) into {out.shape} do not fit {name} {hdu.shape}")
+        raw = self.raw_rows(name, y0, y1)
+        if hdu.bscale != 1.0 or hdu.bzero != 0.0:
+            np.multiply(raw, hdu.bscale, out=out, casting="unsafe")
+            out += np.asarray(hdu.bzero).astype(out.dtype)
+        else:
+            np.copyto(out, raw, casting="unsafe")
+        return out
+
+    def raw_rows(self, name: str, y0: int, y1: int) -> np.ndarray:
+        """Rows ``[y0, y1)`` of extension ``name`` as stored (big-endian, before BZERO/BSCALE):
+        a read-only view of the bytes read."""
+        hdu = self.image(name)
+        rows, cols = hdu.shape
+        if not 0 <= y0 <= y1 <= rows:
+            raise ValueError(f"{self.uri}: rows [{y0}, {y1}) outside {name} {hdu.shape}")
+        length = (y1 - y0) * hdu.row_bytes
+        data = self._source.read(hdu.offset + y0 * hdu.row_bytes, length)
+        if len(data) != length:
+            raise CalibrationError(f"{self.uri}: {name} is truncated (rows {y0}-{y1} end past the end of the file)")
+        return np.frombuffer(data, dtype=hdu.dtype).reshape(y1 - y0, cols)
+
+    def close(self) -> None:
+        self._source.close()
+
+    def __enter__(self) -> "MefReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _header_at(source: _Source, offset: int, uri: str) -> tuple[fits.Header, int] | None:
+    """The header starting at ``offset`` and its padded length; None at the end of the file."""
+    text = b""
+    while True:
+        chunk = source.read(offset + len(text), _HEADER_READ)
+        if not chunk:
+            if not text:
+                return None
+            raise CalibrationError(f"{uri}: header at byte {offset} has no END card (truncated file?)")
+        text += chunk
+        for start in range(0, len(text) - 79, 80):
+            if text[start:start + 8] == b"END     ":
+                length = _padded(start + 80)
+                try:
+                    header = fits.Header.fromstring(text[:start + 80].decode("ascii"))
+                except Exception as exc:
+                    raise CalibrationError(f"{uri}: unreadable FITS header at byte {offset} ({exc})") from None
+                return header, length
+        if len(text) > 64 * _HEADER_READ:
+            raise CalibrationError(f"{uri}: header at byte {offset} is implausibly long")
+
+
+def _index(source: _Source) -> tuple[dict[str, Any], dict[str, ImageHdu]]:
+    uri = source.uri
+    first = _header_at(source, 0, uri)
+    if first is None or first[0].get("SIMPLE") is not True:
+        raise CalibrationError(f"{uri}: not a FITS file")
+    primary_header, offset = first
+    primary = {k: v for k, v in primary_header.items() if k not in ("COMMENT", "HISTORY", "")}
+    size = source.size()
+    images: dict[str, ImageHdu] = {}
+    header = primary_header
+    index = 0
+    while True:
+        naxis = int(header.get("NAXIS", 0))
+        dims = [int(header.get(f"NAXIS{i}", 0)) for i in range(1, naxis + 1)]
+        count = int(np.prod(dims)) if naxis else 0
+        bitpix = int(header.get("BITPIX", 8))
+        data_bytes = (abs(bitpix) // 8) * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + count)
+        if index > 0 and header.get("XTENSION") == "IMAGE" and naxis == 2:
+            name = str(header.get("EXTNAME", f"HDU{index}")).strip().upper()
+            if bitpix not in _DTYPES:
+                raise CalibrationError(f"{uri}: {name} has unsupported BITPIX {bitpix}")
+            images[name] = ImageHdu(name=name, offset=offset, shape=(dims[1], dims[0]),
+                                    dtype=np.dtype(_DTYPES[bitpix]),
+                                    bzero=float(header.get("BZERO", 0.0)), bscale=float(header.get("BSCALE", 1.0)))
+        offset += _padded(data_bytes)
+        if offset > size:
+            raise CalibrationError(f"{uri}: truncated (HDU {index} ends at byte {offset}, the file has {size})")
+        index += 1
+        following = _header_at(source, offset, uri) if offset < size else None
+        if following is None:
+            break
+        header, length = following
+        offset += length
+    return primary, images
+
+
+# --------------------------------------------------------------------------- writing
+
+
+@dataclass
+class PlaneSpec:
+    """One image extension to write: name, on-disk dtype (big-endian) and extra header cards."""
+
+    name: str
+    dtype: str  # ">f4", ">i4", ">i2"
+    cards: list[tuple[str, Any, str]] = field(default_factory=list)
+
+
+_BITPIX = {">f4": -32, ">i4": 32, ">i2": 16, ">f8": -64}
+
+
+def temp_file(uri: str) -> tuple[int, Path]:
+    """A new temporary file for an object to be published at ``uri``: next to the target for
+    ``file://`` (so that publishing is an atomic rename), in the temporary directory for
+    ``s3://``. Returns (open descriptor, path)."""
+    if uri.startswith("s3://"):
+        directory, name = Path(tempfile.gettempdir()), Path(split_s3(uri)[1]).name
+    else:
+        target = uri_to_path(uri) if uri.startswith("file://") else Path(uri)
+        directory, name = target.parent, target.name
+        directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    return fd, Path(tmp)
+
+
+def publish(tmp: Path, uri: str) -> None:
+    """Make the finished temporary file ``tmp`` the object at ``uri`` (rename, or a streamed
+    multipart upload and removal of ``tmp``)."""
+    if uri.startswith("s3://"):
+        bucket, key = split_s3(uri)
+        try:
+            storage_for(uri).client.upload_file(str(tmp), bucket, key)  # type: ignore[attr-defined]
+        finally:
+            tmp.unlink(missing_ok=True)
+    else:
+        os.replace(tmp, uri_to_path(uri) if uri.startswith("file://") else Path(uri))
+
+
+class MefWriter:
+    """Writes a MEF strip by strip; publishes it atomically on :meth:`commit`.
+
+    ``header`` is the primary header (key -> value or (value, comment)); every plane has shape
+    ``shape`` (rows, columns).
+    """
+
+    def __init__(self, uri: str, header: dict[str, Any], shape: tuple[int, int], planes: list[PlaneSpec]):
+        self.uri = uri
+        self.shape = shape
+        fd, self._tmp = temp_file(uri)
+        self._fd: int | None = fd
+        self._offsets: dict[str, tuple[int, np.dtype]] = {}
+        try:
+            self._layout(header, planes)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _layout(self, header: dict[str, Any], planes: list[PlaneSpec]) -> None:
+        rows, cols = self.shape
+        primary = fits.Header()
+        primary["SIMPLE"] = True
+        primary["BITPIX"] = 8
+        primary["NAXIS"] = 0
+        primary["EXTEND"] = True
+        for key, value in header.items():
+            primary[key] = value
+        blobs = [primary.tostring().encode("ascii")]
+        offset = len(blobs[0])
+        for plane in planes:
+            dtype = np.dtype(plane.dtype)
+            ext = fits.Header()
+            ext["XTENSION"] = "IMAGE"
+            ext["BITPIX"] = _BITPIX[plane.dtype]
+            ext["NAXIS"] = 2
+            ext["NAXIS1"] = cols
+            ext["NAXIS2"] = rows
+            ext["PCOUNT"] = 0
+            ext["GCOUNT"] = 1
+            ext["EXTNAME"] = plane.name
+            for key, value, comment in plane.cards:
+                ext[key] = (value, comment)
+            text = ext.tostring().encode("ascii")
+            os.pwrite(self._fd, text, offset)
+            offset += len(text)
+            self._offsets[plane.name] = (offset, dtype)
+            offset += _padded(rows * cols * dtype.itemsize)
+        os.pwrite(self._fd, blobs[0], 0)
+        os.ftruncate(self._fd, offset)  # data blocks (and their padding) read as zeros until written
+        self.size = offset
+
+    def write_rows(self, name: str, y0: int, rows: np.ndarray) -> None:
+        """Write ``rows`` (shape ``(k, columns)``) of plane ``name`` starting at row ``y0``."""
+        offset, dtype = self._offsets[name]
+        if rows.ndim != 2 or rows.shape[1] != self.shape[1] or y0 + rows.shape[0] > self.shape[0]:
+            raise ValueError(f"rows {rows.shape} at {y0} do not fit {name} {self.shape}")
+        data = np.ascontiguousarray(rows, dtype=dtype)  # the big-endian copy (no second copy below)
+        os.pwrite(self._fd, data.data, offset + y0 * self.shape[1] * dtype.itemsize)
+
+    def commit(self) -> tuple[int, str]:
+        """Publish the file at the target URI; returns (size in bytes, sha256 hex)."""
+        assert self._fd is not None, "already committed or aborted"
+        try:
+            os.fsync(self._fd)
+            digest = hashlib.sha256()
+            block = bytearray(HASH_BLOCK)
+            view = memoryview(block)
+            position = 0
+            while True:
+                got = os.preadv(self._fd, [block], position)
+                if not got:
+                    break
+                digest.update(view[:got])
+                position += got
+            del view
+            os.close(self._fd)
+            self._fd = None
+            publish(self._tmp, self.uri)
+        except BaseException:
+            self.abort()
+            raise
+        return position, digest.hexdigest()
+
+    def abort(self) -> None:
+        """Drop the temporary file (nothing is published)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "MefWriter":
+        return self
+
+    def __exit__(self, exc_type, *exc: object) -> None:
+        if exc_type is not None:
+            self.abort()

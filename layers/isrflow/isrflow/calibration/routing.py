@@ -1,0 +1,166 @@
+"""Where a combine runs, and how much memory one strip of it takes.
+
+**Memory model** (bytes; what :mod:`isrflow.calibration.combine` allocates, checked by the
+tests with tracemalloc). For ``N`` inputs of ``W`` columns, one strip of ``r`` rows holds
+
+- the values and variances of every input: ``N x r x W x (4 + 4)`` (float32; 4 without
+  variance planes);
+- per reading thread, one input's raw bytes, mask bits and their conversion:
+  ``r x W x 9``;
+- the strip's outputs (image, variance, inputs used: 10 bytes a pixel) and, while they are
+  written, the mask and one big-endian copy, the no-data fill or the shared-noise terms: ``r x W x 28``;
+
+plus, per combining thread, the cache-sized chunk buffers of the kernel
+(:func:`scratch_bytes`) and a fixed allowance for headers and Python objects. The strip
+height is the largest ``r`` that fits the budget; the whole detector is never held, so the
+memory a combine needs does not grow with the detector.
+
+**Routing.** A combine runs on the ``combine`` Lambda when both hold:
+
+1. its estimated wall time, ``input bytes / COMBINE_THROUGHPUT_BPS`` (read + combine
+   throughput of one worker, measured by ``bench/combine.py``), is at most
+   ``TIME_SAFETY x`` the Lambda timeout ("well inside": a slow S3 day or a cold start must
+   not push it over);
+2. a strip of at least ``MIN_STRIP_ROWS`` rows fits the strip budget the function's memory
+   leaves (:func:`strip_budget_bytes`);
+
+otherwise it runs as a Fargate task (``ecs:runTask.sync``: no 15-minute limit, up to 16 vCPU
+and 120 GB). The decision, its numbers and its reason are recorded with every master.
+
+Pure Python: the plan Lambda (no numpy) routes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+Route = Literal["lambda", "fargate"]
+
+#: Read + combine throughput of one combine worker, input bytes per second. Measured with
+#: ``bench/combine.py`` (16 HSC-size cpBiasProc inputs, meanclip, file datastore, 2 cores:
+#: see the README); S3 reads from a Lambda are of the same order. Override with the
+#: environment variable ``ISRFLOW_COMBINE_THROUGHPUT_MBPS``.
+COMBINE_THROUGHPUT_BPS = 150e6
+#: The estimate must stay below this fraction of the Lambda timeout.
+TIME_SAFETY = 0.5
+#: Memory the Python runtime, numpy, astropy and boto3 take before any pixel (MiB).
+RUNTIME_OVERHEAD_MB = 400
+#: Fraction of the remaining memory given to strips (the rest: allocator slack, page cache).
+BUDGET_FRACTION = 0.75
+#: Strips lower than this read too little per request to be efficient.
+MIN_STRIP_ROWS = 16
+#: The strip budget a worker's memory gives is capped here: a larger budget brings nothing.
+MAX_STRIP_BUDGET_BYTES = 4 << 30
+#: Strips are sized for about this much working memory even when the budget allows more: once
+#: reads are tens of MB, taller strips only cost page faults and cache misses (measured with
+#: bench/combine.py: 16 HSC inputs take 1.3 s single-threaded at 128 MiB, 3.5 s at 1 GiB).
+STRIP_TARGET_BYTES = 128 << 20
+#: Python objects of one combine (thread pool, buffers' headers) and, per input, its reader
+#: (parsed headers, index).
+FIXED_BYTES = 320 << 10
+PER_INPUT_BYTES = 16 << 10
+
+ENV_THROUGHPUT = "ISRFLOW_COMBINE_THROUGHPUT_MBPS"
+ENV_LAMBDA_MEMORY = "ISRFLOW_COMBINE_LAMBDA_MEMORY_MB"
+ENV_LAMBDA_TIMEOUT = "ISRFLOW_COMBINE_LAMBDA_TIMEOUT_S"
+ENV_TASK_MEMORY = "ISRFLOW_COMBINE_MEMORY_MB"
+
+#: The kernel's chunk (pixels; see :mod:`isrflow.calibration.kernel`): cache-sized for one
+#: thread; four times larger when several threads share the work, so that each numpy call is
+#: long enough for the threads to overlap (at 16k pixels the call overhead, which holds the
+#: GIL, is as long as the work).
+CHUNK_PIXELS = 16384
+CHUNK_PIXELS_THREADED = 65536
+
+
+def chunk_pixels(n_inputs: int, threads: int = 1) -> int:
+    """Pixels per kernel chunk for a stack of ``n_inputs`` (fewer for very deep stacks)."""
+    size, cap = (CHUNK_PIXELS, 1 << 24) if threads <= 1 else (CHUNK_PIXELS_THREADED, 1 << 26)
+    return int(max(1024, min(size, cap // max(1, 4 * n_inputs))))
+
+
+def scratch_bytes(n_inputs: int, pixels: int | None = None, threads: int = 1) -> int:
+    """Kernel working memory of one combining thread for chunks of at most ``pixels`` pixels
+    (sorted planes, clipping temporaries)."""
+    full = chunk_pixels(n_inputs, threads)
+    c = full if pixels is None else max(1, min(full, pixels))
+    return c * ((n_inputs + 1) * 4 + n_inputs * (4 + 4 + 4 + 4 + 1 + 1 + 4) + 256)
+
+
+def strip_row_bytes(n_inputs: int, columns: int, with_variance: bool, read_threads: int) -> int:
+    """Bytes one row of a strip takes (see the module docstring)."""
+    per_input = 8 if with_variance else 4
+    return columns * (n_inputs * per_input + read_threads * 9 + 28)
+
+
+def fixed_bytes(n_inputs: int, threads: int, pixels: int | None = None) -> int:
+    """Bytes a combine needs besides its strips: the kernel's chunks and the fixed allowance."""
+    return FIXED_BYTES + PER_INPUT_BYTES * n_inputs + threads * scratch_bytes(n_inputs, pixels, threads)
+
+
+def strip_bytes(rows: int, n_inputs: int, columns: int, with_variance: bool, threads: int, read_threads: int) -> int:
+    """Total working memory of a combine whose strips are ``rows`` high."""
+    return (fixed_bytes(n_inputs, threads, rows * columns)
+            + rows * strip_row_bytes(n_inputs, columns, with_variance, read_threads))
+
+
+def strip_rows(budget_bytes: int, n_inputs: int, columns: int, with_variance: bool, threads: int,
+               read_threads: int, max_rows: int = 1 << 20) -> int:
+    """The largest strip height (<= ``max_rows``) whose working memory fits ``budget_bytes``; 0 if none."""
+    lo, hi = 0, max_rows
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if strip_bytes(mid, n_inputs, columns, with_variance, threads, read_threads) <= budget_bytes:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def strip_budget_bytes(memory_mb: float) -> int:
+    """The strip budget a worker with ``memory_mb`` of memory gives a combine."""
+    free = (memory_mb - RUNTIME_OVERHEAD_MB) * BUDGET_FRACTION
+    return int(max(0.0, min(free * (1 << 20), MAX_STRIP_BUDGET_BYTES)))
+
+
+def throughput_bps() -> float:
+    value = os.environ.get(ENV_THROUGHPUT)
+    return float(value) * 1e6 if value else COMBINE_THROUGHPUT_BPS
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    route: Route
+    estimated_s: float
+    lambda_timeout_s: float
+    needed_mb: float  # memory a minimal strip needs, runtime included
+    lambda_memory_mb: float
+    reason: str
+
+
+def choose_route(*, n_inputs: int, input_bytes: int, columns: int, lambda_memory_mb: float, lambda_timeout_s: float,
+                 with_variance: bool = True, threads: int = 6, read_threads: int = 8,
+                 throughput: float | None = None, forced: str = "auto") -> RouteDecision:
+    """Lambda or Fargate for one combine (see the module docstring); ``forced`` is
+    ``auto``, ``lambda`` or ``fargate``."""
+    rate = throughput or throughput_bps()
+    estimated = input_bytes / rate
+    minimal = strip_bytes(MIN_STRIP_ROWS, n_inputs, columns, with_variance, threads, read_threads)
+    needed_mb = RUNTIME_OVERHEAD_MB + minimal / BUDGET_FRACTION / (1 << 20)
+    args = dict(estimated_s=round(estimated, 3), lambda_timeout_s=lambda_timeout_s, needed_mb=round(needed_mb, 1),
+                lambda_memory_mb=lambda_memory_mb)
+    if forced in ("lambda", "fargate"):
+        return RouteDecision(route=forced, reason=f"route forced to {forced}", **args)  # type: ignore[arg-type]
+    if estimated > TIME_SAFETY * lambda_timeout_s:
+        return RouteDecision(route="fargate", reason=(
+            f"estimated {estimated:.0f} s ({input_bytes / 1e6:.0f} MB at {rate / 1e6:.0f} MB/s) exceeds "
+            f"{TIME_SAFETY:g} x the {lambda_timeout_s:g} s Lambda timeout"), **args)
+    if strip_budget_bytes(lambda_memory_mb) < minimal:
+        return RouteDecision(route="fargate", reason=(
+            f"a {MIN_STRIP_ROWS}-row strip of {n_inputs} inputs needs {needed_mb:.0f} MB, more than the "
+            f"{lambda_memory_mb:g} MB Lambda"), **args)
+    return RouteDecision(route="lambda", reason=(
+        f"estimated {estimated:.1f} s within {TIME_SAFETY:g} x {lambda_timeout_s:g} s and "
+        f"{needed_mb:.0f} MB within {lambda_memory_mb:g} MB"), **args)
