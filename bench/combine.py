@@ -33,6 +33,8 @@ import resource
 import subprocess
 import sys
 import sysconfig
+import atexit
+import shutil
 import tempfile
 import time
 import tracemalloc
@@ -53,7 +55,6 @@ def _cores() -> int:
 def make_frames(directory: Path, n: int, shape: tuple[int, int], seed: int = 1) -> list[Path]:
     """ISR'd bias-like frames (e-): read noise, a fixed pattern, cosmic-ray-like outliers, SAT pixels."""
     import numpy as np
-
     from isrflow import formats
     from isrflow.exposure_io import Exposure, write_exposure
 
@@ -80,7 +81,6 @@ def make_frames(directory: Path, n: int, shape: tuple[int, int], seed: int = 1) 
 def _stack(paths):
     """(N, P) float32 values, the same with NaN at masked pixels, the mask, the variances."""
     import numpy as np
-
     from isrflow.exposure_io import read_exposure
 
     frames = [read_exposure(p) for p in paths]
@@ -199,6 +199,7 @@ def main(argv=None) -> dict:
     n = args.frames or (4 if args.quick else 16)
     cores = _cores()
     work = Path(tempfile.mkdtemp(prefix="isrflow-combine-bench-"))
+    atexit.register(shutil.rmtree, work, True)  # leave no frames behind
     paths = make_frames(work, n, shape)
     input_bytes = sum(p.stat().st_size for p in paths)
     base = {"paths": [str(p) for p in paths], "out": str(work / "master.fits")}

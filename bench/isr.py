@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import atexit
+import shutil
 import tempfile
 import time
 import tracemalloc
@@ -49,6 +51,7 @@ def main(argv=None) -> dict:
 
     repeat = 1 if args.quick else args.repeat
     work = Path(tempfile.mkdtemp(prefix="isrflow-bench-"))
+    atexit.register(shutil.rmtree, work, True)  # leave no frames behind
     request = (SimulationRequest(camera="generic", small=True, detectors=[0], science=1, out=work / "sim")
                if args.quick else SimulationRequest(camera="hsc", detectors=[50], science=1, out=work / "sim"))
     night = simulate(request)

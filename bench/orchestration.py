@@ -18,6 +18,8 @@ import argparse
 import json
 import os
 import sys
+import atexit
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -66,6 +68,8 @@ def end_to_end(workers: int, quick: bool) -> dict:
     from isrflow.simulate import SimulationRequest, simulate
 
     work = Path(tempfile.mkdtemp(prefix="isrflow-orch-"))
+
+    atexit.register(shutil.rmtree, work, True)  # leave no frames behind
     request = (SimulationRequest(camera="generic", small=True, detectors=[0, 1, 2, 3], science=2, out=work / "sim")
                if quick else SimulationRequest(camera="hsc", detectors=[0, 1, 2, 3], science=2, out=work / "sim"))
     night = simulate(request)
@@ -103,6 +107,8 @@ def writer_throughput(messages: int) -> dict:
     from datetime import datetime, timezone
 
     work = Path(tempfile.mkdtemp(prefix="isrflow-writer-"))
+
+    atexit.register(shutil.rmtree, work, True)  # leave no frames behind
     registry = Registry.create(f"sqlite:///{work / 'registry.sqlite3'}", work)
     now = datetime(2026, 11, 20, tzinfo=timezone.utc)
     n_exp = max(1, messages // 100)
