@@ -52,6 +52,8 @@ test: $(STAMP) $(TOOLS_STAMP) $(NPM_STAMP)
 ## Benchmarks that print JSON figures (not part of the tests).
 bench: $(STAMP)
 	$(BIN)/python bench/isr.py
+	$(BIN)/pip install --quiet --no-deps lco-banzai==1.40.0  # BANZAI's compiled median, for bench/combine.py
+	$(BIN)/python bench/combine.py
 
 clean:
 	rm -rf $(VENV) demo-repo .pytest_cache

@@ -9,12 +9,10 @@ certified into ``Generic/calib`` before the next is built from it.
 from __future__ import annotations
 
 import pytest
-
+from calib_helpers import CALIB, COUNTS, DETECTORS, BuiltNight, build_payload
 from isrflow.local.runtime import LocalRuntime
 from isrflow.registry import create_repo, ingest
 from isrflow.simulate import SimulationRequest, simulate
-
-from calib_helpers import CALIB, COUNTS, DETECTORS, BuiltNight, build_payload
 
 
 @pytest.fixture(scope="session")

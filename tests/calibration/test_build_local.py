@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 from calib_helpers import CALIB, DETECTORS, build_payload
-
+from click.testing import CliRunner
 from isrflow.calibration.summary import record_combine_failure
 from isrflow.cli import cli
 from isrflow.local.asl import TaskContext, TaskFailure

@@ -16,23 +16,35 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
-
 from isrflow.calib_import import calibration_message
-from isrflow.messages import (BuildCalibrationInput, CalibPlanEvent, CalibStepEvent, CombineEvent,
-                              CombineFailureEvent, DatasetMessage, IsrClusterEvent, dimension_records)
+from isrflow.messages import (
+    BuildCalibrationInput,
+    CalibPlanEvent,
+    CalibStepEvent,
+    CombineEvent,
+    CombineFailureEvent,
+    DatasetMessage,
+    IsrClusterEvent,
+    dimension_records,
+)
 from isrflow.rawio import read_observations
 from isrflow.registry import Registry
-from isrflow.settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_SECRET_ARN, ENV_REGISTRY_URL
+from isrflow.settings import (
+    ENV_DATASTORE_ROOT,
+    ENV_REGISTRY_QUEUE_URL,
+    ENV_REGISTRY_SECRET_ARN,
+    ENV_REGISTRY_URL,
+)
 from isrflow.simulate import SimulationRequest, simulate
+from moto import mock_aws
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from functions.calib_plan.app import lambda_handler as calib_plan_handler  # noqa: E402
-from functions.combine.app import lambda_handler as combine_handler  # noqa: E402
-from functions.isr.app import lambda_handler as isr_handler  # noqa: E402
-from functions.registry_writer.app import lambda_handler as writer_handler  # noqa: E402
-from functions.summarize.app import lambda_handler as summarize_handler  # noqa: E402
+from functions.calib_plan.app import lambda_handler as calib_plan_handler
+from functions.combine.app import lambda_handler as combine_handler
+from functions.isr.app import lambda_handler as isr_handler
+from functions.registry_writer.app import lambda_handler as writer_handler
+from functions.summarize.app import lambda_handler as summarize_handler
 
 EVENTS = REPO / "events"
 BUCKET = "isrflow-data-123456789012"

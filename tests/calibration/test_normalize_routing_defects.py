@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from isrflow.calibration import routing
 from isrflow.calibration.defects import boxes_of, fill_columns, find_defects
 from isrflow.calibration.normalize import normalize
 from isrflow.calibration.steps import isr_config_for, spec
 from isrflow.errors import CalibrationError, ConfigError
-
 
 # --- normalisation ---------------------------------------------------------------------------
 

@@ -10,11 +10,16 @@ import tracemalloc
 import numpy as np
 import pytest
 from calib_reference import combine as reference
-
 from isrflow import formats
 from isrflow.calibration import routing
-from isrflow.calibration.combine import (EXT_NINPUTS, CombineBudgetError, CombineInput, CombineSettings,
-                                         CommonCalibration, combine_files)
+from isrflow.calibration.combine import (
+    EXT_NINPUTS,
+    CombineBudgetError,
+    CombineInput,
+    CombineSettings,
+    CommonCalibration,
+    combine_files,
+)
 from isrflow.calibration.mef import MefReader
 from isrflow.errors import CalibrationError, CalibrationMismatchError
 from isrflow.exposure_io import Exposure, read_exposure, write_exposure

@@ -20,7 +20,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from calib_helpers import COUNTS, DETECTORS, build_payload
-
 from isrflow.calibration.kernel import IQR_TO_SIGMA
 from isrflow.exposure_io import read_defects, read_exposure
 from isrflow.registry import uri_to_path
@@ -144,7 +143,7 @@ def test_defects_found(built_night):
 @pytest.mark.fullsize
 def test_master_dark_rate_per_amplifier_full_size(tmp_path):
     """HSC detector 0, 5 biases and 5 darks of 300 s: per-amp mean dark rate within 2%, chi std 1 +- 0.1."""
-    from isrflow.calibration.combine import CombineInput, CombineSettings, CommonCalibration, combine_files
+    from isrflow.calibration.combine import CombineInput, CommonCalibration, combine_files
     from isrflow.calibration.stats import measure_input
     from isrflow.calibration.steps import isr_config_for
     from isrflow.exposure_io import write_exposure

@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -148,7 +148,7 @@ def _header(readers: list[MefReader], inputs: list[CombineInput], calib_type: st
     if calib_type == "dark":
         header["EXPTIME"] = (1.0, "per second of dark time")
         header[formats.KW_DARKTIME] = (1.0, "per second of dark time")
-    header["CALIBDAT"] = (datetime.now(timezone.utc).isoformat(timespec="seconds"), "creation time, UTC")
+    header["CALIBDAT"] = (datetime.now(UTC).isoformat(timespec="seconds"), "creation time, UTC")
     header["CALIBSTA"] = (settings.statistic, "combine statistic")
     header["CALIBCLP"] = (float(settings.clip), "clip limit, sigma (meanclip)")
     header["CALIBNIT"] = (int(settings.iterations), "clipping passes (meanclip)")

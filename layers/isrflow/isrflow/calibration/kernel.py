@@ -40,7 +40,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -68,11 +68,11 @@ class CombineOutput:
     n_used: np.ndarray
 
     @classmethod
-    def empty(cls, pixels: int) -> "CombineOutput":
+    def empty(cls, pixels: int) -> CombineOutput:
         return cls(np.empty(pixels, np.float32), np.empty(pixels, np.float32), np.empty(pixels, np.int16))
 
 
-@lru_cache(maxsize=None)
+@cache
 def sorting_network(n: int) -> tuple[tuple[int, int], ...]:
     """Batcher's odd-even merge sort comparators ``(i, j)``, ``i < j``, for ``n`` inputs.
 
@@ -273,7 +273,7 @@ class Workspace:
             self.pool.shutdown()
         self.works = []
 
-    def __enter__(self) -> "Workspace":
+    def __enter__(self) -> Workspace:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -112,7 +112,7 @@ class MefReader:
     _source: _Source = field(repr=False)
 
     @classmethod
-    def open(cls, uri: str) -> "MefReader":
+    def open(cls, uri: str) -> MefReader:
         source = _Source(uri)
         try:
             primary, images = _index(source)
@@ -164,7 +164,7 @@ class MefReader:
     def close(self) -> None:
         self._source.close()
 
-    def __enter__(self) -> "MefReader":
+    def __enter__(self) -> MefReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -362,7 +362,7 @@ class MefWriter:
             self._fd = None
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> "MefWriter":
+    def __enter__(self) -> MefWriter:
         return self
 
     def __exit__(self, exc_type, *exc: object) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 
 from ..errors import CalibrationLookupError, CollectionError, OutputExistsError
-from ..messages import (CalibPlanEvent, CalibPlanResult, MasterGroup, MasterInput, QuantumResult)
+from ..messages import CalibPlanEvent, CalibPlanResult, MasterGroup, MasterInput, QuantumResult
 from ..process_visit import layout as pv_layout
 from ..process_visit.plan import make_clusters
 from ..registry.datastore import dataset_uri

@@ -18,9 +18,19 @@ import json
 import os
 from collections import defaultdict
 
-from ..messages import (CalibStepEvent, CombineInputRef, CombineItem, CombineRequest, CommonCalibrationRef,
-                        FlatScalesDoc, MasterGroup, MasterResult, NormalizeResult, PrepareCombineResult,
-                        QuantumResult)
+from ..messages import (
+    CalibStepEvent,
+    CombineInputRef,
+    CombineItem,
+    CombineRequest,
+    CommonCalibrationRef,
+    FlatScalesDoc,
+    MasterGroup,
+    MasterResult,
+    NormalizeResult,
+    PrepareCombineResult,
+    QuantumResult,
+)
 from ..process_visit import layout as pv_layout
 from ..storage import ObjectNotFoundError, storage_for
 from . import layout, routing

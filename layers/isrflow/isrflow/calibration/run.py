@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .. import __version__, formats
 from ..errors import ConfigError
@@ -73,7 +73,7 @@ def _build_defects(request: CombineRequest) -> tuple[int, str, dict]:
     first = (darks or flats)[0].header
     header = {key: first[key] for key in (formats.KW_INSTRUMENT, formats.KW_DETECTOR, formats.KW_DETNAME) if key in first}
     header.update({formats.KW_CALIB_TYPE: "defects", formats.KW_UNITS: "", formats.KW_SOFTWARE: __version__,
-                   "CALIBDAT": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   "CALIBDAT": datetime.now(UTC).isoformat(timespec="seconds"),
                    "NHOT": counts["hot"], "NCOLD": counts["cold"], "NNODATA": counts["no_data"],
                    "NDEFECTS": counts["total"]})
     for i, item in enumerate(request.inputs):

@@ -21,8 +21,17 @@ from __future__ import annotations
 import json
 
 from ..errors import RejectedMessageError
-from ..messages import (CalibStepEvent, CalibSummary, CertifyMessage, CertifyResult, CombineFailureEvent,
-                        ExecutionCompleteMessage, MasterResult, ProcessingRecordMessage, QuantumResult)
+from ..messages import (
+    CalibStepEvent,
+    CalibSummary,
+    CertifyMessage,
+    CertifyResult,
+    CombineFailureEvent,
+    ExecutionCompleteMessage,
+    MasterResult,
+    ProcessingRecordMessage,
+    QuantumResult,
+)
 from ..process_visit.summary import MAX_FAILURES_LISTED, TooManyFailuresError
 from ..process_visit.worker import message_id
 from ..queues import QueueSender
