@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 from functions.calib_plan.app import lambda_handler as calib_plan_handler
 from functions.combine.app import lambda_handler as combine_handler
 from functions.isr.app import lambda_handler as isr_handler
-from functions.registry_writer.app import lambda_handler as writer_handler
+from tests.sqs_writer_drain import drain_into_writer
 from functions.summarize.app import lambda_handler as summarize_handler
 
 EVENTS = REPO / "events"
@@ -93,21 +93,6 @@ def _setup(tmp: Path, s3, registry) -> None:
     registry.certify([m.dataset_id for m in calibs], "Generic/calib", None, None)
 
 
-def _drain(queue_url: str, stop: threading.Event) -> None:
-    sqs = boto3.client("sqs")
-    while not stop.is_set():
-        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
-        if not got:
-            stop.wait(0.05)
-            continue
-        event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                              "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs"} for m in got]}
-        failed = {f["itemIdentifier"] for f in writer_handler(event)["batchItemFailures"]}
-        for m in got:
-            if m["MessageId"] not in failed:
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-
-
 def run_chain(tmp: Path, check) -> dict:
     """The BuildCalibration calls for the sample input; ``check(name, event)`` sees each event
     that has a file before it goes to its handler."""
@@ -150,7 +135,7 @@ def run_chain(tmp: Path, check) -> dict:
     check("calib_certify.json", event)
     assert summarize_handler(event)["certified"] == 2
     stop = threading.Event()
-    writer = threading.Thread(target=_drain, args=(queue_url, stop))
+    writer = threading.Thread(target=drain_into_writer, args=(queue_url, stop))
     writer.start()
     try:
         event = {"action": "summarize_calib", "plan": plan}

@@ -13,7 +13,7 @@ from moto import mock_aws
 
 from functions.isr.app import lambda_handler as isr_handler
 from functions.plan.app import lambda_handler as plan_handler
-from functions.registry_writer.app import lambda_handler as writer_handler
+from tests.sqs_writer_drain import drain_into_writer
 from functions.registry_writer.app import parse_records
 from functions.summarize.app import lambda_handler as summarize_handler
 from isrflow.calib_import import calibration_message
@@ -98,21 +98,6 @@ def aws(monkeypatch, tmp_path, hsc_night):
         yield s3, queue_url, registry
 
 
-def _drain_into_writer(queue_url: str, stop: threading.Event) -> None:
-    sqs = boto3.client("sqs")
-    while not stop.is_set():
-        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
-        if not got:
-            stop.wait(0.05)
-            continue
-        event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                              "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs"} for m in got]}
-        failed = {f["itemIdentifier"] for f in writer_handler(event)["batchItemFailures"]}
-        for m in got:
-            if m["MessageId"] not in failed:
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-
-
 @pytest.mark.fullsize
 def test_events_run_through_their_handlers(aws):
     s3, queue_url, registry = aws
@@ -127,7 +112,7 @@ def test_events_run_through_their_handlers(aws):
     assert s3.head_object(Bucket=BUCKET, Key=out_key)["ContentLength"] > 30_000_000
 
     stop = threading.Event()
-    writer = threading.Thread(target=_drain_into_writer, args=(queue_url, stop))
+    writer = threading.Thread(target=drain_into_writer, args=(queue_url, stop))
     writer.start()
     try:
         result = summarize_handler(_event("summarize.json"))
