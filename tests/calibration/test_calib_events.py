@@ -43,8 +43,8 @@ sys.path.insert(0, str(REPO))
 from functions.calib_plan.app import lambda_handler as calib_plan_handler
 from functions.combine.app import lambda_handler as combine_handler
 from functions.isr.app import lambda_handler as isr_handler
-from tests.sqs_writer_drain import drain_into_writer
 from functions.summarize.app import lambda_handler as summarize_handler
+from tests.sqs_writer_drain import drain_into_writer
 
 EVENTS = REPO / "events"
 BUCKET = "isrflow-data-123456789012"

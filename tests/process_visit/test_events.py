@@ -9,21 +9,39 @@ from pathlib import Path
 
 import boto3
 import pytest
+from isrflow.calib_import import calibration_message
+from isrflow.messages import (
+    BuildCalibrationInput,
+    CalibPlanEvent,
+    CalibStepEvent,
+    CombineEvent,
+    CombineFailureEvent,
+    DatasetMessage,
+    IsrClusterEvent,
+    MosaicEvent,
+    PlanEvent,
+    ProcessVisitInput,
+    RecordFailureEvent,
+    S3ObjectCreatedEvent,
+    SummarizeEvent,
+    dimension_records,
+)
+from isrflow.rawio import read_observations
+from isrflow.registry import Registry
+from isrflow.settings import (
+    ENV_DATASTORE_ROOT,
+    ENV_REGISTRY_QUEUE_URL,
+    ENV_REGISTRY_SECRET_ARN,
+    ENV_REGISTRY_URL,
+)
+from isrflow.simulate import SimulationRequest, simulate
 from moto import mock_aws
 
 from functions.isr.app import lambda_handler as isr_handler
 from functions.plan.app import lambda_handler as plan_handler
-from tests.sqs_writer_drain import drain_into_writer
 from functions.registry_writer.app import parse_records
 from functions.summarize.app import lambda_handler as summarize_handler
-from isrflow.calib_import import calibration_message
-from isrflow.messages import (BuildCalibrationInput, CalibPlanEvent, CalibStepEvent, CombineEvent, CombineFailureEvent,
-                              DatasetMessage, IsrClusterEvent, MosaicEvent, PlanEvent, ProcessVisitInput,
-                              RecordFailureEvent, S3ObjectCreatedEvent, SummarizeEvent, dimension_records)
-from isrflow.rawio import read_observations
-from isrflow.registry import Registry
-from isrflow.settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_SECRET_ARN, ENV_REGISTRY_URL
-from isrflow.simulate import SimulationRequest, simulate
+from tests.sqs_writer_drain import drain_into_writer
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 MODELS = {
