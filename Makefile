@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv bench clean tools npm-tools
+.PHONY: demo test test-containers pin-base-images venv bench clean tools npm-tools
 
 # Deployment and lint tools for the static template tests (tests/static). aws-sam-cli and awscli
 # pin their own boto3/click, so they get a venv of their own; bumping a version reinstalls it.
@@ -45,9 +45,18 @@ npm-tools: $(NPM_STAMP)
 demo: $(STAMP)
 	$(BIN)/isrflow demo --repo demo-repo
 
-## The whole test suite (what CI runs).
+## The whole test suite (what CI runs), tests/containers included: it installs and starts Docker
+## when absent, builds the stand-in Lambda base and the images, and runs every function in its container.
 test: $(STAMP) $(TOOLS_STAMP) $(NPM_STAMP)
 	$(BIN)/pytest
+
+## Only the container tests (sam build + sam local invoke of every function with every events/ file).
+test-containers: $(STAMP) $(TOOLS_STAMP)
+	$(BIN)/pytest tests/containers
+
+## On a machine that can reach public.ecr.aws: pin the images' base to its current digest in template.yaml.
+pin-base-images: $(STAMP)
+	$(BIN)/python -m isrflow.local.containers.pin template.yaml
 
 ## Benchmarks that print JSON figures (not part of the tests).
 bench: $(STAMP)

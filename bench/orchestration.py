@@ -51,7 +51,9 @@ def map_overhead(items: int, workers: int) -> dict:
             "IsrFunctionArn": "arn:aws:lambda:local:000000000000:function:Isr",
             "SummarizeFunctionArn": "arn:aws:lambda:local:000000000000:function:Summarize", "DataBucketName": "bench"}
     machine = StateMachine.from_file(ROOT / "statemachines" / "process_visit.asl.json", "ProcessVisit", substitutions=subs)
-    interp = Interpreter(_PoolIntegrations(runtime), item_reader=lambda bucket, key: manifest, max_workers=64)
+    written: dict[str, int] = {}  # the Distributed Map's ResultWriter output, kept in memory (bytes per key)
+    interp = Interpreter(_PoolIntegrations(runtime), item_reader=lambda bucket, key: manifest,
+                         result_writer=lambda bucket, key, body: written.__setitem__(key, len(body)), max_workers=64)
     runtime.pool.invoke(runtime.functions["Isr"], {})  # start the workers
     t0 = time.perf_counter()
     execution = interp.start_execution(machine, {}, name=f"bench-{items}")

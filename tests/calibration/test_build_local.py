@@ -28,14 +28,19 @@ def test_fargate_task_exiting_non_zero_fails_its_detector_with_the_reason(built_
     for failure in summary["failures"]:
         assert failure["exit_code"] == 1 and failure["route"] == "fargate"
         assert failure["error"].startswith("CombineBudgetError: ") and "exit code 1" in failure["error"]
-    # the exit code went through the Choice after .sync: every child took the failure branch
+    # as on AWS the .sync state failed (States.TaskFailed); the Catch read the exit code from the Cause
     fargate_children = 0
     for child in execution.children():
         entered = [e["stateEnteredEventDetails"]["name"] for e in child.history if "stateEnteredEventDetails" in e]
         if "CombineOnFargate" in entered:
             fargate_children += 1
-            assert entered[-3:] == ["ExitCodeIsZero", "CombineFailed", "RecordCombineFailure"]
+            assert entered[-5:] == ["FargateTaskFailed", "ReadStoppedTask", "HasExitCode", "ReadExitCode",
+                                    "RecordCombineFailure"]
     assert fargate_children == 4
+    # the Distributed Maps' ResultWriter exported the children's results into the repository's datastore
+    (manifest,) = built_night.root.glob("map-results/*/dark-tiny-budget/CombineMasters/*/manifest.json")
+    (succeeded,) = json.loads(manifest.read_text())["ResultFiles"]["SUCCEEDED"]
+    assert len(json.loads((built_night.root / succeeded["Key"]).read_text())) == 4
     assert not built_night.registry.query_datasets("dark", ["Generic/calib/dark-tiny-budget"])
 
 
@@ -119,11 +124,14 @@ def _context(timeout=None):
                        timeout_seconds=timeout)
 
 
-def test_run_task_sync_returns_the_described_task_with_the_exit_code(tasks, tmp_path):
+def test_run_task_sync_fails_with_the_described_task_when_the_container_exits_non_zero(tasks, tmp_path):
     params = {"Cluster": "arn:aws:ecs:local:000000000000:cluster/Cluster", "TaskDefinition": "Task",
               "LaunchType": "FARGATE",
               "Overrides": {"ContainerOverrides": [{"Name": "main", "Environment": [{"Name": "CODE", "Value": "3"}]}]}}
-    task = tasks.run_task_sync(params, _context())
+    with pytest.raises(TaskFailure) as exc:  # as .sync does on AWS: States.TaskFailed, Cause = the task
+        tasks.run_task_sync(params, _context())
+    assert exc.value.error == "States.TaskFailed"
+    task = json.loads(exc.value.cause)
     assert task["Containers"][0]["ExitCode"] == 3 and task["Containers"][0]["Name"] == "main"
     assert (task["LastStatus"], task["StopCode"], task["LaunchType"]) == ("STOPPED", "EssentialContainerExited", "FARGATE")
     assert task["TaskArn"].startswith("arn:aws:ecs:local:000000000000:task/Cluster/")

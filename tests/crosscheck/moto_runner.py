@@ -21,7 +21,8 @@ and the script prints on stdout one JSON object per run (a list for a list)::
     {"status": "SUCCEEDED" | "FAILED" | ..., "output": <parsed output or null>,
      "error": <error name or null>, "cause": <cause or null>, "execution_arn": ...,
      "map_runs": [{"status", "maxConcurrency", "itemCounts"}, ...],
-     "invocations": [{"function": name, "event": payload, "error": error name or null}, ...]}
+     "invocations": [{"function": name, "event": payload, "error": error name or null}, ...],
+     "written": {key: text} of the objects the run wrote to the bucket (ResultWriter manifests)}
 
 or ``{"runner_error": traceback}`` for a run that raised (e.g. moto rejected the definition).
 
@@ -49,8 +50,10 @@ process_visit.asl.json uses (Distributed Map with an s3:getObject JSON ItemReade
 MaxConcurrencyPath, ItemSelector with $$.Map.Item.Value, ResultSelector on the Map's child
 Tasks, per-item Catch, ResultPath null, Choice with Default, OutputPath) run as on AWS for the
 cross-check's scenarios. Known moto 5.2.5 gaps the project's ASL must keep avoiding (see
-/work/shared/reference/local-runtime-notes.md): ItemBatcher, ToleratedFailure*, ResultWriter,
-``.sync`` integrations, ``$.a[0].b`` paths.
+/work/shared/reference/local-runtime-notes.md): ItemBatcher, ToleratedFailure*, a ResultWriter
+``WriterConfig`` (rejected), ``.sync`` integrations, ``$.a[0].b`` paths. moto's ResultWriter
+(Bucket + Prefix) runs but writes only an empty ``manifest.json`` (no result files): the
+cross-check compares where the manifests are written, not what they list.
 """
 
 from __future__ import annotations
@@ -184,7 +187,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         output = desc.get("output")
         return {"status": desc["status"], "output": json.loads(output) if output is not None else None,
                 "error": desc.get("error"), "cause": desc.get("cause"), "execution_arn": arn,
-                "map_runs": _map_runs(sfn, arn), "invocations": _invocations()}
+                "map_runs": _map_runs(sfn, arn), "invocations": _invocations(),
+                "written": _written(spec, region)}
 
 
 def _map_runs(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
@@ -194,6 +198,23 @@ def _map_runs(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
         d = sfn.describe_map_run(mapRunArn=item["mapRunArn"])
         runs.append({"status": d["status"], "maxConcurrency": d["maxConcurrency"], "itemCounts": d["itemCounts"]})
     return runs
+
+
+def _written(spec: dict[str, Any], region: str) -> dict[str, str]:
+    """The objects in the bucket that the run wrote (not those the spec uploaded)."""
+    import boto3
+
+    if not spec.get("bucket"):
+        return {}
+    s3 = boto3.client("s3", region_name=region)
+    uploaded = set(spec.get("objects") or {})
+    out = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=spec["bucket"]):
+        for obj in page.get("Contents", []):
+            if obj["Key"] not in uploaded:
+                body = s3.get_object(Bucket=spec["bucket"], Key=obj["Key"])["Body"].read()
+                out[obj["Key"]] = body.decode("utf-8")
+    return out
 
 
 def _invocations() -> list[dict[str, Any]]:

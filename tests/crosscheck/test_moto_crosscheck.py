@@ -11,7 +11,10 @@ For each ASL file and each of its scenarios, the same input runs
 and the two must agree on the final status, the output (SUCCEEDED) or the error name (FAILED),
 the Distributed Map runs (status, maxConcurrency, item counts) and the multiset of Lambda
 invocations (function, event, error name) — so the paths between the states (ItemSelector,
-Catch ResultPath, Choice, Retry) are compared too, not only the last state's answer.
+Catch ResultPath, Choice, Retry) are compared too, not only the last state's answer — and
+where each Distributed Map's ResultWriter put its manifest. moto 5.2.5's ResultWriter writes
+an empty manifest and no result files, so the result files themselves (one record per item)
+are checked on the local side only.
 
 A new ASL file fails here until it gets a case in ``CASES`` (input scenarios, substitutions and
 the objects its ItemReaders read). The moto subprocesses (one per core, each running a share of
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -276,15 +280,24 @@ def run_local(path: Path, case: Case, scenario: Scenario) -> dict[str, Any]:
             raise FileNotFoundError(f"s3://{bucket}/{key}")
         return objects[key].encode()
 
+    written: dict[str, bytes] = {}
+
+    def result_writer(bucket: str, key: str, body: bytes) -> None:
+        if bucket != case.bucket:
+            raise FileNotFoundError(f"s3://{bucket} (NoSuchBucket)")
+        written[key] = body
+
     interp = Interpreter(LocalIntegrations({n: recording(n, h) for n, h in stubs.HANDLERS.items()}),
-                         item_reader=item_reader, clock=FakeClock())
+                         item_reader=item_reader, result_writer=result_writer, clock=FakeClock())
     ex = interp.start_execution(machine, scenario.input, name=scenario.name)
     map_runs = []
     for run in ex.map_runs:
         d = run.describe()
-        map_runs.append({"status": d["status"], "maxConcurrency": d["maxConcurrency"], "itemCounts": d["itemCounts"]})
+        map_runs.append({"status": d["status"], "maxConcurrency": d["maxConcurrency"], "itemCounts": d["itemCounts"],
+                         "mapRunArn": d["mapRunArn"]})
     return {"status": ex.status, "output": ex.output, "error": ex.error, "cause": ex.cause,
-            "execution_arn": ex.execution_arn, "map_runs": map_runs, "invocations": invocations}
+            "execution_arn": ex.execution_arn, "map_runs": map_runs, "invocations": invocations,
+            "written": {k: v.decode("utf-8") for k, v in written.items()}}
 
 
 def _moto_spec(path: Path, case: Case, scenario: Scenario) -> dict[str, Any]:
@@ -385,9 +398,42 @@ _COUNTS = ("total", "succeeded", "failed", "timedOut", "aborted", "pending", "ru
 
 
 def _map_run_digest(runs: list[dict]) -> list[dict]:
-    # resultsWritten is left out: moto counts every item, the local interpreter (no ResultWriter) 0.
+    # resultsWritten is left out: moto counts it without writing any result file (see below).
     return [{"status": r["status"], "maxConcurrency": r["maxConcurrency"],
              "itemCounts": {k: r["itemCounts"].get(k) for k in _COUNTS}} for r in runs]
+
+
+_MAP_RUN_ID = re.compile(r"/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/")
+
+
+def _manifests(written: dict[str, str]) -> list[dict]:
+    """Where the ResultWriters wrote their manifests (the map run id masked) and for which
+    execution. Only that is compared: moto 5.2.5's ResultWriter writes an empty manifest and no
+    result files, so what a manifest lists is checked on the local side alone
+    (:func:`_check_local_results_exported`); and moto names a map run
+    ``<machine>/<uuid>:<uuid>`` where AWS uses ``<machine>/<Label or state name>:<uuid>``."""
+    out = []
+    for key, text in written.items():
+        if key.endswith("/manifest.json"):
+            manifest = json.loads(text)
+            out.append({"key": _MAP_RUN_ID.sub("/<map-run-id>/", key), "bucket": manifest["DestinationBucket"],
+                        "map_run_id_in_key": manifest["MapRunArn"].rsplit(":", 1)[-1] in key})
+    return sorted(out, key=lambda m: m["key"])
+
+
+def _check_local_results_exported(local: dict) -> None:
+    """Every Distributed Map ran with a ResultWriter: one manifest per map run, whose result
+    files hold one record per item, each child's output in the SUCCEEDED file."""
+    written = local["written"]
+    manifests = [json.loads(v) for k, v in written.items() if k.endswith("/manifest.json")]
+    assert len(manifests) == len(local["map_runs"])
+    for manifest in manifests:
+        records = {group: [r for f in files for r in json.loads(written[f["Key"]])]
+                   for group, files in manifest["ResultFiles"].items()}
+        (run,) = [r for r in local["map_runs"] if r["mapRunArn"] == manifest["MapRunArn"]]
+        assert sum(len(v) for v in records.values()) == run["itemCounts"]["total"]
+        assert len(records["SUCCEEDED"]) == run["itemCounts"]["succeeded"]
+        assert all(json.loads(r["Output"]) is not None and r["Status"] == "SUCCEEDED" for r in records["SUCCEEDED"])
 
 
 # --------------------------------------------------------------------------- tests
@@ -421,6 +467,8 @@ def test_local_and_moto_interpreters_agree(path: Path, scenario: Scenario | None
         assert _cause_digest(moto["cause"]) == _cause_digest(local["cause"])
     assert _map_run_digest(moto["map_runs"]) == _map_run_digest(local["map_runs"])
     assert _invocation_multiset(moto["invocations"]) == _invocation_multiset(local["invocations"])
+    assert _manifests(moto["written"]) == _manifests(local["written"])
+    _check_local_results_exported(local)
     if scenario.expect is not None:
         scenario.expect(local)
 

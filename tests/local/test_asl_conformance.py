@@ -172,7 +172,9 @@ def test_retrying_retrier_fields_are_validated(retrier, field):
 
 @pytest.mark.parametrize("fields, location", [
     ({"ItemBatcher": {"MaxItemsPerBatch": 10}}, "States.M.ItemBatcher"),
-    ({"ResultWriter": {"Resource": "arn:aws:states:::s3:putObject"}}, "States.M.ResultWriter"),
+    # a ResultWriter that only transforms the state output (no export) is outside the subset
+    ({"ResultWriter": {"WriterConfig": {"Transformation": "FLATTEN", "OutputType": "JSON"}}},
+     "States.M.ResultWriter"),
     ({"ToleratedFailurePercentage": 5}, "States.M.ToleratedFailurePercentage"),
     ({"ToleratedFailureCount": 1}, "States.M.ToleratedFailureCount"),
     ({"ToleratedFailurePercentagePath": "$.p"}, "States.M.ToleratedFailurePercentagePath"),

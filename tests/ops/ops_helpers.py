@@ -69,3 +69,18 @@ def fill(header, cards) -> None:
             continue
         card_key = key if len(key) <= 8 and " " not in key else f"HIERARCH {key}"
         header[card_key] = value
+
+
+def hsc_raw_bytes(reference_dir: Path) -> bytes:
+    """A full-size HSC raw (zero pixels) with a REAL detector-50 header, as FITS bytes."""
+    import io
+
+    import numpy as np
+    from astropy.io import fits
+
+    primary, _ = header_dump(reference_dir / "headers" / "hsc-raw-det50.yaml")
+    hdu = fits.PrimaryHDU(np.zeros((4241, 2144), dtype=np.uint16))
+    fill(hdu.header, primary)
+    buffer = io.BytesIO()
+    hdu.writeto(buffer)
+    return buffer.getvalue()

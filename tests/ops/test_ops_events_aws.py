@@ -4,16 +4,14 @@ upload) and the ISR function's mosaic action."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import boto3
 import numpy as np
 import pytest
-from astropy.io import fits
 from moto import mock_aws
-from ops_helpers import fill, header_dump
+from ops_helpers import hsc_raw_bytes
 
 from functions.ingest.app import lambda_handler as ingest_handler
 from functions.isr.app import lambda_handler as isr_handler
@@ -35,12 +33,7 @@ def _event(name: str) -> dict:
 @pytest.fixture(scope="module")
 def hsc_raw(reference_dir) -> bytes:
     """A full-size HSC raw (zero pixels) with a REAL detector-50 header."""
-    primary, _ = header_dump(reference_dir / "headers" / "hsc-raw-det50.yaml")
-    hdu = fits.PrimaryHDU(np.zeros((4241, 2144), dtype=np.uint16))
-    fill(hdu.header, primary)
-    buffer = io.BytesIO()
-    hdu.writeto(buffer)
-    return buffer.getvalue()
+    return hsc_raw_bytes(reference_dir)
 
 
 @pytest.fixture

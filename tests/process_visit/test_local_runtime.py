@@ -7,7 +7,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from visit_helpers import CALIB_COLLECTION, make_repo
+from visit_helpers import CALIB_COLLECTION, make_repo, visit_input
 
 from isrflow.calib_import import import_calibrations
 from isrflow.cli import cli
@@ -19,10 +19,7 @@ MACHINE = "ProcessVisitStateMachine"
 
 
 def _input(**extra):
-    base = {"where": "instrument = 'Generic'", "input_collections": ["Generic/raw/all"],
-            "calib_collection": CALIB_COLLECTION, "output_run": "Generic/runs/e2e", "cluster_size": 2}
-    base.update(extra)
-    return base
+    return visit_input(**{"output_run": "Generic/runs/e2e", **extra})
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from moto import mock_aws
 
 from isrflow.errors import ConfigError
-from isrflow.settings import Settings, _secret, registry_url
+from isrflow.settings import SECRETS, Settings, registry_url
 
 
 @pytest.fixture
@@ -17,14 +17,14 @@ def secret_arn(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    _secret.cache_clear()
+    SECRETS.clear()
     with mock_aws():
         client = boto3.client("secretsmanager")
         arn = client.create_secret(Name="rds", SecretString=json.dumps({"username": "isr", "password": "p@ss"}))["ARN"]
         full = client.create_secret(Name="full", SecretString=json.dumps(
             {"username": "u", "password": "pw", "host": "db.example", "port": 6543, "dbname": "reg"}))["ARN"]
         yield arn, full
-    _secret.cache_clear()
+    SECRETS.clear()
 
 
 def test_url_only():

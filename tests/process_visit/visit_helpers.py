@@ -15,6 +15,12 @@ CALIB_RUN = "Generic/calib/truth"
 CALIB_COLLECTION = "Generic/calib"
 
 
+def visit_input(output_run: str, **extra) -> dict:
+    """A ProcessVisit input over the small generic repository of :func:`make_repo`."""
+    return {"where": "instrument = 'Generic'", "input_collections": ["Generic/raw/all"],
+            "calib_collection": CALIB_COLLECTION, "output_run": output_run, "cluster_size": 2, **extra}
+
+
 @dataclass
 class LocalRepo:
     root: Path

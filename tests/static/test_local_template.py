@@ -20,6 +20,7 @@ from isrflow.local.template import (
     Whole,
     default_resolver,
     dockerfile_cmd,
+    dockerfile_task_root_files,
     load_app,
     load_template,
     substitute_definition,
@@ -27,7 +28,8 @@ from isrflow.local.template import (
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
-REGISTRY_FUNCTIONS = {"PlanFunction", "SummarizeFunction", "RegistryWriterFunction", "CalibPlanFunction"}
+REGISTRY_FUNCTIONS = {"PlanFunction", "SummarizeFunction", "RegistryWriterFunction", "CalibPlanFunction",
+                      "MigrateFunction"}
 ALL_FUNCTIONS = REGISTRY_FUNCTIONS | {"IsrFunction", "IngestFunction", "CombineFunction"}
 SUBSTITUTIONS = {"PlanFunctionArn", "IsrFunctionArn", "SummarizeFunctionArn", "DataBucketName"}
 CALIB_SUBSTITUTIONS = {"CalibPlanFunctionArn", "IsrFunctionArn", "CombineFunctionArn", "SummarizeFunctionArn",
@@ -309,6 +311,23 @@ def test_dockerfile_cmd_forms(tmp_path):
     assert dockerfile_cmd(path) == ["app.handler", "extra"]
 
 
+def test_dockerfile_stages_give_each_target_its_cmd_and_task_root_files(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "app.py").write_text("")
+    (tmp_path / "a" / "run.py").write_text("")
+    path = tmp_path / "Dockerfile"
+    path.write_text("ARG BASE=x\nFROM ${BASE} AS lib\nCOPY a/run.py /var/task/\nCMD [\"lib.h\"]\n"
+                    "FROM lib AS one\nCOPY a/app.py ${LAMBDA_TASK_ROOT}/\nCMD [\"app.one\"]\n"
+                    "FROM lib AS two\nCMD [\"app.two\"]\n")
+    assert dockerfile_cmd(path, "one") == ["app.one"] and dockerfile_cmd(path, "two") == ["app.two"]
+    assert dockerfile_cmd(path, "lib") == ["lib.h"] and dockerfile_cmd(path) == ["app.two"]
+    assert dockerfile_task_root_files(path, tmp_path, "one") == {"run.py": tmp_path / "a" / "run.py",
+                                                                 "app.py": tmp_path / "a" / "app.py"}
+    assert dockerfile_task_root_files(path, tmp_path, "two") == {"run.py": tmp_path / "a" / "run.py"}
+    with pytest.raises(TemplateError, match="no stage named"):
+        dockerfile_cmd(path, "three")
+
+
 def test_default_resolver_placeholders():
     fn = Reference(kind="GetAtt", logical_id="X", attribute="Arn", resource_type="AWS::Serverless::Function")
     assert default_resolver(fn) == "arn:aws:lambda:local:000000000000:function:X"
@@ -334,10 +353,10 @@ def test_functions_and_handlers(app):
     )
     isr = app.functions["IsrFunction"]
     assert isr.package_type == "Image" and isr.runtime is None and isr.layers == []
-    assert isr.dockerfile == REPO / "functions" / "isr" / "Dockerfile" and isr.docker_context == REPO
+    assert isr.dockerfile == REPO / "functions" / "Dockerfile" and isr.docker_context == REPO
     assert isr.code_dir == REPO / "functions" / "isr" and isr.handler == "app.lambda_handler"
     assert isr.handler_file == REPO / "functions" / "isr" / "app.py"
-    assert (isr.memory_mb, isr.timeout_s) == (4096, 900)
+    assert (isr.memory_mb, isr.timeout_s) == (3008, 900)  # within a new account's Lambda memory quota
     assert {a for f in app.functions.values() for a in f.architectures} == {"arm64"}  # one architecture
 
 

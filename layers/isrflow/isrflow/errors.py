@@ -128,6 +128,23 @@ class TruncatedFitsError(IsrInputError):
     """A FITS file ends before its headers say it should (an incomplete upload or copy)."""
 
 
+class UnsafeKeyError(IsrflowError):
+    """An object key or path would resolve outside its datastore root (``..``, an absolute path,
+    a symlink out) or lies outside the prefix that may be ingested (``raw/``)."""
+
+
+class ImmutableCalibrationError(RegistryError):
+    """A calibration file already registered would be overwritten (registered calibrations are immutable)."""
+
+
+class ChecksumMismatchError(CalibrationError):
+    """A registered file's bytes no longer match the sha256 the registry recorded for it."""
+
+
+class OutputWriteError(IsrflowError):
+    """An output file cannot be written: its directory cannot be made or is not writable, or the disk is full."""
+
+
 class QuantaNotFoundError(RegistryError):
     """Explicitly requested quanta have no raw in the input collections (not ingested, or not applied yet)."""
 

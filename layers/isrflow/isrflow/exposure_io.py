@@ -19,7 +19,8 @@ from astropy.io import fits
 
 from . import formats
 from .camera.model import Box
-from .errors import CalibrationError, CalibrationMismatchError
+from .errors import CalibrationError, CalibrationMismatchError, OutputWriteError
+from .filemode import honour_umask
 
 Source = str | os.PathLike[str] | bytes
 
@@ -64,17 +65,23 @@ def _hdulist(exposure: Exposure) -> fits.HDUList:
 def atomic_write_bytes(path: str | os.PathLike[str], writer) -> Path:
     """Call ``writer(file_object)`` on a temporary file next to ``path``, then rename it into place."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise OutputWriteError(f"{target}: cannot be written ({exc.strerror or exc})") from None
+    try:
+        honour_umask(fd)  # mkstemp makes 0600 files
         with os.fdopen(fd, "wb") as handle:
             writer(handle)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):  # disk full, the target is a directory, ...
+            raise OutputWriteError(f"{target}: cannot be written ({exc.strerror or exc})") from None
         raise
     return target
 
@@ -174,7 +181,11 @@ def check_calibration(label: str, header: dict[str, Any], calib_type: str, instr
     det = header.get(formats.KW_DETECTOR)
     if det is None:
         raise CalibrationMismatchError(f"{label}: header has no {formats.KW_DETECTOR} keyword (which detector is it for?)")
-    if int(det) != int(detector):
+    try:
+        det_id = int(str(det).strip())
+    except ValueError:
+        raise CalibrationError(f"{label}: header keyword {formats.KW_DETECTOR} = {det!r} is not a detector id (an integer)") from None
+    if det_id != int(detector):
         raise CalibrationMismatchError(f"{label}: is for detector {det}, not detector {detector}")
     if shape is not None and calib_shape is not None and tuple(calib_shape) != tuple(shape):
         raise CalibrationMismatchError(f"{label}: shape {tuple(calib_shape)} differs from the detector's {tuple(shape)}")

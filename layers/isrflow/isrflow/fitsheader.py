@@ -135,6 +135,9 @@ def parse_cards(data: bytes, where: str = "") -> tuple[dict[str, Any], int | Non
             card = data[i:i + CARD].decode("ascii")
         except UnicodeDecodeError:
             raise NotFitsError(f"{where}: header card {i // CARD} has non-ASCII bytes (not FITS, or damaged)") from None
+        if not card.isprintable():
+            raise NotFitsError(f"{where}: header card {i // CARD} ({card[:8].rstrip()}) has non-printable characters "
+                               "(not FITS, or damaged)")
         key = card[:8].rstrip()
         if key == "END" and card[8:].strip() == "":
             return cards, padded(i + CARD)

@@ -880,11 +880,15 @@ class MasterResult(BaseModel):
 
 
 class CombineChildState(BaseModel):
-    """A combine Map child's state when it fails: its item and the Catch error or the ECS task."""
+    """A combine Map child's state when it fails: its item, the Catch error (``{"Error",
+    "Cause"}``) and, for a Fargate task that stopped (``States.TaskFailed``: the essential
+    container exited non-zero), the described task parsed from the Cause and that container's
+    ``exit_code`` (read by the state machine from ``Containers[0].ExitCode``)."""
 
     item: CombineItem
     error: dict[str, Any] | None = None
     task: dict[str, Any] | None = None
+    exit_code: int | None = None
 
 
 class CombineFailureEvent(BaseModel):

@@ -1,7 +1,9 @@
 """Sending registry messages: to SQS in AWS, to the durable local queue on one machine.
 
 Handlers call :func:`sender_for` with the configured queue URL and :meth:`send` a list of
-message models; nothing else in a handler knows which queue is behind it.
+message models; nothing else in a handler knows which queue is behind it. The registry writer
+shortens the visibility of the items it returns for retry through :func:`visibility_for`
+(ChangeMessageVisibilityBatch on SQS, the same operation on the local queue).
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ class SqsSender:
     @property
     def client(self):
         if self._client is None:
-            import boto3
+            from .awsclients import aws_client
 
-            self._client = boto3.client("sqs")
+            self._client = aws_client("sqs")
         return self._client
 
     def send(self, messages: Sequence[BaseModel]) -> int:
@@ -71,6 +73,76 @@ class LocalSender:
         ids = [getattr(m, "message_id", None) for m in messages]
         self.queue.send([dump_message(m) for m in messages], [i or "" for i in ids])
         return len(messages)
+
+
+class VisibilityError(IsrflowError):
+    """A ChangeMessageVisibility call failed as a whole (the caller logs it; messages then keep
+    the visibility they had)."""
+
+
+class VisibilityChanger(Protocol):
+    def change(self, changes: Sequence[tuple[str, int]]) -> list[tuple[str, str]]: ...
+
+
+class SqsVisibility:
+    """ChangeMessageVisibilityBatch in chunks of 10 entries. ``change([(receipt, seconds), ...])``
+    returns ``[(receipt, reason), ...]`` for the entries SQS did not change (a stale receipt
+    handle, a message no longer in flight); raises VisibilityError if a call fails."""
+
+    def __init__(self, url: str, client=None):
+        self.url, self._client = url, client
+
+    @property
+    def client(self):
+        if self._client is None:
+            from .awsclients import aws_client
+
+            self._client = aws_client("sqs")
+        return self._client
+
+    def change(self, changes: Sequence[tuple[str, int]]) -> list[tuple[str, str]]:
+        from .registry.redelivery import SQS_CHANGE_BATCH_ENTRIES
+
+        failed: list[tuple[str, str]] = []
+        for start in range(0, len(changes), SQS_CHANGE_BATCH_ENTRIES):
+            chunk = changes[start:start + SQS_CHANGE_BATCH_ENTRIES]
+            entries = [{"Id": str(i), "ReceiptHandle": receipt, "VisibilityTimeout": int(seconds)}
+                       for i, (receipt, seconds) in enumerate(chunk)]
+            try:
+                reply = self.client.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)
+            except Exception as exc:  # botocore's errors: any of them means "not changed"
+                raise VisibilityError(f"ChangeMessageVisibilityBatch on {self.url} failed: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+            for f in reply.get("Failed", []):
+                failed.append((chunk[int(f["Id"])][0], f"{f.get('Code', '?')}: {f.get('Message', '')}"))
+        return failed
+
+
+class LocalVisibility:
+    """The local durable queue's ChangeMessageVisibility (``sqlite:///path#name``); ``clock``
+    (POSIX seconds, default real time) must be the one the queue's consumers use."""
+
+    def __init__(self, url: str, *, clock=None):
+        from .local.queue import LocalQueue, parse_local_url
+
+        path, name = parse_local_url(url)
+        self.queue = LocalQueue(path, name) if clock is None else LocalQueue(path, name, clock=clock)
+
+    def change(self, changes: Sequence[tuple[str, int]]) -> list[tuple[str, str]]:
+        return [(receipt, "ReceiptHandleIsInvalid: not in flight with this receipt handle")
+                for receipt in self.queue.change_visibility_batch(changes)]
+
+
+_VISIBILITY: dict[str, VisibilityChanger] = {}
+
+
+def visibility_for(url: str) -> VisibilityChanger:
+    """The visibility changer for a queue URL (cached per process)."""
+    changer = _VISIBILITY.get(url)
+    if changer is None:
+        changer = LocalVisibility(url) if url.startswith("sqlite://") else SqsVisibility(url)
+        _VISIBILITY[url] = changer
+    return changer
 
 
 def _chunks(bodies: list[str]):

@@ -73,6 +73,11 @@ def _open(source: Source, name: str) -> fits.HDUList:
         with warnings.catch_warnings():
             warnings.simplefilter("error", AstropyUserWarning)
             hdul = fits.open(handle, memmap=False, lazy_load_hdus=False)
+        try:
+            _check_headers(hdul, name)
+        except BaseException:
+            hdul.close()
+            raise
         return hdul
     except IsrInputError:
         raise
@@ -80,6 +85,21 @@ def _open(source: Source, name: str) -> fits.HDUList:
         raise IsrInputError(f"{name}: FITS file is damaged or truncated ({exc})") from None
     except Exception as exc:  # astropy raises OSError, ValueError, TypeError... for bad FITS
         raise IsrInputError(f"{name}: not a readable FITS file ({type(exc).__name__}: {exc})") from None
+
+
+def _check_headers(hdul: fits.HDUList, name: str) -> None:
+    """Parse every header card now: an unparsable card or a string value with non-printable
+    characters is an IsrInputError naming the HDU and keyword (not an astropy error later)."""
+    for index, hdu in enumerate(hdul):
+        for card in hdu.header.cards:
+            try:
+                value = card.value
+            except Exception as exc:  # noqa: BLE001 - astropy VerifyError / ValueError for a damaged card
+                raise MissingHeaderKeywordError(
+                    f"{name}: header card {card.keyword or '?'} of HDU {index} cannot be parsed ({exc})") from None
+            if isinstance(value, str) and not (value.isascii() and value.isprintable()):
+                raise MissingHeaderKeywordError(
+                    f"{name}: header keyword {card.keyword} of HDU {index} holds non-printable characters {value!r}")
 
 
 def _data(hdu: fits.ImageHDU | fits.PrimaryHDU, name: str) -> np.ndarray:
@@ -95,6 +115,12 @@ def _data(hdu: fits.ImageHDU | fits.PrimaryHDU, name: str) -> np.ndarray:
         got = None if data is None else data.shape
         raise IsrInputError(f"{name}: HDU {hdu.name!r} is truncated (pixels {got}, header says {expected})")
     return data
+
+
+def _require_finite(pixels: np.ndarray, where: str) -> None:
+    """An amplifier's imaging pixels must not be all NaN/inf (integer pixels always pass)."""
+    if pixels.dtype.kind == "f" and pixels.size and not np.isfinite(pixels).any():
+        raise IsrInputError(f"{where}: every imaging pixel is NaN or infinite")
 
 
 def _merged(primary: fits.Header, ext: fits.Header | None) -> dict[str, Any]:
@@ -144,7 +170,7 @@ def _detector_hdus(hdul: fits.HDUList, cam: Camera, name: str) -> dict[int, Any]
 
 
 def _generic_camera(hdul: fits.HDUList, name: str) -> tuple[Camera, dict[str, Any]]:
-    amp_hdus = [h for h in hdul[1:] if h.is_image and "DATASEC" in h.header]
+    amp_hdus = [h for h in hdul[1:] if h.is_image and h.header.get("NAXIS", 0) == 2]  # each must have DATASEC
     primary = hdul[0].header
     first = amp_hdus[0].header if amp_hdus else None
     merged = _merged(primary, first)
@@ -188,6 +214,8 @@ def read_raw(source: Source, camera: str | None = None, detector: int | str | No
             det = cam.detectors[0]
             hdus = {h.header.get("EXTNAME"): h for h in hdul[1:]}
             obs = translate("generic", merged, name)
+            if detector is not None and str(detector).strip() not in (str(det.id), det.name):
+                raise IsrInputError(f"{name}: holds detector {det.id} ({det.name}), not {detector}")
         else:
             cam = load_camera(cam_name)
             if cam.raw_format == "exposure_mef":
@@ -232,6 +260,8 @@ def read_raw(source: Source, camera: str | None = None, detector: int | str | No
                     f"needs {need} (rows, columns)"
                 )
             pixels[amp.hdu] = data
+        for amp in amps:
+            _require_finite(pixels[amp.hdu][amp.data.slices], f"{name}: amplifier {amp.name}")
         return RawDetector(
             source=name, camera=cam, camera_name=cam_name, detector=det, amplifiers=amps,
             pixels=pixels, header=merged, obs=obs,

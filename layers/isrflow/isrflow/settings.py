@@ -8,18 +8,19 @@ worker process. Names (set by template.yaml and by the local runtime alike):
 - ``ISRFLOW_REGISTRY_URL``: an SQLAlchemy URL of the registry database, and/or
 - ``ISRFLOW_REGISTRY_SECRET_ARN``: a Secrets Manager secret with its credentials (an
   RDS-managed secret: ``username`` and ``password``; others may add ``host``, ``port``,
-  ``dbname``), merged into the URL by :func:`registry_url`.
+  ``dbname``), merged into the URL by :func:`registry_url`. The secret is cached for
+  ``ISRFLOW_SECRET_MAX_AGE_S`` seconds (default 300; :mod:`isrflow.secret_cache`) and re-read
+  when the database rejects its password, because RDS rotates it.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from functools import lru_cache
 
 from pydantic import BaseModel
 
 from .errors import ConfigError
+from .secret_cache import SecretCache
 
 ENV_DATASTORE_ROOT = "ISRFLOW_DATASTORE_ROOT"
 ENV_REGISTRY_QUEUE_URL = "ISRFLOW_REGISTRY_QUEUE_URL"
@@ -52,49 +53,93 @@ def settings() -> Settings:
     )
 
 
-@lru_cache(maxsize=8)
-def _secret(arn: str) -> dict:
-    import boto3
+#: The process's registry secrets, each re-read after ``ISRFLOW_SECRET_MAX_AGE_S`` (default 300 s)
+#: and when the database rejects its password (:class:`SecretCredentials`).
+SECRETS = SecretCache()
 
-    return json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
+
+def _credentials(secret: dict, arn: str) -> tuple[str, str]:
+    try:
+        return str(secret["username"]), str(secret["password"])
+    except KeyError as exc:
+        raise ConfigError(f"registry secret {arn} has no {exc.args[0]!r} field") from None
+
+
+def _secret_url(config: Settings, secret: dict):  # type: ignore[no-untyped-def]
+    """The registry URL of a secret-configured registry, with the secret's user name, without password."""
+    from sqlalchemy.engine import URL, make_url
+
+    if config.registry_url:
+        url = make_url(config.registry_url)
+    else:
+        try:
+            url = URL.create("postgresql+psycopg", host=secret["host"], port=int(secret.get("port", 5432)),
+                             database=secret.get("dbname", "postgres"))
+        except KeyError:
+            raise ConfigError(
+                f"registry secret {config.registry_secret_arn} has no 'host': set {ENV_REGISTRY_URL} too"
+            ) from None
+    username, _ = _credentials(secret, str(config.registry_secret_arn))
+    return url.set(username=username, password=None)
+
+
+class SecretCredentials:
+    """The user name and password in a registry secret, for each new database connection
+    (:class:`isrflow.registry.engine.ConnectCredentials`)."""
+
+    def __init__(self, arn: str, cache: SecretCache | None = None) -> None:
+        self.arn = arn
+        self.cache = cache if cache is not None else SECRETS
+
+    def current(self) -> tuple[str, str]:
+        return _credentials(self.cache.get(self.arn), self.arn)
+
+    def refreshed(self) -> tuple[str, str]:
+        return _credentials(self.cache.refresh(self.arn), self.arn)
 
 
 def registry_url(config: Settings) -> str:
-    """The registry's SQLAlchemy URL.
+    """The registry's SQLAlchemy URL, password included.
 
     With only a URL: that URL. With a secret: its credentials (``username``, ``password``) go
     into the URL; an RDS-managed secret holds only those, so host, port and database come from
     the URL when one is set, else from the secret's ``host``, ``port``, ``dbname``.
     """
-    from sqlalchemy.engine import make_url
-
     if not config.registry_secret_arn:
         if not config.registry_url:
             config.require("registry_url")
         return config.registry_url  # type: ignore[return-value]
-    secret = _secret(config.registry_secret_arn)
-    if config.registry_url:
-        url = make_url(config.registry_url)
-    else:
-        from sqlalchemy.engine import URL
-
-        url = URL.create("postgresql+psycopg", host=secret["host"], port=int(secret.get("port", 5432)),
-                         database=secret.get("dbname", "postgres"))
-    url = url.set(username=secret["username"], password=secret["password"])
-    return url.render_as_string(hide_password=False)
+    secret = SECRETS.get(config.registry_secret_arn)
+    _, password = _credentials(secret, config.registry_secret_arn)
+    return _secret_url(config, secret).set(password=password).render_as_string(hide_password=False)
 
 
 _REGISTRIES: dict[str, object] = {}
 
 
-def open_registry(config: Settings | None = None):
-    """The process-wide Registry for the configured URL (one engine per process, reused by warm Lambdas)."""
+def open_registry(config: Settings | None = None, *, create: bool = False):
+    """The process-wide Registry for the configured URL (one engine per process, reused by warm Lambdas).
+
+    With a secret, every new connection takes the secret's current credentials (re-read
+    after their maximum age, and once when the database rejects the password), so a warm
+    Lambda survives a rotation. ``create=True`` creates the schema in an empty database.
+    """
     from .registry import Registry
 
     config = config or settings()
-    url = registry_url(config)
-    registry = _REGISTRIES.get(url)
+    credentials = None
+    if config.registry_secret_arn:
+        parsed = _secret_url(config, SECRETS.get(config.registry_secret_arn))
+        url = parsed.render_as_string(hide_password=False)
+        # Keyed without the user name: a rotation that alternates users keeps the same engine.
+        key = f"{parsed.set(username=None).render_as_string()}#secret={config.registry_secret_arn}"
+        credentials = SecretCredentials(config.registry_secret_arn)
+    else:
+        url = key = registry_url(config)
+    registry = _REGISTRIES.get(key)
     if registry is None:
-        registry = Registry.open(url, datastore_root=config.datastore_root)
-        _REGISTRIES[url] = registry
+        registry = Registry.open(
+            url, datastore_root=config.datastore_root, create=create, credentials=credentials
+        )
+        _REGISTRIES[key] = registry
     return registry

@@ -14,6 +14,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from .errors import IsrflowError
+from .filemode import honour_umask
 from .registry.datastore import path_to_uri, uri_to_path
 
 
@@ -58,6 +59,7 @@ class FileStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            honour_umask(fd)  # mkstemp makes 0600 files
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             os.replace(tmp, path)
@@ -91,13 +93,17 @@ class S3Storage:
 
     def __init__(self, client=None):
         self._client = client
+        self._given = client is not None
+        self._endpoint: str | None = None
 
     @property
     def client(self):
-        if self._client is None:
-            import boto3
+        from .awsclients import aws_client, endpoint_override
 
-            self._client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or None)
+        # a client made for another endpoint override (a test's moto server that has gone) is remade
+        if self._client is None or (not self._given and self._endpoint != endpoint_override()):
+            self._endpoint = endpoint_override()
+            self._client = aws_client("s3")
         return self._client
 
     def read_bytes(self, uri: str) -> bytes:

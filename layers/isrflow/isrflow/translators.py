@@ -25,10 +25,13 @@ import zlib
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping
 
+from pydantic import ValidationError
+
 from .camera import load_camera
 from .errors import CameraError, MissingHeaderKeywordError
 from .observation import ObservationInfo, ObsType
 from .timescales import tai_to_utc
+from .validation import summary
 
 Header = Mapping[str, Any]
 
@@ -194,4 +197,13 @@ def translate(camera_name: str, header: Header, source: str = "header") -> Obser
     translator = TRANSLATORS.get(camera_name)
     if translator is None:
         raise CameraError(f"no header translator for camera {camera_name!r}")
-    return translator(header, source)
+    try:
+        obs = translator(header, source)
+    except ValidationError as exc:  # a value the header carries but the model refuses (EXPTIME < 0, ...)
+        raise MissingHeaderKeywordError(f"{source}: invalid header value: {summary(exc)}") from None
+    except (TypeError, ValueError, OverflowError) as exc:  # int('abc') on CCDNUM/EXPNUM/DET-ID, ...
+        raise MissingHeaderKeywordError(f"{source}: header value cannot be used ({type(exc).__name__}: {exc})") from None
+    for name in ("exposure", "detector", "day_obs"):  # registry columns are signed 64-bit integers
+        if not -(2**63) <= getattr(obs, name) < 2**63:
+            raise MissingHeaderKeywordError(f"{source}: {name} = {getattr(obs, name)} does not fit a 64-bit integer")
+    return obs

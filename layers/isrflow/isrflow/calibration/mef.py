@@ -28,6 +28,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import CalibrationError
+from ..filemode import honour_umask
 from ..registry.datastore import uri_to_path
 from ..storage import split_s3, storage_for
 
@@ -255,6 +256,7 @@ def temp_file(uri: str) -> tuple[int, Path]:
         directory, name = target.parent, target.name
         directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    honour_umask(fd)  # mkstemp makes 0600 files; a published file gets what open() would give
     return fd, Path(tmp)
 
 

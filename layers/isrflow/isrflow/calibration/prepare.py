@@ -38,8 +38,9 @@ from .normalize import normalize
 from .plan import read_groups
 from .steps import DEFAULT_MASK_PLANES
 
-#: Lambda settings of the combine function, from the plan function's environment (template.yaml).
-DEFAULT_LAMBDA_MEMORY_MB = 10240
+#: Lambda settings of the combine function, from the plan function's environment (template.yaml);
+#: these fallbacks are the template's defaults (3008 MB: the most a new AWS account allows).
+DEFAULT_LAMBDA_MEMORY_MB = 3008
 DEFAULT_LAMBDA_TIMEOUT_S = 900
 
 

@@ -47,10 +47,21 @@ def _read(uri: str, model):
         return None
 
 
+def _exit_code(state) -> int | None:
+    """The essential container's exit code: the one the state machine read from the stopped
+    task (``exit_code``), else ``Containers[0].ExitCode`` of the described task."""
+    if state.exit_code is not None:
+        return state.exit_code
+    if state.task is not None:
+        code = ((state.task.get("Containers") or [{}])[0]).get("ExitCode")
+        return code if isinstance(code, int) else None
+    return None
+
+
 def _reason(state) -> str:
     if state.task is not None:
         containers = state.task.get("Containers") or [{}]
-        code = containers[0].get("ExitCode")
+        code = _exit_code(state)
         parts = [f"exit code {code}" if code is not None else "no exit code"]
         for text in (containers[0].get("Reason"), state.task.get("StoppedReason")):
             if text:
@@ -82,9 +93,8 @@ def record_combine_failure(event: CombineFailureEvent) -> dict:
         base.update(status="failed", route=item.route, error=(reason if existing is None else
                                                               f"{reason} after the master was written")[:2000])
         result = MasterResult.model_validate(base)
-    if event.state.task is not None:
-        code = ((event.state.task.get("Containers") or [{}])[0]).get("ExitCode")
-        result = result.model_copy(update={"exit_code": code})
+    if event.state.task is not None or event.state.exit_code is not None:
+        result = result.model_copy(update={"exit_code": _exit_code(event.state)})
     storage_for(item.result_uri).write_bytes(item.result_uri, result.model_dump_json().encode())
     return {"recorded": 1, "key": item.key, "error": result.error}
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from ..errors import MissingHeaderKeywordError
+from pydantic import ValidationError
+
+from ..errors import IsrInputError, MissingHeaderKeywordError
 from ..geometry import parse_section
+from ..validation import summary
 from .model import Amplifier, Box, Camera, Detector
 
 
@@ -58,20 +61,31 @@ def camera_from_headers(
         elif data.y0 > 0:
             parallel = Box.of(data.x0, 0, data.width, data.y0)
         serial = Box.of(bias.x0, data.y0, bias.width, data.height) if bias.height >= data.height else bias
-        amps.append(
-            Amplifier(
-                name=str(header.get("AMPNAME") or extname), hdu=extname, raw_box=raw, data=data,
-                serial_overscan=serial, parallel_overscan=parallel, flip_x=fx, flip_y=fy,
-                assembled=Box.of(det.x0 - x_origin, det.y0 - y_origin, det.width, det.height),
-                readout_corner="LL", gain=_number(header, "GAIN", where),
-                read_noise=_number(header, "RDNOISE", where), saturation=_number(header, "SATURATE", where),
-            )
+        amps.append(_amplifier(where, {
+            "name": str(header.get("AMPNAME") or extname), "hdu": extname, "raw_box": raw, "data": data,
+            "serial_overscan": serial, "parallel_overscan": parallel, "flip_x": fx, "flip_y": fy,
+            "assembled": Box.of(det.x0 - x_origin, det.y0 - y_origin, det.width, det.height),
+            "readout_corner": "LL", "gain": _number(header, "GAIN", where),
+            "read_noise": _number(header, "RDNOISE", where), "saturation": _number(header, "SATURATE", where),
+        }))
+    try:
+        return Camera(
+            instrument=instrument, translator="generic", raw_format="amp_hdus", raw_dtype="int32", pixel_size_um=10.0,
+            layouts={"headers": amps},
+            detectors=[Detector(id=detector_id, name=detector_name, layout="headers")],
         )
-    return Camera(
-        instrument=instrument, translator="generic", raw_format="amp_hdus", raw_dtype="int32", pixel_size_um=10.0,
-        layouts={"headers": amps},
-        detectors=[Detector(id=detector_id, name=detector_name, layout="headers")],
-    )
+    except ValidationError as exc:  # e.g. the amps do not tile the detector (an amplifier HDU is missing)
+        names = ", ".join(a.name for a in amps)
+        raise IsrInputError(f"{source}: the headers of amplifiers {names} do not describe a valid detector: "
+                            f"{summary(exc, 1)}") from None
+
+
+def _amplifier(where: str, fields: dict[str, Any]) -> Amplifier:
+    """One Amplifier; a header value the model refuses (GAIN <= 0, ...) is a MissingHeaderKeywordError."""
+    try:
+        return Amplifier(**fields)
+    except ValidationError as exc:
+        raise MissingHeaderKeywordError(f"{where}: invalid amplifier header value: {summary(exc)}") from None
 
 
 def _require(header: Mapping[str, Any], key: str, where: str) -> str:

@@ -15,7 +15,7 @@ from ..errors import IsrflowError
 
 # Modules that add commands to the group, in the order they appear in --help.
 COMMAND_MODULES = ("simulate_cmd", "isr_cmd", "registry_cmds", "run_cmds", "calib_cmds", "demo_cmd", "ops_cmds",
-                   "local_cmds")
+                   "local_cmds", "events_cmd", "redrive_cmd")
 
 
 class _Group(click.Group):

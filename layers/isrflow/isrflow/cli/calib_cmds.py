@@ -44,7 +44,7 @@ def build_input(registry, calib_type: str, where: str | None, output_run: str, *
     return payload.model_dump(mode="json", exclude_none=True)
 
 
-def build_local(repo: Path, payload: dict, workers: int | None, *, progress: bool = True):
+def build_local(repo: Path, payload: dict, workers: int | None, *, progress: bool = True, containers=None):
     """Run BuildCalibration in the embedded runtime (creating the certification collection if
     needed); returns the finished Execution."""
     from ..registry import open_repo
@@ -57,7 +57,7 @@ def build_local(repo: Path, payload: dict, workers: int | None, *, progress: boo
             registry.register_collection(certify["collection"], "CALIBRATION")
         finally:
             registry.close()
-    return run_local(repo, payload, workers, progress=progress, state_machine=STATE_MACHINE)
+    return run_local(repo, payload, workers, progress=progress, state_machine=STATE_MACHINE, containers=containers)
 
 
 def certified_visible(registry, summary: dict, collection: str) -> bool:

@@ -30,7 +30,7 @@ def register(group: click.Group) -> None:
 
 
 def _prepare(repo: Path, camera: str, detectors: list[int], science: int, seed: int, frames: dict[str, int],
-             true_calibrations: bool):
+             true_calibrations: bool, small: bool = False):
     from ..calib_import import import_calibrations
     from ..errors import CertificationConflictError
     from ..registry import create_repo, ingest, open_repo
@@ -39,7 +39,7 @@ def _prepare(repo: Path, camera: str, detectors: list[int], science: int, seed: 
 
     registry = open_repo(repo) if (repo / REPO_CONFIG).exists() else create_repo(repo)
     counts = "-".join(f"{k[0]}{v}" for k, v in frames.items())
-    sim_dir = repo / "sim" / f"{camera}-{'-'.join(map(str, detectors))}-s{seed}-{counts}"
+    sim_dir = repo / "sim" / f"{camera}-{'-'.join(map(str, detectors))}-s{seed}-{counts}{'-small' if small else ''}"
     if (sim_dir / "manifest.json").exists():
         manifest = load_manifest(sim_dir)
         click.echo(f"reusing the simulated night in {sim_dir}")
@@ -48,7 +48,7 @@ def _prepare(repo: Path, camera: str, detectors: list[int], science: int, seed: 
                    f"science {camera} exposure(s) on detectors {','.join(map(str, detectors))} ...")
         t0 = time.perf_counter()
         manifest = simulate(SimulationRequest(camera=camera, detectors=detectors, science=science, seed=seed,
-                                              out=sim_dir, **frames))
+                                              out=sim_dir, small=small, **frames))
         click.echo(f"  {len(manifest.raws)} raw files in {time.perf_counter() - t0:.1f} s")
     result = ingest(registry, [r.path for r in manifest.raws])
     click.echo(f"ingested {len(result.ingested)} raws ({len(result.existing)} already there)")
@@ -65,16 +65,39 @@ def _prepare(repo: Path, camera: str, detectors: list[int], science: int, seed: 
     return registry, manifest
 
 
+def _readable(uri: str) -> Path:
+    """A local path holding the dataset at ``uri`` (s3:// objects are fetched to a temporary file)."""
+    from ..registry import uri_to_path
+
+    if not uri.startswith("s3://"):
+        return uri_to_path(uri)
+    import atexit
+    import shutil
+    import tempfile
+
+    from ..storage import storage_for
+
+    global _SCRATCH
+    if _SCRATCH is None:
+        _SCRATCH = Path(tempfile.mkdtemp(prefix="isrflow-demo-"))
+        atexit.register(shutil.rmtree, _SCRATCH, True)
+    path = _SCRATCH / uri.rsplit("/", 1)[-1]
+    path.write_bytes(storage_for(uri).read_bytes(uri))
+    return path
+
+
+_SCRATCH: Path | None = None
+
+
 def _truth_check(calib_type: str, uri: str, manifest, detector: int) -> str:
     """How a built master compares with the simulator's truth (a short text)."""
     import numpy as np
 
     from ..exposure_io import read_defects, read_exposure
-    from ..registry import uri_to_path
 
     truth = manifest.calibrations[detector]
     if calib_type == "defects":
-        boxes, _ = read_defects(uri_to_path(uri))
+        boxes, _ = read_defects(_readable(uri))
         true_boxes, _ = read_defects(truth.defects)
         shape = read_exposure(truth.bias).image.shape
         found, real = np.zeros(shape, bool), np.zeros(shape, bool)
@@ -83,7 +106,7 @@ def _truth_check(calib_type: str, uri: str, manifest, detector: int) -> str:
         for b in true_boxes:
             real[b.slices] = True
         return f"{found[real].mean() * 100:.1f}% of the true defect pixels found, {int((found & ~real).sum())} others"
-    built = read_exposure(uri_to_path(uri))
+    built = read_exposure(_readable(uri))
     if calib_type == "flat":
         ratio = built.image / read_exposure(next(iter(truth.flat.values()))).image
         good = (built.mask == 0) & np.isfinite(ratio)
@@ -94,7 +117,8 @@ def _truth_check(calib_type: str, uri: str, manifest, detector: int) -> str:
     return f"(master - truth)/sigma: mean {chi[good].mean():.3f}, std {chi[good].std():.3f}"
 
 
-def _build_calibrations(repo: Path, registry, manifest, detectors: list[int], stamp: str, workers) -> str:
+def _build_calibrations(repo: Path, registry, manifest, detectors: list[int], stamp: str, workers,
+                        containers=None) -> str:
     """Build and certify bias, dark, flat and defects; returns the CALIBRATION collection."""
     from .calib_cmds import build_input, build_local
 
@@ -113,9 +137,10 @@ def _build_calibrations(repo: Path, registry, manifest, detectors: list[int], st
                      f"AND detector IN ({', '.join(map(str, detectors))})")
             payload = build_input(registry, calib_type, where, run, calib_collection=collection, certify=True,
                                   collection=collection)
-        click.echo(f"building {calib_type} with BuildCalibration locally ...")
+        where_run = "in the Lambda containers" if containers is not None else "locally"
+        click.echo(f"building {calib_type} with BuildCalibration {where_run} ...")
         t0 = time.perf_counter()
-        execution = build_local(repo, payload, workers)
+        execution = build_local(repo, payload, workers, containers=containers)
         if execution.status != "SUCCEEDED":
             raise click.ClickException(f"{calib_type}: {execution.error}: {execution.cause}")
         summary = execution.output
@@ -136,7 +161,6 @@ def _flat_scale(registry, manifest, calib_collection: str | None) -> float:
     import numpy as np
 
     from ..exposure_io import read_exposure
-    from ..registry import uri_to_path
 
     if calib_collection is None:
         return 1.0
@@ -144,7 +168,7 @@ def _flat_scale(registry, manifest, calib_collection: str | None) -> float:
     for ref in registry.query_datasets("flat", [calib_collection]):
         truth = manifest.calibrations.get(ref.data_id["detector"])
         if truth is not None and ref.data_id["physical_filter"] in truth.flat:
-            built = read_exposure(uri_to_path(ref.uri))
+            built = read_exposure(_readable(ref.uri))
             ratio = built.image / read_exposure(truth.flat[ref.data_id["physical_filter"]]).image
             ratios.append(float(np.median(ratio[(built.mask == 0) & np.isfinite(ratio)])))
     return float(np.median(ratios)) if ratios else 1.0
@@ -154,7 +178,6 @@ def _residuals(registry, manifest, output_run: str, scale: float = 1.0) -> dict[
     """(exposure, detector) -> (chi mean, chi std, masked %) of each output against the truth
     (the output multiplied by ``scale``, the flats' normalisation constant)."""
     from ..exposure_io import read_exposure
-    from ..registry import uri_to_path
     from ..simulate import truth_residuals
 
     truth = {(r.exposure, d): p for r in manifest.raws for d, p in r.truth.items()}
@@ -162,7 +185,7 @@ def _residuals(registry, manifest, output_run: str, scale: float = 1.0) -> dict[
     for ref in registry.query_datasets("postISRCCD", [output_run]):
         key = (ref.data_id["exposure"], ref.data_id["detector"])
         if key in truth:
-            exposure = read_exposure(uri_to_path(ref.uri))
+            exposure = read_exposure(_readable(ref.uri))
             if scale != 1.0:
                 exposure.image *= scale
                 exposure.variance *= scale * scale
@@ -182,26 +205,57 @@ def _residuals(registry, manifest, output_run: str, scale: float = 1.0) -> dict[
 @click.option("--true-calibrations", is_flag=True, help="certify the simulator's true calibrations instead of building them")
 @click.option("--workers", type=click.IntRange(1), default=None, help="processes (default: all cores)")
 @click.option("--seed", type=int, default=1, show_default=True)
-def demo_command(repo, camera, detectors, science, n_bias, n_dark, n_flat, true_calibrations, workers, seed):
+@click.option("--small", is_flag=True, help="with --camera generic: tiny frames (a quick check of the whole flow)")
+@click.option("--containers", is_flag=True,
+              help="run every function in its Lambda container (sam local start-lambda), data in moto's S3, the queue "
+                   "in moto's SQS, the registry in PostgreSQL (--registry)")
+@click.option("--registry", "registry_base", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+              show_default=True, help="with --containers: the PostgreSQL database (a new schema is made in it)")
+def demo_command(repo, camera, detectors, science, n_bias, n_dark, n_flat, true_calibrations, workers, seed,
+                 small, containers, registry_base):
     """Simulate a small night, build and certify its calibrations, run ProcessVisit locally."""
-    from .run_cmds import process_visit_input, run_local
-
     detectors = detectors or ([1, 2, 3, 4] if camera == "decam" else [0, 1, 2, 3])
     repo = repo.absolute()
     frames = {"bias": n_bias, "dark": n_dark, "flat": n_flat} if not true_calibrations else {"bias": 0, "dark": 0, "flat": 0}
-    registry, manifest = _prepare(repo, camera, detectors, science, seed, frames, true_calibrations)
-    instrument = manifest.instrument
+    registry, manifest = _prepare(repo, camera, detectors, science, seed, frames, true_calibrations, small)
     stamp = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    if not containers:
+        _calibrate_process_report(repo, registry, manifest, detectors, stamp, workers, true_calibrations, None)
+        return
+    from .demo_containers import containers_demo
+
+    with containers_demo(repo, manifest, registry_base, stamp) as (crepo, cregistry, session):
+        _calibrate_process_report(crepo, cregistry, manifest, detectors, stamp, workers, true_calibrations, session)
+        _print_container_figures(session.reports())
+
+
+def _print_container_figures(reports: list[dict]) -> None:
+    """Cold start, duration and peak memory per function, as measured inside the containers."""
+    from .demo_containers import summarize_reports
+
+    click.echo(f"{'function':>24} {'invocations':>11} {'init ms':>8} {'median ms':>10} {'max ms':>8} {'peak MiB':>9}")
+    for row in summarize_reports(reports):
+        click.echo(f"{row['function']:>24} {row['invocations']:>11} {row['init_ms']:>8.0f} {row['median_ms']:>10.0f} "
+                   f"{row['max_ms']:>8.0f} {row['peak_mb']:>9.1f}")
+
+
+def _calibrate_process_report(repo: Path, registry, manifest, detectors, stamp, workers, true_calibrations,
+                              containers) -> None:
+    """Build the calibrations (unless true ones are used), run ProcessVisit, print the residual table."""
+    from .run_cmds import process_visit_input, run_local
+
+    instrument = manifest.instrument
     calib_collection = None if true_calibrations else _build_calibrations(repo, registry, manifest, detectors, stamp,
-                                                                          workers)
+                                                                          workers, containers)
     run = f"{instrument}/runs/demo-{stamp}"
     exposures = sorted({r.exposure for r in manifest.raws_of("science")})
     where = (f"instrument = '{instrument}' AND exposure IN ({', '.join(map(str, exposures))}) "
              f"AND detector IN ({', '.join(map(str, detectors))})")
     payload = process_visit_input(registry, where, None, [], calib_collection, run, "fail", 2, 0.0, {})
-    click.echo(f"running ProcessVisit locally with {payload['calib_collection']}: {where}")
+    where_run = "in the Lambda containers" if containers is not None else "locally"
+    click.echo(f"running ProcessVisit {where_run} with {payload['calib_collection']}: {where}")
     t0 = time.perf_counter()
-    execution = run_local(repo, payload, workers)
+    execution = run_local(repo, payload, workers, containers=containers)
     wall = time.perf_counter() - t0
     records = {(r["exposure"], r["detector"]): r for r in registry.processing_records(execution.execution_arn)}
     scale = _flat_scale(registry, manifest, calib_collection)
@@ -218,6 +272,9 @@ def demo_command(repo, camera, detectors, science, n_bias, n_dark, n_flat, true_
                    f"{r['peak_memory_mb'] or 0:>9.0f} {masked:>8.3f} {mean:>9.4f} {std:>8.4f}")
     click.echo(f"execution {execution.status} in {wall:.1f} s wall: {execution.execution_arn}")
     click.echo("(image - truth)/sigma over unmasked pixels should have mean ~0 and std ~1.")
-    click.echo(f"outputs: run {run} under {repo}; try `isrflow datasets --repo {repo} --type postISRCCD`")
+    if containers is None:
+        click.echo(f"outputs: run {run} under {repo}; try `isrflow datasets --repo {repo} --type postISRCCD`")
+    else:
+        click.echo(f"outputs: run {run} in s3://{containers.stack.bucket} on moto (gone with this command)")
     if execution.status != "SUCCEEDED":
         raise click.ClickException(f"{execution.error}: {execution.cause}")

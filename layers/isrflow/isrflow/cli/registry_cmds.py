@@ -57,7 +57,8 @@ def register(group: click.Group) -> None:
         help="Registry database URL (default: sqlite:///DIR/registry.sqlite3; or postgresql://...).",
     )
     @click.option("--datastore", default=None, help="Datastore root (default: DIR; or s3://bucket/prefix).")
-    @click.option("--schema", default=None, help="PostgreSQL schema for the registry tables.")
+    @click.option("--schema", default=None,
+                  help="PostgreSQL schema for the registry tables (created if missing).")
     def repo_create(
         directory: str, registry_url: str | None, datastore: str | None, schema: str | None
     ) -> None:
@@ -220,6 +221,10 @@ def register(group: click.Group) -> None:
         t0, t1 = _parse_time(begin, "--begin"), _parse_time(end, "--end")
         if t0 is not None and t1 is not None and not t0 < t1:
             raise click.BadParameter("--begin must be before --end", param_hint="--begin")
+        if collection is not None:
+            from ..registry.ids import check_collection_name
+
+            check_collection_name(collection)  # a CollectionError line, not a pydantic traceback
         registry = open_repo(repo_dir)
         try:
             if registry.collection_type(run) != "RUN":

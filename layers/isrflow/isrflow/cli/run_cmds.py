@@ -52,12 +52,13 @@ def process_visit_input(registry, where, quanta, input_collections, calib_collec
 
 
 def run_local(repo: Path, payload: dict, workers: int | None, *, progress: bool = True, name: str | None = None,
-              state_machine: str = STATE_MACHINE):
-    """Run ProcessVisit (or ``state_machine``) in the embedded runtime; returns the finished Execution."""
+              state_machine: str = STATE_MACHINE, containers=None):
+    """Run ProcessVisit (or ``state_machine``) in the embedded runtime; returns the finished Execution.
+    ``containers``: a started ContainerSession to run the functions in their Lambda containers."""
     from ..local.runtime import LocalRuntime
     from ..storage import storage_for
 
-    with LocalRuntime(repo, processes=workers) as runtime:
+    with LocalRuntime(repo, processes=workers, containers=containers) as runtime:
         execution = runtime.run(state_machine, payload, name=name, wait=False)
         shown = ""
         while execution.status == "RUNNING":

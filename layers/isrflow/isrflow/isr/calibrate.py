@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import formats
+from ..errors import CalibrationError, CalibrationMismatchError
 from ..camera.model import Amplifier
 from ..exposure_io import Exposure
 from .assembly import assembled_view
@@ -87,3 +88,27 @@ def divide_flat(image: np.ndarray, variance: np.ndarray | None, mask: np.ndarray
             square /= response
             square /= response
             variance += square
+
+
+def check_calibration_pixels(label: str, kind: str, exposure: Exposure) -> None:
+    """Refuse a calibration image that would silently ruin the frame: a bias or dark that is more
+    than half NaN/inf, or a flat with more than half of its pixels not finite and > 0 (an all-zero
+    flat would mask every pixel)."""
+    image = exposure.image
+    if kind not in ("bias", "dark", "flat") or image.size == 0:
+        return
+    usable = np.isfinite(image) if kind != "flat" else (image > 0) & np.isfinite(image)
+    fraction = float(np.count_nonzero(usable)) / image.size
+    if fraction < 0.5:
+        what = "finite and > 0" if kind == "flat" else "finite"
+        raise CalibrationError(f"{label}: only {fraction:.1%} of the {kind}'s pixels are {what}; it is not usable")
+
+
+def check_flat_filter(label: str, header: dict, physical_filter: str) -> None:
+    """A flat whose FILTER keyword names another physical filter than the frame's is refused."""
+    flat_filter = header.get(formats.KW_FILTER)
+    if flat_filter is None or not physical_filter:
+        return
+    if str(flat_filter).strip() != str(physical_filter).strip():
+        raise CalibrationMismatchError(
+            f"{label}: is a flat for filter {str(flat_filter).strip()!r}, but the frame was taken in {physical_filter!r}")

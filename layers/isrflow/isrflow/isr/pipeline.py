@@ -33,7 +33,16 @@ from ..rawio import RawDetector
 from . import masking
 from .amp_corrections import apply_crosstalk, apply_linearity
 from .assembly import flip
-from .calibrate import amp_regions, apply_gain, divide_flat, initial_variance, subtract_bias, subtract_dark
+from .calibrate import (
+    amp_regions,
+    apply_gain,
+    check_calibration_pixels,
+    check_flat_filter,
+    divide_flat,
+    initial_variance,
+    subtract_bias,
+    subtract_dark,
+)
 from .config import IsrConfig
 from .interpolate import interpolate_rows
 from .overscan import parallel_levels, serial_levels
@@ -75,11 +84,20 @@ def _read_bytes(source: str | os.PathLike[str] | bytes, label: str) -> tuple[byt
         raise CalibrationError(f"{label or source}: cannot read calibration ({exc.strerror})") from None
 
 
-def calibration_from_bytes(kind: str, data: bytes, label: str) -> CalibrationInput:
-    """Parse one calibration (``bias``, ``dark``, ``flat`` or ``defects``) from its file bytes."""
+def calibration_from_bytes(kind: str, data: bytes, label: str, expected_sha256: str | None = None) -> CalibrationInput:
+    """Parse one calibration (``bias``, ``dark``, ``flat`` or ``defects``) from its file bytes.
+
+    With ``expected_sha256`` (the registered checksum) bytes that no longer match it raise
+    ChecksumMismatchError: a registered calibration altered on disk is never used.
+    """
     if kind not in CALIBRATION_KINDS:
         raise ConfigError(f"unknown calibration type {kind!r}")
     sha = hashlib.sha256(data).hexdigest()
+    if expected_sha256 is not None and sha != expected_sha256:
+        from ..errors import ChecksumMismatchError
+
+        raise ChecksumMismatchError(f"{label}: {kind} sha256 is {sha[:16]}..., the registry recorded "
+                                    f"{expected_sha256[:16]}... (the file changed after registration)")
     if kind == "defects":
         boxes, header = read_defects(data, label)
         return CalibrationInput(label=label, sha256=sha, defects=boxes, header=header)
@@ -220,6 +238,10 @@ def _bands(rows: int) -> list[slice]:
 def _check(label: str, item: CalibrationInput, kind: str, raw: RawDetector, shape: tuple[int, int]) -> None:
     calib_shape = item.exposure.shape if item.exposure is not None else None
     check_calibration(label, item.header, kind, raw.obs.instrument, raw.detector.id, shape, calib_shape)
+    if kind == "flat":
+        check_flat_filter(label, item.header, raw.obs.physical_filter)
+    if item.exposure is not None:
+        check_calibration_pixels(label, kind, item.exposure)
 
 
 def run_isr(raw: RawDetector, calibs: "Calibrations | PendingCalibrations | None" = None,

@@ -1,11 +1,27 @@
 """The SQS -> Lambda event source mapping, locally: batches from the local queue to a handler.
 
-Like the real mapping with ReportBatchItemFailures: receive up to ``batch_size`` messages,
-waiting up to ``window_s`` to fill a batch; invoke the handler with an SQS-shaped event;
-delete what succeeded; make the listed failures visible again after ``retry_delay_s``; if the
-handler raises, the whole batch comes back. Redeliveries beyond the queue's max receive count
-go to its dead-letter queue. ``retry_delay_s`` stands in for the visibility timeout, which is
-minutes in AWS and would only slow a laptop down.
+Like the real mapping: receive up to ``batch_size`` messages, waiting up to ``window_s``
+(MaximumBatchingWindowInSeconds) to fill a batch; invoke the handler with an SQS-shaped event;
+delete what succeeded. With ReportBatchItemFailures the listed failures stay in the queue (an
+identifier that is empty or not in the batch fails the whole batch, as on AWS); if the
+handler raises, the whole batch stays. What stays becomes visible again when its visibility
+runs out: the queue's visibility timeout (900 s for the template's registry queue), unless
+the handler changed it with ChangeMessageVisibility, as the registry writer does for the
+items it returns. Receives beyond the queue's max receive count go to its dead-letter queue.
+
+A registry outage is not a poison message: when the handler fails with
+RegistryUnavailableError (``is_outage``), the poller puts the batch back without counting that
+receive (:meth:`LocalQueue.release`) and waits before its next receive, doubling the wait from
+``outage_backoff_s`` up to ``max_outage_backoff_s`` while the outage lasts; the first batch that
+goes through resets it. An outage of any length therefore dead-letters nothing, and the backlog
+is applied within ``max_outage_backoff_s`` of the registry coming back. (On AWS each receive
+counts; what an outage longer than maxReceiveCount x 900 s dead-letters is brought back with
+``isrflow registry redrive --aws``.)
+
+``retry_delay_s`` is not AWS behaviour: a number makes the poller itself set what stays to
+visible-after-that-many-seconds (unit tests and benchmarks of the handlers use 0 to skip the
+wait); None (the default, and what the local runtime uses) leaves visibility to the queue and
+the handler, as AWS does.
 """
 
 from __future__ import annotations
@@ -40,17 +56,37 @@ def sqs_event(messages: list[ReceivedMessage], queue_arn: str) -> dict[str, Any]
     }
 
 
+def is_registry_outage(exc: BaseException) -> bool:
+    """Whether a failed invocation failed because the registry could not be reached (the writer
+    raised RegistryUnavailableError, in process or as a Lambda error name)."""
+    name = "RegistryUnavailableError"
+    return type(exc).__name__ == name or getattr(exc, "error", None) == name
+
+
 class QueuePoller:
-    def __init__(self, queue: LocalQueue, invoke: Callable[[dict], Any], *, batch_size: int = 1000,
-                 window_s: float = 0.2, retry_delay_s: float = 1.0, queue_arn: str = "arn:aws:sqs:local:000000000000:registry",
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+    """Feeds ``queue`` to ``invoke(event)`` in batches (see the module docstring). Defaults are the
+    mapping's AWS defaults (BatchSize 10, no batching window); ``window_s`` in seconds of ``clock``."""
+
+    def __init__(self, queue: LocalQueue, invoke: Callable[[dict], Any], *, batch_size: int = 10,
+                 window_s: float = 0.0, retry_delay_s: float | None = None,
+                 queue_arn: str = "arn:aws:sqs:local:000000000000:registry",
+                 report_batch_item_failures: bool = True,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 outage_backoff_s: float = 1.0, max_outage_backoff_s: float = 60.0,
+                 is_outage: Callable[[BaseException], bool] = is_registry_outage):
         self.queue, self.invoke = queue, invoke
         self.batch_size, self.window_s, self.retry_delay_s = batch_size, window_s, retry_delay_s
+        self.report_batch_item_failures = report_batch_item_failures
         self.queue_arn, self.sleep, self.clock = queue_arn, sleep, clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.batches = 0
         self.errors: list[str] = []
+        self.outage_backoff_s, self.max_outage_backoff_s = outage_backoff_s, max_outage_backoff_s
+        self.is_outage = is_outage
+        #: seconds to wait before the next receive (0 unless the registry is unavailable)
+        self.backoff_s = 0.0
+        self.outage_batches = 0
 
     def _collect(self) -> list[ReceivedMessage]:
         batch = self.queue.receive(self.batch_size)
@@ -67,6 +103,8 @@ class QueuePoller:
 
     def poll_once(self) -> int:
         """Deliver one batch; returns how many messages were delivered (0 = queue empty)."""
+        if self.backoff_s > 0:
+            self._pause(self.backoff_s)
         batch = self._collect()
         if not batch:
             return 0
@@ -75,14 +113,50 @@ class QueuePoller:
             response = self.invoke(sqs_event(batch, self.queue_arn)) or {}
         except Exception as exc:  # the whole batch is redelivered
             self.errors.append(f"{type(exc).__name__}: {exc}")
-            self.queue.change_visibility([m.receipt for m in batch], self.retry_delay_s)
+            if self.is_outage(exc):  # not the messages' fault: this receive does not count
+                self.outage_batches += 1
+                self.queue.release([m.receipt for m in batch])
+                self.backoff_s = min(self.max_outage_backoff_s, max(self.outage_backoff_s, 2 * self.backoff_s))
+                return len(batch)
+            self._keep(batch)
             return len(batch)
-        failed = {f.get("itemIdentifier") for f in response.get("batchItemFailures", [])}
+        self.backoff_s = 0.0
+        failed = self._failed_ids(batch, response)
+        if failed is None:  # a malformed partial-batch response fails the whole batch
+            self._keep(batch)
+            return len(batch)
         self.queue.delete([m.receipt for m in batch if m.message_id not in failed])
-        retry = [m.receipt for m in batch if m.message_id in failed]
-        if retry:
-            self.queue.change_visibility(retry, self.retry_delay_s)
+        self._keep([m for m in batch if m.message_id in failed])
         return len(batch)
+
+    def _failed_ids(self, batch: list[ReceivedMessage], response: Any) -> set[str] | None:
+        """The message ids the handler reported as failed; None = the whole batch failed."""
+        if not self.report_batch_item_failures or not isinstance(response, dict):
+            return set()
+        entries = response.get("batchItemFailures") or []
+        ids = {m.message_id for m in batch}
+        failed = set()
+        for entry in entries:
+            item = entry.get("itemIdentifier") if isinstance(entry, dict) else None
+            if not item or item not in ids:
+                self.errors.append(f"batchItemFailures names {item!r}, not a message of the batch: "
+                                   f"the whole batch failed")
+                return None
+            failed.add(item)
+        return failed
+
+    def _keep(self, messages: list[ReceivedMessage]) -> None:
+        """Leave messages in the queue: visible again when their visibility runs out (or, with
+        ``retry_delay_s``, after that many seconds)."""
+        if messages and self.retry_delay_s is not None:
+            self.queue.change_visibility([m.receipt for m in messages], self.retry_delay_s)
+
+    def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` (the injected ``sleep``; a real wait ends early on :meth:`stop`)."""
+        if self.sleep is time.sleep:
+            self._stop.wait(seconds)
+        else:
+            self.sleep(seconds)
 
     def drain(self, max_batches: int = 1000) -> int:
         """Deliver batches until the queue has nothing visible (tests and one-shot CLI use)."""

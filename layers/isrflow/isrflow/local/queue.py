@@ -2,7 +2,9 @@
 
 Batch send and receive, a visibility timeout, a receive count per message and a dead-letter
 queue after ``max_receive_count`` receives, like SQS standard queues (at-least-once; no
-ordering promise). A send returns only after the transaction is committed, so an
+ordering promise to callers). Receives take messages in the order they became visible, so a
+message returned for retry goes behind the backlog that was already waiting (a child whose
+parent is later in a shuffled backlog is retried after that parent, not before it). A send returns only after the transaction is committed, so an
 acknowledged message survives a crash of the process. Any number of processes may use the
 same file; SQLite's write lock serialises receives, so one message is never in flight twice.
 
@@ -35,6 +37,10 @@ CREATE INDEX IF NOT EXISTS message_receipt ON message (receipt);
 """
 
 
+#: SQS's largest visibility timeout (s).
+MAX_VISIBILITY_S = 43_200
+
+
 @dataclass(frozen=True)
 class ReceivedMessage:
     message_id: str
@@ -45,10 +51,15 @@ class ReceivedMessage:
 
 
 class LocalQueue:
-    """One named queue in a SQLite file; ``dead_letter`` names the queue that takes poison messages."""
+    """One named queue in a SQLite file; ``dead_letter`` names the queue that takes poison messages.
+
+    ``visibility_timeout`` (s): how long a received message stays hidden unless it is deleted or
+    its visibility is changed. ``max_receive_count``: receives before a message moves to the
+    dead-letter queue (None: never, as a queue without a redrive policy).
+    """
 
     def __init__(self, path: str | Path, name: str = "registry", *, visibility_timeout: float = 30.0,
-                 max_receive_count: int = 5, dead_letter: str | None = None,
+                 max_receive_count: int | None = 5, dead_letter: str | None = None,
                  clock: Callable[[], float] = time.time):
         self.path = Path(path)
         self.name = name
@@ -116,11 +127,12 @@ class LocalQueue:
         try:
             rows = conn.execute(
                 "SELECT seq, message_id, body, receive_count, sent FROM message "
-                "WHERE queue = ? AND visible_at <= ? ORDER BY seq LIMIT ?",
+                "WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq LIMIT ?",
                 (self.name, now, max_messages),
             ).fetchall()
             out: list[ReceivedMessage] = []
-            dead = [r[0] for r in rows if r[3] >= self.max_receive_count]
+            limit = self.max_receive_count
+            dead = [r[0] for r in rows if limit is not None and r[3] >= limit]
             if dead:
                 conn.executemany("UPDATE message SET queue = ?, receipt = NULL, visible_at = ? WHERE seq = ?",
                                  [(self.dead_letter, now, seq) for seq in dead])
@@ -161,11 +173,76 @@ class LocalQueue:
             raise
         return n
 
-    def change_visibility(self, receipts: Iterable[str], timeout: float) -> None:
-        """Make received messages visible again after ``timeout`` seconds (0 = now)."""
+    def change_visibility(self, receipts: Iterable[str], timeout: float) -> list[str]:
+        """Make received messages visible again ``timeout`` seconds from now (0 = now), like SQS
+        ChangeMessageVisibility; returns the receipts that changed nothing (see below)."""
+        return self.change_visibility_batch([(r, timeout) for r in receipts])
+
+    def change_visibility_batch(self, changes: Iterable[tuple[str, float]]) -> list[str]:
+        """ChangeMessageVisibilityBatch: each ``(receipt, seconds)`` makes that message visible
+        again ``seconds`` from now (0 <= seconds <= 43,200, SQS's bounds; ValueError otherwise).
+
+        As on SQS, only a message in flight under that receipt changes: a stale receipt (the
+        message was received again since), a deleted or dead-lettered message, or one already
+        visible again, is returned in the list of receipts that changed nothing.
+        """
+        changes = list(changes)
+        for receipt, seconds in changes:
+            if not 0 <= seconds <= MAX_VISIBILITY_S:
+                raise ValueError(f"visibility timeout {seconds!r} s for {receipt!r} is outside [0, {MAX_VISIBILITY_S}]")
         now = self.clock()
         conn = self._connect()
-        conn.executemany("UPDATE message SET visible_at = ? WHERE receipt = ?", [(now + timeout, r) for r in receipts])
+        stale = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for receipt, seconds in changes:
+                n = conn.execute("UPDATE message SET visible_at = ? WHERE receipt = ? AND queue = ? AND visible_at > ?",
+                                 (now + seconds, receipt, self.name, now)).rowcount
+                if n == 0:
+                    stale.append(receipt)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return stale
+
+    def release(self, receipts: Iterable[str]) -> int:
+        """Put received messages back as if they had not been received: visible now, their
+        receive count decremented (not SQS behaviour; the local event source uses it when the
+        handler could not run because the registry is unavailable, so an outage of any length
+        never moves a message towards the dead-letter queue). Returns how many changed."""
+        receipts = list(receipts)
+        now = self.clock()
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            n = 0
+            for receipt in receipts:
+                n += conn.execute(
+                    "UPDATE message SET visible_at = ?, receipt = NULL, receive_count = MAX(receive_count - 1, 0) "
+                    "WHERE receipt = ? AND queue = ?", (now, receipt, self.name)).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return n
+
+    def redrive(self, limit: int | None = None) -> int:
+        """Move dead-lettered messages back to this queue (oldest first), visible now with a
+        receive count of 0, like SQS's dead-letter queue redrive; returns how many moved."""
+        now = self.clock()
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            n = conn.execute(
+                "UPDATE message SET queue = ?, visible_at = ?, receive_count = 0, receipt = NULL WHERE seq IN "
+                "(SELECT seq FROM message WHERE queue = ? ORDER BY seq LIMIT ?)",
+                (self.name, now, self.dead_letter, -1 if limit is None else int(limit))).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return n
 
     # --- inspection ------------------------------------------------------------------------
 

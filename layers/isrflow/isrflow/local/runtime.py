@@ -5,13 +5,14 @@ the registry queue -> the writer's batch settings; the state machines' substitut
 local runtime and AWS cannot drift. Behind the integrations sit local services:
 
 - Lambda: the real handlers in a process pool using all cores (:mod:`.lambdas`);
-- S3: the repository's ``file://`` datastore; the data bucket's name maps to its root;
+- S3: the repository's ``file://`` datastore; the data bucket's name maps to its root (the
+  Distributed Maps' ItemReader reads and ResultWriter writes objects there);
 - SQS: the durable SQLite queue (:mod:`.queue`) feeding the registry writer in batches like
   the event source mapping (:mod:`.event_source`);
 - the registry: the repository's SQLite (or PostgreSQL) database;
 - Step Functions: the project's ASL interpreter (:mod:`.asl`);
 - ECS (``ecs:runTask.sync``): the template's Fargate tasks as subprocesses whose exit code is
-  the container's (:mod:`.tasks`).
+  the container's; a non-zero exit fails the state with ``States.TaskFailed`` (:mod:`.tasks`).
 """
 
 from __future__ import annotations
@@ -31,15 +32,12 @@ from .lambdas import LambdaError, LambdaPool, LocalFunction, invoke_here
 from .queue import LocalQueue
 from .records import ExecutionRecorder, InvocationRecord
 from .tasks import LocalTasks
+from .throttle import ConcurrencyGate, LambdaThrottled
 from .template import LocalApp, load_app
 
 #: The project root (template.yaml, functions/, statemachines/).
 PROJECT_ROOT = Path(__file__).resolve().parents[4]
 QUEUE_FILE = "queue.sqlite3"
-#: Locally a failed writer item is retried after this many seconds, not the queue's visibility timeout.
-LOCAL_RETRY_DELAY_S = 0.5
-#: Locally the writer's batching window is capped (AWS: seconds; a laptop should not wait).
-LOCAL_MAX_WINDOW_S = 0.2
 
 
 class _PoolIntegrations(LocalIntegrations):
@@ -51,21 +49,40 @@ class _PoolIntegrations(LocalIntegrations):
 
     def call_handler(self, name: str, event: Any, task, request_id: str) -> Any:
         fn = self.runtime.functions[name]
+        gate = getattr(self.runtime, "throttles", None) or _NO_GATE  # benchmarks pass a bare runtime
         try:
-            recorder = getattr(self.runtime, "invocation_recorder", None)  # benchmarks pass a bare runtime
+            recorder = getattr(self.runtime, "invocation_recorder", None)
             on_done = recorder(name, task.execution_arn) if recorder is not None else None
-            return self.runtime.pool.invoke(fn, event, on_done=on_done)
+            with gate.slot(name):
+                return self.runtime.pool.invoke(fn, event, on_done=on_done)
+        except LambdaThrottled as exc:  # refused by the "Lambda service": the handler never ran
+            raise TaskFailure(exc.error, exc.cause) from None
         except LambdaError as exc:
             raise TaskFailure(exc.error, json.dumps({"errorMessage": exc.message, "errorType": exc.error,
                                                      "requestId": request_id, "stackTrace": exc.trace})) from None
 
 
+_NO_GATE = ConcurrencyGate()
+
+
 class LocalRuntime:
-    """Run the template's state machines against a repository directory."""
+    """Run the template's state machines against a repository directory.
+
+    ``clock`` (the interpreter's: Wait states, retry back-offs) and ``seed`` (its random numbers:
+    JitterStrategy FULL, States.UUID) make runs deterministic in tests. The registry queue and
+    its event source mapping behave as the template declares them (visibility timeout, max
+    receive count, batch size, batching window); ``throttles`` enforces each function's
+    ReservedConcurrentExecutions and takes injected throttles (:mod:`.throttle`).
+    """
 
     def __init__(self, repo: str | Path, *, processes: int | None = None, template: str | Path | None = None,
-                 clock=None, parameters: dict[str, str] | None = None):
+                 clock=None, parameters: dict[str, str] | None = None, seed: int | None = None,
+                 containers: Any = None):
+        """``containers``: a :class:`~isrflow.local.containers.session.ContainerSession` to run every
+        function in its Lambda container (``sam local start-lambda``) with the registry queue on
+        SQS (moto server) instead of the process pool and the local queue."""
         self.repo = Path(repo).absolute()
+        self.containers = containers
         config = read_repo_config(self.repo)
         self.registry_url = config.registry_url(self.repo)
         self.datastore_root = storage_root(config.datastore_root(self.repo))
@@ -73,10 +90,15 @@ class LocalRuntime:
         self.recorder = ExecutionRecorder(self.repo)
         queue_spec = self.app.queues[self._writer_mapping().queue]
         dlq = queue_spec.dead_letter_target or f"{queue_spec.name}-dlq"
-        self.queue = LocalQueue(self.repo / QUEUE_FILE, queue_spec.name, visibility_timeout=queue_spec.visibility_timeout_s,
-                                max_receive_count=queue_spec.max_receive_count or 5, dead_letter=dlq)
-        env = {ENV_DATASTORE_ROOT: self.datastore_root, ENV_REGISTRY_QUEUE_URL: self.queue.url,
-               ENV_REGISTRY_URL: self.registry_url, ENV_REGISTRY_SECRET_ARN: ""}
+        if containers is None:
+            self.queue = LocalQueue(self.repo / QUEUE_FILE, queue_spec.name,
+                                    visibility_timeout=queue_spec.visibility_timeout_s,
+                                    max_receive_count=queue_spec.max_receive_count, dead_letter=dlq)
+            env = {ENV_DATASTORE_ROOT: self.datastore_root, ENV_REGISTRY_QUEUE_URL: self.queue.url,
+                   ENV_REGISTRY_URL: self.registry_url, ENV_REGISTRY_SECRET_ARN: ""}
+        else:
+            self.queue = None
+            env = containers.function_env()
         self.functions: dict[str, LocalFunction] = {}
         for spec in self.app.functions.values():
             environment = {k: v for k, v in spec.environment.items()} | env
@@ -84,17 +106,24 @@ class LocalRuntime:
                 name=spec.name, handler_file=str(spec.handler_file), handler_attr=spec.handler_attribute,
                 environment=environment, timeout_s=float(spec.timeout_s), memory_mb=spec.memory_mb)
         self.bucket_names = {b.name for b in self.app.buckets.values()}
-        self.pool = LambdaPool(processes)
+        self.throttles = ConcurrencyGate({spec.name: spec.reserved_concurrency for spec in self.app.functions.values()})
+        self.pool = LambdaPool(processes) if containers is None else containers.lambdas(self.app)
         integrations = _PoolIntegrations(self)
         self.tasks = LocalTasks(self.app, env, self.repo / "logs" / "tasks")
         integrations.register_service(ECS_RUN_TASK_SYNC, self.tasks.run_task_sync)
-        self.interpreter = Interpreter(integrations, item_reader=self._read_object, clock=clock)
+        self.interpreter = Interpreter(integrations, item_reader=self._read_object,
+                                       result_writer=self._write_object, clock=clock, seed=seed)
         mapping = self._writer_mapping()
         writer = self.functions[self.app.functions[mapping.function].name]
-        self.poller = QueuePoller(self.queue, lambda event: _invoke_in_process(writer, event),
-                                  batch_size=mapping.batch_size,
-                                  window_s=min(float(mapping.batching_window_s), LOCAL_MAX_WINDOW_S),
-                                  retry_delay_s=LOCAL_RETRY_DELAY_S, queue_arn=queue_spec.arn)
+        # As on AWS: items the writer returns come back when it says (ChangeMessageVisibility) or
+        # after the queue's visibility timeout; no local shortcut (retry_delay_s=None).
+        if containers is None:
+            self.poller = QueuePoller(self.queue, lambda event: _invoke_in_process(writer, event),
+                                      batch_size=mapping.batch_size, window_s=float(mapping.batching_window_s),
+                                      retry_delay_s=None, queue_arn=queue_spec.arn,
+                                      report_batch_item_failures=mapping.report_batch_item_failures)
+        else:
+            self.poller = containers.event_source(lambda event: self.pool.invoke(writer, event), mapping)
         self.machines = {sm.name: StateMachine.from_json(sm.definition_text(), sm.name, arn=sm.arn)
                          for sm in self.app.state_machines.values()}
         self._started = False
@@ -114,6 +143,13 @@ class LocalRuntime:
             return storage_for(uri).read_bytes(uri)
         except ObjectNotFoundError:
             raise TaskFailure("S3.NoSuchKey", json.dumps({"errorMessage": f"{uri} does not exist"})) from None
+
+    def _write_object(self, bucket: str, key: str, body: bytes) -> None:
+        """The ResultWriter's s3:putObject: into the repository's datastore, like ``_read_object``."""
+        if bucket not in self.bucket_names:
+            raise TaskFailure("S3.NoSuchBucket", json.dumps({"errorMessage": f"no local bucket {bucket!r}"}))
+        uri = f"{self.datastore_root.rstrip('/')}/{key}"
+        storage_for(uri).write_bytes(uri, body)
 
     def machine(self, name_or_arn: str) -> StateMachine:
         for key, machine in self.machines.items():

@@ -6,9 +6,17 @@ A Fargate task of the template (``AWS::ECS::TaskDefinition``) runs its container
 image's task root (``/var/task/``) are the directory of the image's Dockerfile (the task
 definition's ``Metadata.Dockerfile``). The environment is the container's, then the local
 services' (datastore, queue, registry), then the ``ContainerOverrides`` ones. The process's
-exit code is the container's, and the result is shaped like the task ``.sync`` returns (the
-DescribeTasks task, PascalCase keys): ``Containers[0].ExitCode``, ``LastStatus``,
-``StopCode``, ``StoppedReason``, ...
+exit code is the container's essential container's.
+
+As the ``.sync`` integration does on AWS:
+
+- exit code 0: the Task's result is the described task (DescribeTasks, PascalCase keys):
+  ``Containers[0].ExitCode``, ``LastStatus``, ``StopCode``, ``StoppedReason``, ...;
+- a non-zero exit code FAILS the Task with ``States.TaskFailed``, whose ``Cause`` is that
+  described task as JSON text (so a Choice on ``$.Containers[0].ExitCode`` after the state only
+  ever sees 0: read the code from the Cause with ``States.StringToJson``);
+- the state's ``TimeoutSeconds`` elapsing stops the task (``StopCode`` UserInitiated) and fails
+  the Task with ``States.Timeout``.
 
 As on AWS, a RunTask whose ``Overrides`` exceed 8192 characters is refused
 (``ECS.InvalidParameterException``), as are launch types other than FARGATE. Output goes to
@@ -23,6 +31,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +48,23 @@ def _invalid(message: str) -> TaskFailure:
     return TaskFailure("ECS.InvalidParameterException", json.dumps({"errorMessage": message}))
 
 
+def wait_for_exit(proc: subprocess.Popen, timeout_s: float | None) -> int:
+    """The process's exit code; ``subprocess.TimeoutExpired`` after ``timeout_s`` seconds."""
+    return proc.wait(timeout=timeout_s)
+
+
+def task_failed(task: dict) -> TaskFailure:
+    """``States.TaskFailed`` with the described task as its JSON Cause (a non-zero exit)."""
+    return TaskFailure("States.TaskFailed", json.dumps(task, separators=(",", ":")))
+
+
 class LocalTasks:
     """Runs the template's Fargate tasks as subprocesses (``run_task_sync`` is the integration)."""
 
-    def __init__(self, app: LocalApp, environment: dict[str, str], log_dir: Path, python: str = sys.executable):
+    def __init__(self, app: LocalApp, environment: dict[str, str], log_dir: Path, python: str = sys.executable,
+                 wait: Callable[[subprocess.Popen, float | None], int] = wait_for_exit):
         self.app, self.environment, self.log_dir, self.python = app, environment, Path(log_dir), python
+        self.wait = wait  # tests inject one that times out at once instead of waiting in real time
 
     def task_definition(self, ref: str) -> LocalTaskDefinition:
         for td in self.app.task_definitions.values():
@@ -58,6 +79,8 @@ class LocalTasks:
         for i, word in enumerate(words):
             if i == 0 and Path(word).name.startswith("python"):
                 argv.append(self.python)
+            elif word.startswith(TASK_ROOT) and word[len(TASK_ROOT):] in td.task_root_files:
+                argv.append(str(td.task_root_files[word[len(TASK_ROOT):]]))
             elif word.startswith(TASK_ROOT) and base is not None:
                 argv.append(str(base / word[len(TASK_ROOT):]))
             else:
@@ -93,15 +116,17 @@ class LocalTasks:
         with open(log, "wb") as out:
             proc = subprocess.Popen(self._argv(td, words), env=env, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL)
+            timed_out = False
             try:
-                code = proc.wait(timeout=timeout)
+                code = self.wait(proc, timeout)
                 stop_code, reason = "EssentialContainerExited", "Essential container in task exited"
             except subprocess.TimeoutExpired:  # the state's TimeoutSeconds: AWS stops the task
                 proc.kill()
                 code = proc.wait()
+                timed_out = True
                 stop_code, reason = "UserInitiated", "Task stopped by Step Functions (state timed out)"
         stopped = int(time.time() * 1000)
-        return {
+        task = {
             "Attachments": [], "AvailabilityZone": _REGION,
             "ClusterArn": f"arn:aws:ecs:{_REGION}:{_ACCOUNT}:cluster/{cluster}",
             "Containers": [{"ContainerArn": f"arn:aws:ecs:{_REGION}:{_ACCOUNT}:container/{cluster}/{task_id}/{container.name}",
@@ -113,3 +138,9 @@ class LocalTasks:
             "StopCode": stop_code, "StoppedReason": reason, "TaskArn": task_arn,
             "TaskDefinitionArn": td.arn, "Version": 3,
         }
+        if timed_out:
+            raise TaskFailure("States.Timeout", f"The task ran longer than the state's TimeoutSeconds ({timeout} s) "
+                                                f"and was stopped: {task_arn}")
+        if code != 0:
+            raise task_failed(task)
+        return task

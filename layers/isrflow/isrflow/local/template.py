@@ -73,6 +73,7 @@ __all__ = [
     "Whole",
     "default_resolver",
     "dockerfile_cmd",
+    "dockerfile_task_root_files",
     "load_app",
     "load_template",
     "substitute_definition",
@@ -669,6 +670,8 @@ class LocalFunction(_Model):
     architectures: list[str] = ["x86_64"]
     memory_mb: int = DEFAULT_MEMORY_MB
     timeout_s: int = DEFAULT_TIMEOUT_S
+    reserved_concurrency: int | None = None
+    """ReservedConcurrentExecutions (None: unreserved); the local runtime enforces it."""
     environment: dict[str, str] = {}
     layers: list[str] = []
     """Logical ids of the template's layers, in order."""
@@ -756,7 +759,7 @@ class LocalContainer(_Model):
 class LocalTaskDefinition(_Model):
     """An ECS task definition (``AWS::ECS::TaskDefinition``) as the local runtime runs it: its
     containers' entry points and environment, and (``Metadata.Dockerfile``) where its image is
-    built from, so that ``/var/task/...`` paths map to that directory."""
+    built from, so that ``/var/task/...`` paths map to the files its stage copies there."""
 
     logical_id: str
     arn: str
@@ -766,6 +769,8 @@ class LocalTaskDefinition(_Model):
     containers: list[LocalContainer] = []
     dockerfile: Path | None = None
     docker_context: Path | None = None
+    task_root_files: dict[str, Path] = {}
+    """Name in the task root (/var/task) -> its source file (from the Dockerfile stage's COPYs)."""
 
 
 class LocalBucket(_Model):
@@ -828,8 +833,8 @@ def substitute_definition(text: str, substitutions: Mapping[str, str], *, where:
     return result
 
 
-def dockerfile_cmd(dockerfile: Path) -> list[str]:
-    """The last ``CMD`` of a Dockerfile (exec form ``["a", "b"]`` or shell form) as a list."""
+def _dockerfile_lines(dockerfile: Path) -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
     try:
         text = dockerfile.read_text(encoding="utf-8")
     except OSError as exc:
@@ -846,8 +851,37 @@ def dockerfile_cmd(dockerfile: Path) -> list[str]:
         current = ""
     if current:
         logical_lines.append(current)
+    return logical_lines
+
+
+def _stage_chain(dockerfile: Path, target: str | None) -> list[str]:
+    """The instructions that make ``target`` (the last stage when None), parent stages first."""
+    stages: list[tuple[str | None, str, list[str]]] = []
+    for line in _dockerfile_lines(dockerfile):
+        keyword, _, rest = line.partition(" ")
+        if keyword.upper() == "FROM":
+            words = rest.split()
+            name = words[2].lower() if len(words) >= 3 and words[1].upper() == "AS" else None
+            stages.append((name, words[0].lower() if words else "", []))
+        elif stages:
+            stages[-1][2].append(line)
+    if not stages:
+        raise TemplateError(f"{dockerfile}: no FROM")
+    by_name = {name: (base, lines) for name, base, lines in stages if name}
+    if target is not None and target.lower() not in by_name:
+        raise TemplateError(f"{dockerfile}: no stage named {target!r}")
+    base, lines = by_name[target.lower()] if target is not None else stages[-1][1:]
+    chain = [lines]
+    while base in by_name:
+        base, parent = by_name[base]
+        chain.insert(0, parent)
+    return [line for lines in chain for line in lines]
+
+
+def dockerfile_cmd(dockerfile: Path, target: str | None = None) -> list[str]:
+    """The last ``CMD`` (exec form ``["a", "b"]`` or shell form) of a stage, as a list."""
     cmd: list[str] | None = None
-    for line in logical_lines:
+    for line in _stage_chain(dockerfile, target):
         keyword, _, rest = line.partition(" ")
         if keyword.upper() != "CMD":
             continue
@@ -862,6 +896,24 @@ def dockerfile_cmd(dockerfile: Path) -> list[str]:
     if not cmd:
         raise TemplateError(f"{dockerfile}: no CMD")
     return cmd
+
+
+def dockerfile_task_root_files(dockerfile: Path, context: Path, target: str | None = None) -> dict[str, Path]:
+    """Files a stage COPYs into the task root (``${LAMBDA_TASK_ROOT}/`` or ``/var/task/``): name -> source."""
+    files: dict[str, Path] = {}
+    for line in _stage_chain(dockerfile, target):
+        keyword, _, rest = line.partition(" ")
+        words = [w for w in shlex.split(rest) if not w.startswith("--")]
+        if keyword.upper() not in ("COPY", "ADD") or len(words) < 2 or "--from" in rest:
+            continue
+        dest = words[-1]
+        if dest.rstrip("/") not in ("${LAMBDA_TASK_ROOT}", "$LAMBDA_TASK_ROOT", "/var/task"):
+            continue
+        for src in words[:-1]:
+            path = (context / src).resolve()
+            if path.is_file():
+                files[path.name] = path
+    return files
 
 
 def _target_logical_id(node: Any, resources: Mapping[str, Any]) -> str | None:
@@ -994,9 +1046,13 @@ def load_app(
                 root, meta.get("DockerContext", "."), f"Resources.{lid}.Metadata.DockerContext"
             )
             dockerfile = (docker_context / meta["Dockerfile"]).resolve()
-            code_dir = dockerfile.parent
+            target = meta.get("DockerBuildTarget")
             command = (ev.eval_value(props.get("ImageConfig"), f"{where}.ImageConfig") or {}).get("Command")
-            handler = (command or dockerfile_cmd(dockerfile))[0]
+            handler = (command or dockerfile_cmd(dockerfile, target))[0]
+            # The handler's source: the file the stage copies into the task root as <module>.py.
+            module_file = handler.rsplit(".", 1)[0].replace(".", "/") + ".py"
+            copied = dockerfile_task_root_files(dockerfile, docker_context, target)
+            code_dir = copied[module_file].parent if module_file in copied else dockerfile.parent
             runtime = None
         elif package_type == "Zip":
             code_dir = _local_path(
@@ -1046,6 +1102,8 @@ def load_app(
                 ev.eval_value(props.get("MemorySize"), f"{where}.MemorySize"), where, DEFAULT_MEMORY_MB
             ),
             timeout_s=_int(ev.eval_value(props.get("Timeout"), f"{where}.Timeout"), where, DEFAULT_TIMEOUT_S),
+            reserved_concurrency=_int(ev.eval_value(props.get("ReservedConcurrentExecutions"),
+                                                    f"{where}.ReservedConcurrentExecutions"), where, None),
             environment=environment,
             layers=layer_ids,
             layer_dirs=layer_dirs,
@@ -1125,9 +1183,11 @@ def load_app(
                 command=[str(a) for a in ev.eval_value(raw.get("Command"), f"{cwhere}.Command") or []],
                 environment=env))
         dockerfile = context = None
+        task_root_files: dict[str, Path] = {}
         if "Dockerfile" in meta:
             context = _local_path(root, meta.get("DockerContext", "."), f"Resources.{lid}.Metadata.DockerContext")
             dockerfile = (context / meta["Dockerfile"]).resolve()
+            task_root_files = dockerfile_task_root_files(dockerfile, context, meta.get("DockerBuildTarget"))
         family = ev.eval_value(props.get("Family"), f"{where}.Family")
         task_definitions[lid] = LocalTaskDefinition(
             logical_id=lid, arn=_as_string(ev.eval_value({"Ref": lid}, f"{where}.Arn"), where),
@@ -1135,7 +1195,7 @@ def load_app(
             cpu=None if props.get("Cpu") is None else _as_string(ev.eval_value(props["Cpu"], f"{where}.Cpu"), where),
             memory=None if props.get("Memory") is None else _as_string(ev.eval_value(props["Memory"], f"{where}.Memory"),
                                                                           where),
-            containers=containers, dockerfile=dockerfile, docker_context=context)
+            containers=containers, dockerfile=dockerfile, docker_context=context, task_root_files=task_root_files)
 
     buckets = {
         lid: LocalBucket(

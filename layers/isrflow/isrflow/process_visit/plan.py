@@ -57,6 +57,12 @@ def make_clusters(quanta: list[Quantum], size: int) -> list[Cluster]:
     return clusters
 
 
+def _with_unique_output(q: Quantum, execution_id: str) -> Quantum:
+    """The quantum writing its output to this execution's own file (see layout.unique_output_uri)."""
+    output = q.output.model_copy(update={"uri": layout.unique_output_uri(q.output.uri, execution_id)})
+    return q.model_copy(update={"output": output})
+
+
 def plan_visit(event: PlanEvent, registry, datastore_root: str) -> PlanResult:
     """Plan an execution; quanta missing a calibration are recorded as failed right away."""
     spec = event.input
@@ -75,7 +81,7 @@ def plan_visit(event: PlanEvent, registry, datastore_root: str) -> PlanResult:
     key = layout.execution_key(event.execution_id)
     results = layout.results_prefix(datastore_root, key)
     storage = storage_for(datastore_root)
-    ready = [q for q in plan.quanta if not q.missing_calibs]
+    ready = [_with_unique_output(q, event.execution_id) for q in plan.quanta if not q.missing_calibs]
     for q in plan.quanta:
         if q.missing_calibs:
             failed = QuantumResult(instrument=q.instrument, exposure=q.exposure, detector=q.detector, status="failed",

@@ -5,9 +5,18 @@ from __future__ import annotations
 import json
 
 from ..errors import IsrflowError
-from ..messages import (Cluster, ExecutionCompleteMessage, ProcessingRecordMessage, QuantumResult, RecordFailureEvent,
-                        SummarizeEvent, VisitSummary)
+from ..messages import (
+    Cluster,
+    ExecutionCompleteMessage,
+    ProcessingRecordMessage,
+    QuantumResult,
+    RecordFailureEvent,
+    SummarizeEvent,
+    VisitSummary,
+)
 from ..queues import QueueSender
+from ..registry.limits import storable_text  # an error text with a NUL would make its record poison
+from ..registry.redelivery import SUMMARIZE_WAIT_S
 from ..storage import ObjectNotFoundError, storage_for
 from . import layout
 from .worker import message_id
@@ -15,14 +24,47 @@ from .worker import message_id
 MAX_FAILURES_LISTED = 50
 
 
+#: How Step Functions names a lambda:invoke the Lambda service refused for concurrency (a throttle).
+THROTTLE_ERRORS = frozenset({"Lambda.TooManyRequestsException", "TooManyRequestsException"})
+
+
 class TooManyFailuresError(IsrflowError):
     """More quanta failed than the execution tolerates (max_failure_fraction)."""
 
 
+class RegistryRejectedError(IsrflowError):
+    """The registry writer rejected messages of this execution (e.g. its outputs conflict with
+    datasets another execution registered first in the same output run): what the execution
+    produced is not (all) registered, so it must not report success."""
+
+
+def _rejected_error(registry, execution_id: str, count: int) -> RegistryRejectedError:
+    reasons = [r.reason for r in registry.rejects(execution_id)[:5]]
+    listed = "; ".join(reasons) if reasons else "no reasons recorded"
+    return RegistryRejectedError(
+        f"execution {execution_id}: the registry rejected {count} of its messages, so its outputs are not all "
+        f"registered (another execution writing into the same output run?): {listed}"[:4000])
+
+
+class WorkerThrottledError(IsrflowError):
+    """The worker was throttled (never ran) past the state machine's retry budget. Its quanta
+    were not attempted, so they are not recorded as failed: the map item fails with this error."""
+
+
 def record_failure(event: RecordFailureEvent) -> dict:
-    """Mark every quantum of the cluster that has no successful result as failed with the worker's error."""
+    """Mark every quantum of the cluster that has no successful result as failed with the worker's error.
+
+    A throttle is not a failure of the quanta: for ``Lambda.TooManyRequestsException`` nothing is
+    written and :class:`WorkerThrottledError` is raised, which fails the map item (and so the
+    execution) with that name instead of recording FAILED detectors."""
     store = storage_for(event.results_prefix)
     error = str(event.error.get("Error", "WorkerFailed"))
+    if error in THROTTLE_ERRORS:
+        raise WorkerThrottledError(
+            f"cluster {event.cluster.cluster_id} ({len(event.cluster.quanta)} quanta): the ISR function was "
+            f"throttled ({error}) past the state machine's retry budget; its quanta were not attempted and are "
+            f"not recorded as failed. Raise the account's Lambda concurrency or IsrMaxConcurrency, or lower "
+            f"max_concurrency, then rerun with mode skip-existing")
     cause = event.error.get("Cause", "")
     try:
         detail = json.loads(cause).get("errorMessage", cause) if cause else ""
@@ -48,9 +90,15 @@ def _manifest_keys(plan) -> list[tuple[str, int, int]]:
     return [(q.instrument, q.exposure, q.detector) for c in data for q in Cluster.model_validate(c).quanta]
 
 
-def summarize(event: SummarizeEvent, registry, sender: QueueSender, *, wait_timeout: float = 300.0) -> VisitSummary:
+def summarize(event: SummarizeEvent, registry, sender: QueueSender, *,
+              wait_timeout: float = SUMMARIZE_WAIT_S) -> VisitSummary:
     """Collect the results, send processing records + the completion marker, wait until the
-    registry has applied the execution's messages, and fail past the tolerated fraction."""
+    registry has applied the execution's messages, fail if it rejected any of them
+    (RegistryRejectedError), and fail past the tolerated fraction.
+
+    ``wait_timeout`` (s): how long this attempt waits for the writer before WaitTimeoutError
+    (which the state machine retries); :mod:`isrflow.registry.redelivery` shows why 300 s
+    covers the writer's retries of out-of-order messages several times over."""
     plan = event.plan
     store = storage_for(plan.results_prefix)
     results: dict[tuple[str, int, int], QuantumResult] = {}
@@ -67,7 +115,7 @@ def summarize(event: SummarizeEvent, registry, sender: QueueSender, *, wait_time
         ProcessingRecordMessage(
             execution_id=plan.execution_id, instrument=r.instrument, exposure=r.exposure, detector=r.detector,
             status=r.status, duration_s=r.duration_s, peak_memory_mb=r.peak_memory_mb, retries=r.retries,
-            error=r.error, message_id=message_id(plan.execution_id, f"{r.instrument}/{r.exposure}/{r.detector}", "record"),
+            error=storable_text(r.error), message_id=message_id(plan.execution_id, f"{r.instrument}/{r.exposure}/{r.detector}", "record"),
         )
         for r in ordered
     ]
@@ -77,7 +125,9 @@ def summarize(event: SummarizeEvent, registry, sender: QueueSender, *, wait_time
     if records:
         sender.send(records)
     sender.send([marker])
-    registry.wait_applied(plan.execution_id, timeout=wait_timeout, poll_interval=0.1)
+    status = registry.wait_applied(plan.execution_id, timeout=wait_timeout, poll_interval=0.1)
+    if status.rejected:
+        raise _rejected_error(registry, plan.execution_id, status.rejected)
     failures = [r for r in ordered if r.status == "failed"]
     durations = [r.duration_s for r in ordered if r.status == "succeeded"]
     summary = VisitSummary(

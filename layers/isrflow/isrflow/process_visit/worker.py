@@ -54,7 +54,9 @@ class _CalibrationCache:
 def _submit(kind: str, ref: DatasetRef):
     from ..isr.pipeline import _pool, calibration_from_bytes
 
-    return _pool().submit(lambda: calibration_from_bytes(kind, storage_for(ref.uri).read_bytes(ref.uri), ref.uri))
+    # the registered sha256 is verified once per cached copy (ChecksumMismatchError fails the detector)
+    return _pool().submit(lambda: calibration_from_bytes(kind, storage_for(ref.uri).read_bytes(ref.uri), ref.uri,
+                                                         expected_sha256=ref.sha256))
 
 
 def process_quantum(q: Quantum, event: IsrClusterEvent, cache: _CalibrationCache, sender: QueueSender) -> QuantumResult:

@@ -41,7 +41,7 @@ def detect_camera(hdus: list[HduHeader], name: str) -> str:
 
 
 def _generic(hdus: list[HduHeader], name: str) -> ObservationInfo:
-    amps = [h for h in hdus[1:] if h.is_image and "DATASEC" in h]
+    amps = [h for h in hdus[1:] if h.is_image and len(h.shape) == 2]  # each must have DATASEC (checked below)
     obs = translate("generic", merged_cards(hdus[0], amps[0] if amps else None), name)
     entries = []
     for h in amps:

@@ -35,6 +35,7 @@ from ..messages import (DatasetMessage, IngestOutcome, QuarantineRecord, S3Objec
                         dimension_records)
 from ..ops.metrics import Metrics
 from ..queues import QueueSender
+from ..registry.datastore import check_key, contained_path
 from ..registry.ids import raw_collection
 from ..storage import ObjectChangedError, ObjectNotFoundError, join, storage_for
 from .config import PromptConfig
@@ -42,6 +43,7 @@ from .headers import observations_from_headers
 from .starter import ExecutionStarter, execution_name
 
 QUARANTINE_PREFIX = "quarantine"
+RAW_PREFIX = "raw"  # the only prefix whose uploads are ingested (the EventBridge rule's)
 _MESSAGE_NS = uuid.UUID("0c4e2b59-8d51-5f0e-a3d1-7b9a64c2e8f3")
 
 logger = logging.getLogger("isrflow.ingest")
@@ -64,13 +66,24 @@ class _CountingReader:
 
 
 def object_uri(datastore_root: str, bucket: str, key: str) -> str:
-    """The URI of ``bucket/key``: on S3 that object; locally the data bucket is the datastore root."""
+    """The URI of ``bucket/key``: on S3 that object; locally the data bucket is the datastore root.
+
+    Only keys under ``raw/`` are ingested (as the EventBridge rule): a key outside it, with a
+    ``..``/``.`` segment, absolute, or (locally) resolving outside the datastore root raises
+    UnsafeKeyError naming the key, before anything is read.
+    """
     if datastore_root.startswith("s3://"):
+        check_key(key, prefix=RAW_PREFIX)
         return f"s3://{bucket}/{key}"
+    contained_path(datastore_root, key, prefix=RAW_PREFIX)
     return join(datastore_root, key)
 
 
 def quarantine_uri(datastore_root: str, key: str) -> str:
+    """Where the quarantine record of ``key`` goes (``quarantine/<key>.json``), checked as :func:`object_uri`."""
+    check_key(key)
+    if not datastore_root.startswith("s3://"):
+        contained_path(datastore_root, f"{QUARANTINE_PREFIX}/{key}.json")
     return join(datastore_root, QUARANTINE_PREFIX, key) + ".json"
 
 
@@ -106,7 +119,8 @@ def ingest_upload(event: S3ObjectCreatedEvent, *, datastore_root: str, sender: Q
     metrics = metrics or Metrics()
     bucket, key = event.bucket, event.key
     etag = (event.detail.object_.etag or "").strip('"') or None
-    uri = object_uri(datastore_root, bucket, key)
+    uri = object_uri(datastore_root, bucket, key)  # UnsafeKeyError before any read
+    quarantine_uri(datastore_root, key)
     base = dict(bucket=bucket, key=key, etag=etag)
     reader = _CountingReader(uri, etag)
     try:

@@ -44,12 +44,13 @@ _CLIENTS: dict[tuple[str, str], Any] = {}
 
 def stepfunctions_client() -> Any:
     """A boto3 Step Functions client for the current environment (cached per endpoint and region)."""
-    import boto3
+    from ..awsclients import aws_client, endpoint_override
 
-    key = (os.environ.get("AWS_ENDPOINT_URL_STEPFUNCTIONS", ""), os.environ.get("AWS_DEFAULT_REGION", ""))
+    key = (endpoint_override() or os.environ.get("AWS_ENDPOINT_URL_STEPFUNCTIONS", ""),
+           os.environ.get("AWS_DEFAULT_REGION", ""))
     client = _CLIENTS.get(key)
     if client is None:
-        client = boto3.client("stepfunctions", endpoint_url=key[0] or None)
+        client = aws_client("stepfunctions", endpoint_url=key[0] or None)
         _CLIENTS[key] = client
     return client
 

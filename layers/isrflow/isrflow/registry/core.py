@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL, Engine
 from ..errors import CollectionError, RegistryError, WaitTimeoutError
 from . import schema as s
 from .datastore import dataset_uri, normalize_root
-from .engine import create_registry_engine, transaction
+from .engine import ConnectCredentials, check_schema, create_registry_engine, transaction
 from .ids import COLLECTION_TYPES, check_collection_name, normalize_data_id
 from .migrate import upgrade
 from .models import AppliedStatus, CertifiedRef, DatasetRef, QuantumPlan, RejectedRecord, Validity
@@ -86,14 +86,17 @@ class Registry:
         schema: str | None = None,
         create: bool = False,
         pool_size: int = 5,
+        credentials: ConnectCredentials | None = None,
     ) -> "Registry":
         """Open a registry, upgrading its schema to this code's revision (Alembic) if needed.
 
         ``create=True`` also creates the schema in an empty database; otherwise an empty
         database is a RegistryError. ``schema`` selects a PostgreSQL schema (search_path).
+        ``credentials`` supply each new connection's user name and password (a rotating secret).
         """
-        engine = create_registry_engine(url, schema=schema, pool_size=pool_size)
+        engine = create_registry_engine(url, schema=schema, pool_size=pool_size, credentials=credentials)
         try:
+            check_schema(engine, schema, create=create)  # a missing PostgreSQL schema: one typed error
             upgrade(engine, create=create)
         except BaseException:
             engine.dispose()

@@ -63,6 +63,40 @@ def uri_to_path(uri: str) -> Path:
     return Path(unquote(parts.path))
 
 
+def check_key(key: str, *, prefix: str | None = None) -> str:
+    """``key`` unchanged if it is a safe relative object key, else UnsafeKeyError naming it.
+
+    Refused: an empty or absolute key, a ``.`` or ``..`` segment, a NUL character, and (with
+    ``prefix``, e.g. ``"raw"``) a key whose first segment is not ``prefix``. Pure text: nothing
+    is read, so it is the check to make before any read on S3.
+    """
+    from ..errors import UnsafeKeyError
+
+    segments = key.split("/")
+    if not key or key.startswith("/") or "\0" in key or any(s in (".", "..") for s in segments):
+        raise UnsafeKeyError(f"{key!r}: unsafe object key (absolute, '.' or '..' segment, or NUL)")
+    if prefix is not None and (len(segments) < 2 or segments[0] != prefix or not segments[-1]):
+        raise UnsafeKeyError(f"{key!r}: not an object key under {prefix}/")
+    return key
+
+
+def contained_path(root: str | Path, key: str, *, prefix: str | None = None) -> Path:
+    """The local path of object ``key`` under a ``file://`` (or plain path) datastore root.
+
+    The key passes :func:`check_key`, then the joined path is resolved (through symlinks, as
+    far as it exists) and must stay inside the resolved root: UnsafeKeyError naming the key if not.
+    """
+    from ..errors import UnsafeKeyError
+
+    check_key(key, prefix=prefix)
+    base = uri_to_path(normalize_root(root))
+    path = base / key
+    resolved_base = base.resolve()
+    if not path.resolve().is_relative_to(resolved_base):
+        raise UnsafeKeyError(f"{key!r}: resolves outside the datastore {resolved_base}")
+    return path
+
+
 def dataset_uri(root: str | Path, run: str, dataset_type: str, data_id: Mapping[str, Any]) -> str:
     """The URI of one dataset under a datastore root (``file://``, ``s3://`` or a plain path).
 

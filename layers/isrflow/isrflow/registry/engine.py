@@ -8,6 +8,9 @@
 - PostgreSQL (cloud registry) through psycopg 3. ``postgresql://`` URLs are rewritten to
   ``postgresql+psycopg://``. A schema can be selected with ``schema=`` (sets ``search_path``).
   Certification takes a transaction-level advisory lock per collection.
+- Credentials that rotate (a Secrets Manager secret): a :class:`ConnectCredentials` gives the
+  user name and password of every new connection; when PostgreSQL rejects the password, they
+  are re-read once and the connection is retried once (:func:`is_authentication_failure`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -43,10 +47,56 @@ def normalize_url(url: str | URL) -> URL:
     return parsed
 
 
-def create_registry_engine(url: str | URL, *, schema: str | None = None, pool_size: int = 5) -> Engine:
-    """An engine for a registry URL with the settings above."""
+class ConnectCredentials(Protocol):
+    """The user name and password of new connections (a rotating secret)."""
+
+    def current(self) -> tuple[str, str]:
+        """The credentials to connect with now (may come from a cache)."""
+        ...
+
+    def refreshed(self) -> tuple[str, str]:
+        """The credentials read again from their source (after the server rejected the current ones)."""
+        ...
+
+
+def is_authentication_failure(exc: BaseException) -> bool:
+    """Whether a connection error is PostgreSQL rejecting the password ("password authentication failed")."""
+    return "password authentication failed" in str(exc)
+
+
+def _connect_with(credentials: ConnectCredentials):  # type: ignore[no-untyped-def]
+    """A ``do_connect`` hook: connect with the current credentials; on an authentication
+    failure re-read them once and try once more."""
+
+    def connect(dialect: Any, connection_record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
+        cparams["user"], cparams["password"] = credentials.current()
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except dialect.loaded_dbapi.OperationalError as exc:
+            if not is_authentication_failure(exc):
+                raise
+        cparams["user"], cparams["password"] = credentials.refreshed()
+        return dialect.connect(*cargs, **cparams)
+
+    return connect
+
+
+def create_registry_engine(
+    url: str | URL,
+    *,
+    schema: str | None = None,
+    pool_size: int = 5,
+    credentials: ConnectCredentials | None = None,
+) -> Engine:
+    """An engine for a registry URL with the settings above.
+
+    ``credentials`` (PostgreSQL only) supply the user name and password of each new
+    connection instead of the URL's.
+    """
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
+        if credentials is not None:
+            raise RegistryError("credentials from a secret need a PostgreSQL registry, not SQLite")
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
         engine = sa.create_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_connect)
@@ -57,9 +107,12 @@ def create_registry_engine(url: str | URL, *, schema: str | None = None, pool_si
         if not schema.replace("_", "").isalnum():
             raise RegistryError(f"invalid schema name {schema!r}")
         connect_args["options"] = f"-csearch_path={schema}"
-    return sa.create_engine(
+    engine = sa.create_engine(
         parsed, connect_args=connect_args, pool_size=pool_size, max_overflow=2, pool_pre_ping=True
     )
+    if credentials is not None:
+        event.listen(engine, "do_connect", _connect_with(credentials))
+    return engine
 
 
 def _sqlite_connect(dbapi_connection, connection_record) -> None:  # type: ignore[no-untyped-def]
@@ -120,3 +173,28 @@ def lock(conn: Connection, name: str) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(name)})
     elif not conn.get_execution_options().get(_WRITE):
         raise RegistryError("internal: lock() needs a write transaction")
+
+
+def check_schema(engine: Engine, schema: str | None, *, create: bool) -> None:
+    """PostgreSQL: make sure the connections' search_path selects an existing schema.
+
+    ``schema`` (the one ``create_registry_engine`` was given, or None when the URL's
+    ``options=-csearch_path=...`` selects it) is created when missing and ``create`` is true;
+    otherwise a missing schema is one RegistryError naming it, instead of a migration
+    traceback. SQLite: nothing to do.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        with transaction(engine, write=True) as conn:
+            if create and schema and conn.execute(sa.text("SELECT to_regnamespace(:s)"), {"s": schema}).scalar() is None:
+                conn.exec_driver_sql(f"CREATE SCHEMA {schema}")  # a checked identifier (create_registry_engine)
+            current = conn.execute(sa.text("SELECT current_schema()")).scalar()
+    except sa.exc.ProgrammingError as exc:
+        raise RegistryError(f"cannot create PostgreSQL schema {schema!r} in {where}: "
+                            f"{str(exc.orig or exc).splitlines()[0]}") from None
+    if current is None:
+        named = f"schema {schema!r}" if schema else "the search_path schema"
+        raise RegistryError(f"PostgreSQL {named} does not exist in {where}: create it first "
+                            f"(`isrflow repo create --schema` creates it)")

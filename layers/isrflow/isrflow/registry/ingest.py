@@ -1,10 +1,16 @@
 """Ingest raw files: read their headers, place them in the datastore, register them.
 
 For each file: :func:`isrflow.rawio.read_observations` gives one observation per detector
-(imported lazily: the registry itself never needs numpy/astropy). The file is transferred
-first, then its instrument, detector, exposure and raw dataset records are written in one
-transaction into ``<INSTRUMENT>/raw/all`` (or ``run``). A file holding several detectors (a
-DECam exposure) is stored once and every detector's dataset points at it.
+(imported lazily: the registry itself never needs numpy/astropy). The file is staged beside
+its target under a hidden temporary name, its instrument, detector, exposure and raw dataset
+records are written in one transaction into ``<INSTRUMENT>/raw/all`` (or ``run``), and only
+once that committed is the file renamed into place (and, for ``move``, the source removed); a
+refused registration removes the staged file and leaves the source as it was. A file holding
+several detectors (a DECam exposure) is stored once and every detector's dataset points at it.
+
+One bad file never stops the others: it is listed in ``skipped`` with a one-line reason
+(only an unreachable database, RegistryUnavailableError, ends the ingest). An invalid ``run``
+is refused before any file is read.
 
 Transfer modes: ``copy`` (default; atomic write via a temporary file), ``move``, ``link``
 (symbolic link to the absolute source path) and ``direct`` (no transfer: the dataset URI is
@@ -22,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..errors import IsrflowError, RegistryError
+from ..errors import RegistryError, RegistryUnavailableError
 from .datastore import dataset_uri, path_to_uri, uri_to_path
-from .ids import dataset_id, normalize_data_id, raw_collection
+from .ids import check_collection_name, dataset_id, normalize_data_id, raw_collection
 from .models import DatasetRef
 
 Transfer = Literal["copy", "move", "link", "direct"]
@@ -55,29 +61,70 @@ def file_digest(path: Path) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def _transfer(src: Path, dst: Path, mode: str, size: int, sha: str) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
+@dataclass
+class _Staged:
+    """A transfer prepared before the registry commit and finished after it.
+
+    ``tmp`` is the new file (or link) beside ``dst`` under a hidden temporary name, or None when
+    ``dst`` already holds the file. :meth:`publish` renames it into place and, for ``move``,
+    removes the source; :meth:`discard` removes it. So nothing appears in the datastore and no
+    source disappears unless the file's rows committed.
+    """
+
+    src: Path
+    dst: Path
+    mode: str
+    tmp: Path | None
+    created: list[Path] = field(default_factory=list)  # directories made for it, deepest first
+
+    def publish(self) -> None:
+        if self.tmp is not None:
+            os.replace(self.tmp, self.dst)
+        if self.mode == "move" and self.src.absolute() != self.dst.absolute():
+            self.src.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
+        for directory in self.created:
+            try:
+                directory.rmdir()
+            except OSError:  # not empty (another file arrived meanwhile): kept
+                break
+
+
+def _stage(src: Path, dst: Path, mode: str, size: int, sha: str) -> _Staged:
+    """Prepare the transfer of ``src`` to ``dst`` (see :class:`_Staged`); the source is left in place."""
     if dst.exists() or dst.is_symlink():
         if mode == "link" and dst.is_symlink() and Path(os.readlink(dst)) == src.absolute():
-            return
+            return _Staged(src, dst, mode, None)
         if dst.exists() and file_digest(dst) == (size, sha):
-            if mode == "move" and src.absolute() != dst.absolute():
-                src.unlink()
-            return
+            return _Staged(src, dst, mode, None)
         raise RegistryError(f"{dst} already exists with different content")
-    if mode == "link":
-        os.symlink(src.absolute(), dst)
-        return
+    created = [p for p in (dst.parent, *dst.parent.parents) if not p.exists()]
+    dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    staged = _Staged(src, dst, mode, tmp, created)
     try:
-        if mode == "copy":
-            shutil.copyfile(src, tmp)
+        if mode == "link":
+            os.symlink(src.absolute(), tmp)
+        elif mode == "move":
+            try:
+                os.link(src, tmp)  # same file system: the move is a rename after the commit
+            except OSError:
+                shutil.copyfile(src, tmp)
         else:
-            shutil.move(str(src), tmp)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+            shutil.copyfile(src, tmp)
+    except BaseException:
+        staged.discard()
+        raise
+    return staged
+
+
+def _one_line(exc: BaseException) -> str:
+    """A skipped file's reason on one line: ``Type: message`` (the typed isrflow error's class name first)."""
+    text = f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split()) or type(exc).__name__
 
 
 def ingest(
@@ -99,6 +146,8 @@ def ingest(
 
     if transfer not in TRANSFERS:
         raise RegistryError(f"unknown transfer mode {transfer!r}; use one of {', '.join(TRANSFERS)}")
+    if run is not None:
+        check_collection_name(run)  # before any file is read or transferred
     result = IngestResult()
     for name in files:
         path = Path(name)
@@ -116,9 +165,10 @@ def ingest(
             data_ids = [normalize_data_id("raw", o.data_id) for o in observations]
             refs = [registry.get_dataset(dataset_id("raw", target_run, did)) for did in data_ids]
             size, sha = file_digest(path)
-            if all(r is not None and r.sha256 == sha for r in refs):
+            if all(r is not None and r.sha256 == sha and _present(r.uri) for r in refs):
                 result.existing.extend(r for r in refs if r is not None)
                 continue
+            staged = None
             if transfer == "direct":
                 uri = path_to_uri(path.absolute())
             else:
@@ -133,7 +183,6 @@ def ingest(
                     else {"instrument": first.instrument, "exposure": first.exposure}
                 )
                 uri = dataset_uri(registry.datastore_root, target_run, "raw", key)
-                _transfer(path, uri_to_path(uri), transfer, size, sha)
             messages = []
             seen: set[str] = set()
             for obs in observations:
@@ -148,7 +197,16 @@ def ingest(
                 )
                 for did in data_ids
             ]
-            registry.apply(messages + datasets)
+            if transfer != "direct":
+                staged = _stage(path, uri_to_path(uri), transfer, size, sha)
+            try:
+                registry.apply(messages + datasets)
+            except BaseException:
+                if staged is not None:
+                    staged.discard()
+                raise
+            if staged is not None:
+                staged.publish()
             result.ingested.extend(
                 DatasetRef(
                     id=m.id,
@@ -161,6 +219,13 @@ def ingest(
                 )
                 for m in datasets
             )
-        except IsrflowError as exc:
-            result.skipped.append((str(path), str(exc)))
+        except RegistryUnavailableError:
+            raise  # the database is down: every later file would fail the same way
+        except Exception as exc:  # noqa: BLE001 - one bad file never stops the others: listed with its reason
+            result.skipped.append((str(path), _one_line(exc)))
     return result
+
+
+def _present(uri: str) -> bool:
+    """Whether a registered dataset's file is there (always true for a non-local URI)."""
+    return not uri.startswith("file://") or uri_to_path(uri).exists()

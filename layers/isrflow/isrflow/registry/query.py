@@ -21,6 +21,7 @@ bound parameters and field names are looked up in a fixed table. Every error is 
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,6 +45,14 @@ FIELDS: dict[str, str] = {
 }
 
 _KEYWORDS = {"AND", "OR", "NOT", "IN"}
+#: The deepest nesting of parentheses and NOTs a query may have (deeper: QuerySyntaxError).
+MAX_DEPTH = 64
+#: The most conditions (predicates, and ranges inside IN lists) and IN-list values a query may hold;
+#: databases refuse deeper expression trees (SQLite: depth 1000) and more bound parameters.
+MAX_CONDITIONS = 256
+MAX_IN_VALUES = 1000
+#: Integer literals must fit a signed 64-bit database column.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 _OPS = ("<=", ">=", "!=", "<>", "=", "<", ">")
 
 
@@ -93,6 +102,25 @@ def _parse_time(text: str, query: str, pos: int) -> datetime:
     return value.astimezone(timezone.utc)
 
 
+def _ascii_digit(ch: str) -> bool:
+    return "0" <= ch <= "9"
+
+
+def _number(text: str, integer: bool, query: str, pos: int) -> int | float:
+    """A numeric literal; integers must fit 64 bits and floats must be finite (QueryTypeError)."""
+    if integer:
+        digits = text.lstrip("-")
+        value = int(text) if len(digits) <= 20 else None  # int() of thousands of digits is refused by Python
+        if value is None or not INT_MIN <= value <= INT_MAX:
+            raise QueryTypeError(f"integer {text[:24]}{'...' if len(text) > 24 else ''} is out of the 64-bit range",
+                                 query, pos)
+        return value
+    value = float(text)
+    if not math.isfinite(value):
+        raise QueryTypeError(f"number {text[:24]} is out of range", query, pos)
+    return value
+
+
 def tokenize(query: str) -> list[Token]:
     """Split a query into tokens; QuerySyntaxError at the first character that fits no token."""
     tokens: list[Token] = []
@@ -113,20 +141,22 @@ def tokenize(query: str) -> list[Token]:
             tokens.append(Token("TIME", _parse_time(value, query, i), i, query[i:end]))
             i = end
             continue
-        if ch.isdigit() or (ch == "-" and i + 1 < n and query[i + 1].isdigit()):
+        if _ascii_digit(ch) or (ch == "-" and i + 1 < n and _ascii_digit(query[i + 1])):
             m = _NUMBER.match(query, i)
-            assert m is not None
+            if m is None:
+                raise QuerySyntaxError(f"invalid number starting with {ch!r}", query, i)
             text = m.group(0)
-            value: Any = int(text) if m.group(1) is None and m.group(2) is None else float(text)
+            value: Any = _number(text, m.group(1) is None and m.group(2) is None, query, i)
             end = m.end()
             if end < n and (query[end].isalpha() or query[end] == "_"):
                 raise QuerySyntaxError(f"invalid number {query[i : end + 1]!r}", query, i)
             tokens.append(Token("NUMBER", value, i, text))
             i = end
             continue
-        if ch.isalpha() or ch == "_":
+        if (ch.isascii() and ch.isalpha()) or ch == "_":
             m = _IDENT.match(query, i)
-            assert m is not None
+            if m is None:
+                raise QuerySyntaxError(f"unexpected character {ch!r}", query, i)
             word = m.group(0)
             kind = "KEYWORD" if word.upper() in _KEYWORDS else "IDENT"
             tokens.append(Token(kind, word.upper() if kind == "KEYWORD" else word, i, word))
@@ -213,6 +243,8 @@ class _Parser:
         self.query = query
         self.tokens = tokenize(query)
         self.i = 0
+        self.depth = 0
+        self.conditions = 0
 
     @property
     def tok(self) -> Token:
@@ -258,17 +290,23 @@ class _Parser:
         return node
 
     def _not(self) -> Node:
-        if self._is("KEYWORD", "NOT"):
-            self._next()
-            return Not(self._not())
-        if self._is("LPAREN"):
+        if not (self._is("KEYWORD", "NOT") or self._is("LPAREN")):
+            return self._predicate()
+        if self.depth >= MAX_DEPTH:
+            raise QuerySyntaxError(f"nested more than {MAX_DEPTH} deep (parentheses and NOT)", self.query, self.tok.pos)
+        self.depth += 1
+        try:
+            if self._is("KEYWORD", "NOT"):
+                self._next()
+                return Not(self._not())
             self._next()
             node = self._or()
             if not self._is("RPAREN"):
                 raise self._fail("')'")
             self._next()
             return node
-        return self._predicate()
+        finally:
+            self.depth -= 1
 
     def _field(self) -> tuple[str, Token]:
         tok = self.tok
@@ -281,7 +319,13 @@ class _Parser:
         self._next()
         return tok.value, tok
 
+    def _count(self, tok: Token) -> None:
+        self.conditions += 1
+        if self.conditions > MAX_CONDITIONS:
+            raise QuerySyntaxError(f"more than {MAX_CONDITIONS} conditions", self.query, tok.pos)
+
     def _predicate(self) -> Node:
+        self._count(self.tok)
         field, ftok = self._field()
         negated = False
         if self._is("KEYWORD", "NOT"):
@@ -318,9 +362,12 @@ class _Parser:
                 high = self._literal(field)
                 if value > high:
                     raise QueryTypeError(f"empty range {value}..{high}", self.query, end_tok.pos)
+                self._count(start)
                 items.append(Range(value, high))
             else:
                 items.append(value)
+            if len(items) > MAX_IN_VALUES:
+                raise QuerySyntaxError(f"more than {MAX_IN_VALUES} values in one IN list", self.query, start.pos)
             if self._is("COMMA"):
                 self._next()
                 continue
@@ -378,11 +425,20 @@ def compile_node(node: Node, columns: Mapping[str, Any], query: str = "") -> Any
         except KeyError:
             raise QueryFieldError(f"field {field!r} cannot be used here", query, pos) from None
 
+    def chain(n: And | Or) -> list[Node]:
+        """The operands of a left-deep run of one operator, without recursion (a AND b AND ... z)."""
+        kind, operands = type(n), []
+        while isinstance(n, kind):
+            operands.append(n.right)
+            n = n.left
+        operands.append(n)
+        return operands[::-1]
+
     def walk(n: Node) -> Any:
         if isinstance(n, And):
-            return sa.and_(walk(n.left), walk(n.right))
+            return sa.and_(*(walk(x) for x in chain(n)))
         if isinstance(n, Or):
-            return sa.or_(walk(n.left), walk(n.right))
+            return sa.or_(*(walk(x) for x in chain(n)))
         if isinstance(n, Not):
             return sa.not_(walk(n.operand))
         if isinstance(n, Compare):

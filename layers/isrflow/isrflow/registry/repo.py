@@ -37,10 +37,19 @@ class RepoConfig(BaseModel):
     )
 
     def registry_url(self, directory: Path) -> str:
-        """The registry URL with a relative SQLite path resolved against the repo directory."""
+        """The registry URL with a relative SQLite path resolved against the repo directory.
+
+        With a PostgreSQL ``schema`` the URL selects it by itself (``?options=-csearch_path=...``),
+        so processes that get only the URL (the functions, through ``ISRFLOW_REGISTRY_URL``)
+        use the repository's schema too.
+        """
         url = normalize_url(self.registry)
         if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_absolute():
             url = url.set(database=str((directory / (url.database or "")).absolute()))
+        if url.get_backend_name() == "postgresql" and self.db_schema and "options" not in url.query:
+            if not self.db_schema.replace("_", "").isalnum():
+                raise RepoError(f"invalid schema name {self.db_schema!r}")
+            url = url.update_query_dict({"options": f"-csearch_path={self.db_schema}"})
         return url.render_as_string(hide_password=False)
 
     def datastore_root(self, directory: Path) -> str:

@@ -2,7 +2,9 @@
 
 ``apply_batch(registry, items)`` is what the registry-writer Lambda runs for an SQS batch:
 
-1. Validate every item (pydantic). A malformed item is *poison*.
+1. Validate every item (pydantic), then against the database's column limits
+   (:mod:`.limits`: integer ranges, NUL characters, string lengths). Either failure makes it
+   *poison*: rejected before the transaction.
 2. In one write transaction (SQLite ``BEGIN IMMEDIATE``; PostgreSQL READ COMMITTED), apply by
    kind in parent-to-child order: instruments, detectors, exposures, datasets, provenance,
    certifications, processing records, execution markers; within a kind sorted by key, so
@@ -17,8 +19,12 @@
      ``rejected_message`` table with its reason and counted as processed: never redelivered;
    - *retry*: a parent (dimension record, input dataset, dataset to certify) is not there yet
      because SQS reordered messages. Nothing of the item is written; it is returned so the
-     handler lists it in ``batchItemFailures`` and SQS delivers it again later. After
-     ``give_up_after`` deliveries it is rejected instead.
+     handler lists it in ``batchItemFailures`` and SQS delivers it again later: after the
+     few seconds :meth:`BatchResult.visibility_changes` gives it (the handler applies them
+     with ChangeMessageVisibility; see :mod:`.redelivery`), not after the queue's 900 s
+     visibility timeout. After ``give_up_after`` deliveries it is rejected instead, but only
+     once it is also ``give_up_min_age_s`` old (when its age is known): a young orphan may be
+     waiting for a parent further back in a backlog, and is kept (dead-lettered, then redriven).
 
 5. Certification runs under a lock per CALIBRATION collection (``pg_advisory_xact_lock`` on
    PostgreSQL; the SQLite write lock), re-reading existing validity ranges after taking it,
@@ -26,8 +32,15 @@
 6. Messages carrying an ``execution_id`` are counted per execution (``applied_message``,
    keyed by message id, so redeliveries count once); ``Registry.wait_applied`` reads that.
 
-Any database error (outage, lost connection, a bug) propagates: the transaction rolls back as
-a whole and the Lambda fails, so SQS redelivers the entire batch. Nothing is half-written.
+A data error the checks did not foresee (the database refuses a value: out of range, NUL,
+too long, a constraint) rolls the transaction back; the writer then finds the one item that
+causes it by binary search over prefixes of the batch in parent-to-child order, each tried in a
+transaction that is rolled back (about log2(n) trials), rejects only that item with the
+database's error, and applies the rest (:func:`is_poison_error`, :func:`_find_poison`).
+
+Any other database error (outage, lost connection, a bug) propagates: the transaction rolls
+back as a whole and the Lambda fails, so SQS redelivers the entire batch. Nothing is
+half-written.
 """
 
 from __future__ import annotations
@@ -51,6 +64,7 @@ from ..errors import (
     RejectedMessageError,
 )
 from ..messages import (
+    KIND_ORDER,
     CertifyMessage,
     DatasetMessage,
     DetectorRecord,
@@ -64,6 +78,8 @@ from ..messages import (
 from . import schema as s
 from .engine import is_postgres, lock, transaction
 from .ids import CALIBRATION_TYPES
+from .limits import limit_violation, storable_ids, storable_text
+from .redelivery import VisibilityChange, retry_visibility_s
 
 #: Largest IN list sent in one statement.
 _CHUNK = 5000
@@ -73,11 +89,15 @@ PhaseHook = Callable[[str, Connection], None]
 
 @dataclass
 class BatchItem:
-    """One item of a batch: an id (the SQS messageId), its body and how often SQS delivered it."""
+    """One item of a batch: an id (the SQS messageId), its body, how often SQS delivered it and
+    its receipt handle (what ChangeMessageVisibility needs; None outside SQS)."""
 
     item_id: str
     body: str | bytes | dict[str, Any] | BaseModel
     receive_count: int = 1
+    receipt: str | None = None
+    #: age of the message (s since it was first sent); None = unknown
+    age_s: float | None = None
 
 
 @dataclass
@@ -95,9 +115,17 @@ class BatchResult:
     def summary(self) -> dict[str, int]:
         return {"applied": len(self.applied), "rejected": len(self.rejected), "retry": len(self.retry)}
 
+    def visibility_changes(self, items: Sequence[BatchItem]) -> list[VisibilityChange]:
+        """How long each item returned for retry should stay invisible (see :mod:`.redelivery`):
+        a few seconds growing with its receive count, instead of the queue's visibility timeout.
+        Items without a receipt handle are left out."""
+        retry = {item_id for item_id, _ in self.retry}
+        return [VisibilityChange(i.item_id, i.receipt, retry_visibility_s(i.receive_count))
+                for i in items if i.item_id in retry and i.receipt]
+
 
 class _Item:
-    __slots__ = ("item_id", "message", "body", "receive_count", "status", "reason", "error")
+    __slots__ = ("age_s", "body", "error", "fixed", "item_id", "message", "reason", "receive_count", "status")
 
     def __init__(self, item_id: str, message: Any, body: str, receive_count: int) -> None:
         self.item_id = item_id
@@ -107,6 +135,18 @@ class _Item:
         self.status = "pending"
         self.reason = ""
         self.error: type[RegistryError] = RejectedMessageError
+        self.fixed = False  # rejected before any transaction (parse, database limits): never reset
+        self.age_s: float | None = None
+
+    def reset(self) -> None:
+        """Back to pending before a (re)run of the batch, unless rejected before the transaction."""
+        if not self.fixed:
+            self.status, self.reason, self.error = "pending", "", RejectedMessageError
+
+    def reject_fixed(self, reason: str) -> None:
+        """Reject for good: the item is left out of every transaction of this batch."""
+        self.reject(reason)
+        self.fixed = True
 
     def reject(self, reason: str, error: type[RegistryError] = RejectedMessageError) -> None:
         self.status, self.reason, self.error = "rejected", reason, error
@@ -119,6 +159,19 @@ class _Item:
 
 
 def _to_item(raw: BatchItem) -> _Item:
+    """Parse one batch item; reject it (before any transaction) if it is malformed or holds a
+    value the database cannot store (:func:`.limits.limit_violation`)."""
+    item = _parse_item(raw)
+    if item.message is None:
+        item.fixed = True  # rejected as malformed
+    else:
+        problem = limit_violation(item.message)
+        if problem is not None:
+            item.reject_fixed(f"value not storable in the registry: {problem}")
+    return item
+
+
+def _parse_item(raw: BatchItem) -> _Item:
     body = raw.body
     if isinstance(body, BaseModel):
         text = body.model_dump_json(exclude_none=True)
@@ -280,7 +333,7 @@ class _Batch:
         self.on_phase = on_phase
         self.by_kind: dict[str, list[_Item]] = defaultdict(list)
         for it in items:
-            if it.message is not None:
+            if it.message is not None and it.status == "pending":
                 self.by_kind[it.message.kind].append(it)
         self.instruments: set[str] = set()
         self.detectors: set[tuple[str, int]] = set()
@@ -664,7 +717,7 @@ def _bookkeeping(conn: Connection, items: list[_Item], now: datetime, record_rej
         m = it.message
         if m is None or it.status not in ("applied", "rejected") or m.kind == "execution_complete":
             continue
-        if m.execution_id is not None:
+        if m.execution_id is not None and storable_ids(m):
             counted.setdefault(
                 (m.execution_id, m.message_id),
                 {
@@ -681,14 +734,14 @@ def _bookkeeping(conn: Connection, items: list[_Item], now: datetime, record_rej
             if it.status != "rejected":
                 continue
             m = it.message
-            rows.append(
+            rows.append(  # the poison itself may hold NULs or over-long ids: store them escaped and cut
                 {
-                    "item_id": it.item_id,
-                    "message_id": getattr(m, "message_id", None),
-                    "kind": getattr(m, "kind", None),
-                    "execution_id": getattr(m, "execution_id", None),
-                    "reason": it.reason,
-                    "body": it.body,
+                    "item_id": storable_text(it.item_id, 128),
+                    "message_id": storable_text(getattr(m, "message_id", None), 64),
+                    "kind": storable_text(getattr(m, "kind", None), 32),
+                    "execution_id": storable_text(getattr(m, "execution_id", None), 256),
+                    "reason": storable_text(it.reason),
+                    "body": storable_text(it.body),
                     "rejected": now,
                 }
             )
@@ -696,23 +749,50 @@ def _bookkeeping(conn: Connection, items: list[_Item], now: datetime, record_rej
             conn.execute(sa.insert(s.rejected_message), rows)
 
 
+class _TrialDone(Exception):
+    """Raised at the end of a trial run to roll its transaction back."""
+
+
+def _gives_up(it: _Item, give_up_after: int | None, min_age_s: float | None) -> bool:
+    """Whether an item whose parent is missing is rejected rather than retried: delivered at
+    least ``give_up_after`` times AND (when its age is known) first sent ``min_age_s`` seconds
+    ago or more. A young orphan is never rejected: in a shuffled backlog its parent may still
+    be queued behind it, however often the child was received."""
+    if give_up_after is None or it.receive_count < give_up_after:
+        return False
+    return min_age_s is None or it.age_s is None or it.age_s >= min_age_s
+
+
 def _run(
-    registry: Any, items: list[_Item], *, strict: bool, give_up_after: int | None, on_phase: PhaseHook | None
+    registry: Any,
+    items: list[_Item],
+    *,
+    strict: bool,
+    give_up_after: int | None,
+    on_phase: PhaseHook | None,
+    trial: bool = False,
+    give_up_min_age_s: float | None = None,
 ) -> BatchResult:
+    """Apply the items in one transaction. ``trial``: do everything, then roll back."""
     now = datetime.now(timezone.utc)
+    for it in items:
+        it.reset()
     with transaction(registry.engine, write=True) as conn:
         batch = _Batch(conn, items, now, on_phase)
         batch.run()
         for it in items:
             if it.status == "pending":  # every kind is handled above; this is a guard
                 raise RegistryError(f"internal: item {it.item_id} was not handled")
-            if it.status == "retry" and give_up_after is not None and it.receive_count >= give_up_after:
-                it.reject(f"gave up after {it.receive_count} deliveries: {it.reason}", MissingParentError)
+            if it.status == "retry" and _gives_up(it, give_up_after, give_up_min_age_s):
+                age = "" if it.age_s is None else f" over {it.age_s / 3600:.1f} h"
+                it.reject(f"gave up after {it.receive_count} deliveries{age}: {it.reason}", MissingParentError)
         if strict:
             bad = next((it for it in items if it.status != "applied"), None)
             if bad is not None:
                 raise bad.error(bad.reason)  # rolls the whole transaction back
         _bookkeeping(conn, items, now, record_rejects=not strict)
+        if trial:
+            raise _TrialDone
         batch.phase("before_commit")
     result = BatchResult()
     for it in items:
@@ -731,19 +811,106 @@ def apply_batch(
     *,
     give_up_after: int | None = None,
     on_phase: PhaseHook | None = None,
+    give_up_min_age_s: float | None = None,
 ) -> BatchResult:
     """Apply one batch of registry messages in one transaction (see the module docstring).
 
     ``items``: BatchItem or (item_id, body) pairs; a body is JSON text/bytes, a dict or a message
     model. ``give_up_after``: reject (instead of retry) an item with a missing parent once SQS
-    has delivered it this many times. ``on_phase(name, conn)`` is a test hook called at
+    has delivered it this many times and (``give_up_min_age_s``, for items whose ``age_s`` is
+    known) it is at least that many seconds old. ``on_phase(name, conn)`` is a test hook called at
     "dimensions", "datasets", "certify_locked", "certify_checked" and "before_commit".
 
     Raises RegistryUnavailableError (or another database error) when the batch could not be
     committed: then nothing of it was written.
     """
-    parsed = [_to_item(i if isinstance(i, BatchItem) else BatchItem(*i)) for i in items]
-    return _run(registry, parsed, strict=False, give_up_after=give_up_after, on_phase=on_phase)
+    raws = [i if isinstance(i, BatchItem) else BatchItem(*i) for i in items]
+    parsed = [_to_item(i) for i in raws]
+    for raw, it in zip(raws, parsed):
+        it.age_s = raw.age_s
+    while True:
+        try:
+            return _run(registry, parsed, strict=False, give_up_after=give_up_after, on_phase=on_phase,
+                        give_up_min_age_s=give_up_min_age_s)
+        except Exception as exc:
+            if not is_poison_error(exc):
+                raise
+            found = _find_poison(registry, parsed, give_up_after)
+            if found is None:
+                raise  # the failure needs several items together: redeliver the batch as it is
+            bad, error = found
+            bad.reject_fixed(
+                f"the database refused this {bad.message.kind} message: {_error_summary(error)}"
+            )
+
+
+def is_poison_error(exc: BaseException) -> bool:
+    """Whether a failed batch transaction may be caused by one item's values (a data error the
+    database or its driver raised: out of range, NUL, too long, constraint), rather than by
+    the database being unreachable or by the writer itself."""
+    if isinstance(exc, RegistryError):
+        return False
+    if isinstance(exc, sa.exc.DBAPIError):
+        return isinstance(exc, (sa.exc.DataError, sa.exc.IntegrityError)) and not exc.connection_invalidated
+    if isinstance(exc, (sa.exc.StatementError, OverflowError, ValueError)):
+        return True
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - SQLite-only installations
+        return False
+    return isinstance(exc, (psycopg.DataError, psycopg.IntegrityError))
+
+
+def _error_summary(exc: BaseException) -> str:
+    """``Type: first line of the message`` of a database error, at most 500 characters."""
+    inner = getattr(exc, "orig", None) or exc
+    text = (str(inner).strip().splitlines() or [""])[0]
+    return f"{type(inner).__name__}: {text}"[:500]
+
+
+def _apply_order(it: _Item) -> tuple[int, int]:
+    """Parents before children: by kind, and datasets without inputs before those with inputs."""
+    m = it.message
+    return (KIND_ORDER.index(m.kind), len(m.inputs) if m.kind == "dataset" else 0)
+
+
+def _trial_error(registry: Any, items: list[_Item], give_up_after: int | None) -> BaseException | None:
+    """The poison error a trial run of these items raises, or None if they would apply."""
+    try:
+        _run(registry, items, strict=False, give_up_after=give_up_after, on_phase=None, trial=True)
+    except _TrialDone:
+        return None
+    except Exception as exc:
+        if is_poison_error(exc):
+            return exc
+        raise
+    raise RegistryError("internal: a trial run committed")  # pragma: no cover
+
+
+def _find_poison(
+    registry: Any, items: list[_Item], give_up_after: int | None
+) -> tuple[_Item, BaseException] | None:
+    """The item a database error comes from: binary search for the shortest failing prefix of
+    the batch in parent-to-child order (trial transactions, rolled back; about log2(n) of
+    them). None if no single item explains the failure."""
+    order = sorted((it for it in items if not it.fixed and it.message is not None), key=_apply_order)
+    lo, hi = 0, len(order)  # prefix of length lo applies; of length hi fails (the whole batch did)
+    error: BaseException | None = None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        e = _trial_error(registry, order[:mid], give_up_after)
+        if e is None:
+            lo = mid
+        else:
+            hi, error = mid, e
+    if hi == 0:
+        return None
+    if error is None:  # the whole candidate set was never tried on its own: confirm it fails
+        error = _trial_error(registry, order[:hi], give_up_after)
+        if error is None:
+            return None
+    alone = _trial_error(registry, [order[hi - 1]], give_up_after)
+    return order[hi - 1], alone or error
 
 
 def apply_messages(

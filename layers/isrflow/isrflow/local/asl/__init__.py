@@ -13,11 +13,13 @@ Usage::
     execution.status, execution.output, execution.history
 
 The subset: JSONPath states Task, Pass, Choice, Wait, Succeed, Fail, Parallel, Map (inline,
-and DISTRIBUTED with STANDARD children and an s3:getObject JSON ItemReader); InputPath,
-Parameters, ResultSelector, ResultPath, OutputPath; Retry (incl. MaxDelaySeconds and
-JitterStrategy) and Catch; the intrinsic functions. Rejected at load with
-:class:`UnsupportedFeatureError`: ItemBatcher, ResultWriter, ToleratedFailure*, EXPRESS
-children, other ItemReader kinds, JSONata, variables (Assign).
+and DISTRIBUTED with STANDARD children, an s3:getObject JSON ItemReader and an s3:putObject
+ResultWriter, served by ``Interpreter(result_writer=...)``); InputPath, Parameters,
+ResultSelector, ResultPath, OutputPath; Retry (incl. MaxDelaySeconds and JitterStrategy) and
+Catch; the intrinsic functions; the 256 KiB payload limit (``States.DataLimitExceeded``, also
+for a Distributed Map's aggregated child results when it has no ResultWriter). Rejected at
+load with :class:`UnsupportedFeatureError`: ItemBatcher, ToleratedFailure*, EXPRESS children,
+other ItemReader kinds, a ResultWriter with only WriterConfig, JSONata, variables (Assign).
 """
 
 from .clock import Clock, FakeClock, RealClock
@@ -44,13 +46,25 @@ from .integrations import (
                      TaskContext,
                      lambda_error,
 )
-from .interpreter import ABORTED, FAILED, RUNNING, SUCCEEDED, TIMED_OUT, Execution, Interpreter, MapRun
+from .interpreter import (
+                     ABORTED,
+                     FAILED,
+                     PAYLOAD_LIMIT,
+                     RUNNING,
+                     SUCCEEDED,
+                     TIMED_OUT,
+                     Execution,
+                     Interpreter,
+                     MapRun,
+)
+from .result_writer import read_manifest_results
 
 __all__ = [
                      "ABORTED",
                      "ECS_RUN_TASK_SYNC",
                      "FAILED",
                      "LAMBDA_INVOKE",
+                     "PAYLOAD_LIMIT",
                      "RUNNING",
                      "SQS_SEND_MESSAGE",
                      "STATES_START_EXECUTION_SYNC2",
@@ -77,4 +91,5 @@ __all__ = [
                      "UnsupportedFeatureError",
                      "count_state_transitions",
                      "lambda_error",
+                     "read_manifest_results",
 ]

@@ -5,9 +5,10 @@ reported (not only the first) with its location, e.g.
 ``States.Process.Retry[1].ErrorEquals: 'States.ALL' must appear alone ...``.
 
 The subset (see the package docstring): JSONPath states Task, Pass, Choice, Wait,
-Succeed, Fail, Parallel, Map (inline, and distributed with STANDARD children and a JSON
-ItemReader). Valid ASL outside the subset (ItemBatcher, ResultWriter, ToleratedFailure*,
-EXPRESS children, JSONata, variables, ...) is rejected with :class:`UnsupportedFeatureError`.
+Succeed, Fail, Parallel, Map (inline, and distributed with STANDARD children, a JSON
+ItemReader and an s3:putObject ResultWriter). Valid ASL outside the subset (ItemBatcher,
+ToleratedFailure*, EXPRESS children, a ResultWriter without Resource/Parameters, JSONata,
+variables, ...) is rejected with :class:`UnsupportedFeatureError`.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ STATES_ALL = "States.ALL"
 STATES_TASK_FAILED = "States.TaskFailed"
 STATES_TIMEOUT = "States.Timeout"
 S3_GET_OBJECT = "arn:aws:states:::s3:getObject"
+S3_PUT_OBJECT = "arn:aws:states:::s3:putObject"
+TRANSFORMATIONS = ("NONE", "COMPACT", "FLATTEN")
+OUTPUT_TYPES = ("JSON", "JSONL")
 
 _UNSUPPORTED_FIELDS = {
     "ItemBatcher": "ItemBatcher is not supported: cluster items in the producing step instead "
                    "(one Map item = one batch), which behaves the same on AWS, locally and in moto",
-    "ResultWriter": "ResultWriter is not supported: have the item processor write its own results "
-                    "and set ResultPath to null",
     "ToleratedFailurePercentage": "ToleratedFailurePercentage is not supported: Catch per item and decide "
                                   "in a later step (moto ignores it, so it cannot be cross-checked)",
     "ToleratedFailurePercentagePath": "ToleratedFailurePercentagePath is not supported (see ToleratedFailurePercentage)",
@@ -62,7 +64,8 @@ ALLOWED_FIELDS = {
     "Fail": _COMMON | {"Error", "ErrorPath", "Cause", "CausePath"},
     "Parallel": _COMMON | _IO | _FLOW | _RESULT | {"Branches"},
     "Map": _COMMON | _IO | _FLOW | _RESULT | {"ItemSelector", "ItemsPath", "ItemProcessor", "Iterator",
-                                               "MaxConcurrency", "MaxConcurrencyPath", "ItemReader", "Label"},
+                                               "MaxConcurrency", "MaxConcurrencyPath", "ItemReader", "ResultWriter",
+                                               "Label"},
 }
 
 
@@ -213,6 +216,21 @@ class ItemReader:
         self.max_items_path: Path | None = None
 
 
+class ResultWriter:
+    """A Distributed Map's ``ResultWriter``: export the child executions' results to S3
+    (``Parameters`` -> ``Bucket`` and ``Prefix``) instead of returning them as the state's result.
+    ``transformation``/``output_type`` come from ``WriterConfig`` (defaults NONE / JSON, as AWS
+    uses when WriterConfig is absent)."""
+
+    __slots__ = ("output_type", "parameters", "resource", "transformation")
+
+    def __init__(self):
+        self.resource = S3_PUT_OBJECT
+        self.parameters: Template | None = None
+        self.transformation = "NONE"
+        self.output_type = "JSON"
+
+
 class MapState(State):
     type = "Map"
 
@@ -226,6 +244,7 @@ class MapState(State):
         self.max_concurrency = 0
         self.max_concurrency_path: Path | None = None
         self.item_reader: ItemReader | None = None
+        self.result_writer: ResultWriter | None = None
         self.label: str | None = obj.get("Label")
 
 
@@ -724,6 +743,49 @@ class _Builder:
             if not st.distributed:
                 self.bad(where + ".ItemReader", "ItemReader is only allowed in a DISTRIBUTED Map")
             st.item_reader = self.item_reader(obj["ItemReader"], where + ".ItemReader")
+        if "ResultWriter" in obj:
+            if not st.distributed:
+                self.bad(where + ".ResultWriter", "ResultWriter is only allowed in a DISTRIBUTED Map")
+            st.result_writer = self.result_writer(obj["ResultWriter"], where + ".ResultWriter")
+
+    def result_writer(self, r: Any, where: str) -> ResultWriter | None:
+        if not isinstance(r, dict):
+            self.bad(where, "must be an object")
+            return None
+        rw = ResultWriter()
+        for k in r:
+            if k not in ("Resource", "Parameters", "WriterConfig"):
+                self.bad(f"{where}.{k}", "field not allowed in a ResultWriter"
+                         if k != "Arguments" else _UNSUPPORTED_FIELDS["Arguments"], unsupported=k == "Arguments")
+        if "Resource" not in r and "Parameters" not in r:
+            self.bad(where, "a ResultWriter with only WriterConfig (results transformed into the state output, "
+                            "not exported) is not supported: give Resource and Parameters", unsupported=True)
+        elif r.get("Resource") != S3_PUT_OBJECT:
+            self.bad(where + ".Resource", f"must be {S3_PUT_OBJECT}")
+        elif not isinstance(r.get("Parameters"), dict):
+            self.bad(where + ".Parameters", "required: an object with Bucket and Prefix")
+        else:
+            params = r["Parameters"]
+            if "Bucket" not in params and "Bucket.$" not in params:
+                self.bad(where + ".Parameters.Bucket", "required")
+            for k in params:
+                if k.removesuffix(".$") not in ("Bucket", "Prefix"):
+                    self.bad(f"{where}.Parameters.{k}", "field not allowed (Bucket and Prefix only)")
+            rw.parameters = self.template(r, "Parameters", where)
+        cfg = r.get("WriterConfig", {})
+        if not isinstance(cfg, dict):
+            self.bad(where + ".WriterConfig", "must be an object")
+            return rw
+        for k in cfg:
+            if k not in ("Transformation", "OutputType"):
+                self.bad(f"{where}.WriterConfig.{k}", "field not allowed (Transformation and OutputType only)")
+        rw.transformation = cfg.get("Transformation", "NONE")
+        if rw.transformation not in TRANSFORMATIONS:
+            self.bad(where + ".WriterConfig.Transformation", f"must be one of {', '.join(TRANSFORMATIONS)}")
+        rw.output_type = cfg.get("OutputType", "JSON")
+        if rw.output_type not in OUTPUT_TYPES:
+            self.bad(where + ".WriterConfig.OutputType", f"must be one of {', '.join(OUTPUT_TYPES)}")
+        return rw
 
     def item_reader(self, r: Any, where: str) -> ItemReader | None:
         if not isinstance(r, dict):

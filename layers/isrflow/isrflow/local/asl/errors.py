@@ -37,7 +37,7 @@ class DefinitionError(AslError, ValueError):
 
 class UnsupportedFeatureError(DefinitionError):
     """The definition uses ASL the local interpreter deliberately does not run
-    (ItemBatcher, ResultWriter, ToleratedFailure*, JSONata, variables, ...)."""
+    (ItemBatcher, ToleratedFailure*, JSONata, variables, ...)."""
 
 
 class TaskFailure(AslError):

@@ -29,8 +29,15 @@ Error semantics (AWS where AWS and the specification differ)
   error and cause; a failed Distributed Map child execution fails the Map with
   ``States.ExceedToleratedFailureThreshold`` (the tolerated failure is 0: catch per item).
 - Task TimeoutSeconds has no default (AWS), not the 60 s of the specification.
-- Payloads: a task's parameters and result, a Map/Parallel result and each child input
-  are limited to ``payload_limit_bytes`` (262,144 by default) -> ``States.DataLimitExceeded``.
+- Payloads: a task's parameters and result, a Map/Parallel result, every state's output,
+  each child input and the execution output are limited to ``payload_limit_bytes`` (262,144
+  UTF-8 bytes of JSON by default) -> ``States.DataLimitExceeded`` (neither retried nor caught).
+  A Distributed Map without a ResultWriter always collects its children's outputs into one
+  array, and that array is measured *before* ResultPath/OutputPath: ``ResultPath: null`` does
+  not exempt it (as on AWS). With a ResultWriter the results go to S3 (``result_writer``:
+  ``<Prefix>/<map run id>/manifest.json`` and ``SUCCEEDED_0.json`` / ``FAILED_0.json`` /
+  ``PENDING_0.json``) and the state's result is ``{"MapRunArn", "ResultWriterDetails":
+  {"Bucket", "Key"}}`` (see :mod:`.result_writer`).
 - History: more than ``max_history_events`` (25,000) events fails the execution with
   ``States.Runtime`` (AWS fails such a Standard execution; the error name is ours).
 """
@@ -69,6 +76,7 @@ from .history import History, JsonText, count_state_transitions, to_datetime
 from .integrations import Integrations, TaskContext, is_lambda_arn, split_resource
 from .intrinsics import Call, IntrinsicError
 from .jsonpath import MISSING, ROOT, Path, PathNotFound, PathSetError
+from .result_writer import PENDING, ChildRecord, export_files
 from .template import TemplateEvalError
 
 UNCATCHABLE = frozenset({"States.Runtime", "States.DataLimitExceeded"})
@@ -131,6 +139,7 @@ class MapRun:
         self.start_ts = start
         self.stop_ts: float | None = None
         self.executions: list[Execution | None] = [None] * total
+        self.results_written = 0  # child results exported by a ResultWriter
 
     @property
     def start_date(self) -> datetime:
@@ -147,7 +156,7 @@ class MapRun:
         for ex in self.executions:
             c["pending" if ex is None else key[ex.status]] += 1
         c["total"] = len(self.executions)
-        c["resultsWritten"] = 0
+        c["resultsWritten"] = self.results_written
         c["failuresNotRedrivable"] = 0
         c["pendingRedrive"] = 0
         return c
@@ -340,12 +349,15 @@ class Interpreter:
     ``integrations``: carries out Task states (see :mod:`.integrations`).
     ``clock``: ``now()``/``sleep()`` (default real time; tests pass a FakeClock).
     ``item_reader``: ``(bucket, key) -> bytes`` for Distributed Map ItemReaders (s3:getObject).
+    ``result_writer``: ``(bucket, key, body bytes) -> None`` for Distributed Map ResultWriters
+    (s3:putObject); without one a ResultWriter fails with ``States.ResultWriterFailed``.
     ``max_workers``: cap on the threads of one Map state (MaxConcurrency 0 = this cap).
     ``seed``: seeds the RNG used for JitterStrategy FULL and States.UUID (deterministic runs).
     """
 
     def __init__(self, integrations: Integrations, *, clock: Clock | None = None,
-                 item_reader: Callable[[str, str], bytes] | None = None, max_workers: int = 64,
+                 item_reader: Callable[[str, str], bytes] | None = None,
+                 result_writer: Callable[[str, str, bytes], None] | None = None, max_workers: int = 64,
                  seed: int | None = None, region: str = "us-east-1", account: str = "123456789012",
                  payload_limit_bytes: int | None = PAYLOAD_LIMIT, max_history_events: int | None = 25_000):
         if max_workers < 1:
@@ -353,6 +365,7 @@ class Interpreter:
         self.integrations = integrations
         self.clock: Clock = clock or RealClock()
         self.item_reader = item_reader
+        self.result_writer = result_writer
         self.max_workers = max_workers
         self.region = region
         self.account = account
@@ -547,6 +560,8 @@ class Interpreter:
                                         prev)
             output = self._result_path(st.result_path, raw, result, st, entered_id, prev)
         output = self._path(st.output_path, output, st, run, entered, entered_id, "OutputPath")
+        if self.payload_limit_bytes is not None:
+            self._check_size(_dumps(output), f"the output of state '{st.name}'", prev)
         prev = run.history.add(st.type + "StateExited", run.clock.now(), prev, {"name": st.name, "output": output})
         return (None if st.end else st.next), output, prev
 
@@ -592,6 +607,8 @@ class Interpreter:
                         if f.cause is not None:
                             error_output["Cause"] = f.cause
                         output = self._result_path(c.result_path, raw, error_output, st, entered_id, prev)
+                        if self.payload_limit_bytes is not None:
+                            self._check_size(_dumps(output), f"the output of state '{st.name}'", prev)
                         prev = run.history.add(st.type + "StateExited", run.clock.now(), prev,
                                                {"name": st.name, "output": output})
                         return c.next, output, prev
@@ -864,11 +881,12 @@ class Interpreter:
             items = self._map_items(st, effective, run, entered, entered_id, prev)
             prev = run.history.add("MapStateStarted", run.clock.now(), prev, {"length": len(items)})
             if st.distributed:
-                results, prev = self._distributed(st, effective, items, run, cancel, entered, entered_id, prev,
-                                                  concurrency, collect)
-            else:
-                results, prev = self._inline(st, effective, items, run, cancel, entered, entered_id, prev,
-                                             concurrency, collect)
+                # the state's result (aggregated outputs, or the ResultWriter's details): it is
+                # measured before ResultPath applies, so ResultPath null does not exempt it
+                return self._distributed(st, effective, items, run, cancel, entered, entered_id, prev,
+                                         concurrency, collect)
+            results, prev = self._inline(st, effective, items, run, cancel, entered, entered_id, prev,
+                                         concurrency, collect)
             if not collect:
                 return _DISCARDED, prev
             if self.payload_limit_bytes is not None:
@@ -974,7 +992,10 @@ class Interpreter:
             self._map_runs[map_run_arn] = map_run
         parent.map_runs.append(map_run)
         prev = run.history.add("MapRunStarted", run.clock.now(), prev, {"mapRunArn": map_run_arn})
+        writer = st.result_writer
+        collect = collect and writer is None
         results: list = [None] * n if collect else []
+        sizes: list[int] = [0] * n  # UTF-8 bytes of each child's output (aggregated when no ResultWriter)
         stop = threading.Event()
         outcome = _Outcome()
         child_cancel = (stop,) + cancel
@@ -996,6 +1017,8 @@ class Interpreter:
                 if child.status == SUCCEEDED:
                     if collect:
                         results[i] = child.output
+                    if writer is None:
+                        sizes[i] = len(_dumps(child.output).encode("utf-8"))
                 elif child.status != ABORTED:  # aborted children were cancelled by the run, not failed
                     outcome.record(_ChildFailed())
                     stop.set()
@@ -1015,13 +1038,74 @@ class Interpreter:
                 error, cause = outcome.failure.error, outcome.failure.cause
             else:
                 error, cause = "States.ExceedToleratedFailureThreshold", EXCEEDED_CAUSE
+                if writer is not None:  # failed children are exported too; the map's own error wins
+                    try:
+                        self._export(st, effective, items, map_run, run, entered, entered_id, prev)
+                    except _Failure:
+                        pass
             prev = run.history.add("MapRunFailed", run.clock.now(), prev, {"error": error, "cause": cause})
             prev = run.history.add("MapStateFailed", run.clock.now(), prev, None)
             raise _Failure(error, cause, prev)
+        if writer is not None:
+            try:
+                result = self._export(st, effective, items, map_run, run, entered, entered_id, prev)
+            except _Failure as f:
+                map_run.status = FAILED
+                prev = run.history.add("MapRunFailed", run.clock.now(), prev, {"error": f.error, "cause": f.cause})
+                prev = run.history.add("MapStateFailed", run.clock.now(), prev, None)
+                raise _Failure(f.error, f.cause, prev) from None
+        else:
+            # AWS aggregates every child's output into the state's result before ResultPath and
+            # OutputPath apply: the array counts against the payload limit even when discarded
+            total = 2 + sum(sizes) + max(0, n - 1)  # "[" + outputs joined by "," + "]"
+            limit = self.payload_limit_bytes
+            if limit is not None and total > limit:
+                map_run.status = SUCCEEDED
+                prev = run.history.add("MapRunSucceeded", run.clock.now(), prev, None)
+                prev = run.history.add("MapStateFailed", run.clock.now(), prev, None)
+                raise _Failure("States.DataLimitExceeded",
+                               f"The state/task '{st.name}' returned a result with a size exceeding the maximum "
+                               f"number of bytes service limit (the Distributed Map's aggregated child results: "
+                               f"{total} bytes > {limit}; add a ResultWriter to export them to S3)", prev)
+            result = results if collect else _DISCARDED
         map_run.status = SUCCEEDED
         prev = run.history.add("MapRunSucceeded", run.clock.now(), prev, None)
         prev = run.history.add("MapStateSucceeded", run.clock.now(), prev, None)
-        return results, prev
+        return result, prev
+
+    def _export(self, st: MapState, effective: Any, items: list, map_run: MapRun, run: _Run, entered: float,
+                entered_id: int, prev: int) -> dict:
+        """Write the map run's results with the state's ResultWriter; returns the state's result
+        ``{"MapRunArn", "ResultWriterDetails": {"Bucket", "Key"}}``. Any problem is
+        ``States.ResultWriterFailed``."""
+        writer = st.result_writer
+        env = _Env(run, st.name, entered)
+        params = {} if writer.parameters is None else self._template(writer.parameters, effective, env, st,
+                                                                      entered_id, prev)
+        bucket, prefix = params.get("Bucket"), params.get("Prefix", "")
+        if not isinstance(bucket, str) or not bucket or not isinstance(prefix, str):
+            raise _Failure("States.ResultWriterFailed", f"ResultWriter Parameters need a string Bucket and Prefix, "
+                                                        f"got {_dumps(params)}", prev)
+        if self.result_writer is None:
+            raise _Failure("States.ResultWriterFailed", f"no result writer is configured to write to s3://{bucket}/"
+                                                        f"{prefix} (pass Interpreter(result_writer=...))", prev)
+        children = []
+        for i, ex in enumerate(map_run.executions):
+            if ex is None:
+                children.append(ChildRecord(PENDING, items[i]))
+            else:
+                children.append(ChildRecord(ex.status, ex.input, ex.execution_arn, ex.name, ex.state_machine_arn,
+                                            ex.output, ex.error, ex.cause, ex.start_ts, ex.stop_ts))
+        export = export_files(children, bucket=bucket, prefix=prefix, map_run_arn=map_run.map_run_arn,
+                              transformation=writer.transformation, output_type=writer.output_type)
+        for key, body in export.objects:
+            try:
+                self.result_writer(bucket, key, body)
+            except Exception as exc:  # noqa: BLE001 - any write failure is States.ResultWriterFailed
+                raise _Failure("States.ResultWriterFailed", f"cannot write s3://{bucket}/{key}: "
+                                                            f"{type(exc).__name__}: {exc}", prev) from None
+        map_run.results_written = export.results_written
+        return export.result
 
 
 class _ChildFailed(Exception):
