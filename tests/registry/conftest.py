@@ -104,3 +104,23 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 def registry(backend: Backend) -> Registry:
     """A fresh, migrated registry on the parametrized backend."""
     return backend.open(create=True)
+
+
+@pytest.fixture
+def handler_module(backend: Backend, registry: Registry, monkeypatch):
+    """The registry writer Lambda's module, configured for this test's registry."""
+    import importlib
+
+    import isrflow.settings
+    from registry_helpers import REPO_ROOT
+
+    for key, value in backend.env().items():
+        monkeypatch.setenv(key, value)
+    for key in ("ISRFLOW_REGISTRY_SECRET_ARN", "ISRFLOW_REGISTRY_GIVE_UP_AFTER"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    app = importlib.import_module("functions.registry_writer.app")
+    yield app
+    cached = isrflow.settings._REGISTRIES.pop(backend.url_with_schema, None)
+    if cached is not None:
+        cached.close()

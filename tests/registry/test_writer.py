@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import random
 import subprocess
@@ -542,22 +541,6 @@ def test_wait_applied_times_out_without_real_sleeping(registry: Registry) -> Non
 # --- the Lambda handler ----------------------------------------------------------------------
 
 EVENT = REPO_ROOT / "events" / "registry_writer_sqs_batch.json"
-
-
-@pytest.fixture
-def handler_module(backend, registry, monkeypatch):
-    import isrflow.settings
-
-    for key, value in backend.env().items():
-        monkeypatch.setenv(key, value)
-    for key in ("ISRFLOW_REGISTRY_SECRET_ARN", "ISRFLOW_REGISTRY_GIVE_UP_AFTER"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.syspath_prepend(str(REPO_ROOT))
-    app = importlib.import_module("functions.registry_writer.app")
-    yield app
-    cached = isrflow.settings._REGISTRIES.pop(backend.url_with_schema, None)
-    if cached is not None:
-        cached.close()
 
 
 def test_example_event_validates_and_runs_through_the_handler(handler_module, registry: Registry) -> None:

@@ -8,7 +8,6 @@ OverflowError), so nothing was applied and SQS would have redelivered all 1,001 
 
 from __future__ import annotations
 
-import importlib
 import json
 from datetime import timedelta
 
@@ -16,7 +15,7 @@ import pytest
 from isrflow.messages import DetectorRecord, ExposureRecord, InstrumentRecord, dump_message
 from isrflow.registry import BatchItem, Registry, apply_batch
 from isrflow.registry import writer as writer_module
-from registry_helpers import REPO_ROOT, T0, count
+from registry_helpers import T0, count
 
 GOOD = 1000
 EX = "exec-poison"
@@ -108,23 +107,10 @@ def test_a_poison_the_checks_miss_is_found_by_bisection(
     assert len(trials) <= 16  # about log2(1001) trials, not one per item
 
 
-def test_poison_through_the_writer_lambda(backend, registry: Registry, monkeypatch) -> None:
-    import isrflow.settings
-
-    for key, value in backend.env().items():
-        monkeypatch.setenv(key, value)
-    for key in ("ISRFLOW_REGISTRY_SECRET_ARN", "ISRFLOW_REGISTRY_GIVE_UP_AFTER"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.syspath_prepend(str(REPO_ROOT))
-    app = importlib.import_module("functions.registry_writer.app")
-    try:
-        items = batch_with(DetectorRecord(instrument="HSC", id=-(2**31) - 1, name="low", execution_id=EX))
-        event = {"Records": [{"messageId": i.item_id, "body": i.body, "attributes": {"ApproximateReceiveCount": "1"}}
-                             for i in items]}
-        assert app.lambda_handler(json.loads(json.dumps(event)), None) == {"batchItemFailures": []}
-        assert count(registry, "detector") == GOOD - 1
-        assert [r.item_id for r in registry.rejects()] == [f"m{GOOD // 2}"]
-    finally:
-        cached = isrflow.settings._REGISTRIES.pop(backend.url_with_schema, None)
-        if cached is not None:
-            cached.close()
+def test_poison_through_the_writer_lambda(handler_module, registry: Registry) -> None:
+    items = batch_with(DetectorRecord(instrument="HSC", id=-(2**31) - 1, name="low", execution_id=EX))
+    event = {"Records": [{"messageId": i.item_id, "body": i.body, "attributes": {"ApproximateReceiveCount": "1"}}
+                         for i in items]}
+    assert handler_module.lambda_handler(json.loads(json.dumps(event)), None) == {"batchItemFailures": []}
+    assert count(registry, "detector") == GOOD - 1
+    assert [r.item_id for r in registry.rejects()] == [f"m{GOOD // 2}"]

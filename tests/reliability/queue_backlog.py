@@ -8,9 +8,10 @@ writer batch "takes" ``batch_s`` seconds, and to the next visible message when n
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from isrflow import queues
 from isrflow.local.event_source import QueuePoller
@@ -46,7 +47,7 @@ def instrument() -> InstrumentRecord:
 def backlog(exposures: int, detectors: int, seed: int) -> list[str]:
     """Detector and exposure records and one raw per (exposure, detector), shuffled (seeded):
     most children come before their parents. ``exposures x detectors`` raws."""
-    begin = datetime(2026, 11, 19, 10, tzinfo=timezone.utc)
+    begin = datetime(2026, 11, 19, 10, tzinfo=UTC)
     msgs: list[Any] = [DetectorRecord(instrument="HSC", id=d, name=f"D{d}") for d in range(detectors)]
     for e in range(exposures):
         t = begin + timedelta(seconds=40 * e)

@@ -318,19 +318,11 @@ def test_header_only_reader(small_night, tmp_path, edit, error):
 
 
 def test_all_nan_raw_in_a_run_is_a_recorded_detector_failure(tmp_path, monkeypatch):
-    import json
-
     from isrflow.calib_import import import_calibrations
     from isrflow.local.queue import LocalQueue
-    from isrflow.messages import QuantumResult
-    from isrflow.process_visit import layout
     from isrflow.registry import create_repo, ingest
-    from isrflow.settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_URL
     from isrflow.simulate import SimulationRequest, simulate
-    from isrflow.storage import storage_for
-
-    from functions.isr.app import lambda_handler as isr_handler
-    from functions.plan.app import lambda_handler as plan_handler
+    from one_cluster import plan_and_isr_one
 
     registry = create_repo(tmp_path / "repo")
     night = simulate(SimulationRequest(camera="generic", small=True, detectors=[0], science=1, seed=5,
@@ -347,20 +339,10 @@ def test_all_nan_raw_in_a_run_is_a_recorded_detector_failure(tmp_path, monkeypat
     registry.register_collection("Generic/calib", "CALIBRATION")
     registry.certify([r.id for r in refs], "Generic/calib", None, None)
     queue = LocalQueue(tmp_path / "repo" / "queue.sqlite3", "registry")
-    for key, value in {ENV_DATASTORE_ROOT: str(registry.datastore_root), ENV_REGISTRY_QUEUE_URL: queue.url,
-                       ENV_REGISTRY_URL: registry.url}.items():
-        monkeypatch.setenv(key, value)
-    plan = plan_handler({"input": {"where": "instrument = 'Generic' AND obs_type = 'science'",
-                                   "input_collections": ["Generic/raw/all"], "calib_collection": "Generic/calib",
-                                   "output_run": "Generic/runs/nan", "cluster_size": 1},
-                         "execution_id": "exec-all-nan"})
-    (cluster,) = json.loads(storage_for(plan["manifest_uri"]).read_bytes(plan["manifest_uri"]))
-    summary = isr_handler({"cluster": cluster, "execution_id": plan["execution_id"],
-                           "results_prefix": plan["results_prefix"], "output_run": plan["output_run"],
-                           "isr_config": plan["isr_config"]})
+    summary, result = plan_and_isr_one(registry, queue, monkeypatch,
+                                       where="instrument = 'Generic' AND obs_type = 'science'",
+                                       calib_collection="Generic/calib", output_run="Generic/runs/nan",
+                                       execution_id="exec-all-nan")
     assert (summary["succeeded"], summary["failed"]) == (0, 1)
-    (q,) = cluster["quanta"]
-    uri = layout.result_uri(plan["results_prefix"], q["instrument"], q["exposure"], q["detector"])
-    result = QuantumResult.model_validate_json(storage_for(uri).read_bytes(uri))
     assert result.status == "failed" and result.error.startswith("IsrInputError: ") and "NaN" in result.error
     assert _datastore_files(tmp_path / "repo", "Generic/runs/nan") == [], "no output file for the failed detector"

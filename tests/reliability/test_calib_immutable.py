@@ -3,7 +3,6 @@ after registration is never used (its detector fails with ChecksumMismatchError)
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 from astropy.io import fits
@@ -11,15 +10,11 @@ from click.testing import CliRunner
 from isrflow.calib_import import import_calibrations
 from isrflow.cli import cli
 from isrflow.local.queue import LocalQueue
-from isrflow.messages import QuantumResult
-from isrflow.process_visit import layout
 from isrflow.registry import create_repo, ingest, uri_to_path
-from isrflow.settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_URL
 from isrflow.simulate import SimulationRequest, simulate
-from isrflow.storage import storage_for
 
-from functions.isr.app import lambda_handler as isr_handler
-from functions.plan.app import lambda_handler as plan_handler
+from one_cluster import plan_and_isr_one
+
 
 CALIB_RUN = "Generic/calib/truth"
 CALIB_COLLECTION = "Generic/calib"
@@ -67,20 +62,10 @@ def test_import_over_a_certified_calibration_is_refused_and_the_file_is_unchange
 def test_a_calibration_altered_after_registration_fails_its_detector(tmp_path, monkeypatch):
     registry, cal, bias = _repo(tmp_path)
     queue = LocalQueue(tmp_path / "repo" / "queue.sqlite3", "registry")
-    for key, value in {ENV_DATASTORE_ROOT: str(registry.datastore_root), ENV_REGISTRY_QUEUE_URL: queue.url,
-                       ENV_REGISTRY_URL: registry.url}.items():
-        monkeypatch.setenv(key, value)
     uri_to_path(bias.uri).write_bytes(_altered(cal.bias, tmp_path / "swapped.fits").read_bytes())
-    plan = plan_handler({"input": {"where": "instrument = 'Generic'", "input_collections": ["Generic/raw/all"],
-                                   "calib_collection": CALIB_COLLECTION, "output_run": "Generic/runs/t",
-                                   "cluster_size": 1}, "execution_id": "exec-checksum"})
-    (cluster,) = json.loads(storage_for(plan["manifest_uri"]).read_bytes(plan["manifest_uri"]))
-    summary = isr_handler({"cluster": cluster, "execution_id": plan["execution_id"],
-                           "results_prefix": plan["results_prefix"], "output_run": plan["output_run"],
-                           "isr_config": plan["isr_config"]})
+    summary, result = plan_and_isr_one(registry, queue, monkeypatch, where="instrument = 'Generic'",
+                                       calib_collection=CALIB_COLLECTION, output_run="Generic/runs/t",
+                                       execution_id="exec-checksum")
     assert (summary["succeeded"], summary["failed"]) == (0, 1)
-    (q,) = cluster["quanta"]
-    uri = layout.result_uri(plan["results_prefix"], q["instrument"], q["exposure"], q["detector"])
-    result = QuantumResult.model_validate_json(storage_for(uri).read_bytes(uri))
     assert result.status == "failed" and result.error.startswith("ChecksumMismatchError: ")
     assert bias.uri in result.error

@@ -15,9 +15,10 @@ so a message that was in fact applied already changes nothing when it comes back
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import IsrflowError
 
@@ -25,6 +26,18 @@ from .errors import IsrflowError
 LOCAL_QUEUE_FILE = "queue.sqlite3"
 #: SQS's largest batch for ReceiveMessage / SendMessageBatch / DeleteMessageBatch.
 SQS_BATCH = 10
+
+
+def _aws_errors() -> tuple[type[BaseException], ...]:
+    """botocore's client and transport errors (empty tuple without botocore: nothing to catch)."""
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # pragma: no cover - boto3 is a dependency
+        return ()
+    return (BotoCoreError, ClientError)
+
+
+_AWS_ERRORS = _aws_errors()
 
 
 class RedriveError(IsrflowError):
@@ -92,7 +105,7 @@ def redrive_sqs(sqs: Any, dead_letter_url: str, queue_url: str, *, limit: int | 
         try:
             got = sqs.receive_message(QueueUrl=dead_letter_url, MaxNumberOfMessages=want, WaitTimeSeconds=1,
                                       VisibilityTimeout=visibility_s, MessageAttributeNames=["All"])
-        except Exception as exc:
+        except _AWS_ERRORS as exc:
             raise RedriveError(f"ReceiveMessage on {dead_letter_url}: {exc}") from None
         messages = got.get("Messages") or []
         if not messages:
@@ -107,14 +120,14 @@ def redrive_sqs(sqs: Any, dead_letter_url: str, queue_url: str, *, limit: int | 
             entries.append(entry)
         try:
             sent = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-        except Exception as exc:
+        except _AWS_ERRORS as exc:
             raise RedriveError(f"SendMessageBatch to {queue_url}: {exc}") from None
         ok = [messages[int(s["Id"])] for s in sent.get("Successful") or []]
         if ok:
             try:
                 sqs.delete_message_batch(QueueUrl=dead_letter_url, Entries=[
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(ok)])
-            except Exception as exc:  # the copies are sent: a second redrive would only duplicate
+            except _AWS_ERRORS as exc:  # the copies are sent: a second redrive would only duplicate
                 raise RedriveError(f"DeleteMessageBatch on {dead_letter_url} after sending {len(ok)}: {exc}") from None
         moved += len(ok)
         failed = sent.get("Failed") or []

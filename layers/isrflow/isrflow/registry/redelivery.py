@@ -23,6 +23,11 @@ are sized from it, and ``tests/static/test_retry_budgets.py`` checks them agains
 - Plan retries QuantaNotFoundError (a prompt execution started before its raw was applied)
   for 2 + 4 + 8 + 16 + 30 x 4 = 150 s (IntervalSeconds 2, BackoffRate 2, MaxDelaySeconds 30,
   MaxAttempts 8, no jitter): more than 88 s.
+- An item past G deliveries is rejected only when it is also older than the writer's
+  ``ISRFLOW_REGISTRY_GIVE_UP_MIN_AGE_S`` (6 h by default); a younger one stays queued (and
+  dead-lettered past maxReceiveCount, for ``isrflow registry redrive``): in a shuffled backlog
+  its parent may still be on its way. The 88 s above is the span of the common case, which the
+  retriers below are sized for, not a point after which rows are dropped.
 - Summarize waits :data:`SUMMARIZE_WAIT_S` (300 s) for the writer per attempt and its
   WaitTimeoutError retrier adds 2 more attempts: one attempt alone covers 88 s three times
   over; the rest is for a writer backlog, not for redelivery.
