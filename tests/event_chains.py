@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager
 
 from isrflow.calib_import import calibration_message
+from isrflow.local.containers.services import event_names
 from isrflow.messages import DatasetMessage, dimension_records
 from isrflow.rawio import read_observations
 from isrflow.simulate import SimulationRequest, simulate
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = REPO / "events"
-NAMES = json.loads((EVENTS / "names.json").read_text())
+NAMES = event_names()
 BUCKET = NAMES["bucket"]
 ROOT = f"s3://{BUCKET}"
 CALIB_EXECUTION = (f"arn:aws:states:{NAMES['region']}:{NAMES['account']}:execution:"

@@ -72,20 +72,16 @@ def ingest_through_lambda(session: Any, registry: Any, raws: list, instrument: s
     s3 = stack.client("s3")
     lambdas = InvokeApiLambdas(session.endpoint.url, {}, region=stack.names["region"])
 
-    class _Fn:  # what InvokeApiLambdas.invoke needs of a function: its name (here the logical id)
-        def __init__(self, name: str):
-            self.name = name
-
     def ingest(path: Path) -> None:
         key = f"raw/{instrument}/{path.name}"
         body = path.read_bytes()
         etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=body)["ETag"].strip('"')
         event = object_created_event(stack.bucket, key, len(body), etag, stack.names["region"], stack.names["account"])
-        outcome = lambdas.invoke(_Fn(INGEST_FUNCTION), event)
+        outcome = lambdas.invoke_function(INGEST_FUNCTION, event)
         if outcome.get("status") != "ingested":
             raise click.ClickException(f"{key}: ingest answered {json.dumps(outcome)[:500]}")
 
-    source = session.event_source(lambda ev: lambdas.invoke(_Fn(WRITER_FUNCTION), ev), _Mapping(1000, 2.0)).start()
+    source = session.event_source(lambda ev: lambdas.invoke_function(WRITER_FUNCTION, ev), _Mapping(1000, 2.0)).start()
     try:
         t0 = time.perf_counter()
         with ThreadPoolExecutor(4) as pool:

@@ -34,11 +34,16 @@ class InvokeApiLambdas:
                           max_pool_connections=64))
 
     def invoke(self, fn: LocalFunction, event: Any, on_done: Callable[[float, bool], None] | None = None) -> Any:
+        """The runtime's call: ``fn`` by its function name (mapped to its logical id)."""
+        return self.invoke_function(self.logical_ids.get(fn.name, fn.name), event, on_done)
+
+    def invoke_function(self, function: str, event: Any,
+                        on_done: Callable[[float, bool], None] | None = None) -> Any:
+        """Invoke ``function`` (a logical id of the template) with ``event``; its answer, or LambdaError."""
         t0 = time.perf_counter()
         ok = False
         try:
-            reply = self.client.invoke(FunctionName=self.logical_ids.get(fn.name, fn.name),
-                                       Payload=json.dumps(event).encode())
+            reply = self.client.invoke(FunctionName=function, Payload=json.dumps(event).encode())
             payload = json.loads(reply["Payload"].read() or b"null")
             if reply.get("FunctionError"):
                 payload = payload if isinstance(payload, dict) else {}

@@ -30,11 +30,17 @@ class SamError(ContainerEngineError):
     """A SAM CLI command failed (its output is in the message)."""
 
 
-def sam_executable(repo: Path) -> str:
-    """``sam`` from the tools venv (``make tools``), else from PATH."""
+def sam_executable(repo: Path, install: bool = True) -> str:
+    """``sam`` from the tools venv, else from PATH; with ``install``, ``make tools`` first when neither
+    has it (a checkout after ``make demo`` has no tools venv yet)."""
     for candidate in (repo / ".tools-venv" / "bin" / "sam", shutil.which("sam")):
         if candidate and Path(candidate).exists():
             return str(candidate)
+    if install and (repo / "Makefile").exists():
+        done = subprocess.run(["make", "-C", str(repo), "tools"], capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            raise SamError(f"`make tools` failed: {(done.stdout + done.stderr)[-2000:]}")
+        return sam_executable(repo, install=False)
     raise SamError("the SAM CLI is not installed: run `make tools` (it goes to .tools-venv/bin/sam)")
 
 

@@ -14,6 +14,7 @@ CPython 3.12 (same Debian release, so its shared libraries match) relocated to `
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import shutil
@@ -49,6 +50,7 @@ def image_exists(name: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", name], capture_output=True).returncode == 0
 
 
+@functools.lru_cache(maxsize=1)
 def host_python_prefix() -> Path:
     """The prefix of a CPython 3.12 on this machine.
 
