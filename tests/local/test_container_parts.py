@@ -138,6 +138,13 @@ def test_invoke_api_answers_and_function_errors():
         server.shutdown()
 
 
+def test_report_lines_count_each_invocation_once():
+    line = ('ISRFLOW-STANDIN-REPORT {"duration_ms": 5.0, "function": "F", "init_ms": null, "invocation": 2, '
+            '"max_rss_mb": 80.5, "sandbox": "%s"}\n')
+    text = line % "a" * 3 + line % "b"  # a warm container's line copied three times, another container's once
+    assert [(r["sandbox"], r["invocation"]) for r in parse_reports(text)] == [("a", 2), ("b", 2)]
+
+
 def test_report_lines_are_parsed_from_container_output():
     text = ("START RequestId: x\nISRFLOW-STANDIN-REPORT {\"duration_ms\": 5.0, \"function\": \"F\", "
             "\"init_ms\": 400.0, \"invocation\": 1, \"max_rss_mb\": 80.5}\nEND RequestId: x\n")

@@ -60,8 +60,17 @@ class Invocation:
 
 
 def parse_reports(text: str) -> list[dict]:
-    """The stand-in runtime's REPORT lines in a container's output."""
-    return [json.loads(line.split(REPORT_PREFIX, 1)[1]) for line in text.splitlines() if REPORT_PREFIX in line]
+    """The stand-in runtime's REPORT lines in a container's output, each invocation once (``sam local
+    start-lambda`` can copy a warm container's output into its log once per attached request)."""
+    reports, seen = [], set()
+    for line in text.splitlines():
+        if REPORT_PREFIX in line:
+            report = json.loads(line.split(REPORT_PREFIX, 1)[1])
+            key = (report.get("function"), report.get("sandbox"), report.get("invocation"))
+            if report.get("sandbox") is None or key not in seen:
+                seen.add(key)
+                reports.append(report)
+    return reports
 
 
 class SamProject:

@@ -4,11 +4,13 @@ The runtime interface emulator that ``sam local`` uses prints no real Init Durat
 Memory Used, so this wrapper measures them inside the container and prints, after each
 invocation, one line to stderr::
 
-    ISRFLOW-STANDIN-REPORT {"function": ..., "invocation": 1, "init_ms": ..., "duration_ms": ..., "max_rss_mb": ...}
+    ISRFLOW-STANDIN-REPORT {"function": ..., "sandbox": ..., "invocation": 1, "init_ms": ..., "duration_ms": ..., "max_rss_mb": ...}
 
 ``init_ms``: process start to handler imported (interpreter, runtime client, handler module),
 only on the first (cold) invocation; ``duration_ms``: the handler call; ``max_rss_mb``: the
-process's peak resident memory so far (MiB). Usage: ``python3 standin_runtime.py module.handler``.
+process's peak resident memory so far (MiB); ``sandbox``: a random id of this execution environment
+(``sandbox`` + ``invocation`` name one invocation, even where a log shows a line twice). Usage:
+``python3 standin_runtime.py module.handler``.
 """
 
 import json
@@ -16,6 +18,10 @@ import os
 import resource
 import sys
 import time
+import uuid
+
+
+SANDBOX = uuid.uuid4().hex[:12]
 
 
 def _process_age_ms() -> float:
@@ -30,6 +36,7 @@ def _process_age_ms() -> float:
 def _report(**fields) -> None:
     fields["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
     fields["function"] = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
+    fields["sandbox"] = SANDBOX
     sys.stderr.write("ISRFLOW-STANDIN-REPORT " + json.dumps(fields, sort_keys=True) + "\n")
     sys.stderr.flush()
 
