@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Callable, Protocol
 
 from pydantic import BaseModel
 
@@ -136,13 +136,17 @@ class LocalVisibility:
 _VISIBILITY: dict[str, VisibilityChanger] = {}
 
 
+def _per_url(cache: dict, url: str, local: Callable[[str], Any], sqs: Callable[[str], Any]) -> Any:
+    """The object serving queue ``url``: the local queue's (``sqlite://``) or SQS's, one per URL and process."""
+    item = cache.get(url)
+    if item is None:
+        item = cache[url] = (local if url.startswith("sqlite://") else sqs)(url)
+    return item
+
+
 def visibility_for(url: str) -> VisibilityChanger:
     """The visibility changer for a queue URL (cached per process)."""
-    changer = _VISIBILITY.get(url)
-    if changer is None:
-        changer = LocalVisibility(url) if url.startswith("sqlite://") else SqsVisibility(url)
-        _VISIBILITY[url] = changer
-    return changer
+    return _per_url(_VISIBILITY, url, LocalVisibility, SqsVisibility)
 
 
 def _chunks(bodies: list[str]):
@@ -164,8 +168,4 @@ _SENDERS: dict[str, QueueSender] = {}
 
 def sender_for(url: str) -> QueueSender:
     """The sender for a queue URL (cached per process)."""
-    sender = _SENDERS.get(url)
-    if sender is None:
-        sender = LocalSender(url) if url.startswith("sqlite://") else SqsSender(url)
-        _SENDERS[url] = sender
-    return sender
+    return _per_url(_SENDERS, url, LocalSender, SqsSender)
