@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from isrflow.simulate import SimulationRequest, simulate
+
+# The small local repository helpers (tests/process_visit/visit_helpers.py) serve other suites too.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "process_visit"))
 
 # The project's shared reference material sits beside the clone (../shared/reference), as in CI;
 # ISRFLOW_REFERENCE points elsewhere.
@@ -26,3 +30,26 @@ def small_night(tmp_path_factory):
     """Small generic camera, detectors 0 and 1: 2 bias, 2 science frames (seed 7)."""
     out = tmp_path_factory.mktemp("small_night")
     return simulate(SimulationRequest(camera="generic", small=True, detectors=[0, 1], bias=2, science=2, seed=7, out=out))
+
+
+@pytest.fixture
+def local_repo(tmp_path, monkeypatch, request):
+    """A small local repository (generic camera, detectors 0-1, true calibrations certified), its
+    handler environment set."""
+    from visit_helpers import make_repo
+
+    repo = make_repo(tmp_path)
+    for k, v in repo.env.items():
+        monkeypatch.setenv(k, v)
+    yield repo
+    if request.node.get_closest_marker("corrupts_datastore") is None:
+        assert_registry_intact(repo.registry)
+
+
+def assert_registry_intact(registry) -> None:
+    """``isrflow registry verify`` after an end-to-end test: every registered file exists with its
+    registered size and sha256, and no two datasets share a file."""
+    from isrflow.registry.verify import verify_registry
+
+    report = verify_registry(registry, scan=False)
+    assert report.ok(), "registry verify: " + "; ".join(p.line() for p in report.problems[:5])

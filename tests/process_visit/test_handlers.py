@@ -64,6 +64,7 @@ def test_end_to_end_outputs_and_registry_rows(local_repo):
     assert len(records) == 4 and all(r["status"] == "succeeded" for r in records)
 
 
+@pytest.mark.corrupts_datastore
 def test_corrupt_raw_is_recorded_and_tolerated(local_repo):
     raws = local_repo.registry.query_datasets("raw", ["Generic/raw/all"])
     victim = raws[0]
@@ -77,6 +78,7 @@ def test_corrupt_raw_is_recorded_and_tolerated(local_repo):
     assert "IsrInputError" in failure["error"]
 
 
+@pytest.mark.corrupts_datastore
 def test_too_many_failures_fail_the_summary(local_repo):
     for ref in local_repo.registry.query_datasets("raw", ["Generic/raw/all"])[:2]:
         with open(ref.uri.replace("file://", ""), "r+b") as fh:

@@ -155,3 +155,11 @@ class ExecutionNotFoundError(IsrflowError):
 
 class PriceTableError(ConfigError):
     """A price table file is missing, unreadable or lacks a price."""
+
+
+class NothingSelectedError(RegistryError):
+    """A data query selects no input datasets in the input collections, so there is nothing to run."""
+
+
+class InvalidArgumentError(ConfigError):
+    """A command-line value no command can accept: a NUL byte, or a value its model refuses."""

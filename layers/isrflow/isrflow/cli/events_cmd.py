@@ -9,31 +9,76 @@ each of those names replaced by the given ones, ready for ``sam local invoke -e`
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import click
 
+from ..errors import ConfigError, InvalidArgumentError
+
 NAMES_FILE = "names.json"
+#: names.json keys -> what a valid replacement looks like (AWS's naming rules for each resource)
+NAME_RULES: dict[str, tuple[str, str]] = {
+    "bucket": (r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "3-63 lower-case letters, digits, '.' or '-'"),
+    "registry_queue": (r"[A-Za-z0-9_-]{1,80}(\.fifo)?", "1-80 letters, digits, '-' or '_'"),
+    "registry_dlq": (r"[A-Za-z0-9_-]{1,80}(\.fifo)?", "1-80 letters, digits, '-' or '_'"),
+    "registry_secret": (r"[A-Za-z0-9/_+=.@-]{1,512}", "1-512 letters, digits or /_+=.@-"),
+    "account": (r"[0-9]{12}", "12 digits"),
+    "region": (r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}", "a region name such as eu-west-1"),
+    "stack": (r"[A-Za-z][A-Za-z0-9-]{0,127}", "a letter, then up to 127 letters, digits or '-'"),
+}
 #: names.json keys -> the option that replaces each
-RENAMED = ("bucket", "registry_queue", "registry_dlq", "registry_secret", "account", "region", "stack")
+RENAMED = tuple(NAME_RULES)
 
 
-def render_events(events_dir: Path, out: Path, names: dict[str, str]) -> list[Path]:
-    """Copies of every event with the sample names replaced (longest names first)."""
-    sample = json.loads((events_dir / NAMES_FILE).read_text())
+def _check_names(names: dict[str, str | None]) -> None:
+    for key, value in names.items():
+        if value is None:
+            continue
+        pattern, rule = NAME_RULES[key]
+        if not re.fullmatch(pattern, value):
+            raise InvalidArgumentError(f"--{key.replace('_', '-')} {value[:80]!r}: not a valid name ({rule})")
+
+
+def _renamed(value: Any, pairs: list[tuple[str, str]]) -> Any:
+    """``value`` (parsed JSON) with every occurrence of each old name in its strings replaced."""
+    if isinstance(value, str):
+        for old, new in pairs:
+            value = value.replace(old, new)
+        return value
+    if isinstance(value, list):
+        return [_renamed(v, pairs) for v in value]
+    if isinstance(value, dict):
+        return {_renamed(k, pairs): _renamed(v, pairs) for k, v in value.items()}
+    return value
+
+
+def render_events(events_dir: Path, out: Path, names: dict[str, str | None]) -> list[Path]:
+    """Copies of every event with the sample names replaced (longest names first); names are
+    checked against AWS's rules first, so nothing is written for an invalid one."""
+    _check_names(names)
+    try:
+        sample = json.loads((events_dir / NAMES_FILE).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{events_dir}: no {NAMES_FILE} (the sample names); is this the events/ folder?") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{events_dir / NAMES_FILE}: unreadable: {exc}") from None
     pairs = sorted(((sample[k], v) for k, v in names.items() if v and k in sample and sample[k] != v),
                    key=lambda kv: -len(kv[0]))
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
+    rendered = {}
     for path in sorted(events_dir.glob("*.json")):
         if path.name == NAMES_FILE:
             continue
-        text = path.read_text()
-        for old, new in pairs:
-            text = text.replace(old, new)
-        json.loads(text)  # still JSON
-        (out / path.name).write_text(text)
-        written.append(out / path.name)
+        try:
+            rendered[path.name] = _renamed(json.loads(path.read_text()), pairs)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: not JSON: {exc}") from None
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, event in rendered.items():
+        (out / name).write_text(json.dumps(event, indent=2) + "\n")
+        written.append(out / name)
     return written
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from .options import json_option
+from .options import json_option, workers_option
 
 _repo_option = click.option("--repo", "repo_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                             help="repository (local executions; for AWS ones, a repository on the AWS registry)")
@@ -52,7 +52,7 @@ def status_json(st) -> dict:
         "breakdown": cost["breakdown"], "usage": usage,
         "invocations": [i.model_dump(mode="json") for i in st.usage.lambda_invocations],
         "prices": {"table": cost["prices"], "region": cost["region"], "currency": cost["currency"]},
-        "notes": cost["notes"],
+        "notes": cost["notes"], "reads": st.reads.model_dump(mode="json") if st.reads is not None else None,
     }
 
 
@@ -79,6 +79,10 @@ def _print_status(st) -> None:
     mem = f"{t.max_peak_memory_mb:.0f} MiB" if t.max_peak_memory_mb is not None else "-"
     click.echo(f"totals: {t.detectors} detectors ({st.rows_from}), {t.succeeded} succeeded, {t.failed} failed, "
                f"{t.skipped_existing} skipped as existing; ISR {t.isr_seconds:.2f} s; max peak memory {mem}")
+    if st.reads is not None:
+        from ..ops.reads import reads_line
+
+        click.echo(reads_line(st.reads))
     c, b = st.cost, st.cost.breakdown
     per = f" ({_usd(c.cost_per_1000_detectors)} per 1000 detectors)" if c.cost_per_1000_detectors is not None else ""
     click.echo(f"estimated AWS cost ({c.region} list prices, {c.prices}): {_usd(c.cost_usd)}{per}")
@@ -96,18 +100,44 @@ def _print_status(st) -> None:
         click.echo(f"  note: {note}")
 
 
+def _list_executions(repo_dir: Path | None, as_json: bool) -> None:
+    """The repository's executions, newest first (killed ones show as ABORTED)."""
+    from ..client import Client
+
+    if repo_dir is None:
+        raise click.UsageError("give an EXECUTION, or --repo DIR to list the repository's executions")
+    records = Client.local(repo_dir).executions()
+    if as_json:
+        click.echo(json.dumps([{"name": r.name, "execution": r.execution_arn, "state_machine": r.state_machine_name,
+                                "status": r.status, "start": r.start_date, "stop": r.stop_date, "error": r.error}
+                               for r in records], indent=1, default=str))
+        return
+    click.echo(f"{'start (UTC)':<20} {'status':<10} {'state machine':<28} name")
+    for r in records:
+        click.echo(f"{r.start_date.strftime('%Y-%m-%d %H:%M:%S'):<20} {r.status:<10} {r.state_machine_name[:28]:<28} "
+                   f"{r.name}")
+    if not records:
+        click.echo(f"no executions recorded in {repo_dir}")
+
+
 @click.command("status")
-@click.argument("execution")
+@click.argument("execution", required=False)
 @_repo_option
 @click.option("--prices", "prices_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="price table YAML merged over the built-in one (see ops/prices.yaml)")
 @json_option
 def status_command(execution, repo_dir, prices_path, as_json):
     """Per-detector status, duration, peak memory, retries and errors of an execution, its totals and
-    its estimated AWS cost (Lambda, Fargate, Step Functions, SQS, S3)."""
-    from ..ops.status import execution_status
+    its estimated AWS cost (Lambda, Fargate, Step Functions, SQS, S3). Without EXECUTION: the
+    executions recorded in --repo, newest first."""
+    from ..client import Client
 
-    st = execution_status(execution, repo=repo_dir, prices_path=prices_path, progress=_progress)
+    if execution is None:
+        _list_executions(repo_dir, as_json)
+        return
+
+    client = Client.local(repo_dir) if repo_dir is not None else Client.aws()
+    st = client.status(execution, prices=prices_path, progress=_progress)
     if sys.stderr.isatty() and st.source == "aws":
         click.echo("", err=True)
     if as_json:
@@ -121,40 +151,43 @@ def status_command(execution, repo_dir, prices_path, as_json):
 @_repo_option
 @click.option("--failed", "failed_only", is_flag=True, required=True,
               help="rerun exactly the quanta that failed (the only kind of rerun)")
-@click.option("--workers", type=click.IntRange(1), default=None, help="local worker processes (default: all cores)")
+@workers_option
 @click.option("--dry-run", is_flag=True, help="print the new execution's input, start nothing")
 @json_option
 def rerun_command(execution, repo_dir, failed_only, workers, dry_run, as_json):
     """Start a new execution with exactly the failed quanta of EXECUTION, into the same output run
     (mode replace; see isrflow.ops.rerun)."""
-    from ..ops.rerun import failed_quanta, rerun_input, rerun_name
+    from ..client import Client
 
     if not failed_only:
         raise click.UsageError("only --failed reruns are supported")
-    found = failed_quanta(execution, repo_dir)
-    if not found.failed:
+    client = Client.local(repo_dir, workers=workers) if repo_dir is not None else Client.aws()
+    plan = client.plan_rerun(execution, dry_run=dry_run)
+    found = plan.found
+    if plan.removed and not as_json:
+        click.echo(f"removed {len(plan.removed)} unregistered files {found.name} left behind", err=True)
+    if plan.payload is None:
         click.echo(json.dumps({"execution": found.execution_arn, "failed": 0, "rerun": None}) if as_json
                    else f"{found.execution_arn}: no failed quanta, nothing to rerun")
         return
-    payload = rerun_input(found.input, found.failed).model_dump(mode="json", exclude_none=True)
-    name = rerun_name(found.name)
     if dry_run:
-        click.echo(json.dumps({"execution": found.execution_arn, "name": name, "input": payload}, indent=1))
+        click.echo(json.dumps({"execution": found.execution_arn, "name": plan.name, "input": plan.payload}, indent=1))
         return
     if not as_json:
-        click.echo(f"rerunning {len(found.failed)} failed quanta of {found.execution_arn} as {name}")
+        click.echo(f"rerunning {plan.what} of {found.execution_arn} as {plan.name}")
+    handle = client.start_rerun(plan)
     if found.source == "aws":
-        from ..aws_client import start_and_follow
-
-        result = start_and_follow(found.state_machine_arn, payload, name, progress=_progress)
+        handle.wait(progress=False)
+        result = handle.result()
         click.echo(json.dumps(result, indent=1, default=str))
         sys.exit(0 if result.get("status") == "SUCCEEDED" else 1)
     from ..registry import open_repo
-    from .run_cmds import _report, run_local
+    from .run_cmds import _report
 
-    machine = found.state_machine_arn.rsplit(":", 1)[-1]
-    execution_obj = run_local(repo_dir, payload, workers, name=name, state_machine=machine)
-    _report(open_repo(repo_dir), execution_obj, as_json)
+    if not as_json:
+        click.echo(f"started {handle.arn} (isrflow status {handle.name} --repo {repo_dir})", err=True)
+    handle.wait(progress=not as_json)
+    _report(open_repo(repo_dir), handle._run.execution, as_json)
 
 
 @click.command("preview")

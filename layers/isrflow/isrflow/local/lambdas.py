@@ -5,22 +5,33 @@ template.yaml declares them. Each worker process loads a handler module once (by
 under a unique module name, so every function's ``app.py`` can coexist) and sets the
 function's environment around each call. A handler's exception comes back as an error with
 the exception's class name and message, as the Lambda service reports it to Step Functions.
+
+Workers never re-run the caller's ``__main__``: multiprocessing's forkserver and spawn start
+methods normally re-import the main script in every child, so a plain script without an
+``if __name__ == "__main__"`` guard would run again (and try to start runtimes) in each worker.
+The handlers need nothing from ``__main__``, so :func:`script_safe_context` starts workers (and
+the fork server) while ``__main__`` is replaced by an empty module.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import multiprocessing
 import os
 import sys
+import threading
 import time
 import traceback
+import types
 import uuid
+from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from multiprocessing.context import ForkServerContext, ForkServerProcess, SpawnContext, SpawnProcess
 from pathlib import Path
 from typing import Any, Callable
+
+from .processes import die_with
 
 
 @dataclass(frozen=True)
@@ -112,14 +123,62 @@ def invoke_here_timed(fn: LocalFunction, event: Any) -> tuple[str, Any, float]:
     return status, value, time.perf_counter() - start
 
 
+_MAIN_SWAP = threading.Lock()
+
+
+@contextmanager
+def _main_hidden():
+    """While a worker process is being started, ``__main__`` is an empty module: the child's
+    preparation data then names no main script to re-import (see the module docstring)."""
+    with _MAIN_SWAP:
+        main = sys.modules.get("__main__")
+        if main is None or getattr(main, "__file__", None) is None:  # Jupyter, python -c: nothing to hide
+            yield
+            return
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            sys.modules["__main__"] = main
+
+
+class _ScriptSafeForkServerProcess(ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj):
+        with _main_hidden():
+            return ForkServerProcess._Popen(process_obj)
+
+
+class _ScriptSafeSpawnProcess(SpawnProcess):
+    @staticmethod
+    def _Popen(process_obj):
+        with _main_hidden():
+            return SpawnProcess._Popen(process_obj)
+
+
+class _ScriptSafeForkServerContext(ForkServerContext):
+    Process = _ScriptSafeForkServerProcess
+
+
+class _ScriptSafeSpawnContext(SpawnContext):
+    Process = _ScriptSafeSpawnProcess
+
+
+def script_safe_context():
+    """The pool's multiprocessing context: forkserver on Linux, spawn elsewhere, main-script safe."""
+    return _ScriptSafeForkServerContext() if sys.platform.startswith("linux") else _ScriptSafeSpawnContext()
+
+
 class LambdaPool:
     """Invoke local functions in worker processes (``processes=0``: in threads of this process)."""
 
     def __init__(self, processes: int | None = None):
         self.processes = (os.cpu_count() or 1) if processes is None else processes
         if self.processes > 0:
-            ctx = multiprocessing.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
-            self._pool: ProcessPoolExecutor | ThreadPoolExecutor = ProcessPoolExecutor(self.processes, mp_context=ctx)
+            ctx = script_safe_context()
+            # workers end with the process that owns the pool, even after a kill -9 of it (no orphans)
+            self._pool: ProcessPoolExecutor | ThreadPoolExecutor = ProcessPoolExecutor(
+                self.processes, mp_context=ctx, initializer=die_with, initargs=(os.getpid(),))
         else:
             self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lambda")
         self.invocations = 0

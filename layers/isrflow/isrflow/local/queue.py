@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .processes import ProcessIdentity
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS message (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -30,7 +32,8 @@ CREATE TABLE IF NOT EXISTS message (
     sent REAL NOT NULL,
     visible_at REAL NOT NULL,
     receive_count INTEGER NOT NULL DEFAULT 0,
-    receipt TEXT
+    receipt TEXT,
+    receiver TEXT
 );
 CREATE INDEX IF NOT EXISTS message_ready ON message (queue, visible_at, seq);
 CREATE INDEX IF NOT EXISTS message_receipt ON message (receipt);
@@ -71,6 +74,10 @@ class LocalQueue:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(message)")}
+            if "receiver" not in columns:  # a queue file made before receivers were recorded
+                conn.execute("ALTER TABLE message ADD COLUMN receiver TEXT")
+        self._receiver = ProcessIdentity.current().token()
 
     @property
     def url(self) -> str:
@@ -144,8 +151,9 @@ class LocalQueue:
                 updates.append((now + vt, receipt, seq))
                 out.append(ReceivedMessage(message_id, receipt, body, count + 1, sent))
             conn.executemany(
-                "UPDATE message SET visible_at = ?, receive_count = receive_count + 1, receipt = ? WHERE seq = ?",
-                updates,
+                "UPDATE message SET visible_at = ?, receive_count = receive_count + 1, receipt = ?, receiver = ? "
+                "WHERE seq = ?",
+                [(visible_at, receipt, self._receiver, seq) for visible_at, receipt, seq in updates],
             )
             conn.execute("COMMIT")
         except BaseException:
@@ -221,6 +229,33 @@ class LocalQueue:
                 n += conn.execute(
                     "UPDATE message SET visible_at = ?, receipt = NULL, receive_count = MAX(receive_count - 1, 0) "
                     "WHERE receipt = ? AND queue = ?", (now, receipt, self.name)).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return n
+
+    def release_abandoned(self) -> int:
+        """Make visible now the in-flight messages whose receiver process is gone (killed, say),
+        their receive count decremented as :meth:`release` does: a local runtime killed with
+        ``kill -9`` does not hide its messages for the whole visibility timeout, and its crash does
+        not move them towards the dead-letter queue. Not SQS behaviour (there a crashed consumer's
+        messages wait out their visibility timeout); returns how many were released."""
+        now = self.clock()
+        conn = self._connect()
+        rows = conn.execute("SELECT DISTINCT receiver FROM message WHERE queue = ? AND visible_at > ? "
+                            "AND receiver IS NOT NULL", (self.name, now)).fetchall()
+        gone = [r for (r,) in rows if (ident := ProcessIdentity.parse(r)) is not None and ident.is_dead()]
+        if not gone:
+            return 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            n = 0
+            for receiver in gone:
+                n += conn.execute(
+                    "UPDATE message SET visible_at = ?, receipt = NULL, receiver = NULL, "
+                    "receive_count = MAX(receive_count - 1, 0) WHERE queue = ? AND receiver = ? AND visible_at > ?",
+                    (now, self.name, receiver, now)).rowcount
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -24,8 +24,11 @@ from pydantic import BaseModel, Field
 from ..errors import ExecutionNotFoundError
 from ..ops.usage import TaskInterval, states_entered, task_intervals
 from ..storage import FileStorage
+from .processes import ProcessIdentity
 
 EXECUTIONS_DIR = "executions"
+#: The error of an execution whose process was killed while it ran.
+ABORTED_ERROR = "isrflow.ProcessEnded"
 
 
 class InvocationRecord(BaseModel):
@@ -57,6 +60,20 @@ class ExecutionRecord(BaseModel):
     states_entered: dict[str, int] = Field(default_factory=dict, description="state name -> times entered, children included")
     invocations: list[InvocationRecord] = Field(default_factory=list)
     tasks: list[TaskInterval] = Field(default_factory=list, description="non-Lambda tasks (e.g. ECS), children included")
+    owner: str | None = Field(default=None, description="host:pid:start ticks of the process running it (RUNNING records)")
+
+    def effective(self) -> "ExecutionRecord":
+        """The record as it stands now: a RUNNING record whose process is gone (``kill -9``, a
+        crash, a power cut) is ABORTED, so ``status``, listings and ``rerun --failed`` find it."""
+        if self.status != "RUNNING" or self.owner is None:
+            return self
+        owner = ProcessIdentity.parse(self.owner)
+        if owner is None or not owner.is_dead():
+            return self
+        return self.model_copy(update={
+            "status": "ABORTED", "error": ABORTED_ERROR,
+            "cause": f"the process running it (pid {owner.pid} on {owner.host}) ended before it finished; "
+                     "`isrflow rerun --failed` runs what it did not complete"})
 
     @property
     def state_machine_name(self) -> str:
@@ -108,13 +125,13 @@ def load_record(repo: Path, execution: str) -> ExecutionRecord:
     if len(found) > 1:
         raise ExecutionNotFoundError(f"{execution!r} names executions of several state machines "
                                      f"({', '.join(p.parent.name for p in found)}); give its ARN")
-    return ExecutionRecord.model_validate_json(found[0].read_bytes())
+    return ExecutionRecord.model_validate_json(found[0].read_bytes()).effective()
 
 
 def list_records(repo: Path, state_machine: str | None = None) -> list[ExecutionRecord]:
     root = Path(repo) / EXECUTIONS_DIR
     pattern = f"{state_machine}/*.json" if state_machine else "*/*.json"
-    return [ExecutionRecord.model_validate_json(p.read_bytes()) for p in sorted(root.glob(pattern))] \
+    return [ExecutionRecord.model_validate_json(p.read_bytes()).effective() for p in sorted(root.glob(pattern))] \
         if root.is_dir() else []
 
 
@@ -157,11 +174,21 @@ class ExecutionRecorder:
         execution.wait()
         self.persist(execution)
 
-    def build(self, execution) -> ExecutionRecord:
+    def begin(self, execution) -> Path:
+        """Write the RUNNING record of an execution that is about to start (with this process as
+        its owner), so it can be found after a crash; :meth:`persist` replaces it when it ends."""
+        record = self.build(execution, keep_invocations=True)
+        record.owner = ProcessIdentity.current().token()
+        return self._write(record)
+
+    def build(self, execution, *, keep_invocations: bool = False) -> ExecutionRecord:
         tree = _tree(execution)
         arns = {ex.execution_arn for ex in tree}
         with self._lock:
-            invocations = [r for arn in arns for r in self._invocations.pop(arn, [])]
+            if keep_invocations:
+                invocations = [r for arn in arns for r in self._invocations.get(arn, [])]
+            else:
+                invocations = [r for arn in arns for r in self._invocations.pop(arn, [])]
         return ExecutionRecord(
             execution_arn=execution.execution_arn, state_machine_arn=execution.state_machine_arn, name=execution.name,
             status=execution.status, start_date=execution.start_date, stop_date=execution.stop_date,
@@ -174,7 +201,9 @@ class ExecutionRecorder:
         )
 
     def persist(self, execution) -> Path:
-        record = self.build(execution)
+        return self._write(self.build(execution))
+
+    def _write(self, record: ExecutionRecord) -> Path:
         path = record_path(self.repo, record.state_machine_name, record.name)
         FileStorage().write_bytes(str(path), record.model_dump_json(indent=1).encode())
         return path
@@ -202,5 +231,5 @@ class ExecutionRecorder:
             thread.join(timeout)
 
 
-__all__ = ["EXECUTIONS_DIR", "ExecutionRecord", "ExecutionRecorder", "InvocationRecord",
+__all__ = ["ABORTED_ERROR", "EXECUTIONS_DIR", "ExecutionRecord", "ExecutionRecorder", "InvocationRecord",
            "list_records", "load_record", "record_path", "split_execution_arn"]

@@ -18,10 +18,12 @@ local runtime and AWS cannot drift. Behind the integrations sit local services:
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from ..calib_cache import ENV_CACHE_DIR
 from ..registry.repo import read_repo_config
 from ..settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_SECRET_ARN, ENV_REGISTRY_URL
 from ..storage import ObjectNotFoundError, storage_for
@@ -38,6 +40,8 @@ from .template import LocalApp, load_app
 #: The project root (template.yaml, functions/, statemachines/).
 PROJECT_ROOT = Path(__file__).resolve().parents[4]
 QUEUE_FILE = "queue.sqlite3"
+#: The calibration cache's disk tier of the local pool, under the repository (:mod:`isrflow.calib_cache`).
+CALIB_CACHE_DIR = "cache/calibs"
 
 
 class _PoolIntegrations(LocalIntegrations):
@@ -102,6 +106,8 @@ class LocalRuntime:
         self.functions: dict[str, LocalFunction] = {}
         for spec in self.app.functions.values():
             environment = {k: v for k, v in spec.environment.items()} | env
+            if containers is None and ENV_CACHE_DIR in environment:  # the pool's processes share one disk cache
+                environment[ENV_CACHE_DIR] = str(self.repo / CALIB_CACHE_DIR)
             self.functions[spec.name] = LocalFunction(
                 name=spec.name, handler_file=str(spec.handler_file), handler_attr=spec.handler_attribute,
                 environment=environment, timeout_s=float(spec.timeout_s), memory_mb=spec.memory_mb)
@@ -159,6 +165,8 @@ class LocalRuntime:
 
     def start(self) -> "LocalRuntime":
         if not self._started:
+            if self.queue is not None:  # messages a killed runtime had received are not hidden for 15 min
+                self.queue.release_abandoned()
             self.poller.start()
             self._started = True
         return self
@@ -171,12 +179,28 @@ class LocalRuntime:
         if self.recorder.exists(machine.name, name):  # names stay unique across runtime restarts, as on AWS
             arn = (machine.arn or "").replace(":stateMachine:", ":execution:", 1) + ":" + name
             raise ExecutionAlreadyExists(f"Execution Already Exists: '{arn}'")
-        execution = self.interpreter.start_execution(machine, payload, name=name, wait=wait)
+        execution = self.interpreter.start_execution(machine, payload, name=name, wait=wait,
+                                                     before_start=self.recorder.begin)
         if wait:
             self.recorder.persist(execution)
         else:
             self.recorder.track(execution)
         return execution
+
+    def drain_registry_queue(self, timeout_s: float = 120.0, poll_s: float = 0.1) -> dict[str, int]:
+        """Start the writer and wait (up to ``timeout_s``) until the registry queue holds no visible
+        or in-flight message: whatever an earlier, killed runtime's workers sent is applied before
+        anyone reads the registry to decide what is left to do. Returns the queue's counts then
+        (dead-lettered messages stay where they are: ``isrflow registry redrive``)."""
+        self.start()
+        if self.queue is None:
+            return {}
+        deadline = time.monotonic() + timeout_s
+        counts = self.queue.counts()
+        while (counts["visible"] or counts["in_flight"]) and time.monotonic() < deadline:
+            time.sleep(poll_s)
+            counts = self.queue.counts()
+        return counts
 
     def invocation_recorder(self, name: str, execution_arn: str):
         """``on_done(seconds, ok)`` for one Lambda invocation made for ``execution_arn``."""

@@ -32,10 +32,12 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from .asl import TaskContext, TaskFailure
+from .processes import die_with_parent
 from .template import LocalApp, LocalTaskDefinition
 
 #: ECS's limit on the size of a RunTask's overrides (characters of their JSON).
@@ -115,7 +117,7 @@ class LocalTasks:
         timeout = context.timeout_seconds
         with open(log, "wb") as out:
             proc = subprocess.Popen(self._argv(td, words), env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
+                                    stdin=subprocess.DEVNULL, preexec_fn=partial(die_with_parent, os.getpid()))
             timed_out = False
             try:
                 code = self.wait(proc, timeout)

@@ -30,6 +30,7 @@ from ..errors import ExecutionNotFoundError, IsrflowError
 from ..storage import ObjectNotFoundError, storage_for
 from .cost import CostEstimate, estimate
 from .prices import PriceTable, load_prices
+from .reads import ReadsSummary, summarize_reads
 from .usage import (LambdaUse, Usage, fargate_use, state_output, states_entered, task_intervals,
                     template_task_sizes, transitions, visit_requests, writer_use)
 
@@ -74,6 +75,7 @@ class ExecutionStatus(BaseModel):
     totals: Totals
     usage: Usage
     cost: CostEstimate
+    reads: ReadsSummary | None = None  # calibration cache hits and datastore bytes per detector
 
     @property
     def failed_rows(self) -> list[DetectorRow]:
@@ -123,6 +125,19 @@ def plan_result(history: list[dict]) -> dict | None:
     return ((state_output(history, "Plan") or {}).get("plan") or {}).get("result")
 
 
+def _results_location(repo: Path | None, execution_arn: str) -> dict | None:
+    """Where a local execution that has not recorded its Plan output (still running, or killed)
+    keeps its per-quantum result files: the layout's results prefix in the repository's datastore."""
+    if repo is None:
+        return None
+    from ..process_visit import layout
+    from ..registry.datastore import normalize_root
+    from ..registry.repo import read_repo_config
+
+    root = normalize_root(read_repo_config(repo).datastore_root(repo))
+    return {"results_prefix": layout.results_prefix(root, layout.execution_key(execution_arn))}
+
+
 def detector_rows(repo: Path | None, execution_arn: str, plan: dict | None
                   ) -> tuple[list[DetectorRow], str, list[dict] | None]:
     """(rows, where they came from, the result files if they were read): the registry's processing
@@ -162,7 +177,7 @@ def _assemble(source, *, arn, name, sm_arn, status, start, stop, error, cause, i
               prices: PriceTable, notes: list[str]) -> ExecutionStatus:
     from ..local.template import load_app
 
-    plan = plan_result(history)
+    plan = plan_result(history) or _results_location(repo, arn)
     rows, rows_from, results = detector_rows(repo, arn, plan)
     if isinstance(output, dict) and "registry_messages" in output:
         messages = int(output["registry_messages"])
@@ -170,6 +185,7 @@ def _assemble(source, *, arn, name, sm_arn, status, start, stop, error, cause, i
         results = results if results is not None else _results(plan)
         messages = sum(int(r.get("messages_sent", 0)) for r in results) + len(rows) + (1 if rows else 0)
         notes.append("registry messages counted from the result files (the execution has no summary)")
+    results = results if results is not None else _results(plan)
     app = load_app(PROJECT_ROOT / "template.yaml")
     w_mem, w_arch, w_batch = _writer(app)
     sizes = template_task_sizes(PROJECT_ROOT / "template.yaml")
@@ -191,7 +207,7 @@ def _assemble(source, *, arn, name, sm_arn, status, start, stop, error, cause, i
         stop_date=stop, error=error, cause=cause, input=spec, output_run=spec.get("output_run"), rows=rows,
         rows_from=rows_from,
         totals=_totals(rows, int((output or {}).get("skipped_existing", 0)) if isinstance(output, dict) else 0),
-        usage=usage, cost=estimate(usage, prices))
+        usage=usage, cost=estimate(usage, prices), reads=summarize_reads(results))
 
 
 def local_status(repo: Path, execution: str, prices: PriceTable) -> ExecutionStatus:

@@ -398,10 +398,12 @@ class Interpreter:
 
     # -- API
     def start_execution(self, machine: StateMachine, input: Any = None, name: str | None = None, *,
-                        wait: bool = True) -> Execution:
+                        wait: bool = True, before_start: Callable[[Execution], None] | None = None) -> Execution:
         """Start an execution of ``machine`` on ``input`` (a JSON-compatible value; default
         ``{}``). ``wait=True`` runs it to completion on this thread; ``wait=False`` runs it on
-        a background thread (use ``Execution.wait()`` / ``stop()``)."""
+        a background thread (use ``Execution.wait()`` / ``stop()``). ``before_start(execution)``
+        runs once the execution exists and before its first state (a local runtime records it
+        there, so a crash at any later point leaves a record)."""
         if input is None:
             input = {}
         text = _dumps(input)  # raises TypeError for non-JSON input, as the API would reject it
@@ -422,6 +424,13 @@ class Interpreter:
                                   machine=machine)
             self._executions[arn] = execution
         deadline = None if machine.timeout_seconds is None else execution.start_ts + machine.timeout_seconds
+        if before_start is not None:
+            try:
+                before_start(execution)
+            except BaseException:
+                with self._lock:
+                    self._executions.pop(arn, None)
+                raise
         if wait:
             self._execute(execution, deadline, ())
         else:
