@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-containers pin-base-images venv bench clean tools npm-tools
+.PHONY: demo test lint test-containers pin-base-images venv bench clean tools npm-tools
 
 # Deployment and lint tools for the static template tests (tests/static). aws-sam-cli and awscli
 # pin their own boto3/click, so they get a venv of their own; bumping a version reinstalls it.
@@ -13,6 +13,11 @@ SAM_CLI_VERSION  := 1.170.0
 CFN_LINT_VERSION := 1.58.0
 AWSCLI_VERSION   := 1.46.3
 TOOLS_STAMP      := $(TOOLS_VENV)/.installed-sam$(SAM_CLI_VERSION)-cfnlint$(CFN_LINT_VERSION)-awscli$(AWSCLI_VERSION)
+# checkov (the template's security checks, `make lint`) pins boto3 1.35, which aws-sam-cli's pin
+# excludes: it gets a venv of its own, pinned the same way; bumping the version reinstalls it.
+CHECKOV_VENV     := .checkov-venv
+CHECKOV_VERSION  := 3.3.30
+CHECKOV_STAMP    := $(CHECKOV_VENV)/.installed-checkov$(CHECKOV_VERSION)
 # asl-validator, pinned in package.json + package-lock.json (node_modules/ is not committed).
 NPM_STAMP        := node_modules/.installed
 
@@ -31,8 +36,15 @@ $(TOOLS_STAMP):
 	$(TOOLS_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION) cfn-lint==$(CFN_LINT_VERSION) awscli==$(AWSCLI_VERSION)
 	touch $(TOOLS_STAMP)
 
-## sam, cfn-lint and aws in .tools-venv/bin.
-tools: $(TOOLS_STAMP)
+$(CHECKOV_STAMP):
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $(CHECKOV_STAMP)
+
+## sam, cfn-lint and aws in .tools-venv/bin; checkov in .checkov-venv/bin.
+tools: $(TOOLS_STAMP) $(CHECKOV_STAMP)
 
 $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -47,8 +59,14 @@ demo: $(STAMP)
 
 ## The whole test suite (what CI runs), tests/containers included: it installs and starts Docker
 ## when absent, builds the stand-in Lambda base and the images, and runs every function in its container.
-test: $(STAMP) $(TOOLS_STAMP) $(NPM_STAMP)
+test: $(STAMP) $(TOOLS_STAMP) $(CHECKOV_STAMP) $(NPM_STAMP)
 	$(BIN)/pytest
+
+## The template's linters: cfn-lint, and checkov against checkov-baseline.yaml (accepted findings,
+## each with its reason). `make test` runs both too (tests/static).
+lint: $(STAMP) $(TOOLS_STAMP) $(CHECKOV_STAMP)
+	$(TOOLS_VENV)/bin/cfn-lint template.yaml
+	$(BIN)/python tests/static/checkov_gate.py
 
 ## Only the container tests (sam build + sam local invoke of every function with every events/ file).
 test-containers: $(STAMP) $(TOOLS_STAMP)

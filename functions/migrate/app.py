@@ -6,6 +6,12 @@ revision (:func:`isrflow.registry.migrate.upgrade`) in the configured registry
 Delete it does nothing (the registry outlives the stack). It answers CloudFormation itself,
 FAILED with the reason on any error (:mod:`isrflow.custom_resource`). The resource's
 ``Revision`` attribute is the schema revision now in the database.
+
+After the upgrade it sets up the least-privilege login roles the other functions use
+(``ISRFLOW_REGISTRY_WRITER_SECRET_ARN``, ``ISRFLOW_REGISTRY_READER_SECRET_ARN``; none when
+unset; :mod:`isrflow.registry.roles`). The same function
+rotates those roles' secrets: an event with ``SecretId``, ``ClientRequestToken`` and ``Step``
+is a Secrets Manager rotation request (:mod:`isrflow.registry.rotation`).
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from typing import Any
 
 from isrflow.custom_resource import CustomResourceRequest, handle_request
 from isrflow.registry.migrate import upgrade
-from isrflow.settings import open_registry, settings
+from isrflow.registry.roles import ensure_roles
+from isrflow.registry.rotation import is_rotation_event, rotate
+from isrflow.settings import open_registry, registry_roles, settings
 
 PHYSICAL_ID = "isrflow-registry-schema"
 
@@ -22,8 +30,15 @@ PHYSICAL_ID = "isrflow-registry-schema"
 def migrate(request: CustomResourceRequest) -> dict[str, Any]:
     """Create or upgrade the registry schema; the resource's attributes."""
     registry = open_registry(settings(), create=True)
-    return {"Revision": upgrade(registry.engine, create=True)}
+    revision = upgrade(registry.engine, create=True)
+    ensure_roles(registry.engine, registry_roles())
+    return {"Revision": revision}
 
 
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    if is_rotation_event(event):
+        from isrflow.awsclients import aws_client
+
+        step = rotate(event, client=aws_client("secretsmanager"), admin_engine=lambda: open_registry(settings()).engine)
+        return {"Step": step}
     return handle_request(event, context, migrate, default_physical_id=PHYSICAL_ID)

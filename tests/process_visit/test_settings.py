@@ -44,4 +44,5 @@ def test_rds_managed_secret_fills_the_credentials_of_the_url(secret_arn):
 
 def test_secret_with_connection_alone(secret_arn):
     _, full = secret_arn
-    assert registry_url(Settings(registry_secret_arn=full)) == "postgresql+psycopg://u:pw@db.example:6543/reg"
+    # built from the secret's host: TLS required (the secret names no other sslmode)
+    assert registry_url(Settings(registry_secret_arn=full)) == "postgresql+psycopg://u:pw@db.example:6543/reg?sslmode=require"

@@ -356,7 +356,7 @@ def test_functions_and_handlers(app):
     assert isr.dockerfile == REPO / "functions" / "Dockerfile" and isr.docker_context == REPO
     assert isr.code_dir == REPO / "functions" / "isr" and isr.handler == "app.lambda_handler"
     assert isr.handler_file == REPO / "functions" / "isr" / "app.py"
-    assert (isr.memory_mb, isr.timeout_s) == (3008, 900)  # within a new account's Lambda memory quota
+    assert (isr.memory_mb, isr.timeout_s) == (1769, 900)  # one vCPU, sized from the measured peak
     assert {a for f in app.functions.values() for a in f.architectures} == {"arm64"}  # one architecture
 
 
@@ -397,11 +397,24 @@ def test_environment_with_a_local_resolver(tmp_path):
 
 def test_registry_secret_parameter_and_created_registry():
     existing = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:isrflow-registry-AbCdEf"
-    app = load_app(TEMPLATE, {"RegistrySecretArn": existing})
+    app = load_app(TEMPLATE, {"RegistrySecretArn": existing, "CreateRegistryRoles": "false"})
     for lid in REGISTRY_FUNCTIONS:
         assert app.functions[lid].environment["ISRFLOW_REGISTRY_SECRET_ARN"] == existing
         assert not app.functions[lid].in_vpc
     assert app.outputs["RegistryCredentialsSecretArn"] == existing
+    assert app.functions["MigrateFunction"].environment["ISRFLOW_REGISTRY_WRITER_SECRET_ARN"] == ""
+
+    # By default the migration creates least-privilege roles: only it keeps the master secret.
+    roles = load_app(TEMPLATE, {"RegistrySecretArn": existing})
+    secret = "arn:aws:secretsmanager:local:000000000000:secret:Registry{}Secret"
+    expected = {"PlanFunction": "Reader", "SummarizeFunction": "Reader", "CalibPlanFunction": "Reader",
+                "RegistryWriterFunction": "Writer"}
+    for lid, which in expected.items():
+        assert roles.functions[lid].environment["ISRFLOW_REGISTRY_SECRET_ARN"] == secret.format(which)
+    migrate = roles.functions["MigrateFunction"].environment
+    assert migrate["ISRFLOW_REGISTRY_SECRET_ARN"] == existing
+    assert (migrate["ISRFLOW_REGISTRY_WRITER_SECRET_ARN"], migrate["ISRFLOW_REGISTRY_READER_SECRET_ARN"]) == (
+        secret.format("Writer"), secret.format("Reader"))
 
     created = load_app(
         TEMPLATE,
@@ -415,11 +428,10 @@ def test_registry_secret_parameter_and_created_registry():
     assert created.conditions["CreateRegistryCond"] and created.conditions["CreateS3EndpointCond"]
     for lid in REGISTRY_FUNCTIONS:
         env = created.functions[lid].environment
-        assert (
-            env["ISRFLOW_REGISTRY_SECRET_ARN"]
-            == "arn:aws:secretsmanager:local:000000000000:secret:RegistryDatabase"
-        )
-        assert env["ISRFLOW_REGISTRY_URL"] == "postgresql+psycopg://localhost:5432/isrflow"
+        assert env["ISRFLOW_REGISTRY_SECRET_ARN"] == (
+            "arn:aws:secretsmanager:local:000000000000:secret:RegistryDatabase" if lid == "MigrateFunction"
+            else secret.format("Writer" if lid == "RegistryWriterFunction" else "Reader"))
+        assert env["ISRFLOW_REGISTRY_URL"] == "postgresql+psycopg://localhost:5432/isrflow?sslmode=require"
         assert created.functions[lid].in_vpc
     assert not created.functions["IsrFunction"].in_vpc  # workers never touch the database
     assert created.outputs["RegistryEndpoint"] == "localhost:5432"
@@ -465,7 +477,7 @@ def test_build_calibration_state_machine(app):
     for key, function in [("CalibPlanFunctionArn", "CalibPlanFunction"), ("IsrFunctionArn", "IsrFunction"),
                           ("CombineFunctionArn", "CombineFunction"), ("SummarizeFunctionArn", "SummarizeFunction")]:
         assert app.function(sm.substitutions[key]).logical_id == function
-    assert sm.substitutions["CombineAssignPublicIp"] == "ENABLED"
+    assert sm.substitutions["CombineAssignPublicIp"] == "DISABLED"  # private tasks unless asked otherwise
     assert "${" not in json.dumps(sm.definition())
     combine = app.functions["CombineFunction"]
     assert combine.package_type == "Image" and combine.handler_file == REPO / "functions" / "combine" / "app.py"

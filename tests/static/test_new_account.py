@@ -192,8 +192,11 @@ def test_registry_schema_custom_resource(template):
         app = load_app(TEMPLATE, given)
         migrate, plan = app.functions["MigrateFunction"], app.functions["PlanFunction"]
         assert migrate.in_vpc == plan.in_vpc == bool(given)
-        for key in ("ISRFLOW_REGISTRY_URL", "ISRFLOW_REGISTRY_SECRET_ARN"):
-            assert migrate.environment[key] == plan.environment[key]
+        assert migrate.environment["ISRFLOW_REGISTRY_URL"] == plan.environment["ISRFLOW_REGISTRY_URL"]
+        # the same database; Plan as the read-only role the migration creates from its secret
+        reader = plan.environment["ISRFLOW_REGISTRY_SECRET_ARN"]
+        assert migrate.environment["ISRFLOW_REGISTRY_READER_SECRET_ARN"] == reader
+        assert bool(given) == (reader != "")
         assert migrate.handler_file == REPO / "functions" / "migrate" / "app.py"
         assert "MigrateFunctionArn" in app.outputs and "RegistrySchemaRevision" in app.outputs
     created = load_app(TEMPLATE, {**PRIVATE_NETWORK, "CreateRegistry": "true"})

@@ -30,7 +30,7 @@ TOOLS_BIN = REPO / ".tools-venv" / "bin"
 NODE_BIN = REPO / "node_modules" / ".bin"
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
-SKIP_DIRS = {".git", ".venv", ".tools-venv", "node_modules", ".aws-sam", ".pytest_cache", "demo-repo"}
+SKIP_DIRS = {".git", ".venv", ".tools-venv", ".checkov-venv", "node_modules", ".aws-sam", ".pytest_cache", "demo-repo"}
 # The stand-in Lambda base's Dockerfile is built from a generated context (the host's Python,
 # CA bundle) by isrflow.local.containers.standin; tests/containers builds and runs it.
 GENERATED_CONTEXT_DOCKERFILES = {"layers/isrflow/isrflow/local/containers/standin/Dockerfile"}

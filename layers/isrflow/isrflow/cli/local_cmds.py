@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .options import subgroup
+from .options import subgroup, workers_option
 
 DEFAULT_PORT = 8083  # the port Step Functions Local uses
 
@@ -43,18 +43,24 @@ def _sigterm_is_interrupt() -> None:
               show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
               help="TCP port on 127.0.0.1 (0 = any free port)")
-@click.option("--workers", type=click.IntRange(1), default=None, help="local worker processes (default: all cores)")
+@workers_option
 @click.option("--parameter", "parameters", multiple=True, metavar="KEY=VALUE", help="template parameter override")
 @click.option("--verbose", is_flag=True, help="log every request")
-def serve_command(repo_dir, port, workers, parameters, verbose):
+@click.option("--token", envvar="ISRFLOW_LOCAL_TOKEN", default=None, metavar="TOKEN",
+              help="require this token of every request: the X-Isrflow-Token header, or the access key id "
+                   "(AWS_ACCESS_KEY_ID=TOKEN with the aws CLI) [env ISRFLOW_LOCAL_TOKEN]")
+def serve_command(repo_dir, port, workers, parameters, verbose, token):
     """Serve the Step Functions API (AWS JSON 1.0) for the template's state machines on 127.0.0.1, so
-    `aws --endpoint-url http://127.0.0.1:PORT stepfunctions ...` and boto3 work against the local runtime."""
+    `aws --endpoint-url http://127.0.0.1:PORT stepfunctions ...` and boto3 work against the local runtime.
+
+    Only requests addressed to 127.0.0.1 or localhost (Host header) with a body of at most 1 MiB are
+    served; with --token, only those that carry the token."""
     from ..local.runtime import LocalRuntime
     from ..local.sfn_api import LocalStepFunctionsServer
 
     runtime = LocalRuntime(repo_dir, processes=workers, parameters=parse_parameters(parameters)).start()
     try:
-        server = LocalStepFunctionsServer(runtime, port, verbose=verbose)
+        server = LocalStepFunctionsServer(runtime, port, verbose=verbose, token=token)
     except OSError as exc:
         runtime.close()
         raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
@@ -65,7 +71,8 @@ def serve_command(repo_dir, port, workers, parameters, verbose):
     if first is not None:
         click.echo(f"  try: aws --endpoint-url {server.endpoint} stepfunctions start-execution "
                    f"--state-machine-arn {first.arn} --input file://events/process_visit_input.json")
-    click.echo("  (any credentials; Ctrl-C stops)", nl=True)
+    click.echo("  (credentials: AWS_ACCESS_KEY_ID=<token>; Ctrl-C stops)" if token else
+               "  (any credentials; Ctrl-C stops)", nl=True)
     _sigterm_is_interrupt()
     try:
         server.serve_forever(poll_interval=0.2)

@@ -3,8 +3,18 @@
 AWS JSON 1.0, as the AWS CLI and the SDKs speak it: ``POST /`` with
 ``X-Amz-Target: AWSStepFunctions.<Action>`` and ``Content-Type: application/x-amz-json-1.0``, a
 JSON request body, a JSON answer; timestamps are epoch seconds; an error is HTTP 400 with
-``{"__type": "<ErrorCode>", "message": "..."}``. Requests are not authenticated (any dummy
-credentials sign them): the server listens on 127.0.0.1 only.
+``{"__type": "<ErrorCode>", "message": "..."}``. The server listens on 127.0.0.1 only, and
+since any web page the user opens can also send requests to 127.0.0.1, every request is checked
+before it is read:
+
+- the ``Host`` header must name this machine (``127.0.0.1`` or ``localhost``, any port), else
+  HTTP 403: a page that reaches the port through DNS rebinding sends its own host name;
+- a body larger than ``max_body_bytes`` (default 1 MiB, four times Step Functions' 256 KiB
+  input limit) is refused with HTTP 413 unread, and the connection closed;
+- with a ``token`` (``isrflow local serve --token`` or ``ISRFLOW_LOCAL_TOKEN``), the request
+  must carry it, either as ``X-Isrflow-Token: <token>`` or as the access key id of its SigV4
+  ``Authorization`` header, so ``AWS_ACCESS_KEY_ID=<token> aws --endpoint-url ...`` works; the
+  signature itself is not checked (HTTP 403 otherwise). Without a token any dummy credentials do.
 
 Actions: ListStateMachines, DescribeStateMachine, StartExecution, DescribeExecution,
 ListExecutions, GetExecutionHistory, StopExecution, and ListMapRuns / DescribeMapRun (so tools
@@ -19,6 +29,7 @@ first execution runs returns that execution; otherwise an existing name is
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 import threading
@@ -33,6 +44,14 @@ from .records import list_records, load_record
 TARGET_PREFIX = "AWSStepFunctions."
 CONTENT_TYPE = "application/x-amz-json-1.0"
 HOST = "127.0.0.1"
+#: Host names a request may address (DNS rebinding sends the attacker's own name).
+ALLOWED_HOSTS = frozenset({"127.0.0.1", "localhost"})
+#: Default cap of a request body (bytes).
+MAX_BODY_BYTES = 1024 * 1024
+#: Header that may carry the server's token.
+TOKEN_HEADER = "X-Isrflow-Token"
+_HOST_HEADER = re.compile(r"^(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?$")
+_SIGV4_KEY_ID = re.compile(r"Credential=(?P<key>[^/,\s]+)/")
 _NAME_OK = re.compile(r"^[^\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]{1,80}$")
 
 
@@ -225,17 +244,56 @@ class _Handler(BaseHTTPRequestHandler):
         if getattr(self.server, "verbose", False):
             super().log_message(format, *args)
 
-    def _send(self, status: int, payload: dict) -> None:
+    def _send(self, status: int, payload: dict, *, close: bool = False) -> None:
         data = json.dumps(payload, separators=(",", ":"), default=str).encode()
         self.send_response(status)
         self.send_header("Content-Type", CONTENT_TYPE)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        if close:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
+    def _refuse(self, status: int, code: str, message: str, *, close: bool = False) -> None:
+        if close:  # the body was not read: this connection cannot carry another request
+            self.close_connection = True
+        self._send(status, {"__type": code, "message": message}, close=close)
+
+    def _admitted(self, *, with_body: bool) -> int | None:
+        """The body length of an acceptable request; None once a refusal has been sent."""
+        match = _HOST_HEADER.match(self.headers.get("Host", "").strip())
+        if match is None or match.group("host").lower() not in ALLOWED_HOSTS:
+            self._refuse(403, "AccessDeniedException", "Host header must be 127.0.0.1 or localhost",
+                         close=with_body)
+            return None
+        token = self.server.token
+        if token and not _carries_token(self.headers, token):
+            self._refuse(403, "AccessDeniedException", f"missing or wrong token ({TOKEN_HEADER} header or "
+                         "the access key id of the request's credentials)", close=with_body)
+            return None
+        if not with_body:
+            return 0
+        if self.headers.get("Transfer-Encoding"):
+            self._refuse(411, "SerializationException", "a Content-Length is required", close=True)
+            return None
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._refuse(400, "SerializationException", "invalid Content-Length", close=True)
+            return None
+        if length > self.server.max_body_bytes:
+            self._refuse(413, "RequestEntityTooLargeException",
+                         f"request body of {length} bytes exceeds {self.server.max_body_bytes}", close=True)
+            return None
+        return length
+
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        length = self._admitted(with_body=True)
+        if length is None:
+            return
         raw = self.rfile.read(length) if length else b""
         target = self.headers.get("X-Amz-Target", "")
         try:
@@ -253,16 +311,33 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, {"__type": "InternalFailure", "message": f"{type(exc).__name__}: {exc}"})
 
     def do_GET(self) -> None:
+        if self._admitted(with_body=False) is None:
+            return
         self._send(400, {"__type": "UnknownOperationException", "message": "use POST / with X-Amz-Target"})
 
 
+def _carries_token(headers: Any, token: str) -> bool:
+    """Whether the request carries ``token``: the token header, or the SigV4 access key id."""
+    given = headers.get(TOKEN_HEADER)
+    if given is None:
+        match = _SIGV4_KEY_ID.search(headers.get("Authorization", ""))
+        given = match.group("key") if match else ""
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
 class LocalStepFunctionsServer(ThreadingHTTPServer):
+    """The API on 127.0.0.1:``port`` (0 = any free port); ``token``: required of every request
+    (None = none); ``max_body_bytes``: the largest request body accepted (bytes)."""
+
     daemon_threads = True
 
-    def __init__(self, runtime, port: int = 0, verbose: bool = False):
+    def __init__(self, runtime, port: int = 0, verbose: bool = False, *, token: str | None = None,
+                 max_body_bytes: int = MAX_BODY_BYTES):
         super().__init__((HOST, port), _Handler)
         self.api = StepFunctionsApi(runtime)
         self.verbose = verbose
+        self.token = token or None
+        self.max_body_bytes = max_body_bytes
         self._thread: threading.Thread | None = None
 
     @property
@@ -286,4 +361,5 @@ class LocalStepFunctionsServer(ThreadingHTTPServer):
             self._thread.join(10)
 
 
-__all__ = ["ACTIONS", "ApiError", "LocalStepFunctionsServer", "StepFunctionsApi"]
+__all__ = ["ACTIONS", "ALLOWED_HOSTS", "ApiError", "LocalStepFunctionsServer", "MAX_BODY_BYTES", "StepFunctionsApi",
+           "TOKEN_HEADER"]

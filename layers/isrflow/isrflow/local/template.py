@@ -206,6 +206,7 @@ def default_resolver(ref: Reference) -> Any:
     ``QueueName`` -> the logical id (the local queue name), ``Arn`` -> a local SQS ARN.
     Buckets: ``Ref`` -> the logical id in lower case. State machines: ``Ref``/``Arn`` -> a local
     ``stateMachine`` ARN. RDS: ``Endpoint.Address`` -> ``localhost``, ``Endpoint.Port`` -> ``5432``.
+    Secrets: ``Ref`` -> a local ``secretsmanager`` ARN.
     ``!ImportValue name`` -> ``name``. Anything else: ``Ref`` -> the logical id, ``GetAtt`` ->
     ``<id>.<attribute>``.
     """
@@ -240,6 +241,8 @@ def default_resolver(ref: Reference) -> Any:
         }.get(attr or "", lid if attr is None else f"{lid}.{attr}")
     if rtype == "AWS::Logs::LogGroup":
         return _arn("logs", f"log-group:{lid}") if attr == "Arn" else lid
+    if rtype == "AWS::SecretsManager::Secret" and attr is None:
+        return _arn("secretsmanager", f"secret:{lid}")
     if rtype == "AWS::IAM::Role":
         return f"arn:{LOCAL_PARTITION}:iam::{LOCAL_ACCOUNT}:role/{lid}" if attr == "Arn" else lid
     return lid if attr is None else f"{lid}.{attr}"
