@@ -188,6 +188,8 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"4 frames of {QUICK_SHAPE} (a smoke run)")
     parser.add_argument("--frames", type=int, default=None)
+    parser.add_argument("--compression", default="none", choices=("none", "lossless", "quantized"),
+                        help="ISRFLOW_COMPRESSION of the frames and masters (the README's figures: none)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -195,6 +197,7 @@ def main(argv=None) -> dict:
         print(json.dumps(result))
         return result
 
+    os.environ["ISRFLOW_COMPRESSION"] = args.compression  # the frames written here and the workers' masters
     shape = QUICK_SHAPE if args.quick else HSC_SHAPE
     n = args.frames or (4 if args.quick else 16)
     cores = _cores()
@@ -206,7 +209,7 @@ def main(argv=None) -> dict:
     threads = {"1": 1, "all": cores}
     repeat = 1 if args.quick else 3
     base["repeat"] = repeat
-    figures: dict = {"repeat_best_of": repeat, "frames": n, "shape": list(shape), "cores": cores, "input_mb": round(input_bytes / 1e6, 1),
+    figures: dict = {"repeat_best_of": repeat, "compression": args.compression, "frames": n, "shape": list(shape), "cores": cores, "input_mb": round(input_bytes / 1e6, 1),
                      "budget_mb": BUDGET / 2**20}
     for label, kind in (("ours_files", "files"), ("ours_in_memory", "kernel")):
         figures[label] = {stat: {t: _run({**base, "kind": kind, "statistic": stat, "threads": k})

@@ -3,7 +3,8 @@
 - ``action: plan`` (default): the input frames of every master, the ISR cluster manifest, the
   master groups (:func:`isrflow.calibration.plan.plan_build`);
 - ``action: normalize``: flat normalisation, one scale per exposure over the focal plane;
-- ``action: prepare_combine``: one combine request per master, routed to the Lambda or Fargate.
+- ``action: prepare_combine``: one combine request per master, routed to the Lambda or Fargate;
+- ``action: delete_intermediates``: after the combine, delete the ISR'd inputs of the masters built.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ def lambda_handler(event: dict, context: object = None) -> dict:
         from isrflow.calibration.prepare import prepare_combine
 
         return prepare_combine(CalibStepEvent.model_validate(event)).model_dump(mode="json")
+    if action == "delete_intermediates":
+        from isrflow.calibration.cleanup import delete_intermediates
+
+        return delete_intermediates(CalibStepEvent.model_validate(event)).model_dump(mode="json")
     from isrflow.calibration.plan import plan_build
 
     config = settings().require("datastore_root")

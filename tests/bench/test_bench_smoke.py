@@ -19,3 +19,18 @@ def test_isr_bench_quick():
                 "ccdproc_over_ours_subset"):
         assert key in figures, key
     assert figures["full_isr_s"] > 0 and figures["io_floor_s"] > 0
+
+
+def test_products_bench_quick():
+    """bench/products.py: bytes, times and residuals per compression mode; compressed is smaller."""
+    proc = subprocess.run([sys.executable, str(BENCH / "products.py"), "--quick"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(proc.stdout)
+    assert set(figures["modes"]) == {"none", "lossless", "quantized"}
+    none, quantized = figures["modes"]["none"], figures["modes"]["quantized"]
+    for key in ("postISRCCD", "masters", "isr_calibration_load_s", "cold_worker_bytes", "chi"):
+        assert key in quantized, key
+    assert quantized["postISRCCD"]["bytes"] < none["postISRCCD"]["bytes"]
+    assert all(quantized["masters"][t]["bytes"] < none["masters"][t]["bytes"] for t in ("bias", "dark", "flat"))
+    assert abs(quantized["chi_change_vs_none"]["std"]) < 0.002

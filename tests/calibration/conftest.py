@@ -26,7 +26,9 @@ def built_night(tmp_path_factory):
     with LocalRuntime(base / "repo", processes=2) as runtime:
         night = BuiltNight(base / "repo", registry, manifest, runtime)
         certify = {"collection": CALIB}
-        for calib_type, extra in (("bias", {}), ("dark", {"route": "fargate"}), ("flat", {}),
+        # the bias intermediates are kept (test_truth measures the frames' noise on them); the
+        # other types' are deleted after their combine, the default
+        for calib_type, extra in (("bias", {"keep_intermediates": True}), ("dark", {"route": "fargate"}), ("flat", {}),
                                   ("defects", {"input_collections": ["Generic/calib/dark", "Generic/calib/flat"]})):
             execution = night.run(build_payload(calib_type, f"Generic/calib/{calib_type}", certify=certify, **extra),
                                   name=f"build-{calib_type}")

@@ -23,9 +23,17 @@ from isrflow.calibration.combine import (
 from isrflow.calibration.mef import MefReader
 from isrflow.errors import CalibrationError, CalibrationMismatchError
 from isrflow.exposure_io import Exposure, read_exposure, write_exposure
+from isrflow.settings import ENV_COMPRESSION
 
 SHAPE = (61, 47)
 N = 6
+
+
+@pytest.fixture(autouse=True)
+def exact_files(monkeypatch):
+    """The combine's arithmetic is checked to float32 precision: inputs and masters are written
+    losslessly compressed (bit-exact; the compressed read and write paths are exercised)."""
+    monkeypatch.setenv(ENV_COMPRESSION, "lossless")
 
 
 @pytest.fixture
@@ -63,7 +71,7 @@ def _reference(frames, statistic):
 def test_files_equal_the_reference_at_any_strip_height(inputs, tmp_path, statistic, budget):
     out = tmp_path / "master.fits"
     settings = CombineSettings(statistic=statistic, mask_planes=("BAD", "SAT"), budget_bytes=budget, threads=2,
-                               read_threads=2)
+                               read_threads=2, ninputs_plane=True)
     report = combine_files([CombineInput(str(p), scale) for p, *_, scale in inputs], str(out), "dark", settings)
     assert (report.strips > 1) is (budget < 1 << 20)
     master = read_exposure(out)
@@ -92,8 +100,11 @@ def test_provenance_and_format(inputs, tmp_path):
     assert header[formats.KW_DARKTIME] == 1.0
 
 
-def test_peak_memory_stays_within_the_strip_budget(inputs, tmp_path):
-    """tracemalloc peak of the whole combine (reading, combining, writing, checksum) <= budget."""
+@pytest.mark.parametrize("compression", ["none", "lossless", "quantized"])
+def test_peak_memory_stays_within_the_strip_budget(inputs, tmp_path, monkeypatch, compression):
+    """tracemalloc peak of the whole combine (reading, combining, writing, checksum) <= budget,
+    with the master written in each compression mode (inputs: lossless)."""
+    monkeypatch.setenv(ENV_COMPRESSION, compression)
     files = [CombineInput(str(p), scale) for p, *_, scale in inputs]
     for budget in (500_000, 800_000, 3_000_000):
         settings = CombineSettings(budget_bytes=budget, threads=2, read_threads=3)
@@ -137,8 +148,9 @@ def test_common_calibration_noise_is_added_once(inputs, tmp_path):
     write_exposure(bias, Exposure(np.zeros(SHAPE, np.float32), np.zeros(SHAPE, np.int32),
                                   np.full(SHAPE, 9.0, np.float32), {formats.KW_DETECTOR: 1}))
     files = [CombineInput(str(p), 1.0) for p, *_ in inputs]
-    plain = read_exposure(combine_files(files, str(tmp_path / "a.fits"), "bias", CombineSettings(statistic="mean")).output_uri)
-    shared = read_exposure(combine_files(files, str(tmp_path / "b.fits"), "bias", CombineSettings(statistic="mean"),
+    settings = CombineSettings(statistic="mean", ninputs_plane=True)
+    plain = read_exposure(combine_files(files, str(tmp_path / "a.fits"), "bias", settings).output_uri)
+    shared = read_exposure(combine_files(files, str(tmp_path / "b.fits"), "bias", settings,
                                          common=[CommonCalibration(str(bias), 1.0, 0.25)]).output_uri)
     with MefReader.open(str(tmp_path / "b.fits")) as reader:
         n = reader.read_rows(EXT_NINPUTS, 0, SHAPE[0], np.empty(SHAPE, np.int16)).astype(np.float64)

@@ -304,7 +304,9 @@ def _calib_functions(n_clusters: int, n_masters: int) -> dict:
             return {"execution_id": event["execution_id"], "clusters": n_clusters, "manifest_key": "items.json",
                     "isr_results_prefix": f"s3://{BUCKET}/results/x/inputs/", "output_run": "Generic/calib/bias",
                     "isr_config": {}, "max_concurrency": 0, "calib_type": "bias", "certify_requested": False,
-                    "masters": n_masters}
+                    "masters": n_masters, "keep_intermediates": False}
+        if event["action"] == "delete_intermediates":
+            return {"deleted": 3 * n_clusters, "kept_failed": 0}
         assert event["action"] == "prepare_combine"
         return {"masters": n_masters, "manifest_key": "masters.json"}
 

@@ -3,6 +3,10 @@
 Writes are atomic: the file is written under a temporary name in the target directory and
 renamed into place, so a crash never leaves a partial output. Readers accept a path or bytes
 (S3 objects arrive as bytes).
+
+Planes are tile-compressed as :mod:`isrflow.compression` says (``ISRFLOW_COMPRESSION``; a
+``compression=`` argument overrides it, e.g. ``"none"`` for the simulator's truth); readers
+accept compressed and uncompressed files alike, and files with planes they do not use.
 """
 
 from __future__ import annotations
@@ -47,18 +51,45 @@ def _label(source: Source, name: str) -> str:
     return name or ("<bytes>" if isinstance(source, (bytes, bytearray)) else str(source))
 
 
-def _hdulist(exposure: Exposure) -> fits.HDUList:
+def _primary(exposure: Exposure) -> fits.PrimaryHDU:
     primary = fits.PrimaryHDU()
     for key, value in exposure.header.items():
         primary.header[key] = value
-    hdus = [primary, fits.ImageHDU(np.asarray(exposure.image, dtype=np.float32), name=formats.EXT_IMAGE)]
+    return primary
+
+
+def _planes(exposure: Exposure) -> list[tuple[str, np.ndarray, list[tuple[str, Any, str]]]]:
+    """(extension name, data, extra header cards) of each plane present, in file order."""
+    planes = [(formats.EXT_IMAGE, np.asarray(exposure.image, dtype=np.float32), [])]
     if exposure.mask is not None:
-        mask_hdu = fits.ImageHDU(np.asarray(exposure.mask, dtype=np.int32), name=formats.EXT_MASK)
-        for key, bit, comment in formats.mask_plane_cards():
-            mask_hdu.header[key] = (bit, comment)
-        hdus.append(mask_hdu)
+        planes.append((formats.EXT_MASK, np.asarray(exposure.mask, dtype=np.int32), formats.mask_plane_cards()))
     if exposure.variance is not None:
-        hdus.append(fits.ImageHDU(np.asarray(exposure.variance, dtype=np.float32), name=formats.EXT_VARIANCE))
+        planes.append((formats.EXT_VARIANCE, np.asarray(exposure.variance, dtype=np.float32), []))
+    return planes
+
+
+def _compressed_bytes(exposure: Exposure, mode: str) -> bytes:
+    from .compression import plane_bytes
+
+    parts = [_primary(exposure).header.tostring().encode("ascii")]
+    parts += [plane_bytes(name, data, mode, cards) for name, data, cards in _planes(exposure)]
+    return b"".join(parts)
+
+
+def _mode(compression: str | None) -> str:
+    from .compression import resolve
+
+    return resolve(compression)
+
+
+def _hdulist(exposure: Exposure) -> fits.HDUList:
+    """The uncompressed MEF (compression ``none``)."""
+    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [_primary(exposure)]
+    for name, data, cards in _planes(exposure):
+        hdu = fits.ImageHDU(data, name=name)
+        for key, value, comment in cards:
+            hdu.header[key] = (value, comment)
+        hdus.append(hdu)
     return fits.HDUList(hdus)
 
 
@@ -86,13 +117,22 @@ def atomic_write_bytes(path: str | os.PathLike[str], writer) -> Path:
     return target
 
 
-def write_exposure(path: str | os.PathLike[str], exposure: Exposure) -> Path:
-    """Write the MEF atomically; returns the final path."""
+def write_exposure(path: str | os.PathLike[str], exposure: Exposure, compression: str | None = None) -> Path:
+    """Write the MEF atomically, compressed per ``compression`` (default: the configured mode);
+    returns the final path."""
+    mode = _mode(compression)
+    if mode != "none":
+        data = _compressed_bytes(exposure, mode)
+        return atomic_write_bytes(path, lambda handle: handle.write(data))
     hdul = _hdulist(exposure)
     return atomic_write_bytes(path, lambda handle: hdul.writeto(handle))
 
 
-def exposure_to_bytes(exposure: Exposure) -> bytes:
+def exposure_to_bytes(exposure: Exposure, compression: str | None = None) -> bytes:
+    """The MEF's bytes, compressed per ``compression`` (default: the configured mode)."""
+    mode = _mode(compression)
+    if mode != "none":
+        return _compressed_bytes(exposure, mode)
     buffer = io.BytesIO()
     _hdulist(exposure).writeto(buffer)
     return buffer.getvalue()

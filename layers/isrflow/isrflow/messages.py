@@ -434,6 +434,18 @@ class IsrClusterEvent(BaseModel):
     measure: bool = Field(default=False, description="also measure each output's statistics (calibration inputs)")
 
 
+class QuantumReads(BaseModel):
+    """What one quantum read: datastore (S3 GET) bytes, and where each calibration came from
+    (:mod:`isrflow.calib_cache`). A calibration already decoded in the worker (for an earlier
+    quantum of the cluster, or a warm earlier invocation) is a memory hit."""
+
+    raw_bytes: int = Field(default=0, ge=0, description="bytes of the raw read from the datastore")
+    calib_bytes: int = Field(default=0, ge=0, description="calibration bytes read from the datastore")
+    calib_memory_hits: int = Field(default=0, ge=0)
+    calib_disk_hits: int = Field(default=0, ge=0, description="served from the worker's local disk cache")
+    calib_misses: int = Field(default=0, ge=0, description="read from the datastore")
+
+
 class QuantumResult(BaseModel):
     """One quantum's outcome, written as JSON under the execution's results prefix."""
 
@@ -450,6 +462,7 @@ class QuantumResult(BaseModel):
     output_size: int | None = Field(default=None, ge=0, description="bytes of the output file")
     stats: dict[str, Any] | None = Field(
         default=None, description="the output's statistics when measured (isrflow.calibration.stats.measure_input)")
+    reads: QuantumReads | None = None
 
 
 class ClusterSummary(BaseModel):
@@ -657,6 +670,9 @@ class BuildCalibrationInput(BaseModel):
     time and memory); ``combine_memory_mb`` sets the combine's strip budget explicitly
     (default: from the worker's memory). ``max_failure_fraction`` is the fraction of masters
     allowed to fail; a master needs ``min_inputs`` successfully ISR'd inputs.
+    ``keep_intermediates``: keep the ISR'd input frames (cpBiasProc, cpDarkProc, cpFlatProc) of
+    the masters built; by default the DeleteIntermediates state removes them after the combine
+    (their registry rows stay, as the masters' provenance).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -678,6 +694,7 @@ class BuildCalibrationInput(BaseModel):
     route: CombineRouteChoice = "auto"
     combine_memory_mb: float | None = Field(default=None, gt=0)
     certify: CertifySpec | None = None
+    keep_intermediates: bool = False
 
     @model_validator(mode="after")
     def _calibs_needed(self) -> "BuildCalibrationInput":
@@ -728,6 +745,7 @@ class CalibPlanResult(BaseModel):
     certify_requested: bool = False
     max_concurrency: int
     max_failure_fraction: float
+    keep_intermediates: bool = False
 
 
 class MasterInput(BaseModel):
@@ -762,8 +780,15 @@ class CalibStepEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    action: Literal["normalize", "prepare_combine", "certify_calib", "summarize_calib"]
+    action: Literal["normalize", "prepare_combine", "delete_intermediates", "certify_calib", "summarize_calib"]
     plan: CalibPlanResult
+
+
+class IntermediatesDeleted(BaseModel):
+    """DeleteIntermediates: the ISR'd inputs of the masters built, removed from the datastore."""
+
+    masters: int = Field(description="masters built whose inputs were deleted")
+    deleted: int = Field(description="objects deleted (S3: asked for; missing ones count too)")
 
 
 class NormalizeResult(BaseModel):
@@ -954,6 +979,7 @@ __all__ = [
     "PlanResult",
     "ProcessVisitInput",
     "QuantumKey",
+    "QuantumReads",
     "QuantumResult",
     "RecordFailureEvent",
     "SummarizeEvent",

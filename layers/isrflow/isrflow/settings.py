@@ -11,6 +11,16 @@ worker process. Names (set by template.yaml and by the local runtime alike):
   ``dbname``), merged into the URL by :func:`registry_url`. The secret is cached for
   ``ISRFLOW_SECRET_MAX_AGE_S`` seconds (default 300; :mod:`isrflow.secret_cache`) and re-read
   when the database rejects its password, because RDS rotates it.
+
+TLS: a URL built from a secret's ``host`` asks for ``sslmode=require`` unless the secret says
+otherwise; a secret's ``sslmode`` / ``sslrootcert`` fields (``verify-full`` with the RDS CA
+bundle, say) are added to a URL that does not set them itself. The stack's own URLs carry
+``sslmode=require`` and its database refuses clear-text connections (``rds.force_ssl``).
+
+The migration step also reads ``ISRFLOW_REGISTRY_WRITER_SECRET_ARN`` and
+``ISRFLOW_REGISTRY_READER_SECRET_ARN``: the secrets of the least-privilege database roles it
+creates (:func:`registry_roles`, :mod:`isrflow.registry.roles`); the functions are given those
+secrets, never the master's.
 """
 
 from __future__ import annotations
@@ -26,6 +36,15 @@ ENV_DATASTORE_ROOT = "ISRFLOW_DATASTORE_ROOT"
 ENV_REGISTRY_QUEUE_URL = "ISRFLOW_REGISTRY_QUEUE_URL"
 ENV_REGISTRY_URL = "ISRFLOW_REGISTRY_URL"
 ENV_REGISTRY_SECRET_ARN = "ISRFLOW_REGISTRY_SECRET_ARN"
+#: How products (postISRCCD and every dataset ISR writes, master calibrations) are compressed:
+#: ``quantized`` (default), ``lossless`` or ``none`` (:mod:`isrflow.compression`).
+ENV_COMPRESSION = "ISRFLOW_COMPRESSION"
+ENV_REGISTRY_WRITER_SECRET_ARN = "ISRFLOW_REGISTRY_WRITER_SECRET_ARN"
+ENV_REGISTRY_READER_SECRET_ARN = "ISRFLOW_REGISTRY_READER_SECRET_ARN"
+#: libpq TLS parameters a secret may carry (added to a URL that does not set them).
+SECRET_TLS_KEYS = ("sslmode", "sslrootcert")
+#: The TLS mode of a URL built from a secret's host when the secret names none.
+DEFAULT_SECRET_SSLMODE = "require"
 
 
 class Settings(BaseModel):
@@ -51,6 +70,17 @@ def settings() -> Settings:
         registry_url=os.environ.get(ENV_REGISTRY_URL) or None,
         registry_secret_arn=os.environ.get(ENV_REGISTRY_SECRET_ARN) or None,
     )
+
+
+def compression_mode() -> str:
+    """The product compression mode named by ``ISRFLOW_COMPRESSION`` (default ``quantized``);
+    ConfigError for another value. Read at call time, like every setting here."""
+    from .compression import DEFAULT_MODE, MODES
+
+    mode = (os.environ.get(ENV_COMPRESSION) or DEFAULT_MODE).strip().lower()
+    if mode not in MODES:
+        raise ConfigError(f"{ENV_COMPRESSION}={os.environ.get(ENV_COMPRESSION)!r}: use one of {', '.join(MODES)}")
+    return mode
 
 
 #: The process's registry secrets, each re-read after ``ISRFLOW_SECRET_MAX_AGE_S`` (default 300 s)
@@ -79,6 +109,11 @@ def _secret_url(config: Settings, secret: dict):  # type: ignore[no-untyped-def]
             raise ConfigError(
                 f"registry secret {config.registry_secret_arn} has no 'host': set {ENV_REGISTRY_URL} too"
             ) from None
+        url = url.update_query_dict({"sslmode": str(secret.get("sslmode") or DEFAULT_SECRET_SSLMODE)})
+    if url.get_backend_name() == "postgresql":
+        tls = {k: str(secret[k]) for k in SECRET_TLS_KEYS if secret.get(k) and k not in url.query}
+        if tls:
+            url = url.update_query_dict(tls)
     username, _ = _credentials(secret, str(config.registry_secret_arn))
     return url.set(username=username, password=None)
 
@@ -143,3 +178,17 @@ def open_registry(config: Settings | None = None, *, create: bool = False):
         )
         _REGISTRIES[key] = registry
     return registry
+
+
+def registry_roles(cache: SecretCache | None = None) -> list:
+    """The least-privilege roles the migration step sets up: one RoleSpec per configured role secret
+    (``ISRFLOW_REGISTRY_WRITER_SECRET_ARN``, ``ISRFLOW_REGISTRY_READER_SECRET_ARN``; unset = none)."""
+    from .registry.roles import role_from_secret
+
+    cache = cache if cache is not None else SECRETS
+    roles = []
+    for env, access in ((ENV_REGISTRY_WRITER_SECRET_ARN, "writer"), (ENV_REGISTRY_READER_SECRET_ARN, "reader")):
+        arn = os.environ.get(env, "").strip()
+        if arn:
+            roles.append(role_from_secret(cache.get(arn), arn, access))
+    return roles

@@ -3,10 +3,14 @@
 One small interface, chosen by the URI's scheme, so the same handler code runs against the
 local file datastore and against S3. Writes are atomic: a local file is written under a
 temporary name and renamed; an S3 PUT is atomic by nature. Nothing here imports numpy.
+
+An S3 PUT of a dataset object carries its lifecycle tag (:mod:`isrflow.lifecycle`), which the
+data bucket's lifecycle rules select on. ``delete`` removes objects (missing ones are no error).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -40,6 +44,13 @@ class Storage(Protocol):
     def list(self, prefix_uri: str) -> list[str]: ...
 
     def read_range(self, uri: str, start: int, length: int, if_match: str | None = None) -> bytes: ...
+
+    def delete(self, uris: list[str]) -> int: ...
+
+
+logger = logging.getLogger("isrflow.storage")
+#: Keys per S3 DeleteObjects request (the API's maximum).
+S3_DELETE_BATCH = 1000
 
 
 class FileStorage:
@@ -87,6 +98,20 @@ class FileStorage:
             return []
         return sorted(path_to_uri(p) for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
 
+    def delete(self, uris: list[str]) -> int:
+        """Remove the files at ``uris``; returns how many existed."""
+        removed = 0
+        for uri in uris:
+            path = _local(uri)
+            try:
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StorageError(f"{uri}: cannot delete ({exc.strerror})") from None
+        return removed
+
 
 class S3Storage:
     """``s3://bucket/key`` URIs through boto3 (endpoint and credentials from the environment)."""
@@ -114,8 +139,24 @@ class S3Storage:
             raise ObjectNotFoundError(f"{uri}: no such object") from None
 
     def write_bytes(self, uri: str, data: bytes) -> None:
+        """PUT the object, tagged with its lifecycle class when it has one. A PUT refused with
+        AccessDenied while tagged (a role without s3:PutObjectTagging) is retried untagged and
+        logged: the object is written, the bucket's lifecycle rules just do not see it."""
+        from .lifecycle import tagging_for
+
         bucket, key = split_s3(uri)
-        self.client.put_object(Bucket=bucket, Key=key, Body=data)
+        tagging = tagging_for(key)
+        if tagging is None:
+            self.client.put_object(Bucket=bucket, Key=key, Body=data)
+            return
+        try:
+            self.client.put_object(Bucket=bucket, Key=key, Body=data, Tagging=tagging)
+        except Exception as exc:  # botocore ClientError
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") != "AccessDenied":
+                raise
+            logger.warning("%s: PUT with Tagging=%s refused (AccessDenied: the role needs s3:PutObjectTagging); "
+                           "written untagged, so no lifecycle rule applies to it", uri, tagging)
+            self.client.put_object(Bucket=bucket, Key=key, Body=data)
 
     def read_range(self, uri: str, start: int, length: int, if_match: str | None = None) -> bytes:
         """A ranged GET of ``length`` bytes from ``start``; with ``if_match`` (an ETag) S3 refuses
@@ -149,6 +190,25 @@ class S3Storage:
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             uris.extend(f"s3://{bucket}/{obj['Key']}" for obj in page.get("Contents", []))
         return sorted(uris)
+
+    def delete(self, uris: list[str]) -> int:
+        """DeleteObjects in batches of 1,000 keys per bucket; returns how many keys were asked for
+        (S3 does not say which existed). A key S3 could not delete raises StorageError."""
+        by_bucket: dict[str, list[str]] = {}
+        for uri in uris:
+            bucket, key = split_s3(uri)
+            by_bucket.setdefault(bucket, []).append(key)
+        for bucket, keys in by_bucket.items():
+            for i in range(0, len(keys), S3_DELETE_BATCH):
+                batch = keys[i:i + S3_DELETE_BATCH]
+                reply = self.client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch],
+                                                                           "Quiet": True})
+                errors = reply.get("Errors") or []
+                if errors:
+                    first = errors[0]
+                    raise StorageError(f"s3://{bucket}/{first.get('Key')}: cannot delete ({first.get('Code')}: "
+                                       f"{first.get('Message')}); {len(errors)} key(s) not deleted")
+        return len(uris)
 
 
 def split_s3(uri: str) -> tuple[str, str]:

@@ -18,15 +18,19 @@ inputs share: ISR added ``f^2 V`` to every input's variance, which the mean divi
 than two values, else 1). Without it a master dark's residuals against the truth have a
 standard deviation ~20% above its variance plane.
 
-Output (the calibration MEF of :mod:`isrflow.formats`): IMAGE (float32), MASK (int32: BAD
-where no input was usable; those pixels' image and variance are set to the median of the
-rest of their strip, cp_pipe's rule), VARIANCE (float32) and NINPUTS (int16, the number of
-inputs used per pixel), with provenance in the primary header: the inputs, their scales,
-the statistic and the clipping parameters.
+Output (the calibration MEF of :mod:`isrflow.formats`), only the planes ISR reads: IMAGE
+(float32), MASK (int32: BAD where no input was usable, which ISR ORs into every frame; those
+pixels' image and variance are set to the median of the rest of their strip, cp_pipe's rule)
+and VARIANCE (float32: ISR adds it, scaled, to every frame's variance, and the next combine
+reads it as the inputs' common noise), with provenance in the primary header: the inputs,
+their scales, the statistic and the clipping parameters. NINPUTS (int16, the number of inputs
+used per pixel) is written only with ``CombineSettings.ninputs_plane`` (a diagnostic: ISR
+does not read it). Planes are compressed as :mod:`isrflow.compression` says.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -82,6 +86,8 @@ class CombineSettings:
     budget_bytes: int = 1 << 30
     threads: int = field(default_factory=default_threads)
     read_threads: int = 8
+    #: Also write the NINPUTS plane (inputs used per pixel; a diagnostic ISR does not read).
+    ninputs_plane: bool = False
 
 
 @dataclass
@@ -163,11 +169,23 @@ def _header(readers: list[MefReader], inputs: list[CombineInput], calib_type: st
 
 
 class _Strip:
-    """The buffers of one strip (allocated once, for the tallest strip)."""
+    """The buffers of one strip (allocated once, for the tallest strip), and each reading
+    thread's mask buffers (allocated once per thread, on its first read): every read lands in
+    memory already faulted in, whatever the number of strips."""
 
     def __init__(self, n: int, rows: int, cols: int, with_variance: bool):
+        self.rows, self.cols = rows, cols
         self.values = np.empty((n, rows, cols), dtype=np.float32)
         self.variances = np.empty((n, rows, cols), dtype=np.float32) if with_variance else None
+        self._local = threading.local()
+
+    def mask_buffers(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """This thread's (stored mask int32, masked bool) buffers for ``rows`` rows."""
+        local = self._local
+        if getattr(local, "raw", None) is None:
+            local.raw = np.empty((self.rows, self.cols), dtype=np.int32)
+            local.masked = np.empty((self.rows, self.cols), dtype=bool)
+        return local.raw[:rows], local.masked[:rows]
 
 
 def _load(reader: MefReader, index: int, item: CombineInput, y0: int, y1: int, strip: _Strip, bits: int) -> None:
@@ -184,7 +202,14 @@ def _load(reader: MefReader, index: int, item: CombineInput, y0: int, y1: int, s
         if inverse != 1.0:
             var *= inverse * inverse
     if bits and reader.has(formats.EXT_MASK):
-        masked = (reader.raw_rows(formats.EXT_MASK, y0, y1) & bits) != 0
+        hdu = reader.image(formats.EXT_MASK)
+        if hdu.dtype.itemsize == 4 and hdu.dtype.kind == "i":  # the isrflow MASK: into this thread's buffers
+            raw, masked = strip.mask_buffers(rows)
+            reader.raw_rows_into(formats.EXT_MASK, y0, y1, raw)
+            np.bitwise_and(raw, bits, out=raw)
+            np.not_equal(raw, 0, out=masked)
+        else:
+            masked = (reader.raw_rows(formats.EXT_MASK, y0, y1) & bits) != 0
         np.copyto(values, np.float32(np.nan), where=masked)
 
 
@@ -229,7 +254,10 @@ def combine_files(inputs: list[CombineInput], output_uri: str, calib_type: str,
         n = len(inputs) + len(shared)  # for the memory model: a shared variance plane costs like an input
         read_threads = max(1, min(settings.read_threads, n))
         threads = max(1, settings.threads)
-        height = routing.strip_rows(min(settings.budget_bytes, routing.STRIP_TARGET_BYTES), n, cols, with_variance,
+        # the target sizes the strips; the kernel's per-thread chunk buffers come on top of it (counting
+        # them against the target left 16 threads strips of 5 rows: 836 strips of tiny reads, one chunk each)
+        target = routing.STRIP_TARGET_BYTES + routing.fixed_bytes(n, threads)
+        height = routing.strip_rows(min(settings.budget_bytes, target), n, cols, with_variance,
                                     threads, read_threads, rows)
         if height < 1:  # the target is too small for these inputs: use all of the budget
             height = routing.strip_rows(settings.budget_bytes, n, cols, with_variance, threads, read_threads, rows)
@@ -241,13 +269,15 @@ def combine_files(inputs: list[CombineInput], output_uri: str, calib_type: str,
         header = _header(readers, inputs, calib_type, settings, extra_header or {})
         planes = [PlaneSpec(formats.EXT_IMAGE, ">f4"),
                   PlaneSpec(formats.EXT_MASK, ">i4", formats.mask_plane_cards()),
-                  PlaneSpec(formats.EXT_VARIANCE, ">f4"),
-                  PlaneSpec(EXT_NINPUTS, ">i2", [("BUNIT", "", "number of inputs used per pixel")])]
+                  PlaneSpec(formats.EXT_VARIANCE, ">f4")]
+        if settings.ninputs_plane:
+            planes.append(PlaneSpec(EXT_NINPUTS, ">i2", [("BUNIT", "", "number of inputs used per pixel")]))
         strip = _Strip(n, height, cols, with_variance)
         result = CombineOutput.empty(height * cols)
         no_data = 0
         strips = 0
-        chunk = max(1, min(routing.chunk_pixels(len(inputs), threads), height * cols))
+        # every combining thread gets at least one chunk of each strip
+        chunk = max(1, min(routing.chunk_pixels(len(inputs), threads), -(-height * cols // threads)))
         with MefWriter(output_uri, header, (rows, cols), planes) as writer, \
                 ThreadPoolExecutor(read_threads, thread_name_prefix="combine-read") as pool, \
                 Workspace(len(inputs), chunk, threads) as workspace:
@@ -263,7 +293,7 @@ def combine_files(inputs: list[CombineInput], output_uri: str, calib_type: str,
                               workspace=workspace)
                 for j, (calib, reader) in enumerate(zip(common, shared)):
                     _add_common(out, calib, reader, y0, y1, strip.values[m + j, :k], settings.statistic)
-                no_data += _write_strip(writer, y0, k, cols, out)
+                no_data += _write_strip(writer, y0, k, cols, out, settings.ninputs_plane)
                 strips += 1
             size, sha = writer.commit()
     finally:
@@ -285,7 +315,7 @@ def _add_common(out: CombineOutput, calib: CommonCalibration, reader: MefReader,
     out.variance += weight * variance
 
 
-def _write_strip(writer: MefWriter, y0: int, rows: int, cols: int, out: CombineOutput) -> int:
+def _write_strip(writer: MefWriter, y0: int, rows: int, cols: int, out: CombineOutput, ninputs: bool) -> int:
     """Write one combined strip; pixels with no usable input get the strip's median and BAD."""
     shape = (rows, cols)
     none = out.n_used == 0
@@ -303,5 +333,6 @@ def _write_strip(writer: MefWriter, y0: int, rows: int, cols: int, out: CombineO
     writer.write_rows(formats.EXT_MASK, y0, mask.reshape(shape))
     del mask
     writer.write_rows(formats.EXT_VARIANCE, y0, out.variance.reshape(shape))
-    writer.write_rows(EXT_NINPUTS, y0, out.n_used.reshape(shape))
+    if ninputs:
+        writer.write_rows(EXT_NINPUTS, y0, out.n_used.reshape(shape))
     return count

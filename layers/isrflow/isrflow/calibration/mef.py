@@ -4,11 +4,16 @@ Reading: :class:`MefReader` finds every HDU's header and data offset with a few 
 range reads (``file://``: ``pread`` on an open descriptor; ``s3://``: ranged GETs), then reads
 any band of rows of an image extension as one contiguous byte range (FITS images are stored
 row by row, big-endian), converting to native float32/int32 while copying into the caller's
-buffer.
+buffer. A tile-compressed image extension (:mod:`isrflow.tiled`: tiles of whole rows) is read
+the same way: its small tile table once, then per band one range of the heap, decoded tile by
+tile into the caller's buffer.
 
 Writing: :class:`MefWriter` lays out the primary header and every image extension up front
 in a temporary file, takes row strips at their final offsets (``pwrite``), and on
-:meth:`MefWriter.commit` publishes the file atomically: renamed into place for ``file://``,
+:meth:`MefWriter.commit` publishes the file atomically. With compression (``compression=``,
+default the configured mode of :mod:`isrflow.compression`) each plane's strips, written in row
+order, are encoded as they come into a spool file of their own; ``commit`` assembles headers,
+tile tables and spools into the temporary file. Either way the file is published atomically: renamed into place for ``file://``,
 uploaded (multipart, streamed from disk) for ``s3://``. Until then nothing is visible at the
 target; :meth:`MefWriter.abort` (or an exception inside ``with``) removes the temporary file.
 The layout is the isrflow calibration MEF (:mod:`isrflow.formats`), so
@@ -29,6 +34,7 @@ from astropy.io import fits
 
 from ..errors import CalibrationError
 from ..filemode import honour_umask
+from ..tiled import PlaneEncoder, TiledImage, is_tiled
 from ..registry.datastore import uri_to_path
 from ..storage import split_s3, storage_for
 
@@ -76,6 +82,23 @@ class _Source:
                                         Range=f"bytes={offset}-{offset + length - 1}")
         return reply["Body"].read()
 
+    def read_into(self, offset: int, buffer: memoryview) -> int:
+        """Fill ``buffer`` (a writable byte view) from ``offset``; returns the bytes read (fewer
+        only at the end of the object). ``file://`` reads straight into the buffer (``preadv``):
+        no intermediate bytes object, so no fresh pages to fault in per read."""
+        length = len(buffer)
+        if self._fd is None:
+            data = self.read(offset, length)
+            buffer[:len(data)] = data
+            return len(data)
+        got = 0
+        while got < length:  # preadv may return short reads; stop at end of file
+            n = os.preadv(self._fd, [buffer[got:]], offset + got)
+            if not n:
+                break
+            got += n
+        return got
+
     def size(self) -> int:
         if self._fd is not None:
             return os.fstat(self._fd).st_size
@@ -109,7 +132,7 @@ class MefReader:
 
     uri: str
     primary: dict[str, Any]
-    images: dict[str, ImageHdu]
+    images: dict[str, ImageHdu | TiledImage]
     _source: _Source = field(repr=False)
 
     @classmethod
@@ -129,7 +152,7 @@ class MefReader:
     def has(self, name: str) -> bool:
         return name in self.images
 
-    def image(self, name: str) -> ImageHdu:
+    def image(self, name: str) -> ImageHdu | TiledImage:
         hdu = self.images.get(name)
         if hdu is None:
             raise CalibrationError(f"{self.uri}: has no {name} extension (found {sorted(self.images)})")
@@ -139,8 +162,13 @@ class MefReader:
         """Rows ``[y0, y1)`` of extension ``name`` into ``out`` (shape ``(y1 - y0, columns)``),
         converted to ``out``'s dtype; returns ``out``."""
         hdu = self.image(name)
+        if isinstance(hdu, TiledImage):
+            return hdu.read_rows(self._source.read, y0, y1, out)
         if out.shape != (y1 - y0, hdu.shape[1]):
             raise ValueError(f"{self.uri}: rows [{y0}, {y1}) into {out.shape} do not fit {name} {hdu.shape}")
+        if (hdu.bscale == 1.0 and hdu.bzero == 0.0 and out.dtype == hdu.dtype.newbyteorder("=")
+                and out.flags.c_contiguous):
+            return self.raw_rows_into(name, y0, y1, out)
         raw = self.raw_rows(name, y0, y1)
         if hdu.bscale != 1.0 or hdu.bzero != 0.0:
             np.multiply(raw, hdu.bscale, out=out, casting="unsafe")
@@ -151,8 +179,10 @@ class MefReader:
 
     def raw_rows(self, name: str, y0: int, y1: int) -> np.ndarray:
         """Rows ``[y0, y1)`` of extension ``name`` as stored (big-endian, before BZERO/BSCALE):
-        a read-only view of the bytes read."""
+        a read-only view of the bytes read; of a compressed extension, the decoded values."""
         hdu = self.image(name)
+        if isinstance(hdu, TiledImage):
+            return hdu.read_rows(self._source.read, y0, y1, np.empty((y1 - y0, hdu.shape[1]), dtype=hdu.dtype))
         rows, cols = hdu.shape
         if not 0 <= y0 <= y1 <= rows:
             raise ValueError(f"{self.uri}: rows [{y0}, {y1}) outside {name} {hdu.shape}")
@@ -161,6 +191,29 @@ class MefReader:
         if len(data) != length:
             raise CalibrationError(f"{self.uri}: {name} is truncated (rows {y0}-{y1} end past the end of the file)")
         return np.frombuffer(data, dtype=hdu.dtype).reshape(y1 - y0, cols)
+
+    def raw_rows_into(self, name: str, y0: int, y1: int, out: np.ndarray) -> np.ndarray:
+        """Rows ``[y0, y1)`` of extension ``name`` as stored (before BZERO/BSCALE) into ``out``, a
+        C-contiguous ``(y1 - y0, columns)`` array of the plane's type in native byte order: the
+        bytes are read straight into ``out`` and swapped in place. Returns ``out``."""
+        hdu = self.image(name)
+        if isinstance(hdu, TiledImage):
+            np.copyto(out, self.raw_rows(name, y0, y1))
+            return out
+        rows, cols = hdu.shape
+        if not 0 <= y0 <= y1 <= rows:
+            raise ValueError(f"{self.uri}: rows [{y0}, {y1}) outside {name} {hdu.shape}")
+        if out.shape != (y1 - y0, cols) or out.dtype != hdu.dtype.newbyteorder("=") or not out.flags.c_contiguous:
+            raise ValueError(f"{self.uri}: rows [{y0}, {y1}) of {name} ({hdu.dtype}) cannot be read into "
+                             f"{out.dtype} {out.shape}")
+        length = (y1 - y0) * hdu.row_bytes
+        with memoryview(out).cast("B") as view:
+            got = self._source.read_into(hdu.offset + y0 * hdu.row_bytes, view)
+        if got != length:
+            raise CalibrationError(f"{self.uri}: {name} is truncated (rows {y0}-{y1} end past the end of the file)")
+        if not hdu.dtype.isnative:
+            out.byteswap(inplace=True)  # big-endian on disk -> native: the same values, bit for bit
+        return out
 
     def close(self) -> None:
         self._source.close()
@@ -194,7 +247,7 @@ def _header_at(source: _Source, offset: int, uri: str) -> tuple[fits.Header, int
             raise CalibrationError(f"{uri}: header at byte {offset} is implausibly long")
 
 
-def _index(source: _Source) -> tuple[dict[str, Any], dict[str, ImageHdu]]:
+def _index(source: _Source) -> tuple[dict[str, Any], dict[str, ImageHdu | TiledImage]]:
     uri = source.uri
     first = _header_at(source, 0, uri)
     if first is None or first[0].get("SIMPLE") is not True:
@@ -202,7 +255,7 @@ def _index(source: _Source) -> tuple[dict[str, Any], dict[str, ImageHdu]]:
     primary_header, offset = first
     primary = {k: v for k, v in primary_header.items() if k not in ("COMMENT", "HISTORY", "")}
     size = source.size()
-    images: dict[str, ImageHdu] = {}
+    images: dict[str, ImageHdu | TiledImage] = {}
     header = primary_header
     index = 0
     while True:
@@ -218,6 +271,9 @@ def _index(source: _Source) -> tuple[dict[str, Any], dict[str, ImageHdu]]:
             images[name] = ImageHdu(name=name, offset=offset, shape=(dims[1], dims[0]),
                                     dtype=np.dtype(_DTYPES[bitpix]),
                                     bzero=float(header.get("BZERO", 0.0)), bscale=float(header.get("BSCALE", 1.0)))
+        elif index > 0 and is_tiled(header):
+            tiled = TiledImage.from_header(header, offset, uri)
+            images[tiled.name or f"HDU{index}"] = tiled
         offset += _padded(data_bytes)
         if offset > size:
             raise CalibrationError(f"{uri}: truncated (HDU {index} ends at byte {offset}, the file has {size})")
@@ -273,35 +329,61 @@ def publish(tmp: Path, uri: str) -> None:
         os.replace(tmp, uri_to_path(uri) if uri.startswith("file://") else Path(uri))
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _primary_header(header: dict[str, Any]) -> bytes:
+    primary = fits.Header()
+    primary["SIMPLE"] = True
+    primary["BITPIX"] = 8
+    primary["NAXIS"] = 0
+    primary["EXTEND"] = True
+    for key, value in header.items():
+        primary[key] = value
+    return primary.tostring().encode("ascii")
+
+
 class MefWriter:
     """Writes a MEF strip by strip; publishes it atomically on :meth:`commit`.
 
     ``header`` is the primary header (key -> value or (value, comment)); every plane has shape
-    ``shape`` (rows, columns).
+    ``shape`` (rows, columns). ``compression``: a mode of :mod:`isrflow.compression` (default:
+    the configured one); compressed planes must be written in row order.
     """
 
-    def __init__(self, uri: str, header: dict[str, Any], shape: tuple[int, int], planes: list[PlaneSpec]):
+    def __init__(self, uri: str, header: dict[str, Any], shape: tuple[int, int], planes: list[PlaneSpec],
+                 compression: str | None = None):
+        from ..compression import codec_for, resolve
+
         self.uri = uri
         self.shape = shape
+        mode = resolve(compression)
         fd, self._tmp = temp_file(uri)
         self._fd: int | None = fd
         self._offsets: dict[str, tuple[int, np.dtype]] = {}
+        self._encoders: dict[str, PlaneEncoder] = {}
+        self._spools: list[Any] = []
         try:
-            self._layout(header, planes)
+            if mode == "none":
+                self._layout(header, planes)
+            else:
+                self._primary = _primary_header(header)
+                for plane in planes:
+                    spool = tempfile.TemporaryFile(dir=self._tmp.parent)  # noqa: SIM115 - closed in abort/commit
+                    self._spools.append(spool)
+                    self._encoders[plane.name] = PlaneEncoder(plane.name, np.dtype(plane.dtype), shape,
+                                                              codec_for(plane.dtype, mode, plane.name), spool,
+                                                              plane.cards)
         except BaseException:
             self.abort()
             raise
 
     def _layout(self, header: dict[str, Any], planes: list[PlaneSpec]) -> None:
         rows, cols = self.shape
-        primary = fits.Header()
-        primary["SIMPLE"] = True
-        primary["BITPIX"] = 8
-        primary["NAXIS"] = 0
-        primary["EXTEND"] = True
-        for key, value in header.items():
-            primary[key] = value
-        blobs = [primary.tostring().encode("ascii")]
+        blobs = [_primary_header(header)]
         offset = len(blobs[0])
         for plane in planes:
             dtype = np.dtype(plane.dtype)
@@ -327,6 +409,9 @@ class MefWriter:
 
     def write_rows(self, name: str, y0: int, rows: np.ndarray) -> None:
         """Write ``rows`` (shape ``(k, columns)``) of plane ``name`` starting at row ``y0``."""
+        if self._encoders:
+            self._encoders[name].add_rows(y0, rows)
+            return
         offset, dtype = self._offsets[name]
         if rows.ndim != 2 or rows.shape[1] != self.shape[1] or y0 + rows.shape[0] > self.shape[0]:
             raise ValueError(f"rows {rows.shape} at {y0} do not fit {name} {self.shape}")
@@ -337,6 +422,8 @@ class MefWriter:
         """Publish the file at the target URI; returns (size in bytes, sha256 hex)."""
         assert self._fd is not None, "already committed or aborted"
         try:
+            if self._encoders:
+                self._assemble()
             os.fsync(self._fd)
             digest = hashlib.sha256()
             block = bytearray(HASH_BLOCK)
@@ -357,8 +444,27 @@ class MefWriter:
             raise
         return position, digest.hexdigest()
 
+    def _assemble(self) -> None:
+        """Write the compressed file: primary header, then each plane's header, table and heap."""
+        assert self._fd is not None
+        _write_all(self._fd, self._primary)
+        for encoder, spool in zip(self._encoders.values(), self._spools):
+            table = encoder.table()
+            _write_all(self._fd, encoder.header().tostring().encode("ascii"))
+            _write_all(self._fd, table)
+            spool.seek(0)
+            while chunk := spool.read(HASH_BLOCK):
+                _write_all(self._fd, chunk)
+            body = len(table) + encoder.heap_size
+            _write_all(self._fd, b"\0" * (_padded(body) - body))
+            spool.close()
+        self._spools = []
+
     def abort(self) -> None:
         """Drop the temporary file (nothing is published)."""
+        for spool in self._spools:
+            spool.close()
+        self._spools = []
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

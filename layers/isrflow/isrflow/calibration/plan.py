@@ -148,6 +148,7 @@ def plan_build(event: CalibPlanEvent, registry, datastore_root: str) -> CalibPla
         clip=inp.clip, iterations=inp.iterations, min_inputs=inp.min_inputs, route=inp.route,
         combine_memory_mb=inp.combine_memory_mb, certify=inp.certify, certify_requested=inp.certify is not None,
         max_concurrency=inp.max_concurrency, max_failure_fraction=inp.max_failure_fraction,
+        keep_intermediates=inp.keep_intermediates,
     )
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from .options import json_option, subgroup
+from ..client.inputs import build_input  # noqa: F401 (the CLI's name for it)
+from .options import FiniteFloatRange, count, json_option, list_option, subgroup, workers_option
 
 STATE_MACHINE = "BuildCalibrationStateMachine"
 
@@ -24,40 +25,24 @@ def register(group: click.Group) -> None:
     calib.add_command(build_command)
 
 
-def build_input(registry, calib_type: str, where: str | None, output_run: str, *, input_collections=(),
-                calib_collection: str | None = None, certify: bool = False, collection: str | None = None,
-                begin=None, end=None, **options) -> dict:
-    """The BuildCalibration input, with the default collections of the repository's one instrument."""
-    from ..messages import BuildCalibrationInput
-    from .run_cmds import default_collections
-
-    raws, calib = default_collections(registry, [] if calib_type == "defects" else input_collections,
-                                      calib_collection)
-    inputs = list(input_collections) or ([calib] if calib_type == "defects" else raws)
-    spec = None
-    if certify:
-        spec = {"collection": collection or calib, "begin": begin, "end": end}
-    payload = BuildCalibrationInput(calib_type=calib_type, where=where, input_collections=inputs,
-                                    calib_collection=calib if calib_type in ("dark", "flat") else calib_collection,
-                                    output_run=output_run, certify=spec,
-                                    **{k: v for k, v in options.items() if v is not None})
-    return payload.model_dump(mode="json", exclude_none=True)
-
-
 def build_local(repo: Path, payload: dict, workers: int | None, *, progress: bool = True, containers=None):
-    """Run BuildCalibration in the embedded runtime (creating the certification collection if
-    needed); returns the finished Execution."""
+    """Run BuildCalibration in the embedded runtime through the Python API (the certification
+    collection is created if needed; a query selecting no input is refused before the start);
+    returns the finished Execution."""
+    from ..client.inputs import selected_inputs
     from ..registry import open_repo
     from .run_cmds import run_local
 
-    certify = payload.get("certify")
-    if certify:
-        registry = open_repo(repo)
-        try:
+    registry = open_repo(repo)
+    try:
+        total = selected_inputs(registry, payload)
+        certify = payload.get("certify")
+        if certify:
             registry.register_collection(certify["collection"], "CALIBRATION")
-        finally:
-            registry.close()
-    return run_local(repo, payload, workers, progress=progress, state_machine=STATE_MACHINE, containers=containers)
+    finally:
+        registry.close()
+    return run_local(repo, payload, workers, progress=progress, state_machine=STATE_MACHINE, containers=containers,
+                     total=total)
 
 
 def certified_visible(registry, summary: dict, collection: str) -> bool:
@@ -85,32 +70,35 @@ def _print_summary(summary: dict) -> None:
 @click.option("--where", default=None, help="data query over the input raws (the observation type is added); "
                                             "defects: over the master darks and flats")
 @click.option("--output-run", required=True, help="RUN collection for the masters and intermediates")
-@click.option("--input-collections", multiple=True,
-              help="raw collections (default <INSTRUMENT>/raw/all); defects: collections of the master dark and flat")
+@list_option("--input-collections",
+              help="raw collections, space-separated or repeated (default <INSTRUMENT>/raw/all); defects: collections of the master dark and flat")
 @click.option("--calib-collection", default=None, help="certified bias (dark, flat) and dark (flat) "
                                                        "(default <INSTRUMENT>/calib)")
 @click.option("--statistic", type=click.Choice(["meanclip", "median", "mean"]), default="meanclip", show_default=True)
-@click.option("--clip", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True)
+@click.option("--clip", type=FiniteFloatRange(min=0, min_open=True), default=3.0, show_default=True)
 @click.option("--iterations", type=click.IntRange(1, 20), default=3, show_default=True)
-@click.option("--min-inputs", type=click.IntRange(1), default=3, show_default=True,
+@click.option("--min-inputs", type=count(1), default=3, show_default=True,
               help="good inputs a master needs")
 @click.option("--mode", type=click.Choice(["fail", "replace"]), default="fail", show_default=True)
 @click.option("--route", type=click.Choice(["auto", "lambda", "fargate"]), default="auto", show_default=True,
               help="where combines run (auto: by estimated time and memory)")
 @click.option("--isr-config", "isr_config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="IsrConfig fields overriding the type's ISR step set")
-@click.option("--max-failure-fraction", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--max-failure-fraction", type=FiniteFloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--keep-intermediates", is_flag=True,
+              help="keep the ISR'd input frames (cpBiasProc/cpDarkProc/cpFlatProc); by default they are deleted once "
+                   "their master is built")
 @click.option("--certify", is_flag=True, help="certify the masters (returns once visible in the registry)")
 @click.option("--collection", default=None, help="CALIBRATION collection to certify into (default <INSTRUMENT>/calib)")
 @click.option("--begin", default=None, help="validity start, ISO 8601, UTC if no offset (default: unbounded)")
 @click.option("--end", default=None, help="validity end (exclusive), ISO 8601 (default: unbounded)")
-@click.option("--workers", type=click.IntRange(1), default=None, help="local worker processes (default: all cores)")
+@workers_option
 @click.option("--aws", "use_aws", is_flag=True, help="start the deployed state machine instead")
 @click.option("--stack", default="isrflow", show_default=True, help="CloudFormation stack (with --aws)")
 @json_option
 def build_command(calib_type, repo_dir, where, output_run, input_collections, calib_collection, statistic, clip,
-                  iterations, min_inputs, mode, route, isr_config_path, max_failure_fraction, certify, collection,
-                  begin, end, workers, use_aws, stack, as_json):
+                  iterations, min_inputs, mode, route, isr_config_path, max_failure_fraction, keep_intermediates,
+                  certify, collection, begin, end, workers, use_aws, stack, as_json):
     """Build master calibrations of TYPE per detector (the BuildCalibration state machine)."""
     import yaml
 
@@ -126,7 +114,8 @@ def build_command(calib_type, repo_dir, where, output_run, input_collections, ca
         except (OSError, yaml.YAMLError) as exc:
             raise click.BadParameter(f"{isr_config_path}: {exc}", param_hint="--isr-config") from None
     options = dict(statistic=statistic, clip=clip, iterations=iterations, min_inputs=min_inputs, mode=mode,
-                   route=route, max_failure_fraction=max_failure_fraction, isr_config=overrides or None)
+                   route=route, max_failure_fraction=max_failure_fraction, isr_config=overrides or None,
+                   keep_intermediates=keep_intermediates)
     if use_aws:
         from ..aws_client import run_on_aws
         from ..messages import BuildCalibrationInput

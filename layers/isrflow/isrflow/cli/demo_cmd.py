@@ -11,7 +11,12 @@
 4. run the ProcessVisit state machine locally over every science detector with those
    calibrations, with progress;
 5. print a per-detector table: status, ISR seconds, peak memory, and the residuals against
-   the simulator's truth in units of the noise.
+   the simulator's truth in units of the noise, and what the repository now holds on disk.
+
+Disk: the raws are ingested as links to the simulated files, the ISR'd calibration inputs
+(cpBiasProc, cpDarkProc, cpFlatProc) are deleted by BuildCalibration once their master is built,
+and products are tile-compressed (:mod:`isrflow.compression`). A second run reuses the
+simulated night but adds its own calibration and output runs (:func:`disk_usage` says how much).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 
 import click
 
-from .options import IdList
+from .options import IdList, frames, workers_option
 
 
 def register(group: click.Group) -> None:
@@ -50,7 +55,8 @@ def _prepare(repo: Path, camera: str, detectors: list[int], science: int, seed: 
         manifest = simulate(SimulationRequest(camera=camera, detectors=detectors, science=science, seed=seed,
                                               out=sim_dir, small=small, **frames))
         click.echo(f"  {len(manifest.raws)} raw files in {time.perf_counter() - t0:.1f} s")
-    result = ingest(registry, [r.path for r in manifest.raws])
+    # linked, not copied: the simulated raws already live in the repository (sim/), once is enough
+    result = ingest(registry, [r.path for r in manifest.raws], "link")
     click.echo(f"ingested {len(result.ingested)} raws ({len(result.existing)} already there)")
     if true_calibrations:
         instrument = manifest.instrument
@@ -145,12 +151,39 @@ def _build_calibrations(repo: Path, registry, manifest, detectors: list[int], st
             raise click.ClickException(f"{calib_type}: {execution.error}: {execution.cause}")
         summary = execution.output
         click.echo(f"  {summary['succeeded']} {calib_type} masters in {time.perf_counter() - t0:.1f} s, certified "
-                   f"{summary['certified']} into {collection}")
+                   f"{summary['certified']} into {collection}{_deleted_text(execution)}")
         for uri in summary["outputs"]:
             detector = next(d for d in detectors if uri.endswith(f"_{d}.fits"))
             click.echo(f"    detector {detector:>3}: {_truth_check(calib_type, uri, manifest, detector)}")
         runs[calib_type] = run
     return collection
+
+
+def _deleted_text(execution) -> str:
+    """What the execution's DeleteIntermediates state removed, as a clause ('' if it did not run)."""
+    from ..ops.usage import state_output
+
+    deleted = (state_output(execution.history, "DeleteIntermediates") or {}).get("intermediates")
+    n = ((deleted or {}).get("result") or {}).get("deleted", 0)
+    return f"; {n} intermediate frames deleted" if n else ""
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes the files under ``path`` occupy on disk, like ``du``: allocated blocks, symbolic links
+    not followed, a file with several hard links (the calibration cache's copies) counted once."""
+    import os
+
+    total, seen = 0, set()
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except FileNotFoundError:  # removed while walking
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
 
 
 def _flat_scale(registry, manifest, calib_collection: str | None) -> float:
@@ -198,12 +231,12 @@ def _residuals(registry, manifest, output_run: str, scale: float = 1.0) -> dict[
 @click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-repo"), show_default=True)
 @click.option("--camera", type=click.Choice(["hsc", "lsstcam", "decam", "generic"]), default="hsc", show_default=True)
 @click.option("--detectors", type=IdList(), default=None, help="native ids (default 0-3; DECam 1-4)")
-@click.option("--science", type=click.IntRange(1), default=2, show_default=True, help="science exposures")
-@click.option("--bias", "n_bias", type=click.IntRange(1), default=5, show_default=True, help="bias exposures")
-@click.option("--dark", "n_dark", type=click.IntRange(1), default=5, show_default=True, help="dark exposures")
-@click.option("--flat", "n_flat", type=click.IntRange(1), default=5, show_default=True, help="flat exposures")
+@click.option("--science", type=frames(1), default=2, show_default=True, help="science exposures")
+@click.option("--bias", "n_bias", type=frames(1), default=5, show_default=True, help="bias exposures")
+@click.option("--dark", "n_dark", type=frames(1), default=5, show_default=True, help="dark exposures")
+@click.option("--flat", "n_flat", type=frames(1), default=5, show_default=True, help="flat exposures")
 @click.option("--true-calibrations", is_flag=True, help="certify the simulator's true calibrations instead of building them")
-@click.option("--workers", type=click.IntRange(1), default=None, help="processes (default: all cores)")
+@workers_option
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--small", is_flag=True, help="with --camera generic: tiny frames (a quick check of the whole flow)")
 @click.option("--containers", is_flag=True,
@@ -274,6 +307,8 @@ def _calibrate_process_report(repo: Path, registry, manifest, detectors, stamp, 
     click.echo("(image - truth)/sigma over unmasked pixels should have mean ~0 and std ~1.")
     if containers is None:
         click.echo(f"outputs: run {run} under {repo}; try `isrflow datasets --repo {repo} --type postISRCCD`")
+        click.echo(f"{repo} holds {disk_usage(repo) / 1e9:.2f} GB on disk; each further run adds its own calibration "
+                   "and output runs (delete the directory to start over)")
     else:
         click.echo(f"outputs: run {run} in s3://{containers.stack.bucket} on moto (gone with this command)")
     if execution.status != "SUCCEEDED":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import subgroup
+from .options import count, subgroup
 
 
 def register(group: click.Group) -> None:
@@ -17,7 +17,7 @@ def register(group: click.Group) -> None:
     @click.option("--aws", "on_aws", is_flag=True, help="redrive the deployed stack's SQS dead-letter queue")
     @click.option("--stack", help="the deployed stack's name (with --aws)")
     @click.option("--region", help="AWS region of the stack (with --aws; default: the AWS configuration's)")
-    @click.option("--limit", type=click.IntRange(min=1), help="move at most this many messages")
+    @click.option("--limit", type=count(1), help="move at most this many messages")
     def redrive_cmd(repo_dir: str | None, on_aws: bool, stack: str | None, region: str | None,
                     limit: int | None) -> None:
         """Move dead-lettered registry messages back to the registry queue, where the writer

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import click
 
 from ..errors import RegistryError
-from .options import subgroup
+from .options import subgroup, workers_option
 
 #: Exit code of ``isrflow ingest`` when some files were skipped (not raws, conflicts).
 EXIT_SKIPPED = 3
@@ -90,7 +90,7 @@ def register(group: click.Group) -> None:
     @click.option("--once", is_flag=True, help="With --watch: one poll, wait for its executions, exit.")
     @click.option("--parameter", "parameters", multiple=True, metavar="KEY=VALUE",
                   help="With --watch: template parameter, e.g. PromptOutputRun=... (PromptProcessing=true).")
-    @click.option("--workers", type=click.IntRange(1), default=None, help="With --watch: worker processes.")
+    @workers_option
     @click.argument("files", nargs=-1, required=False, type=click.Path(dir_okay=False))
     def ingest_cmd(
         repo_dir: str, transfer: str, run: str | None, camera: str | None, watch_dir: str | None, once: bool,
@@ -104,7 +104,6 @@ def register(group: click.Group) -> None:
         With --watch RAWDIR, new files under RAWDIR go through the template's ingest function, as
         S3 uploads under raw/ do in AWS (see isrflow.prompt.watch).
         """
-        from ..registry import ingest, open_repo
 
         if watch_dir is not None:
             from pathlib import Path
@@ -119,11 +118,9 @@ def register(group: click.Group) -> None:
         if not files:
             raise click.UsageError("give raw FILES to ingest (or --watch RAWDIR)")
 
-        registry = open_repo(repo_dir)
-        try:
-            result = ingest(registry, files, transfer=transfer, run=run, camera=camera)  # type: ignore[arg-type]
-        finally:
-            registry.close()
+        from ..client import Client
+
+        result = Client.local(repo_dir).ingest(files, transfer=transfer, run=run, camera=camera)
         for name, reason in result.skipped:
             click.echo(f"skipped {name}: {reason}", err=True)
         click.echo(
@@ -131,6 +128,7 @@ def register(group: click.Group) -> None:
             f"{len(result.skipped)} file(s) skipped"
         )
         if result.skipped:
+            click.echo(f"error: {len(result.skipped)} of {len(files)} file(s) not ingested (reasons above)", err=True)
             sys.exit(EXIT_SKIPPED)
 
     @group.command("datasets")
@@ -156,13 +154,9 @@ def register(group: click.Group) -> None:
         as_json: bool,
     ) -> None:
         """List datasets."""
-        from ..registry import open_repo
+        from ..client import Client
 
-        registry = open_repo(repo_dir)
-        try:
-            refs = registry.query_datasets(dataset_type, list(collections) or None, where)
-        finally:
-            registry.close()
+        refs = Client.local(repo_dir).datasets(where=where, type=dataset_type, collections=list(collections) or None)
         if as_json:
             out = []
             for ref in refs:
@@ -190,6 +184,26 @@ def register(group: click.Group) -> None:
                 hi = validity.end.isoformat() if validity.end else "+inf"
                 span = f"  [{lo}, {hi})"
             click.echo(f"{ref.dataset_type:12s} {ref.run:30s} {data_id:50s} {ref.uri}{span}")
+
+    @group.command("collections")
+    @_repo_option
+    @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of collections.")
+    def collections_cmd(repo_dir: str, as_json: bool) -> None:
+        """List collections (RUN, CALIBRATION, CHAINED) with the datasets each holds
+        (certifications for a CALIBRATION collection; a chain's: its search path's)."""
+        from ..client import Client
+
+        found = Client.local(repo_dir).collections()
+        if as_json:
+            click.echo(json.dumps([{"name": c.name, "type": c.type, "datasets": c.datasets,
+                                    "children": list(c.children)} for c in found], indent=2))
+            return
+        click.echo(f"{'type':<12} {'datasets':>8}  name")
+        for c in found:
+            chain = f"  -> {', '.join(c.children)}" if c.children else ""
+            click.echo(f"{c.type:<12} {c.datasets:>8}  {c.name}{chain}")
+        if not found:
+            click.echo(f"no collections in {repo_dir}")
 
     calib = subgroup(group, "calib", "Calibration commands.")
 

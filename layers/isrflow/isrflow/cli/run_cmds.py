@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import click
 
-from .options import json_option, subgroup
+from ..client.inputs import default_collections, process_visit_input  # noqa: F401 (the CLI's names for them)
+from .options import FiniteFloatRange, count, json_option, list_option, subgroup, workers_option
 
 STATE_MACHINE = "ProcessVisitStateMachine"
 
@@ -26,54 +26,19 @@ def register(group: click.Group) -> None:
     calib.add_command(calib_import_command)
 
 
-def default_collections(registry, input_collections, calib_collection):
-    """Default raw/calib collections when the registry holds exactly one instrument."""
-    if input_collections and calib_collection:
-        return list(input_collections), calib_collection
-    raws = {ref.data_id["instrument"] for ref in registry.query_datasets("raw")}
-    if len(raws) != 1:
-        raise click.UsageError("give --input-collections and --calib-collection (the repository holds "
-                               f"{len(raws)} instruments)")
-    instrument = raws.pop()
-    return (list(input_collections) or [f"{instrument}/raw/all"]), (calib_collection or f"{instrument}/calib")
-
-
-def process_visit_input(registry, where, quanta, input_collections, calib_collection, output_run, mode, cluster_size,
-                        max_failure_fraction, isr_config, max_concurrency=100, previews=False) -> dict:
-    from ..messages import ProcessVisitInput
-
-    inputs, calib = default_collections(registry, input_collections, calib_collection)
-    payload = ProcessVisitInput(
-        where=where, quanta=quanta, input_collections=inputs, calib_collection=calib, output_run=output_run,
-        mode=mode, cluster_size=cluster_size, max_failure_fraction=max_failure_fraction,
-        isr_config=isr_config or {}, max_concurrency=max_concurrency, previews=previews,
-    )
-    return payload.model_dump(mode="json", exclude_none=True)
-
-
 def run_local(repo: Path, payload: dict, workers: int | None, *, progress: bool = True, name: str | None = None,
-              state_machine: str = STATE_MACHINE, containers=None):
-    """Run ProcessVisit (or ``state_machine``) in the embedded runtime; returns the finished Execution.
+              state_machine: str = STATE_MACHINE, containers=None, total: int | None = None):
+    """Run ProcessVisit (or ``state_machine``) in the embedded runtime through the Python API
+    (:meth:`isrflow.Client.start`); returns the finished interpreter Execution.
     ``containers``: a started ContainerSession to run the functions in their Lambda containers."""
-    from ..local.runtime import LocalRuntime
-    from ..storage import storage_for
+    from ..client import Client
 
-    with LocalRuntime(repo, processes=workers, containers=containers) as runtime:
-        execution = runtime.run(state_machine, payload, name=name, wait=False)
-        shown = ""
-        while execution.status == "RUNNING":
-            time.sleep(0.25)
-            if progress and sys.stderr.isatty():
-                prefix = f"{runtime.datastore_root.rstrip('/')}/results/"
-                done = sum(1 for u in storage_for(prefix).list(prefix) if execution.name in u)
-                line = f"\r  {execution.name}: {done} quanta done ..."
-                if line != shown:
-                    click.echo(line, nl=False, err=True)
-                    shown = line
-        if shown:
-            click.echo("", err=True)
-        execution.wait(None)
-        return execution
+    handle = Client.local(repo, workers=workers).start(state_machine, payload, name=name, total=total,
+                                                       containers=containers)
+    if progress:
+        click.echo(f"started {handle.arn} (isrflow status {handle.name} --repo {repo})", err=True)
+    handle.wait(progress=progress)
+    return handle._run.execution
 
 
 def _print_records(records: list[dict], summary: dict | None) -> None:
@@ -91,48 +56,46 @@ def _print_records(records: list[dict], summary: dict | None) -> None:
 @click.option("--repo", "repo_dir", type=click.Path(file_okay=False, path_type=Path), help="repository (local runs)")
 @click.option("--where", default=None, help="data query over the raws, e.g. \"exposure = 904010 AND detector IN (0..3)\"")
 @click.option("--output-run", required=True, help="RUN collection for the outputs")
-@click.option("--input-collections", multiple=True, help="raw collections (default <INSTRUMENT>/raw/all)")
+@list_option("--input-collections", help="raw collections, space-separated or repeated (default <INSTRUMENT>/raw/all)")
 @click.option("--calib-collection", default=None, help="calibration collection (default <INSTRUMENT>/calib)")
 @click.option("--mode", type=click.Choice(["fail", "skip-existing", "replace"]), default="fail", show_default=True)
-@click.option("--cluster-size", type=click.IntRange(1), default=4, show_default=True)
-@click.option("--max-failure-fraction", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--cluster-size", type=count(1), default=4, show_default=True)
+@click.option("--max-failure-fraction", type=FiniteFloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--isr-config", "isr_config_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--previews", is_flag=True, help="also write a PNG per detector and a mosaic per exposure")
-@click.option("--workers", type=click.IntRange(1), default=None, help="local worker processes (default: all cores)")
+@workers_option
 @click.option("--aws", "use_aws", is_flag=True, help="start the deployed state machine instead")
 @click.option("--stack", default="isrflow", show_default=True, help="CloudFormation stack (with --aws)")
 @json_option
 def process_visit_command(repo_dir, where, output_run, input_collections, calib_collection, mode, cluster_size,
                           max_failure_fraction, isr_config_path, previews, workers, use_aws, stack, as_json):
     """Run ISR on every detector the query selects (the ProcessVisit state machine)."""
+    from ..client import Client
     from ..isr.config import IsrConfig
     from ..registry import open_repo
 
     isr_config = IsrConfig.from_file(isr_config_path).model_dump(mode="json") if isr_config_path else {}
     if use_aws:
-        from ..aws_client import run_on_aws
-
         if not input_collections or not calib_collection:
             raise click.UsageError("with --aws give --input-collections and --calib-collection")
-        from ..messages import ProcessVisitInput
-
-        payload = ProcessVisitInput(where=where, input_collections=list(input_collections), calib_collection=calib_collection,
-                                    output_run=output_run, mode=mode, cluster_size=cluster_size,
-                                    max_failure_fraction=max_failure_fraction, isr_config=isr_config,
-                                    previews=previews).model_dump(
-            mode="json", exclude_none=True)
-        result = run_on_aws(stack, STATE_MACHINE, payload)
+        client = Client.aws(stack)
+    elif repo_dir is None:
+        raise click.UsageError("--repo is required for local runs")
+    elif where is None:
+        raise click.UsageError("--where is required")
+    else:
+        client = Client.local(repo_dir, workers=workers)
+    handle = client.process_visit(where, output_run, input_collections=list(input_collections),
+                                  calib_collection=calib_collection, mode=mode, cluster_size=cluster_size,
+                                  max_failure_fraction=max_failure_fraction, isr_config=isr_config, previews=previews)
+    if not use_aws and not as_json:
+        click.echo(f"started {handle.arn} (isrflow status {handle.name} --repo {repo_dir})", err=True)
+    handle.wait(progress=not as_json)
+    if use_aws:
+        result = handle.result()
         click.echo(json.dumps(result, indent=1, default=str))
         sys.exit(0 if result.get("status") == "SUCCEEDED" else 1)
-    if repo_dir is None:
-        raise click.UsageError("--repo is required for local runs")
-    if where is None:
-        raise click.UsageError("--where is required")
-    registry = open_repo(repo_dir)
-    payload = process_visit_input(registry, where, None, input_collections, calib_collection, output_run, mode,
-                                  cluster_size, max_failure_fraction, isr_config, previews=previews)
-    execution = run_local(repo_dir, payload, workers)
-    _report(registry, execution, as_json)
+    _report(open_repo(repo_dir), handle._run.execution, as_json)
 
 
 def _report(registry, execution, as_json: bool) -> None:

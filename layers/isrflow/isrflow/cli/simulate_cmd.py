@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import IdList, json_option
+from .options import IdList, frames, json_option
 
 
 def register(group: click.Group) -> None:
@@ -19,10 +19,10 @@ def register(group: click.Group) -> None:
               default="generic", show_default=True)
 @click.option("--small", is_flag=True, help="tiny frames of the generic camera (milliseconds to process)")
 @click.option("--detectors", type=IdList(), default="0", show_default=True, help="native detector ids, e.g. 0-3,7")
-@click.option("--bias", type=click.IntRange(0), default=0, help="number of bias exposures")
-@click.option("--dark", type=click.IntRange(0), default=0, help="number of dark exposures")
-@click.option("--flat", type=click.IntRange(0), default=0, help="number of flat exposures")
-@click.option("--science", type=click.IntRange(0), default=0, help="number of science exposures")
+@click.option("--bias", type=frames(0), default=0, help="number of bias exposures")
+@click.option("--dark", type=frames(0), default=0, help="number of dark exposures")
+@click.option("--flat", type=frames(0), default=0, help="number of flat exposures")
+@click.option("--science", type=frames(0), default=0, help="number of science exposures")
 @click.option("--filter", "band", default="r", show_default=True, help="band of the flats and science frames")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--nonlinearity", is_flag=True, help="apply the camera's non-linearity (inverse of its polynomial)")
@@ -35,10 +35,13 @@ def simulate_command(camera, small, detectors, bias, dark, flat, science, band, 
 
     if small:
         camera = "generic"
-    manifest = simulate(SimulationRequest(
-        camera=camera.lower(), small=small, detectors=detectors, bias=bias, dark=dark, flat=flat, science=science,
-        filter=band, seed=seed, out=out, nonlinearity=nonlinearity, crosstalk=crosstalk,
-    ))
+    from ..progress import Progress
+
+    with Progress("simulate", bias + dark + flat + science, enabled=not as_json) as bar:
+        manifest = simulate(SimulationRequest(
+            camera=camera.lower(), small=small, detectors=detectors, bias=bias, dark=dark, flat=flat, science=science,
+            filter=band, seed=seed, out=out, nonlinearity=nonlinearity, crosstalk=crosstalk,
+        ), progress=lambda done, total: bar.set(done))
     if as_json:
         click.echo(json.dumps(manifest.model_dump(mode="json"), indent=1))
     else:

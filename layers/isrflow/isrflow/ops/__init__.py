@@ -7,5 +7,8 @@
 - :mod:`.cost` usage x prices;
 - :mod:`.status` per-detector rows, totals and cost of a local or AWS execution;
 - :mod:`.rerun` the input of a rerun of an execution's failed quanta;
+- :mod:`.tune` (:mod:`.tune_child`, :mod:`.tune_workload`) a function's real handler at several
+  memory settings, Lambda's CPU share and memory limit emulated, priced per 1,000 detectors;
+- :mod:`.night` the night model: a night's wall time and cost per service from measured figures;
 - :mod:`.png`, :mod:`.zscale`, :mod:`.previews` PNG previews and focal-plane mosaics (numpy).
 """

@@ -258,5 +258,24 @@ def exposure_directories(outputs: list[tuple[str, int, str]]) -> dict[tuple[str,
     return {(inst, exp): _directory(uri) for inst, exp, uri in outputs}
 
 
+def write_run_previews(refs, progress=None) -> tuple[list[str], list[str]]:
+    """PNG previews of the postISRCCD datasets ``refs`` (registry refs) and a mosaic per exposure;
+    returns (preview URIs, mosaic URIs). ``progress(done, total)`` after each detector."""
+    from ..exposure_io import read_exposure
+
+    pngs = []
+    for i, ref in enumerate(refs, 1):
+        exposure = read_exposure(storage_for(ref.uri).read_bytes(ref.uri), ref.uri)
+        png, _ = write_detector_preview(exposure, ref.uri, ref.data_id["instrument"], ref.data_id["detector"])
+        pngs.append(png)
+        if progress is not None:
+            progress(i, len(refs))
+    outputs = [(r.data_id["instrument"], r.data_id["exposure"], r.uri) for r in refs]
+    mosaics = [m for (inst, exp), d in sorted(exposure_directories(outputs).items())
+               if (m := write_mosaic(d, inst, exp)) is not None]
+    return pngs, mosaics
+
+
 __all__ = ["MASK_COLOURS", "Thumbnail", "bin_image", "detector_preview", "exposure_directories", "mosaic_image",
-           "mosaic_uri", "preview_uri", "render", "thumbnail_uri", "write_detector_preview", "write_mosaic"]
+           "mosaic_uri", "preview_uri", "render", "thumbnail_uri", "write_detector_preview", "write_mosaic",
+           "write_run_previews"]

@@ -40,6 +40,8 @@ class SqsPrices(_Strict):
 class S3Prices(_Strict):
     put_copy_post_list_per_1000: float = Field(ge=0)
     get_select_per_1000: float = Field(ge=0)
+    storage_gb_month: dict[str, float] = Field(default_factory=dict,
+                                               description="storage class -> price per GB-month (the night model)")
 
 
 class PriceTable(_Strict):

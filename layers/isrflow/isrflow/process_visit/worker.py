@@ -9,10 +9,12 @@ import logging
 import resource
 import time
 import uuid
+from concurrent.futures import Future
 
-from ..messages import ClusterSummary, DatasetMessage, IsrClusterEvent, ProvenanceInput, QuantumResult
+from ..messages import (ClusterSummary, DatasetMessage, IsrClusterEvent, ProvenanceInput, QuantumReads,
+                        QuantumResult)
 from ..queues import QueueSender
-from ..registry.models import DatasetRef, Quantum
+from ..registry.models import Quantum
 from ..storage import storage_for
 from . import layout
 
@@ -32,34 +34,68 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-class _CalibrationCache:
-    """Calibrations of a cluster, read once by dataset id, in background threads."""
+class _ClusterCalibrations:
+    """The calibrations of one cluster, each looked up once in the process's calibration cache
+    (:mod:`isrflow.calib_cache`: read, sha256-verified and decoded there) in a background thread.
+    The first quantum that needs a calibration owns its lookup; later quanta of the cluster count
+    it as a memory hit."""
 
     def __init__(self):
-        self._items: dict[str, object] = {}
+        self._lookups: dict[str, Future] = {}  # dataset id -> Future[Fetched]
+        self._owner: dict[str, tuple[str, int, int]] = {}
 
     def prefetch(self, q: Quantum) -> None:
+        from ..calib_cache import calibration_cache
+        from ..isr.pipeline import _pool
+
+        cache = calibration_cache()
         for kind, ref in q.calibs.items():
-            if ref is not None and str(ref.id) not in self._items:
-                self._items[str(ref.id)] = _submit(kind, ref)
+            if ref is not None and str(ref.id) not in self._lookups:
+                self._lookups[str(ref.id)] = _pool().submit(cache.get, kind, ref)
+                self._owner[str(ref.id)] = _quantum_key(q)
 
     def calibrations(self, q: Quantum):
         """The quantum's calibrations, pending (run_isr resolves them after the overscan stage)."""
         from ..isr.pipeline import PendingCalibrations
 
         self.prefetch(q)
-        return PendingCalibrations({k: self._items[str(ref.id)] for k, ref in q.calibs.items() if ref is not None})
+        return PendingCalibrations({k: _ItemOf(self._lookups[str(ref.id)]) for k, ref in q.calibs.items()
+                                    if ref is not None})
+
+    def reads(self, q: Quantum, raw_bytes: int) -> QuantumReads:
+        """What the quantum read: its raw's bytes and each calibration lookup that completed."""
+        reads = QuantumReads(raw_bytes=raw_bytes)
+        for ref in q.calibs.values():
+            lookup = self._lookups.get(str(ref.id)) if ref is not None else None
+            if lookup is None or not lookup.done() or lookup.exception() is not None:
+                continue
+            fetched = lookup.result()
+            if self._owner[str(ref.id)] != _quantum_key(q) or fetched.source == "memory":
+                reads.calib_memory_hits += 1
+            elif fetched.source == "disk":
+                reads.calib_disk_hits += 1
+            else:
+                reads.calib_misses += 1
+                reads.calib_bytes += fetched.datastore_bytes
+        return reads
 
 
-def _submit(kind: str, ref: DatasetRef):
-    from ..isr.pipeline import _pool, calibration_from_bytes
+class _ItemOf:
+    """The decoded calibration of a pending cache lookup (what PendingCalibrations resolves)."""
 
-    # the registered sha256 is verified once per cached copy (ChecksumMismatchError fails the detector)
-    return _pool().submit(lambda: calibration_from_bytes(kind, storage_for(ref.uri).read_bytes(ref.uri), ref.uri,
-                                                         expected_sha256=ref.sha256))
+    def __init__(self, lookup: Future):
+        self.lookup = lookup
+
+    def result(self):
+        return self.lookup.result().item
 
 
-def process_quantum(q: Quantum, event: IsrClusterEvent, cache: _CalibrationCache, sender: QueueSender) -> QuantumResult:
+def _quantum_key(q: Quantum) -> tuple[str, int, int]:
+    return q.instrument, q.exposure, q.detector
+
+
+def process_quantum(q: Quantum, event: IsrClusterEvent, cache: _ClusterCalibrations,
+                    sender: QueueSender) -> QuantumResult:
     from ..exposure_io import exposure_to_bytes
     from ..isr import IsrConfig
     from ..isr.pipeline import run_isr
@@ -67,9 +103,13 @@ def process_quantum(q: Quantum, event: IsrClusterEvent, cache: _CalibrationCache
 
     start = time.perf_counter()
     base = dict(instrument=q.instrument, exposure=q.exposure, detector=q.detector)
+    raw_bytes = 0
     try:
         calibs = cache.calibrations(q)  # read in the background while the raw is read and assembled
-        frame = read_raw(storage_for(q.raw.uri).read_bytes(q.raw.uri), detector=q.detector, name=q.raw.uri)
+        raw = storage_for(q.raw.uri).read_bytes(q.raw.uri)
+        raw_bytes = len(raw)
+        frame = read_raw(raw, detector=q.detector, name=q.raw.uri)
+        del raw
         result = run_isr(frame, calibs, IsrConfig.model_validate(event.isr_config))
         data = exposure_to_bytes(result)
         storage_for(q.output.uri).write_bytes(q.output.uri, data)
@@ -82,7 +122,7 @@ def process_quantum(q: Quantum, event: IsrClusterEvent, cache: _CalibrationCache
         )
         sender.send([message])
         if event.previews:
-            _write_preview(result, q)
+            _write_preview(result, q, data)
         stats = None
         if event.measure:  # calibration inputs: the statistics flat normalisation and routing use
             from ..calibration.stats import measure_input
@@ -90,17 +130,24 @@ def process_quantum(q: Quantum, event: IsrClusterEvent, cache: _CalibrationCache
             stats = measure_input(result.image, result.mask, result.header)
         return QuantumResult(**base, status="succeeded", output_uri=q.output.uri,
                              duration_s=time.perf_counter() - start, peak_memory_mb=peak_memory_mb(), messages_sent=1,
-                             output_size=len(data), stats=stats)
+                             output_size=len(data), stats=stats, reads=cache.reads(q, raw_bytes))
     except Exception as exc:  # one bad detector must not fail the others: record it
         return QuantumResult(**base, status="failed", duration_s=time.perf_counter() - start,
-                             peak_memory_mb=peak_memory_mb(), error=f"{type(exc).__name__}: {exc}"[:2000])
+                             peak_memory_mb=peak_memory_mb(), error=f"{type(exc).__name__}: {exc}"[:2000],
+                             reads=cache.reads(q, raw_bytes))
 
 
-def _write_preview(exposure, q: Quantum) -> None:
-    """PNG + mosaic thumbnail next to the output; best effort (a preview never fails a quantum)."""
+def _write_preview(exposure, q: Quantum, data: bytes) -> None:
+    """PNG + mosaic thumbnail next to the output; best effort (a preview never fails a quantum).
+    Rendered from the stored pixels: a quantized output (``data``) decodes to slightly other
+    values than ``exposure``, and ``isrflow preview`` re-renders from the file: the same PNG."""
+    from ..compression import current_mode
+    from ..exposure_io import read_exposure
     from ..ops.previews import write_detector_preview
 
     try:
+        if current_mode() == "quantized":
+            exposure = read_exposure(data, q.output.uri)
         write_detector_preview(exposure, q.output.uri, q.instrument, q.detector)
     except Exception as exc:  # noqa: BLE001 - logged, the ISR output itself is complete
         logger.warning(json.dumps({"message": "preview not written", "output": q.output.uri,
@@ -109,13 +156,25 @@ def _write_preview(exposure, q: Quantum) -> None:
 
 def process_cluster(event: IsrClusterEvent, sender: QueueSender) -> ClusterSummary:
     """Run every quantum of the cluster; write each one's result JSON next to the others."""
-    cache = _CalibrationCache()
+    cache = _ClusterCalibrations()
     results_store = storage_for(event.results_prefix)
     ok = failed = 0
+    reads = QuantumReads()
     for q in event.cluster.quanta:
         outcome = process_quantum(q, event, cache, sender)
         results_store.write_bytes(layout.result_uri(event.results_prefix, q.instrument, q.exposure, q.detector),
                                   outcome.model_dump_json().encode())
         ok += outcome.status == "succeeded"
         failed += outcome.status == "failed"
+        for name, value in (outcome.reads or QuantumReads()):
+            setattr(reads, name, getattr(reads, name) + value)
+    _log_reads(event.cluster.cluster_id, reads)
     return ClusterSummary(cluster_id=event.cluster.cluster_id, succeeded=ok, failed=failed)
+
+
+def _log_reads(cluster_id: str, reads: QuantumReads) -> None:
+    """One structured log line per invocation: this cluster's reads and the warm process's cache totals."""
+    from ..calib_cache import calibration_cache
+
+    logger.info(json.dumps({"message": "calibration reads", "cluster": cluster_id, **reads.model_dump(),
+                            "process_cache": calibration_cache().counters.as_dict()}))

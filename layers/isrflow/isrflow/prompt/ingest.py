@@ -29,7 +29,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, UTC
 
-from ..errors import CameraError, IsrflowError, IsrInputError
+from ..errors import CameraError, IsrflowError, IsrInputError, UnsafeKeyError
 from ..fitsheader import read_hdu_headers
 from ..messages import (DatasetMessage, IngestOutcome, QuarantineRecord, S3ObjectCreatedEvent,
                         dimension_records)
@@ -70,10 +70,14 @@ def object_uri(datastore_root: str, bucket: str, key: str) -> str:
 
     Only keys under ``raw/`` are ingested (as the EventBridge rule): a key outside it, with a
     ``..``/``.`` segment, absolute, or (locally) resolving outside the datastore root raises
-    UnsafeKeyError naming the key, before anything is read.
+    UnsafeKeyError naming the key, before anything is read. On S3 the event's bucket must be the
+    datastore's (the rule matches only that bucket; an event naming another is refused too).
     """
     if datastore_root.startswith("s3://"):
         check_key(key, prefix=RAW_PREFIX)
+        expected = datastore_root[len("s3://"):].split("/", 1)[0]
+        if bucket != expected:
+            raise UnsafeKeyError(f"{key!r}: event for bucket {bucket!r}, not the datastore's bucket {expected!r}")
         return f"s3://{bucket}/{key}"
     contained_path(datastore_root, key, prefix=RAW_PREFIX)
     return join(datastore_root, key)

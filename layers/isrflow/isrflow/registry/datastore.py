@@ -116,3 +116,19 @@ def dataset_uri(root: str | Path, run: str, dataset_type: str, data_id: Mapping[
     if "detector" in data_id:
         stem += f"_{_part(data_id['detector'])}"
     return f"{base}/{run_path}/{_part(dataset_type)}/{instrument}/{slot}/{stem}.fits"
+
+
+def dataset_type_of(uri_or_key: str) -> str | None:
+    """The dataset type a datastore URI (or bucket key) was laid out for by :func:`dataset_uri`,
+    or None when the name does not follow the layout (manifests, results, previews, ...).
+
+    ``.../{dataset_type}/{instrument}/{slot}/{dataset_type}_{instrument}_{slot}[_{detector}].fits``:
+    the directory three levels up must be the prefix of the file name.
+    """
+    parts = uri_or_key.rstrip("/").split("/")
+    if len(parts) < 5 or not parts[-1].endswith(".fits"):
+        return None
+    dataset_type, instrument, slot = parts[-4], parts[-3], parts[-2]
+    stem = parts[-1][: -len(".fits")]
+    prefix = f"{dataset_type}_{instrument}_{slot}"
+    return dataset_type if stem == prefix or stem.startswith(prefix + "_") else None

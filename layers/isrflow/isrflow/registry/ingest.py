@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -134,12 +134,14 @@ def ingest(
     *,  # type: ignore[no-untyped-def]
     run: str | None = None,
     camera: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> IngestResult:
     """Ingest raw files into a registry (see the module docstring).
 
     ``camera`` forces a camera (hsc, lsstcam, decam, generic) instead of detecting it from
     INSTRUME. Files that are not raws of a known camera, or conflict with what is registered,
-    are listed in ``skipped``; nothing is raised for them.
+    are listed in ``skipped``; nothing is raised for them. ``progress(done, total)`` is called
+    after each file.
     """
     from ..messages import DatasetMessage, dimension_records
     from ..rawio import read_observations
@@ -149,7 +151,10 @@ def ingest(
     if run is not None:
         check_collection_name(run)  # before any file is read or transferred
     result = IngestResult()
-    for name in files:
+    files = list(files)
+    for done, name in enumerate(files, 1):
+        if progress is not None and done > 1:
+            progress(done - 1, len(files))
         path = Path(name)
         if not path.is_file():
             result.skipped.append((str(name), "no such file"))
@@ -223,6 +228,8 @@ def ingest(
             raise  # the database is down: every later file would fail the same way
         except Exception as exc:  # noqa: BLE001 - one bad file never stops the others: listed with its reason
             result.skipped.append((str(path), _one_line(exc)))
+    if progress is not None and files:
+        progress(len(files), len(files))
     return result
 
 
