@@ -131,6 +131,7 @@ def _build_calibrations(repo: Path, registry, manifest, detectors: list[int], st
     instrument = manifest.instrument
     collection = f"{instrument}/calib/demo-{stamp}"
     runs: dict[str, str] = {}
+    click.echo(MASTERS_EXPLAINED)
     for calib_type in ("bias", "dark", "flat", "defects"):
         run = f"{collection}/{calib_type}"
         if calib_type == "defects":
@@ -156,7 +157,32 @@ def _build_calibrations(repo: Path, registry, manifest, detectors: list[int], st
             detector = next(d for d in detectors if uri.endswith(f"_{d}.fits"))
             click.echo(f"    detector {detector:>3}: {_truth_check(calib_type, uri, manifest, detector)}")
         runs[calib_type] = run
+    _point_default_chain(registry, instrument, collection)
     return collection
+
+
+#: Printed before the masters' comparisons with the truth, so the numbers can be read.
+MASTERS_EXPLAINED = (
+    "each master is compared with the simulator's truth below: for bias and dark, (master - truth)/sigma over the\n"
+    "  unmasked pixels (mean ~0, std ~1 when the master is right); the flats are normalised to a mean response of 1\n"
+    "  over the focal plane, so flat / true response is one constant near 1 for every detector, with a small\n"
+    "  scatter; for defects, the share of the true defect pixels found")
+
+#: Printed before the per-detector table of ProcessVisit.
+RESIDUALS_EXPLAINED = (
+    "per detector: status, ISR seconds and peak memory of the ISR function, the masked share of pixels, and\n"
+    "  chi = (image - truth)/sigma over the unmasked pixels: chi mean ~0 means no bias left over, chi std ~1 means\n"
+    "  the residuals are just the expected noise (above 1: a signature not removed or a variance underestimated)")
+
+
+def _point_default_chain(registry, instrument: str, collection: str) -> None:
+    """Make ``<INSTRUMENT>/calib`` (the default calibration collection, and the one
+    events/process_visit_input.json names) a chain to the calibrations just built, unless it
+    is a collection of another type (the true calibrations of ``--true-calibrations``)."""
+    default = f"{instrument}/calib"
+    if registry.collection_type(default) in (None, "CHAINED"):
+        registry.set_chain(default, [collection])
+        click.echo(f"{default} now points at {collection} (the default calibration collection)")
 
 
 def _deleted_text(execution) -> str:
@@ -262,6 +288,13 @@ def demo_command(repo, camera, detectors, science, n_bias, n_dark, n_flat, true_
         _print_container_figures(session.reports())
 
 
+def next_steps(repo: Path, execution: str, run: str) -> str:
+    """What to try after the demo: the status table, the previews and the notebook."""
+    return (f"next:\n  isrflow status {execution} --repo {repo}      per-detector table and estimated AWS cost\n"
+            f"  isrflow preview --repo {repo} --collection {run}      PNG per detector and a focal-plane mosaic\n"
+            "  docs/notebooks/quickstart.ipynb      the same flow from Python (from isrflow import Client)")
+
+
 def _print_container_figures(reports: list[dict]) -> None:
     """Cold start, duration and peak memory per function, as measured inside the containers."""
     from .demo_containers import summarize_reports
@@ -296,6 +329,7 @@ def _calibrate_process_report(repo: Path, registry, manifest, detectors, stamp, 
         click.echo(f"the built flats are normalised to a mean response of 1 over the focal plane: the true response is "
                    f"{1 / scale:.4f} of it, so the outputs are compared with the truth after multiplying by {scale:.4f}")
     residuals = _residuals(registry, manifest, run, scale)
+    click.echo(RESIDUALS_EXPLAINED)
     click.echo(f"{'exposure':>10} {'det':>4} {'status':>10} {'isr s':>6} {'peak MiB':>9} {'masked%':>8} "
                f"{'chi mean':>9} {'chi std':>8}")
     for key in sorted(records):
@@ -304,11 +338,11 @@ def _calibrate_process_report(repo: Path, registry, manifest, detectors, stamp, 
         click.echo(f"{key[0]:>10} {key[1]:>4} {r['status']:>10} {r['duration_s'] or 0:>6.2f} "
                    f"{r['peak_memory_mb'] or 0:>9.0f} {masked:>8.3f} {mean:>9.4f} {std:>8.4f}")
     click.echo(f"execution {execution.status} in {wall:.1f} s wall: {execution.execution_arn}")
-    click.echo("(image - truth)/sigma over unmasked pixels should have mean ~0 and std ~1.")
     if containers is None:
         click.echo(f"outputs: run {run} under {repo}; try `isrflow datasets --repo {repo} --type postISRCCD`")
         click.echo(f"{repo} holds {disk_usage(repo) / 1e9:.2f} GB on disk; each further run adds its own calibration "
                    "and output runs (delete the directory to start over)")
+        click.echo(next_steps(repo, execution.name, run))
     else:
         click.echo(f"outputs: run {run} in s3://{containers.stack.bucket} on moto (gone with this command)")
     if execution.status != "SUCCEEDED":

@@ -30,16 +30,20 @@ _calib = dict(type=click.Path(dir_okay=False, path_type=Path), default=None)
 def isr_command(raw, camera, detector, bias, dark, flat, defects, config_path, out):
     """Run ISR on one detector of RAW and write IMAGE/MASK/VARIANCE to OUT.
 
-    Steps whose calibration is not given are skipped and recorded as not applied.
+    Steps whose calibration is not given are skipped and recorded as not applied. Calibrations
+    made by other tools (a plain FITS image, no DETECTOR keyword) are accepted with a warning.
     """
+    from ..calib_foreign import load_foreign_calibrations
     from ..exposure_io import write_exposure
-    from ..isr import IsrConfig, load_calibrations, run_isr
+    from ..isr import IsrConfig, run_isr
     from ..rawio import read_raw
 
     config = IsrConfig.from_file(config_path) if config_path else IsrConfig()
     det = int(detector) if detector is not None and str(detector).isdigit() else detector
     frame = read_raw(raw, camera=camera, detector=det)
-    calibs = load_calibrations(bias=bias, dark=dark, flat=flat, defects=defects)
+    calibs, warnings = load_foreign_calibrations(frame.detector.id, bias=bias, dark=dark, flat=flat, defects=defects)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     result = run_isr(frame, calibs, config)
     write_exposure(out, result)
     click.echo(f"{out}: {frame.obs.instrument} exposure {frame.obs.exposure} detector {frame.obs.detector} "

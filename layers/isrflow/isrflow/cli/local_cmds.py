@@ -84,9 +84,10 @@ def serve_command(repo_dir, port, workers, parameters, verbose, token):
 
 
 def watch(repo_dir: Path, watch_dir: Path, *, once: bool, interval: float, parameters: dict[str, str],
-          workers: int | None, as_json: bool = False) -> None:
+          workers: int | None, as_json: bool = False) -> int:
     """Feed uploads under ``watch_dir`` through the ingest function until Ctrl-C (``once``: one poll,
-    then wait for the executions it started)."""
+    then wait for the executions it started). Returns how many executions ended other than
+    SUCCEEDED (the caller's exit status: a failed prompt execution is not exit 0)."""
     from ..local.runtime import LocalRuntime
     from ..local.sfn_api import LocalStepFunctionsServer
     from ..prompt.watch import UploadWatcher
@@ -107,7 +108,7 @@ def watch(repo_dir: Path, watch_dir: Path, *, once: bool, interval: float, param
             if once:
                 watcher.wait_idle()
                 _report_ended(runtime, reported, as_json)
-                return
+                return _failed_count(runtime)
             time.sleep(interval)
     except KeyboardInterrupt:
         running = [e for e in runtime.interpreter.list_executions() if e.status == "RUNNING"]
@@ -116,9 +117,19 @@ def watch(repo_dir: Path, watch_dir: Path, *, once: bool, interval: float, param
             for e in running:
                 e.wait()
             _report_ended(runtime, reported, as_json)
+        return _failed_count(runtime)
     finally:
         server.stop()
         runtime.close()
+
+
+def _failed_count(runtime) -> int:
+    """Executions of this watch that ended other than SUCCEEDED (reported on stderr)."""
+    failed = [e for e in runtime.interpreter.list_executions() if e.status not in ("RUNNING", "SUCCEEDED")]
+    if failed:
+        click.echo(f"error: {len(failed)} prompt execution(s) did not succeed: "
+                   + ", ".join(f"{e.name} {e.status} ({e.error})" for e in failed), err=True)
+    return len(failed)
 
 
 def _report_outcome(outcome, as_json: bool) -> None:

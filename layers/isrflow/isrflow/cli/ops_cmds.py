@@ -53,7 +53,22 @@ def status_json(st) -> dict:
         "invocations": [i.model_dump(mode="json") for i in st.usage.lambda_invocations],
         "prices": {"table": cost["prices"], "region": cost["region"], "currency": cost["currency"]},
         "notes": cost["notes"], "reads": st.reads.model_dump(mode="json") if st.reads is not None else None,
+        "masters": [m.model_dump(mode="json") for m in st.masters],
     }
+
+
+def _print_masters(masters) -> None:
+    """The per-master table of a BuildCalibration execution."""
+    click.echo(f"{'type':>8} {'instrument':>10} {'det':>4} {'filter':>8} {'status':>10} {'route':>7} {'inputs':>6} "
+               f"{'seconds':>8} {'peak MiB':>9}  error")
+    for m in masters:
+        secs = f"{m.duration_s:.2f}" if m.duration_s is not None else "-"
+        mem = f"{m.peak_memory_mb:.0f}" if m.peak_memory_mb is not None else "-"
+        inputs = "-" if m.n_inputs is None else str(m.n_inputs)
+        click.echo(f"{m.calib_type:>8} {m.instrument:>10} {m.detector:>4} {m.physical_filter or '-':>8} {m.status:>10} "
+                   f"{m.route or '-':>7} {inputs:>6} {secs:>8} {mem:>9}  {(m.error or '')[:100]}")
+    ok = sum(m.status == "succeeded" for m in masters)
+    click.echo(f"masters: {ok} of {len(masters)} built")
 
 
 def _print_status(st) -> None:
@@ -68,6 +83,9 @@ def _print_status(st) -> None:
         except (ValueError, AttributeError):
             pass
         click.echo(f"  error: {st.error}: {cause[:300]}")
+    if st.masters:
+        _print_masters(st.masters)
+        click.echo("ISR of the inputs:")
     click.echo(f"{'instrument':>10} {'exposure':>14} {'det':>4} {'status':>10} {'seconds':>8} {'peak MiB':>9} "
                f"{'retries':>7}  error")
     for r in st.rows:

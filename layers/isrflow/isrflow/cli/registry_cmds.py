@@ -39,8 +39,26 @@ _repo_option = click.option(
     "repo_dir",
     required=True,
     type=click.Path(file_okay=False),
-    help="Repository directory (holds isrflow-repo.yaml).",
+    help="Repository directory (holds isrflow-repo.yaml); for ingest also s3://bucket[/prefix], a stack's "
+         "data bucket (uploads under raw/).",
 )
+
+
+def _upload_to_stack(destination: str, files, transfer: str, run: str | None, camera: str | None) -> None:
+    """``ingest --repo s3://bucket[/prefix]``: upload under raw/, where the stack's ingest function
+    registers each file (see :mod:`isrflow.raw_upload`)."""
+    from ..progress import Progress
+    from ..raw_upload import upload_raws
+
+    if run or camera or transfer != "copy":
+        raise click.UsageError("with --repo s3://... the stack's ingest function registers the uploads: "
+                               "--run, --camera and --transfer do not apply")
+    with Progress("upload", len(files)) as bar:
+        written = upload_raws(destination, files, progress=lambda done, total: bar.set(done))
+    for uri in written:
+        click.echo(f"uploaded {uri}")
+    click.echo(f"uploaded {len(written)} raw file(s); the stack's ingest function registers each one "
+               "(see its log group, or `isrflow datasets` on the stack's registry)")
 
 
 def register(group: click.Group) -> None:
@@ -112,11 +130,16 @@ def register(group: click.Group) -> None:
 
             if files:
                 raise click.UsageError("give FILES or --watch RAWDIR, not both")
-            watch(Path(repo_dir), Path(watch_dir), once=once, interval=1.0,
-                  parameters=parse_parameters(parameters), workers=workers)
+            failed = watch(Path(repo_dir), Path(watch_dir), once=once, interval=1.0,
+                           parameters=parse_parameters(parameters), workers=workers)
+            if failed:
+                sys.exit(1)
             return
         if not files:
             raise click.UsageError("give raw FILES to ingest (or --watch RAWDIR)")
+        if str(repo_dir).startswith("s3://"):
+            _upload_to_stack(repo_dir, files, transfer, run, camera)
+            return
 
         from ..client import Client
 

@@ -101,6 +101,25 @@ class Execution:
                            (r.error or "")[:200]))
         return table
 
+    def masters(self):
+        """Per-master calib type, detector, filter, status, route, inputs, combine seconds and peak
+        memory (MiB) of a calibration build, as an astropy Table (empty for ProcessVisit)."""
+        from astropy.table import Table
+
+        columns = (("calib_type", "U8", None), ("instrument", "U16", None), ("detector", "i4", None),
+                   ("physical_filter", "U32", None), ("status", "U20", None), ("route", "U16", None),
+                   ("n_inputs", "i4", None), ("seconds", "f8", "s"), ("peak_memory_mb", "f8", "MiB"),
+                   ("error", "U200", None))
+        table = Table(names=[c[0] for c in columns], dtype=[c[1] for c in columns])
+        for name, _, unit in columns:
+            table[name].unit = unit
+        nan = float("nan")
+        for m in self.info().masters:
+            table.add_row((m.calib_type, m.instrument, m.detector, m.physical_filter or "", m.status, m.route or "",
+                           -1 if m.n_inputs is None else m.n_inputs, nan if m.duration_s is None else m.duration_s,
+                           nan if m.peak_memory_mb is None else m.peak_memory_mb, (m.error or "")[:200]))
+        return table
+
     def cost(self):
         """The estimated AWS cost (:class:`~isrflow.ops.cost.CostEstimate`, US dollars)."""
         return self.info().cost

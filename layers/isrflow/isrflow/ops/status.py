@@ -49,6 +49,23 @@ class DetectorRow(BaseModel):
     error: str | None = None
 
 
+class MasterRow(BaseModel):
+    """One master of a BuildCalibration execution (its ``results/K/masters/<master>.json``):
+    combine seconds and peak memory (MiB) of the function or task that built it."""
+
+    calib_type: str
+    instrument: str
+    detector: int
+    physical_filter: str | None = None
+    status: str
+    route: str | None = None
+    n_inputs: int | None = None
+    duration_s: float | None = None
+    peak_memory_mb: float | None = None
+    error: str | None = None
+    output_uri: str | None = None
+
+
 class Totals(BaseModel):
     detectors: int
     succeeded: int
@@ -76,6 +93,7 @@ class ExecutionStatus(BaseModel):
     usage: Usage
     cost: CostEstimate
     reads: ReadsSummary | None = None  # calibration cache hits and datastore bytes per detector
+    masters: list[MasterRow] = Field(default_factory=list)  # BuildCalibration executions only
 
     @property
     def failed_rows(self) -> list[DetectorRow]:
@@ -153,6 +171,57 @@ def detector_rows(repo: Path | None, execution_arn: str, plan: dict | None
     return rows, rows_from, results
 
 
+def _find_key(value: Any, key: str) -> Any:
+    """The first value of ``key`` in nested dicts and lists (None if absent)."""
+    if isinstance(value, dict):
+        if isinstance(value.get(key), str):
+            return value[key]
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            found = _find_key(item, key)
+            if found is not None:
+                return found
+    return None
+
+
+def master_results_prefix(history: list[dict], repo: Path | None, execution_arn: str) -> str | None:
+    """Where a BuildCalibration execution writes its masters' results: named in a state's output
+    (the calibration plan's ``master_results_prefix``), else the layout's place in ``repo``."""
+    for e in history:
+        if e.get("type", "").endswith("StateExited"):
+            output = e.get("stateExitedEventDetails", {}).get("output")
+            if isinstance(output, str) and "master_results_prefix" in output:
+                try:
+                    found = _find_key(json.loads(output), "master_results_prefix")
+                except ValueError:
+                    found = None
+                if found:
+                    return found
+    location = _results_location(repo, execution_arn)
+    return location["results_prefix"] + "masters/" if location else None
+
+
+def master_rows(prefix: str | None) -> list[MasterRow]:
+    """The masters' results under ``prefix``, sorted by type, instrument, detector and filter."""
+    if not prefix:
+        return []
+    store = storage_for(prefix)
+    rows = []
+    try:
+        uris = [u for u in store.list(prefix) if u.endswith(".json")]
+    except ObjectNotFoundError:
+        return []
+    for uri in uris:
+        try:
+            result = json.loads(store.read_bytes(uri))
+        except (ObjectNotFoundError, ValueError):
+            continue
+        rows.append(MasterRow(**{k: result.get(k) for k in MasterRow.model_fields if k in result}))
+    rows.sort(key=lambda r: (r.calib_type, r.instrument, r.detector, r.physical_filter or ""))
+    return rows
+
+
 def _totals(rows: list[DetectorRow], skipped: int) -> Totals:
     memory = [r.peak_memory_mb for r in rows if r.peak_memory_mb is not None]
     return Totals(detectors=len(rows), succeeded=sum(r.status == "succeeded" for r in rows),
@@ -202,12 +271,13 @@ def _assemble(source, *, arn, name, sm_arn, status, start, stop, error, cause, i
                   state_transitions=transitions_count, sqs_requests=sqs, s3_put_requests=puts, s3_get_requests=gets,
                   detectors=len(rows), registry_messages=messages, notes=notes + model_notes)
     spec = input_ if isinstance(input_, dict) else {}
+    masters = master_rows(master_results_prefix(history, repo, arn)) if "BuildCalibration" in sm_arn else []
     return ExecutionStatus(
         source=source, execution_arn=arn, name=name, state_machine_arn=sm_arn, status=status, start_date=start,
         stop_date=stop, error=error, cause=cause, input=spec, output_run=spec.get("output_run"), rows=rows,
         rows_from=rows_from,
         totals=_totals(rows, int((output or {}).get("skipped_existing", 0)) if isinstance(output, dict) else 0),
-        usage=usage, cost=estimate(usage, prices), reads=summarize_reads(results))
+        usage=usage, cost=estimate(usage, prices), reads=summarize_reads(results), masters=masters)
 
 
 def local_status(repo: Path, execution: str, prices: PriceTable) -> ExecutionStatus:
@@ -336,5 +406,5 @@ def execution_status(execution: str, *, repo: Path | None = None, prices_path: s
     raise IsrflowError(f"{execution!r}: give --repo DIR for a local execution, or the execution ARN of an AWS one")
 
 
-__all__ = ["DetectorRow", "ExecutionStatus", "Totals", "aws_status", "detector_rows", "execution_status", "is_aws_arn",
-           "local_status", "plan_result"]
+__all__ = ["DetectorRow", "ExecutionStatus", "MasterRow", "Totals", "aws_status", "detector_rows", "execution_status",
+           "is_aws_arn", "local_status", "master_results_prefix", "master_rows", "plan_result"]
