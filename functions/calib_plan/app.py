@@ -9,11 +9,15 @@
 
 from __future__ import annotations
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from isrflow.edge import lambda_edge
 from isrflow.messages import CalibPlanEvent, CalibStepEvent
 from isrflow.settings import open_registry, settings
 
 
-def lambda_handler(event: dict, context: object = None) -> dict:
+@lambda_edge
+def lambda_handler(event: dict, context: LambdaContext | None = None) -> dict:
     action = event.get("action", "plan")
     if action == "normalize":
         from isrflow.calibration.prepare import normalize_flats

@@ -7,13 +7,17 @@ and its reason (also written to the master's result), so the Map item ends clean
 
 from __future__ import annotations
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from isrflow.calibration.run import run_combine
+from isrflow.edge import lambda_edge
 from isrflow.messages import CombineEvent
 from isrflow.queues import sender_for
 from isrflow.settings import settings
 
 
-def lambda_handler(event: dict, context: object = None) -> dict:
+@lambda_edge
+def lambda_handler(event: dict, context: LambdaContext | None = None) -> dict:
     config = settings().require("registry_queue_url")
     memory = getattr(context, "memory_limit_in_mb", None)
     result = run_combine(CombineEvent.model_validate(event).request_uri, sender_for(config.registry_queue_url),

@@ -7,6 +7,9 @@ registry queue); non-FITS or truncated uploads are quarantined, not retried.
 
 from __future__ import annotations
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from isrflow.edge import lambda_edge
 from isrflow.messages import S3ObjectCreatedEvent
 from isrflow.prompt.config import PromptConfig
 from isrflow.prompt.ingest import ingest_upload
@@ -15,7 +18,8 @@ from isrflow.queues import sender_for
 from isrflow.settings import settings
 
 
-def lambda_handler(event: dict, context: object = None) -> dict:
+@lambda_edge
+def lambda_handler(event: dict, context: LambdaContext | None = None) -> dict:
     config = settings().require("datastore_root", "registry_queue_url")
     outcome = ingest_upload(S3ObjectCreatedEvent.model_validate(event), datastore_root=config.datastore_root,
                             sender=sender_for(config.registry_queue_url), prompt=PromptConfig.from_env(),

@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from isrflow.edge import lambda_edge
 from isrflow.messages import IsrClusterEvent, MosaicEvent
 from isrflow.process_visit.worker import process_cluster
 from isrflow.queues import sender_for
 from isrflow.settings import settings
 
 
-def lambda_handler(event: dict, context: object = None) -> dict:
+@lambda_edge
+def lambda_handler(event: dict, context: LambdaContext | None = None) -> dict:
     if event.get("action") == "mosaic":
         from isrflow.process_visit.mosaics import make_mosaics
 

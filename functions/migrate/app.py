@@ -18,7 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from isrflow.custom_resource import CustomResourceRequest, handle_request
+from isrflow.edge import lambda_edge
 from isrflow.registry.migrate import upgrade
 from isrflow.registry.roles import ensure_roles
 from isrflow.registry.rotation import is_rotation_event, rotate
@@ -35,7 +38,8 @@ def migrate(request: CustomResourceRequest) -> dict[str, Any]:
     return {"Revision": revision}
 
 
-def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+@lambda_edge
+def lambda_handler(event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
     if is_rotation_event(event):
         from isrflow.awsclients import aws_client
 

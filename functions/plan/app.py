@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from isrflow.edge import lambda_edge
 from isrflow.messages import PlanEvent
 from isrflow.process_visit.plan import plan_visit
 from isrflow.settings import open_registry, settings
 
 
-def lambda_handler(event: dict, context: object = None) -> dict:
+@lambda_edge
+def lambda_handler(event: dict, context: LambdaContext | None = None) -> dict:
     config = settings().require("datastore_root")
     result = plan_visit(PlanEvent.model_validate(event), open_registry(config), config.datastore_root)
     return result.model_dump(mode="json")

@@ -34,12 +34,15 @@ source mapping's ``ScalingConfig.MaximumConcurrency``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from typing import Any
 
+from aws_lambda_powertools.utilities.data_classes import SQSEvent
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from isrflow.edge import add_count, lambda_edge
 from isrflow.queues import visibility_for
 from isrflow.registry import BatchItem, BatchResult, apply_batch
 from isrflow.registry.redelivery import resolve_queue_url
@@ -53,7 +56,6 @@ GIVE_UP_MIN_AGE_S = 6 * 3600.0
 now = time.time
 
 logger = logging.getLogger("isrflow.registry_writer")
-logger.setLevel(logging.INFO)
 
 
 def _age_s(sent_timestamp_ms: Any) -> float | None:
@@ -65,13 +67,15 @@ def _age_s(sent_timestamp_ms: Any) -> float | None:
 
 
 def parse_records(event: dict[str, Any]) -> list[BatchItem]:
-    """SQS event records -> batch items (messageId, body, ApproximateReceiveCount, receiptHandle)."""
+    """SQS event records (Powertools' :class:`SQSEvent`) -> batch items (messageId, body,
+    ApproximateReceiveCount, receiptHandle, age in s from SentTimestamp). Only ``messageId`` is
+    required: a record without the other fields is a batch item the writer can still reject."""
     items = []
-    for record in event.get("Records") or []:
+    for record in SQSEvent(event if event.get("Records") else {"Records": []}).records:
         attributes = record.get("attributes") or {}
         items.append(
             BatchItem(
-                item_id=record["messageId"],
+                item_id=record.message_id,
                 body=record.get("body", ""),
                 receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
                 receipt=record.get("receiptHandle") or None,
@@ -91,7 +95,7 @@ def shorten_retry_visibility(
     changes = result.visibility_changes(items)
     if not changes:
         return {}
-    arns = [r.get("eventSourceARN") for r in event.get("Records") or []]
+    arns = [r.get("eventSourceARN") for r in event.get("Records") or []]  # None where a record has none
     url = resolve_queue_url(arns, settings().registry_queue_url)
     info: dict[str, Any] = {"visibility_changes": len(changes),
                             "visibility_s": sorted({c.seconds for c in changes})}
@@ -106,11 +110,13 @@ def shorten_retry_visibility(
             if failed:
                 info["visibility_error"] = f"{len(failed)} not changed, e.g. {failed[0][1]}"
     if "visibility_error" in info:
-        logger.warning(json.dumps({"message": "could not shorten the visibility of retried items", **info}))
+        logger.warning("could not shorten the visibility of retried items", extra=info)
     return info
 
 
-def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
+@lambda_edge
+def lambda_handler(event: dict[str, Any],
+                   context: LambdaContext | None = None) -> dict[str, list[dict[str, str]]]:
     start = time.perf_counter()
     items = parse_records(event)
     give_up = int(os.environ.get(ENV_GIVE_UP_AFTER, "0") or 0) or None
@@ -118,18 +124,20 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, list
     # Raises (RegistryUnavailableError, ...) when the batch could not be committed -> redelivered.
     result = apply_batch(open_registry(settings()), items, give_up_after=give_up, give_up_min_age_s=min_age)
     visibility = shorten_retry_visibility(event, items, result)
+    summary = result.summary()
+    for name, metric in (("applied", "RegistryMessagesApplied"), ("rejected", "RegistryMessagesRejected"),
+                         ("retry", "RegistryMessagesRetried")):
+        add_count(metric, summary[name])
     logger.info(
-        json.dumps(
-            {
-                "message": "registry batch applied",
-                "records": len(items),
-                **result.summary(),
-                **visibility,
-                "seconds": round(time.perf_counter() - start, 4),
-                "rejected_reasons": [reason for _, reason in result.rejected[:5]],
-                "retry_reasons": [reason for _, reason in result.retry[:5]],
-            }
-        )
+        "registry batch applied",
+        extra={
+            "records": len(items),
+            **summary,
+            **visibility,
+            "seconds": round(time.perf_counter() - start, 4),
+            "rejected_reasons": [reason for _, reason in result.rejected[:5]],
+            "retry_reasons": [reason for _, reason in result.retry[:5]],
+        },
     )
     return {"batchItemFailures": result.batch_item_failures()}
 

@@ -7,13 +7,17 @@ certifies the built masters; ``action=summarize_calib`` ends the execution."""
 
 from __future__ import annotations
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from isrflow.edge import lambda_edge
 from isrflow.messages import RecordFailureEvent, SummarizeEvent
 from isrflow.process_visit.summary import record_failure, summarize
 from isrflow.queues import sender_for
 from isrflow.settings import open_registry, settings
 
 
-def lambda_handler(event: dict, context: object = None) -> dict:
+@lambda_edge
+def lambda_handler(event: dict, context: LambdaContext | None = None) -> dict:
     action = event.get("action")
     if action == "record_failure":
         return record_failure(RecordFailureEvent.model_validate(event))

@@ -39,7 +39,8 @@ def hsc_raw(reference_dir) -> bytes:
 @pytest.fixture
 def aws(monkeypatch):
     for k, v in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "POWERTOOLS_SERVICE_NAME": "isrflow-ingest", "POWERTOOLS_METRICS_NAMESPACE": "isrflow"}.items():
+                 "POWERTOOLS_SERVICE_NAME": "isrflow-ingest", "POWERTOOLS_METRICS_NAMESPACE": "isrflow",
+                 "AWS_LAMBDA_FUNCTION_NAME": "isrflow-ingest"}.items():  # as in Lambda: EMF on stdout
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_ENDPOINT_URL_STEPFUNCTIONS", raising=False)
     with mock_aws():
@@ -70,6 +71,12 @@ def _metrics(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.startswith('{"_aws"')]
 
 
+def _total(line: dict, name: str) -> float:
+    """A metric's value in an EMF line: Powertools writes a list of the values added."""
+    value = line[name]
+    return sum(value) if isinstance(value, list) else value
+
+
 def test_ingest_event_registers_the_raw_and_starts_process_visit_once(aws, hsc_raw, capsys):
     s3, sqs, queue, sfn, machine = aws
     event = _event("ingest_object_created.json")
@@ -94,7 +101,8 @@ def test_ingest_event_registers_the_raw_and_starts_process_visit_once(aws, hsc_r
         "HSC/calib", f"HSC/prompt/{exposure.day_obs}", "replace")
     (line,) = _metrics(capsys.readouterr().out)
     assert line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "isrflow" and line["service"] == "isrflow-ingest"
-    assert (line["RawIngested"], line["PromptExecutionStarted"]) == (1, 1)
+    assert (_total(line, "RawIngested"), _total(line, "PromptExecutionStarted")) == (1, 1)
+    assert (line["key"], line["instrument"], line["detectors"]) == (key, "HSC", 1)  # properties, not dimensions
 
     second = IngestOutcome.model_validate(ingest_handler(event))  # the same event delivered again
     assert second.execution.outcome == "already_started" and second.datasets == first.datasets
@@ -128,7 +136,7 @@ def test_not_fits_event_is_quarantined(aws, capsys):
     assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body  # kept
     assert _drain(sqs, queue) == [] and sfn.list_executions(stateMachineArn=machine)["executions"] == []
     (line,) = _metrics(capsys.readouterr().out)
-    assert line["UploadQuarantined"] == 1 and line["error"] == "NotFitsError"
+    assert _total(line, "UploadQuarantined") == 1 and line["error"] == "NotFitsError"
     assert line["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
 
 

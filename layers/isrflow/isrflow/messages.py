@@ -32,6 +32,8 @@ from pydantic import (
     model_validator,
 )
 
+from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+
 from .observation import ObservationInfo
 from .registry.ids import (
     CALIBRATION_TYPES,
@@ -527,50 +529,14 @@ class MosaicEvent(BaseModel):
 # follow the event (``detail-type``, ``version-id``, ...); unknown fields are ignored.
 
 
-class S3BucketRef(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class S3ObjectCreatedEvent(S3EventNotificationEventBridgeModel):
+    """An EventBridge event ``source: aws.s3``, ``detail-type: Object Created``: Powertools'
+    :class:`S3EventNotificationEventBridgeModel` narrowed to that source and detail type, with a
+    timezone-aware ``time``. Size in bytes; the ETag without quotes."""
 
-    name: str = Field(min_length=1)
-
-
-class S3ObjectRef(BaseModel):
-    """The object of an S3 event: key (as in the event), size in bytes, ETag (no quotes)."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    key: str = Field(min_length=1)
-    size: int | None = Field(default=None, ge=0)
-    etag: str | None = None
-    version_id: str | None = Field(default=None, alias="version-id")
-    sequencer: str | None = None
-
-
-class S3ObjectCreatedDetail(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    version: str = "0"
-    bucket: S3BucketRef
-    object_: S3ObjectRef = Field(alias="object")
-    request_id: str | None = Field(default=None, alias="request-id")
-    requester: str | None = None
-    source_ip_address: str | None = Field(default=None, alias="source-ip-address")
-    reason: str | None = Field(default=None, description="PutObject, CompleteMultipartUpload, CopyObject, ...")
-
-
-class S3ObjectCreatedEvent(BaseModel):
-    """An EventBridge event ``source: aws.s3``, ``detail-type: Object Created``."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    version: str = "0"
-    id: str = Field(min_length=1)
-    detail_type: Literal["Object Created"] = Field(alias="detail-type")
-    source: Literal["aws.s3"]
-    account: str
-    time: UtcDatetime
-    region: str
-    resources: list[str] = Field(default_factory=list)
-    detail: S3ObjectCreatedDetail
+    detail_type: Literal["Object Created"] = Field(alias="detail-type")  # type: ignore[assignment]
+    source: Literal["aws.s3"]  # type: ignore[assignment]
+    time: UtcDatetime  # type: ignore[assignment]
 
     @property
     def bucket(self) -> str:
@@ -578,7 +544,17 @@ class S3ObjectCreatedEvent(BaseModel):
 
     @property
     def key(self) -> str:
-        return self.detail.object_.key
+        return self.detail.object.key
+
+    @property
+    def etag(self) -> str | None:
+        return (self.detail.object.etag or "").strip('"') or None
+
+    @property
+    def size(self) -> int | None:
+        """The object's size in bytes (Powertools types it as a float), None when absent."""
+        size = self.detail.object.size
+        return None if size is None else int(size)
 
 
 class PromptExecution(BaseModel):
@@ -989,10 +965,7 @@ __all__ = [
     "IngestOutcome",
     "PromptExecution",
     "QuarantineRecord",
-    "S3BucketRef",
-    "S3ObjectCreatedDetail",
     "S3ObjectCreatedEvent",
-    "S3ObjectRef",
     # BuildCalibration
     "BuildCalibrationInput",
     "CalibPlanEvent",

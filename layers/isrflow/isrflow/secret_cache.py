@@ -1,4 +1,4 @@
-"""Secrets Manager JSON secrets, cached for a bounded time.
+"""Secrets Manager JSON secrets, cached for a bounded time (Powertools Parameters' cache).
 
 The registry's credentials live in a secret that can rotate (the RDS-managed master secret
 rotates every 7 days by default). A warm Lambda must therefore not keep a secret forever:
@@ -19,6 +19,9 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from aws_lambda_powertools.utilities.parameters.base import BaseProvider, ExpirableValue
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
 from .errors import ConfigError
 
@@ -57,11 +60,47 @@ def max_age_from_env() -> float:
     return value
 
 
+class _SecretStore(BaseProvider):
+    """Powertools' parameter-provider cache over ``fetch``. Ages are on ``clock`` (monotonic s)
+    instead of the wall clock, so that a clock step cannot keep a secret; an entry keeps the time
+    it was read (in ``ExpirableValue.ttl``) and is judged against the maximum age of each use
+    (``max_age_s``), so lowering the setting applies to secrets already cached."""
+
+    def __init__(self, fetch: Fetch, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self._fetch = fetch
+        self._clock = clock
+        self.reads = 0
+        self.max_age_s = 0.0
+
+    def _get(self, name: str, **sdk_options: Any) -> dict[str, Any]:  # type: ignore[override]
+        value = self._fetch(name)
+        self.reads += 1
+        return value
+
+    def _get_multiple(self, path: str, **sdk_options: Any) -> dict[str, str]:
+        raise NotImplementedError("secrets are read one by one")
+
+    def has_not_expired_in_cache(self, key: tuple) -> bool:
+        return key in self.store and self._clock() - self.store[key].ttl < self.max_age_s  # type: ignore[operator]
+
+    def add_to_cache(self, key: tuple, value: Any, max_age: int) -> None:
+        if max_age > 0:
+            self.store[key] = ExpirableValue(value, self._clock())  # type: ignore[arg-type]
+
+    def clear_cache(self) -> None:
+        self.store.clear()
+
+
 class SecretCache:
     """Secrets by ARN, each kept at most ``max_age_s`` seconds (None: from the environment at each use).
 
-    ``fetch`` reads one secret (default: Secrets Manager); ``clock`` returns seconds on a
-    monotonic scale. ``reads`` counts the fetches made.
+    The caching is Powertools' Parameters (a :class:`BaseProvider` ``get`` with ``max_age`` and
+    ``force_fetch``). ``fetch`` reads one secret (default: Secrets Manager, through
+    :mod:`isrflow.awsclients` so a test endpoint applies); ``clock`` returns seconds on a
+    monotonic scale. ``reads`` counts the fetches made. A fetch error is raised as it was
+    raised (not as Powertools' ``GetParameterError``), e.g. :class:`ConfigError` for a secret
+    that is not a JSON object.
     """
 
     def __init__(
@@ -71,36 +110,34 @@ class SecretCache:
         max_age_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._fetch = fetch
         self._max_age_s = max_age_s
-        self._clock = clock
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[float, dict[str, Any]]] = {}
-        self.reads = 0
+        self._store = _SecretStore(fetch, clock)
+
+    @property
+    def reads(self) -> int:
+        return self._store.reads
 
     def max_age_s(self) -> float:
         return self._max_age_s if self._max_age_s is not None else max_age_from_env()
 
     def get(self, arn: str) -> dict[str, Any]:
         """The secret, read again if the cached copy is older than the maximum age."""
-        max_age = self.max_age_s()
-        with self._lock:
-            entry = self._entries.get(arn)
-            if entry is not None and self._clock() - entry[0] < max_age:
-                return entry[1]
-            return self._read(arn)
+        return self._read(arn, force=False)
 
     def refresh(self, arn: str) -> dict[str, Any]:
         """Read the secret again now, whatever the cached copy's age."""
-        with self._lock:
-            return self._read(arn)
+        return self._read(arn, force=True)
 
     def clear(self) -> None:
         with self._lock:
-            self._entries.clear()
+            self._store.clear_cache()
 
-    def _read(self, arn: str) -> dict[str, Any]:
-        value = self._fetch(arn)
-        self.reads += 1
-        self._entries[arn] = (self._clock(), value)
-        return value
+    def _read(self, arn: str, *, force: bool) -> dict[str, Any]:
+        max_age = self.max_age_s()
+        with self._lock:
+            self._store.max_age_s = max_age
+            try:
+                return self._store.get(arn, max_age=max_age, force_fetch=force)  # type: ignore[arg-type,return-value]
+            except GetParameterError as exc:
+                raise (exc.__context__ or exc) from None

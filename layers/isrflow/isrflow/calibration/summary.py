@@ -19,7 +19,9 @@ Pure Python (the summarize Lambda has no numpy).
 from __future__ import annotations
 
 import json
+import logging
 
+from ..edge import add_count
 from ..errors import RejectedMessageError
 from ..messages import (
     CalibStepEvent,
@@ -38,6 +40,8 @@ from ..queues import QueueSender
 from ..storage import ObjectNotFoundError, storage_for
 from . import layout
 from .plan import read_groups
+
+logger = logging.getLogger("isrflow.calibration.summary")
 
 
 def _read(uri: str, model):
@@ -96,6 +100,10 @@ def record_combine_failure(event: CombineFailureEvent) -> dict:
     if event.state.task is not None or event.state.exit_code is not None:
         result = result.model_copy(update={"exit_code": _exit_code(event.state)})
     storage_for(item.result_uri).write_bytes(item.result_uri, result.model_dump_json().encode())
+    logger.error("master combine failed", extra={"master": item.key, "instrument": item.instrument,
+                                                 "detector": item.detector, "route": item.route,
+                                                 "error": result.error})
+    add_count("MastersFailed")
     return {"recorded": 1, "key": item.key, "error": result.error}
 
 

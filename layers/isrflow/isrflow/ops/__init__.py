@@ -1,6 +1,6 @@
-"""Operations: metrics (EMF), execution status and its estimated AWS cost, reruns, previews.
+"""Operations: execution status and its estimated AWS cost, reruns, previews (metrics: the
+functions' Powertools EMF lines, :mod:`isrflow.edge`).
 
-- :mod:`.metrics` Embedded Metric Format lines (no numpy);
 - :mod:`.prices` the price table (``prices.yaml``, overridable) (no numpy);
 - :mod:`.usage` what an execution used: Lambda GB-s and requests, Fargate vCPU-s and GB-s,
   state transitions, SQS and S3 requests (no numpy);

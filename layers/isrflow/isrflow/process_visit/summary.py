@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ..edge import add_count
 from ..errors import IsrflowError
 from ..messages import (
     Cluster,
@@ -19,7 +20,7 @@ from ..registry.limits import storable_text  # an error text with a NUL would ma
 from ..registry.redelivery import SUMMARIZE_WAIT_S
 from ..storage import ObjectNotFoundError, storage_for
 from . import layout
-from .worker import message_id
+from .worker import log_detector_failure, message_id
 
 MAX_FAILURES_LISTED = 50
 
@@ -81,7 +82,9 @@ def record_failure(event: RecordFailureEvent) -> dict:
         result = QuantumResult(instrument=q.instrument, exposure=q.exposure, detector=q.detector, status="failed",
                                error=f"{error}: {detail}"[:2000] if detail else error)
         store.write_bytes(uri, result.model_dump_json().encode())
+        log_detector_failure(result, cluster=event.cluster.cluster_id, results_prefix=event.results_prefix)
         recorded += 1
+    add_count("DetectorsFailed", recorded)
     return {"recorded": recorded}
 
 

@@ -4,13 +4,13 @@ dataset + provenance messages. One bad quantum never fails the others."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import resource
 import time
 import uuid
 from concurrent.futures import Future
 
+from ..edge import add_count
 from ..messages import (ClusterSummary, DatasetMessage, IsrClusterEvent, ProvenanceInput, QuantumReads,
                         QuantumResult)
 from ..queues import QueueSender
@@ -150,8 +150,8 @@ def _write_preview(exposure, q: Quantum, data: bytes) -> None:
             exposure = read_exposure(data, q.output.uri)
         write_detector_preview(exposure, q.output.uri, q.instrument, q.detector)
     except Exception as exc:  # noqa: BLE001 - logged, the ISR output itself is complete
-        logger.warning(json.dumps({"message": "preview not written", "output": q.output.uri,
-                                   "error": f"{type(exc).__name__}: {exc}"}))
+        logger.warning("preview not written", extra={"output": q.output.uri, "exposure": q.exposure,
+                                                     "detector": q.detector, "error": f"{type(exc).__name__}: {exc}"})
 
 
 def process_cluster(event: IsrClusterEvent, sender: QueueSender) -> ClusterSummary:
@@ -166,9 +166,13 @@ def process_cluster(event: IsrClusterEvent, sender: QueueSender) -> ClusterSumma
                                   outcome.model_dump_json().encode())
         ok += outcome.status == "succeeded"
         failed += outcome.status == "failed"
+        if outcome.status == "failed":
+            log_detector_failure(outcome, execution=event.execution_id, cluster=event.cluster.cluster_id)
         for name, value in (outcome.reads or QuantumReads()):
             setattr(reads, name, getattr(reads, name) + value)
     _log_reads(event.cluster.cluster_id, reads)
+    add_count("DetectorsSucceeded", ok)
+    add_count("DetectorsFailed", failed)
     return ClusterSummary(cluster_id=event.cluster.cluster_id, succeeded=ok, failed=failed)
 
 
@@ -176,5 +180,12 @@ def _log_reads(cluster_id: str, reads: QuantumReads) -> None:
     """One structured log line per invocation: this cluster's reads and the warm process's cache totals."""
     from ..calib_cache import calibration_cache
 
-    logger.info(json.dumps({"message": "calibration reads", "cluster": cluster_id, **reads.model_dump(),
-                            "process_cache": calibration_cache().counters.as_dict()}))
+    logger.info("calibration reads", extra={"cluster": cluster_id, **reads.model_dump(),
+                                            "process_cache": calibration_cache().counters.as_dict()})
+
+
+def log_detector_failure(result: QuantumResult, **ids: object) -> None:
+    """One ERROR log line for a failed detector: its exposure, detector and error, plus ``ids``
+    (execution, cluster, ...). Its count goes into the ``DetectorsFailed`` metric (the caller's)."""
+    logger.error("detector failed", extra={**ids, "instrument": result.instrument, "exposure": result.exposure,
+                                           "detector": result.detector, "error": result.error})

@@ -23,7 +23,6 @@ asynchronous invocation is retried and finally dead-lettered.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from ..errors import CameraError, IsrflowError, IsrInputError, UnsafeKeyError
 from ..fitsheader import read_hdu_headers
 from ..messages import (DatasetMessage, IngestOutcome, QuarantineRecord, S3ObjectCreatedEvent,
                         dimension_records)
-from ..ops.metrics import Metrics
+from ..edge import add_count, add_metadata
 from ..queues import QueueSender
 from ..registry.datastore import check_key, contained_path
 from ..registry.ids import raw_collection
@@ -118,17 +117,17 @@ def message_id(event_key: str, subject: str) -> str:
 
 
 def ingest_upload(event: S3ObjectCreatedEvent, *, datastore_root: str, sender: QueueSender, prompt: PromptConfig,
-                  starter: ExecutionStarter | None, metrics: Metrics | None = None) -> IngestOutcome:
-    """Handle one Object Created event (see the module docstring)."""
-    metrics = metrics or Metrics()
+                  starter: ExecutionStarter | None) -> IngestOutcome:
+    """Handle one Object Created event (see the module docstring). Its metrics go into the
+    invocation's Powertools metric set (:func:`isrflow.edge.add_count`), flushed by the handler."""
     bucket, key = event.bucket, event.key
-    etag = (event.detail.object_.etag or "").strip('"') or None
+    etag = event.etag
     uri = object_uri(datastore_root, bucket, key)  # UnsafeKeyError before any read
     quarantine_uri(datastore_root, key)
     base = dict(bucket=bucket, key=key, etag=etag)
     reader = _CountingReader(uri, etag)
     try:
-        size = event.detail.object_.size if event.detail.object_.size is not None else object_size(uri)
+        size = event.size if event.size is not None else object_size(uri)
         base["size"] = size
         hdus = read_hdu_headers(reader, size, key)
         camera, observations = observations_from_headers(hdus, key)
@@ -136,13 +135,13 @@ def ingest_upload(event: S3ObjectCreatedEvent, *, datastore_root: str, sender: Q
         if len(exposures) != 1:
             raise IsrInputError(f"{key}: holds detectors of {len(exposures)} exposures")
     except (ObjectChangedError, ObjectNotFoundError) as exc:
-        metrics.add("UploadSuperseded")
         outcome = IngestOutcome(**base, status="superseded", reason=str(exc), header_reads=reader.reads,
                                 header_bytes=reader.bytes)
-        metrics.flush(key=key, reason=outcome.reason)
+        add_count("UploadSuperseded", key=key, reason=outcome.reason)
+        logger.info("upload superseded", extra={"key": key, "reason": outcome.reason})
         return outcome
     except (IsrInputError, CameraError, ValueError) as exc:  # not FITS, truncated, not a raw, bad keywords
-        return _quarantine(event, datastore_root, uri, base, exc, reader, metrics)
+        return _quarantine(event, datastore_root, uri, base, exc, reader)
 
     first = observations[0]
     run = raw_collection(first.instrument)
@@ -159,7 +158,7 @@ def ingest_upload(event: S3ObjectCreatedEvent, *, datastore_root: str, sender: Q
                                message_id=message_id(event_key, f"raw/{o.detector}"))
                 for o in observations]
     sender.send(messages + datasets)
-    metrics.add("RawIngested", len(datasets))
+    add_count("RawIngested", len(datasets))
 
     execution = None
     if prompt.enabled and first.obs_type == "science":
@@ -167,29 +166,30 @@ def ingest_upload(event: S3ObjectCreatedEvent, *, datastore_root: str, sender: Q
             raise IsrflowError("prompt processing is on but no state machine/starter is configured")
         payload = prompt.process_visit_input(observations).model_dump(mode="json", exclude_none=True)
         execution = starter.start(prompt.state_machine_arn, execution_name(bucket, key, etag), payload)
-        metrics.add("PromptExecutionStarted" if execution.outcome == "started" else "PromptExecutionAlreadyStarted")
+        add_count("PromptExecutionStarted" if execution.outcome == "started" else "PromptExecutionAlreadyStarted")
     outcome = IngestOutcome(
         **base, status="ingested", camera=camera, instrument=first.instrument, exposure=first.exposure,
         obs_type=first.obs_type, detectors=sorted(o.detector for o in observations),
         datasets=[d.dataset_id for d in datasets], messages_sent=len(messages) + len(datasets), execution=execution,
         header_reads=reader.reads, header_bytes=reader.bytes,
     )
-    metrics.flush(key=key, instrument=first.instrument, exposure=first.exposure, obs_type=first.obs_type,
-                  detectors=len(datasets), execution=execution.name if execution else None,
-                  header_reads=reader.reads)
+    details = dict(key=key, instrument=first.instrument, exposure=first.exposure, obs_type=first.obs_type,
+                   detectors=len(datasets), execution=execution.name if execution else None,
+                   header_reads=reader.reads)
+    add_metadata(**details)
+    logger.info("upload ingested", extra={k: v for k, v in details.items() if v is not None})
     return outcome
 
 
 def _quarantine(event: S3ObjectCreatedEvent, root: str, uri: str, base: dict, exc: Exception,
-                reader: _CountingReader, metrics: Metrics) -> IngestOutcome:
+                reader: _CountingReader) -> IngestOutcome:
     record = QuarantineRecord(**base, uri=uri, error=type(exc).__name__, reason=str(exc), event_id=event.id,
                               quarantined=datetime.now(UTC))
     target = quarantine_uri(root, event.key)
     storage_for(target).write_bytes(target, record.model_dump_json(indent=1).encode())
-    metrics.add("UploadQuarantined")
-    metrics.flush(key=event.key, error=record.error, reason=record.reason, quarantine=target)
-    logger.warning(json.dumps({"message": "upload quarantined", "key": event.key, "error": record.error,
-                               "reason": record.reason}))
+    add_count("UploadQuarantined", key=event.key, error=record.error, reason=record.reason, quarantine=target)
+    logger.warning("upload quarantined", extra={"key": event.key, "error": record.error, "reason": record.reason,
+                                                "quarantine": target})
     return IngestOutcome(**base, status="quarantined", reason=f"{record.error}: {record.reason}",
                          quarantine_uri=target, header_reads=reader.reads, header_bytes=reader.bytes)
 
