@@ -34,3 +34,22 @@ def test_products_bench_quick():
     assert quantized["postISRCCD"]["bytes"] < none["postISRCCD"]["bytes"]
     assert all(quantized["masters"][t]["bytes"] < none["masters"][t]["bytes"] for t in ("bias", "dark", "flat"))
     assert abs(quantized["chi_change_vs_none"]["std"]) < 0.002
+
+
+def test_scaling_bench_quick(tmp_path):
+    """bench/scaling.py: speedup curves for combine, ISR and end to end, and the PNG; no timings asserted."""
+    png = tmp_path / "scaling.png"
+    proc = subprocess.run([sys.executable, str(BENCH / "scaling.py"), "--quick", "--max-workers", "2",
+                           "--out-png", str(png)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(proc.stdout)
+    assert figures["cap"] == 2 and figures["counts"] == [1, 2]
+    for key in ("combine_in_memory_median", "combine_in_memory_meanclip", "combine_files_median",
+                "combine_files_meanclip", "combine_in_memory_meanclip_chunk16k", "io_floor_parallel_read", "isr",
+                "end_to_end"):
+        assert set(figures["speedup_curves"][key]) == {"1", "2"}, key
+    for key in ("wall_s", "isr_seconds_summed", "wall_x_workers_over_isr", "detectors_per_s"):
+        assert set(figures["end_to_end"][key]) == {"1", "2"}, key
+    assert set(figures["combine"]["io_floor"]["mb_s"]) == {"1", "2"}
+    assert set(figures["isr"]["detectors_per_s"]) == {"1", "2"}
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

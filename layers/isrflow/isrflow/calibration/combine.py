@@ -4,7 +4,9 @@
 :func:`isrflow.calibration.kernel.combine_stack` and writes it straight into the output file,
 so memory is bounded by the strip budget (:mod:`isrflow.calibration.routing` has the memory
 model) whatever the detector size or the number of inputs, like cp_pipe's sub-region
-combination.
+combination. Where the budget holds a second strip, reading the next strip and writing the
+previous one overlap the combination of the current one (two strip buffers, the same strip
+height, so the same master); otherwise the strips are read, combined and written in turn.
 
 Per input: values are divided by the input's scale (dark time for darks -> e-/s; the
 Normalize exposure scale for flats; 1 for biases) and variances by its square; pixels whose
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import nullcontext
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -272,20 +275,45 @@ def combine_files(inputs: list[CombineInput], output_uri: str, calib_type: str,
                   PlaneSpec(formats.EXT_VARIANCE, ">f4")]
         if settings.ninputs_plane:
             planes.append(PlaneSpec(EXT_NINPUTS, ">i2", [("BUNIT", "", "number of inputs used per pixel")]))
-        strip = _Strip(n, height, cols, with_variance)
-        result = CombineOutput.empty(height * cols)
-        no_data = 0
+        # two strips in flight when the budget holds them (the next strip is read and the previous one
+        # written while this one is combined), else one; the strip height is the same either way, so
+        # the master is too
+        # (counted as twice a whole combine's memory: the write's temporaries then overlap the kernel's)
+        double = rows > height and 2 * routing.strip_bytes(height, n, cols, with_variance, threads,
+                                                           read_threads) <= settings.budget_bytes
+        buffers = [(_Strip(n, height, cols, with_variance), CombineOutput.empty(height * cols))
+                   for _ in range(2 if double else 1)]
         strips = 0
         # every combining thread gets at least one chunk of each strip
         chunk = max(1, min(routing.chunk_pixels(len(inputs), threads), -(-height * cols // threads)))
+        m = len(inputs)
+        starts = list(range(0, rows, height))
         with MefWriter(output_uri, header, (rows, cols), planes) as writer, \
                 ThreadPoolExecutor(read_threads, thread_name_prefix="combine-read") as pool, \
+                (ThreadPoolExecutor(1, thread_name_prefix="combine-write") if double else nullcontext()) as write_pool, \
                 Workspace(len(inputs), chunk, threads) as workspace:
-            for y0 in range(0, rows, height):
+
+            def load(index: int) -> list:
+                y0, y1 = starts[index], min(rows, starts[index] + height)
+                strip = buffers[index % len(buffers)][0]
+                return [pool.submit(_load, readers[i], i, inputs[i], y0, y1, strip, bits) for i in range(m)]
+
+            def write(y0: int, k: int, out: CombineOutput) -> int:
+                return _write_strip(writer, y0, k, cols, out, settings.ninputs_plane)
+
+            loading = load(0)
+            writing: list = []  # the writes not yet waited for, oldest first
+            no_data = 0
+            for index, y0 in enumerate(starts):
                 y1 = min(rows, y0 + height)
                 k = y1 - y0
-                m = len(inputs)
-                list(pool.map(lambda i: _load(readers[i], i, inputs[i], y0, y1, strip, bits), range(m)))
+                for future in loading:
+                    future.result()
+                strip, result = buffers[index % len(buffers)]
+                if double and index + 1 < len(starts):
+                    loading = load(index + 1)  # into the other strip, free since its combine finished
+                if len(writing) >= len(buffers):  # this strip's output buffer is free once its last write is done
+                    no_data += writing.pop(0).result()
                 values = strip.values[:m, :k].reshape(m, k * cols)
                 variances = None if strip.variances is None else strip.variances[:m, :k].reshape(m, k * cols)
                 out = CombineOutput(result.image[:k * cols], result.variance[:k * cols], result.n_used[:k * cols])
@@ -293,8 +321,14 @@ def combine_files(inputs: list[CombineInput], output_uri: str, calib_type: str,
                               workspace=workspace)
                 for j, (calib, reader) in enumerate(zip(common, shared)):
                     _add_common(out, calib, reader, y0, y1, strip.values[m + j, :k], settings.statistic)
-                no_data += _write_strip(writer, y0, k, cols, out, settings.ninputs_plane)
+                if double:
+                    writing.append(write_pool.submit(write, y0, k, out))
+                else:  # one strip at a time: nothing overlaps, as the budget requires
+                    no_data += write(y0, k, out)
+                    if index + 1 < len(starts):
+                        loading = load(index + 1)
                 strips += 1
+            no_data += sum(future.result() for future in writing)
             size, sha = writer.commit()
     finally:
         for r in readers + shared:

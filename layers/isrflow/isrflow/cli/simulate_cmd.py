@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import IdList, frames, json_option
+from .options import IdList, frames, json_option, workers_option
 
 
 def register(group: click.Group) -> None:
@@ -28,9 +28,14 @@ def register(group: click.Group) -> None:
 @click.option("--nonlinearity", is_flag=True, help="apply the camera's non-linearity (inverse of its polynomial)")
 @click.option("--crosstalk", is_flag=True, help="inject the camera's crosstalk")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@workers_option
 @json_option
-def simulate_command(camera, small, detectors, bias, dark, flat, science, band, seed, nonlinearity, crosstalk, out, as_json):
-    """Write simulated raws, their noiseless truth and the true calibrations to OUT."""
+def simulate_command(camera, small, detectors, bias, dark, flat, science, band, seed, nonlinearity, crosstalk, out,
+                     workers, as_json):
+    """Write simulated raws, their noiseless truth and the true calibrations to OUT.
+
+    Frames are made by a pool of ``--workers`` processes (default: all cores; in-process for a
+    few small frames); the files are the same whatever the number of workers."""
     from ..simulate import SimulationRequest, simulate
 
     if small:
@@ -41,7 +46,7 @@ def simulate_command(camera, small, detectors, bias, dark, flat, science, band, 
         manifest = simulate(SimulationRequest(
             camera=camera.lower(), small=small, detectors=detectors, bias=bias, dark=dark, flat=flat, science=science,
             filter=band, seed=seed, out=out, nonlinearity=nonlinearity, crosstalk=crosstalk,
-        ), progress=lambda done, total: bar.set(done))
+        ), progress=lambda done, total: bar.set(done), workers=workers)
     if as_json:
         click.echo(json.dumps(manifest.model_dump(mode="json"), indent=1))
     else:

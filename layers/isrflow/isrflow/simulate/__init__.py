@@ -9,12 +9,15 @@
 - ``manifest.json`` listing all of it (:class:`SimulationManifest`).
 
 Everything is deterministic for a seed: each (exposure, detector) and each detector's
-signatures draw from their own generator, so selecting other detectors changes nothing else.
+signatures draw from their own generator, so selecting other detectors changes nothing else,
+and the frames, made by a pool of worker processes (:mod:`.frames`), are the same bytes
+whatever the number of workers.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
@@ -27,12 +30,11 @@ from .. import formats
 from ..camera import Camera, load_camera
 from ..camera.model import Detector
 from ..errors import ConfigError
-from ..exposure_io import Exposure, write_defects, write_exposure
+from ..exposure_io import Exposure
 from ..observation import ObservationInfo, ObsType
-from . import writers
-from .electronics import raw_pixels
+from . import frames, writers
 from .scene import bleed, cosmic_ray_count, cosmic_rays, science_truth
-from .truth import TrueSignatures, make_signatures
+from .truth import TrueSignatures
 
 SimCamera = Literal["hsc", "lsstcam", "decam", "generic"]
 START = datetime(2026, 11, 20, 1, 0, 0, tzinfo=timezone.utc)
@@ -50,6 +52,8 @@ INSTRUMENTS = {"hsc": "HSC", "decam": "DECam", "lsstcam": "LSSTCam", "generic": 
 FIRST_EXPOSURE = {"hsc": 904000, "decam": 1177700, "lsstcam": 1, "generic": 5000}
 EXPTIMES = {"bias": 0.0, "dark": 300.0, "flat": 5.0, "science": 30.0}
 FLAT_LEVEL_E = 30000.0
+#: Below this many pixels of signatures and frames (~3 HSC frames) ``simulate`` runs in-process.
+POOL_MIN_PIXELS = 25_000_000
 
 
 class SimulationRequest(BaseModel):
@@ -159,9 +163,23 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def simulate(req: SimulationRequest, progress=None) -> SimulationManifest:
+def default_workers() -> int:
+    """Worker processes for the simulator: every core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def simulate(req: SimulationRequest, progress=None, workers: int | None = None) -> SimulationManifest:
     """Write the raws, their truth and the true calibrations; return (and write) the manifest.
-    ``progress(done, total)`` is called after each exposure (all its detectors) is written."""
+    ``progress(done, total)`` is called after each exposure (all its detectors) is written.
+
+    ``workers`` processes (default: every core, or 1 for less than :data:`POOL_MIN_PIXELS` of
+    frames; 1 = in this process) make the detectors' signatures and then the frames, one
+    (exposure, detector) per task. Every frame draws from
+    its own seeded generator, so the files are byte-identical whatever the number of workers.
+    """
     camera = sim_camera(req.camera, req.small)
     if req.small and req.camera != "generic":
         raise ConfigError("--small makes frames of the small generic camera; use --camera generic")
@@ -172,58 +190,39 @@ def simulate(req: SimulationRequest, progress=None) -> SimulationManifest:
     detectors = [camera.detector(d) for d in req.detectors]
     instrument = INSTRUMENTS[req.camera]
     out = Path(req.out)
-    signatures: dict[int, TrueSignatures] = {}
-    calib_files: dict[int, TrueCalibrationFiles] = {}
-    exact = partial(write_exposure, compression="none")  # truth is never quantized
-    # noiseless signals: bit-exact GZIP_2, so a calibration frame's signal (all zeros, or one constant
-    # for flats) takes ~50 kB instead of 34 MB on an HSC detector (the demo keeps 60 of them)
-    signal = partial(write_exposure, compression="lossless")
-    for det in detectors:
-        sig = make_signatures(camera, det, np.random.default_rng([req.seed, 1, det.id]))
-        signatures[det.id] = sig
-        base = out / "truth" / "calib" / f"{instrument}-{det.id:03d}"
-        files = TrueCalibrationFiles(
-            bias=str(exact(f"{base}-bias.fits", Exposure(sig.bias, header=_calib_header(instrument, det, "bias")))),
-            dark=str(exact(f"{base}-dark.fits", Exposure(sig.dark, header=_calib_header(instrument, det, "dark")))),
-            flat={physical: str(exact(f"{base}-flat-{_safe(physical)}.fits",
-                                               Exposure(sig.flat, header=_calib_header(instrument, det, "flat", physical))))},
-            defects=str(write_defects(f"{base}-defects.fits", sig.defects, _calib_header(instrument, det, "defects"))),
-        )
-        calib_files[det.id] = files
-
     plan = [("bias", req.bias), ("dark", req.dark), ("flat", req.flat), ("science", req.science)]
-    raws: list[SimulatedRaw] = []
-    index = 0
-    for obs_type, count in plan:
-        for _ in range(count):
-            pf = physical if obs_type in ("flat", "science") else "NONE"
-            frames = []
-            truth_paths: dict[int, str] = {}
-            for det in detectors:
-                obs = _observation(req, det, index, obs_type, pf)
-                rng = np.random.default_rng([req.seed, 2, index, det.id])
-                electrons, saturated, truth = _electrons(req, camera, det, signatures[det.id], obs, rng)
-                pixels = raw_pixels(camera, det, electrons, saturated, rng, crosstalk=req.crosstalk,
-                                    nonlinearity=req.nonlinearity)
-                truth_path = out / "truth" / "signal" / f"{instrument}-{obs.exposure}-{det.id:03d}.fits"
-                header = _calib_header(instrument, det, "bias") | {formats.KW_CALIB_TYPE: "truth",
-                                                                   formats.KW_EXPOSURE: obs.exposure}
-                truth_paths[det.id] = str(signal(truth_path, Exposure(truth, header=header)))
-                frames.append((det, obs, pixels))
-            exposure = frames[0][1].exposure
+    exposures = [(obs_type, physical if obs_type in ("flat", "science") else "NONE")
+                 for obs_type, count in plan for _ in range(count)]
+    tasks_total = max(len(detectors), len(exposures) * len(detectors))
+    if workers is None:  # a pool only where it pays for starting its processes (~1 s)
+        pixels = sum(int(np.prod(camera.assembled_shape(d))) for d in detectors) * (1 + len(exposures))
+        workers = default_workers() if pixels >= POOL_MIN_PIXELS else 1
+    workers = min(max(1, int(workers)), tasks_total)
+    with frames.executor(workers) as pool:
+        calib_files = dict(zip(req.detectors, pool.map(partial(frames.true_calibrations, req, physical),
+                                                       req.detectors)))
+        # tasks in exposure order; results taken in that order, so progress counts whole exposures
+        tasks = [[pool.submit(frames.frame, req, index, obs_type, pf, det.id, calib_files[det.id])
+                  for det in detectors] for index, (obs_type, pf) in enumerate(exposures)]
+        raws: list[SimulatedRaw] = []
+        for index, ((obs_type, pf), futures) in enumerate(zip(exposures, tasks)):
+            done = [f.result() for f in futures]
+            exposure = done[0].exposure
+            truth_paths = {d.detector: d.truth_path for d in done}
             if camera.raw_format == "exposure_mef":
-                path = writers.write_decam(out / "raw" / f"{instrument}-{exposure}.fits", camera, frames)
+                path = writers.write_decam(out / "raw" / f"{instrument}-{exposure}.fits", camera,
+                                           [(camera.detector(d.detector), d.obs, d.pixels) for d in done])
                 raws.append(SimulatedRaw(path=str(path), exposure=exposure, obs_type=obs_type, physical_filter=pf,
                                          detectors=[d.id for d in detectors], truth=truth_paths))
             else:
-                write = {"hsc": writers.write_hsc, "lsstcam": writers.write_lsstcam, "generic": writers.write_generic}[req.camera]
-                for det, obs, pixels in frames:
-                    path = write(out / "raw" / f"{instrument}-{exposure}-{det.id:03d}.fits", camera, det, obs, pixels)
-                    raws.append(SimulatedRaw(path=str(path), exposure=exposure, obs_type=obs_type, physical_filter=pf,
-                                             detectors=[det.id], truth={det.id: truth_paths[det.id]}))
-            index += 1
+                for d in done:
+                    raws.append(SimulatedRaw(path=d.raw_path, exposure=exposure, obs_type=obs_type,
+                                             physical_filter=pf, detectors=[d.detector],
+                                             truth={d.detector: d.truth_path}))
+            tasks[index] = []  # let the finished results (DECam pixels) go
             if progress is not None:
-                progress(index, sum(n for _, n in plan))
+                progress(index + 1, len(exposures))
+    frames.forget()  # the signatures an in-process run kept (~100 MB per HSC detector)
     manifest = SimulationManifest(camera=req.camera, instrument=instrument, small=req.small, raws=raws,
                                   calibrations=calib_files)
     (out / "manifest.json").write_text(json.dumps(manifest.model_dump(mode="json"), indent=1))
