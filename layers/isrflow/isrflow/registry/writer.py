@@ -3,14 +3,19 @@
 ``apply_batch(registry, items)`` is what the registry-writer Lambda runs for an SQS batch:
 
 1. Validate every item (pydantic), then against the database's column limits
-   (:mod:`.limits`: integer ranges, NUL characters, string lengths). Either failure makes it
-   *poison*: rejected before the transaction.
+   (:mod:`.limits`: integer ranges, NUL characters, string lengths; an ordinary dataset
+   message is cleared by the quicker :func:`.writer_limits.certainly_storable`). Either
+   failure makes it *poison*: rejected before the transaction.
 2. In one write transaction (SQLite ``BEGIN IMMEDIATE``; PostgreSQL READ COMMITTED), apply by
    kind in parent-to-child order: instruments, detectors, exposures, datasets, provenance,
    certifications, processing records, execution markers; within a kind sorted by key, so
    concurrent writers take row locks in the same order and cannot deadlock.
 3. Rows go in with bulk ``INSERT ... ON CONFLICT`` (DO NOTHING for facts, DO UPDATE for
    ``replace`` datasets, processing records and execution markers): duplicates are no-ops.
+   On PostgreSQL each table's rows are one statement with one array parameter per column
+   (:mod:`.copy_pg`), and the dataset, provenance, record and bookkeeping INSERTs are
+   pipelined (:mod:`.copy_pipeline`: sent without waiting, waited for before anything else
+   touches the connection and before the commit); lookups are one ``= ANY(array)`` each.
 4. Outcomes per item:
 
    - *applied* (including duplicates that changed nothing);
@@ -45,10 +50,12 @@ half-written.
 
 from __future__ import annotations
 
+import gc
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -75,16 +82,21 @@ from ..messages import (
     message_error_summary,
     parse_message,
 )
+from . import copy_pg, copy_pipeline
 from . import schema as s
 from .engine import is_postgres, lock, transaction
 from .ids import CALIBRATION_TYPES
 from .limits import limit_violation, storable_ids, storable_text
 from .redelivery import VisibilityChange, retry_visibility_s
+from .writer_limits import certainly_storable, data_id_json, ids_storable
 
 #: Largest IN list sent in one statement.
 _CHUNK = 5000
 
 PhaseHook = Callable[[str, Connection], None]
+
+#: Whether PostgreSQL writes are pipelined (:mod:`.copy_pipeline`); else each waits in turn.
+_PIPELINE = copy_pipeline.supported()
 
 
 @dataclass
@@ -165,7 +177,7 @@ def _to_item(raw: BatchItem) -> _Item:
     if item.message is None:
         item.fixed = True  # rejected as malformed
     else:
-        problem = limit_violation(item.message)
+        problem = None if certainly_storable(item.message) else limit_violation(item.message)
         if problem is not None:
             item.reject_fixed(f"value not storable in the registry: {problem}")
     return item
@@ -201,23 +213,23 @@ def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]
 
 
 def _select_in(conn: Connection, columns: Sequence[Any], key: Any, values: Iterable[Any]) -> list[Any]:
-    """``SELECT columns WHERE key IN values``, chunked (``key = ANY(array)`` on PostgreSQL)."""
+    """``SELECT columns WHERE key IN values`` (``key``: a column or ``sa.tuple_`` of columns).
+
+    PostgreSQL: one statement with the values as array parameters (:func:`.copy_pg.select_any`);
+    otherwise (SQLite, or columns whose results SQLAlchemy converts) chunked ``IN`` lists."""
+    keys = list(key.clauses) if isinstance(key, sa.sql.elements.Tuple) else [key]
+    if is_postgres(conn) and copy_pg.plain_result(columns):
+        return copy_pg.select_any(conn, columns, keys, values)
     vals = list(set(values))
     rows: list[Any] = []
-    single = not isinstance(key, sa.sql.elements.Tuple)
     for chunk in _chunks(vals):
-        if single and is_postgres(conn):
-            from sqlalchemy.dialects.postgresql import ARRAY
-
-            cond = key == sa.any_(sa.bindparam(None, list(chunk), type_=ARRAY(key.type)))
-        else:
-            cond = key.in_(chunk)
-        rows.extend(conn.execute(sa.select(*columns).where(cond)).all())
+        rows.extend(conn.execute(sa.select(*columns).where(key.in_(chunk))).all())
     return rows
 
 
-#: Row counts from which PostgreSQL inserts go through COPY into a staging table.
-COPY_THRESHOLD = 64
+#: Row counts from which PostgreSQL inserts go as one statement with one array parameter per
+#: column (:func:`.copy_pg.insert_rows`); smaller sets (none, at 1) use ``executemany``.
+COPY_THRESHOLD = 1
 
 
 def _insert(
@@ -229,82 +241,28 @@ def _insert(
 ) -> None:
     """Bulk ``INSERT ... ON CONFLICT (conflict) DO NOTHING / DO UPDATE SET update``.
 
-    Every row must have the same keys. On PostgreSQL, large row sets are first streamed with
-    COPY into a session-local temporary staging table and then inserted with one
-    ``INSERT ... SELECT ... ON CONFLICT`` (binding thousands of parameters one by one costs
-    far more client time than the database spends inserting). Same semantics either way.
+    Every row must have the same keys. On PostgreSQL the rows go in one statement, each column
+    as one array parameter (:mod:`.copy_pg`: one round trip, no per-value driver work); on
+    SQLite with ``executemany``. Same semantics either way.
     """
     if not rows:
         return
-    pg = is_postgres(conn)
-    if pg:
+    if is_postgres(conn) and len(rows) >= COPY_THRESHOLD:
+        copy_pg.insert_rows(conn, table, rows, conflict, update)
+        return
+    if is_postgres(conn):
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     stmt = insert(table)
-    if pg and len(rows) >= COPY_THRESHOLD:
-        cols = list(rows[0])
-        stage = _copy_to_stage(conn, table, cols, rows)
-        stmt = insert(table).from_select(cols, sa.select(*[stage.c[c] for c in cols]))
     if update:
         stmt = stmt.on_conflict_do_update(
             index_elements=list(conflict), set_={c: stmt.excluded[c] for c in update}
         )
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
-    if pg and len(rows) >= COPY_THRESHOLD:
-        conn.execute(stmt)
-        conn.exec_driver_sql(f'DELETE FROM "{stage.name}"')
-        return
     for chunk in _chunks(rows, 2000):
         conn.execute(stmt, list(chunk))
-
-
-_STAGES: dict[str, sa.Table] = {}
-
-
-def _pg_type(column: sa.Column) -> str:
-    """PostgreSQL type name of a column, for binary COPY."""
-    t = column.type
-    if isinstance(t, (s.UtcTime, sa.BigInteger)):
-        return "int8"
-    if isinstance(t, sa.Integer):
-        return "int4"
-    if isinstance(t, sa.Float):
-        return "float8"
-    if isinstance(t, sa.Uuid):
-        return "uuid"
-    return "text"
-
-
-def _copy_to_stage(
-    conn: Connection, table: sa.Table, cols: list[str], rows: list[dict[str, Any]]
-) -> sa.Table:
-    """Binary COPY of rows into ``pg_temp.isrflow_stage_<table>`` (made once per session).
-
-    The staging table is emptied at commit (``ON COMMIT DELETE ROWS``) and after each use.
-    """
-    stage = _STAGES.get(table.name)
-    if stage is None:
-        stage = sa.Table(
-            f"isrflow_stage_{table.name}", sa.MetaData(), *[sa.Column(c.name, c.type) for c in table.c]
-        )
-        _STAGES[table.name] = stage
-    conn.exec_driver_sql(
-        f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage.name}" (LIKE "{table.name}") ON COMMIT DELETE ROWS'
-    )
-    times = [i for i, c in enumerate(cols) if isinstance(table.c[c].type, s.UtcTime)]
-    names = ", ".join(f'"{c}"' for c in cols)
-    raw = conn.connection.driver_connection
-    with raw.cursor() as cur, cur.copy(f'COPY "{stage.name}" ({names}) FROM STDIN (FORMAT BINARY)') as copy:
-        copy.set_types([_pg_type(table.c[c]) for c in cols])
-        for row in rows:
-            values = [row[c] for c in cols]
-            for i in times:
-                if isinstance(values[i], datetime):
-                    values[i] = s.to_micros(values[i])
-            copy.write_row(values)
-    return stage
 
 
 def _span(begin: datetime | None, end: datetime | None) -> tuple[int, int]:
@@ -327,7 +285,9 @@ class _Batch:
     def __init__(
         self, conn: Connection, items: list[_Item], now: datetime, on_phase: PhaseHook | None
     ) -> None:
-        self.conn = conn
+        self._conn = conn
+        #: PostgreSQL: bulk writes are pipelined (sent without waiting; see .copy_pipeline)
+        self.sender = copy_pipeline.Sender(conn) if is_postgres(conn) and _PIPELINE else None
         self.items = items
         self.now = now
         self.on_phase = on_phase
@@ -339,6 +299,34 @@ class _Batch:
         self.detectors: set[tuple[str, int]] = set()
         self.exposures: set[tuple[str, int]] = set()
         self.datasets: dict[uuid.UUID, dict[str, Any]] = {}  # accepted in this batch: id -> row
+
+    @property
+    def conn(self) -> Connection:
+        """The transaction's connection, for statements through SQLAlchemy: pipelined writes
+        sent before are waited for first, so they run in order and their errors surface here."""
+        self.drain()
+        return self._conn
+
+    def drain(self) -> None:
+        """Wait for the pipelined writes (raising their first error)."""
+        if self.sender is not None:
+            self.sender.drain()
+
+    def close(self) -> None:
+        """Abandon pipelined writes after an error (the transaction rolls back)."""
+        if self.sender is not None:
+            self.sender.close()
+
+    def write(
+        self, table: sa.Table, rows: list[dict[str, Any]], conflict: Sequence[str], update: Sequence[str] = ()
+    ) -> None:
+        """:func:`_insert`, pipelined on PostgreSQL."""
+        if not rows:
+            return
+        if self.sender is not None and len(rows) >= COPY_THRESHOLD:
+            self.sender.send(*copy_pg.insert_statement(table, rows, conflict, update))
+        else:
+            _insert(self.conn, table, rows, conflict, update)
 
     def phase(self, name: str) -> None:
         if self.on_phase is not None:
@@ -517,11 +505,16 @@ class _Batch:
                 for i in sorted(m.inputs, key=lambda i: i.dataset_id.int)
             )
             it.applied()
-        _insert(conn, s.dataset, plain, ["id"])
-        _insert(conn, s.dataset, replace, ["id"], update=["uri", "size", "sha256", "created"])
-        for chunk in _chunks(replace_ids):
-            conn.execute(sa.delete(s.dataset_provenance).where(s.dataset_provenance.c.output_id.in_(chunk)))
-        _insert(conn, s.dataset_provenance, prov, ["output_id", "input_id"])
+        self.write(s.dataset, plain, ["id"])
+        self.write(s.dataset, replace, ["id"], update=["uri", "size", "sha256", "created"])
+        if replace_ids and self.sender is not None:
+            self.sender.send(*copy_pg.delete_statement(s.dataset_provenance.c.output_id, replace_ids))
+        else:
+            for chunk in _chunks(replace_ids):
+                self.conn.execute(
+                    sa.delete(s.dataset_provenance).where(s.dataset_provenance.c.output_id.in_(chunk))
+                )
+        self.write(s.dataset_provenance, prov, ["output_id", "input_id"])
         self._follow(primaries, followers)
 
     @staticmethod
@@ -657,8 +650,7 @@ class _Batch:
                 rows[key] = row
             it.applied()
         ordered = [rows[k] for k in sorted(rows)]
-        _insert(
-            self.conn,
+        self.write(
             s.processing_record,
             ordered,
             ["execution_id", "instrument", "exposure", "detector", "step"],
@@ -675,8 +667,7 @@ class _Batch:
                 "completed": self.now,
             }
             it.applied()
-        _insert(
-            self.conn,
+        self.write(
             s.execution,
             [rows[k] for k in sorted(rows)],
             ["execution_id"],
@@ -703,7 +694,7 @@ def _dataset_row(m: DatasetMessage, now: datetime) -> dict[str, Any]:
         "detector": did["detector"],
         "exposure": did.get("exposure"),
         "physical_filter": did.get("physical_filter"),
-        "data_id": m.data_id_json,
+        "data_id": data_id_json(m),
         "uri": m.uri,
         "size": m.size,
         "sha256": m.sha256,
@@ -711,13 +702,13 @@ def _dataset_row(m: DatasetMessage, now: datetime) -> dict[str, Any]:
     }
 
 
-def _bookkeeping(conn: Connection, items: list[_Item], now: datetime, record_rejects: bool) -> None:
+def _bookkeeping(batch: _Batch, items: list[_Item], now: datetime, record_rejects: bool) -> None:
     counted: dict[tuple[str, str], dict[str, Any]] = {}
     for it in items:
         m = it.message
         if m is None or it.status not in ("applied", "rejected") or m.kind == "execution_complete":
             continue
-        if m.execution_id is not None and storable_ids(m):
+        if m.execution_id is not None and (ids_storable(m) or storable_ids(m)):
             counted.setdefault(
                 (m.execution_id, m.message_id),
                 {
@@ -727,7 +718,7 @@ def _bookkeeping(conn: Connection, items: list[_Item], now: datetime, record_rej
                     "applied": now,
                 },
             )
-    _insert(conn, s.applied_message, [counted[k] for k in sorted(counted)], ["execution_id", "message_id"])
+    batch.write(s.applied_message, [counted[k] for k in sorted(counted)], ["execution_id", "message_id"])
     if record_rejects:
         rows = []
         for it in items:
@@ -746,7 +737,7 @@ def _bookkeeping(conn: Connection, items: list[_Item], now: datetime, record_rej
                 }
             )
         if rows:
-            conn.execute(sa.insert(s.rejected_message), rows)
+            batch.conn.execute(sa.insert(s.rejected_message), rows)
 
 
 class _TrialDone(Exception):
@@ -779,18 +770,25 @@ def _run(
         it.reset()
     with transaction(registry.engine, write=True) as conn:
         batch = _Batch(conn, items, now, on_phase)
-        batch.run()
-        for it in items:
-            if it.status == "pending":  # every kind is handled above; this is a guard
-                raise RegistryError(f"internal: item {it.item_id} was not handled")
-            if it.status == "retry" and _gives_up(it, give_up_after, give_up_min_age_s):
-                age = "" if it.age_s is None else f" over {it.age_s / 3600:.1f} h"
-                it.reject(f"gave up after {it.receive_count} deliveries{age}: {it.reason}", MissingParentError)
-        if strict:
-            bad = next((it for it in items if it.status != "applied"), None)
-            if bad is not None:
-                raise bad.error(bad.reason)  # rolls the whole transaction back
-        _bookkeeping(conn, items, now, record_rejects=not strict)
+        try:
+            batch.run()
+            for it in items:
+                if it.status == "pending":  # every kind is handled above; this is a guard
+                    raise RegistryError(f"internal: item {it.item_id} was not handled")
+                if it.status == "retry" and _gives_up(it, give_up_after, give_up_min_age_s):
+                    age = "" if it.age_s is None else f" over {it.age_s / 3600:.1f} h"
+                    it.reject(
+                        f"gave up after {it.receive_count} deliveries{age}: {it.reason}", MissingParentError
+                    )
+            if strict:
+                bad = next((it for it in items if it.status != "applied"), None)
+                if bad is not None:
+                    raise bad.error(bad.reason)  # rolls the whole transaction back
+            _bookkeeping(batch, items, now, record_rejects=not strict)
+            batch.drain()  # every pipelined write done (its errors raised) before a trial ends or a commit
+        except BaseException:
+            batch.close()
+            raise
         if trial:
             raise _TrialDone
         batch.phase("before_commit")
@@ -824,6 +822,31 @@ def apply_batch(
     Raises RegistryUnavailableError (or another database error) when the batch could not be
     committed: then nothing of it was written.
     """
+    with _gc_paused():
+        return _apply_batch(registry, items, give_up_after, on_phase, give_up_min_age_s)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Automatic garbage collection off while a batch is applied (re-enabled after, if it was
+    on). A batch allocates tens of thousands of objects, none of them in reference cycles that
+    outlive it; the collector would otherwise scan the young ones dozens of times per batch."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _apply_batch(
+    registry: Any,
+    items: Sequence[BatchItem | tuple[str, Any]],
+    give_up_after: int | None,
+    on_phase: PhaseHook | None,
+    give_up_min_age_s: float | None,
+) -> BatchResult:
     raws = [i if isinstance(i, BatchItem) else BatchItem(*i) for i in items]
     parsed = [_to_item(i) for i in raws]
     for raw, it in zip(raws, parsed):
