@@ -221,3 +221,14 @@ def test_ingest_to_s3_uploads_nothing_when_a_file_is_not_fits(one_detector, buck
     assert result.exit_code == 1
     assert "notes.txt" in result.output and "not a FITS file" in result.output
     assert "Contents" not in bucket.list_objects_v2(Bucket="isrflow-data")
+
+
+def test_client_uploads_raws_like_the_cli(one_detector, bucket):
+    from isrflow import Client
+
+    night, _ = one_detector
+    raws = [r.path for r in night.raws][:2]
+    written = Client.upload_raws("s3://isrflow-data/py", raws, progress=False)
+    assert written == [f"s3://isrflow-data/py/raw/{p.rsplit('/', 1)[-1]}" for p in raws]
+    keys = sorted(o["Key"] for o in bucket.list_objects_v2(Bucket="isrflow-data")["Contents"])
+    assert keys == sorted(u.removeprefix("s3://isrflow-data/") for u in written)

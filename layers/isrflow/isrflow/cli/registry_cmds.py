@@ -47,14 +47,12 @@ _repo_option = click.option(
 def _upload_to_stack(destination: str, files, transfer: str, run: str | None, camera: str | None) -> None:
     """``ingest --repo s3://bucket[/prefix]``: upload under raw/, where the stack's ingest function
     registers each file (see :mod:`isrflow.raw_upload`)."""
-    from ..progress import Progress
-    from ..raw_upload import upload_raws
+    from ..client import Client
 
     if run or camera or transfer != "copy":
         raise click.UsageError("with --repo s3://... the stack's ingest function registers the uploads: "
                                "--run, --camera and --transfer do not apply")
-    with Progress("upload", len(files)) as bar:
-        written = upload_raws(destination, files, progress=lambda done, total: bar.set(done))
+    written = Client.upload_raws(destination, files)
     for uri in written:
         click.echo(f"uploaded {uri}")
     click.echo(f"uploaded {len(written)} raw file(s); the stack's ingest function registers each one "

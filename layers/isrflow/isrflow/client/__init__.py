@@ -88,6 +88,18 @@ class Client:
             return self.backend.ingest(files, transfer=transfer, run=run, camera=camera,
                                        progress=lambda done, total: bar.set(done))
 
+    @staticmethod
+    def upload_raws(destination: str, files: Sequence[str | Path], *, progress: bool = True) -> list[str]:
+        """PUT raw files under ``<destination>/raw/`` (``s3://bucket[/prefix]``), where a deployed
+        stack's ingest function registers each one (:func:`isrflow.raw_upload.upload_raws`); returns
+        the URIs written. Every file is checked (readable, FITS) before the first upload."""
+        from ..progress import Progress
+        from ..raw_upload import upload_raws
+
+        files = [str(f) for f in files]
+        with Progress("upload", len(files), enabled=progress) as bar:
+            return upload_raws(destination, files, progress=lambda done, total: bar.set(done))
+
     def datasets(self, where: str | None = None, type: str | None = None,
                  collections: Sequence[str] | str | None = None) -> list:
         """Datasets (DatasetRef; CertifiedRef in CALIBRATION collections) of a type in collections
