@@ -23,6 +23,7 @@ import logging
 
 from ..edge import add_count
 from ..errors import RejectedMessageError
+from ..local.queue import awaiting_consumer
 from ..messages import (
     CalibStepEvent,
     CalibSummary,
@@ -190,7 +191,9 @@ def summarize(event: CalibStepEvent, registry, sender: QueueSender, *, wait_time
         sender.send(records)
     sender.send([ExecutionCompleteMessage(execution_id=plan.execution_id, expected=sent,
                                           message_id=message_id(plan.execution_id, "complete", "complete"))])
-    status = registry.wait_applied(plan.execution_id, timeout=wait_timeout, poll_interval=0.1)
+    # locally the event source then delivers without a batching window and wakes ``sleep`` after each batch
+    with awaiting_consumer(sender, wait_timeout) as sleep:
+        status = registry.wait_applied(plan.execution_id, timeout=wait_timeout, poll_interval=0.1, sleep=sleep)
     if status.rejected:
         reasons = "; ".join(r.reason for r in registry.rejects(plan.execution_id)[:5])
         raise RejectedMessageError(f"the registry rejected {status.rejected} message(s) of {plan.execution_id}: {reasons}")

@@ -18,6 +18,13 @@ is applied within ``max_outage_backoff_s`` of the registry coming back. (On AWS 
 counts; what an outage longer than maxReceiveCount x 900 s dead-letters is brought back with
 ``isrflow registry redrive --aws``.)
 
+Not AWS behaviour either: while a caller waits for the consumer (:meth:`LocalQueue.waiting`,
+which the Summarize handlers enter after sending an execution's completion marker), the
+batching window closes as soon as the queue has nothing more visible, and the caller is woken
+after each batch that went through (no polling interval). The same messages are delivered,
+only earlier: the local runtime does not add up to a window of idle seconds to every
+execution that waits for the registry.
+
 ``retry_delay_s`` is not AWS behaviour: a number makes the poller itself set what stays to
 visible-after-that-many-seconds (unit tests and benchmarks of the handlers use 0 to skip the
 wait); None (the default, and what the local runtime uses) leaves visibility to the queue and
@@ -97,9 +104,22 @@ class QueuePoller:
             more = self.queue.receive(self.batch_size - len(batch))
             if more:
                 batch.extend(more)
+            elif self._has_waiters():  # someone waits for the writer: deliver what was sent before it began
+                batch.extend(self.queue.receive(self.batch_size - len(batch)))
+                break
             else:
                 self.sleep(min(0.02, max(0.0, deadline - self.clock())))
         return batch
+
+    def _notify_waiters(self) -> None:
+        """A batch went through: callers waiting for the consumer check again now."""
+        notify = getattr(self.queue, "notify_waiters", None)
+        if notify is not None:
+            notify()
+
+    def _has_waiters(self) -> bool:
+        has = getattr(self.queue, "has_waiters", None)
+        return bool(has()) if has is not None else False
 
     def poll_once(self) -> int:
         """Deliver one batch; returns how many messages were delivered (0 = queue empty)."""
@@ -127,6 +147,7 @@ class QueuePoller:
             return len(batch)
         self.queue.delete([m.receipt for m in batch if m.message_id not in failed])
         self._keep([m for m in batch if m.message_id in failed])
+        self._notify_waiters()
         return len(batch)
 
     def _failed_ids(self, batch: list[ReceivedMessage], response: Any) -> set[str] | None:

@@ -29,7 +29,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from multiprocessing.context import ForkServerContext, ForkServerProcess, SpawnContext, SpawnProcess
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .processes import die_with
 
@@ -169,16 +169,58 @@ def script_safe_context():
     return _ScriptSafeForkServerContext() if sys.platform.startswith("linux") else _ScriptSafeSpawnContext()
 
 
-class LambdaPool:
-    """Invoke local functions in worker processes (``processes=0``: in threads of this process)."""
+def preload_handlers(functions: Sequence[LocalFunction], modules: Sequence[str] = ()) -> None:
+    """Load the handler modules of ``functions`` into this process now (each imported with its
+    function's environment set, as at an invocation), then import ``modules`` (library modules
+    the handlers import lazily), so that a worker's first invocation of each function does not
+    pay for the imports (sqlalchemy, boto3, astropy: tenths of a second per function). A handler
+    or module that fails to load here is skipped; the invocation that needs it reports the error."""
+    _load_handlers(functions)
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # reported by the invocation that needs it
+            pass
 
-    def __init__(self, processes: int | None = None):
+
+def _load_handlers(functions: Sequence[LocalFunction]) -> None:
+    for fn in functions:
+        saved = {k: os.environ.get(k) for k in fn.environment}
+        os.environ.update(fn.environment)
+        try:
+            _handler(fn)
+        except Exception:  # reported by the invocation that needs it, as Runtime.ImportModuleError would be
+            pass
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+def _start_worker(owner_pid: int, preload: Sequence[LocalFunction], modules: Sequence[str]) -> None:
+    """A pool worker's initializer: die with the pool's owner, then load the handlers."""
+    die_with(owner_pid)
+    preload_handlers(preload, modules)
+
+
+class LambdaPool:
+    """Invoke local functions in worker processes (``processes=0``: in threads of this process).
+
+    ``preload``: functions whose handler modules every worker loads when it starts (the pool's
+    start-up, once per runtime), instead of at its first invocation of each; ``modules``: library
+    modules it imports then too (:func:`preload_handlers`)."""
+
+    def __init__(self, processes: int | None = None, preload: Sequence[LocalFunction] = (),
+                 modules: Sequence[str] = ()):
         self.processes = (os.cpu_count() or 1) if processes is None else processes
         if self.processes > 0:
             ctx = script_safe_context()
             # workers end with the process that owns the pool, even after a kill -9 of it (no orphans)
             self._pool: ProcessPoolExecutor | ThreadPoolExecutor = ProcessPoolExecutor(
-                self.processes, mp_context=ctx, initializer=die_with, initargs=(os.getpid(),))
+                self.processes, mp_context=ctx, initializer=_start_worker,
+                initargs=(os.getpid(), tuple(preload), tuple(modules)))
         else:
             self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lambda")
         self.invocations = 0

@@ -8,18 +8,26 @@ parent is later in a shuffled backlog is retried after that parent, not before i
 acknowledged message survives a crash of the process. Any number of processes may use the
 same file; SQLite's write lock serialises receives, so one message is never in flight twice.
 
+Local only, not SQS: a caller that waits until the consumer has processed what it sent marks
+itself in the same file (:meth:`LocalQueue.waiting`); the local event source then closes its
+batching window early and wakes it after each batch (:class:`Waiter`), see
+:mod:`.event_source`.
+
 Times come from an injectable clock (seconds, ``time.time`` by default).
 """
 
 from __future__ import annotations
 
+import socket
 import sqlite3
+import sys
 import threading
 import time
 import uuid
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, ContextManager, Iterable, Iterator
 
 from .processes import ProcessIdentity
 
@@ -37,6 +45,12 @@ CREATE TABLE IF NOT EXISTS message (
 );
 CREATE INDEX IF NOT EXISTS message_ready ON message (queue, visible_at, seq);
 CREATE INDEX IF NOT EXISTS message_receipt ON message (receipt);
+CREATE TABLE IF NOT EXISTS waiter (
+    id TEXT PRIMARY KEY,
+    queue TEXT NOT NULL,
+    until REAL NOT NULL,
+    address TEXT
+);
 """
 
 
@@ -279,6 +293,44 @@ class LocalQueue:
             raise
         return n
 
+    # --- waiters (local only) ------------------------------------------------------------------
+
+    @contextmanager
+    def waiting(self, seconds: float) -> Iterator["Waiter"]:
+        """Mark, for ``seconds`` at most (of the queue's clock), that a caller waits until the
+        consumer has processed what it sent: :class:`~.event_source.QueuePoller` then closes its
+        batching window as soon as nothing more is visible instead of holding the batch for the
+        whole window, and wakes the caller (:meth:`Waiter.sleep`) after each batch it delivered.
+        Not an SQS feature: only the local event source reads it, and it changes when batches
+        are delivered, never what is delivered. A waiter killed before it clears its mark stops
+        counting ``seconds`` after it began."""
+        waiter = Waiter()
+        token = uuid.uuid4().hex
+        conn = self._connect()
+        try:
+            conn.execute("INSERT INTO waiter (id, queue, until, address) VALUES (?, ?, ?, ?)",
+                         (token, self.name, self.clock() + seconds, waiter.address))
+            yield waiter
+        finally:
+            try:
+                conn.execute("DELETE FROM waiter WHERE id = ?", (token,))
+            finally:
+                waiter.close()
+
+    def has_waiters(self) -> bool:
+        """Whether some caller is inside :meth:`waiting` for this queue now."""
+        row = self._connect().execute("SELECT 1 FROM waiter WHERE queue = ? AND until > ? LIMIT 1",
+                                      (self.name, self.clock())).fetchone()
+        return row is not None
+
+    def notify_waiters(self) -> int:
+        """Wake every caller inside :meth:`waiting` for this queue (the consumer has processed a
+        batch); returns how many were signalled. A waiter that is gone is skipped."""
+        rows = self._connect().execute(
+            "SELECT address FROM waiter WHERE queue = ? AND until > ? AND address IS NOT NULL",
+            (self.name, self.clock())).fetchall()
+        return sum(_signal(address) for (address,) in rows)
+
     # --- inspection ------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
@@ -302,3 +354,77 @@ def parse_local_url(url: str) -> tuple[Path, str]:
     rest = url[len("sqlite://"):]
     path, _, name = rest.partition("#")
     return Path(path), name or "registry"
+
+
+def awaiting_consumer(sender: Any, seconds: float) -> ContextManager[Callable[[float], None]]:
+    """``with awaiting_consumer(sender, seconds) as sleep:`` around a wait for what ``sender``
+    sent to be processed, ``sleep(s)`` being the wait between two checks: when the sender writes
+    to a local queue (it has a ``queue`` that is a :class:`LocalQueue`), :meth:`LocalQueue.waiting`
+    and its :meth:`Waiter.sleep`, which the local event source ends after each batch; otherwise
+    (SQS has no such signal) ``time.sleep``."""
+    queue = getattr(sender, "queue", None)
+    if not isinstance(queue, LocalQueue):
+        return nullcontext(time.sleep)
+    return _waiting_sleep(queue, seconds)
+
+
+@contextmanager
+def _waiting_sleep(queue: LocalQueue, seconds: float) -> Iterator[Callable[[float], None]]:
+    with queue.waiting(seconds) as waiter:
+        yield waiter.sleep
+
+
+class Waiter:
+    """The waiting side of :meth:`LocalQueue.waiting`: :meth:`sleep` returns when the consumer
+    signals (a datagram on a Linux abstract Unix socket, no file) or after the given seconds,
+    whichever is first. Where abstract sockets do not exist, it is a plain ``time.sleep``."""
+
+    def __init__(self) -> None:
+        self.address: str | None = None
+        self._sock: socket.socket | None = None
+        if sys.platform.startswith("linux"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            name = f"isrflow-waiter-{uuid.uuid4().hex}"
+            try:
+                sock.bind("\0" + name)
+            except OSError:
+                sock.close()
+            else:
+                self._sock, self.address = sock, name
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` (s) for a signal; True if one came (signals sent before the call
+        count, and all of them are consumed), False after the full wait."""
+        if self._sock is None:
+            time.sleep(seconds)
+            return False
+        self._sock.settimeout(seconds if seconds > 0 else 0.0)
+        try:
+            self._sock.recv(16)
+        except (BlockingIOError, TimeoutError, socket.timeout):
+            return False
+        self._sock.setblocking(False)  # several batches may have signalled: one wake-up is enough
+        try:
+            while self._sock.recv(16):
+                pass
+        except OSError:  # BlockingIOError: nothing more buffered
+            pass
+        return True
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def _signal(address: str) -> bool:
+    """Send a wake-up datagram to a waiter's abstract socket; False if it is gone or full."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.sendto(b"1", "\0" + address)
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()

@@ -40,6 +40,10 @@ from .template import LocalApp, load_app
 #: The project root (template.yaml, functions/, statemachines/).
 PROJECT_ROOT = Path(__file__).resolve().parents[4]
 QUEUE_FILE = "queue.sqlite3"
+#: Library modules the handlers import lazily (short cold starts on Lambda: the science stack is
+#: loaded by the invocations that use it). A local pool worker is a warm Lambda of every function,
+#: so it imports them when it starts instead of inside an execution's first ISR invocation.
+WARM_IMPORTS = ("isrflow.isr.pipeline", "isrflow.rawio", "isrflow.exposure_io", "isrflow.calib_cache")
 #: The calibration cache's disk tier of the local pool, under the repository (:mod:`isrflow.calib_cache`).
 CALIB_CACHE_DIR = "cache/calibs"
 
@@ -113,7 +117,12 @@ class LocalRuntime:
                 environment=environment, timeout_s=float(spec.timeout_s), memory_mb=spec.memory_mb)
         self.bucket_names = {b.name for b in self.app.buckets.values()}
         self.throttles = ConcurrencyGate({spec.name: spec.reserved_concurrency for spec in self.app.functions.values()})
-        self.pool = LambdaPool(processes) if containers is None else containers.lambdas(self.app)
+        # every worker loads the handlers the state machines invoke when it starts, not at its first call
+        # (the registry writer runs in this process, behind the event source)
+        writer_name = self.app.functions[self._writer_mapping().function].name
+        preload = [fn for name, fn in self.functions.items() if name != writer_name]
+        self.pool = (LambdaPool(processes, preload=preload, modules=WARM_IMPORTS) if containers is None
+                     else containers.lambdas(self.app))
         integrations = _PoolIntegrations(self)
         self.tasks = LocalTasks(self.app, env, self.repo / "logs" / "tasks")
         integrations.register_service(ECS_RUN_TASK_SYNC, self.tasks.run_task_sync)

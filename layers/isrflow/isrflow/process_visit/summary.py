@@ -6,6 +6,7 @@ import json
 
 from ..edge import add_count
 from ..errors import IsrflowError
+from ..local.queue import awaiting_consumer
 from ..messages import (
     Cluster,
     ExecutionCompleteMessage,
@@ -128,7 +129,10 @@ def summarize(event: SummarizeEvent, registry, sender: QueueSender, *,
     if records:
         sender.send(records)
     sender.send([marker])
-    status = registry.wait_applied(plan.execution_id, timeout=wait_timeout, poll_interval=0.1)
+    # locally the event source then delivers without a batching window and wakes ``sleep`` after each batch
+    with awaiting_consumer(sender, wait_timeout) as sleep:
+        status = registry.wait_applied(plan.execution_id, timeout=wait_timeout, poll_interval=0.1,
+                                       sleep=sleep)
     if status.rejected:
         raise _rejected_error(registry, plan.execution_id, status.rejected)
     failures = [r for r in ordered if r.status == "failed"]
