@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint test-containers pin-base-images venv bench clean tools npm-tools
+.PHONY: demo test unit lint test-containers pin-base-images venv bench clean tools npm-tools
 
 # Deployment and lint tools for the static template tests (tests/static). aws-sam-cli and awscli
 # pin their own boto3/click, so they get a venv of their own; bumping a version reinstalls it.
@@ -61,6 +61,10 @@ demo: $(STAMP)
 ## when absent, builds the stand-in Lambda base and the images, and runs every function in its container.
 test: $(STAMP) $(TOOLS_STAMP) $(CHECKOV_STAMP) $(NPM_STAMP)
 	$(BIN)/pytest
+
+## The fast loop while editing: everything but the container, full-size and PostgreSQL tests.
+unit: $(STAMP)
+	$(BIN)/pytest -m "not fullsize and not postgres" --ignore=tests/containers -x
 
 ## The template's linters: cfn-lint, and checkov against checkov-baseline.yaml (accepted findings,
 ## each with its reason). `make test` runs both too (tests/static).

@@ -53,3 +53,24 @@ def assert_registry_intact(registry) -> None:
 
     report = verify_registry(registry, scan=False)
     assert report.ok(), "registry verify: " + "; ".join(p.line() for p in report.problems[:5])
+
+
+#: Fixtures that need the PostgreSQL test server (directly or through ``backend[postgresql]``).
+POSTGRES_FIXTURES = frozenset({"pg_admin", "pg_schema_url"})
+
+
+def needs_postgres(item: pytest.Item) -> bool:
+    """Whether a collected test needs the PostgreSQL server: it uses a PostgreSQL fixture or is
+    the ``postgresql`` case of a backend-parametrized test."""
+    if POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "postgresql" in callspec.params.values()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The ``postgres`` marker on every test that needs the server, so ``-m "not postgres"`` (``make
+    unit``) leaves them out; such tests skip with a message without a server, and fail in CI."""
+    for item in items:
+        if item.get_closest_marker("postgres") is None and needs_postgres(item):
+            item.add_marker(pytest.mark.postgres)
