@@ -284,13 +284,42 @@ def combine_stack(values: np.ndarray, variances: np.ndarray | None = None, stati
                   clip: float = 3.0, iterations: int = 3, threads: int = 1,
                   out: CombineOutput | None = None, chunk: int | None = None,
                   workspace: Workspace | None = None) -> CombineOutput:
-    """Combine an ``(N, P)`` float32 stack (NaN = unusable) into per-pixel value, variance and n_used.
+    """Combine a stack of ``N`` frames pixel by pixel (the core of every master calibration).
 
-    ``variances`` (same shape, float32) are the inputs' variance planes, or None to use the
-    scatter of the values. ``out`` may hold preallocated outputs of length ``P``; ``chunk``
-    caps the pixels per chunk (the working memory, see :func:`routing.scratch_bytes`);
-    ``workspace`` (for stacks of this depth) supplies buffers and threads, and then decides
-    the chunk size and the number of threads.
+    Parameters
+    ----------
+    values : numpy.ndarray
+        ``(N, P)`` float32: ``N`` inputs of ``P`` pixels each (any unit, e.g. e- or e-/s); NaN marks
+        an unusable value (masked, saturated, off the detector).
+    variances : numpy.ndarray, optional
+        ``(N, P)`` float32 variance planes of the inputs (unit of ``values`` squared); None: the
+        output variance comes from the scatter of the values.
+    statistic : {"median", "mean", "meanclip"}
+        Per-pixel estimator (see the module docstring for the exact semantics).
+    clip : float
+        Clipping threshold of ``meanclip``, in standard deviations (> 0).
+    iterations : int
+        Clipping passes of ``meanclip`` (>= 1).
+    threads : int
+        Worker threads over chunks of pixels.
+    out : CombineOutput, optional
+        Preallocated outputs of length ``P`` to fill.
+    chunk : int, optional
+        Most pixels per chunk (bounds the working memory, see :func:`routing.scratch_bytes`).
+    workspace : Workspace, optional
+        Buffers and threads for stacks of this depth; it then decides chunk size and threads.
+
+    Returns
+    -------
+    CombineOutput
+        Per pixel: the combined value (float32, NaN where no input was usable), its variance
+        (float32) and the number of inputs used (int16).
+
+    Raises
+    ------
+    ValueError
+        An unknown statistic, arrays of the wrong dtype or shape, ``clip <= 0``,
+        ``iterations < 1`` or an empty stack.
     """
     if statistic not in STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r}; use one of {', '.join(STATISTICS)}")

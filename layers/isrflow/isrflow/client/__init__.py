@@ -46,7 +46,18 @@ class RerunPlan:
 
 
 class Client:
-    """Ingest, query, run and inspect, locally or on AWS (see the module docstring)."""
+    """Ingest, query, run and inspect, locally or on AWS, with the same methods.
+
+    Create one with :meth:`Client.local` (a repository directory on this machine: SQLite or
+    PostgreSQL registry, file datastore, the embedded runtime) or :meth:`Client.aws` (a deployed
+    stack). Safe in notebooks and in scripts without an ``if __name__ == "__main__"`` guard.
+
+    Examples
+    --------
+    >>> client = Client.local("demo-repo")  # doctest: +SKIP
+    >>> run = client.process_visit("instrument = 'HSC' AND exposure = 904030", "u/me/run1")  # doctest: +SKIP
+    >>> run.wait().detectors()  # doctest: +SKIP
+    """
 
     def __init__(self, backend):
         self.backend = backend

@@ -54,8 +54,23 @@ class CosmicRayConfig(_Section):
 
 
 class IsrConfig(_Section):
-    """Every step, in execution order. A step whose calibration is not supplied is skipped and
-    recorded as not applied."""
+    """The ISR configuration of :func:`isrflow.isr.run_isr`: every step, in execution order.
+
+    A step whose calibration is not supplied is skipped and recorded as not applied. Built from
+    keyword arguments or a mapping (pydantic validation: an unknown key or a bad value raises
+    with the field named), e.g. ``IsrConfig(dark=False, edge_width=4)``.
+
+    Attributes
+    ----------
+    saturation, overscan, linearity, crosstalk, cosmic_rays : sections
+        Each with ``enabled`` and its own parameters (levels in ADU or e- as each section says).
+    gain, variance, bias, dark, flat, defects, nan_masking, interpolate : bool
+        Whether each step runs (when its calibration or input is there).
+    edge_width : int
+        Pixels masked as EDGE at the detector border (>= 0).
+    interpolate_planes : list of str
+        Mask planes whose pixels are interpolated over (default BAD and SAT).
+    """
 
     saturation: SaturationConfig = SaturationConfig()
     overscan: OverscanConfig = OverscanConfig()

@@ -246,10 +246,37 @@ def _check(label: str, item: CalibrationInput, kind: str, raw: RawDetector, shap
 
 def run_isr(raw: RawDetector, calibs: "Calibrations | PendingCalibrations | None" = None,
             config: IsrConfig | None = None) -> Exposure:
-    """Instrument signature removal of one raw detector -> postISRCCD exposure (e-, e-^2).
+    """Instrument signature removal of one raw detector: the postISRCCD exposure.
 
-    ``calibs`` may be :class:`PendingCalibrations` (:func:`load_calibrations_async`), resolved after the
-    overscan/assembly stage and checked before any calibration is applied.
+    Steps run in the order of :data:`STEP_NAMES` (saturation, overscan, linearity, crosstalk,
+    assembly, gain, variance, bias, dark, flat, defects, NaN masking, edges, cosmic rays,
+    interpolation); a step whose calibration is not supplied, or that ``config`` turns off, is
+    skipped and recorded as not applied in the exposure's metadata.
+
+    Parameters
+    ----------
+    raw : RawDetector
+        One detector's raw amplifiers (ADU) and its camera geometry (:func:`isrflow.rawio.read_raw`).
+    calibs : Calibrations or PendingCalibrations, optional
+        Master bias (e-), dark (e-/s), flat (normalised, unitless) and defects of this detector.
+        :class:`PendingCalibrations` (:func:`load_calibrations_async`) are resolved after the
+        overscan/assembly stage. Each is checked against the raw (detector, shape, filter for the
+        flat) before it is applied.
+    config : IsrConfig, optional
+        Which steps run and their parameters (default: every step on, the reference defaults).
+
+    Returns
+    -------
+    Exposure
+        IMAGE in electrons (float32), VARIANCE in e-^2 (float32), MASK bit planes (int32,
+        :mod:`isrflow.formats`), with the steps applied and the overscan statistics in its metadata.
+
+    Raises
+    ------
+    CalibrationMismatchError
+        A calibration is for another detector, shape or filter.
+    CalibrationError
+        A calibration's pixels are unusable (e.g. a NaN bias or a zero flat).
     """
     config = config or IsrConfig()
     cam, amps = raw.camera, raw.amplifiers
