@@ -26,23 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "reliability")]
 
 
-class _Env:
-    """The bits of pytest's monkeypatch that :func:`queue_backlog.writer_setup` uses."""
-
-    def setenv(self, key: str, value: str) -> None:
-        import os
-
-        os.environ[key] = value
-
-    def delenv(self, key: str, raising: bool = True) -> None:
-        import os
-
-        os.environ.pop(key, None)
-
-    def setattr(self, obj, name: str, value) -> None:
-        setattr(obj, name, value)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--exposures", type=int, default=5000)
@@ -58,6 +41,7 @@ def main() -> None:
         RAW_RUN,
         T0,
         Clock,
+        ProcessEnv,
         backlog,
         instrument,
         poller_for,
@@ -75,7 +59,7 @@ def main() -> None:
         os.environ["ISRFLOW_REGISTRY_URL"] = url
         os.environ.pop("ISRFLOW_REGISTRY_SECRET_ARN", None)
         clock = Clock()
-        queue = writer_setup(tmp, _Env(), clock)
+        queue = writer_setup(tmp, ProcessEnv(), clock)
         bodies = backlog(args.exposures, 10, args.seed)
         queue.send(bodies)
         poller = poller_for(queue, clock, writer_app.lambda_handler, batch_s=args.batch_s, batch_size=args.batch)

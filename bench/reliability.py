@@ -60,7 +60,17 @@ def kill9_figures(tmp: Path, kills: int) -> dict:
 
 
 def outage_figures(tmp: Path, hours: float) -> dict:
-    from queue_backlog import RAW_RUN, T0, Clock, backlog, instrument, poller_for, run_until_empty, writer_setup
+    from queue_backlog import (
+        RAW_RUN,
+        T0,
+        Clock,
+        ProcessEnv,
+        backlog,
+        instrument,
+        poller_for,
+        run_until_empty,
+        writer_setup,
+    )
 
     from functions.registry_writer import app as writer_app
     from isrflow.errors import RegistryUnavailableError
@@ -72,7 +82,7 @@ def outage_figures(tmp: Path, hours: float) -> dict:
     os.environ["ISRFLOW_REGISTRY_URL"] = url
     os.environ.pop("ISRFLOW_REGISTRY_SECRET_ARN", None)
     clock = Clock()
-    queue = writer_setup(tmp, _Env(), clock)
+    queue = writer_setup(tmp, ProcessEnv(), clock)
     outage_end = T0 + hours * 3600.0
     bodies = backlog(exposures=20, detectors=10, seed=3)
 
@@ -96,19 +106,6 @@ def backlog_figures(exposures: int) -> dict:
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "backlog.py"), "--exposures", str(exposures),
                            "--batch", "1000"], capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-class _Env:
-    """The bits of pytest's monkeypatch that :func:`queue_backlog.writer_setup` uses."""
-
-    def setenv(self, key: str, value: str) -> None:
-        os.environ[key] = value
-
-    def delenv(self, key: str, raising: bool = True) -> None:
-        os.environ.pop(key, None)
-
-    def setattr(self, obj, name: str, value) -> None:
-        setattr(obj, name, value)
 
 
 def main() -> None:

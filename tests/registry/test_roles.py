@@ -74,12 +74,9 @@ def test_the_writer_applies_batches_and_the_reader_only_reads(backend, registry,
 
 
 @ON_POSTGRES
-def test_the_writer_role_can_apply_a_batch_by_its_bulk_path(backend, registry, role_names, monkeypatch):
+def test_the_writer_role_can_apply_a_batch_by_its_bulk_path(backend, registry, role_names):
     """Row sets go in as one array-valued INSERT ... SELECT FROM unnest(...) per table (registry/copy_pg.py):
     the writer role's INSERT/UPDATE/SELECT privileges are enough for it."""
-    import isrflow.registry.writer as writer_module
-
-    monkeypatch.setattr(writer_module, "COPY_THRESHOLD", 1)
     _set_up(registry, role_names)
     msgs, _, _, out = good_batch()
     result = apply_batch(_open_as(backend, role_names["writer"]), items(msgs))

@@ -7,6 +7,7 @@ writer batch "takes" ``batch_s`` seconds, and to the next visible message when n
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -60,6 +61,20 @@ def backlog(exposures: int, detectors: int, seed: int) -> list[str]:
     bodies = [dump_message(m) for m in msgs]
     random.Random(seed).shuffle(bodies)
     return bodies
+
+
+class ProcessEnv:
+    """The bits of pytest's ``monkeypatch`` that :func:`writer_setup` uses, applied for the rest
+    of the process (for the benchmarks, which run outside pytest)."""
+
+    def setenv(self, key: str, value: str) -> None:
+        os.environ[key] = value
+
+    def delenv(self, key: str, raising: bool = True) -> None:
+        os.environ.pop(key, None)
+
+    def setattr(self, obj: Any, name: str, value: Any) -> None:
+        setattr(obj, name, value)
 
 
 def writer_setup(tmp_path: Path, monkeypatch: Any, clock: Clock, *, give_up_after: int = 4) -> LocalQueue:

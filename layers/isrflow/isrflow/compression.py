@@ -10,7 +10,8 @@ time by the CLI, the local runtime and the Lambda/Fargate handlers alike):
 
 Quantized floats (:mod:`isrflow.tiled` has the encoding): per tile of ``TILE_ROWS`` rows the
 step is ``sigma / q``, ``sigma`` the tile's noise, with subtractive dither
-(``SUBTRACTIVE_DITHER_2``: exact zeros stay zeros, NaN stays NaN) seeded with the fixed
+(``SUBTRACTIVE_DITHER_1``: NaN stays NaN; zeros are quantized like any value, see
+:mod:`isrflow.tiled` for why not ``SUBTRACTIVE_DITHER_2``) seeded with the fixed
 ``DITHER_SEED``, so the same pixels always give the same bytes (a retried worker writes the
 same sha256). The error is uniform, unbiased and independent of the signal, of variance
 ``step^2 / 12 = sigma^2 / (12 q^2)``:

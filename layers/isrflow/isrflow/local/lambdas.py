@@ -97,23 +97,31 @@ def _handler(fn: LocalFunction):
     return handler
 
 
-def invoke_here(fn: LocalFunction, event: Any) -> tuple[str, Any]:
-    """Run one invocation in this process: ("ok", result) or ("error", (name, message, trace))."""
+@contextmanager
+def _function_environment(fn: LocalFunction):
+    """``fn``'s environment variables set in this process, the previous values restored after."""
     saved = {k: os.environ.get(k) for k in fn.environment}
     os.environ.update(fn.environment)
     try:
-        result = _handler(fn)(event, LambdaContext(fn, time.time() + fn.timeout_s))
-        return "ok", result
-    except LambdaError as exc:
-        return "error", (exc.error, exc.message, exc.trace)
-    except Exception as exc:  # the Lambda service reports the class name and message
-        return "error", (type(exc).__name__, str(exc), traceback.format_exception(exc)[-8:])
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def invoke_here(fn: LocalFunction, event: Any) -> tuple[str, Any]:
+    """Run one invocation in this process: ("ok", result) or ("error", (name, message, trace))."""
+    with _function_environment(fn):
+        try:
+            result = _handler(fn)(event, LambdaContext(fn, time.time() + fn.timeout_s))
+            return "ok", result
+        except LambdaError as exc:
+            return "error", (exc.error, exc.message, exc.trace)
+        except Exception as exc:  # the Lambda service reports the class name and message
+            return "error", (type(exc).__name__, str(exc), traceback.format_exception(exc)[-8:])
 
 
 def invoke_here_timed(fn: LocalFunction, event: Any) -> tuple[str, Any, float]:
@@ -185,18 +193,11 @@ def preload_handlers(functions: Sequence[LocalFunction], modules: Sequence[str] 
 
 def _load_handlers(functions: Sequence[LocalFunction]) -> None:
     for fn in functions:
-        saved = {k: os.environ.get(k) for k in fn.environment}
-        os.environ.update(fn.environment)
-        try:
-            _handler(fn)
-        except Exception:  # reported by the invocation that needs it, as Runtime.ImportModuleError would be
-            pass
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        with _function_environment(fn):
+            try:
+                _handler(fn)
+            except Exception:  # reported by the invocation that needs it, as Runtime.ImportModuleError would be
+                pass
 
 
 def _start_worker(owner_pid: int, preload: Sequence[LocalFunction], modules: Sequence[str]) -> None:

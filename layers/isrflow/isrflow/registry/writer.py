@@ -227,11 +227,6 @@ def _select_in(conn: Connection, columns: Sequence[Any], key: Any, values: Itera
     return rows
 
 
-#: Row counts from which PostgreSQL inserts go as one statement with one array parameter per
-#: column (:func:`.copy_pg.insert_rows`); smaller sets (none, at 1) use ``executemany``.
-COPY_THRESHOLD = 1
-
-
 def _insert(
     conn: Connection,
     table: sa.Table,
@@ -247,13 +242,11 @@ def _insert(
     """
     if not rows:
         return
-    if is_postgres(conn) and len(rows) >= COPY_THRESHOLD:
+    if is_postgres(conn):
         copy_pg.insert_rows(conn, table, rows, conflict, update)
         return
-    if is_postgres(conn):
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    from sqlalchemy.dialects.sqlite import insert
+
     stmt = insert(table)
     if update:
         stmt = stmt.on_conflict_do_update(
@@ -323,7 +316,7 @@ class _Batch:
         """:func:`_insert`, pipelined on PostgreSQL."""
         if not rows:
             return
-        if self.sender is not None and len(rows) >= COPY_THRESHOLD:
+        if self.sender is not None:
             self.sender.send(*copy_pg.insert_statement(table, rows, conflict, update))
         else:
             _insert(self.conn, table, rows, conflict, update)
