@@ -36,7 +36,6 @@ def main() -> None:
 
     import os
 
-    from isrflow.registry import Registry
     from queue_backlog import (
         RAW_RUN,
         T0,
@@ -50,6 +49,7 @@ def main() -> None:
     )
 
     from functions.registry_writer import app as writer_app
+    from isrflow.registry import Registry
 
     tmp = Path(tempfile.mkdtemp(prefix="isrflow-backlog-"))
     try:
@@ -62,18 +62,31 @@ def main() -> None:
         queue = writer_setup(tmp, ProcessEnv(), clock)
         bodies = backlog(args.exposures, 10, args.seed)
         queue.send(bodies)
-        poller = poller_for(queue, clock, writer_app.lambda_handler, batch_s=args.batch_s, batch_size=args.batch)
+        poller = poller_for(
+            queue, clock, writer_app.lambda_handler, batch_s=args.batch_s, batch_size=args.batch
+        )
         start = time.perf_counter()
         run_until_empty(queue, poller, clock)
         wall = time.perf_counter() - start
         raws = len(registry.query_datasets("raw", [RAW_RUN]))
         rejected = len(registry.rejects())
         dead = queue.counts()["dead_letter"]
-        print(json.dumps({"messages": len(bodies), "raws_expected": args.exposures * 10, "raws_applied": raws,
-                          "rejected": rejected, "dead_lettered": dead,
-                          "lost": args.exposures * 10 - raws + dead, "batches": poller.batches,
-                          "simulated_s": round(clock() - T0, 1), "wall_s": round(wall, 1),
-                          "messages_per_s": round(len(bodies) / wall)}))
+        print(
+            json.dumps(
+                {
+                    "messages": len(bodies),
+                    "raws_expected": args.exposures * 10,
+                    "raws_applied": raws,
+                    "rejected": rejected,
+                    "dead_lettered": dead,
+                    "lost": args.exposures * 10 - raws + dead,
+                    "batches": poller.batches,
+                    "simulated_s": round(clock() - T0, 1),
+                    "wall_s": round(wall, 1),
+                    "messages_per_s": round(len(bodies) / wall),
+                }
+            )
+        )
         registry.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -67,15 +67,26 @@ def _run_pass(name: str, env: dict, plan_handler, isr_handler, instrument: str) 
     from isrflow.storage import storage_for
 
     os.environ.update(env)
-    spec = {"where": f"instrument = '{instrument}'", "input_collections": [f"{instrument}/raw/all"],
-            "calib_collection": f"{instrument}/calib", "output_run": f"{instrument}/runs/{name}", "cluster_size": 1}
+    spec = {
+        "where": f"instrument = '{instrument}'",
+        "input_collections": [f"{instrument}/raw/all"],
+        "calib_collection": f"{instrument}/calib",
+        "output_run": f"{instrument}/runs/{name}",
+        "cluster_size": 1,
+    }
     plan = plan_handler({"input": spec, "execution_id": f"bench-{name}"})
     clusters = json.loads(storage_for(plan["manifest_uri"]).read_bytes(plan["manifest_uri"]))
     results = []
     for cluster in clusters:
-        isr_handler({"cluster": cluster, "execution_id": plan["execution_id"],
-                     "results_prefix": plan["results_prefix"], "output_run": plan["output_run"],
-                     "isr_config": plan["isr_config"]})
+        isr_handler(
+            {
+                "cluster": cluster,
+                "execution_id": plan["execution_id"],
+                "results_prefix": plan["results_prefix"],
+                "output_run": plan["output_run"],
+                "isr_config": plan["isr_config"],
+            }
+        )
         for q in cluster["quanta"]:
             uri = layout.result_uri(plan["results_prefix"], q["instrument"], q["exposure"], q["detector"])
             results.append(QuantumResult.model_validate_json(storage_for(uri).read_bytes(uri)))
@@ -96,9 +107,11 @@ def _figures(results: list) -> dict:
         "raw_mb_read_per_detector": round(sum(x.raw_bytes for x in reads) / n / mb, 2),
         "calib_mb_read_per_detector": round(sum(x.calib_bytes for x in reads) / n / mb, 2),
         "output_mb_written_per_detector": round(sum(r.output_size or 0 for r in results) / n / mb, 2),
-        "calib_lookups": {"memory": sum(x.calib_memory_hits for x in reads),
-                          "disk": sum(x.calib_disk_hits for x in reads),
-                          "datastore": sum(x.calib_misses for x in reads)},
+        "calib_lookups": {
+            "memory": sum(x.calib_memory_hits for x in reads),
+            "disk": sum(x.calib_disk_hits for x in reads),
+            "datastore": sum(x.calib_misses for x in reads),
+        },
         "isr_s_per_detector_median": round(statistics.median(seconds), 3),
         "isr_s_per_detector_mean": round(statistics.fmean(seconds), 3),
     }
@@ -127,10 +140,13 @@ def main(argv=None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="isrflow-bench-cache-"))
     atexit.register(shutil.rmtree, work, True)  # leave no frames behind
     detectors = [int(d) for d in args.detectors.split(",")]
-    request = (SimulationRequest(camera="generic", small=True, detectors=[0, 1], science=args.exposures,
-                                 out=work / "sim")
-               if args.quick else
-               SimulationRequest(camera="hsc", detectors=detectors, science=args.exposures, out=work / "sim"))
+    request = (
+        SimulationRequest(
+            camera="generic", small=True, detectors=[0, 1], science=args.exposures, out=work / "sim"
+        )
+        if args.quick
+        else SimulationRequest(camera="hsc", detectors=detectors, science=args.exposures, out=work / "sim")
+    )
     night = simulate(request)
     registry = create_repo(work / "repo")
     assert ingest(registry, [r.path for r in night.raws]).ok
@@ -139,36 +155,62 @@ def main(argv=None) -> dict:
     registry.register_collection(f"{night.instrument}/calib", "CALIBRATION")
     registry.certify([r.id for r in refs], f"{night.instrument}/calib", None, None)
     queue = LocalQueue(work / "repo" / "queue.sqlite3", "registry")
-    base = {ENV_DATASTORE_ROOT: str(registry.datastore_root), ENV_REGISTRY_QUEUE_URL: queue.url,
-            ENV_REGISTRY_URL: registry.url}
+    base = {
+        ENV_DATASTORE_ROOT: str(registry.datastore_root),
+        ENV_REGISTRY_QUEUE_URL: queue.url,
+        ENV_REGISTRY_URL: registry.url,
+    }
     isr = load_template(ROOT / "template.yaml")["Resources"]["IsrFunction"]["Properties"]
     isr_env = isr["Environment"]["Variables"]
     memory_bytes = int(isr_env[calib_cache.ENV_MEMORY_BYTES])
     disk_bytes = int(isr_env[calib_cache.ENV_CACHE_BYTES])
     cache_dir = str(work / "tmp-cache")  # stands for the Lambda's /tmp
-    cached = {calib_cache.ENV_CACHE_DIR: cache_dir, calib_cache.ENV_CACHE_BYTES: str(disk_bytes),
-              calib_cache.ENV_MEMORY_BYTES: str(memory_bytes)}
-    unset = {calib_cache.ENV_CACHE_DIR: "", calib_cache.ENV_CACHE_BYTES: "0", calib_cache.ENV_MEMORY_BYTES: "0"}
+    cached = {
+        calib_cache.ENV_CACHE_DIR: cache_dir,
+        calib_cache.ENV_CACHE_BYTES: str(disk_bytes),
+        calib_cache.ENV_MEMORY_BYTES: str(memory_bytes),
+    }
+    unset = {
+        calib_cache.ENV_CACHE_DIR: "",
+        calib_cache.ENV_CACHE_BYTES: "0",
+        calib_cache.ENV_MEMORY_BYTES: "0",
+    }
     setup_s = time.perf_counter() - started
 
     _run_pass("warmup", base | unset, plan_handler, isr_handler, night.instrument)  # imports, page cache
+
     def scenario(name: str, env: dict) -> dict:
         return _figures(_run_pass(name, base | env, plan_handler, isr_handler, night.instrument))
 
-    scenarios = {"no_cache": scenario("no_cache", unset), "cold": scenario("cold", cached),
-                 "warm": scenario("warm", cached)}
+    scenarios = {
+        "no_cache": scenario("no_cache", unset),
+        "cold": scenario("cold", cached),
+        "warm": scenario("warm", cached),
+    }
     calib_cache._CACHE = None  # a new process: the disk copies stay, the memory tier is gone
     scenarios["warm_disk"] = scenario("warm_disk", cached | {calib_cache.ENV_MEMORY_BYTES: "0"})
     first = min(r.data_id["detector"] for r in refs)
     calib_mb = {r.dataset_type: round(r.size / 1e6, 2) for r in refs if r.data_id["detector"] == first}
     result = {
-        "camera": night.instrument, "detectors": detectors if not args.quick else [0, 1],
-        "exposures_per_detector": args.exposures, "calibration_planes": "IMAGE" if args.image_only else
-        "IMAGE+MASK+VARIANCE", "calibration_file_mb": calib_mb,
-        "cache_budgets_bytes": {"memory": memory_bytes, "disk": disk_bytes, "from": "template.yaml IsrFunction"},
-        "cpu_count": os.cpu_count(), "setup_s": round(setup_s, 1), "scenarios": scenarios,
-        "calib_bytes_saved_warm_vs_no_cache": round(1 - scenarios["warm"]["calib_mb_read_per_detector"]
-                                                    / scenarios["no_cache"]["calib_mb_read_per_detector"], 3),
+        "camera": night.instrument,
+        "detectors": detectors if not args.quick else [0, 1],
+        "exposures_per_detector": args.exposures,
+        "calibration_planes": "IMAGE" if args.image_only else "IMAGE+MASK+VARIANCE",
+        "calibration_file_mb": calib_mb,
+        "cache_budgets_bytes": {
+            "memory": memory_bytes,
+            "disk": disk_bytes,
+            "from": "template.yaml IsrFunction",
+        },
+        "cpu_count": os.cpu_count(),
+        "setup_s": round(setup_s, 1),
+        "scenarios": scenarios,
+        "calib_bytes_saved_warm_vs_no_cache": round(
+            1
+            - scenarios["warm"]["calib_mb_read_per_detector"]
+            / scenarios["no_cache"]["calib_mb_read_per_detector"],
+            3,
+        ),
         "total_s": round(time.perf_counter() - started, 1),
     }
     print(json.dumps(result, indent=1))

@@ -26,15 +26,15 @@ Usage: python bench/combine.py [--quick] [--frames N]
 from __future__ import annotations
 
 import argparse
+import atexit
 import glob
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import sysconfig
-import atexit
-import shutil
 import tempfile
 import time
 import tracemalloc
@@ -55,6 +55,7 @@ def _cores() -> int:
 def make_frames(directory: Path, n: int, shape: tuple[int, int], seed: int = 1) -> list[Path]:
     """ISR'd bias-like frames (e-): read noise, a fixed pattern, cosmic-ray-like outliers, SAT pixels."""
     import numpy as np
+
     from isrflow import formats
     from isrflow.exposure_io import Exposure, write_exposure
 
@@ -69,8 +70,15 @@ def make_frames(directory: Path, n: int, shape: tuple[int, int], seed: int = 1) 
         mask[rng.random(shape) < 1e-3] = formats.SAT
         variance = np.full(shape, 20.25, np.float32)
         path = directory / f"cpBiasProc-{i:02d}.fits"
-        write_exposure(path, Exposure(image, mask, variance, {formats.KW_INSTRUMENT: "HSC", formats.KW_DETECTOR: 50,
-                                                              formats.KW_EXPOSURE: 904000 + 2 * i}))
+        write_exposure(
+            path,
+            Exposure(
+                image,
+                mask,
+                variance,
+                {formats.KW_INSTRUMENT: "HSC", formats.KW_DETECTOR: 50, formats.KW_EXPOSURE: 904000 + 2 * i},
+            ),
+        )
         paths.append(path)
     return paths
 
@@ -81,6 +89,7 @@ def make_frames(directory: Path, n: int, shape: tuple[int, int], seed: int = 1) 
 def _stack(paths):
     """(N, P) float32 values, the same with NaN at masked pixels, the mask, the variances."""
     import numpy as np
+
     from isrflow.exposure_io import read_exposure
 
     frames = [read_exposure(p) for p in paths]
@@ -114,12 +123,17 @@ def _job(spec: dict):
     if kind == "files":
         from isrflow.calibration.combine import CombineInput, CombineSettings, combine_files
 
-        settings = CombineSettings(statistic=spec["statistic"], budget_bytes=BUDGET, threads=threads,
-                                   read_threads=max(1, threads * 2) if threads > 1 else 1)
+        settings = CombineSettings(
+            statistic=spec["statistic"],
+            budget_bytes=BUDGET,
+            threads=threads,
+            read_threads=max(1, threads * 2) if threads > 1 else 1,
+        )
 
         def run():
             report = combine_files([CombineInput(str(p)) for p in paths], spec["out"], "bias", settings)
             return {"strips": report.strips, "rows_per_strip": report.rows_per_strip}
+
         return run
     if kind == "kernel":
         from isrflow.calibration.kernel import combine_stack
@@ -137,19 +151,27 @@ def _job(spec: dict):
             mask = np.ascontiguousarray(np.rollaxis(bad, 0, 2).reshape(-1, n), dtype=np.uint8)
             module.median2d(data, mask)
             return {}
+
         return run
     if kind == "ccdproc":
         import warnings
 
         import ccdproc
 
-        kwargs = dict(method="median") if spec["statistic"] == "median" else dict(method="average", sigma_clip=True)
+        kwargs = (
+            dict(method="median")
+            if spec["statistic"] == "median"
+            else dict(method="average", sigma_clip=True)
+        )
 
         def run():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ccdproc.combine([str(p) for p in paths], unit="electron", hdu="IMAGE", hdu_uncertainty=None, **kwargs)
+                ccdproc.combine(
+                    [str(p) for p in paths], unit="electron", hdu="IMAGE", hdu_uncertainty=None, **kwargs
+                )
             return {}
+
         return run
     raise ValueError(kind)
 
@@ -167,8 +189,13 @@ def measure(spec: dict) -> dict:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        result = {"seconds": round(seconds, 4), "peak_traced_mb": round(peak / 2**20, 1),
-                  "peak_rss_mb": round(rss / 1024, 1), "rss_growth_mb": round((rss - rss0) / 1024, 1), **extra}
+        result = {
+            "seconds": round(seconds, 4),
+            "peak_traced_mb": round(peak / 2**20, 1),
+            "peak_rss_mb": round(rss / 1024, 1),
+            "rss_growth_mb": round((rss - rss0) / 1024, 1),
+            **extra,
+        }
         if best is None or result["seconds"] < best["seconds"]:
             best = result
     return best
@@ -177,8 +204,13 @@ def measure(spec: dict) -> dict:
 def _run(spec: dict) -> dict:
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = str(spec["threads"])  # BANZAI's OpenMP; numpy's BLAS is not used here
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
-                          env=env, timeout=3600)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=3600,
+    )
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(proc.stdout)
@@ -188,8 +220,12 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"4 frames of {QUICK_SHAPE} (a smoke run)")
     parser.add_argument("--frames", type=int, default=None)
-    parser.add_argument("--compression", default="none", choices=("none", "lossless", "quantized"),
-                        help="ISRFLOW_COMPRESSION of the frames and masters (the README's figures: none)")
+    parser.add_argument(
+        "--compression",
+        default="none",
+        choices=("none", "lossless", "quantized"),
+        help="ISRFLOW_COMPRESSION of the frames and masters (the README's figures: none)",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -209,20 +245,35 @@ def main(argv=None) -> dict:
     threads = {"1": 1, "all": cores}
     repeat = 1 if args.quick else 3
     base["repeat"] = repeat
-    figures: dict = {"repeat_best_of": repeat, "compression": args.compression, "frames": n, "shape": list(shape), "cores": cores, "input_mb": round(input_bytes / 1e6, 1),
-                     "budget_mb": BUDGET / 2**20}
+    figures: dict = {
+        "repeat_best_of": repeat,
+        "compression": args.compression,
+        "frames": n,
+        "shape": list(shape),
+        "cores": cores,
+        "input_mb": round(input_bytes / 1e6, 1),
+        "budget_mb": BUDGET / 2**20,
+    }
     for label, kind in (("ours_files", "files"), ("ours_in_memory", "kernel")):
-        figures[label] = {stat: {t: _run({**base, "kind": kind, "statistic": stat, "threads": k})
-                                 for t, k in threads.items()} for stat in ("median", "meanclip")}
+        figures[label] = {
+            stat: {
+                t: _run({**base, "kind": kind, "statistic": stat, "threads": k}) for t, k in threads.items()
+            }
+            for stat in ("median", "meanclip")
+        }
     try:
         _banzai_module()
-        figures["banzai_median"] = {t: _run({**base, "kind": "banzai", "statistic": "median", "threads": k})
-                                    for t, k in threads.items()}
+        figures["banzai_median"] = {
+            t: _run({**base, "kind": "banzai", "statistic": "median", "threads": k})
+            for t, k in threads.items()
+        }
         figures["banzai_median"]["available"] = True
     except ImportError as exc:
         figures["banzai_median"] = {"available": False, "reason": str(exc)}
-    figures["ccdproc"] = {stat: _run({**base, "kind": "ccdproc", "statistic": stat, "threads": 1, "repeat": 1})
-                          for stat in ("median", "meanclip")}
+    figures["ccdproc"] = {
+        stat: _run({**base, "kind": "ccdproc", "statistic": stat, "threads": 1, "repeat": 1})
+        for stat in ("median", "meanclip")
+    }
 
     def sec(d):
         return d.get("seconds") if isinstance(d, dict) else None
@@ -234,15 +285,22 @@ def main(argv=None) -> dict:
         ratios[f"banzai_median_over_ours_median_{t}"] = round(theirs / ours, 2) if ours and theirs else None
         ours_files = sec(figures["ours_files"]["median"][t])
         cc = sec(figures["ccdproc"]["median"])
-        ratios[f"ccdproc_median_over_ours_median_{t}"] = round(cc / ours_files, 2) if ours_files and cc else None
+        ratios[f"ccdproc_median_over_ours_median_{t}"] = (
+            round(cc / ours_files, 2) if ours_files and cc else None
+        )
         ours_clip = sec(figures["ours_files"]["meanclip"][t])
         cc_clip = sec(figures["ccdproc"]["meanclip"])
-        ratios[f"ccdproc_sigma_clip_average_over_ours_meanclip_{t}"] = (round(cc_clip / ours_clip, 2)
-                                                                        if ours_clip and cc_clip else None)
+        ratios[f"ccdproc_sigma_clip_average_over_ours_meanclip_{t}"] = (
+            round(cc_clip / ours_clip, 2) if ours_clip and cc_clip else None
+        )
     figures["ratios"] = ratios
-    peaks = [figures["ours_files"][s][t].get("peak_traced_mb") for s in ("median", "meanclip") for t in threads]
-    figures["memory"] = {"ours_files_peak_traced_mb": max(p for p in peaks if p is not None),
-                         "within_budget": all(p is not None and p <= BUDGET / 2**20 for p in peaks)}
+    peaks = [
+        figures["ours_files"][s][t].get("peak_traced_mb") for s in ("median", "meanclip") for t in threads
+    ]
+    figures["memory"] = {
+        "ours_files_peak_traced_mb": max(p for p in peaks if p is not None),
+        "within_budget": all(p is not None and p <= BUDGET / 2**20 for p in peaks),
+    }
     clip_all = sec(figures["ours_files"]["meanclip"]["all"])
     figures["throughput_mb_s"] = round(input_bytes / 1e6 / clip_all, 1) if clip_all else None
     print(json.dumps(figures, indent=1))

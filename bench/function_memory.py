@@ -52,7 +52,9 @@ def _payloads(repo: Path) -> dict[str, list[dict]]:
             params = task.parameters if isinstance(task.parameters, dict) else {}
             name, payload = str(params.get("FunctionName", "")), params.get("Payload")
             if isinstance(payload, dict):
-                key = next((k for k in ("CalibPlanFunction", "PlanFunction", "SummarizeFunction") if k in name), None)
+                key = next(
+                    (k for k in ("CalibPlanFunction", "PlanFunction", "SummarizeFunction") if k in name), None
+                )
                 if key is not None:  # CalibPlanFunction first: its name contains "PlanFunction"
                     out.setdefault(key, []).append(payload)
     return out
@@ -70,8 +72,13 @@ def _isr_event(repo: Path) -> dict | None:
         if plan and plan.get("clusters"):
             p = PlanResult.model_validate(plan)
             cluster = json.loads(storage_for(p.manifest_uri).read_bytes(p.manifest_uri))[0]
-            return IsrClusterEvent(cluster=cluster, execution_id=p.execution_id, results_prefix=p.results_prefix,
-                                   output_run=p.output_run, isr_config=p.isr_config).model_dump(mode="json")
+            return IsrClusterEvent(
+                cluster=cluster,
+                execution_id=p.execution_id,
+                results_prefix=p.results_prefix,
+                output_run=p.output_run,
+                isr_config=p.isr_config,
+            ).model_dump(mode="json")
     return None
 
 
@@ -87,12 +94,23 @@ def _writer_event(repo: Path, batch: int) -> dict:
     ref = refs[0]
     records = []
     for i in range(batch):
-        message = ProcessingRecordMessage(execution_id=f"bench-{i // 100}", instrument=ref.data_id["instrument"],
-                                          exposure=ref.data_id["exposure"], detector=ref.data_id["detector"],
-                                          status="succeeded", duration_s=1.0)
-        records.append({"messageId": uuid.uuid4().hex, "receiptHandle": uuid.uuid4().hex,
-                        "body": message.model_dump_json(), "attributes": {"ApproximateReceiveCount": "1"},
-                        "eventSource": "aws:sqs"})
+        message = ProcessingRecordMessage(
+            execution_id=f"bench-{i // 100}",
+            instrument=ref.data_id["instrument"],
+            exposure=ref.data_id["exposure"],
+            detector=ref.data_id["detector"],
+            status="succeeded",
+            duration_s=1.0,
+        )
+        records.append(
+            {
+                "messageId": uuid.uuid4().hex,
+                "receiptHandle": uuid.uuid4().hex,
+                "body": message.model_dump_json(),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "eventSource": "aws:sqs",
+            }
+        )
     return {"Records": records}
 
 
@@ -120,7 +138,7 @@ class _Answers:
         import threading
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_PUT(self):  # noqa: N802 - the http.server API
+            def do_PUT(self):
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 self.send_response(200)
                 self.end_headers()
@@ -137,9 +155,15 @@ class _Answers:
 
 
 def _migrate_event(url: str) -> dict:
-    return {"RequestType": "Create", "ResponseURL": url, "StackId": "arn:aws:cloudformation:local:0:stack/s/1",
-            "RequestId": uuid.uuid4().hex, "LogicalResourceId": "RegistrySchema",
-            "ResourceType": "Custom::RegistrySchema", "ResourceProperties": {}}
+    return {
+        "RequestType": "Create",
+        "ResponseURL": url,
+        "StackId": "arn:aws:cloudformation:local:0:stack/s/1",
+        "RequestId": uuid.uuid4().hex,
+        "LogicalResourceId": "RegistrySchema",
+        "ResourceType": "Custom::RegistrySchema",
+        "ResourceProperties": {},
+    }
 
 
 def main() -> int:
@@ -157,9 +181,18 @@ def main() -> int:
         shutil.copytree(args.repo, repo, symlinks=True, ignore=shutil.ignore_patterns("sim", "cache"))
         app = template_app()
         runtime = LocalRuntime(repo, processes=0)  # its environment (datastore, queue, registry); not started
-        env = {k: v for k, v in next(iter(runtime.functions.values())).environment.items()
-               if k.startswith("ISRFLOW_") and k in ("ISRFLOW_DATASTORE_ROOT", "ISRFLOW_REGISTRY_QUEUE_URL",
-                                                     "ISRFLOW_REGISTRY_URL", "ISRFLOW_REGISTRY_SECRET_ARN")}
+        env = {
+            k: v
+            for k, v in next(iter(runtime.functions.values())).environment.items()
+            if k.startswith("ISRFLOW_")
+            and k
+            in (
+                "ISRFLOW_DATASTORE_ROOT",
+                "ISRFLOW_REGISTRY_QUEUE_URL",
+                "ISRFLOW_REGISTRY_URL",
+                "ISRFLOW_REGISTRY_SECRET_ARN",
+            )
+        }
         runtime.pool.close()
         datastore = Path(runtime.datastore_root.removeprefix("file://"))
         bucket = next(iter(app.buckets.values())).name
@@ -177,13 +210,23 @@ def main() -> int:
         for key, events in sorted(workloads.items()):
             spec = app.functions[key]
             fn = local_function(spec, env)
-            m = measure(fn, events, CpuShare(vcpus=len(cores), cores=cores, duty=1.0, capped=False),
-                        timeout_s=args.timeout, workdir=Path(tmp) / "runs" / key)
+            m = measure(
+                fn,
+                events,
+                CpuShare(vcpus=len(cores), cores=cores, duty=1.0, capped=False),
+                timeout_s=args.timeout,
+                workdir=Path(tmp) / "runs" / key,
+            )
             errors = sorted({i.error.split(":")[0] for i in m.invocations if not i.ok})
-            out[key] = {"memory_mb": spec.memory_mb, "peak_rss_mb": round(m.peak_rss_mb, 1),
-                        "invocations": len(m.invocations), "events": len(events),
-                        "max_duration_s": round(max((i.duration_s for i in m.invocations), default=0.0), 3),
-                        "timed_out": m.timed_out, "errors": errors}
+            out[key] = {
+                "memory_mb": spec.memory_mb,
+                "peak_rss_mb": round(m.peak_rss_mb, 1),
+                "invocations": len(m.invocations),
+                "events": len(events),
+                "max_duration_s": round(max((i.duration_s for i in m.invocations), default=0.0), 3),
+                "timed_out": m.timed_out,
+                "errors": errors,
+            }
             print(json.dumps({key: out[key]}), file=sys.stderr)
         answers.__exit__()
     print(json.dumps(out, indent=1))

@@ -14,10 +14,10 @@ Usage: python bench/isr.py [--quick] [--repeat N]
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import atexit
+import json
 import shutil
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -44,16 +44,19 @@ def main(argv=None) -> dict:
 
     from isrflow.exposure_io import Exposure, read_defects, read_exposure, write_exposure
     from isrflow.isr import IsrConfig, load_calibrations, run_isr
-    from isrflow.isr.pipeline import load_calibrations_async
     from isrflow.isr.assembly import flip
+    from isrflow.isr.pipeline import load_calibrations_async
     from isrflow.rawio import read_raw
     from isrflow.simulate import SimulationRequest, simulate
 
     repeat = 1 if args.quick else args.repeat
     work = Path(tempfile.mkdtemp(prefix="isrflow-bench-"))
     atexit.register(shutil.rmtree, work, True)  # leave no frames behind
-    request = (SimulationRequest(camera="generic", small=True, detectors=[0], science=1, out=work / "sim")
-               if args.quick else SimulationRequest(camera="hsc", detectors=[50], science=1, out=work / "sim"))
+    request = (
+        SimulationRequest(camera="generic", small=True, detectors=[0], science=1, out=work / "sim")
+        if args.quick
+        else SimulationRequest(camera="hsc", detectors=[50], science=1, out=work / "sim")
+    )
     night = simulate(request)
     raw = night.raws_of("science")[0]
     det = raw.detectors[0]
@@ -88,16 +91,26 @@ def main(argv=None) -> dict:
     # processing only, ours vs ccdproc's subset, on the same in-memory inputs
     frame = read_raw(raw.path)
     calibs = load_calibrations(bias=paths["bias"], dark=paths["dark"], flat=paths["flat"])
-    subset = IsrConfig(saturation={"enabled": False}, overscan={"clip_sigma": None}, defects=False,
-                       nan_masking=False, interpolate=False)
+    subset = IsrConfig(
+        saturation={"enabled": False},
+        overscan={"clip_sigma": None},
+        defects=False,
+        nan_masking=False,
+        interpolate=False,
+    )
     ours_subset_s = _best(lambda: run_isr(frame, calibs, subset), repeat)
     all_calibs = load_calibrations(**paths)
     ours_full_proc_s = _best(lambda: run_isr(frame, all_calibs, IsrConfig()), repeat)
     result = {
-        "detector": f"{night.instrument} {det}", "pixels": int(np.prod(frame.camera.assembled_shape(frame.detector))),
-        "repeat": repeat, "full_isr_s": round(isr_s, 4), "io_floor_s": round(io_s, 4),
-        "isr_over_io_floor": round(isr_s / io_s, 3), "peak_traced_mb": round(peak / 2**20, 1),
-        "ours_processing_full_s": round(ours_full_proc_s, 4), "ours_processing_subset_s": round(ours_subset_s, 4),
+        "detector": f"{night.instrument} {det}",
+        "pixels": int(np.prod(frame.camera.assembled_shape(frame.detector))),
+        "repeat": repeat,
+        "full_isr_s": round(isr_s, 4),
+        "io_floor_s": round(io_s, 4),
+        "isr_over_io_floor": round(isr_s / io_s, 3),
+        "peak_traced_mb": round(peak / 2**20, 1),
+        "ours_processing_full_s": round(ours_full_proc_s, 4),
+        "ours_processing_subset_s": round(ours_subset_s, 4),
     }
     try:
         import astropy.units as u
@@ -111,19 +124,30 @@ def main(argv=None) -> dict:
                 pix = frame.amp_pixels(amp)
                 d, so = amp.data, amp.serial_overscan
                 on_disk = lambda plane: flip(plane[amp.assembled.slices], amp.flip_x, amp.flip_y)  # noqa: E731
-                ccd = CCDData(pix[d.y0:d.y1].astype(np.float64), unit="adu")
-                ccd = ccdproc.subtract_overscan(ccd, fits_section=f"[{so.x0 + 1}:{so.x1},1:{d.height}]", median=True,
-                                                overscan_axis=1)
+                ccd = CCDData(pix[d.y0 : d.y1].astype(np.float64), unit="adu")
+                ccd = ccdproc.subtract_overscan(
+                    ccd, fits_section=f"[{so.x0 + 1}:{so.x1},1:{d.height}]", median=True, overscan_axis=1
+                )
                 ccd = ccdproc.trim_image(ccd, fits_section=f"[{d.x0 + 1}:{d.x1},1:{d.height}]")
                 ccd = ccdproc.gain_correct(ccd, amp.gain * u.electron / u.adu)
                 ccd = ccdproc.subtract_bias(ccd, CCDData(on_disk(bias), unit="electron"))
-                ccd = ccdproc.subtract_dark(ccd, CCDData(on_disk(dark), unit="electron"), dark_exposure=1.0 * u.s,
-                                            data_exposure=frame.obs.darktime * u.s, scale=True)
+                ccd = ccdproc.subtract_dark(
+                    ccd,
+                    CCDData(on_disk(dark), unit="electron"),
+                    dark_exposure=1.0 * u.s,
+                    data_exposure=frame.obs.darktime * u.s,
+                    scale=True,
+                )
                 ccdproc.flat_correct(ccd, CCDData(on_disk(flat), unit=""), norm_value=1.0)
 
         ccd_s = _best(ccdproc_subset, repeat)
-        result.update({"ccdproc_subset_s": round(ccd_s, 4), "ccdproc_over_ours_subset": round(ccd_s / ours_subset_s, 2),
-                       "ccdproc_over_ours_full": round(ccd_s / ours_full_proc_s, 2)})
+        result.update(
+            {
+                "ccdproc_subset_s": round(ccd_s, 4),
+                "ccdproc_over_ours_subset": round(ccd_s / ours_subset_s, 2),
+                "ccdproc_over_ours_full": round(ccd_s / ours_full_proc_s, 2),
+            }
+        )
     except ImportError:
         result["ccdproc_subset_s"] = None
     result["targets"] = {"isr_over_io_floor_max": 1.5, "faster_than_ccdproc": True}

@@ -44,8 +44,14 @@ def _processor() -> dict:
                 "Resource": "arn:aws:states:::lambda:invoke",
                 "Parameters": {"FunctionName": "noop", "Payload.$": "$"},
                 "ResultSelector": {"result.$": "$.Payload"},
-                "Retry": [{"ErrorEquals": ["Lambda.ServiceException", "Lambda.TooManyRequestsException"],
-                           "IntervalSeconds": 2, "MaxAttempts": 6, "BackoffRate": 2}],
+                "Retry": [
+                    {
+                        "ErrorEquals": ["Lambda.ServiceException", "Lambda.TooManyRequestsException"],
+                        "IntervalSeconds": 2,
+                        "MaxAttempts": 6,
+                        "BackoffRate": 2,
+                    }
+                ],
                 "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Recorded"}],
                 "End": True,
             },
@@ -65,22 +71,29 @@ def machine(distributed: bool) -> StateMachine:
     }
     if distributed:
         proc["ProcessorConfig"] = {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
-        fanout["ItemReader"] = {"Resource": "arn:aws:states:::s3:getObject",
-                                "ReaderConfig": {"InputType": "JSON"},
-                                "Parameters": {"Bucket.$": "$.manifest.bucket", "Key.$": "$.manifest.key"}}
+        fanout["ItemReader"] = {
+            "Resource": "arn:aws:states:::s3:getObject",
+            "ReaderConfig": {"InputType": "JSON"},
+            "Parameters": {"Bucket.$": "$.manifest.bucket", "Key.$": "$.manifest.key"},
+        }
     else:
         fanout["ItemsPath"] = "$.items"
     fanout["ItemProcessor"] = proc
-    return StateMachine.from_json({"StartAt": "FanOut", "States": {"FanOut": fanout}},
-                                  "BenchDistributed" if distributed else "BenchInline")
+    return StateMachine.from_json(
+        {"StartAt": "FanOut", "States": {"FanOut": fanout}},
+        "BenchDistributed" if distributed else "BenchInline",
+    )
 
 
 def run_once(distributed: bool, n: int, workers: int) -> dict:
     items = [{"cluster": i, "detectors": [i % 8]} for i in range(n)]
     manifest = json.dumps(items).encode()
-    interp = Interpreter(LocalIntegrations({"noop": lambda event, context: None}), max_workers=workers,
-                         item_reader=lambda bucket, key: manifest,
-                         max_history_events=25_000 if distributed else None)
+    interp = Interpreter(
+        LocalIntegrations({"noop": lambda event, context: None}),
+        max_workers=workers,
+        item_reader=lambda bucket, key: manifest,
+        max_history_events=25_000 if distributed else None,
+    )
     data = {"output_run": "bench/run", "manifest": {"bucket": "bench", "key": "manifest.json"}}
     if not distributed:  # the items travel in the execution input: keep them small (256 KB limit)
         data["items"] = list(range(n))
@@ -89,8 +102,12 @@ def run_once(distributed: bool, n: int, workers: int) -> dict:
     seconds = time.perf_counter() - t0
     if ex.status != "SUCCEEDED":
         raise SystemExit(f"benchmark execution {ex.status}: {ex.error}: {ex.cause}")
-    return {"items": n, "seconds": round(seconds, 4), "ms_per_item": round(1000 * seconds / n, 4),
-            "state_transitions": ex.state_transitions()}
+    return {
+        "items": n,
+        "seconds": round(seconds, 4),
+        "ms_per_item": round(1000 * seconds / n, 4),
+        "state_transitions": ex.state_transitions(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         for n in SIZES:
             runs = [run_once(mode == "distributed", n, args.workers) for _ in range(repeat)]
             out[mode][str(n)] = min(runs, key=lambda r: r["seconds"])
-    out["meets_target"] = all(out[m][str(n)]["ms_per_item"] <= TARGET_MS for m in modes for n in (1000, 10000))
+    out["meets_target"] = all(
+        out[m][str(n)]["ms_per_item"] <= TARGET_MS for m in modes for n in (1000, 10000)
+    )
     json.dump(out, sys.stdout, indent=2)
     print()
     return 0

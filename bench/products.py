@@ -64,11 +64,9 @@ def _isr_inputs(night, det, work: Path) -> dict[str, list]:
 
     from isrflow.calibration.combine import CombineInput, CombineSettings, CommonCalibration, combine_files
     from isrflow.calibration.steps import SPECS
-    from isrflow.exposure_io import write_exposure
+    from isrflow.exposure_io import read_exposure, write_exposure
     from isrflow.isr import IsrConfig, load_calibrations, run_isr
     from isrflow.rawio import read_raw
-
-    from isrflow.exposure_io import read_exposure
 
     # one detector, no Normalize step: flats are scaled to the true response's level, as the
     # focal-plane normalization would
@@ -84,8 +82,13 @@ def _isr_inputs(night, det, work: Path) -> dict[str, list]:
             frame = read_raw(raw.path, detector=det)
             calibs = load_calibrations(**{k: masters[k] for k in SPECS[calib_type].needed_calibs})
             result = run_isr(frame, calibs, config)
-            scale = (frame.obs.darktime if calib_type == "dark"
-                     else float(np.median(result.image)) / flat_level if calib_type == "flat" else 1.0)
+            scale = (
+                frame.obs.darktime
+                if calib_type == "dark"
+                else float(np.median(result.image)) / flat_level
+                if calib_type == "flat"
+                else 1.0
+            )
             path = write_exposure(work / f"{calib_type}-in{i}.fits", result, compression="none")
             items.append((str(path), scale, frame.obs.darktime))
         common = []
@@ -96,8 +99,13 @@ def _isr_inputs(night, det, work: Path) -> dict[str, list]:
         commons[calib_type] = common
         out = work / f"{calib_type}-master-none.fits"
         os.environ["ISRFLOW_COMPRESSION"] = "none"
-        combine_files([CombineInput(p, s) for p, s in inputs[calib_type]], str(out), calib_type, CombineSettings(),
-                      common=[CommonCalibration(masters[r], 1.0, f2) for r, f2 in common])
+        combine_files(
+            [CombineInput(p, s) for p, s in inputs[calib_type]],
+            str(out),
+            calib_type,
+            CombineSettings(),
+            common=[CommonCalibration(masters[r], 1.0, f2) for r, f2 in common],
+        )
         masters[calib_type] = str(out)
     return {"inputs": inputs, "commons": commons}
 
@@ -119,8 +127,11 @@ def main(argv=None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="isrflow-products-bench-"))
     atexit.register(shutil.rmtree, work, True)  # leave no frames behind
     counts = dict(bias=3, dark=3, flat=3, science=1)
-    request = (SimulationRequest(camera="generic", small=True, detectors=[0], out=work / "sim", **counts)
-               if args.quick else SimulationRequest(camera="hsc", detectors=[50], out=work / "sim", **counts))
+    request = (
+        SimulationRequest(camera="generic", small=True, detectors=[0], out=work / "sim", **counts)
+        if args.quick
+        else SimulationRequest(camera="hsc", detectors=[50], out=work / "sim", **counts)
+    )
     t0 = time.perf_counter()
     night = simulate(request)
     det = request.detectors[0]
@@ -129,8 +140,13 @@ def main(argv=None) -> dict:
     raw = night.raws_of("science")[0]
     frame = read_raw(raw.path, detector=det)
     defects = night.calibrations[det].defects
-    figures: dict = {"detector": f"{night.instrument} {det}", "repeat_best_of": repeat, "setup_s": round(setup_s, 1),
-                     "inputs_per_master": {k: len(v) for k, v in built["inputs"].items()}, "modes": {}}
+    figures: dict = {
+        "detector": f"{night.instrument} {det}",
+        "repeat_best_of": repeat,
+        "setup_s": round(setup_s, 1),
+        "inputs_per_master": {k: len(v) for k, v in built["inputs"].items()},
+        "modes": {},
+    }
     try:
         for mode in MODES:
             os.environ["ISRFLOW_COMPRESSION"] = mode
@@ -138,21 +154,37 @@ def main(argv=None) -> dict:
             for calib_type in ("bias", "dark", "flat"):
                 out = work / f"{calib_type}-master-{mode}.fits"
                 common = [CommonCalibration(masters[r], 1.0, f2) for r, f2 in built["commons"][calib_type]]
-                seconds, _ = _best(lambda: combine_files([CombineInput(p, s) for p, s in built["inputs"][calib_type]],
-                                                         str(out), calib_type, CombineSettings(), common=common), 1)
+                seconds, _ = _best(
+                    lambda: combine_files(
+                        [CombineInput(p, s) for p, s in built["inputs"][calib_type]],
+                        str(out),
+                        calib_type,
+                        CombineSettings(),
+                        common=common,
+                    ),
+                    1,
+                )
                 masters[calib_type] = str(out)
                 entry["masters"][calib_type] = {"bytes": out.stat().st_size, "combine_s": round(seconds, 3)}
-            blobs = {k: Path(v).read_bytes() for k, v in masters.items()} | {"defects": Path(defects).read_bytes()}
+            blobs = {k: Path(v).read_bytes() for k, v in masters.items()} | {
+                "defects": Path(defects).read_bytes()
+            }
             load_s, calibs = _best(lambda: load_calibrations(**blobs), repeat)
             result = run_isr(frame, calibs, IsrConfig())
             write_s, data = _best(lambda: exposure_to_bytes(result), repeat)
             read_s, back = _best(lambda: read_exposure(data), repeat)
             chi = truth_residuals(back, raw.truth[det])
-            entry["postISRCCD"] = {"bytes": len(data), "planes": _plane_bytes(data), "write_s": round(write_s, 3),
-                                   "read_s": round(read_s, 3)}
+            entry["postISRCCD"] = {
+                "bytes": len(data),
+                "planes": _plane_bytes(data),
+                "write_s": round(write_s, 3),
+                "read_s": round(read_s, 3),
+            }
             entry["isr_calibration_load_s"] = round(load_s, 3)
-            entry["cold_worker_bytes"] = {"read": Path(raw.path).stat().st_size + sum(len(b) for b in blobs.values()),
-                                          "written": len(data)}
+            entry["cold_worker_bytes"] = {
+                "read": Path(raw.path).stat().st_size + sum(len(b) for b in blobs.values()),
+                "written": len(data),
+            }
             entry["chi"] = {"mean": round(float(chi.mean()), 5), "std": round(float(chi.std()), 5)}
             figures["modes"][mode] = entry
     finally:
@@ -161,16 +193,23 @@ def main(argv=None) -> dict:
         else:
             os.environ["ISRFLOW_COMPRESSION"] = saved
     none = figures["modes"]["none"]
-    figures["pixels"] = int(frame.camera.assembled_shape(frame.detector)[0] * frame.camera.assembled_shape(frame.detector)[1])
+    figures["pixels"] = int(
+        frame.camera.assembled_shape(frame.detector)[0] * frame.camera.assembled_shape(frame.detector)[1]
+    )
     for mode in MODES[1:]:
         m = figures["modes"][mode]
         m["ratio_vs_none"] = {
             "postISRCCD_bytes": round(none["postISRCCD"]["bytes"] / m["postISRCCD"]["bytes"], 2),
-            **{f"{t}_bytes": round(none["masters"][t]["bytes"] / m["masters"][t]["bytes"], 2) for t in m["masters"]},
+            **{
+                f"{t}_bytes": round(none["masters"][t]["bytes"] / m["masters"][t]["bytes"], 2)
+                for t in m["masters"]
+            },
             "cold_read_bytes": round(none["cold_worker_bytes"]["read"] / m["cold_worker_bytes"]["read"], 2),
         }
-        m["chi_change_vs_none"] = {"mean": round(m["chi"]["mean"] - none["chi"]["mean"], 5),
-                                   "std": round(m["chi"]["std"] - none["chi"]["std"], 5)}
+        m["chi_change_vs_none"] = {
+            "mean": round(m["chi"]["mean"] - none["chi"]["mean"], 5),
+            "std": round(m["chi"]["std"] - none["chi"]["std"], 5),
+        }
     print(json.dumps(figures, indent=1))
     return figures
 

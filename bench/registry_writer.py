@@ -27,16 +27,17 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+
 from isrflow.messages import DatasetMessage, DetectorRecord, ExposureRecord, InstrumentRecord, ProvenanceInput
 from isrflow.registry import BatchItem, Registry, apply_batch, dataset_id
 from isrflow.registry import schema as s
 from isrflow.registry.ids import canonical_json
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
-T0 = datetime(2026, 11, 20, 3, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 INSTRUMENT = "BENCH"
 
 
@@ -182,7 +183,7 @@ def bench_storm(
         "INSERT INTO dataset_provenance (output_id, input_id, role) VALUES (%s, %s, %s) "
         "ON CONFLICT DO NOTHING"
     )
-    now = s.to_micros(datetime.now(timezone.utc))
+    now = s.to_micros(datetime.now(UTC))
 
     def producer(p: int) -> None:
         barrier.wait()

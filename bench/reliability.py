@@ -41,8 +41,12 @@ def fuzz_figures(tmp: Path) -> dict:
 
     start = time.perf_counter()
     tried, defects = run_fuzz(*make_world(tmp))
-    return {"cases": tried, "defects": len(defects), "defect_lines": defects[:10],
-            "wall_s": round(time.perf_counter() - start, 1)}
+    return {
+        "cases": tried,
+        "defects": len(defects),
+        "defect_lines": defects[:10],
+        "wall_s": round(time.perf_counter() - start, 1),
+    }
 
 
 def kill9_figures(tmp: Path, kills: int) -> dict:
@@ -51,8 +55,16 @@ def kill9_figures(tmp: Path, kills: int) -> dict:
 
     repo = make_repo(tmp, detectors=(0, 1, 2, 3), science=3)
     start = time.perf_counter()
-    figures = crash_loop(repo.root, "instrument = 'Generic'", ["Generic/raw/all"], CALIB_COLLECTION, quanta=12,
-                         kills=kills, seed=20261207, max_delay_s=5.0)
+    figures = crash_loop(
+        repo.root,
+        "instrument = 'Generic'",
+        ["Generic/raw/all"],
+        CALIB_COLLECTION,
+        quanta=12,
+        kills=kills,
+        seed=20261207,
+        max_delay_s=5.0,
+    )
     out = asdict(figures)
     out["problems"] = out["problems"][:10]
     out["wall_s"] = round(time.perf_counter() - start, 1)
@@ -95,16 +107,34 @@ def outage_figures(tmp: Path, hours: float) -> dict:
     poller = poller_for(queue, clock, writer, batch_s=1.0, batch_size=100)
     run_until_empty(queue, poller, clock)
     applied = len(registry.query_datasets("raw", [RAW_RUN]))
-    out = {"outage_s": hours * 3600.0, "messages": len(bodies), "raws_expected": 200, "raws_applied": applied,
-           "dead_lettered": queue.counts()["dead_letter"], "rejected": len(registry.rejects()),
-           "lost": 200 - applied, "applied_s_after_recovery": round(clock() - outage_end, 1)}
+    out = {
+        "outage_s": hours * 3600.0,
+        "messages": len(bodies),
+        "raws_expected": 200,
+        "raws_applied": applied,
+        "dead_lettered": queue.counts()["dead_letter"],
+        "rejected": len(registry.rejects()),
+        "lost": 200 - applied,
+        "applied_s_after_recovery": round(clock() - outage_end, 1),
+    }
     registry.close()
     return out
 
 
 def backlog_figures(exposures: int) -> dict:
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "backlog.py"), "--exposures", str(exposures),
-                           "--batch", "1000"], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "backlog.py"),
+            "--exposures",
+            str(exposures),
+            "--batch",
+            "1000",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -117,17 +147,20 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="isrflow-reliability-"))
     try:
         figures = {}
-        for name, run in (("cli_fuzz", lambda d: fuzz_figures(d)),
-                          ("kill9", lambda d: kill9_figures(d, args.kills)),
-                          ("outage", lambda d: outage_figures(d, args.outage_h)),
-                          ("shuffled_backlog", lambda d: backlog_figures(args.exposures))):
+        for name, run in (
+            ("cli_fuzz", lambda d: fuzz_figures(d)),
+            ("kill9", lambda d: kill9_figures(d, args.kills)),
+            ("outage", lambda d: outage_figures(d, args.outage_h)),
+            ("shuffled_backlog", lambda d: backlog_figures(args.exposures)),
+        ):
             folder = tmp / name
             folder.mkdir()
             figures[name] = run(folder)
             print(f"{name}: done", file=sys.stderr, flush=True)
         k, f = figures["kill9"], figures["cli_fuzz"]
         figures["summary"] = {
-            "cli_cases": f["cases"], "kills": k["kills"],
+            "cli_cases": f["cases"],
+            "kills": k["kills"],
             "queued_messages": figures["outage"]["messages"] + figures["shuffled_backlog"]["messages"],
             "defects": f["defects"] + len(k["problems"]) + k["orphan_processes"],
             "rows_lost": k["rows_lost"] + figures["outage"]["lost"] + figures["shuffled_backlog"]["lost"],

@@ -74,12 +74,14 @@ def _speedups(throughput: dict[int, float]) -> dict[int, float]:
 # --------------------------------------------------------------------------- combine
 
 
-def combine_scaling(counts: list[int], n_frames: int, shape: tuple[int, int], repeat: int, work: Path,
-                    result: dict) -> dict:
+def combine_scaling(
+    counts: list[int], n_frames: int, shape: tuple[int, int], repeat: int, work: Path, result: dict
+) -> dict:
     """Combine in memory and from files, and the parallel-read floor, for each thread count (into ``result``,
     figure by figure, so that an interrupted run still reports what it measured)."""
     import numpy as np
     from combine import make_frames  # bench/combine.py
+
     from isrflow import formats
     from isrflow.calibration.combine import CombineInput, CombineSettings, combine_files
     from isrflow.calibration.kernel import combine_stack
@@ -94,8 +96,16 @@ def combine_scaling(counts: list[int], n_frames: int, shape: tuple[int, int], re
     variances = np.stack([f.variance for f in frames]).reshape(n_frames, -1)
     del frames
     memory_bytes = values.nbytes + variances.nbytes
-    result.update({"frames": n_frames, "shape": list(shape), "file_mb": round(file_bytes / 1e6, 1),
-                   "in_memory_mb": round(memory_bytes / 1e6, 1), "in_memory": {}, "files": {}})
+    result.update(
+        {
+            "frames": n_frames,
+            "shape": list(shape),
+            "file_mb": round(file_bytes / 1e6, 1),
+            "in_memory_mb": round(memory_bytes / 1e6, 1),
+            "in_memory": {},
+            "files": {},
+        }
+    )
 
     for stat in STATISTICS:
         seconds = {}
@@ -103,18 +113,25 @@ def combine_scaling(counts: list[int], n_frames: int, shape: tuple[int, int], re
             seconds[n] = _best(lambda: combine_stack(values, variances, stat, threads=n), repeat)
             log(f"combine in memory {stat} threads={n}: {seconds[n]:.3f} s")
         mb_s = {n: memory_bytes / 1e6 / s for n, s in seconds.items()}
-        result["in_memory"][stat] = {"seconds": {n: round(s, 4) for n, s in seconds.items()},
-                                     "mb_s": {n: round(v, 1) for n, v in mb_s.items()}, "speedup": _speedups(mb_s)}
+        result["in_memory"][stat] = {
+            "seconds": {n: round(s, 4) for n, s in seconds.items()},
+            "mb_s": {n: round(v, 1) for n, v in mb_s.items()},
+            "speedup": _speedups(mb_s),
+        }
     # the kernel's chunk: the default for several threads (routing.CHUNK_PIXELS_THREADED) against the
     # cache-sized single-thread chunk, to see which scales on this machine
     seconds = {}
     for n in counts:
-        seconds[n] = _best(lambda: combine_stack(values, variances, "meanclip", threads=n, chunk=CHUNK_16K), repeat)
+        seconds[n] = _best(
+            lambda: combine_stack(values, variances, "meanclip", threads=n, chunk=CHUNK_16K), repeat
+        )
         log(f"combine in memory meanclip chunk {CHUNK_16K} threads={n}: {seconds[n]:.3f} s")
     mb_s = {n: memory_bytes / 1e6 / s for n, s in seconds.items()}
-    result["in_memory"]["meanclip_chunk16k"] = {"seconds": {n: round(s, 4) for n, s in seconds.items()},
-                                                "mb_s": {n: round(v, 1) for n, v in mb_s.items()},
-                                                "speedup": _speedups(mb_s)}
+    result["in_memory"]["meanclip_chunk16k"] = {
+        "seconds": {n: round(s, 4) for n, s in seconds.items()},
+        "mb_s": {n: round(v, 1) for n, v in mb_s.items()},
+        "speedup": _speedups(mb_s),
+    }
     del values, variances
 
     out = str(work / "master.fits")
@@ -126,16 +143,21 @@ def combine_scaling(counts: list[int], n_frames: int, shape: tuple[int, int], re
             seconds[n] = _best(lambda: combine_files(inputs, out, "bias", settings), repeat)
             log(f"combine from files {stat} threads={n}: {seconds[n]:.3f} s")
         mb_s = {n: file_bytes / 1e6 / s for n, s in seconds.items()}
-        result["files"][stat] = {"seconds": {n: round(s, 4) for n, s in seconds.items()},
-                                 "mb_s": {n: round(v, 1) for n, v in mb_s.items()}, "speedup": _speedups(mb_s)}
+        result["files"][stat] = {
+            "seconds": {n: round(s, 4) for n, s in seconds.items()},
+            "mb_s": {n: round(v, 1) for n, v in mb_s.items()},
+            "speedup": _speedups(mb_s),
+        }
 
     floor = {}
     for n in counts:
         floor[n] = file_bytes / 1e6 / _best(lambda: parallel_read(paths, n), repeat)
         log(f"parallel read threads={n}: {floor[n]:.0f} MB/s")
     result["io_floor"] = {"mb_s": {n: round(v, 1) for n, v in floor.items()}, "speedup": _speedups(floor)}
-    result["files_over_io_floor"] = {stat: {n: round(result["files"][stat]["mb_s"][n] / floor[n], 3) for n in counts}
-                                     for stat in STATISTICS}
+    result["files_over_io_floor"] = {
+        stat: {n: round(result["files"][stat]["mb_s"][n] / floor[n], 3) for n in counts}
+        for stat in STATISTICS
+    }
     return result
 
 
@@ -168,8 +190,11 @@ def simulate_night(work: Path, n_detectors: int, quick: bool, workers: int):
     from isrflow.simulate import SimulationRequest, simulate
 
     detectors = list(range(n_detectors))
-    request = (SimulationRequest(camera="generic", small=True, detectors=detectors, science=1, out=work / "sim")
-               if quick else SimulationRequest(camera="hsc", detectors=detectors, science=1, out=work / "sim"))
+    request = (
+        SimulationRequest(camera="generic", small=True, detectors=detectors, science=1, out=work / "sim")
+        if quick
+        else SimulationRequest(camera="hsc", detectors=detectors, science=1, out=work / "sim")
+    )
     t0 = time.perf_counter()
     night = simulate(request, workers=workers)
     log(f"simulated {n_detectors} detectors with {workers} workers in {time.perf_counter() - t0:.1f} s")
@@ -191,7 +216,7 @@ def _isr_one(job: tuple[str, dict[str, str], str]) -> float:
 
 
 def _warm(_: int) -> int:
-    import isrflow.isr  # noqa: F401  (the science stack, imported before the clock starts)
+    import isrflow.isr
     import isrflow.rawio  # noqa: F401
 
     return os.getpid()
@@ -203,11 +228,16 @@ def isr_scaling(counts: list[int], night, work: Path, detectors_for, result: dic
     for raw in raws:
         det = raw.detectors[0]
         cal = night.calibrations[det]
-        jobs.append((raw.path, dict(bias=cal.bias, dark=cal.dark, flat=cal.flat[raw.physical_filter],
-                                    defects=cal.defects), str(work / f"isr-{det:03d}.fits")))
+        jobs.append(
+            (
+                raw.path,
+                dict(bias=cal.bias, dark=cal.dark, flat=cal.flat[raw.physical_filter], defects=cal.defects),
+                str(work / f"isr-{det:03d}.fits"),
+            )
+        )
     result.update({"detectors": {}, "seconds": {}, "detectors_per_s": {}, "isr_seconds_summed": {}})
     for n in counts:
-        mine = jobs[:detectors_for(n)]
+        mine = jobs[: detectors_for(n)]
         with ProcessPoolExecutor(n) as pool:
             list(pool.map(_warm, range(n)))
             t0 = time.perf_counter()
@@ -233,18 +263,30 @@ def end_to_end_scaling(counts: list[int], night, work: Path, detectors_for, resu
     refs = import_calibrations(registry, files, f"{night.instrument}/calib/truth")
     registry.register_collection(f"{night.instrument}/calib", "CALIBRATION")
     registry.certify([r.id for r in refs], f"{night.instrument}/calib", None, None)
-    result.update({"detectors": {}, "wall_s": {}, "isr_seconds_summed": {}, "detectors_per_s": {},
-                   "wall_x_workers_over_isr": {}})
+    result.update(
+        {
+            "detectors": {},
+            "wall_s": {},
+            "isr_seconds_summed": {},
+            "detectors_per_s": {},
+            "wall_x_workers_over_isr": {},
+        }
+    )
     for n in counts:
         k = detectors_for(n)
-        payload = {"where": f"instrument = '{night.instrument}' AND detector IN (0..{k - 1})",
-                   "input_collections": [f"{night.instrument}/raw/all"],
-                   "calib_collection": f"{night.instrument}/calib", "output_run": f"scaling/run{n}",
-                   "cluster_size": 1}
+        payload = {
+            "where": f"instrument = '{night.instrument}' AND detector IN (0..{k - 1})",
+            "input_collections": [f"{night.instrument}/raw/all"],
+            "calib_collection": f"{night.instrument}/calib",
+            "output_run": f"scaling/run{n}",
+            "cluster_size": 1,
+        }
         with LocalRuntime(work / "repo", processes=n) as runtime:
             # workers import the science stack before the clock starts (a warm Lambda), as bench/orchestration.py
             # does: the empty event is refused after the imports (its error log goes to stderr)
-            warm = [runtime.pool.submit(runtime.functions["IsrFunction"], {"warm-up": True}) for _ in range(n)]
+            warm = [
+                runtime.pool.submit(runtime.functions["IsrFunction"], {"warm-up": True}) for _ in range(n)
+            ]
             [w.result() for w in warm]
             t0 = time.perf_counter()
             execution = runtime.run("ProcessVisitStateMachine", payload)
@@ -258,8 +300,10 @@ def end_to_end_scaling(counts: list[int], night, work: Path, detectors_for, resu
         result["isr_seconds_summed"][n] = round(isr_s, 3)
         result["detectors_per_s"][n] = round(done / wall, 3)
         result["wall_x_workers_over_isr"][n] = round(wall * n / isr_s, 3) if isr_s else None
-        log(f"end to end workers={n}: {done} detectors in {wall:.2f} s, ISR summed {isr_s:.2f} s, "
-            f"wall x workers / ISR = {wall * n / isr_s:.2f}")
+        log(
+            f"end to end workers={n}: {done} detectors in {wall:.2f} s, ISR summed {isr_s:.2f} s, "
+            f"wall x workers / ISR = {wall * n / isr_s:.2f}"
+        )
     result["speedup"] = _speedups(result["detectors_per_s"])
     return result
 
@@ -276,9 +320,11 @@ def plot(figures: dict, path: str) -> None:
     curves = figures["speedup_curves"]
     counts = figures["counts"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    groups = [("combine (threads)", [k for k in curves if k.startswith(("combine", "io_floor"))]),
-              ("ISR (worker processes)", [k for k in curves if k.startswith("isr")]),
-              ("end to end (local runtime workers)", [k for k in curves if k.startswith("end_to_end")])]
+    groups = [
+        ("combine (threads)", [k for k in curves if k.startswith(("combine", "io_floor"))]),
+        ("ISR (worker processes)", [k for k in curves if k.startswith("isr")]),
+        ("end to end (local runtime workers)", [k for k in curves if k.startswith("end_to_end")]),
+    ]
     for ax, (title, keys) in zip(axes, groups):
         ax.plot(counts, counts, "k:", label="ideal")
         for key in keys:
@@ -301,21 +347,37 @@ def plot(figures: dict, path: str) -> None:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=f"small frames ({QUICK_SHAPE}, small generic detectors)")
-    parser.add_argument("--max-workers", type=int, default=None, help="largest thread/worker count (default: cores)")
-    parser.add_argument("--frames", type=int, default=None, help="combine inputs (default 16; 4 with --quick)")
-    parser.add_argument("--detectors", type=int, default=48, help="detectors of the largest ISR/end-to-end run")
-    parser.add_argument("--repeat", type=int, default=None, help="best of N for the combine (default 2; 1 with --quick)")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"small frames ({QUICK_SHAPE}, small generic detectors)"
+    )
+    parser.add_argument(
+        "--max-workers", type=int, default=None, help="largest thread/worker count (default: cores)"
+    )
+    parser.add_argument(
+        "--frames", type=int, default=None, help="combine inputs (default 16; 4 with --quick)"
+    )
+    parser.add_argument(
+        "--detectors", type=int, default=48, help="detectors of the largest ISR/end-to-end run"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="best of N for the combine (default 2; 1 with --quick)"
+    )
     parser.add_argument("--parts", default="combine,isr,end_to_end", help="which measurements to run")
-    parser.add_argument("--compression", default="none", choices=("none", "lossless", "quantized"),
-                        help="ISRFLOW_COMPRESSION of the combine's frames and master (bench/combine.py's default: none)")
+    parser.add_argument(
+        "--compression",
+        default="none",
+        choices=("none", "lossless", "quantized"),
+        help="ISRFLOW_COMPRESSION of the combine's frames and master (bench/combine.py's default: none)",
+    )
     parser.add_argument("--out-png", default=None, help="write the speedup curves as a PNG plot here")
     args = parser.parse_args(argv)
 
     cap = args.max_workers or cores()
     counts = [n for n in COUNTS if n <= cap] or [1]
-    log(f"cores {cores()}, thread/worker cap {cap}{' (--max-workers)' if args.max_workers else ' (cores)'}: "
-        f"counts {counts}")
+    log(
+        f"cores {cores()}, thread/worker cap {cap}{' (--max-workers)' if args.max_workers else ' (cores)'}: "
+        f"counts {counts}"
+    )
     parts = set(args.parts.split(","))
     repeat = args.repeat or (1 if args.quick else 2)
     work = Path(tempfile.mkdtemp(prefix="isrflow-scaling-"))
@@ -329,7 +391,13 @@ def main(argv=None) -> dict:
     sys.stdout.flush()
     json_out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    figures: dict = {"cores": cores(), "cap": cap, "counts": counts, "quick": args.quick, "repeat_best_of": repeat}
+    figures: dict = {
+        "cores": cores(),
+        "cap": cap,
+        "counts": counts,
+        "quick": args.quick,
+        "repeat_best_of": repeat,
+    }
     t_start = time.perf_counter()
     try:
         if "combine" in parts:
@@ -340,8 +408,9 @@ def main(argv=None) -> dict:
             os.environ["ISRFLOW_COMPRESSION"] = args.compression
             figures["combine"] = {"compression": args.compression}
             try:
-                combine_scaling(counts, args.frames or (4 if args.quick else 16), shape, repeat, cdir,
-                                figures["combine"])
+                combine_scaling(
+                    counts, args.frames or (4 if args.quick else 16), shape, repeat, cdir, figures["combine"]
+                )
             finally:
                 if before is None:
                     os.environ.pop("ISRFLOW_COMPRESSION", None)
@@ -350,7 +419,11 @@ def main(argv=None) -> dict:
                 shutil.rmtree(cdir, True)
         if parts & {"isr", "end_to_end"}:
             night, sim_s = simulate_night(work, detectors_for(counts[-1]), args.quick, cap)
-            figures["simulate"] = {"detectors": detectors_for(counts[-1]), "workers": cap, "seconds": round(sim_s, 2)}
+            figures["simulate"] = {
+                "detectors": detectors_for(counts[-1]),
+                "workers": cap,
+                "seconds": round(sim_s, 2),
+            }
             if "isr" in parts:
                 figures["isr"] = {}
                 isr_scaling(counts, night, work, detectors_for, figures["isr"])

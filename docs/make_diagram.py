@@ -40,10 +40,10 @@ from isrflow.local.template import load_template  # noqa: E402  (path set just a
 OUTPUT = ROOT / "docs" / "architecture.svg"
 
 # Geometry, in SVG pixels.
-STATE_H = 22          # height of one state box
-STATE_GAP = 12        # vertical gap between consecutive states
-MAP_PAD = 8           # padding inside a Map container
-CHAR_W = 6.0          # rough width of one character at font-size 10.5 (sans-serif)
+STATE_H = 22  # height of one state box
+STATE_GAP = 12  # vertical gap between consecutive states
+MAP_PAD = 8  # padding inside a Map container
+CHAR_W = 6.0  # rough width of one character at font-size 10.5 (sans-serif)
 
 PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#e15759", "#76b7b2", "#edc948", "#9c755f", "#bab0ac"]
 FARGATE_COLOR = "#8c564b"
@@ -74,11 +74,11 @@ class State:
 
     name: str
     type: str
-    calls: str = ""                   # logical id of the Lambda function / task definition called
+    calls: str = ""  # logical id of the Lambda function / task definition called
     transitions: list[tuple[str, str, str]] = field(default_factory=list)  # (target, label, kind)
     retries: list[str] = field(default_factory=list)  # non-Lambda error names retried
     end: bool = False
-    children: list["State"] = field(default_factory=list)  # Map: the item processor's states
+    children: list[State] = field(default_factory=list)  # Map: the item processor's states
     map_note: str = ""
 
 
@@ -87,7 +87,7 @@ class Function:
     """A Lambda function of the template."""
 
     logical_id: str
-    code: str                         # functions/<dir>/ or Dockerfile target
+    code: str  # functions/<dir>/ or Dockerfile target
     reads_registry: bool
     color: str = ""
 
@@ -154,7 +154,7 @@ def read_states(states: dict[str, Any], arn_to_id: dict[str, str]) -> list[State
 class Model:
     """Everything the diagram shows, read from template.yaml and the ASL files."""
 
-    machines: list[tuple[str, str, list[State]]]     # (logical id, ASL path, states)
+    machines: list[tuple[str, str, list[State]]]  # (logical id, ASL path, states)
     functions: list[Function]
     queue: str
     dlq: str
@@ -235,8 +235,22 @@ def read_model(root: Path = ROOT) -> Model:
         path = str(props["DefinitionUri"])
         definition = json.loads((root / path).read_text(encoding="utf-8"))
         machines.append((logical_id, path, read_states(definition["States"], arn_to_id)))
-    return Model(machines, functions, queue, dlq, max_receive, writer, batch_size, window_s, ingest,
-                 ingest_pattern, task_definition, database, bucket, migrate)
+    return Model(
+        machines,
+        functions,
+        queue,
+        dlq,
+        max_receive,
+        writer,
+        batch_size,
+        window_s,
+        ingest,
+        ingest_pattern,
+        task_definition,
+        database,
+        bucket,
+        migrate,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,35 +264,68 @@ class Svg:
     def __init__(self) -> None:
         self.items: list[str] = []
 
-    def rect(self, x: float, y: float, w: float, h: float, fill: str = "#ffffff", stroke: str = "#333333",
-             rx: float = 4, dash: bool = False, width: float = 1.0) -> None:
+    def rect(
+        self,
+        x: float,
+        y: float,
+        w: float,
+        h: float,
+        fill: str = "#ffffff",
+        stroke: str = "#333333",
+        rx: float = 4,
+        dash: bool = False,
+        width: float = 1.0,
+    ) -> None:
         d = ' stroke-dasharray="4 3"' if dash else ""
-        self.items.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" rx="{rx}" '
-                          f'fill="{fill}" stroke="{stroke}" stroke-width="{width}"{d}/>')
+        self.items.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" rx="{rx}" '
+            f'fill="{fill}" stroke="{stroke}" stroke-width="{width}"{d}/>'
+        )
 
-    def text(self, x: float, y: float, s: str, size: float = 10.5, anchor: str = "start",
-             weight: str = "normal", color: str = "#222222", italic: bool = False) -> None:
+    def text(
+        self,
+        x: float,
+        y: float,
+        s: str,
+        size: float = 10.5,
+        anchor: str = "start",
+        weight: str = "normal",
+        color: str = "#222222",
+        italic: bool = False,
+    ) -> None:
         st = ' font-style="italic"' if italic else ""
-        self.items.append(f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" '
-                          f'font-weight="{weight}" fill="{color}"{st}>{escape(s)}</text>')
+        self.items.append(
+            f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" '
+            f'font-weight="{weight}" fill="{color}"{st}>{escape(s)}</text>'
+        )
 
-    def path(self, points: list[tuple[float, float]], color: str = "#444444", dash: bool = False,
-             arrow: bool = True, width: float = 1.0) -> None:
+    def path(
+        self,
+        points: list[tuple[float, float]],
+        color: str = "#444444",
+        dash: bool = False,
+        arrow: bool = True,
+        width: float = 1.0,
+    ) -> None:
         d = "M " + " L ".join(f"{x:.1f} {y:.1f}" for x, y in points)
         extra = ' stroke-dasharray="4 3"' if dash else ""
         marker = f' marker-end="url(#arrow{_marker_key(color)})"' if arrow else ""
-        self.items.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="{width}"'
-                          f'{extra}{marker}/>')
+        self.items.append(
+            f'<path d="{d}" fill="none" stroke="{color}" stroke-width="{width}"{extra}{marker}/>'
+        )
 
     def render(self, width: int, height: int, colors: list[str]) -> str:
         markers = "".join(
             f'<marker id="arrow{_marker_key(c)}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
             f'markerHeight="7" orient="auto-start-reverse">'
             f'<path d="M 0 0 L 10 5 L 0 10 z" fill="{c}"/></marker>'
-            for c in sorted(set(colors)))
-        head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-                f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif">\n'
-                f'<defs>{markers}</defs>\n<rect width="100%" height="100%" fill="#ffffff"/>\n')
+            for c in sorted(set(colors))
+        )
+        head = (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif">\n'
+            f'<defs>{markers}</defs>\n<rect width="100%" height="100%" fill="#ffffff"/>\n'
+        )
         return head + "\n".join(self.items) + "\n</svg>\n"
 
 
@@ -287,8 +334,15 @@ def _marker_key(color: str) -> str:
 
 
 ARROW_COLORS = ["#444444", "#c0392b", "#1f77b4", "#2e7d32"]
-TYPE_FILL = {"Choice": "#fff8dc", "Pass": "#f4f4f4", "Succeed": "#e8f5e9", "Fail": "#fdecea",
-             "Map": "#f7fbff", "Wait": "#f4f4f4", "Parallel": "#f7fbff"}
+TYPE_FILL = {
+    "Choice": "#fff8dc",
+    "Pass": "#f4f4f4",
+    "Succeed": "#e8f5e9",
+    "Fail": "#fdecea",
+    "Map": "#f7fbff",
+    "Wait": "#f4f4f4",
+    "Parallel": "#f7fbff",
+}
 
 
 def _state_h(s: State) -> float:
@@ -303,13 +357,14 @@ def _height(states: list[State]) -> float:
     return total - STATE_GAP if states else 0.0
 
 
-def draw_states(svg: Svg, states: list[State], x: float, y: float, w: float, colors: dict[str, str],
-                lane_x: float) -> float:
+def draw_states(
+    svg: Svg, states: list[State], x: float, y: float, w: float, colors: dict[str, str], lane_x: float
+) -> float:
     """Draw ``states`` in a column at (x, y), width w; side transitions use lanes left of ``lane_x``.
 
     Returns the y below the last state.
     """
-    pos: dict[str, tuple[float, float]] = {}      # name -> (top, bottom)
+    pos: dict[str, tuple[float, float]] = {}  # name -> (top, bottom)
     order = [s.name for s in states]
     cy = y
     for s in states:
@@ -318,20 +373,40 @@ def draw_states(svg: Svg, states: list[State], x: float, y: float, w: float, col
             svg.rect(x, cy, w, h, fill=TYPE_FILL["Map"], stroke="#6b8fb5", dash=True)
             svg.text(x + 6, cy + 12, f"{s.name}", weight="bold", size=10.5)
             svg.text(x + w - 6, cy + 12, s.map_note, anchor="end", size=9, color="#555555", italic=True)
-            draw_states(svg, s.children, x + MAP_PAD + 10, cy + 16 + MAP_PAD, w - 2 * MAP_PAD - 26, colors,
-                        x + w - 4)
+            draw_states(
+                svg, s.children, x + MAP_PAD + 10, cy + 16 + MAP_PAD, w - 2 * MAP_PAD - 26, colors, x + w - 4
+            )
         else:
             color = colors.get(s.calls, "#333333")
-            svg.rect(x, cy, w, h, fill=TYPE_FILL.get(s.type, "#ffffff"),
-                     stroke=color if s.calls else "#777777", width=1.6 if s.calls else 1.0)
+            svg.rect(
+                x,
+                cy,
+                w,
+                h,
+                fill=TYPE_FILL.get(s.type, "#ffffff"),
+                stroke=color if s.calls else "#777777",
+                width=1.6 if s.calls else 1.0,
+            )
             if s.calls:
                 svg.rect(x, cy, 5, h, fill=color, stroke=color, rx=1)
             svg.text(x + 9, cy + 15, s.name, weight="bold" if s.type == "Task" else "normal")
-            svg.text(x + w - 5, cy + 15, s.calls or s.type, anchor="end", size=9,
-                     color=color if s.calls else "#666666")
+            svg.text(
+                x + w - 5,
+                cy + 15,
+                s.calls or s.type,
+                anchor="end",
+                size=9,
+                color=color if s.calls else "#666666",
+            )
             if s.retries:
-                svg.text(x + 9, cy + 29, "Retry also on " + ", ".join(s.retries), size=8.5, color="#555555",
-                         italic=True)
+                svg.text(
+                    x + 9,
+                    cy + 29,
+                    "Retry also on " + ", ".join(s.retries),
+                    size=8.5,
+                    color="#555555",
+                    italic=True,
+                )
         pos[s.name] = (cy, cy + h)
         cy += h + STATE_GAP
 
@@ -367,10 +442,21 @@ def draw(model: Model) -> str:
     if model.task_definition:
         colors[model.task_definition] = FARGATE_COLOR
     width = 1560
-    svg.text(20, 28, "isrflow: ProcessVisit and BuildCalibration on AWS "
-             "(template.yaml, statemachines/*.asl.json)", size=16, weight="bold")
-    svg.text(20, 46, "generated by docs/make_diagram.py; a Task's colour is the function it invokes; "
-             "blue = Choice branch, red dashed = Catch", size=10, color="#555555")
+    svg.text(
+        20,
+        28,
+        "isrflow: ProcessVisit and BuildCalibration on AWS (template.yaml, statemachines/*.asl.json)",
+        size=16,
+        weight="bold",
+    )
+    svg.text(
+        20,
+        46,
+        "generated by docs/make_diagram.py; a Task's colour is the function it invokes; "
+        "blue = Choice branch, red dashed = Catch",
+        size=10,
+        color="#555555",
+    )
 
     # --- column A: uploads and prompt processing -------------------------------------------------
     ax, aw = 20, 250
@@ -403,8 +489,9 @@ def draw(model: Model) -> str:
     pv = next((m for m in machine_boxes if "ProcessVisit" in m), None)
     if pv and model.ingest:
         px, py = machine_boxes[pv]
-        svg.path([(ax + aw, 194), (px - 20, 194), (px - 20, py + 11), (px, py + 11)],
-                 color="#2e7d32", width=1.4)
+        svg.path(
+            [(ax + aw, 194), (px - 20, 194), (px - 20, py + 11), (px, py + 11)], color="#2e7d32", width=1.4
+        )
         svg.text(ax + 10, 232, "-> StartExecution of ProcessVisit for the", size=9, color="#2e7d32")
         svg.text(ax + 10, 244, "file's detectors if PromptProcessing=true", size=9, color="#2e7d32")
         svg.text(ax + 10, 256, "(name = hash of bucket/key#ETag: once per upload)", size=9, color="#2e7d32")
@@ -428,8 +515,9 @@ def draw(model: Model) -> str:
         svg.rect(dx, fy, dw, 34, stroke=FARGATE_COLOR, width=1.6, fill="#f6efed")
         svg.rect(dx, fy, 5, 34, fill=FARGATE_COLOR, stroke=FARGATE_COLOR, rx=1)
         svg.text(dx + 10, fy + 15, f"Fargate {model.task_definition}", weight="bold")
-        svg.text(dx + 10, fy + 28, "ecs:runTask.sync; large combines (CombineOnFargate)", size=9,
-                 color="#555555")
+        svg.text(
+            dx + 10, fy + 28, "ecs:runTask.sync; large combines (CombineOnFargate)", size=9, color="#555555"
+        )
         fy += 46
 
     # Data plane: every function -> queue (ISRFLOW_REGISTRY_QUEUE_URL is global) -> writer -> DB.
@@ -446,8 +534,9 @@ def draw(model: Model) -> str:
     wy = qy + 80
     wcolor = colors.get(model.writer, "#333333")
     svg.path([(dx + 100, qy + 40), (dx + 100, wy)], color="#1f77b4")
-    svg.text(dx + 106, qy + 58, f"batch {model.batch_size}, window {model.window_s} s", size=9,
-             color="#1f77b4")
+    svg.text(
+        dx + 106, qy + 58, f"batch {model.batch_size}, window {model.window_s} s", size=9, color="#1f77b4"
+    )
     svg.text(dx + 106, qy + 70, "ReportBatchItemFailures", size=9, color="#1f77b4")
     svg.rect(dx, wy, 200, 30, stroke=wcolor, width=1.6)
     svg.rect(dx, wy, 5, 30, fill=wcolor, stroke=wcolor, rx=1)
@@ -457,23 +546,42 @@ def draw(model: Model) -> str:
     svg.text(dx + 106, wy + 50, "one transaction per batch", size=9)
     svg.rect(dx, dby, 420, 40, fill="#f3f0ff", stroke="#6a51a3")
     svg.text(dx + 8, dby + 16, f"Registry DB: RDS PostgreSQL {model.database}", weight="bold")
-    readers = [f.logical_id.replace("Function", "") for f in model.functions if f.reads_registry
-               and f.logical_id != model.writer]
+    readers = [
+        f.logical_id.replace("Function", "")
+        for f in model.functions
+        if f.reads_registry and f.logical_id != model.writer
+    ]
     svg.text(dx + 8, dby + 31, "read by: " + ", ".join(readers), size=9, color="#555555")
     sy = dby + 64
     svg.rect(dx, sy, 420, 40, fill="#fff3e0", stroke="#e6a23c")
     svg.text(dx + 8, sy + 16, f"S3 {model.bucket} (the datastore)", weight="bold")
-    svg.text(dx + 8, sy + 31, "raws, manifests, map-results/, masters, postISRCCD, previews", size=9,
-             color="#555555")
-    svg.text(dx + 8, sy + 56, "every function and the Fargate task read/write it (ISRFLOW_DATASTORE_ROOT)",
-             size=9, color="#555555")
+    svg.text(
+        dx + 8,
+        sy + 31,
+        "raws, manifests, map-results/, masters, postISRCCD, previews",
+        size=9,
+        color="#555555",
+    )
+    svg.text(
+        dx + 8,
+        sy + 56,
+        "every function and the Fargate task read/write it (ISRFLOW_DATASTORE_ROOT)",
+        size=9,
+        color="#555555",
+    )
     right_bottom = sy + 60
 
     # --- bottom band: the embedded local runtime ----------------------------------------------------
     by = max(bottom, right_bottom) + 40
-    svg.text(20, by, "On one machine (isrflow.local.LocalRuntime: `make demo`, "
-             "isrflow run/calib build --repo) "
-             "the same template.yaml and ASL files run on:", size=12, weight="bold")
+    svg.text(
+        20,
+        by,
+        "On one machine (isrflow.local.LocalRuntime: `make demo`, "
+        "isrflow run/calib build --repo) "
+        "the same template.yaml and ASL files run on:",
+        size=12,
+        weight="bold",
+    )
     cols = 2
     cw = (width - 40) / cols
     for i, (aws, local, module) in enumerate(LOCAL_EQUIVALENTS):
@@ -484,8 +592,14 @@ def draw(model: Model) -> str:
         svg.rect(x0, y0, cw - 12, 22, fill="#fafafa", stroke="#cccccc")
         svg.text(x0 + 8, y0 + 15, aws, weight="bold", size=10)
         svg.text(x0 + 190, y0 + 15, "-> " + local, size=10)
-        svg.text(x0 + cw - 20, y0 + 15, module.removesuffix(".py").replace("/", "."), anchor="end", size=9,
-                 color="#555555")
+        svg.text(
+            x0 + cw - 20,
+            y0 + 15,
+            module.removesuffix(".py").replace("/", "."),
+            anchor="end",
+            size=9,
+            color="#555555",
+        )
     height = int(by + 14 + 26 * ((len(LOCAL_EQUIVALENTS) + cols - 1) // cols) + 16)
     used = ARROW_COLORS + [FARGATE_COLOR]
     return svg.render(width, height, used)

@@ -15,7 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "process_visit"))
 
 # The project's shared reference material sits beside the clone (../shared/reference), as in CI;
 # ISRFLOW_REFERENCE points elsewhere.
-REFERENCE = Path(os.environ.get("ISRFLOW_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "reference"))
+REFERENCE = Path(
+    os.environ.get("ISRFLOW_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "reference")
+)
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +31,9 @@ def reference_dir() -> Path:
 def small_night(tmp_path_factory):
     """Small generic camera, detectors 0 and 1: 2 bias, 2 science frames (seed 7)."""
     out = tmp_path_factory.mktemp("small_night")
-    return simulate(SimulationRequest(camera="generic", small=True, detectors=[0, 1], bias=2, science=2, seed=7, out=out))
+    return simulate(
+        SimulationRequest(camera="generic", small=True, detectors=[0, 1], bias=2, science=2, seed=7, out=out)
+    )
 
 
 @pytest.fixture

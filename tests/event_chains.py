@@ -10,8 +10,9 @@ is the Lambda invoke: ``function`` is the template's logical id, the answer is t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import Any, ContextManager
 
 from isrflow.calib_import import calibration_message
 from isrflow.local.containers.services import event_names
@@ -24,8 +25,10 @@ EVENTS = REPO / "events"
 NAMES = event_names()
 BUCKET = NAMES["bucket"]
 ROOT = f"s3://{BUCKET}"
-CALIB_EXECUTION = (f"arn:aws:states:{NAMES['region']}:{NAMES['account']}:execution:"
-                   f"{NAMES['stack']}-BuildCalibration:example-flat")
+CALIB_EXECUTION = (
+    f"arn:aws:states:{NAMES['region']}:{NAMES['account']}:execution:"
+    f"{NAMES['stack']}-BuildCalibration:example-flat"
+)
 
 Call = Callable[[str, dict], Any]
 Check = Callable[[str, dict], None]
@@ -60,10 +63,11 @@ def event(name: str) -> dict:
 
 
 def key_of(uri: str) -> str:
-    return uri[len(ROOT) + 1:]
+    return uri[len(ROOT) + 1 :]
 
 
 # --- ProcessVisit: HSC detector 50 of exposure 904000, as the events name it --------------------
+
 
 def simulate_hsc_visit(out: Path):
     """HSC detector 50, one science exposure (904000, as in the events), full size."""
@@ -74,8 +78,12 @@ def stage_hsc_visit(night, s3, registry) -> None:
     """The raw and calibrations the ProcessVisit events name: in the bucket and registered."""
     raw = night.raws_of("science")[0]
     obs = read_observations(raw.path)[0]
-    raw_msg = DatasetMessage(dataset_type="raw", run="HSC/raw/all", data_id=obs.data_id,
-                             uri=f"{ROOT}/HSC/raw/all/raw/HSC/{obs.exposure}/raw_HSC_{obs.exposure}_50.fits")
+    raw_msg = DatasetMessage(
+        dataset_type="raw",
+        run="HSC/raw/all",
+        data_id=obs.data_id,
+        uri=f"{ROOT}/HSC/raw/all/raw/HSC/{obs.exposure}/raw_HSC_{obs.exposure}_50.fits",
+    )
     calib_msgs = []
     cal = night.calibrations[50]
     for f in (cal.bias, cal.dark, cal.defects, *cal.flat.values()):
@@ -100,17 +108,21 @@ def run_process_visit_chain(call: Call, writer_draining: WriterDraining) -> dict
 
 # --- BuildCalibration: flats of two small generic detectors --------------------------------------
 
+
 def stage_calib_inputs(tmp: Path, s3, registry) -> None:
     """Two small generic detectors: 3 flats each in the bucket, the true bias and dark certified."""
-    night = simulate(SimulationRequest(camera="generic", small=True, detectors=[0, 1], flat=3, seed=5,
-                                       out=tmp / "sim"))
+    night = simulate(
+        SimulationRequest(camera="generic", small=True, detectors=[0, 1], flat=3, seed=5, out=tmp / "sim")
+    )
     messages = []
     for raw in night.raws:
         obs = read_observations(raw.path)[0]
         uri = f"{ROOT}/Generic/raw/all/raw/Generic/{obs.exposure}/raw_Generic_{obs.exposure}_{obs.detector}.fits"
         s3.put_object(Bucket=BUCKET, Key=key_of(uri), Body=Path(raw.path).read_bytes())
-        messages += [*dimension_records(obs, "generic"),
-                     DatasetMessage(dataset_type="raw", run="Generic/raw/all", data_id=obs.data_id, uri=uri)]
+        messages += [
+            *dimension_records(obs, "generic"),
+            DatasetMessage(dataset_type="raw", run="Generic/raw/all", data_id=obs.data_id, uri=uri),
+        ]
     calibs = []
     for cal in night.calibrations.values():
         for path in (cal.bias, cal.dark):
@@ -133,8 +145,14 @@ def run_calib_chain(call: Call, check: Check, s3, writer_draining: WriterDrainin
     check("calib_plan.json", ev)
     plan = call("CalibPlanFunction", ev)
     for i, cluster in enumerate(_manifest(s3, plan["manifest_key"])):
-        ev = {"cluster": cluster, "execution_id": plan["execution_id"], "results_prefix": plan["isr_results_prefix"],
-              "output_run": plan["output_run"], "isr_config": plan["isr_config"], "measure": True}
+        ev = {
+            "cluster": cluster,
+            "execution_id": plan["execution_id"],
+            "results_prefix": plan["isr_results_prefix"],
+            "output_run": plan["output_run"],
+            "isr_config": plan["isr_config"],
+            "measure": True,
+        }
         if i == 0:
             check("calib_isr_cluster.json", ev)
         assert call("IsrFunction", ev)["failed"] == 0
@@ -160,14 +178,37 @@ def run_calib_chain(call: Call, check: Check, s3, writer_draining: WriterDrainin
         summary = call("SummarizeFunction", ev)
     # what the state machine passes after a Fargate task stopped with a non-zero exit: the Catch's
     # States.TaskFailed error (Cause = the described task as JSON), that task parsed back, its exit code
-    task = {"Containers": [{"ExitCode": 137, "LastStatus": "STOPPED", "Name": "combine",
-                            "Reason": "OutOfMemoryError: Container killed due to memory usage"}],
-            "LastStatus": "STOPPED", "StopCode": "EssentialContainerExited",
-            "StoppedReason": "Essential container in task exited"}
-    ev = {"action": "record_combine_failure", "state": {
-        "item": items[1], "error": {"Error": "States.TaskFailed", "Cause": json.dumps(task, separators=(",", ":"))},
-        "task": task, "exit_code": 137}}
+    task = {
+        "Containers": [
+            {
+                "ExitCode": 137,
+                "LastStatus": "STOPPED",
+                "Name": "combine",
+                "Reason": "OutOfMemoryError: Container killed due to memory usage",
+            }
+        ],
+        "LastStatus": "STOPPED",
+        "StopCode": "EssentialContainerExited",
+        "StoppedReason": "Essential container in task exited",
+    }
+    ev = {
+        "action": "record_combine_failure",
+        "state": {
+            "item": items[1],
+            "error": {"Error": "States.TaskFailed", "Cause": json.dumps(task, separators=(",", ":"))},
+            "task": task,
+            "exit_code": 137,
+        },
+    }
     check("calib_record_combine_failure.json", ev)
     recorded = call("SummarizeFunction", ev)
-    return {"plan": plan, "normalized": normalized, "prepared": prepared, "combined": combined,
-            "certified": certified, "summary": summary, "recorded": recorded, "items": items}
+    return {
+        "plan": plan,
+        "normalized": normalized,
+        "prepared": prepared,
+        "combined": combined,
+        "certified": certified,
+        "summary": summary,
+        "recorded": recorded,
+        "items": items,
+    }

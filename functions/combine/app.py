@@ -20,6 +20,11 @@ from isrflow.settings import settings
 def lambda_handler(event: dict, context: LambdaContext | None = None) -> dict:
     config = settings().require("registry_queue_url")
     memory = getattr(context, "memory_limit_in_mb", None)
-    result = run_combine(CombineEvent.model_validate(event).request_uri, sender_for(config.registry_queue_url),
-                         memory_mb=float(memory) if memory else None)
-    return result.model_dump(mode="json", include={"key", "status", "route", "output_uri", "duration_s", "error"})
+    result = run_combine(
+        CombineEvent.model_validate(event).request_uri,
+        sender_for(config.registry_queue_url),
+        memory_mb=float(memory) if memory else None,
+    )
+    return result.model_dump(
+        mode="json", include={"key", "status", "route", "output_uri", "duration_s", "error"}
+    )

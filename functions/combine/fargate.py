@@ -35,7 +35,11 @@ def main() -> int:
     except IsrflowError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(result.model_dump(mode="json", include={"key", "status", "output_uri", "duration_s", "error"})))
+    print(
+        json.dumps(
+            result.model_dump(mode="json", include={"key", "status", "output_uri", "duration_s", "error"})
+        )
+    )
     if result.status != "succeeded":
         print(f"error: {result.error}", file=sys.stderr)
         return 1

@@ -21,7 +21,11 @@ from isrflow.settings import settings
 @lambda_edge
 def lambda_handler(event: dict, context: LambdaContext | None = None) -> dict:
     config = settings().require("datastore_root", "registry_queue_url")
-    outcome = ingest_upload(S3ObjectCreatedEvent.model_validate(event), datastore_root=config.datastore_root,
-                            sender=sender_for(config.registry_queue_url), prompt=PromptConfig.from_env(),
-                            starter=StepFunctionsStarter())
+    outcome = ingest_upload(
+        S3ObjectCreatedEvent.model_validate(event),
+        datastore_root=config.datastore_root,
+        sender=sender_for(config.registry_queue_url),
+        prompt=PromptConfig.from_env(),
+        starter=StepFunctionsStarter(),
+    )
     return outcome.model_dump(mode="json")

@@ -43,6 +43,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext | None = None) 
     if is_rotation_event(event):
         from isrflow.awsclients import aws_client
 
-        step = rotate(event, client=aws_client("secretsmanager"), admin_engine=lambda: open_registry(settings()).engine)
+        step = rotate(
+            event, client=aws_client("secretsmanager"), admin_engine=lambda: open_registry(settings()).engine
+        )
         return {"Step": step}
     return handle_request(event, context, migrate, default_physical_id=PHYSICAL_ID)

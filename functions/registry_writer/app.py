@@ -97,8 +97,10 @@ def shorten_retry_visibility(
         return {}
     arns = [r.get("eventSourceARN") for r in event.get("Records") or []]  # None where a record has none
     url = resolve_queue_url(arns, settings().registry_queue_url)
-    info: dict[str, Any] = {"visibility_changes": len(changes),
-                            "visibility_s": sorted({c.seconds for c in changes})}
+    info: dict[str, Any] = {
+        "visibility_changes": len(changes),
+        "visibility_s": sorted({c.seconds for c in changes}),
+    }
     if url is None:
         info["visibility_error"] = "no queue URL: neither ISRFLOW_REGISTRY_QUEUE_URL nor eventSourceARN"
     else:
@@ -115,8 +117,9 @@ def shorten_retry_visibility(
 
 
 @lambda_edge
-def lambda_handler(event: dict[str, Any],
-                   context: LambdaContext | None = None) -> dict[str, list[dict[str, str]]]:
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext | None = None
+) -> dict[str, list[dict[str, str]]]:
     start = time.perf_counter()
     items = parse_records(event)
     give_up = int(os.environ.get(ENV_GIVE_UP_AFTER, "0") or 0) or None
@@ -125,8 +128,11 @@ def lambda_handler(event: dict[str, Any],
     result = apply_batch(open_registry(settings()), items, give_up_after=give_up, give_up_min_age_s=min_age)
     visibility = shorten_retry_visibility(event, items, result)
     summary = result.summary()
-    for name, metric in (("applied", "RegistryMessagesApplied"), ("rejected", "RegistryMessagesRejected"),
-                         ("retry", "RegistryMessagesRetried")):
+    for name, metric in (
+        ("applied", "RegistryMessagesApplied"),
+        ("rejected", "RegistryMessagesRejected"),
+        ("retry", "RegistryMessagesRetried"),
+    ):
         add_count(metric, summary[name])
     logger.info(
         "registry batch applied",

@@ -24,7 +24,9 @@ def lambda_handler(event: dict, context: LambdaContext | None = None) -> dict:
     if action in ("record_combine_failure", "certify_calib", "summarize_calib"):
         return _calibration(action, event)
     config = settings().require("registry_queue_url")
-    summary = summarize(SummarizeEvent.model_validate(event), open_registry(config), sender_for(config.registry_queue_url))
+    summary = summarize(
+        SummarizeEvent.model_validate(event), open_registry(config), sender_for(config.registry_queue_url)
+    )
     return summary.model_dump(mode="json")
 
 

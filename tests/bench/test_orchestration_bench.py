@@ -11,7 +11,9 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "orchestration.py"
 
 
 def test_orchestration_bench_quick():
-    proc = subprocess.run([sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = json.loads(proc.stdout)
     assert [m["items"] for m in figures["map_overhead"]] == [100, 1000]

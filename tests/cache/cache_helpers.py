@@ -26,19 +26,36 @@ class FakeS3:
         return self.objects[uri]
 
 
-def ref_for(store: FakeS3, key: str, data: bytes, *, dataset_id: uuid.UUID | None = None, kind: str = "bias",
-            detector: int = 0, sha256: str | None = "auto") -> DatasetRef:
+def ref_for(
+    store: FakeS3,
+    key: str,
+    data: bytes,
+    *,
+    dataset_id: uuid.UUID | None = None,
+    kind: str = "bias",
+    detector: int = 0,
+    sha256: str | None = "auto",
+) -> DatasetRef:
     """Put ``data`` at s3://calibs/KEY and return a ref to it as the registry would hold it."""
     uri = f"s3://calibs/{key}"
     store.objects[uri] = data
     sha = hashlib.sha256(data).hexdigest() if sha256 == "auto" else sha256
-    return DatasetRef(id=dataset_id or uuid.uuid4(), dataset_type=kind, run="Generic/calib/test",
-                      data_id={"instrument": "Generic", "detector": detector}, uri=uri, size=len(data), sha256=sha)
+    return DatasetRef(
+        id=dataset_id or uuid.uuid4(),
+        dataset_type=kind,
+        run="Generic/calib/test",
+        data_id={"instrument": "Generic", "detector": detector},
+        uri=uri,
+        size=len(data),
+        sha256=sha,
+    )
 
 
 def calib_bytes(night, kind: str = "bias", detector: int = 0) -> bytes:
     cal = night.calibrations[detector]
-    path = {"bias": cal.bias, "dark": cal.dark, "defects": cal.defects}.get(kind) or next(iter(cal.flat.values()))
+    path = {"bias": cal.bias, "dark": cal.dark, "defects": cal.defects}.get(kind) or next(
+        iter(cal.flat.values())
+    )
     return Path(path).read_bytes()
 
 
@@ -79,10 +96,13 @@ def populate_in_child(directory: str, data: dict[str, bytes], barrier, reverse: 
 
     store = FakeS3()
     calib_cache.storage_for = lambda uri: store
-    refs = {kind: ref_for(store, f"{kind}.fits", value, dataset_id=uuid.UUID(int=i + 1), kind=kind)
-            for i, (kind, value) in enumerate(sorted(data.items()))}
-    cache = CalibrationCache(CacheConfig(directory=Path(directory), disk_bytes=sum(map(len, data.values())),
-                                         memory_bytes=0))
+    refs = {
+        kind: ref_for(store, f"{kind}.fits", value, dataset_id=uuid.UUID(int=i + 1), kind=kind)
+        for i, (kind, value) in enumerate(sorted(data.items()))
+    }
+    cache = CalibrationCache(
+        CacheConfig(directory=Path(directory), disk_bytes=sum(map(len, data.values())), memory_bytes=0)
+    )
     barrier.wait(timeout=60)
     answers: dict = {}
     for kind in sorted(refs, reverse=reverse):

@@ -37,12 +37,16 @@ class Ticks:
 def s3(monkeypatch):
     store = FakeS3()
     real = calib_cache.storage_for
-    monkeypatch.setattr(calib_cache, "storage_for", lambda uri: store if uri.startswith("s3://") else real(uri))
+    monkeypatch.setattr(
+        calib_cache, "storage_for", lambda uri: store if uri.startswith("s3://") else real(uri)
+    )
     return store
 
 
 def make_cache(directory: Path, *, memory: int = 64 * MiB, disk: int = 64 * MiB) -> CalibrationCache:
-    return CalibrationCache(CacheConfig(directory=directory, disk_bytes=disk, memory_bytes=memory), clock=Ticks())
+    return CalibrationCache(
+        CacheConfig(directory=directory, disk_bytes=disk, memory_bytes=memory), clock=Ticks()
+    )
 
 
 def decoded_bytes(fetched) -> int:
@@ -51,6 +55,7 @@ def decoded_bytes(fetched) -> int:
 
 
 # --------------------------------------------------------------------------- hits and misses
+
 
 def test_a_miss_then_memory_hits_then_a_disk_hit_in_another_process(s3, small_night, tmp_path):
     data = calib_bytes(small_night, "bias")
@@ -71,7 +76,9 @@ def test_a_miss_then_memory_hits_then_a_disk_hit_in_another_process(s3, small_ni
 
 
 def test_shared_arrays_are_read_only(s3, small_night, tmp_path):
-    fetched = make_cache(tmp_path / "c").get("dark", ref_for(s3, "dark.fits", calib_bytes(small_night, "dark")))
+    fetched = make_cache(tmp_path / "c").get(
+        "dark", ref_for(s3, "dark.fits", calib_bytes(small_night, "dark"))
+    )
     with pytest.raises(ValueError):
         fetched.item.exposure.image[0, 0] = 1.0
 
@@ -91,6 +98,7 @@ def test_a_calibration_without_registered_checksum_is_used_but_never_cached(s3, 
 
 
 # --------------------------------------------------------------------------- budgets
+
 
 def test_memory_tier_evicts_least_recently_used_within_its_budget(s3, small_night, tmp_path):
     same_size = dict(zip(("bias", "dark", "flat"), variants(calib_bytes(small_night, "bias"), 3)))
@@ -132,6 +140,7 @@ def test_a_file_larger_than_the_disk_budget_is_used_but_not_stored(s3, small_nig
 
 
 # --------------------------------------------------------------------------- never stale, never corrupt
+
 
 def test_a_recertified_calibration_is_never_served_from_an_older_copy(s3, small_night, tmp_path):
     v1, v2 = variants(calib_bytes(small_night, "bias"), 2)
@@ -199,12 +208,15 @@ def test_a_local_datastore_file_is_linked_and_an_in_place_change_is_never_used(s
 
 # --------------------------------------------------------------------------- several processes
 
+
 def test_processes_populating_the_same_keys_leave_one_good_copy_each(small_night, tmp_path):
     data = {k: calib_bytes(small_night, k) for k in ("bias", "dark")}
     ctx = multiprocessing.get_context("spawn")
     barrier, replies = ctx.Barrier(4), ctx.Queue()
-    children = [ctx.Process(target=populate_in_child,
-                            args=(str(tmp_path / "c"), data, barrier, i % 2 == 0, replies)) for i in range(4)]
+    children = [
+        ctx.Process(target=populate_in_child, args=(str(tmp_path / "c"), data, barrier, i % 2 == 0, replies))
+        for i in range(4)
+    ]
     for child in children:
         child.start()
     answers = [replies.get(timeout=120) for _ in children]
@@ -214,7 +226,8 @@ def test_processes_populating_the_same_keys_leave_one_good_copy_each(small_night
     files = sorted((tmp_path / "c").glob("*.calib"))
     assert len(files) == 2
     assert {hashlib.sha256(f.read_bytes()).hexdigest() for f in files} == {
-        hashlib.sha256(v).hexdigest() for v in data.values()}
+        hashlib.sha256(v).hexdigest() for v in data.values()
+    }
     assert not [p for p in (tmp_path / "c").iterdir() if p.name.startswith(".tmp-")]
     digests = {kind: {a[kind] for a in answers} for kind in data}
     assert all(len(d) == 1 for d in digests.values())  # every process decoded the same pixels
@@ -223,11 +236,17 @@ def test_processes_populating_the_same_keys_leave_one_good_copy_each(small_night
 
 # --------------------------------------------------------------------------- configuration
 
+
 def test_configuration_from_the_environment():
-    env = {calib_cache.ENV_CACHE_DIR: "/tmp/x", calib_cache.ENV_CACHE_BYTES: "1000",
-           calib_cache.ENV_MEMORY_BYTES: str(2**30)}
+    env = {
+        calib_cache.ENV_CACHE_DIR: "/tmp/x",
+        calib_cache.ENV_CACHE_BYTES: "1000",
+        calib_cache.ENV_MEMORY_BYTES: str(2**30),
+    }
     assert CacheConfig.from_env(env) == CacheConfig(Path("/tmp/x"), 1000, 2**30)
-    lambda_env = env | {calib_cache.ENV_LAMBDA_MEMORY_MB: "1024"}  # at most a quarter of the function's memory
+    lambda_env = env | {
+        calib_cache.ENV_LAMBDA_MEMORY_MB: "1024"
+    }  # at most a quarter of the function's memory
     assert CacheConfig.from_env(lambda_env).memory_bytes == 256 * MiB
     assert CacheConfig.from_env({}) == CacheConfig()
     with pytest.raises(ConfigError, match=calib_cache.ENV_CACHE_BYTES):

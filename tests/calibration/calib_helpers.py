@@ -26,7 +26,13 @@ class BuiltNight:
 
 
 def build_payload(calib_type: str, run: str, **extra) -> dict:
-    payload = {"calib_type": calib_type, "where": "instrument = 'Generic'", "input_collections": ["Generic/raw/all"],
-               "calib_collection": CALIB, "output_run": run, "min_inputs": 3}
+    payload = {
+        "calib_type": calib_type,
+        "where": "instrument = 'Generic'",
+        "input_collections": ["Generic/raw/all"],
+        "calib_collection": CALIB,
+        "output_run": run,
+        "min_inputs": 3,
+    }
     payload.update(extra)
     return payload

@@ -43,13 +43,18 @@ def combine_pixel(values, variances, statistic: str, clip: float = 3.0, iteratio
             value, used = mean, kept
             center, width = mean, std
     n = len(used)
-    variance = sum(w for _, w in used) / n ** 2
+    variance = sum(w for _, w in used) / n**2
     if statistic == "median" and n > 2:
         variance *= math.pi / 2
     return value, variance, n
 
 
-def combine(values: np.ndarray, variances: np.ndarray, statistic: str, clip: float = 3.0, iterations: int = 3):
+def combine(
+    values: np.ndarray, variances: np.ndarray, statistic: str, clip: float = 3.0, iterations: int = 3
+):
     """Every pixel of an (N, P) stack: arrays (value, variance, n_used)."""
-    out = [combine_pixel(values[:, k], variances[:, k], statistic, clip, iterations) for k in range(values.shape[1])]
+    out = [
+        combine_pixel(values[:, k], variances[:, k], statistic, clip, iterations)
+        for k in range(values.shape[1])
+    ]
     return (np.array([o[0] for o in out]), np.array([o[1] for o in out]), np.array([o[2] for o in out]))

@@ -9,6 +9,7 @@ import json
 import pytest
 from calib_helpers import CALIB, DETECTORS, build_payload
 from click.testing import CliRunner
+
 from isrflow.calibration.summary import record_combine_failure
 from isrflow.cli import cli
 from isrflow.local.asl import TaskContext, TaskFailure
@@ -19,8 +20,13 @@ from isrflow.storage import storage_for
 
 
 def test_fargate_task_exiting_non_zero_fails_its_detector_with_the_reason(built_night):
-    payload = build_payload("dark", "Generic/calib/dark-tiny-budget", route="fargate", combine_memory_mb=0.01,
-                            max_failure_fraction=1.0)
+    payload = build_payload(
+        "dark",
+        "Generic/calib/dark-tiny-budget",
+        route="fargate",
+        combine_memory_mb=0.01,
+        max_failure_fraction=1.0,
+    )
     execution = built_night.run(payload, name="dark-tiny-budget")
     assert execution.status == "SUCCEEDED", execution.cause
     summary = execution.output
@@ -31,11 +37,18 @@ def test_fargate_task_exiting_non_zero_fails_its_detector_with_the_reason(built_
     # as on AWS the .sync state failed (States.TaskFailed); the Catch read the exit code from the Cause
     fargate_children = 0
     for child in execution.children():
-        entered = [e["stateEnteredEventDetails"]["name"] for e in child.history if "stateEnteredEventDetails" in e]
+        entered = [
+            e["stateEnteredEventDetails"]["name"] for e in child.history if "stateEnteredEventDetails" in e
+        ]
         if "CombineOnFargate" in entered:
             fargate_children += 1
-            assert entered[-5:] == ["FargateTaskFailed", "ReadStoppedTask", "HasExitCode", "ReadExitCode",
-                                    "RecordCombineFailure"]
+            assert entered[-5:] == [
+                "FargateTaskFailed",
+                "ReadStoppedTask",
+                "HasExitCode",
+                "ReadExitCode",
+                "RecordCombineFailure",
+            ]
     assert fargate_children == 4
     # the Distributed Maps' ResultWriter exported the children's results into the repository's datastore
     (manifest,) = built_night.root.glob("map-results/*/dark-tiny-budget/CombineMasters/*/manifest.json")
@@ -45,8 +58,12 @@ def test_fargate_task_exiting_non_zero_fails_its_detector_with_the_reason(built_
 
 
 def test_too_many_failed_masters_fail_the_execution_and_certify_nothing(built_night):
-    payload = build_payload("dark", "Generic/calib/dark-strict", combine_memory_mb=0.01,
-                            certify={"collection": "Generic/calib/never"})
+    payload = build_payload(
+        "dark",
+        "Generic/calib/dark-strict",
+        combine_memory_mb=0.01,
+        certify={"collection": "Generic/calib/never"},
+    )
     built_night.registry.register_collection("Generic/calib/never", "CALIBRATION")
     execution = built_night.run(payload, name="dark-strict")
     assert execution.status == "FAILED" and execution.error == "TooManyFailuresError"
@@ -55,37 +72,79 @@ def test_too_many_failed_masters_fail_the_execution_and_certify_nothing(built_ni
 
 
 def test_overlapping_certification_fails_the_execution(built_night):
-    execution = built_night.run(build_payload("bias", "Generic/calib/bias-again", certify={"collection": CALIB}),
-                                name="bias-overlap")
+    execution = built_night.run(
+        build_payload("bias", "Generic/calib/bias-again", certify={"collection": CALIB}), name="bias-overlap"
+    )
     assert execution.status == "FAILED" and execution.error == "RejectedMessageError"
     assert "overlap" in json.loads(execution.cause)["errorMessage"].lower()
 
 
 def test_existing_masters_need_mode_replace(built_night):
-    again = built_night.run(build_payload("defects", "Generic/calib/defects",
-                                          input_collections=["Generic/calib/dark", "Generic/calib/flat"]),
-                            name="defects-again")
+    again = built_night.run(
+        build_payload(
+            "defects", "Generic/calib/defects", input_collections=["Generic/calib/dark", "Generic/calib/flat"]
+        ),
+        name="defects-again",
+    )
     assert again.status == "FAILED" and again.error == "OutputExistsError"
-    replaced = built_night.run(build_payload("defects", "Generic/calib/defects", mode="replace",
-                                             input_collections=["Generic/calib/dark", "Generic/calib/flat"]),
-                               name="defects-replace")
+    replaced = built_night.run(
+        build_payload(
+            "defects",
+            "Generic/calib/defects",
+            mode="replace",
+            input_collections=["Generic/calib/dark", "Generic/calib/flat"],
+        ),
+        name="defects-replace",
+    )
     assert replaced.status == "SUCCEEDED" and replaced.output["succeeded"] == 4
     assert len(built_night.registry.query_datasets("defects", ["Generic/calib/defects"])) == 4
 
 
 def test_cli_build_with_certify_returns_once_visible(built_night):
-    result = CliRunner().invoke(cli, ["calib", "build", "bias", "--repo", str(built_night.root), "--where",
-                                      "detector IN (0..1)", "--output-run", "Generic/calib/cli-bias", "--certify",
-                                      "--collection", "Generic/calib/cli", "--begin", "2026-11-19", "--end",
-                                      "2026-11-21", "--workers", "2", "--json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "calib",
+            "build",
+            "bias",
+            "--repo",
+            str(built_night.root),
+            "--where",
+            "detector IN (0..1)",
+            "--output-run",
+            "Generic/calib/cli-bias",
+            "--certify",
+            "--collection",
+            "Generic/calib/cli",
+            "--begin",
+            "2026-11-19",
+            "--end",
+            "2026-11-21",
+            "--workers",
+            "2",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["status"] == "SUCCEEDED" and report["output"]["certified"] == 2
     certified = built_night.registry.query_datasets("bias", ["Generic/calib/cli"])
     assert sorted(r.data_id["detector"] for r in certified) == [0, 1]
     assert {r.validity.begin.isoformat() for r in certified} == {"2026-11-19T00:00:00+00:00"}
-    bad = CliRunner().invoke(cli, ["calib", "build", "dark", "--repo", str(built_night.root), "--output-run", "x/y",
-                                   "--begin", "2026-01-01"])
+    bad = CliRunner().invoke(
+        cli,
+        [
+            "calib",
+            "build",
+            "dark",
+            "--repo",
+            str(built_night.root),
+            "--output-run",
+            "x/y",
+            "--begin",
+            "2026-01-01",
+        ],
+    )
     assert bad.exit_code != 0 and "--certify" in bad.output
 
 
@@ -120,26 +179,41 @@ def tasks(tmp_path):
 
 
 def _context(timeout=None):
-    return TaskContext(execution_arn="arn:x", execution_name="x", state_machine_arn="arn:y", state_name="S",
-                       timeout_seconds=timeout)
+    return TaskContext(
+        execution_arn="arn:x",
+        execution_name="x",
+        state_machine_arn="arn:y",
+        state_name="S",
+        timeout_seconds=timeout,
+    )
 
 
 def test_run_task_sync_fails_with_the_described_task_when_the_container_exits_non_zero(tasks, tmp_path):
-    params = {"Cluster": "arn:aws:ecs:local:000000000000:cluster/Cluster", "TaskDefinition": "Task",
-              "LaunchType": "FARGATE",
-              "Overrides": {"ContainerOverrides": [{"Name": "main", "Environment": [{"Name": "CODE", "Value": "3"}]}]}}
+    params = {
+        "Cluster": "arn:aws:ecs:local:000000000000:cluster/Cluster",
+        "TaskDefinition": "Task",
+        "LaunchType": "FARGATE",
+        "Overrides": {
+            "ContainerOverrides": [{"Name": "main", "Environment": [{"Name": "CODE", "Value": "3"}]}]
+        },
+    }
     with pytest.raises(TaskFailure) as exc:  # as .sync does on AWS: States.TaskFailed, Cause = the task
         tasks.run_task_sync(params, _context())
     assert exc.value.error == "States.TaskFailed"
     task = json.loads(exc.value.cause)
     assert task["Containers"][0]["ExitCode"] == 3 and task["Containers"][0]["Name"] == "main"
-    assert (task["LastStatus"], task["StopCode"], task["LaunchType"]) == ("STOPPED", "EssentialContainerExited", "FARGATE")
+    assert (task["LastStatus"], task["StopCode"], task["LaunchType"]) == (
+        "STOPPED",
+        "EssentialContainerExited",
+        "FARGATE",
+    )
     assert task["TaskArn"].startswith("arn:aws:ecs:local:000000000000:task/Cluster/")
     assert task["Overrides"] == params["Overrides"] and (task["Cpu"], task["Memory"]) == ("1024", "2048")
     log = next((tmp_path / "logs").glob("*.log")).read_text()
     assert "hello" in log
-    ok = tasks.run_task_sync({"TaskDefinition": "arn:aws:ecs:local:000000000000:task-definition/demo-task:7"},
-                             _context())
+    ok = tasks.run_task_sync(
+        {"TaskDefinition": "arn:aws:ecs:local:000000000000:task-definition/demo-task:7"}, _context()
+    )
     assert ok["Containers"][0]["ExitCode"] == 0
 
 
@@ -156,21 +230,56 @@ def test_run_task_sync_refuses_what_ecs_refuses(tasks):
 
 def test_a_task_that_died_without_a_result_is_recorded_with_its_exit_code(tmp_path):
     result_uri = str(tmp_path / "results" / "Generic-0.json")
-    event = CombineFailureEvent.model_validate({"action": "record_combine_failure", "state": {
-        "item": {"key": "Generic-0", "instrument": "Generic", "detector": 0, "route": "fargate",
-                 "request_uri": str(tmp_path / "request.json"), "result_uri": result_uri},
-        "task": {"Containers": [{"ExitCode": 137, "Reason": "OutOfMemoryError: Container killed"}],
-                 "StoppedReason": "Essential container in task exited"}}})
-    (tmp_path / "request.json").write_text(json.dumps({
-        "execution_id": "e", "key": "Generic-0", "calib_type": "dark", "instrument": "Generic", "detector": 0,
-        "detector_name": "CCD0", "inputs": [{"uri": "x", "dataset_id": "00000000-0000-0000-0000-000000000001"}],
-        "mask_planes": [], "output_run": "a/b", "data_id": {}, "dataset_id": "00000000-0000-0000-0000-000000000002",
-        "output_uri": "y", "result_uri": result_uri, "route": "fargate"}))
+    event = CombineFailureEvent.model_validate(
+        {
+            "action": "record_combine_failure",
+            "state": {
+                "item": {
+                    "key": "Generic-0",
+                    "instrument": "Generic",
+                    "detector": 0,
+                    "route": "fargate",
+                    "request_uri": str(tmp_path / "request.json"),
+                    "result_uri": result_uri,
+                },
+                "task": {
+                    "Containers": [{"ExitCode": 137, "Reason": "OutOfMemoryError: Container killed"}],
+                    "StoppedReason": "Essential container in task exited",
+                },
+            },
+        }
+    )
+    (tmp_path / "request.json").write_text(
+        json.dumps(
+            {
+                "execution_id": "e",
+                "key": "Generic-0",
+                "calib_type": "dark",
+                "instrument": "Generic",
+                "detector": 0,
+                "detector_name": "CCD0",
+                "inputs": [{"uri": "x", "dataset_id": "00000000-0000-0000-0000-000000000001"}],
+                "mask_planes": [],
+                "output_run": "a/b",
+                "data_id": {},
+                "dataset_id": "00000000-0000-0000-0000-000000000002",
+                "output_uri": "y",
+                "result_uri": result_uri,
+                "route": "fargate",
+            }
+        )
+    )
     answer = record_combine_failure(event)
     result = MasterResult.model_validate_json(storage_for(result_uri).read_bytes(result_uri))
     assert result.status == "failed" and result.exit_code == 137 and result.calib_type == "dark"
-    assert result.error == ("FargateTaskFailed: exit code 137; OutOfMemoryError: Container killed; "
-                            "Essential container in task exited") == answer["error"]
+    assert (
+        result.error
+        == (
+            "FargateTaskFailed: exit code 137; OutOfMemoryError: Container killed; "
+            "Essential container in task exited"
+        )
+        == answer["error"]
+    )
 
 
 def test_fixture_detectors(built_night):

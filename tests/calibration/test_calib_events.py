@@ -16,6 +16,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from isrflow.messages import (
     BuildCalibrationInput,
     CalibPlanEvent,
@@ -31,7 +33,6 @@ from isrflow.settings import (
     ENV_REGISTRY_SECRET_ARN,
     ENV_REGISTRY_URL,
 )
-from moto import mock_aws
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -64,8 +65,12 @@ def test_event_file_validates(name):
     FILES[name](json.loads((EVENTS / name).read_text()))
 
 
-HANDLERS = {"CalibPlanFunction": calib_plan_handler, "IsrFunction": isr_handler, "CombineFunction": combine_handler,
-            "SummarizeFunction": summarize_handler}
+HANDLERS = {
+    "CalibPlanFunction": calib_plan_handler,
+    "IsrFunction": isr_handler,
+    "CombineFunction": combine_handler,
+    "SummarizeFunction": summarize_handler,
+}
 
 
 def _in_process(function: str, event: dict):
@@ -82,10 +87,20 @@ def run_chain(tmp: Path, check) -> dict:
     stage_calib_inputs(tmp, s3, registry)
     import os
 
-    os.environ.update({ENV_DATASTORE_ROOT: ROOT, ENV_REGISTRY_QUEUE_URL: queue_url, ENV_REGISTRY_URL: registry.url,
-                       ENV_REGISTRY_SECRET_ARN: ""})
+    os.environ.update(
+        {
+            ENV_DATASTORE_ROOT: ROOT,
+            ENV_REGISTRY_QUEUE_URL: queue_url,
+            ENV_REGISTRY_URL: registry.url,
+            ENV_REGISTRY_SECRET_ARN: "",
+        }
+    )
     out = run_calib_chain(_in_process, check, s3, lambda: writer_draining(queue_url))
-    assert (out["normalized"]["filters"], out["normalized"]["exposures"], out["normalized"]["detectors"]) == (1, 3, 2)
+    assert (out["normalized"]["filters"], out["normalized"]["exposures"], out["normalized"]["detectors"]) == (
+        1,
+        3,
+        2,
+    )
     assert out["prepared"]["masters"] == 2 and out["prepared"]["routes"] == {"lambda": 2, "fargate": 0}
     assert all(answer["status"] == "succeeded" for answer in out["combined"]), out["combined"]
     assert out["certified"]["certified"] == 2
@@ -94,8 +109,11 @@ def run_chain(tmp: Path, check) -> dict:
 
 @pytest.fixture
 def aws(monkeypatch):
-    for k, v in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
-                 "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+    for k, v in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
         monkeypatch.setenv(k, v)
     for k in (ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_URL, ENV_REGISTRY_SECRET_ARN):
         monkeypatch.setenv(k, "")
@@ -120,16 +138,23 @@ def test_events_run_through_their_handlers(aws, tmp_path):
     assert all(r.uri.startswith(ROOT) for r in certified)
     assert len(out["registry"].provenance(certified[0].id)) == 3
     # the sample failure names a master that had succeeded: it is now failed, with the task's reason
-    assert out["recorded"]["error"] == ("FargateTaskFailed: exit code 137; OutOfMemoryError: Container killed due to "
-                                        "memory usage; Essential container in task exited after the master was written")
+    assert out["recorded"]["error"] == (
+        "FargateTaskFailed: exit code 137; OutOfMemoryError: Container killed due to "
+        "memory usage; Essential container in task exited after the master was written"
+    )
 
 
 def _write() -> None:
     import os
     import tempfile
 
-    os.environ.update({"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing"})
+    os.environ.update(
+        {
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+    )
 
     def write(name, event):
         (EVENTS / name).write_text(json.dumps(event, indent=2) + "\n")

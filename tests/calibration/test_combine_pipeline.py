@@ -29,8 +29,11 @@ def inputs(tmp_path):
         mask[7, 3] = formats.BAD  # no usable input here: filled with its strip's median
         variance = np.full(SHAPE, 25.0, np.float32)
         path = tmp_path / f"in{i}.fits"
-        write_exposure(path, Exposure(image, mask, variance, {formats.KW_DETECTOR: 1, formats.KW_EXPOSURE: 10 + i}),
-                       compression="none")
+        write_exposure(
+            path,
+            Exposure(image, mask, variance, {formats.KW_DETECTOR: 1, formats.KW_EXPOSURE: 10 + i}),
+            compression="none",
+        )
         paths.append(CombineInput(str(path), scale=1.0 + 0.1 * i))
     return paths
 
@@ -40,21 +43,28 @@ def test_two_strips_in_flight_give_the_same_master(inputs, tmp_path, monkeypatch
     threads, read_threads = 2, 3
     monkeypatch.setattr(routing, "CHUNK_PIXELS_THREADED", 1024)  # small kernel scratch; results are per pixel
     whole = routing.strip_bytes(20, N, SHAPE[1], True, threads, read_threads)
-    monkeypatch.setattr(routing, "STRIP_TARGET_BYTES", whole - routing.fixed_bytes(N, threads))  # strips of 20 rows
+    monkeypatch.setattr(
+        routing, "STRIP_TARGET_BYTES", whole - routing.fixed_bytes(N, threads)
+    )  # strips of 20 rows
     writers: list[str] = []  # the threads that wrote strips: the overlapped path writes in the background
     write_strip = combine._write_strip
-    monkeypatch.setattr(combine, "_write_strip",
-                        lambda *a: writers.append(threading.current_thread().name) or write_strip(*a))
+    monkeypatch.setattr(
+        combine, "_write_strip", lambda *a: writers.append(threading.current_thread().name) or write_strip(*a)
+    )
     reports, masters, threads_used = [], [], []
     # 1 GiB holds two strips; 1.5 x one strip's working memory holds one (the same strip height)
     for budget in (1 << 30, int(1.5 * whole)):
-        settings = CombineSettings(statistic=statistic, budget_bytes=budget, threads=threads, read_threads=read_threads)
+        settings = CombineSettings(
+            statistic=statistic, budget_bytes=budget, threads=threads, read_threads=read_threads
+        )
         out = tmp_path / f"master-{budget}.fits"
         reports.append(combine_files(inputs, str(out), "flat", settings))
         masters.append(read_exposure(out))
         threads_used.append(set(name.split("_")[0] for name in writers))
         writers.clear()
-    assert threads_used == [{"combine-write"}, {threading.main_thread().name}], [(r.rows_per_strip, r.strips) for r in reports]
+    assert threads_used == [{"combine-write"}, {threading.main_thread().name}], [
+        (r.rows_per_strip, r.strips) for r in reports
+    ]
     assert reports[0].rows_per_strip == reports[1].rows_per_strip
     assert reports[0].strips == reports[1].strips > 3
     assert reports[0].no_data_pixels == reports[1].no_data_pixels == 1

@@ -4,6 +4,7 @@ the input keeps them; their registry rows stay (the masters' provenance)."""
 from __future__ import annotations
 
 from calib_helpers import COUNTS, DETECTORS
+
 from isrflow.ops.usage import state_output
 from isrflow.registry import uri_to_path
 
@@ -16,7 +17,9 @@ def test_intermediates_of_built_masters_are_deleted_by_default(built_night):
     refs = _intermediates(built_night, "cpDarkProc", "Generic/calib/dark")
     assert len(refs) == COUNTS["dark"] * len(DETECTORS)  # registered: the masters' provenance
     assert not any(uri_to_path(r.uri).exists() for r in refs)
-    deleted = state_output(built_night.executions["dark"].history, "DeleteIntermediates")["intermediates"]["result"]
+    deleted = state_output(built_night.executions["dark"].history, "DeleteIntermediates")["intermediates"][
+        "result"
+    ]
     assert deleted == {"masters": len(DETECTORS), "deleted": len(refs)}
     flats = _intermediates(built_night, "cpFlatProc", "Generic/calib/flat")
     assert flats and not any(uri_to_path(r.uri).exists() for r in flats)

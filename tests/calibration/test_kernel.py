@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from calib_reference import combine as reference
+
 from isrflow.calibration.kernel import combine_stack, sorting_network
 
 STATISTICS = ("median", "mean", "meanclip")

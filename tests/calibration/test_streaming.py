@@ -10,6 +10,7 @@ import tracemalloc
 import numpy as np
 import pytest
 from calib_reference import combine as reference
+
 from isrflow import formats
 from isrflow.calibration import routing
 from isrflow.calibration.combine import (
@@ -50,8 +51,14 @@ def inputs(tmp_path):
         mask[3, 4] = formats.BAD  # no usable input here
         if i == 2:
             image[10, 10] = np.nan
-        header = {formats.KW_INSTRUMENT: "Generic", formats.KW_DETECTOR: 1, formats.KW_DETNAME: "CCD1",
-                  formats.KW_EXPOSURE: 100 + i, "DATE-BEG": f"2026-11-20T01:0{i}:00", "DATE-END": f"2026-11-20T01:0{i}:30"}
+        header = {
+            formats.KW_INSTRUMENT: "Generic",
+            formats.KW_DETECTOR: 1,
+            formats.KW_DETNAME: "CCD1",
+            formats.KW_EXPOSURE: 100 + i,
+            "DATE-BEG": f"2026-11-20T01:0{i}:00",
+            "DATE-END": f"2026-11-20T01:0{i}:30",
+        }
         path = tmp_path / f"in{i}.fits"
         write_exposure(path, Exposure(image, mask, variance, header))
         frames.append((path, image, mask, variance, 2.0 + i))
@@ -70,9 +77,17 @@ def _reference(frames, statistic):
 @pytest.mark.parametrize("budget", [600_000, 1 << 30])
 def test_files_equal_the_reference_at_any_strip_height(inputs, tmp_path, statistic, budget):
     out = tmp_path / "master.fits"
-    settings = CombineSettings(statistic=statistic, mask_planes=("BAD", "SAT"), budget_bytes=budget, threads=2,
-                               read_threads=2, ninputs_plane=True)
-    report = combine_files([CombineInput(str(p), scale) for p, *_, scale in inputs], str(out), "dark", settings)
+    settings = CombineSettings(
+        statistic=statistic,
+        mask_planes=("BAD", "SAT"),
+        budget_bytes=budget,
+        threads=2,
+        read_threads=2,
+        ninputs_plane=True,
+    )
+    report = combine_files(
+        [CombineInput(str(p), scale) for p, *_, scale in inputs], str(out), "dark", settings
+    )
     assert (report.strips > 1) is (budget < 1 << 20)
     master = read_exposure(out)
     want, want_var, want_n = _reference(inputs, statistic)
@@ -89,12 +104,21 @@ def test_files_equal_the_reference_at_any_strip_height(inputs, tmp_path, statist
 
 def test_provenance_and_format(inputs, tmp_path):
     out = tmp_path / "m.fits"
-    combine_files([CombineInput(str(p), scale, f"e{i}") for i, (p, *_, scale) in enumerate(inputs)], str(out), "dark",
-                  CombineSettings(statistic="meanclip", clip=2.5, iterations=4))
+    combine_files(
+        [CombineInput(str(p), scale, f"e{i}") for i, (p, *_, scale) in enumerate(inputs)],
+        str(out),
+        "dark",
+        CombineSettings(statistic="meanclip", clip=2.5, iterations=4),
+    )
     header = read_exposure(out).header
     assert header[formats.KW_CALIB_TYPE] == "dark" and header[formats.KW_UNITS] == "electron/s"
     assert (header[formats.KW_INSTRUMENT], header[formats.KW_DETECTOR]) == ("Generic", 1)
-    assert (header["CALIBSTA"], header["CALIBCLP"], header["CALIBNIT"], header["NINPUTS"]) == ("meanclip", 2.5, 4, N)
+    assert (header["CALIBSTA"], header["CALIBCLP"], header["CALIBNIT"], header["NINPUTS"]) == (
+        "meanclip",
+        2.5,
+        4,
+        N,
+    )
     assert header["CALIB INPUT 0"] == "e0" and header["CALIB SCALE 5"] == 7.0
     assert header["DATE-BEG"] == "2026-11-20T01:00:00" and header["DATE-END"] == "2026-11-20T01:05:30"
     assert header[formats.KW_DARKTIME] == 1.0
@@ -128,8 +152,15 @@ def test_peak_memory_does_not_grow_with_the_detector(tmp_path):
         paths = []
         for i in range(4):
             path = tmp_path / f"r{rows}-{i}.fits"
-            write_exposure(path, Exposure(np.full((rows, 300), i, np.float32), np.zeros((rows, 300), np.int32),
-                                          np.ones((rows, 300), np.float32), {formats.KW_DETECTOR: 0}))
+            write_exposure(
+                path,
+                Exposure(
+                    np.full((rows, 300), i, np.float32),
+                    np.zeros((rows, 300), np.int32),
+                    np.ones((rows, 300), np.float32),
+                    {formats.KW_DETECTOR: 0},
+                ),
+            )
             paths.append(CombineInput(str(path)))
         settings = CombineSettings(budget_bytes=1_500_000, threads=1, read_threads=2)
         combine_files(paths, str(tmp_path / f"w{rows}.fits"), "bias", settings)
@@ -145,13 +176,27 @@ def test_peak_memory_does_not_grow_with_the_detector(tmp_path):
 
 def test_common_calibration_noise_is_added_once(inputs, tmp_path):
     bias = tmp_path / "bias.fits"
-    write_exposure(bias, Exposure(np.zeros(SHAPE, np.float32), np.zeros(SHAPE, np.int32),
-                                  np.full(SHAPE, 9.0, np.float32), {formats.KW_DETECTOR: 1}))
+    write_exposure(
+        bias,
+        Exposure(
+            np.zeros(SHAPE, np.float32),
+            np.zeros(SHAPE, np.int32),
+            np.full(SHAPE, 9.0, np.float32),
+            {formats.KW_DETECTOR: 1},
+        ),
+    )
     files = [CombineInput(str(p), 1.0) for p, *_ in inputs]
     settings = CombineSettings(statistic="mean", ninputs_plane=True)
     plain = read_exposure(combine_files(files, str(tmp_path / "a.fits"), "bias", settings).output_uri)
-    shared = read_exposure(combine_files(files, str(tmp_path / "b.fits"), "bias", settings,
-                                         common=[CommonCalibration(str(bias), 1.0, 0.25)]).output_uri)
+    shared = read_exposure(
+        combine_files(
+            files,
+            str(tmp_path / "b.fits"),
+            "bias",
+            settings,
+            common=[CommonCalibration(str(bias), 1.0, 0.25)],
+        ).output_uri
+    )
     with MefReader.open(str(tmp_path / "b.fits")) as reader:
         n = reader.read_rows(EXT_NINPUTS, 0, SHAPE[0], np.empty(SHAPE, np.int16)).astype(np.float64)
     good = n > 0
@@ -165,7 +210,9 @@ def test_no_partial_output_and_typed_errors(inputs, tmp_path):
     truncated = tmp_path / "short.fits"
     truncated.write_bytes(inputs[0][0].read_bytes()[:20000])
     with pytest.raises(CalibrationError, match="short.fits"):
-        combine_files(files + [CombineInput(str(truncated))], str(out), "bias", CombineSettings(budget_bytes=600_000))
+        combine_files(
+            files + [CombineInput(str(truncated))], str(out), "bias", CombineSettings(budget_bytes=600_000)
+        )
     assert not out.exists() and not list(tmp_path.glob(".never.fits*"))
     other = tmp_path / "other.fits"
     write_exposure(other, Exposure(np.zeros((5, 5), np.float32), header={formats.KW_DETECTOR: 1}))
@@ -179,6 +226,9 @@ def test_no_partial_output_and_typed_errors(inputs, tmp_path):
 def test_strip_model_is_monotonic_and_routing_uses_it():
     rows = [routing.strip_rows(b, 16, 2048, True, 4, 8) for b in (1 << 24, 1 << 26, 1 << 28)]
     assert rows[0] < rows[1] < rows[2]
-    assert routing.strip_bytes(rows[1], 16, 2048, True, 4, 8) <= 1 << 26 < routing.strip_bytes(rows[1] + 1, 16, 2048,
-                                                                                                True, 4, 8)
+    assert (
+        routing.strip_bytes(rows[1], 16, 2048, True, 4, 8)
+        <= 1 << 26
+        < routing.strip_bytes(rows[1] + 1, 16, 2048, True, 4, 8)
+    )
     assert math.isclose(routing.strip_budget_bytes(400 + 1000), 750 * (1 << 20), rel_tol=1e-9)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from calib_helpers import COUNTS, DETECTORS, build_payload
+
 from isrflow.calibration.kernel import IQR_TO_SIGMA
 from isrflow.exposure_io import read_defects, read_exposure
 from isrflow.registry import uri_to_path
@@ -56,9 +57,10 @@ def test_every_type_was_built_and_certified(built_night):
 
 def _effective_read_noise(night, detector: int) -> dict[str, float]:
     expected = _expected_bias(night, detector)
-    frames = [read_exposure(uri_to_path(r.uri)).image - expected
-              for r in night.registry.query_datasets("cpBiasProc", ["Generic/calib/bias"],
-                                                     f"detector = {detector}")]
+    frames = [
+        read_exposure(uri_to_path(r.uri)).image - expected
+        for r in night.registry.query_datasets("cpBiasProc", ["Generic/calib/bias"], f"detector = {detector}")
+    ]
     assert len(frames) == COUNTS["bias"]
     out = {}
     for amp in CAMERA.amplifiers(CAMERA.detector(detector)):
@@ -151,7 +153,9 @@ def test_master_dark_rate_per_amplifier_full_size(tmp_path):
     from isrflow.rawio import read_raw
     from isrflow.simulate import SimulationRequest, simulate
 
-    night = simulate(SimulationRequest(camera="hsc", detectors=[0], bias=5, dark=5, seed=3, out=tmp_path / "sim"))
+    night = simulate(
+        SimulationRequest(camera="hsc", detectors=[0], bias=5, dark=5, seed=3, out=tmp_path / "sim")
+    )
     biases = []
     for r in night.raws_of("bias"):
         path = tmp_path / f"bias-{r.exposure}.fits"
@@ -160,12 +164,20 @@ def test_master_dark_rate_per_amplifier_full_size(tmp_path):
     combine_files(biases, str(tmp_path / "bias.fits"), "bias")
     darks = []
     for r in night.raws_of("dark"):
-        exposure = run_isr(read_raw(r.path), load_calibrations(bias=tmp_path / "bias.fits"), isr_config_for("dark"))
+        exposure = run_isr(
+            read_raw(r.path), load_calibrations(bias=tmp_path / "bias.fits"), isr_config_for("dark")
+        )
         path = tmp_path / f"dark-{r.exposure}.fits"
         write_exposure(path, exposure)
         darks.append((path, measure_input(exposure.image, exposure.mask, exposure.header)["darktime"]))
-    combine_files([CombineInput(str(p), t) for p, t in darks], str(tmp_path / "dark.fits"), "dark",
-                  common=[CommonCalibration(str(tmp_path / "bias.fits"), 1.0, float(np.mean([1 / t ** 2 for _, t in darks])))])
+    combine_files(
+        [CombineInput(str(p), t) for p, t in darks],
+        str(tmp_path / "dark.fits"),
+        "dark",
+        common=[
+            CommonCalibration(str(tmp_path / "bias.fits"), 1.0, float(np.mean([1 / t**2 for _, t in darks])))
+        ],
+    )
     master = read_exposure(tmp_path / "dark.fits")
     truth = read_exposure(night.calibrations[0].dark).image
     hsc = sim_camera("hsc")
@@ -173,4 +185,7 @@ def test_master_dark_rate_per_amplifier_full_size(tmp_path):
         sl = amp.assembled.slices
         assert master.image[sl].mean() / truth[sl].mean() - 1.0 == pytest.approx(0.0, abs=0.02), amp.name
     chi = ((master.image - truth) / np.sqrt(master.variance))[master.mask == 0]
-    assert abs(chi.std() - 1.0) <= 0.1 and abs(IQR_TO_SIGMA * np.subtract(*np.percentile(chi, [75, 25])) - 1.0) <= 0.1
+    assert (
+        abs(chi.std() - 1.0) <= 0.1
+        and abs(IQR_TO_SIGMA * np.subtract(*np.percentile(chi, [75, 25])) - 1.0) <= 0.1
+    )

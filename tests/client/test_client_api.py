@@ -71,4 +71,3 @@ def test_collections_with_counts(repo, finished):
     assert found[CALIB_RUN].datasets == calibs
     assert found[CALIB_COLLECTION].type == "CALIBRATION" and found[CALIB_COLLECTION].datasets == calibs
     assert found["u/test/api"].datasets == 2
-

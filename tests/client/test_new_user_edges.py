@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from click.testing import CliRunner
-from visit_helpers import CALIB_RUN, make_repo
+from visit_helpers import make_repo
 
 from isrflow import Client
 from isrflow.cli import cli
@@ -35,12 +35,30 @@ def repo(tmp_path_factory):
 
 # ---------------------------------------------------------------- nothing selected, list options
 
-@pytest.mark.parametrize("form", [["Generic/raw/all Generic/calib/truth"],
-                                  ["Generic/raw/all", "--input-collections", "Generic/calib/truth"],
-                                  ["Generic/raw/all,Generic/calib/truth"]])
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        ["Generic/raw/all Generic/calib/truth"],
+        ["Generic/raw/all", "--input-collections", "Generic/calib/truth"],
+        ["Generic/raw/all,Generic/calib/truth"],
+    ],
+)
 def test_process_visit_selecting_nothing_exits_non_zero_naming_every_collection(repo, form):
-    result = invoke(["run", "process-visit", "--repo", repo.root, "--where", "detector = 77",
-                     "--output-run", "u/test/none", "--input-collections", *form])
+    result = invoke(
+        [
+            "run",
+            "process-visit",
+            "--repo",
+            repo.root,
+            "--where",
+            "detector = 77",
+            "--output-run",
+            "u/test/none",
+            "--input-collections",
+            *form,
+        ]
+    )
     assert result.exit_code == 1, result.output
     # the space-separated, repeated and comma forms all give the two collections, in order
     assert "selects no raws in Generic/raw/all, Generic/calib/truth" in result.output
@@ -48,13 +66,25 @@ def test_process_visit_selecting_nothing_exits_non_zero_naming_every_collection(
 
 
 def test_calib_build_selecting_nothing_exits_non_zero(repo):
-    result = invoke(["calib", "build", "flat", "--repo", repo.root, "--where", "detector = 0",
-                     "--output-run", "u/test/noflat"])
+    result = invoke(
+        [
+            "calib",
+            "build",
+            "flat",
+            "--repo",
+            repo.root,
+            "--where",
+            "detector = 0",
+            "--output-run",
+            "u/test/noflat",
+        ]
+    )
     assert result.exit_code == 1, result.output
     assert "NothingSelectedError" in result.output and "selects no flat raws" in result.output
 
 
 # ---------------------------------------------------------------- ingest --watch with a failing execution
+
 
 def test_failed_prompt_execution_under_watch_exits_non_zero(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ops"))
@@ -65,9 +95,22 @@ def test_failed_prompt_execution_under_watch_exits_non_zero(tmp_path):
     incoming.mkdir()
     shutil.copy(prompt.science[0], incoming / prompt.science[0].name)
     # a calibration collection the repository does not have: the upload's ProcessVisit fails
-    result = invoke(["ingest", "--repo", prompt.root, "--watch", incoming, "--once", "--workers", "2",
-                     "--parameter", "PromptCalibCollection=Generic/nocalib",
-                     "--parameter", "PromptOutputRun={instrument}/p/{day_obs}"])
+    result = invoke(
+        [
+            "ingest",
+            "--repo",
+            prompt.root,
+            "--watch",
+            incoming,
+            "--once",
+            "--workers",
+            "2",
+            "--parameter",
+            "PromptCalibCollection=Generic/nocalib",
+            "--parameter",
+            "PromptOutputRun={instrument}/p/{day_obs}",
+        ]
+    )
     assert result.exit_code == 1, result.output
     assert f"ingested {prompt.science[0].name}" in result.output or "ingested raw" in result.output
     assert "FAILED" in result.output and "did not succeed" in result.output
@@ -75,10 +118,13 @@ def test_failed_prompt_execution_under_watch_exits_non_zero(tmp_path):
 
 # ---------------------------------------------------------------- isr with other tools' calibrations
 
+
 @pytest.fixture(scope="module")
 def one_detector(tmp_path_factory):
     out = tmp_path_factory.mktemp("isr")
-    return simulate(SimulationRequest(camera="generic", small=True, detectors=[0], science=1, seed=4, out=out)), out
+    return simulate(
+        SimulationRequest(camera="generic", small=True, detectors=[0], science=1, seed=4, out=out)
+    ), out
 
 
 def test_isr_accepts_a_plain_fits_calibration_with_a_warning(one_detector):
@@ -91,11 +137,14 @@ def test_isr_accepts_a_plain_fits_calibration_with_a_warning(one_detector):
     theirs = invoke(["isr", raw, "--bias", plain, "--out", out / "theirs.fits"])
     assert ours.exit_code == 0, ours.output
     assert theirs.exit_code == 0, theirs.output
-    assert "warning" in theirs.output and "cannot be checked" in theirs.output and "detector 0" in theirs.output
+    assert (
+        "warning" in theirs.output and "cannot be checked" in theirs.output and "detector 0" in theirs.output
+    )
     assert "warning" not in ours.output
     # the same bias pixels give the same image
-    np.testing.assert_allclose(read_exposure(out / "theirs.fits").image, read_exposure(out / "ours.fits").image,
-                               rtol=0, atol=1e-3)
+    np.testing.assert_allclose(
+        read_exposure(out / "theirs.fits").image, read_exposure(out / "ours.fits").image, rtol=0, atol=1e-3
+    )
 
 
 def test_isr_still_refuses_a_plain_calibration_naming_another_detector(one_detector):
@@ -113,11 +162,14 @@ def test_isr_still_refuses_a_plain_calibration_naming_another_detector(one_detec
 
 # ---------------------------------------------------------------- the example input and the demo
 
+
 def test_example_process_visit_input_selects_what_make_demo_simulates():
     from isrflow.cli.demo_cmd import demo_command
     from isrflow.simulate import FIRST_EXPOSURE
 
-    spec = json.loads((Path(__file__).resolve().parents[2] / "events" / "process_visit_input.json").read_text())
+    spec = json.loads(
+        (Path(__file__).resolve().parents[2] / "events" / "process_visit_input.json").read_text()
+    )
     defaults = {p.name: p.default for p in demo_command.params}
     assert defaults["camera"] == "hsc"
     calib_frames = defaults["n_bias"] + defaults["n_dark"] + defaults["n_flat"]
@@ -132,12 +184,27 @@ def test_example_process_visit_input_selects_what_make_demo_simulates():
 
 
 def test_demo_explains_its_numbers_first_and_ends_with_next_steps(tmp_path):
-    result = invoke(["demo", "--repo", tmp_path / "demo", "--camera", "generic", "--small", "--detectors", "0-1",
-                     "--science", "1", "--true-calibrations", "--workers", "2"])
+    result = invoke(
+        [
+            "demo",
+            "--repo",
+            tmp_path / "demo",
+            "--camera",
+            "generic",
+            "--small",
+            "--detectors",
+            "0-1",
+            "--science",
+            "1",
+            "--true-calibrations",
+            "--workers",
+            "2",
+        ]
+    )
     assert result.exit_code == 0, result.output
     out = result.output
     assert out.index("chi std ~1 means") < out.index("chi mean  chi std")  # explained before the table
-    tail = out[out.index("execution SUCCEEDED"):]
+    tail = out[out.index("execution SUCCEEDED") :]
     assert "isrflow status" in tail and "isrflow preview" in tail and "quickstart.ipynb" in tail
 
 
@@ -156,11 +223,15 @@ def test_demo_points_the_default_calibration_collection_at_what_it_built(repo):
 
 # ---------------------------------------------------------------- status of a calibration build
 
+
 def test_status_of_a_calib_build_shows_a_table_per_master(tmp_path):
     from isrflow.registry import create_repo, ingest
 
-    night = simulate(SimulationRequest(camera="generic", small=True, detectors=[0, 1], bias=3, seed=6,
-                                       out=tmp_path / "sim"))
+    night = simulate(
+        SimulationRequest(
+            camera="generic", small=True, detectors=[0, 1], bias=3, seed=6, out=tmp_path / "sim"
+        )
+    )
     registry = create_repo(tmp_path / "repo")
     assert ingest(registry, [r.path for r in night.raws]).ok
     registry.close()
@@ -182,6 +253,7 @@ def test_status_of_a_calib_build_shows_a_table_per_master(tmp_path):
 
 # ---------------------------------------------------------------- ingest into a stack's bucket
 
+
 @pytest.fixture
 def bucket(monkeypatch):
     import boto3
@@ -189,8 +261,11 @@ def bucket(monkeypatch):
 
     import isrflow.storage
 
-    for k, v in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
-                 "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+    for k, v in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)

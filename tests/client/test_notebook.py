@@ -29,8 +29,9 @@ def executed(tmp_path_factory):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     workdir = tmp_path_factory.mktemp("notebook")
     # the kernel spec's "python" resolves to this interpreter (jupyter_client), i.e. the venv's
-    client = NotebookClient(nb, kernel_name="python3", timeout=600,
-                            resources={"metadata": {"path": str(workdir)}})
+    client = NotebookClient(
+        nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(workdir)}}
+    )
     client.execute()
     return nb, workdir
 

@@ -25,7 +25,9 @@ def test_script_without_main_guard_runs_once(tmp_path):
     repo = make_repo(tmp_path, detectors=(0, 1), science=1)
     script = tmp_path / "notebook_like.py"
     script.write_text(textwrap.dedent(SCRIPT.format(repo=str(repo.root))))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("SCRIPT-BODY-RAN") == 1, done.stdout
     assert "STATUS SUCCEEDED" in done.stdout

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+
 from isrflow.local.containers import prepare_images
 from isrflow.local.containers.sam import Invocation, SamProject
 from isrflow.local.containers.services import LocalAwsStack
 from isrflow.registry import Registry
 from isrflow.registry.engine import normalize_url
-
 from tests.event_chains import REPO, ROOT
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -109,7 +109,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(
             f"{function:24s} invocations {len(reports):3d}  init ms (median) {_median(inits):8.0f}  "
             f"duration ms (median/max) {_median(durations):8.0f}/{max(durations, default=0):8.0f}  "
-            f"peak RSS MiB {peak:7.1f}")
+            f"peak RSS MiB {peak:7.1f}"
+        )
 
 
 def _median(values: list[float]) -> float:

@@ -10,15 +10,37 @@ from __future__ import annotations
 import re
 
 from click.testing import CliRunner
+
 from isrflow.cli import cli
 
 ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\w+)\s+[\d.]+\s+\d+\s+[\d.]+\s+(-?[\d.]+)\s+([\d.]+)\s*$")
 
 
 def test_demo_in_containers_matches_the_truth(sam_project, tmp_path):
-    result = CliRunner().invoke(cli, [
-        "demo", "--containers", "--repo", str(tmp_path / "repo"), "--camera", "generic", "--small",
-        "--detectors", "0,1", "--science", "1", "--bias", "3", "--dark", "3", "--flat", "3", "--seed", "3"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "demo",
+            "--containers",
+            "--repo",
+            str(tmp_path / "repo"),
+            "--camera",
+            "generic",
+            "--small",
+            "--detectors",
+            "0,1",
+            "--science",
+            "1",
+            "--bias",
+            "3",
+            "--dark",
+            "3",
+            "--flat",
+            "3",
+            "--seed",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output[-6000:] + repr(result.exception)
     out = result.output
     assert "ingested them in the IngestFunction container" in out
@@ -31,7 +53,17 @@ def test_demo_in_containers_matches_the_truth(sam_project, tmp_path):
         assert status == "succeeded"
         assert abs(float(mean)) < 0.05 and abs(float(std) - 1.0) < 0.05, (mean, std)
     assert "execution SUCCEEDED" in out
-    functions = {line.split()[0] for line in out.splitlines() if line.strip().endswith(tuple("0123456789"))
-                 and line.split()[0].endswith("Function")}
-    assert {"IngestFunction", "RegistryWriterFunction", "IsrFunction", "CombineFunction", "CalibPlanFunction",
-            "PlanFunction", "SummarizeFunction"} <= functions, out
+    functions = {
+        line.split()[0]
+        for line in out.splitlines()
+        if line.strip().endswith(tuple("0123456789")) and line.split()[0].endswith("Function")
+    }
+    assert {
+        "IngestFunction",
+        "RegistryWriterFunction",
+        "IsrFunction",
+        "CombineFunction",
+        "CalibPlanFunction",
+        "PlanFunction",
+        "SummarizeFunction",
+    } <= functions, out

@@ -17,11 +17,11 @@ import threading
 import numpy as np
 import pytest
 from astropy.io import fits
+
 from isrflow.exposure_io import read_exposure
 from isrflow.messages import IngestOutcome, QuarantineRecord
 from isrflow.ops.previews import write_detector_preview
 from isrflow.registry import Registry
-
 from tests.event_chains import (
     BUCKET,
     EVENTS,
@@ -50,8 +50,12 @@ def _queued(stack) -> list[dict]:
 
 
 def _draining(lambdas, stack):
-    return lambda: writer_draining(stack.queue_url, sqs=stack.client("sqs"), batch=200,
-                                   writer=lambda ev: lambdas("RegistryWriterFunction", ev))
+    return lambda: writer_draining(
+        stack.queue_url,
+        sqs=stack.client("sqs"),
+        batch=200,
+        writer=lambda ev: lambdas("RegistryWriterFunction", ev),
+    )
 
 
 def test_every_event_file_has_a_function_in_the_template(sam_project):
@@ -81,9 +85,13 @@ def hsc_raw(reference_dir) -> bytes:
 def test_ingest_events(lambdas, stack, hsc_raw):
     s3, sfn = stack.client("s3"), stack.client("stepfunctions")
     machine = sfn.create_state_machine(
-        name=f"{stack.names['stack']}-ProcessVisit", roleArn=f"arn:aws:iam::{stack.names['account']}:role/sfn",
-        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}))["stateMachineArn"]
-    lambdas.with_env("IngestFunction", {"ISRFLOW_PROMPT_PROCESSING": "true", "ISRFLOW_PROCESS_VISIT_ARN": machine})
+        name=f"{stack.names['stack']}-ProcessVisit",
+        roleArn=f"arn:aws:iam::{stack.names['account']}:role/sfn",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+    )["stateMachineArn"]
+    lambdas.with_env(
+        "IngestFunction", {"ISRFLOW_PROMPT_PROCESSING": "true", "ISRFLOW_PROCESS_VISIT_ARN": machine}
+    )
 
     # A real upload: the event names the object's own ETag and size (the sample's are examples).
     ev = event("ingest_object_created.json")
@@ -105,7 +113,8 @@ def test_ingest_events(lambdas, stack, hsc_raw):
     outcome = IngestOutcome.model_validate(lambdas("IngestFunction", ev))
     assert outcome.status == "quarantined" and outcome.reason.startswith("NotFitsError")
     record = QuarantineRecord.model_validate_json(
-        s3.get_object(Bucket=BUCKET, Key=f"quarantine/{key}.json")["Body"].read())
+        s3.get_object(Bucket=BUCKET, Key=f"quarantine/{key}.json")["Body"].read()
+    )
     assert record.error == "NotFitsError" and _queued(stack) == []
 
 
@@ -127,18 +136,31 @@ def test_process_visit_events(lambdas, stack, registry, tmp_path, monkeypatch):
         assert np.isfinite(planes["IMAGE"].data).mean() > 0.99
     (output,) = registry.query_datasets("postISRCCD", ["HSC/runs/example"])
     assert output.uri == f"{ROOT}/{out['output_key']}"
-    assert sorted(role for _, role in registry.provenance(output.id)) == ["bias", "dark", "defects", "flat", "raw"]
+    assert sorted(role for _, role in registry.provenance(output.id)) == [
+        "bias",
+        "dark",
+        "defects",
+        "flat",
+        "raw",
+    ]
 
     # the mosaic is made of the detectors' previews: write the one of this output (this process
     # talks to moto as the functions do)
-    for key, value in {"ISRFLOW_AWS_ENDPOINT_URL": stack.endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": stack.names["region"]}.items():
+    for key, value in {
+        "ISRFLOW_AWS_ENDPOINT_URL": stack.endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": stack.names["region"],
+    }.items():
         monkeypatch.setenv(key, value)
     (tmp_path / "output.fits").write_bytes(body)
     write_detector_preview(read_exposure(tmp_path / "output.fits"), output.uri, "HSC", 50)
     mosaic = event("isr_mosaic.json")
-    s3.put_object(Bucket=BUCKET, Key=key_of(mosaic["manifest_uri"]),
-                  Body=json.dumps([event("isr_cluster.json")["cluster"]]))
+    s3.put_object(
+        Bucket=BUCKET,
+        Key=key_of(mosaic["manifest_uri"]),
+        Body=json.dumps([event("isr_cluster.json")["cluster"]]),
+    )
     (png,) = lambdas("IsrFunction", mosaic)["mosaics"]
     assert s3.get_object(Bucket=BUCKET, Key=key_of(png))["Body"].read()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -163,14 +185,18 @@ def test_calibration_events(lambdas, stack, registry, tmp_path):
         seen.append(name)
 
     out = run_calib_chain(lambdas, check, s3, _draining(lambdas, stack))
-    assert sorted(seen) == sorted(n for n, f in FUNCTION_OF_EVENT.items() if n.startswith(("calib_", "combine")))
+    assert sorted(seen) == sorted(
+        n for n, f in FUNCTION_OF_EVENT.items() if n.startswith(("calib_", "combine"))
+    )
     assert [c["status"] for c in out["combined"]] == ["succeeded", "succeeded"]
     summary = out["summary"]
     assert (summary["masters"], summary["succeeded"], summary["certified"], summary["inputs"]) == (2, 2, 2, 6)
     certified = registry.query_datasets("flat", ["Generic/calib"])
     assert sorted(r.data_id["detector"] for r in certified) == [0, 1]
     for master in certified:
-        with fits.open(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=key_of(master.uri))["Body"].read())) as hdus:
+        with fits.open(
+            io.BytesIO(s3.get_object(Bucket=BUCKET, Key=key_of(master.uri))["Body"].read())
+        ) as hdus:
             image = hdus[1].data if hdus[0].data is None else hdus[0].data
             assert abs(float(np.nanmedian(image)) - 1.0) < 0.05  # a normalised flat
     assert out["recorded"]["error"].startswith("FargateTaskFailed: exit code 137")
@@ -181,7 +207,7 @@ class _ResponseReceiver(http.server.BaseHTTPRequestHandler):
 
     bodies: list[dict] = []
 
-    def do_PUT(self):  # noqa: N802 - http.server's name
+    def do_PUT(self):
         self.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
         self.send_response(200)
         self.end_headers()

@@ -128,12 +128,17 @@ def install_moto_patches(handlers: dict[str, Any]) -> None:
         try:
             result = handler(event, _Context(name, request_id))
             payload = json.dumps(result)
-        except Exception as exc:  # noqa: BLE001 - an unhandled function error, named after its class
+        except Exception as exc:
             record["error"] = type(exc).__name__
             response_headers["x-amz-function-error"] = "Unhandled"
-            payload = json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__,
-                                  "requestId": request_id,
-                                  "stackTrace": traceback.format_list(traceback.extract_tb(exc.__traceback__))})
+            payload = json.dumps(
+                {
+                    "errorMessage": str(exc),
+                    "errorType": type(exc).__name__,
+                    "requestId": request_id,
+                    "stackTrace": traceback.format_list(traceback.extract_tb(exc.__traceback__)),
+                }
+            )
         with _LOCK:
             _INVOCATIONS.append(record)
         return payload.encode("utf-8")
@@ -164,31 +169,48 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             asl_path = ROOT / asl_path
         definition = substitute(asl_path.read_text(encoding="utf-8"), spec.get("substitutions") or {})
         machine = sfn.create_state_machine(
-            name=spec["machine_name"], definition=definition,
-            roleArn=f"arn:aws:iam::{spec.get('account', '123456789012')}:role/isrflow-crosscheck")
-        arn = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name=spec["execution_name"],
-                                  input=json.dumps(spec.get("input", {})))["executionArn"]
+            name=spec["machine_name"],
+            definition=definition,
+            roleArn=f"arn:aws:iam::{spec.get('account', '123456789012')}:role/isrflow-crosscheck",
+        )
+        arn = sfn.start_execution(
+            stateMachineArn=machine["stateMachineArn"],
+            name=spec["execution_name"],
+            input=json.dumps(spec.get("input", {})),
+        )["executionArn"]
         deadline = time.monotonic() + float(spec.get("timeout_seconds", 60))
         while True:
             desc = sfn.describe_execution(executionArn=arn)
             if desc["status"] != "RUNNING":
                 break
             if time.monotonic() > deadline:
-                sfn.stop_execution(executionArn=arn, error="CrossCheck.Timeout",
-                                   cause="moto_runner gave up waiting")
-                return {"status": "RUNNING", "output": None, "error": "CrossCheck.Timeout",
-                        "cause": f"still RUNNING after {spec.get('timeout_seconds', 60)} s",
-                        "execution_arn": arn, "invocations": _invocations()}
+                sfn.stop_execution(
+                    executionArn=arn, error="CrossCheck.Timeout", cause="moto_runner gave up waiting"
+                )
+                return {
+                    "status": "RUNNING",
+                    "output": None,
+                    "error": "CrossCheck.Timeout",
+                    "cause": f"still RUNNING after {spec.get('timeout_seconds', 60)} s",
+                    "execution_arn": arn,
+                    "invocations": _invocations(),
+                }
             time.sleep(0.05)
         if desc["status"] == "SUCCEEDED":
             # moto can report SUCCEEDED before it has stored the output: re-read once
             time.sleep(0.1)
             desc = sfn.describe_execution(executionArn=arn)
         output = desc.get("output")
-        return {"status": desc["status"], "output": json.loads(output) if output is not None else None,
-                "error": desc.get("error"), "cause": desc.get("cause"), "execution_arn": arn,
-                "map_runs": _map_runs(sfn, arn), "invocations": _invocations(),
-                "written": _written(spec, region)}
+        return {
+            "status": desc["status"],
+            "output": json.loads(output) if output is not None else None,
+            "error": desc.get("error"),
+            "cause": desc.get("cause"),
+            "execution_arn": arn,
+            "map_runs": _map_runs(sfn, arn),
+            "invocations": _invocations(),
+            "written": _written(spec, region),
+        }
 
 
 def _map_runs(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
@@ -196,7 +218,9 @@ def _map_runs(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
     runs = []
     for item in sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", []):
         d = sfn.describe_map_run(mapRunArn=item["mapRunArn"])
-        runs.append({"status": d["status"], "maxConcurrency": d["maxConcurrency"], "itemCounts": d["itemCounts"]})
+        runs.append(
+            {"status": d["status"], "maxConcurrency": d["maxConcurrency"], "itemCounts": d["itemCounts"]}
+        )
     return runs
 
 
@@ -232,19 +256,29 @@ def main(argv: list[str]) -> int:
     import moto
 
     if moto.__version__ != MOTO_VERSION:
-        print(json.dumps({"skip": f"moto_runner.py patches moto {MOTO_VERSION} internals; installed moto is "
-                                  f"{moto.__version__}: re-check the patches and update MOTO_VERSION"}))
+        print(
+            json.dumps(
+                {
+                    "skip": f"moto_runner.py patches moto {MOTO_VERSION} internals; installed moto is "
+                    f"{moto.__version__}: re-check the patches and update MOTO_VERSION"
+                }
+            )
+        )
         return EXIT_SKIP
     assert moto.__version__ == MOTO_VERSION
-    for var, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                       ("AWS_SESSION_TOKEN", "testing"), ("AWS_DEFAULT_REGION", "us-east-1")):
+    for var, value in (
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_SESSION_TOKEN", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
         os.environ[var] = value  # fake credentials: mock_aws never lets a call out
     os.environ.pop("AWS_PROFILE", None)
     results = []
     for one in specs:
         try:
             results.append(run(one))
-        except Exception:  # noqa: BLE001 - reported per run, the batch goes on
+        except Exception:
             results.append({"runner_error": traceback.format_exc()})
     print(json.dumps(results if isinstance(spec, list) else results[0]))
     sys.stdout.flush()

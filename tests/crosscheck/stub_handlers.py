@@ -97,12 +97,19 @@ def execution_arn(machine_name: str, execution_name: str) -> str:
 
 # --------------------------------------------------------------------------- the manifest
 
+
 def _ref(dataset_type: str, run: str, data_id: dict[str, Any]) -> dict[str, Any]:
     key = json.dumps([dataset_type, run, data_id], sort_keys=True)
     path = "_".join(str(v) for v in data_id.values())
-    return {"id": str(uuid.uuid5(_NS, key)), "dataset_type": dataset_type, "run": run, "data_id": data_id,
-            "uri": f"{DATASTORE_ROOT}/{run}/{dataset_type}/{dataset_type}_{path}.fits", "size": None,
-            "sha256": None}
+    return {
+        "id": str(uuid.uuid5(_NS, key)),
+        "dataset_type": dataset_type,
+        "run": run,
+        "data_id": data_id,
+        "uri": f"{DATASTORE_ROOT}/{run}/{dataset_type}/{dataset_type}_{path}.fits",
+        "size": None,
+        "sha256": None,
+    }
 
 
 def _quantum(spec: dict[str, Any], instrument: str, exposure: int, detector: int) -> dict[str, Any]:
@@ -110,16 +117,27 @@ def _quantum(spec: dict[str, Any], instrument: str, exposure: int, detector: int
     calib_run = f"{spec['calib_collection']}/stub"
     begin = datetime(2026, 11, 20, tzinfo=UTC) + timedelta(seconds=exposure % 86400)
     return {
-        "instrument": instrument, "exposure": exposure, "detector": detector,
-        "detector_name": f"det{detector:03d}", "physical_filter": "r",
+        "instrument": instrument,
+        "exposure": exposure,
+        "detector": detector,
+        "detector_name": f"det{detector:03d}",
+        "physical_filter": "r",
         "exposure_begin": begin.isoformat().replace("+00:00", "Z"),
-        "raw": _ref("raw", spec["input_collections"][0],
-                    {"instrument": instrument, "exposure": exposure, "detector": detector}),
-        "calibs": {t: _ref(t, calib_run, {"instrument": instrument, "detector": detector})
-                   for t in ("bias", "dark", "flat")},
+        "raw": _ref(
+            "raw",
+            spec["input_collections"][0],
+            {"instrument": instrument, "exposure": exposure, "detector": detector},
+        ),
+        "calibs": {
+            t: _ref(t, calib_run, {"instrument": instrument, "detector": detector})
+            for t in ("bias", "dark", "flat")
+        },
         "missing_calibs": [],
-        "output": _ref("postISRCCD", spec["output_run"],
-                       {"instrument": instrument, "exposure": exposure, "detector": detector}),
+        "output": _ref(
+            "postISRCCD",
+            spec["output_run"],
+            {"instrument": instrument, "exposure": exposure, "detector": detector},
+        ),
         "replace": False,
     }
 
@@ -134,9 +152,13 @@ def make_clusters(spec: dict[str, Any]) -> list[dict[str, Any]]:
     for (instrument, detector), exposures in sorted(groups.items()):
         exposures = sorted(set(exposures))
         for start in range(0, len(exposures), size):
-            chunk = exposures[start:start + size]
-            clusters.append({"cluster_id": f"{instrument}-{detector}-{chunk[0]}",
-                             "quanta": [_quantum(spec, instrument, e, detector) for e in chunk]})
+            chunk = exposures[start : start + size]
+            clusters.append(
+                {
+                    "cluster_id": f"{instrument}-{detector}-{chunk[0]}",
+                    "quanta": [_quantum(spec, instrument, e, detector) for e in chunk],
+                }
+            )
     return clusters
 
 
@@ -147,8 +169,9 @@ def manifest_bytes(spec: dict[str, Any]) -> bytes:
 
 def manifest_key_for(execution_id: str) -> str:
     """The manifest's key in the data bucket (the real layout: manifests/<execution key>/clusters.json)."""
-    return layout.bucket_key(layout.manifest_uri(DATASTORE_ROOT, layout.execution_key(execution_id)),
-                             DATASTORE_ROOT)
+    return layout.bucket_key(
+        layout.manifest_uri(DATASTORE_ROOT, layout.execution_key(execution_id)), DATASTORE_ROOT
+    )
 
 
 def is_bad(cluster_id: str) -> bool:
@@ -173,22 +196,35 @@ def plan(event: dict, context: Any = None) -> dict:
         attempt = _plan_attempts[ev.execution_id] = _plan_attempts.get(ev.execution_id, 0) + 1
     late = sorted({q.instrument for q in ev.input.quanta or [] if "late" in q.instrument.lower()})
     if late and attempt == 1:
-        raise QuantaNotFoundError(f"requested quanta of {', '.join(late)} have no raw in "
-                                  f"{', '.join(ev.input.input_collections)} yet")
+        raise QuantaNotFoundError(
+            f"requested quanta of {', '.join(late)} have no raw in "
+            f"{', '.join(ev.input.input_collections)} yet"
+        )
     spec = ev.input.model_dump(mode="json", exclude_none=True)
     clusters = make_clusters(spec)
     key = layout.execution_key(ev.execution_id)
     result = PlanResult(
-        execution_id=ev.execution_id, execution_key=key, manifest_key=manifest_key_for(ev.execution_id),
+        execution_id=ev.execution_id,
+        execution_key=key,
+        manifest_key=manifest_key_for(ev.execution_id),
         manifest_uri=layout.manifest_uri(DATASTORE_ROOT, key),
         results_prefix=layout.results_prefix(DATASTORE_ROOT, key),
-        clusters=len(clusters), quanta=sum(len(c["quanta"]) for c in clusters), failed_at_plan=0,
-        skipped_existing=0, output_run=ev.input.output_run, isr_config=ev.input.isr_config,
-        max_concurrency=ev.input.max_concurrency, max_failure_fraction=ev.input.max_failure_fraction,
+        clusters=len(clusters),
+        quanta=sum(len(c["quanta"]) for c in clusters),
+        failed_at_plan=0,
+        skipped_existing=0,
+        output_run=ev.input.output_run,
+        isr_config=ev.input.isr_config,
+        max_concurrency=ev.input.max_concurrency,
+        max_failure_fraction=ev.input.max_failure_fraction,
         previews=ev.input.previews,
     ).model_dump(mode="json")
-    result["stub_failed_quanta"] = [[q["instrument"], q["exposure"], q["detector"]]
-                                    for c in clusters if is_bad(c["cluster_id"]) for q in c["quanta"]]
+    result["stub_failed_quanta"] = [
+        [q["instrument"], q["exposure"], q["detector"]]
+        for c in clusters
+        if is_bad(c["cluster_id"])
+        for q in c["quanta"]
+    ]
     return result
 
 
@@ -201,10 +237,10 @@ def isr(event: dict, context: Any = None) -> dict:
         return {"mosaics": [f"{DATASTORE_ROOT}/{mosaic.output_run}/mosaic/{key}.png"]}
     ev = IsrClusterEvent.model_validate(event)
     if is_bad(ev.cluster.cluster_id):
-        raise IsrInputError(f"cluster {ev.cluster.cluster_id}: unreadable raw "
-                            f"{ev.cluster.quanta[0].raw.uri}")
-    return ClusterSummary(cluster_id=ev.cluster.cluster_id, succeeded=len(ev.cluster.quanta),
-                          failed=0).model_dump(mode="json")
+        raise IsrInputError(f"cluster {ev.cluster.cluster_id}: unreadable raw {ev.cluster.quanta[0].raw.uri}")
+    return ClusterSummary(
+        cluster_id=ev.cluster.cluster_id, succeeded=len(ev.cluster.quanta), failed=0
+    ).model_dump(mode="json")
 
 
 def summarize(event: dict, context: Any = None) -> dict:
@@ -213,20 +249,33 @@ def summarize(event: dict, context: Any = None) -> dict:
         return {"recorded": len(ev.cluster.quanta)}
     plan_result = SummarizeEvent.model_validate(event).plan
     failed_keys = sorted(tuple(k) for k in event["plan"].get("stub_failed_quanta", []))
-    failures = [QuantumResult(instrument=i, exposure=e, detector=d, status="failed",
-                              error=f"IsrInputError: cluster of detector {d} failed as a whole")
-                for i, e, d in failed_keys]
+    failures = [
+        QuantumResult(
+            instrument=i,
+            exposure=e,
+            detector=d,
+            status="failed",
+            error=f"IsrInputError: cluster of detector {d} failed as a whole",
+        )
+        for i, e, d in failed_keys
+    ]
     succeeded = plan_result.quanta - len(failures)
     summary = VisitSummary(
-        execution_id=plan_result.execution_id, quanta=plan_result.quanta, succeeded=succeeded,
-        failed=len(failures), skipped_existing=plan_result.skipped_existing, failures=failures[:50],
+        execution_id=plan_result.execution_id,
+        quanta=plan_result.quanta,
+        succeeded=succeeded,
+        failed=len(failures),
+        skipped_existing=plan_result.skipped_existing,
+        failures=failures[:50],
         total_isr_seconds=round(succeeded * ISR_SECONDS_PER_QUANTUM, 3),
         max_isr_seconds=ISR_SECONDS_PER_QUANTUM if succeeded else 0.0,
         registry_messages=2 * plan_result.quanta + 1,
     )
     if plan_result.quanta and len(failures) / plan_result.quanta > plan_result.max_failure_fraction:
-        raise TooManyFailuresError(f"{len(failures)} of {plan_result.quanta} quanta failed "
-                                   f"(tolerated fraction {plan_result.max_failure_fraction:g})")
+        raise TooManyFailuresError(
+            f"{len(failures)} of {plan_result.quanta} quanta failed "
+            f"(tolerated fraction {plan_result.max_failure_fraction:g})"
+        )
     return summary.model_dump(mode="json")
 
 
@@ -246,8 +295,17 @@ HANDLERS = {PLAN_FUNCTION: plan, ISR_FUNCTION: isr, SUMMARIZE_FUNCTION: summariz
 import re  # noqa: E402
 
 from isrflow.calibration import layout as calib_layout  # noqa: E402
-from isrflow.messages import (CalibPlanEvent, CalibPlanResult, CalibStepEvent, CalibSummary,  # noqa: E402
-                              CombineEvent, CombineFailureEvent, CombineItem, NormalizeResult, PrepareCombineResult)
+from isrflow.messages import (
+    CalibPlanEvent,
+    CalibPlanResult,
+    CalibStepEvent,
+    CalibSummary,
+    CombineEvent,
+    CombineFailureEvent,
+    CombineItem,
+    NormalizeResult,
+    PrepareCombineResult,
+)
 
 CALIB_PLAN_FUNCTION = "isrflow-crosscheck-calib-plan"
 COMBINE_FUNCTION = "isrflow-crosscheck-combine"
@@ -281,10 +339,18 @@ def calib_detectors(spec: dict[str, Any]) -> list[int]:
 def calib_clusters(spec: dict[str, Any]) -> list[dict[str, Any]]:
     if spec["calib_type"] == "defects":
         return []
-    quanta_spec = {"input_collections": spec["input_collections"], "calib_collection": spec.get("calib_collection")
-                   or "Generic/calib", "output_run": spec["output_run"]}
-    return [{"cluster_id": f"Generic-{d}-{'bad' if d == ISR_FAILS else 100}", "quanta": [_quantum(quanta_spec, "Generic", e, d) for e in (100, 101, 102)]}
-            for d in calib_detectors(spec)]
+    quanta_spec = {
+        "input_collections": spec["input_collections"],
+        "calib_collection": spec.get("calib_collection") or "Generic/calib",
+        "output_run": spec["output_run"],
+    }
+    return [
+        {
+            "cluster_id": f"Generic-{d}-{'bad' if d == ISR_FAILS else 100}",
+            "quanta": [_quantum(quanta_spec, "Generic", e, d) for e in (100, 101, 102)],
+        }
+        for d in calib_detectors(spec)
+    ]
 
 
 def calib_items(plan: dict[str, Any]) -> list[dict[str, Any]]:
@@ -294,10 +360,17 @@ def calib_items(plan: dict[str, Any]) -> list[dict[str, Any]]:
         if d == ISR_FAILS and plan["calib_type"] != "defects":
             continue
         key = calib_layout.master_key("Generic", d, "r" if plan["calib_type"] == "flat" else None)
-        items.append(CombineItem(key=key, instrument="Generic", detector=d,
-                                 physical_filter="r" if plan["calib_type"] == "flat" else None, route="lambda",
-                                 request_uri=plan["requests_prefix"] + key + ".json",
-                                 result_uri=plan["master_results_prefix"] + key + ".json").model_dump(mode="json"))
+        items.append(
+            CombineItem(
+                key=key,
+                instrument="Generic",
+                detector=d,
+                physical_filter="r" if plan["calib_type"] == "flat" else None,
+                route="lambda",
+                request_uri=plan["requests_prefix"] + key + ".json",
+                result_uri=plan["master_results_prefix"] + key + ".json",
+            ).model_dump(mode="json")
+        )
     return items
 
 
@@ -305,8 +378,10 @@ def calib_objects(execution_id: str, spec: dict[str, Any]) -> dict[str, str]:
     """The ISR and combine manifests the plan and PrepareCombine stubs "wrote" for this input."""
     plan = calib_plan({"action": "plan", "input": spec, "execution_id": execution_id})
     prepared = calib_plan({"action": "prepare_combine", "plan": plan})
-    return {plan["manifest_key"]: json.dumps(calib_clusters(spec), sort_keys=True),
-            prepared["manifest_key"]: json.dumps(calib_items(plan), sort_keys=True)}
+    return {
+        plan["manifest_key"]: json.dumps(calib_clusters(spec), sort_keys=True),
+        prepared["manifest_key"]: json.dumps(calib_items(plan), sort_keys=True),
+    }
 
 
 def calib_plan(event: dict, context: Any = None) -> dict:
@@ -318,30 +393,52 @@ def calib_plan(event: dict, context: Any = None) -> dict:
         detectors = calib_detectors(spec)
         clusters = calib_clusters(spec)
         result = CalibPlanResult(
-            execution_id=ev.execution_id, execution_key=key, calib_type=ev.input.calib_type,
-            output_run=ev.input.output_run, mode=ev.input.mode, manifest_key=manifest_key_for(ev.execution_id),
-            manifest_uri=layout.manifest_uri(DATASTORE_ROOT, key), clusters=len(clusters),
-            inputs=3 * len(clusters) or 2 * len(detectors), failed_at_plan=0,
-            groups_uri=calib_layout.groups_uri(DATASTORE_ROOT, key), masters=len(detectors),
+            execution_id=ev.execution_id,
+            execution_key=key,
+            calib_type=ev.input.calib_type,
+            output_run=ev.input.output_run,
+            mode=ev.input.mode,
+            manifest_key=manifest_key_for(ev.execution_id),
+            manifest_uri=layout.manifest_uri(DATASTORE_ROOT, key),
+            clusters=len(clusters),
+            inputs=3 * len(clusters) or 2 * len(detectors),
+            failed_at_plan=0,
+            groups_uri=calib_layout.groups_uri(DATASTORE_ROOT, key),
+            masters=len(detectors),
             isr_results_prefix=calib_layout.isr_results_prefix(DATASTORE_ROOT, key),
             master_results_prefix=calib_layout.master_results_prefix(DATASTORE_ROOT, key),
-            requests_prefix=calib_layout.requests_prefix(DATASTORE_ROOT, key), isr_config=ev.input.isr_config,
-            statistic=ev.input.statistic, clip=ev.input.clip, iterations=ev.input.iterations,
-            min_inputs=ev.input.min_inputs, route=ev.input.route, certify=ev.input.certify,
-            certify_requested=ev.input.certify is not None, max_concurrency=ev.input.max_concurrency,
-            max_failure_fraction=ev.input.max_failure_fraction).model_dump(mode="json")
+            requests_prefix=calib_layout.requests_prefix(DATASTORE_ROOT, key),
+            isr_config=ev.input.isr_config,
+            statistic=ev.input.statistic,
+            clip=ev.input.clip,
+            iterations=ev.input.iterations,
+            min_inputs=ev.input.min_inputs,
+            route=ev.input.route,
+            certify=ev.input.certify,
+            certify_requested=ev.input.certify is not None,
+            max_concurrency=ev.input.max_concurrency,
+            max_failure_fraction=ev.input.max_failure_fraction,
+        ).model_dump(mode="json")
         result["stub_detectors"] = detectors
         return result
     step = CalibStepEvent.model_validate(event)
     plan_doc = event["plan"]
     if action == "normalize":
-        return NormalizeResult(scales_uri=calib_layout.scales_uri(DATASTORE_ROOT, step.plan.execution_key), filters=1,
-                               exposures=3, detectors=len(plan_doc["stub_detectors"])).model_dump(mode="json")
+        return NormalizeResult(
+            scales_uri=calib_layout.scales_uri(DATASTORE_ROOT, step.plan.execution_key),
+            filters=1,
+            exposures=3,
+            detectors=len(plan_doc["stub_detectors"]),
+        ).model_dump(mode="json")
     items = calib_items(plan_doc)
     manifest = calib_layout.combine_manifest_uri(DATASTORE_ROOT, step.plan.execution_key)
-    return PrepareCombineResult(manifest_key=layout.bucket_key(manifest, DATASTORE_ROOT), manifest_uri=manifest,
-                                masters=len(items), failed_before_combine=step.plan.masters - len(items),
-                                routes={"lambda": len(items), "fargate": 0}).model_dump(mode="json")
+    return PrepareCombineResult(
+        manifest_key=layout.bucket_key(manifest, DATASTORE_ROOT),
+        manifest_uri=manifest,
+        masters=len(items),
+        failed_before_combine=step.plan.masters - len(items),
+        routes={"lambda": len(items), "fargate": 0},
+    ).model_dump(mode="json")
 
 
 def combine(event: dict, context: Any = None) -> dict:
@@ -351,12 +448,20 @@ def combine(event: dict, context: Any = None) -> dict:
     if detector == COMBINE_RAISES:
         raise CombineError(f"{uri}: unreadable input")
     status = "failed" if detector == COMBINE_ANSWERS_FAILED else "succeeded"
-    return {"key": key, "status": status, "route": "lambda", "output_uri": None, "duration_s": 1.0,
-            "error": "CalibrationError: an input is truncated" if status == "failed" else None}
+    return {
+        "key": key,
+        "status": status,
+        "route": "lambda",
+        "output_uri": None,
+        "duration_s": 1.0,
+        "error": "CalibrationError: an input is truncated" if status == "failed" else None,
+    }
 
 
 def _calib_failed(plan_doc: dict) -> list[int]:
-    bad = {COMBINE_ANSWERS_FAILED, COMBINE_RAISES} | ({ISR_FAILS} if plan_doc["calib_type"] != "defects" else set())
+    bad = {COMBINE_ANSWERS_FAILED, COMBINE_RAISES} | (
+        {ISR_FAILS} if plan_doc["calib_type"] != "defects" else set()
+    )
     return [d for d in plan_doc["stub_detectors"] if d in bad]
 
 
@@ -364,23 +469,40 @@ def calib_summarize(event: dict, context: Any = None) -> dict:
     action = event.get("action")
     if action == "record_combine_failure":
         ev = CombineFailureEvent.model_validate(event)
-        return {"recorded": 1, "key": ev.state.item.key, "error": (ev.state.error or {}).get("Error", "failed")}
+        return {
+            "recorded": 1,
+            "key": ev.state.item.key,
+            "error": (ev.state.error or {}).get("Error", "failed"),
+        }
     step = CalibStepEvent.model_validate(event)
     plan_doc = event["plan"]
     failed = _calib_failed(plan_doc)
     masters = step.plan.masters
     too_many = masters and len(failed) / masters > step.plan.max_failure_fraction
     if action == "certify_calib":
-        return {"certified": 0 if too_many else masters - len(failed), "collection": step.plan.certify.collection}
+        return {
+            "certified": 0 if too_many else masters - len(failed),
+            "collection": step.plan.certify.collection,
+        }
     if too_many:
-        raise TooManyFailuresError(f"{len(failed)} of {masters} {step.plan.calib_type} masters failed "
-                                   f"(tolerated fraction {step.plan.max_failure_fraction:g})")
-    return CalibSummary(execution_id=step.plan.execution_id, calib_type=step.plan.calib_type,
-                        output_run=step.plan.output_run, masters=masters, succeeded=masters - len(failed),
-                        failed=len(failed), inputs=step.plan.inputs, inputs_failed=0,
-                        certified=masters - len(failed) if step.plan.certify_requested else 0,
-                        total_combine_seconds=float(masters - len(failed)), max_combine_seconds=1.0,
-                        registry_messages=masters).model_dump(mode="json")
+        raise TooManyFailuresError(
+            f"{len(failed)} of {masters} {step.plan.calib_type} masters failed "
+            f"(tolerated fraction {step.plan.max_failure_fraction:g})"
+        )
+    return CalibSummary(
+        execution_id=step.plan.execution_id,
+        calib_type=step.plan.calib_type,
+        output_run=step.plan.output_run,
+        masters=masters,
+        succeeded=masters - len(failed),
+        failed=len(failed),
+        inputs=step.plan.inputs,
+        inputs_failed=0,
+        certified=masters - len(failed) if step.plan.certify_requested else 0,
+        total_combine_seconds=float(masters - len(failed)),
+        max_combine_seconds=1.0,
+        registry_messages=masters,
+    ).model_dump(mode="json")
 
 
 def _summarize_any(event: dict, context: Any = None) -> dict:
@@ -389,4 +511,6 @@ def _summarize_any(event: dict, context: Any = None) -> dict:
     return summarize(event, context)
 
 
-HANDLERS.update({CALIB_PLAN_FUNCTION: calib_plan, COMBINE_FUNCTION: combine, SUMMARIZE_FUNCTION: _summarize_any})
+HANDLERS.update(
+    {CALIB_PLAN_FUNCTION: calib_plan, COMBINE_FUNCTION: combine, SUMMARIZE_FUNCTION: _summarize_any}
+)

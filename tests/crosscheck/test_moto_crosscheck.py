@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 import stub_handlers as stubs
+
 from isrflow.local.asl import FakeClock, Interpreter, LocalIntegrations, StateMachine
 
 HERE = Path(__file__).resolve().parent
@@ -48,6 +49,7 @@ MOTO_RUN_TIMEOUT = 120  # seconds for one subprocess; a hang fails the test inst
 
 
 # --------------------------------------------------------------------------- cases
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -70,14 +72,27 @@ class Case:
     scenarios: list[Scenario] = field(default_factory=list)
 
 
-def _visit_input(quanta: list[tuple[str, int, int]] | None = None, *, where: str | None = None,
-                 cluster_size: int = 1, max_concurrency: int = 2, max_failure_fraction: float = 0.0,
-                 previews: bool = False, output_run: str = "HSC/runs/crosscheck") -> dict:
-    spec: dict[str, Any] = {"input_collections": ["HSC/raw/all"], "calib_collection": "HSC/calib",
-                            "output_run": output_run, "mode": "skip-existing",
-                            "cluster_size": cluster_size, "max_concurrency": max_concurrency,
-                            "max_failure_fraction": max_failure_fraction, "previews": previews,
-                            "isr_config": {"overscan": {"fit_type": "MEDIAN_PER_ROW"}}}
+def _visit_input(
+    quanta: list[tuple[str, int, int]] | None = None,
+    *,
+    where: str | None = None,
+    cluster_size: int = 1,
+    max_concurrency: int = 2,
+    max_failure_fraction: float = 0.0,
+    previews: bool = False,
+    output_run: str = "HSC/runs/crosscheck",
+) -> dict:
+    spec: dict[str, Any] = {
+        "input_collections": ["HSC/raw/all"],
+        "calib_collection": "HSC/calib",
+        "output_run": output_run,
+        "mode": "skip-existing",
+        "cluster_size": cluster_size,
+        "max_concurrency": max_concurrency,
+        "max_failure_fraction": max_failure_fraction,
+        "previews": previews,
+        "isr_config": {"overscan": {"fit_type": "MEDIAN_PER_ROW"}},
+    }
     if where is not None:
         spec["where"] = where
     else:
@@ -94,8 +109,11 @@ def _process_visit_objects(machine_name: str, scenario: Scenario) -> dict[str, s
 
 
 def _calls(result: dict, function: str, action: str | None = None) -> list[dict]:
-    return [c["event"] for c in result["invocations"]
-            if c["function"] == function and (action is None or c["event"].get("action") == action)]
+    return [
+        c["event"]
+        for c in result["invocations"]
+        if c["function"] == function and (action is None or c["event"].get("action") == action)
+    ]
 
 
 def _expect_all_succeed(r: dict) -> None:
@@ -121,7 +139,9 @@ def _expect_mosaic_caught(r: dict) -> None:
 
 def _expect_plan_retried(r: dict) -> None:
     assert [c["error"] for c in r["invocations"] if c["function"] == stubs.PLAN_FUNCTION] == [
-        "QuantaNotFoundError", None]
+        "QuantaNotFoundError",
+        None,
+    ]
     assert r["output"]["quanta"] == 7
 
 
@@ -142,29 +162,57 @@ PROCESS_VISIT = Case(
     objects=_process_visit_objects,
     scenarios=[
         Scenario("all-succeed", _visit_input(GOOD, cluster_size=2), "SUCCEEDED", expect=_expect_all_succeed),
-        Scenario("one-cluster-fails-and-is-caught",
-                 _visit_input(GOOD + [("BadCam", 904000, 0)], max_failure_fraction=0.25, previews=True),
-                 "SUCCEEDED", expect=_expect_one_caught),
-        Scenario("zero-clusters", _visit_input(where="instrument = 'HSC' AND exposure = 1"), "SUCCEEDED",
-                 expect=_expect_zero_clusters),
-        Scenario("too-many-failures",
-                 _visit_input(GOOD[:2] + [("BadCam", 904000, 0), ("BadCam", 904002, 0)], max_concurrency=1,
-                              max_failure_fraction=0.25),
-                 "FAILED", error="TooManyFailuresError", expect=_expect_too_many_failures),
-        Scenario("mosaic-fails-and-is-caught",
-                 _visit_input(GOOD, cluster_size=3, previews=True, output_run="HSC/runs/badpreviews"),
-                 "SUCCEEDED", expect=_expect_mosaic_caught),
-        Scenario("plan-retried-until-the-raws-are-registered", _visit_input(GOOD + [("LateCam", 904000, 7)]),
-                 "SUCCEEDED", expect=_expect_plan_retried),
+        Scenario(
+            "one-cluster-fails-and-is-caught",
+            _visit_input(GOOD + [("BadCam", 904000, 0)], max_failure_fraction=0.25, previews=True),
+            "SUCCEEDED",
+            expect=_expect_one_caught,
+        ),
+        Scenario(
+            "zero-clusters",
+            _visit_input(where="instrument = 'HSC' AND exposure = 1"),
+            "SUCCEEDED",
+            expect=_expect_zero_clusters,
+        ),
+        Scenario(
+            "too-many-failures",
+            _visit_input(
+                GOOD[:2] + [("BadCam", 904000, 0), ("BadCam", 904002, 0)],
+                max_concurrency=1,
+                max_failure_fraction=0.25,
+            ),
+            "FAILED",
+            error="TooManyFailuresError",
+            expect=_expect_too_many_failures,
+        ),
+        Scenario(
+            "mosaic-fails-and-is-caught",
+            _visit_input(GOOD, cluster_size=3, previews=True, output_run="HSC/runs/badpreviews"),
+            "SUCCEEDED",
+            expect=_expect_mosaic_caught,
+        ),
+        Scenario(
+            "plan-retried-until-the-raws-are-registered",
+            _visit_input(GOOD + [("LateCam", 904000, 7)]),
+            "SUCCEEDED",
+            expect=_expect_plan_retried,
+        ),
     ],
 )
 
-def _calib_input(calib_type: str, detectors: tuple[int, ...], *, certify: bool = False,
-                 max_failure_fraction: float = 0.0) -> dict:
-    spec: dict[str, Any] = {"calib_type": calib_type, "where": f"detector IN ({', '.join(map(str, detectors))})",
-                            "input_collections": ["Generic/raw/all"], "calib_collection": "Generic/calib",
-                            "output_run": f"Generic/calib/{calib_type}", "max_concurrency": 2,
-                            "max_failure_fraction": max_failure_fraction}
+
+def _calib_input(
+    calib_type: str, detectors: tuple[int, ...], *, certify: bool = False, max_failure_fraction: float = 0.0
+) -> dict:
+    spec: dict[str, Any] = {
+        "calib_type": calib_type,
+        "where": f"detector IN ({', '.join(map(str, detectors))})",
+        "input_collections": ["Generic/raw/all"],
+        "calib_collection": "Generic/calib",
+        "output_run": f"Generic/calib/{calib_type}",
+        "max_concurrency": 2,
+        "max_failure_fraction": max_failure_fraction,
+    }
     if calib_type == "defects":
         spec["input_collections"] = ["Generic/calib/dark", "Generic/calib/flat"]
     if certify:
@@ -213,15 +261,37 @@ BUILD_CALIBRATION = Case(
     bucket=stubs.BUCKET,
     objects=_calib_objects,
     scenarios=[
-        Scenario("bias-built-and-certified", _calib_input("bias", (0, 1), certify=True), "SUCCEEDED",
-                 expect=_expect_calib_all_succeed),
-        Scenario("flat-isr-and-combine-failures-recorded", _calib_input("flat", (0, 5, 7), max_failure_fraction=1.0),
-                 "SUCCEEDED", expect=_expect_flat_failures_recorded),
-        Scenario("defects-without-isr", _calib_input("defects", (2, 3)), "SUCCEEDED", expect=_expect_defects_skip_isr),
-        Scenario("combine-error-caught-then-too-many-failures", _calib_input("dark", (0, 9), certify=True), "FAILED",
-                 error="TooManyFailuresError", expect=_expect_combine_error_caught),
-        Scenario("nothing-to-combine", _calib_input("bias", (7,), max_failure_fraction=1.0), "SUCCEEDED",
-                 expect=_expect_nothing_to_combine),
+        Scenario(
+            "bias-built-and-certified",
+            _calib_input("bias", (0, 1), certify=True),
+            "SUCCEEDED",
+            expect=_expect_calib_all_succeed,
+        ),
+        Scenario(
+            "flat-isr-and-combine-failures-recorded",
+            _calib_input("flat", (0, 5, 7), max_failure_fraction=1.0),
+            "SUCCEEDED",
+            expect=_expect_flat_failures_recorded,
+        ),
+        Scenario(
+            "defects-without-isr",
+            _calib_input("defects", (2, 3)),
+            "SUCCEEDED",
+            expect=_expect_defects_skip_isr,
+        ),
+        Scenario(
+            "combine-error-caught-then-too-many-failures",
+            _calib_input("dark", (0, 9), certify=True),
+            "FAILED",
+            error="TooManyFailuresError",
+            expect=_expect_combine_error_caught,
+        ),
+        Scenario(
+            "nothing-to-combine",
+            _calib_input("bias", (7,), max_failure_fraction=1.0),
+            "SUCCEEDED",
+            expect=_expect_nothing_to_combine,
+        ),
     ],
 )
 
@@ -239,7 +309,8 @@ def case_for(path: Path) -> Case:
             f"{path.relative_to(ROOT) if path.is_absolute() else path} has no moto cross-check: add a "
             f"cross-check case for it to CASES in tests/crosscheck/test_moto_crosscheck.py (machine name, "
             f"substitutions, ItemReader objects, input scenarios; stub Lambda handlers in "
-            f"tests/crosscheck/stub_handlers.py)") from None
+            f"tests/crosscheck/stub_handlers.py)"
+        ) from None
 
 
 def _params() -> list:
@@ -254,6 +325,7 @@ def _params() -> list:
 
 
 # --------------------------------------------------------------------------- the two runs
+
 
 def run_local(path: Path, case: Case, scenario: Scenario) -> dict[str, Any]:
     machine = StateMachine.from_file(path, case.machine_name, substitutions=case.substitutions)
@@ -273,6 +345,7 @@ def run_local(path: Path, case: Case, scenario: Scenario) -> dict[str, Any]:
             finally:
                 with lock:
                     invocations.append(record)
+
         return call
 
     def item_reader(bucket: str, key: str) -> bytes:
@@ -287,23 +360,47 @@ def run_local(path: Path, case: Case, scenario: Scenario) -> dict[str, Any]:
             raise FileNotFoundError(f"s3://{bucket} (NoSuchBucket)")
         written[key] = body
 
-    interp = Interpreter(LocalIntegrations({n: recording(n, h) for n, h in stubs.HANDLERS.items()}),
-                         item_reader=item_reader, result_writer=result_writer, clock=FakeClock())
+    interp = Interpreter(
+        LocalIntegrations({n: recording(n, h) for n, h in stubs.HANDLERS.items()}),
+        item_reader=item_reader,
+        result_writer=result_writer,
+        clock=FakeClock(),
+    )
     ex = interp.start_execution(machine, scenario.input, name=scenario.name)
     map_runs = []
     for run in ex.map_runs:
         d = run.describe()
-        map_runs.append({"status": d["status"], "maxConcurrency": d["maxConcurrency"], "itemCounts": d["itemCounts"],
-                         "mapRunArn": d["mapRunArn"]})
-    return {"status": ex.status, "output": ex.output, "error": ex.error, "cause": ex.cause,
-            "execution_arn": ex.execution_arn, "map_runs": map_runs, "invocations": invocations,
-            "written": {k: v.decode("utf-8") for k, v in written.items()}}
+        map_runs.append(
+            {
+                "status": d["status"],
+                "maxConcurrency": d["maxConcurrency"],
+                "itemCounts": d["itemCounts"],
+                "mapRunArn": d["mapRunArn"],
+            }
+        )
+    return {
+        "status": ex.status,
+        "output": ex.output,
+        "error": ex.error,
+        "cause": ex.cause,
+        "execution_arn": ex.execution_arn,
+        "map_runs": map_runs,
+        "invocations": invocations,
+        "written": {k: v.decode("utf-8") for k, v in written.items()},
+    }
 
 
 def _moto_spec(path: Path, case: Case, scenario: Scenario) -> dict[str, Any]:
-    return {"asl_path": str(path), "machine_name": case.machine_name, "substitutions": case.substitutions,
-            "bucket": case.bucket, "objects": case.objects(case.machine_name, scenario),
-            "execution_name": scenario.name, "input": scenario.input, "timeout_seconds": 60}
+    return {
+        "asl_path": str(path),
+        "machine_name": case.machine_name,
+        "substitutions": case.substitutions,
+        "bucket": case.bucket,
+        "objects": case.objects(case.machine_name, scenario),
+        "execution_name": scenario.name,
+        "input": scenario.input,
+        "timeout_seconds": 60,
+    }
 
 
 class MotoBatch:
@@ -313,8 +410,14 @@ class MotoBatch:
     def __init__(self, specs: list[dict[str, Any]], spec_file: Path):
         spec_file.write_text(json.dumps(specs), encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        self.proc = subprocess.Popen([sys.executable, str(RUNNER), str(spec_file)], cwd=ROOT, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(RUNNER), str(spec_file)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self._results: list[dict[str, Any]] | None = None
         self._lock = threading.Lock()
 
@@ -348,14 +451,18 @@ def moto_runs(tmp_path_factory):
     import moto
 
     if moto.__version__ != PINNED_MOTO:
-        pytest.skip(f"moto_runner.py patches moto {PINNED_MOTO} internals; installed moto is {moto.__version__}")
+        pytest.skip(
+            f"moto_runner.py patches moto {PINNED_MOTO} internals; installed moto is {moto.__version__}"
+        )
     workdir = tmp_path_factory.mktemp("moto_crosscheck")
     todo = [(path, s) for path in ASL_FILES if path.name in CASES for s in CASES[path.name].scenarios]
     n = max(1, min(len(todo), os.cpu_count() or 1, 4))
     batches, runs = [], {}
     for b in range(n):
         mine = todo[b::n]
-        batch = MotoBatch([_moto_spec(path, CASES[path.name], s) for path, s in mine], workdir / f"batch{b}.json")
+        batch = MotoBatch(
+            [_moto_spec(path, CASES[path.name], s) for path, s in mine], workdir / f"batch{b}.json"
+        )
         batches.append(batch)
         for i, (path, s) in enumerate(mine):
             runs[(path.name, s.name)] = (batch, i)
@@ -367,6 +474,7 @@ def moto_runs(tmp_path_factory):
 
 
 # --------------------------------------------------------------------------- comparison
+
 
 def _cause_digest(cause: str | None) -> Any:
     """A Lambda error cause without what legitimately differs (request id, stack trace, JSON spacing)."""
@@ -390,8 +498,13 @@ def _normalise_event(value: Any) -> Any:
 
 
 def _invocation_multiset(invocations: list[dict]) -> list[str]:
-    return sorted(json.dumps({"function": c["function"], "error": c["error"], "event": _normalise_event(c["event"])},
-                             sort_keys=True) for c in invocations)
+    return sorted(
+        json.dumps(
+            {"function": c["function"], "error": c["error"], "event": _normalise_event(c["event"])},
+            sort_keys=True,
+        )
+        for c in invocations
+    )
 
 
 _COUNTS = ("total", "succeeded", "failed", "timedOut", "aborted", "pending", "running")
@@ -399,8 +512,14 @@ _COUNTS = ("total", "succeeded", "failed", "timedOut", "aborted", "pending", "ru
 
 def _map_run_digest(runs: list[dict]) -> list[dict]:
     # resultsWritten is left out: moto counts it without writing any result file (see below).
-    return [{"status": r["status"], "maxConcurrency": r["maxConcurrency"],
-             "itemCounts": {k: r["itemCounts"].get(k) for k in _COUNTS}} for r in runs]
+    return [
+        {
+            "status": r["status"],
+            "maxConcurrency": r["maxConcurrency"],
+            "itemCounts": {k: r["itemCounts"].get(k) for k in _COUNTS},
+        }
+        for r in runs
+    ]
 
 
 _MAP_RUN_ID = re.compile(r"/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/")
@@ -416,8 +535,13 @@ def _manifests(written: dict[str, str]) -> list[dict]:
     for key, text in written.items():
         if key.endswith("/manifest.json"):
             manifest = json.loads(text)
-            out.append({"key": _MAP_RUN_ID.sub("/<map-run-id>/", key), "bucket": manifest["DestinationBucket"],
-                        "map_run_id_in_key": manifest["MapRunArn"].rsplit(":", 1)[-1] in key})
+            out.append(
+                {
+                    "key": _MAP_RUN_ID.sub("/<map-run-id>/", key),
+                    "bucket": manifest["DestinationBucket"],
+                    "map_run_id_in_key": manifest["MapRunArn"].rsplit(":", 1)[-1] in key,
+                }
+            )
     return sorted(out, key=lambda m: m["key"])
 
 
@@ -428,15 +552,20 @@ def _check_local_results_exported(local: dict) -> None:
     manifests = [json.loads(v) for k, v in written.items() if k.endswith("/manifest.json")]
     assert len(manifests) == len(local["map_runs"])
     for manifest in manifests:
-        records = {group: [r for f in files for r in json.loads(written[f["Key"]])]
-                   for group, files in manifest["ResultFiles"].items()}
+        records = {
+            group: [r for f in files for r in json.loads(written[f["Key"]])]
+            for group, files in manifest["ResultFiles"].items()
+        }
         (run,) = [r for r in local["map_runs"] if r["mapRunArn"] == manifest["MapRunArn"]]
         assert sum(len(v) for v in records.values()) == run["itemCounts"]["total"]
         assert len(records["SUCCEEDED"]) == run["itemCounts"]["succeeded"]
-        assert all(json.loads(r["Output"]) is not None and r["Status"] == "SUCCEEDED" for r in records["SUCCEEDED"])
+        assert all(
+            json.loads(r["Output"]) is not None and r["Status"] == "SUCCEEDED" for r in records["SUCCEEDED"]
+        )
 
 
 # --------------------------------------------------------------------------- tests
+
 
 def test_case_for_an_unknown_asl_file_says_what_to_add():
     with pytest.raises(LookupError, match="add a cross-check case"):
@@ -459,7 +588,8 @@ def test_local_and_moto_interpreters_agree(path: Path, scenario: Scenario | None
     assert moto["execution_arn"] == local["execution_arn"]
     assert (local["status"], moto["status"]) == (scenario.status, scenario.status), (
         f"local: {local['status']} {local['error']} {local['cause']}\nmoto: {moto['status']} {moto['error']} "
-        f"{moto['cause']}")
+        f"{moto['cause']}"
+    )
     if scenario.status == "SUCCEEDED":
         assert moto["output"] == local["output"]
     else:

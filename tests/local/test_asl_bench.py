@@ -12,8 +12,9 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "orchestration_map.py"
 
 
 def test_orchestration_map_bench_quick_reports_per_item_overhead():
-    proc = subprocess.run([sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, timeout=120,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert {"target_ms_per_item", "max_workers", "distributed", "meets_target"} <= set(out)

@@ -58,8 +58,10 @@ def test_stale_receipt_does_not_delete(tmp_path):
 def test_acknowledged_message_survives_a_crash(tmp_path):
     """A message acknowledged by send() is there after the sending process dies abruptly."""
     path = tmp_path / "q.sqlite3"
-    code = ("import os, sys; sys.path[:0] = %r; from isrflow.local.queue import LocalQueue; "
-            "LocalQueue(%r).send(['durable']); os._exit(9)") % (sys.path, str(path))
+    code = (
+        "import os, sys; sys.path[:0] = %r; from isrflow.local.queue import LocalQueue; "
+        "LocalQueue(%r).send(['durable']); os._exit(9)"
+    ) % (sys.path, str(path))
     assert subprocess.run([sys.executable, "-c", code]).returncode == 9
     assert [m.body for m in LocalQueue(path).receive()] == ["durable"]
 
@@ -100,8 +102,13 @@ def test_poller_batches_and_partial_failures(tmp_path):
     def handler(event):
         ns = [json.loads(r["body"])["n"] for r in event["Records"]]
         seen.append(ns)
-        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]
-                                      if json.loads(r["body"])["n"] == 3 and r["attributes"]["ApproximateReceiveCount"] == "1"]}
+        return {
+            "batchItemFailures": [
+                {"itemIdentifier": r["messageId"]}
+                for r in event["Records"]
+                if json.loads(r["body"])["n"] == 3 and r["attributes"]["ApproximateReceiveCount"] == "1"
+            ]
+        }
 
     poller = QueuePoller(q, handler, batch_size=10, window_s=0, retry_delay_s=0)
     assert poller.drain() == 26  # 25 + one redelivery of the failed item

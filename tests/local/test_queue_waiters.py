@@ -14,7 +14,9 @@ from isrflow.local.lambdas import LocalFunction, _handler, preload_handlers
 from isrflow.local.queue import LocalQueue, Waiter, awaiting_consumer
 from isrflow.queues import LocalSender
 
-linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="abstract Unix sockets are Linux's")
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="abstract Unix sockets are Linux's"
+)
 
 
 class FakeTime:
@@ -33,8 +35,14 @@ class FakeTime:
 
 
 def _poller(queue, seen, fake):
-    return QueuePoller(queue, lambda event: seen.append(len(event["Records"])), batch_size=100, window_s=5.0,
-                       clock=fake.clock, sleep=fake.sleep)
+    return QueuePoller(
+        queue,
+        lambda event: seen.append(len(event["Records"])),
+        batch_size=100,
+        window_s=5.0,
+        clock=fake.clock,
+        sleep=fake.sleep,
+    )
 
 
 def test_without_waiter_the_batch_waits_out_the_window(tmp_path):
@@ -118,13 +126,15 @@ def test_a_waiter_without_abstract_sockets_sleeps(monkeypatch):
 
 def test_preload_imports_handlers_with_their_environment_and_skips_broken_ones(tmp_path, monkeypatch):
     good = tmp_path / "good.py"
-    good.write_text("import os\nSEEN = os.environ.get('PRELOAD_PROBE')\n\n"
-                    "def handler(event, context):\n    return SEEN\n")
+    good.write_text(
+        "import os\nSEEN = os.environ.get('PRELOAD_PROBE')\n\ndef handler(event, context):\n    return SEEN\n"
+    )
     bad = tmp_path / "bad.py"
     bad.write_text("raise RuntimeError('broken at import')\n")
     monkeypatch.delenv("PRELOAD_PROBE", raising=False)
-    fn = LocalFunction(name="Good", handler_file=str(good), handler_attr="handler",
-                       environment={"PRELOAD_PROBE": "yes"})
+    fn = LocalFunction(
+        name="Good", handler_file=str(good), handler_attr="handler", environment={"PRELOAD_PROBE": "yes"}
+    )
     broken = LocalFunction(name="Bad", handler_file=str(bad), handler_attr="handler")
     preload_handlers([broken, fn], modules=["isrflow.no_such_module", "json"])
     import os

@@ -5,8 +5,8 @@ server on an ephemeral port of 127.0.0.1, over a stub runtime with one state mac
 from __future__ import annotations
 
 import http.client
-import os
 import json
+import os
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -16,7 +16,9 @@ from botocore.exceptions import ClientError
 
 from isrflow.local.sfn_api import LocalStepFunctionsServer
 
-MACHINE = SimpleNamespace(arn="arn:aws:states:local:000000000000:stateMachine:Demo", name="Demo", type="STANDARD")
+MACHINE = SimpleNamespace(
+    arn="arn:aws:states:local:000000000000:stateMachine:Demo", name="Demo", type="STANDARD"
+)
 LIST = {"X-Amz-Target": "AWSStepFunctions.ListStateMachines", "Content-Type": "application/x-amz-json-1.0"}
 
 
@@ -56,8 +58,18 @@ def test_requests_addressed_to_this_machine_are_served(server):
         assert [m["name"] for m in answer["stateMachines"]] == ["Demo"]
 
 
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example",
-                                  "localhost.evil.example:80", "127.0.0.1:80@evil", "", None])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        "evil.example:{port}",
+        "127.0.0.1.evil.example",
+        "localhost.evil.example:80",
+        "127.0.0.1:80@evil",
+        "",
+        None,
+    ],
+)
 def test_any_other_host_header_is_forbidden(server, host):
     if host is not None:
         host = host.replace("{port}", str(server.port))
@@ -98,8 +110,13 @@ def test_with_a_token_only_requests_carrying_it_are_served(monkeypatch):
             monkeypatch.delenv(key)
 
         def client(key_id: str):
-            return boto3.client("stepfunctions", endpoint_url=srv.endpoint, region_name="us-east-1",
-                                aws_access_key_id=key_id, aws_secret_access_key="anything")
+            return boto3.client(
+                "stepfunctions",
+                endpoint_url=srv.endpoint,
+                region_name="us-east-1",
+                aws_access_key_id=key_id,
+                aws_secret_access_key="anything",
+            )
 
         # the aws CLI / boto3 way: the token as the access key id of the signed request
         names = [m["name"] for m in client("s3cret-token").list_state_machines()["stateMachines"]]

@@ -15,11 +15,48 @@ CALIB_RUN = "Generic/calib/truth"
 CALIB_COLLECTION = "Generic/calib"
 
 # Structural keywords astropy writes itself from the data; everything else is copied from the dumps.
-STRUCTURAL = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "BZERO", "BSCALE", "XTENSION", "PCOUNT",
-              "GCOUNT", "TFIELDS", "CHECKSUM", "DATASUM", "ZIMAGE", "ZBITPIX", "ZNAXIS", "ZNAXIS1", "ZNAXIS2",
-              "ZPCOUNT", "ZGCOUNT", "ZTILE1", "ZTILE2", "ZCMPTYPE", "ZNAME1", "ZVAL1", "ZNAME2", "ZVAL2", "ZQUANTIZ",
-              "ZSIMPLE", "ZEXTEND", "ZTENSION", "ZHECKSUM", "ZDATASUM", "TTYPE1", "TFORM1", "NEXTEND", "ZDITHER0",
-              "ZBLANK", "ZBLOCKED"}
+STRUCTURAL = {
+    "SIMPLE",
+    "BITPIX",
+    "NAXIS",
+    "NAXIS1",
+    "NAXIS2",
+    "EXTEND",
+    "BZERO",
+    "BSCALE",
+    "XTENSION",
+    "PCOUNT",
+    "GCOUNT",
+    "TFIELDS",
+    "CHECKSUM",
+    "DATASUM",
+    "ZIMAGE",
+    "ZBITPIX",
+    "ZNAXIS",
+    "ZNAXIS1",
+    "ZNAXIS2",
+    "ZPCOUNT",
+    "ZGCOUNT",
+    "ZTILE1",
+    "ZTILE2",
+    "ZCMPTYPE",
+    "ZNAME1",
+    "ZVAL1",
+    "ZNAME2",
+    "ZVAL2",
+    "ZQUANTIZ",
+    "ZSIMPLE",
+    "ZEXTEND",
+    "ZTENSION",
+    "ZHECKSUM",
+    "ZDATASUM",
+    "TTYPE1",
+    "TFORM1",
+    "NEXTEND",
+    "ZDITHER0",
+    "ZBLANK",
+    "ZBLOCKED",
+}
 
 
 @dataclass
@@ -36,9 +73,21 @@ class PromptRepo:
 def make_prompt_repo(tmp_path: Path, detectors=(0, 1), science=1, seed=5) -> PromptRepo:
     """A repository with the simulator's true calibrations certified and NO raws: they arrive as uploads."""
     registry = create_repo(tmp_path / "repo")
-    night = simulate(SimulationRequest(camera="generic", small=True, detectors=list(detectors), science=science,
-                                       seed=seed, out=tmp_path / "sim"))
-    files = [f for cal in night.calibrations.values() for f in (cal.bias, cal.dark, cal.defects, *cal.flat.values())]
+    night = simulate(
+        SimulationRequest(
+            camera="generic",
+            small=True,
+            detectors=list(detectors),
+            science=science,
+            seed=seed,
+            out=tmp_path / "sim",
+        )
+    )
+    files = [
+        f
+        for cal in night.calibrations.values()
+        for f in (cal.bias, cal.dark, cal.defects, *cal.flat.values())
+    ]
     refs = import_calibrations(registry, files, CALIB_RUN)
     registry.register_collection(CALIB_COLLECTION, "CALIBRATION")
     registry.certify([r.id for r in refs], CALIB_COLLECTION, None, None)
@@ -49,17 +98,26 @@ class _AnyTagLoader(yaml.SafeLoader):
     pass
 
 
-_AnyTagLoader.add_multi_constructor("", lambda loader, suffix, node: (
-    loader.construct_sequence(node, deep=True) if isinstance(node, yaml.SequenceNode)
-    else loader.construct_mapping(node, deep=True)))
+_AnyTagLoader.add_multi_constructor(
+    "",
+    lambda loader, suffix, node: (
+        loader.construct_sequence(node, deep=True)
+        if isinstance(node, yaml.SequenceNode)
+        else loader.construct_mapping(node, deep=True)
+    ),
+)
 
 
 def header_dump(path: Path) -> tuple[list[tuple[str, object]], list[tuple[str, object]]]:
     """(primary cards, extension cards) of a real header dump (primary, then one extension from XTENSION on)."""
     data = yaml.load(path.read_text(), Loader=_AnyTagLoader)
-    rows = list(data.items()) if isinstance(data, dict) else [(r[0], r[2]) for r in data if isinstance(r, list)]
+    rows = (
+        list(data.items()) if isinstance(data, dict) else [(r[0], r[2]) for r in data if isinstance(r, list)]
+    )
     split = next((i for i, (k, _) in enumerate(rows) if k == "XTENSION"), len(rows))
-    keep = lambda part: [(k, v) for k, v in part if k not in STRUCTURAL and k not in ("COMMENT", "HISTORY", "")]
+    keep = lambda part: [
+        (k, v) for k, v in part if k not in STRUCTURAL and k not in ("COMMENT", "HISTORY", "")
+    ]
     return keep(rows[:split]), keep(rows[split:])
 
 

@@ -13,7 +13,9 @@ from isrflow.cli.demo_cmd import disk_usage
 
 def test_demo_links_raws_deletes_intermediates_and_reports_its_footprint(tmp_path):
     repo = tmp_path / "demo"
-    result = CliRunner().invoke(cli, ["demo", "--camera", "generic", "--small", "--repo", str(repo), "--workers", "2"])
+    result = CliRunner().invoke(
+        cli, ["demo", "--camera", "generic", "--small", "--repo", str(repo), "--workers", "2"]
+    )
     assert result.exit_code == 0, result.output
     raws = [p for p in (repo / "Generic" / "raw").rglob("*.fits")]
     assert raws and all(p.is_symlink() and p.resolve().is_relative_to(repo / "sim") for p in raws)

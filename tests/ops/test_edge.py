@@ -48,14 +48,23 @@ def test_record_failure_logs_and_counts_every_failed_detector(local_repo, captur
     from functions.plan.app import lambda_handler as plan_handler
     from isrflow.storage import storage_for
 
-    spec = {"where": "instrument = 'Generic'", "input_collections": ["Generic/raw/all"],
-            "calib_collection": CALIB_COLLECTION, "output_run": "Generic/runs/edge", "cluster_size": 2}
+    spec = {
+        "where": "instrument = 'Generic'",
+        "input_collections": ["Generic/raw/all"],
+        "calib_collection": CALIB_COLLECTION,
+        "output_run": "Generic/runs/edge",
+        "cluster_size": 2,
+    }
     plan = plan_handler({"input": spec, "execution_id": "exec-edge"})
     cluster = json.loads(storage_for(plan["manifest_uri"]).read_bytes(plan["manifest_uri"]))[0]
     capsys.readouterr()
-    event = {"action": "record_failure", "cluster": cluster, "results_prefix": plan["results_prefix"],
-             "execution_id": "exec-edge",
-             "error": {"Error": "Sandbox.Timedout", "Cause": json.dumps({"errorMessage": "timed out"})}}
+    event = {
+        "action": "record_failure",
+        "cluster": cluster,
+        "results_prefix": plan["results_prefix"],
+        "execution_id": "exec-edge",
+        "error": {"Error": "Sandbox.Timedout", "Cause": json.dumps({"errorMessage": "timed out"})},
+    }
     assert summarize_handler(event) == {"recorded": len(cluster["quanta"])}
 
     failed = [line for line in captured() if line["message"] == "detector failed"]
@@ -80,8 +89,12 @@ def test_correlation_ids_of_the_functions_events():
     upload = _event("ingest_object_created.json")
     assert edge.correlation_ids(upload) == {"key": upload["detail"]["object"]["key"]}
     assert edge.correlation_ids(["not", "a", "mapping"]) == {}
-    several = {"cluster": {"cluster_id": "c", "quanta": [{"exposure": 2, "detector": 1},
-                                                          {"exposure": 1, "detector": 1}]}}
+    several = {
+        "cluster": {
+            "cluster_id": "c",
+            "quanta": [{"exposure": 2, "detector": 1}, {"exposure": 1, "detector": 1}],
+        }
+    }
     assert edge.correlation_ids(several) == {"cluster": "c", "exposure": [1, 2], "detector": 1}
 
 
@@ -96,11 +109,19 @@ def test_a_failing_handler_is_logged_with_its_ids_and_its_metrics_flushed(captur
         raise Boom("no disk")
 
     with pytest.raises(Boom, match="no disk"):
-        handler({"execution_id": "exec-9",
-                 "cluster": {"cluster_id": "c9", "quanta": [{"exposure": 7, "detector": 3}]}})
+        handler(
+            {
+                "execution_id": "exec-9",
+                "cluster": {"cluster_id": "c9", "quanta": [{"exposure": 7, "detector": 3}]},
+            }
+        )
     working, failed = captured()
-    assert (working["message"], working["stage"], working["execution"], working["detector"]) == ("working", 1,
-                                                                                                  "exec-9", 3)
+    assert (working["message"], working["stage"], working["execution"], working["detector"]) == (
+        "working",
+        1,
+        "exec-9",
+        3,
+    )
     assert failed["message"] == "invocation failed" and failed["error"] == "Boom: no disk"
     assert failed["exposure"] == 7 and "Boom" in failed["exception"]
     (emf,) = _emf(capsys.readouterr().out)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
+
 from isrflow.cli import cli
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -13,9 +14,25 @@ EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 def test_render_replaces_every_sample_name(tmp_path):
     sample = json.loads((EVENTS / "names.json").read_text())
-    result = CliRunner().invoke(cli, ["events", "render", "--events-dir", str(EVENTS), "--out", str(tmp_path),
-                                      "--bucket", "survey-data-bucket", "--account", "210987654321",
-                                      "--region", "eu-west-1", "--registry-queue", "survey-registry"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "events",
+            "render",
+            "--events-dir",
+            str(EVENTS),
+            "--out",
+            str(tmp_path),
+            "--bucket",
+            "survey-data-bucket",
+            "--account",
+            "210987654321",
+            "--region",
+            "eu-west-1",
+            "--registry-queue",
+            "survey-registry",
+        ],
+    )
     assert result.exit_code == 0, result.output
     written = sorted(tmp_path.glob("*.json"))
     assert len(written) == len(list(EVENTS.glob("*.json"))) - 1
@@ -32,10 +49,16 @@ def test_render_replaces_every_sample_name(tmp_path):
 
 def test_invalid_names_and_a_folder_without_names_are_refused_before_writing(tmp_path):
     out = tmp_path / "out"
-    for option, value in (("--bucket", "a b\tc\n"), ("--account", "12345"), ("--region", "\u202e\x07é"),
-                          ("--registry-queue", "x" * 81), ("--stack", "1stack")):
-        result = CliRunner().invoke(cli, ["events", "render", "--events-dir", str(EVENTS), "--out", str(out),
-                                          option, value])
+    for option, value in (
+        ("--bucket", "a b\tc\n"),
+        ("--account", "12345"),
+        ("--region", "\u202e\x07é"),
+        ("--registry-queue", "x" * 81),
+        ("--stack", "1stack"),
+    ):
+        result = CliRunner().invoke(
+            cli, ["events", "render", "--events-dir", str(EVENTS), "--out", str(out), option, value]
+        )
         assert result.exit_code == 1, result.output
         assert result.output.strip().startswith(f"error: InvalidArgumentError: {option} "), result.output
         assert "not a valid name" in result.output and not out.exists()

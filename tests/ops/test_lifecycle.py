@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from isrflow.calibration.cleanup import delete_intermediates
 from isrflow.lifecycle import lifecycle_class, tagging_for
 from isrflow.messages import CalibPlanResult, CalibStepEvent, MasterGroup, MasterInput, MasterResult
@@ -15,8 +16,10 @@ from isrflow.storage import FileStorage, S3Storage, StorageError
 EXPOSURE_ID = {"instrument": "HSC", "exposure": 904000, "detector": 12}
 
 
-@pytest.mark.parametrize("dataset_type, expected", [("cpBiasProc", "intermediate"), ("cpFlatProc", "intermediate"),
-                                                     ("postISRCCD", "output"), ("raw", None)])
+@pytest.mark.parametrize(
+    "dataset_type, expected",
+    [("cpBiasProc", "intermediate"), ("cpFlatProc", "intermediate"), ("postISRCCD", "output"), ("raw", None)],
+)
 def test_class_follows_the_dataset_type_in_the_layout(dataset_type, expected):
     uri = dataset_uri("s3://bucket/prefix", "HSC/calib/demo/bias", dataset_type, EXPOSURE_ID)
     assert dataset_type_of(uri) == dataset_type
@@ -27,9 +30,13 @@ def test_class_follows_the_dataset_type_in_the_layout(dataset_type, expected):
 def test_masters_manifests_and_lookalikes_have_no_class():
     master = dataset_uri("s3://b", "HSC/calib/bias", "bias", {"instrument": "HSC", "detector": 3})
     assert dataset_type_of(master) == "bias" and lifecycle_class(master) is None
-    for key in ("manifests/abc/clusters.json", "results/abc/HSC_1_2.json", "postISRCCD_HSC_1_2.fits",
-                "run/postISRCCD/HSC/904000/other_HSC_904000_12.fits",
-                "run/postISRCCD/HSC/904000/postISRCCD_HSC_904000_12.png"):
+    for key in (
+        "manifests/abc/clusters.json",
+        "results/abc/HSC_1_2.json",
+        "postISRCCD_HSC_1_2.fits",
+        "run/postISRCCD/HSC/904000/other_HSC_904000_12.fits",
+        "run/postISRCCD/HSC/904000/postISRCCD_HSC_904000_12.png",
+    ):
         assert lifecycle_class(key) is None, key
 
 
@@ -91,11 +98,31 @@ def _plan(root, groups, keep=False) -> CalibPlanResult:
     groups_uri = f"{root}/manifests/k/groups.json"
     FileStorage().write_bytes(groups_uri, json.dumps([g.model_dump(mode="json") for g in groups]).encode())
     return CalibPlanResult(
-        execution_id="e", execution_key="k", calib_type="dark", output_run="r", mode="fail", manifest_key="m",
-        manifest_uri=f"{root}/m", clusters=1, inputs=4, failed_at_plan=0, groups_uri=groups_uri, masters=len(groups),
-        isr_results_prefix=f"{root}/results/k/isr/", master_results_prefix=f"{root}/results/k/masters/",
-        requests_prefix=f"{root}/manifests/k/combine/", isr_config={}, statistic="meanclip", clip=3.0, iterations=3,
-        min_inputs=1, route="auto", max_concurrency=1, max_failure_fraction=1.0, keep_intermediates=keep)
+        execution_id="e",
+        execution_key="k",
+        calib_type="dark",
+        output_run="r",
+        mode="fail",
+        manifest_key="m",
+        manifest_uri=f"{root}/m",
+        clusters=1,
+        inputs=4,
+        failed_at_plan=0,
+        groups_uri=groups_uri,
+        masters=len(groups),
+        isr_results_prefix=f"{root}/results/k/isr/",
+        master_results_prefix=f"{root}/results/k/masters/",
+        requests_prefix=f"{root}/manifests/k/combine/",
+        isr_config={},
+        statistic="meanclip",
+        clip=3.0,
+        iterations=3,
+        min_inputs=1,
+        route="auto",
+        max_concurrency=1,
+        max_failure_fraction=1.0,
+        keep_intermediates=keep,
+    )
 
 
 def _group(root, detector, status):
@@ -103,13 +130,25 @@ def _group(root, detector, status):
 
     inputs = []
     for exposure in (1, 2):
-        uri = dataset_uri(root, "r", "cpDarkProc", {"instrument": "HSC", "exposure": exposure, "detector": detector})
+        uri = dataset_uri(
+            root, "r", "cpDarkProc", {"instrument": "HSC", "exposure": exposure, "detector": detector}
+        )
         FileStorage().write_bytes(uri, b"frame")
         inputs.append(MasterInput(dataset_id=uuid.uuid4(), uri=uri, exposure=exposure))
-    group = MasterGroup(key=f"HSC-{detector}", calib_type="dark", instrument="HSC", detector=detector,
-                        detector_name=str(detector), data_id={"instrument": "HSC", "detector": detector},
-                        dataset_id=uuid.uuid4(), output_uri=f"{root}/master{detector}.fits", inputs=inputs)
-    result = MasterResult(key=group.key, calib_type="dark", instrument="HSC", detector=detector, status=status)
+    group = MasterGroup(
+        key=f"HSC-{detector}",
+        calib_type="dark",
+        instrument="HSC",
+        detector=detector,
+        detector_name=str(detector),
+        data_id={"instrument": "HSC", "detector": detector},
+        dataset_id=uuid.uuid4(),
+        output_uri=f"{root}/master{detector}.fits",
+        inputs=inputs,
+    )
+    result = MasterResult(
+        key=group.key, calib_type="dark", instrument="HSC", detector=detector, status=status
+    )
     FileStorage().write_bytes(f"{root}/results/k/masters/{group.key}.json", result.model_dump_json().encode())
     return group
 
@@ -117,7 +156,9 @@ def _group(root, detector, status):
 def test_delete_intermediates_removes_only_the_inputs_of_built_masters(tmp_path):
     root = tmp_path.as_uri()
     built, failed = _group(root, 0, "succeeded"), _group(root, 1, "failed")
-    result = delete_intermediates(CalibStepEvent(action="delete_intermediates", plan=_plan(root, [built, failed])))
+    result = delete_intermediates(
+        CalibStepEvent(action="delete_intermediates", plan=_plan(root, [built, failed]))
+    )
     assert (result.masters, result.deleted) == (1, 2)
     assert not any(FileStorage().exists(i.uri) for i in built.inputs)
     assert all(FileStorage().exists(i.uri) for i in failed.inputs)
@@ -126,6 +167,8 @@ def test_delete_intermediates_removes_only_the_inputs_of_built_masters(tmp_path)
 def test_keep_intermediates_deletes_nothing(tmp_path):
     root = tmp_path.as_uri()
     built = _group(root, 0, "succeeded")
-    result = delete_intermediates(CalibStepEvent(action="delete_intermediates", plan=_plan(root, [built], keep=True)))
+    result = delete_intermediates(
+        CalibStepEvent(action="delete_intermediates", plan=_plan(root, [built], keep=True))
+    )
     assert (result.masters, result.deleted) == (0, 0)
     assert all(FileStorage().exists(i.uri) for i in built.inputs)

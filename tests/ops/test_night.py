@@ -13,20 +13,42 @@ from click.testing import CliRunner
 from ops_helpers import CALIB_COLLECTION, make_prompt_repo
 
 from isrflow.cli import cli
-from isrflow.ops.night import (PLAN_SECONDS_PER_DETECTOR, SUMMARIZE_SECONDS_PER_DETECTOR, NightFigures, NightSetup,
-                               camera_pixels, figures_from_execution, model_night)
+from isrflow.ops.night import (
+    PLAN_SECONDS_PER_DETECTOR,
+    SUMMARIZE_SECONDS_PER_DETECTOR,
+    NightFigures,
+    NightSetup,
+    camera_pixels,
+    figures_from_execution,
+    model_night,
+)
 from isrflow.ops.prices import load_prices
 from isrflow.registry import ingest
 
 # $1 per Lambda request and GB-s, per state transition, per SQS request and per S3 PUT/LIST; $0.10 per GET
-ROUND = {"lambda": {"requests_per_million": 1e6, "gb_second": {"arm64": 1.0, "x86_64": 1.0}},
-         "stepfunctions": {"standard_per_1000_transitions": 1000.0}, "sqs": {"requests_per_million": 1e6},
-         "s3": {"put_copy_post_list_per_1000": 1000.0, "get_select_per_1000": 100.0,
-                "storage_gb_month": {"STANDARD": 1.0, "STANDARD_IA": 0.5}}}
+ROUND = {
+    "lambda": {"requests_per_million": 1e6, "gb_second": {"arm64": 1.0, "x86_64": 1.0}},
+    "stepfunctions": {"standard_per_1000_transitions": 1000.0},
+    "sqs": {"requests_per_million": 1e6},
+    "s3": {
+        "put_copy_post_list_per_1000": 1000.0,
+        "get_select_per_1000": 100.0,
+        "storage_gb_month": {"STANDARD": 1.0, "STANDARD_IA": 0.5},
+    },
+}
 
-FIGURES = NightFigures(isr_seconds=2.0, raw_mb=10.0, calib_mb=20.0, output_mb=10.0, plan_seconds=1.0,
-                       summarize_seconds=2.0, figures_detectors=3, ingest_seconds=0.5, transitions_per_execution=5,
-                       transitions_per_cluster=1)
+FIGURES = NightFigures(
+    isr_seconds=2.0,
+    raw_mb=10.0,
+    calib_mb=20.0,
+    output_mb=10.0,
+    plan_seconds=1.0,
+    summarize_seconds=2.0,
+    figures_detectors=3,
+    ingest_seconds=0.5,
+    transitions_per_execution=5,
+    transitions_per_cluster=1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +59,19 @@ def round_prices(tmp_path_factory):
 
 
 def _setup(**kw) -> NightSetup:
-    base = dict(camera="lsstcam", visits=2, detectors_per_visit=3, concurrency=2, isr_memory_mb=1769,
-                plan_memory_mb=1024, summarize_memory_mb=1024, ingest_memory_mb=512, writer_memory_mb=1024,
-                writer_batch=5000, s3_mbps=10.0)
+    base = dict(
+        camera="lsstcam",
+        visits=2,
+        detectors_per_visit=3,
+        concurrency=2,
+        isr_memory_mb=1769,
+        plan_memory_mb=1024,
+        summarize_memory_mb=1024,
+        ingest_memory_mb=512,
+        writer_memory_mb=1024,
+        writer_batch=5000,
+        s3_mbps=10.0,
+    )
     return NightSetup(**(base | kw))
 
 
@@ -98,7 +130,9 @@ def test_prompt_processing_runs_one_execution_per_raw_file(round_prices):
     assert _service(m, "Step Functions") == pytest.approx(6 * (5 + 1))
     # measured on 3 detectors, run on 1: two detectors' share fewer
     assert _service(m, "Lambda Plan") == pytest.approx(6 * (1 + 1.0 - 2 * PLAN_SECONDS_PER_DETECTOR))
-    assert _service(m, "Lambda Summarize") == pytest.approx(6 * (1 + 2.0 - 2 * SUMMARIZE_SECONDS_PER_DETECTOR))
+    assert _service(m, "Lambda Summarize") == pytest.approx(
+        6 * (1 + 2.0 - 2 * SUMMARIZE_SECONDS_PER_DETECTOR)
+    )
 
 
 def test_default_figures_scale_with_the_camera():
@@ -112,10 +146,26 @@ def measured(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("night")
     repo = make_prompt_repo(tmp, detectors=(0, 1, 2), science=2)
     assert ingest(repo.registry, [r.path for r in repo.night.raws]).ok
-    result = CliRunner().invoke(cli, ["run", "process-visit", "--repo", str(repo.root), "--where",
-                                      "instrument = 'Generic'", "--output-run", "Generic/runs/night",
-                                      "--calib-collection", CALIB_COLLECTION, "--cluster-size", "2", "--workers", "2",
-                                      "--json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "process-visit",
+            "--repo",
+            str(repo.root),
+            "--where",
+            "instrument = 'Generic'",
+            "--output-run",
+            "Generic/runs/night",
+            "--calib-collection",
+            CALIB_COLLECTION,
+            "--cluster-size",
+            "2",
+            "--workers",
+            "2",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return repo, json.loads(result.stdout)["execution"]
 
@@ -131,7 +181,8 @@ def test_figures_come_from_the_execution_records(measured):
     record = load_record(repo.root, name)
     assert figures.transitions_per_execution == record.state_transitions_top
     assert figures.transitions_per_cluster * record.child_executions == pytest.approx(
-        record.state_transitions - record.state_transitions_top)
+        record.state_transitions - record.state_transitions_top
+    )
     assert figures.figures_detectors == 6 and 0 < figures.output_mb < 1
     refs = {r.id: r for r in repo.registry.query_datasets("raw")}
     assert figures.raw_mb == pytest.approx(statistics.fmean(r.size for r in refs.values()) / 1e6)
@@ -142,11 +193,33 @@ def test_figures_come_from_the_execution_records(measured):
 
 def test_cli_prints_the_breakdown_the_verdict_and_the_assumptions(measured):
     repo, arn = measured
-    result = CliRunner().invoke(cli, ["plan-night", "--visits", "10", "--camera", "lsstcam", "--concurrency", "100",
-                                      "--from-execution", arn.rsplit(":", 1)[-1], "--repo", str(repo.root)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "plan-night",
+            "--visits",
+            "10",
+            "--camera",
+            "lsstcam",
+            "--concurrency",
+            "100",
+            "--from-execution",
+            arn.rsplit(":", 1)[-1],
+            "--repo",
+            str(repo.root),
+        ],
+    )
     assert result.exit_code == 0, result.output
-    for text in ("10 visits x 189 detectors", "modelled wall time at concurrency 100", "Step Functions",
-                 "S3 requests", "total per night", "budget per night", "assumptions:", "STANDARD_IA"):
+    for text in (
+        "10 visits x 189 detectors",
+        "modelled wall time at concurrency 100",
+        "Step Functions",
+        "S3 requests",
+        "total per night",
+        "budget per night",
+        "assumptions:",
+        "STANDARD_IA",
+    ):
         assert text in result.output, text
     data = json.loads(CliRunner().invoke(cli, ["plan-night", "--json"]).stdout)
     assert data["detectors"] == 189_000 and data["within_budget"] == (data["total_usd"] <= 10)

@@ -38,9 +38,14 @@ def hsc_raw(reference_dir) -> bytes:
 
 @pytest.fixture
 def aws(monkeypatch):
-    for k, v in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "POWERTOOLS_SERVICE_NAME": "isrflow-ingest", "POWERTOOLS_METRICS_NAMESPACE": "isrflow",
-                 "AWS_LAMBDA_FUNCTION_NAME": "isrflow-ingest"}.items():  # as in Lambda: EMF on stdout
+    for k, v in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "POWERTOOLS_SERVICE_NAME": "isrflow-ingest",
+        "POWERTOOLS_METRICS_NAMESPACE": "isrflow",
+        "AWS_LAMBDA_FUNCTION_NAME": "isrflow-ingest",
+    }.items():  # as in Lambda: EMF on stdout
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_ENDPOINT_URL_STEPFUNCTIONS", raising=False)
     with mock_aws():
@@ -50,10 +55,15 @@ def aws(monkeypatch):
         queue = sqs.create_queue(QueueName="registry")["QueueUrl"]
         sfn = boto3.client("stepfunctions")
         definition = {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}
-        machine = sfn.create_state_machine(name=MACHINE, definition=json.dumps(definition),
-                                           roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
-        for k, v in {"ISRFLOW_DATASTORE_ROOT": f"s3://{BUCKET}", "ISRFLOW_REGISTRY_QUEUE_URL": queue,
-                     "ISRFLOW_PROMPT_PROCESSING": "true", "ISRFLOW_PROCESS_VISIT_ARN": machine}.items():
+        machine = sfn.create_state_machine(
+            name=MACHINE, definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
+        )["stateMachineArn"]
+        for k, v in {
+            "ISRFLOW_DATASTORE_ROOT": f"s3://{BUCKET}",
+            "ISRFLOW_REGISTRY_QUEUE_URL": queue,
+            "ISRFLOW_PROMPT_PROCESSING": "true",
+            "ISRFLOW_PROCESS_VISIT_ARN": machine,
+        }.items():
             monkeypatch.setenv(k, v)
         yield s3, sqs, queue, sfn, machine
 
@@ -62,8 +72,10 @@ def _drain(sqs, queue) -> list:
     out = []
     while got := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
         out += [parse_message(m["Body"]) for m in got]
-        sqs.delete_message_batch(QueueUrl=queue, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                                                          for i, m in enumerate(got)])
+        sqs.delete_message_batch(
+            QueueUrl=queue,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)],
+        )
     return out
 
 
@@ -90,19 +102,32 @@ def test_ingest_event_registers_the_raw_and_starts_process_visit_once(aws, hsc_r
     messages = _drain(sqs, queue)
     assert sorted(m.kind for m in messages) == ["dataset", "detector", "exposure", "instrument"]
     (dataset,) = [m for m in messages if m.kind == "dataset"]
-    assert (dataset.run, dataset.uri, dataset.size, dataset.replace) == ("HSC/raw/all", f"s3://{BUCKET}/{key}",
-                                                                          len(hsc_raw), True)
+    assert (dataset.run, dataset.uri, dataset.size, dataset.replace) == (
+        "HSC/raw/all",
+        f"s3://{BUCKET}/{key}",
+        len(hsc_raw),
+        True,
+    )
     (started,) = sfn.list_executions(stateMachineArn=machine)["executions"]
     assert started["name"] == execution_name(BUCKET, key, etag) == first.execution.name
     spec = json.loads(sfn.describe_execution(executionArn=started["executionArn"])["input"])
     exposure = messages[[m.kind for m in messages].index("exposure")]
     assert spec["quanta"] == [{"instrument": "HSC", "exposure": exposure.id, "detector": 50}]
     assert (spec["calib_collection"], spec["output_run"], spec["mode"]) == (
-        "HSC/calib", f"HSC/prompt/{exposure.day_obs}", "replace")
+        "HSC/calib",
+        f"HSC/prompt/{exposure.day_obs}",
+        "replace",
+    )
     (line,) = _metrics(capsys.readouterr().out)
-    assert line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "isrflow" and line["service"] == "isrflow-ingest"
+    assert (
+        line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "isrflow" and line["service"] == "isrflow-ingest"
+    )
     assert (_total(line, "RawIngested"), _total(line, "PromptExecutionStarted")) == (1, 1)
-    assert (line["key"], line["instrument"], line["detectors"]) == (key, "HSC", 1)  # properties, not dimensions
+    assert (line["key"], line["instrument"], line["detectors"]) == (
+        key,
+        "HSC",
+        1,
+    )  # properties, not dimensions
 
     second = IngestOutcome.model_validate(ingest_handler(event))  # the same event delivered again
     assert second.execution.outcome == "already_started" and second.datasets == first.datasets
@@ -131,7 +156,8 @@ def test_not_fits_event_is_quarantined(aws, capsys):
     outcome = IngestOutcome.model_validate(ingest_handler(event))
     assert outcome.status == "quarantined" and outcome.reason.startswith("NotFitsError")
     record = QuarantineRecord.model_validate_json(
-        s3.get_object(Bucket=BUCKET, Key=f"quarantine/{key}.json")["Body"].read())
+        s3.get_object(Bucket=BUCKET, Key=f"quarantine/{key}.json")["Body"].read()
+    )
     assert (record.key, record.error, record.uri) == (key, "NotFitsError", f"s3://{BUCKET}/{key}")
     assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body  # kept
     assert _drain(sqs, queue) == [] and sfn.list_executions(stateMachineArn=machine)["executions"] == []
@@ -144,7 +170,9 @@ def test_mosaic_event_writes_the_exposure_mosaic(aws):
     s3 = aws[0]
     cluster = _event("isr_cluster.json")["cluster"]
     mosaic = _event("isr_mosaic.json")
-    s3.put_object(Bucket=BUCKET, Key=mosaic["manifest_uri"][len(f"s3://{BUCKET}/"):], Body=json.dumps([cluster]))
+    s3.put_object(
+        Bucket=BUCKET, Key=mosaic["manifest_uri"][len(f"s3://{BUCKET}/") :], Body=json.dumps([cluster])
+    )
     image = np.random.default_rng(1).normal(100.0, 5.0, (4176, 2048)).astype(np.float32)
     mask = np.zeros(image.shape, dtype=np.int32)
     mask[:, 700] = BAD

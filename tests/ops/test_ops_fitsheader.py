@@ -33,7 +33,7 @@ class Reads:
     def __call__(self, offset: int, length: int) -> bytes:
         self.calls += 1
         self.bytes += length
-        return self.data[offset:offset + length]
+        return self.data[offset : offset + length]
 
 
 def _headers_only(path: Path) -> tuple[str, list, Reads]:
@@ -84,8 +84,9 @@ def test_real_lsstcam_amplifier_hdus(tmp_path, reference_dir, dump):
     primary, ext = header_dump(reference_dir / "headers" / dump)
     hdus = [fits.PrimaryHDU()]
     fill(hdus[0].header, primary)
-    for i, seg in enumerate(["10", "11", "12", "13", "14", "15", "16", "17", "07", "06", "05", "04", "03", "02",
-                             "01", "00"]):
+    for i, seg in enumerate(
+        ["10", "11", "12", "13", "14", "15", "16", "17", "07", "06", "05", "04", "03", "02", "01", "00"]
+    ):
         hdu = fits.CompImageHDU(np.full((16, 24), i, dtype=np.int32), compression_type="RICE_1")
         fill(hdu.header, [(k, v) for k, v in ext if k != "EXTNAME"])
         hdu.header["EXTNAME"] = f"Segment{seg}"
@@ -116,18 +117,46 @@ def _cards(*cards: str) -> bytes:
 
 
 def test_card_values():
-    cards, end = parse_cards(_cards(
-        "SIMPLE  =                    T", "NAXIS   =                    0", "EXPTIME =              1.5D+01 / s",
-        "OBJECT  = 'it''s a field'      / quoted", "LONGSTR = 'first part &'", "CONTINUE  'second part'",
-        "HIERARCH ISR BIAS = F", "COMMENT anything", "BLANK   = ''", "EMPTY   =", "DATE-OBS= '2026-11-20T01:00:00'"))
+    cards, end = parse_cards(
+        _cards(
+            "SIMPLE  =                    T",
+            "NAXIS   =                    0",
+            "EXPTIME =              1.5D+01 / s",
+            "OBJECT  = 'it''s a field'      / quoted",
+            "LONGSTR = 'first part &'",
+            "CONTINUE  'second part'",
+            "HIERARCH ISR BIAS = F",
+            "COMMENT anything",
+            "BLANK   = ''",
+            "EMPTY   =",
+            "DATE-OBS= '2026-11-20T01:00:00'",
+        )
+    )
     assert end == BLOCK
-    assert cards == {"SIMPLE": True, "NAXIS": 0, "EXPTIME": 15.0, "OBJECT": "it's a field",
-                     "LONGSTR": "first part second part", "ISR BIAS": False, "BLANK": "", "EMPTY": None,
-                     "DATE-OBS": "2026-11-20T01:00:00"}
+    assert cards == {
+        "SIMPLE": True,
+        "NAXIS": 0,
+        "EXPTIME": 15.0,
+        "OBJECT": "it's a field",
+        "LONGSTR": "first part second part",
+        "ISR BIAS": False,
+        "BLANK": "",
+        "EMPTY": None,
+        "DATE-OBS": "2026-11-20T01:00:00",
+    }
 
 
-@pytest.mark.parametrize("tai", ["2026-11-20T03:00:00.123", "2017-01-01T00:00:37", "2016-12-31T23:59:00",
-                                 "1999-01-01T00:00:32.5", "1985-07-01T00:00:23.5", "1972-07-01T00:00:11"])
+@pytest.mark.parametrize(
+    "tai",
+    [
+        "2026-11-20T03:00:00.123",
+        "2017-01-01T00:00:37",
+        "2016-12-31T23:59:00",
+        "1999-01-01T00:00:32.5",
+        "1985-07-01T00:00:23.5",
+        "1972-07-01T00:00:11",
+    ],
+)
 def test_tai_to_utc_matches_astropy(tai):
     stamp = datetime.fromisoformat(tai)
     assert tai_to_utc(stamp) == Time(stamp, scale="tai").utc.to_datetime()
@@ -157,6 +186,8 @@ def test_header_path_needs_no_science_stack(tmp_path, reference_dir):
     fill(hdus[1].header, ext)
     path = tmp_path / "raw.fits"
     fits.HDUList(hdus).writeto(path)
-    out = subprocess.run([sys.executable, "-c", _NO_SCIENCE, str(path)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", _NO_SCIENCE, str(path)], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == [o.model_dump(mode="json") for o in read_observations(path)]

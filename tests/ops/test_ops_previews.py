@@ -9,9 +9,9 @@ import json
 
 import numpy as np
 import pytest
+from astropy.visualization import ZScaleInterval
 from click.testing import CliRunner
 from ops_helpers import CALIB_COLLECTION, make_prompt_repo
-from astropy.visualization import ZScaleInterval
 from PIL import Image
 
 from isrflow.cli import cli
@@ -37,9 +37,27 @@ def _png(path) -> np.ndarray:
 def previewed(tmp_path_factory):
     repo = make_prompt_repo(tmp_path_factory.mktemp("previews"), detectors=(0, 1), science=2)
     assert ingest(repo.registry, [r.path for r in repo.night.raws]).ok
-    result = CliRunner().invoke(cli, ["run", "process-visit", "--repo", str(repo.root), "--where",
-                                      "instrument = 'Generic'", "--output-run", RUN, "--calib-collection",
-                                      CALIB_COLLECTION, "--cluster-size", "2", "--previews", "--workers", "2", "--json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "process-visit",
+            "--repo",
+            str(repo.root),
+            "--where",
+            "instrument = 'Generic'",
+            "--output-run",
+            RUN,
+            "--calib-collection",
+            CALIB_COLLECTION,
+            "--cluster-size",
+            "2",
+            "--previews",
+            "--workers",
+            "2",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return repo, repo.registry.query_datasets("postISRCCD", [RUN])
 
@@ -75,7 +93,7 @@ def test_one_mosaic_per_exposure_placed_by_detector_positions(previewed):
         # CCD0 and CCD1 sit side by side (x = -33 and -11 mm, same y): one row of two detectors with
         # a gap of at most 10% of a detector between them.
         assert rgb.shape[0] == rows and 2 * cols < rgb.shape[1] <= 2.1 * cols
-        gap = rgb[:, cols:rgb.shape[1] - cols]
+        gap = rgb[:, cols : rgb.shape[1] - cols]
         assert gap.size and (gap == 0).all()  # background between the detectors
         red = (rgb == [255, 0, 0]).all(axis=2)
         assert red[:, :cols].any() and red[:, -cols:].any()  # each detector's defects are coloured

@@ -27,8 +27,9 @@ OUTPUT_RUN = "Generic/prompt"
 def prompt(tmp_path):
     repo = make_prompt_repo(tmp_path)
     (repo.root / "raw").mkdir()
-    runtime = LocalRuntime(repo.root, processes=2,
-                           parameters={"PromptProcessing": "true", "PromptOutputRun": OUTPUT_RUN}).start()
+    runtime = LocalRuntime(
+        repo.root, processes=2, parameters={"PromptProcessing": "true", "PromptOutputRun": OUTPUT_RUN}
+    ).start()
     server = LocalStepFunctionsServer(runtime).start()
     watcher = UploadWatcher(runtime, repo.root / "raw", endpoint=server.endpoint, settle_s=0)
     try:
@@ -55,7 +56,9 @@ def test_a_science_upload_ends_in_its_output_and_registry_rows(prompt):
     execution = runtime.interpreter.get_execution(outcome.execution.execution_arn)
     assert execution.status == "SUCCEEDED", execution.cause
     (raw,) = repo.registry.query_datasets("raw", ["Generic/raw/all"])
-    assert uri_to_path(raw.uri) == uploaded and raw.size == uploaded.stat().st_size  # registered where uploaded
+    assert (
+        uri_to_path(raw.uri) == uploaded and raw.size == uploaded.stat().st_size
+    )  # registered where uploaded
     (output,) = repo.registry.query_datasets("postISRCCD", [OUTPUT_RUN])
     assert output.data_id == {"instrument": "Generic", "exposure": raw.data_id["exposure"], "detector": 0}
     assert uri_to_path(output.uri).is_file()
@@ -91,10 +94,15 @@ def test_truncated_and_non_fits_uploads_are_quarantined(prompt):
     truncated = _upload(repo, repo.science[0], "cut.fits", data[: len(data) // 2])
     notes = _upload(repo, repo.science[0], "notes.txt", b"seeing 0.7 arcsec\n" * 300)
     outcomes = {o.key: o for o in watcher.poll_once()}
-    assert {k: o.status for k, o in outcomes.items()} == {"raw/cut.fits": "quarantined", "raw/notes.txt": "quarantined"}
+    assert {k: o.status for k, o in outcomes.items()} == {
+        "raw/cut.fits": "quarantined",
+        "raw/notes.txt": "quarantined",
+    }
     assert outcomes["raw/cut.fits"].reason.startswith("TruncatedFitsError")
     assert outcomes["raw/notes.txt"].reason.startswith("NotFitsError")
-    record = QuarantineRecord.model_validate_json((repo.root / "quarantine" / "raw" / "cut.fits.json").read_bytes())
+    record = QuarantineRecord.model_validate_json(
+        (repo.root / "quarantine" / "raw" / "cut.fits.json").read_bytes()
+    )
     assert (record.key, record.error, record.size) == ("raw/cut.fits", "TruncatedFitsError", len(data) // 2)
     assert (repo.root / "quarantine" / "raw" / "notes.txt.json").is_file()
     assert truncated.read_bytes() == data[: len(data) // 2] and notes.is_file()  # objects kept as uploaded
@@ -111,8 +119,21 @@ def test_ingest_watch_once_uploads_from_another_directory(tmp_path):
     incoming = tmp_path / "incoming" / "night1"
     incoming.mkdir(parents=True)
     shutil.copy(repo.science[0], incoming / repo.science[0].name)
-    result = CliRunner().invoke(cli, ["ingest", "--repo", str(repo.root), "--watch", str(tmp_path / "incoming"),
-                                      "--once", "--workers", "2", "--parameter", "PromptOutputRun={instrument}/p/{day_obs}"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "ingest",
+            "--repo",
+            str(repo.root),
+            "--watch",
+            str(tmp_path / "incoming"),
+            "--once",
+            "--workers",
+            "2",
+            "--parameter",
+            "PromptOutputRun={instrument}/p/{day_obs}",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert f"ingested raw/night1/{repo.science[0].name}" in result.output
     assert "SUCCEEDED (1 of 1 detectors succeeded)" in result.output
@@ -133,13 +154,18 @@ def test_plan_of_explicit_quanta_waits_for_their_raws(tmp_path):
     from isrflow.registry import ingest
 
     repo = make_prompt_repo(tmp_path)
-    spec = ProcessVisitInput(quanta=[QuantumKey(instrument="Generic", exposure=5000, detector=d) for d in (0, 1)],
-                             input_collections=["Generic/raw/all"], calib_collection="Generic/calib",
-                             output_run=OUTPUT_RUN)
+    spec = ProcessVisitInput(
+        quanta=[QuantumKey(instrument="Generic", exposure=5000, detector=d) for d in (0, 1)],
+        input_collections=["Generic/raw/all"],
+        calib_collection="Generic/calib",
+        output_run=OUTPUT_RUN,
+    )
     event = PlanEvent(input=spec, execution_id="arn:aws:states:local:000000000000:execution:P:x")
     with pytest.raises(QuantaNotFoundError, match="Generic/raw/all do not exist"):
         plan_visit(event, repo.registry, repo.registry.datastore_root)
     assert ingest(repo.registry, [p for p in repo.science if p.name.endswith("-000.fits")]).ok
-    with pytest.raises(QuantaNotFoundError, match="1 requested quanta have no raw in Generic/raw/all: Generic 5000 det 1"):
+    with pytest.raises(
+        QuantaNotFoundError, match="1 requested quanta have no raw in Generic/raw/all: Generic 5000 det 1"
+    ):
         plan_visit(event, repo.registry, repo.registry.datastore_root)
     assert not (repo.root / "manifests").exists()  # nothing written before the check

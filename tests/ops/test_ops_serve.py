@@ -34,9 +34,25 @@ def served(tmp_path):
         pytest.fail(message) if IN_CI else pytest.skip(message)
     repo = make_prompt_repo(tmp_path)
     assert ingest(repo.registry, [r.path for r in repo.night.raws]).ok
-    server = subprocess.Popen([sys.executable, "-c", "from isrflow.cli import main; main()", "local", "serve",
-                               "--repo", str(repo.root), "--port", "0", "--workers", "2"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from isrflow.cli import main; main()",
+            "local",
+            "serve",
+            "--repo",
+            str(repo.root),
+            "--port",
+            "0",
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+    )
     try:
         first = server.stdout.readline()
         assert first.startswith("isrflow local serve: http://127.0.0.1:"), first + server.stderr.read()
@@ -55,8 +71,14 @@ def served(tmp_path):
 def _aws(endpoint: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, **DUMMY}
     env.pop("AWS_PROFILE", None)
-    out = subprocess.run([str(AWS_CLI), "--endpoint-url", endpoint, "--output", "json", "stepfunctions", *args],
-                         capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    out = subprocess.run(
+        [str(AWS_CLI), "--endpoint-url", endpoint, "--output", "json", "stepfunctions", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     if check:
         assert out.returncode == 0, out.stderr
     return out
@@ -67,15 +89,32 @@ def test_aws_cli_round_trip_reaches_succeeded(served, tmp_path):
     machines = json.loads(_aws(endpoint, "list-state-machines").stdout)["stateMachines"]
     (machine,) = [m["stateMachineArn"] for m in machines if m["name"] == "ProcessVisitStateMachine"]
     described = json.loads(_aws(endpoint, "describe-state-machine", "--state-machine-arn", machine).stdout)
-    assert described["status"] == "ACTIVE" and "ProcessClusters" in json.loads(described["definition"])["States"]
+    assert (
+        described["status"] == "ACTIVE" and "ProcessClusters" in json.loads(described["definition"])["States"]
+    )
 
     # The shape of events/process_visit_input.json, for this small generic repository.
     spec = json.loads((REPO_ROOT / "events" / "process_visit_input.json").read_text())
-    spec.update(where="instrument = 'Generic'", input_collections=["Generic/raw/all"],
-                calib_collection=CALIB_COLLECTION, output_run="Generic/runs/cli", isr_config={})
+    spec.update(
+        where="instrument = 'Generic'",
+        input_collections=["Generic/raw/all"],
+        calib_collection=CALIB_COLLECTION,
+        output_run="Generic/runs/cli",
+        isr_config={},
+    )
     (tmp_path / "input.json").write_text(json.dumps(spec))
-    started = json.loads(_aws(endpoint, "start-execution", "--state-machine-arn", machine, "--name", "cli-run",
-                              "--input", f"file://{tmp_path / 'input.json'}").stdout)
+    started = json.loads(
+        _aws(
+            endpoint,
+            "start-execution",
+            "--state-machine-arn",
+            machine,
+            "--name",
+            "cli-run",
+            "--input",
+            f"file://{tmp_path / 'input.json'}",
+        ).stdout
+    )
     arn = started["executionArn"]
     assert arn.endswith(":execution:ProcessVisitStateMachine:cli-run")
     deadline = time.monotonic() + 300
@@ -88,19 +127,33 @@ def test_aws_cli_round_trip_reaches_succeeded(served, tmp_path):
     assert json.loads(described["output"])["succeeded"] == 2
     history = json.loads(_aws(endpoint, "get-execution-history", "--execution-arn", arn).stdout)["events"]
     assert history[0]["type"] == "ExecutionStarted" and history[-1]["type"] == "ExecutionSucceeded"
-    listed = json.loads(_aws(endpoint, "list-executions", "--state-machine-arn", machine).stdout)["executions"]
+    listed = json.loads(_aws(endpoint, "list-executions", "--state-machine-arn", machine).stdout)[
+        "executions"
+    ]
     assert [(e["name"], e["status"]) for e in listed] == [("cli-run", "SUCCEEDED")]
 
     missing = _aws(endpoint, "describe-execution", "--execution-arn", arn + "-nope", check=False)
     assert missing.returncode != 0 and "ExecutionDoesNotExist" in missing.stderr
-    request = urllib.request.Request(endpoint + "/", data=b"{}", method="POST", headers={
-        "X-Amz-Target": "AWSStepFunctions.DescribeExecution", "Content-Type": "application/x-amz-json-1.0"})
+    request = urllib.request.Request(
+        endpoint + "/",
+        data=b"{}",
+        method="POST",
+        headers={
+            "X-Amz-Target": "AWSStepFunctions.DescribeExecution",
+            "Content-Type": "application/x-amz-json-1.0",
+        },
+    )
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(request, timeout=30)
     assert error.value.code == 400 and json.loads(error.value.read())["__type"] == "InvalidArn"
 
-    sfn = boto3.client("stepfunctions", endpoint_url=endpoint, region_name="us-east-1",
-                       aws_access_key_id="dummy", aws_secret_access_key="dummy")
+    sfn = boto3.client(
+        "stepfunctions",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="dummy",
+        aws_secret_access_key="dummy",
+    )
     with pytest.raises(sfn.exceptions.ExecutionAlreadyExists):
         sfn.start_execution(stateMachineArn=machine, name="cli-run", input=json.dumps(spec))
     assert "stopDate" in sfn.stop_execution(executionArn=arn)

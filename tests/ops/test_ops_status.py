@@ -45,9 +45,27 @@ def execution(tmp_path_factory):
     path = uri_to_path(bad.uri)
     good_bytes = path.read_bytes()
     path.write_bytes(good_bytes[:3000])
-    report = json.loads(_cli("run", "process-visit", "--repo", repo.root, "--where", "instrument = 'Generic'",
-                             "--output-run", RUN, "--calib-collection", CALIB_COLLECTION, "--cluster-size", 1,
-                             "--max-failure-fraction", 0.5, "--workers", 2, "--json"))
+    report = json.loads(
+        _cli(
+            "run",
+            "process-visit",
+            "--repo",
+            repo.root,
+            "--where",
+            "instrument = 'Generic'",
+            "--output-run",
+            RUN,
+            "--calib-collection",
+            CALIB_COLLECTION,
+            "--cluster-size",
+            1,
+            "--max-failure-fraction",
+            0.5,
+            "--workers",
+            2,
+            "--json",
+        )
+    )
     assert report["status"] == "SUCCEEDED"
     return repo, report["execution"], path, good_bytes
 
@@ -65,8 +83,12 @@ def test_status_cost_matches_a_hand_computation(execution, tmp_path):
     # Lambda: Plan, 2 ISR clusters, Summarize (durations measured in the workers), and the writer's
     # share of its batch: 3 registry messages (1 output dataset + 2 processing records) at 0.2 ms each.
     invocations = [(i.memory_mb, i.duration_s) for i in record.invocations]
-    assert sorted(i.function for i in record.invocations) == ["IsrFunction", "IsrFunction", "PlanFunction",
-                                                              "SummarizeFunction"]
+    assert sorted(i.function for i in record.invocations) == [
+        "IsrFunction",
+        "IsrFunction",
+        "PlanFunction",
+        "SummarizeFunction",
+    ]
     messages = 3
     invocations.append((1024, messages * 0.0002))
     gb_seconds = sum(mb / 1024 * math.ceil(round(s * 1000, 6)) / 1000 for mb, s in invocations)
@@ -78,8 +100,16 @@ def test_status_cost_matches_a_hand_computation(execution, tmp_path):
     s3_put, s3_get = 1 + 2 + 1 + 1, 1 + 2 * 4 + 2 + 2 + 1
 
     usage = status["usage"]
-    assert (usage["state_transitions"], usage["lambda_requests"], usage["sqs_requests"]) == (transitions, 5, sqs)
-    assert (usage["s3_put_requests"], usage["s3_get_requests"], usage["registry_messages"]) == (s3_put, s3_get, messages)
+    assert (usage["state_transitions"], usage["lambda_requests"], usage["sqs_requests"]) == (
+        transitions,
+        5,
+        sqs,
+    )
+    assert (usage["s3_put_requests"], usage["s3_get_requests"], usage["registry_messages"]) == (
+        s3_put,
+        s3_get,
+        messages,
+    )
     assert record.state_transitions == transitions
     hand = 5 * 1.0 + gb_seconds * 1.0 + transitions * 1.0 + sqs * 1.0 + s3_put * 1.0 + s3_get * 0.1
     assert status["cost_usd"] == pytest.approx(hand, rel=1e-9)
@@ -88,11 +118,14 @@ def test_status_cost_matches_a_hand_computation(execution, tmp_path):
 
     # The same quantities priced with the built-in table (us-east-1 list prices, arm64 functions).
     table = yaml.safe_load(PRICES.read_text())
-    listed = (5 * table["lambda"]["requests_per_million"] / 1e6 + gb_seconds * table["lambda"]["gb_second"]["arm64"]
-              + transitions * table["stepfunctions"]["standard_per_1000_transitions"] / 1000
-              + sqs * table["sqs"]["requests_per_million"] / 1e6
-              + s3_put * table["s3"]["put_copy_post_list_per_1000"] / 1000
-              + s3_get * table["s3"]["get_select_per_1000"] / 1000)
+    listed = (
+        5 * table["lambda"]["requests_per_million"] / 1e6
+        + gb_seconds * table["lambda"]["gb_second"]["arm64"]
+        + transitions * table["stepfunctions"]["standard_per_1000_transitions"] / 1000
+        + sqs * table["sqs"]["requests_per_million"] / 1e6
+        + s3_put * table["s3"]["put_copy_post_list_per_1000"] / 1000
+        + s3_get * table["s3"]["get_select_per_1000"] / 1000
+    )
     default = json.loads(_cli("status", arn, "--repo", repo.root, "--json"))
     assert default["cost_usd"] == pytest.approx(listed, rel=1e-9)
     assert default["breakdown"]["fargate"] == {"tasks": 0, "vcpu_seconds": 0.0, "gb_seconds": 0.0, "usd": 0.0}
@@ -108,7 +141,11 @@ def test_status_table(execution):
     assert "estimated AWS cost (us-east-1 list prices" in out and "7 state transitions" in out
     status = json.loads(_cli("status", name, "--repo", repo.root, "--json"))
     failed = status["detectors"][1]
-    assert failed["status"] == "failed" and failed["error"].startswith("IsrInputError") and failed["retries"] == 0
+    assert (
+        failed["status"] == "failed"
+        and failed["error"].startswith("IsrInputError")
+        and failed["retries"] == 0
+    )
     assert status["detectors"][0]["duration_s"] > 0 and status["detectors"][0]["peak_memory_mb"] > 0
     result = CliRunner().invoke(cli, ["status", "no-such-execution", "--repo", str(repo.root)])
     assert result.exit_code == 1 and "ExecutionNotFoundError" in result.output
@@ -118,7 +155,11 @@ def test_rerun_failed_processes_exactly_the_failed_quanta_into_the_same_run(exec
     repo, arn, path, good_bytes = execution
     dry = json.loads(_cli("rerun", arn, "--failed", "--repo", repo.root, "--dry-run"))
     assert dry["input"]["quanta"] == [{"instrument": "Generic", "exposure": 5000, "detector": 1}]
-    assert dry["input"]["output_run"] == RUN and dry["input"]["mode"] == "replace" and "where" not in dry["input"]
+    assert (
+        dry["input"]["output_run"] == RUN
+        and dry["input"]["mode"] == "replace"
+        and "where" not in dry["input"]
+    )
     path.write_bytes(good_bytes)  # the cause is fixed: the raw is whole again
     report = json.loads(_cli("rerun", arn, "--failed", "--repo", repo.root, "--workers", 2, "--json"))
     assert report["status"] == "SUCCEEDED"

@@ -14,10 +14,11 @@ import hashlib
 import json
 
 import pytest
+from visit_helpers import make_repo, visit_input
+
 from isrflow.local.runtime import LocalRuntime
 from isrflow.process_visit import layout
 from isrflow.registry import uri_to_path
-from visit_helpers import make_repo, visit_input
 
 MACHINE = "ProcessVisitStateMachine"
 RUN = "Generic/runs/race"
@@ -32,8 +33,10 @@ def test_two_concurrent_executions_into_one_run_one_fails_loudly_and_checksums_m
     with LocalRuntime(repo.root, processes=2) as runtime:
         # different ISR configurations: the two executions write different bytes for the one dataset
         configs = [{}, {"edge_width": 3}]
-        started = [runtime.run(MACHINE, visit_input(output_run=RUN, isr_config=c), name=f"race-{i}", wait=False)
-                   for i, c in enumerate(configs)]
+        started = [
+            runtime.run(MACHINE, visit_input(output_run=RUN, isr_config=c), name=f"race-{i}", wait=False)
+            for i, c in enumerate(configs)
+        ]
         done = [e.wait(timeout=300) for e in started]
     assert sorted(e.status for e in done) == ["FAILED", "SUCCEEDED"], [(e.status, e.cause) for e in done]
     failed = next(e for e in done if e.status == "FAILED")
@@ -44,7 +47,8 @@ def test_two_concurrent_executions_into_one_run_one_fails_loudly_and_checksums_m
     outputs = repo.registry.query_datasets("postISRCCD", [RUN])
     assert len(outputs) == 1
     for ref in repo.registry.query_datasets("postISRCCD", [RUN]) + repo.registry.query_datasets(
-            "raw", ["Generic/raw/all"]):
+        "raw", ["Generic/raw/all"]
+    ):
         data = uri_to_path(ref.uri).read_bytes()
         assert ref.sha256 is None or hashlib.sha256(data).hexdigest() == ref.sha256, ref.uri
         assert ref.size is None or len(data) == ref.size, ref.uri

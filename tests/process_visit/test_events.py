@@ -7,6 +7,12 @@ import json
 
 import boto3
 import pytest
+from moto import mock_aws
+
+from functions.isr.app import lambda_handler as isr_handler
+from functions.plan.app import lambda_handler as plan_handler
+from functions.registry_writer.app import parse_records
+from functions.summarize.app import lambda_handler as summarize_handler
 from isrflow.custom_resource import CustomResourceRequest
 from isrflow.messages import (
     BuildCalibrationInput,
@@ -29,12 +35,6 @@ from isrflow.settings import (
     ENV_REGISTRY_SECRET_ARN,
     ENV_REGISTRY_URL,
 )
-from moto import mock_aws
-
-from functions.isr.app import lambda_handler as isr_handler
-from functions.plan.app import lambda_handler as plan_handler
-from functions.registry_writer.app import parse_records
-from functions.summarize.app import lambda_handler as summarize_handler
 from tests.event_chains import (
     BUCKET,
     EVENTS,
@@ -74,7 +74,9 @@ def _event(name: str) -> dict:
     return json.loads((EVENTS / name).read_text())
 
 
-@pytest.mark.parametrize("path", sorted(set(EVENTS.glob("*.json")) - {EVENTS / "names.json"}), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(set(EVENTS.glob("*.json")) - {EVENTS / "names.json"}), ids=lambda p: p.name
+)
 def test_every_event_validates(path):
     assert path.name in MODELS, f"{path.name}: add its model to MODELS (every event must be checked)"
     MODELS[path.name](json.loads(path.read_text()))
@@ -89,7 +91,11 @@ def hsc_night(tmp_path_factory):
 @pytest.fixture
 def aws(monkeypatch, tmp_path, hsc_night):
     """moto S3 + SQS holding the objects the events name; a SQLite registry with s3:// URIs."""
-    for k, v in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+    for k, v in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
         monkeypatch.setenv(k, v)
     with mock_aws():
         s3 = boto3.client("s3")
@@ -97,8 +103,12 @@ def aws(monkeypatch, tmp_path, hsc_night):
         queue_url = boto3.client("sqs").create_queue(QueueName="registry")["QueueUrl"]
         registry = Registry.create(f"sqlite:///{tmp_path / 'registry.sqlite3'}", ROOT)
         stage_hsc_visit(hsc_night, s3, registry)
-        for k, v in {ENV_DATASTORE_ROOT: ROOT, ENV_REGISTRY_QUEUE_URL: queue_url, ENV_REGISTRY_URL: registry.url,
-                     ENV_REGISTRY_SECRET_ARN: ""}.items():
+        for k, v in {
+            ENV_DATASTORE_ROOT: ROOT,
+            ENV_REGISTRY_QUEUE_URL: queue_url,
+            ENV_REGISTRY_URL: registry.url,
+            ENV_REGISTRY_SECRET_ARN: "",
+        }.items():
             monkeypatch.setenv(k, v)
         yield s3, queue_url, registry
 
@@ -109,7 +119,9 @@ HANDLERS = {"PlanFunction": plan_handler, "IsrFunction": isr_handler, "Summarize
 @pytest.mark.fullsize
 def test_events_run_through_their_handlers(aws):
     s3, queue_url, registry = aws
-    out = run_process_visit_chain(lambda function, ev: HANDLERS[function](ev), lambda: writer_draining(queue_url))
+    out = run_process_visit_chain(
+        lambda function, ev: HANDLERS[function](ev), lambda: writer_draining(queue_url)
+    )
     plan = out["plan"]
     assert plan["quanta"] == 1 and plan["clusters"] == 1
     assert s3.get_object(Bucket=BUCKET, Key=plan["manifest_key"])["Body"].read().startswith(b"[")
@@ -120,13 +132,19 @@ def test_events_run_through_their_handlers(aws):
     assert (result["quanta"], result["succeeded"], result["failed"]) == (1, 1, 0)
     outputs = registry.query_datasets("postISRCCD", ["HSC/runs/example"])
     assert [o.uri for o in outputs] == [f"{ROOT}/{out['output_key']}"]
-    assert sorted(role for _, role in registry.provenance(outputs[0].id)) == ["bias", "dark", "defects", "flat", "raw"]
+    assert sorted(role for _, role in registry.provenance(outputs[0].id)) == [
+        "bias",
+        "dark",
+        "defects",
+        "flat",
+        "raw",
+    ]
 
 
 def test_record_failure_event(aws):
     s3, _, _ = aws
     assert summarize_handler(_event("summarize_record_failure.json")) == {"recorded": 1}
-    prefix = _event("summarize_record_failure.json")["results_prefix"][len(ROOT) + 1:]
+    prefix = _event("summarize_record_failure.json")["results_prefix"][len(ROOT) + 1 :]
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]]
     body = json.loads(s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read())
     assert body["status"] == "failed" and body["error"].startswith("Sandbox.Timedout: Task timed out")

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from astropy.io import fits
+from visit_helpers import CALIB_COLLECTION
 
 from functions.isr.app import lambda_handler as isr_handler
 from functions.plan.app import lambda_handler as plan_handler
@@ -17,12 +18,15 @@ from isrflow.process_visit.summary import TooManyFailuresError
 from isrflow.registry import uri_to_path
 from isrflow.storage import storage_for
 
-from visit_helpers import CALIB_COLLECTION
-
 
 def _input(**extra):
-    base = {"where": "instrument = 'Generic'", "input_collections": ["Generic/raw/all"],
-            "calib_collection": CALIB_COLLECTION, "output_run": "Generic/runs/test", "cluster_size": 2}
+    base = {
+        "where": "instrument = 'Generic'",
+        "input_collections": ["Generic/raw/all"],
+        "calib_collection": CALIB_COLLECTION,
+        "output_run": "Generic/runs/test",
+        "cluster_size": 2,
+    }
     base.update(extra)
     return base
 
@@ -31,8 +35,15 @@ def _run(repo, execution_id="arn:aws:states:local:0:execution:ProcessVisit:t1", 
     plan = plan_handler({"input": _input(**extra), "execution_id": execution_id})
     clusters = json.loads(storage_for(plan["manifest_uri"]).read_bytes(plan["manifest_uri"]))
     for cluster in clusters:
-        isr_handler({"cluster": cluster, "execution_id": plan["execution_id"], "results_prefix": plan["results_prefix"],
-                     "output_run": plan["output_run"], "isr_config": plan["isr_config"]})
+        isr_handler(
+            {
+                "cluster": cluster,
+                "execution_id": plan["execution_id"],
+                "results_prefix": plan["results_prefix"],
+                "output_run": plan["output_run"],
+                "isr_config": plan["isr_config"],
+            }
+        )
     poller = QueuePoller(repo.queue, writer_handler, batch_size=1000, window_s=0, retry_delay_s=0).start()
     try:
         return plan, clusters, summarize_handler({"action": "summarize", "plan": plan})
@@ -74,7 +85,10 @@ def test_corrupt_raw_is_recorded_and_tolerated(local_repo):
     plan, _, summary = _run(local_repo, max_failure_fraction=0.5)
     assert summary["failed"] == 1 and summary["succeeded"] == 3
     failure = summary["failures"][0]
-    assert (failure["exposure"], failure["detector"]) == (victim.data_id["exposure"], victim.data_id["detector"])
+    assert (failure["exposure"], failure["detector"]) == (
+        victim.data_id["exposure"],
+        victim.data_id["detector"],
+    )
     assert "IsrInputError" in failure["error"]
 
 
@@ -97,6 +111,12 @@ def test_skip_existing_rerun_does_nothing(local_repo):
 def test_record_failure_marks_the_cluster(local_repo):
     plan = plan_handler({"input": _input(), "execution_id": "exec-3"})
     cluster = json.loads(storage_for(plan["manifest_uri"]).read_bytes(plan["manifest_uri"]))[0]
-    out = summarize_handler({"action": "record_failure", "cluster": cluster, "results_prefix": plan["results_prefix"],
-                             "error": {"Error": "Sandbox.Timedout", "Cause": json.dumps({"errorMessage": "timed out"})}})
+    out = summarize_handler(
+        {
+            "action": "record_failure",
+            "cluster": cluster,
+            "results_prefix": plan["results_prefix"],
+            "error": {"Error": "Sandbox.Timedout", "Cause": json.dumps({"errorMessage": "timed out"})},
+        }
+    )
     assert out == {"recorded": 2}

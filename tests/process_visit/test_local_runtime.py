@@ -71,8 +71,22 @@ def test_skip_existing_rerun_does_no_isr_and_no_duplicates(repo):
 
 
 def test_cli_reports_success_after_rows_are_visible(repo):
-    result = CliRunner().invoke(cli, ["run", "process-visit", "--repo", str(repo.root), "--where", "detector IN (0..1)",
-                                      "--output-run", "Generic/runs/cli", "--workers", "2", "--json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "process-visit",
+            "--repo",
+            str(repo.root),
+            "--where",
+            "detector IN (0..1)",
+            "--output-run",
+            "Generic/runs/cli",
+            "--workers",
+            "2",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["status"] == "SUCCEEDED" and len(report["records"]) == 2
@@ -83,18 +97,33 @@ def test_cli_reports_success_after_rows_are_visible(repo):
 def test_two_cameras_in_one_execution(tmp_path):
     """Small generic frames and a DECam exposure file holding two CCDs, one execution."""
     repo = make_repo(tmp_path, detectors=(0, 1), science=1)
-    night = simulate(SimulationRequest(camera="decam", detectors=[25, 26], science=1, seed=4, out=tmp_path / "decam"))
+    night = simulate(
+        SimulationRequest(camera="decam", detectors=[25, 26], science=1, seed=4, out=tmp_path / "decam")
+    )
     assert ingest(repo.registry, [r.path for r in night.raws]).ok
-    files = [f for cal in night.calibrations.values() for f in (cal.bias, cal.dark, cal.defects, *cal.flat.values())]
+    files = [
+        f
+        for cal in night.calibrations.values()
+        for f in (cal.bias, cal.dark, cal.defects, *cal.flat.values())
+    ]
     refs = import_calibrations(repo.registry, files, "DECam/calib/truth")
     repo.registry.register_collection("DECam/calib", "CALIBRATION")
     repo.registry.certify([r.id for r in refs], "DECam/calib", None, None)
     repo.registry.set_chain("calib/all", [CALIB_COLLECTION, "DECam/calib"])
-    payload = {"where": "instrument IN ('Generic', 'DECam')", "input_collections": ["Generic/raw/all", "DECam/raw/all"],
-               "calib_collection": "calib/all", "output_run": "multi/runs/e2e", "cluster_size": 1}
+    payload = {
+        "where": "instrument IN ('Generic', 'DECam')",
+        "input_collections": ["Generic/raw/all", "DECam/raw/all"],
+        "calib_collection": "calib/all",
+        "output_run": "multi/runs/e2e",
+        "cluster_size": 1,
+    }
     with LocalRuntime(repo.root, processes=2) as runtime:
         execution = runtime.run(MACHINE, payload)
     assert execution.status == "SUCCEEDED", execution.cause
     outputs = repo.registry.query_datasets("postISRCCD", ["multi/runs/e2e"])
     assert sorted((o.data_id["instrument"], o.data_id["detector"]) for o in outputs) == [
-        ("DECam", 25), ("DECam", 26), ("Generic", 0), ("Generic", 1)]
+        ("DECam", 25),
+        ("DECam", 26),
+        ("Generic", 0),
+        ("Generic", 1),
+    ]

@@ -24,7 +24,9 @@ def make_secret(monkeypatch):
     with mock_aws():
         client = boto3.client("secretsmanager")
         names = iter(range(100))
-        yield lambda value: client.create_secret(Name=f"s{next(names)}", SecretString=json.dumps(value))["ARN"]
+        yield lambda value: client.create_secret(Name=f"s{next(names)}", SecretString=json.dumps(value))[
+            "ARN"
+        ]
     SECRETS.clear()
 
 
@@ -33,24 +35,39 @@ def _query(url: str) -> dict:
 
 
 def test_a_url_built_from_the_secrets_host_requires_tls(make_secret):
-    arn = make_secret({"username": "u", "password": "pw", "host": "db.example", "port": 5432, "dbname": "reg"})
+    arn = make_secret(
+        {"username": "u", "password": "pw", "host": "db.example", "port": 5432, "dbname": "reg"}
+    )
     assert _query(registry_url(Settings(registry_secret_arn=arn))) == {"sslmode": "require"}
 
 
 def test_the_secret_can_ask_for_verify_full_with_the_rds_ca_bundle(make_secret):
-    arn = make_secret({"username": "u", "password": "pw", "host": "db.example", "sslmode": "verify-full",
-                       "sslrootcert": "/opt/rds/global-bundle.pem"})
+    arn = make_secret(
+        {
+            "username": "u",
+            "password": "pw",
+            "host": "db.example",
+            "sslmode": "verify-full",
+            "sslrootcert": "/opt/rds/global-bundle.pem",
+        }
+    )
     assert _query(registry_url(Settings(registry_secret_arn=arn))) == {
-        "sslmode": "verify-full", "sslrootcert": "/opt/rds/global-bundle.pem"}
+        "sslmode": "verify-full",
+        "sslrootcert": "/opt/rds/global-bundle.pem",
+    }
 
 
 def test_the_secrets_tls_fields_complete_a_url_that_sets_none(make_secret):
     arn = make_secret({"username": "isrflow_reader", "password": "pw", "sslmode": "require"})
-    url = registry_url(Settings(registry_url="postgresql+psycopg://rds.host:5432/isrflow", registry_secret_arn=arn))
+    url = registry_url(
+        Settings(registry_url="postgresql+psycopg://rds.host:5432/isrflow", registry_secret_arn=arn)
+    )
     assert _query(url) == {"sslmode": "require"} and make_url(url).username == "isrflow_reader"
     # the URL's own setting wins
     explicit = "postgresql+psycopg://rds.host:5432/isrflow?sslmode=verify-full"
-    assert _query(registry_url(Settings(registry_url=explicit, registry_secret_arn=arn))) == {"sslmode": "verify-full"}
+    assert _query(registry_url(Settings(registry_url=explicit, registry_secret_arn=arn))) == {
+        "sslmode": "verify-full"
+    }
     # a secret without TLS fields leaves the URL as it is (the local stand-ins have no TLS)
     plain = make_secret({"username": "u", "password": "pw"})
     local = "postgresql+psycopg://127.0.0.1:5432/test"
@@ -66,8 +83,10 @@ def test_the_migration_reads_one_role_per_configured_secret(make_secret, monkeyp
     monkeypatch.setenv("ISRFLOW_REGISTRY_WRITER_SECRET_ARN", writer)
     monkeypatch.setenv("ISRFLOW_REGISTRY_READER_SECRET_ARN", reader)
     roles = registry_roles()
-    assert [(r.name, r.access, r.password) for r in roles] == [("isrflow_writer", "writer", "w"),
-                                                                ("isrflow_reader", "reader", "r")]
+    assert [(r.name, r.access, r.password) for r in roles] == [
+        ("isrflow_writer", "writer", "w"),
+        ("isrflow_reader", "reader", "r"),
+    ]
     monkeypatch.setenv("ISRFLOW_REGISTRY_READER_SECRET_ARN", make_secret({"password": "x"}))
     with pytest.raises(ConfigError, match="no 'username' field"):
         registry_roles()

@@ -20,9 +20,15 @@ def secret_arn(monkeypatch):
     SECRETS.clear()
     with mock_aws():
         client = boto3.client("secretsmanager")
-        arn = client.create_secret(Name="rds", SecretString=json.dumps({"username": "isr", "password": "p@ss"}))["ARN"]
-        full = client.create_secret(Name="full", SecretString=json.dumps(
-            {"username": "u", "password": "pw", "host": "db.example", "port": 6543, "dbname": "reg"}))["ARN"]
+        arn = client.create_secret(
+            Name="rds", SecretString=json.dumps({"username": "isr", "password": "p@ss"})
+        )["ARN"]
+        full = client.create_secret(
+            Name="full",
+            SecretString=json.dumps(
+                {"username": "u", "password": "pw", "host": "db.example", "port": 6543, "dbname": "reg"}
+            ),
+        )["ARN"]
         yield arn, full
     SECRETS.clear()
 
@@ -38,11 +44,16 @@ def test_nothing_configured_is_a_clear_error():
 
 def test_rds_managed_secret_fills_the_credentials_of_the_url(secret_arn):
     arn, _ = secret_arn
-    url = registry_url(Settings(registry_url="postgresql+psycopg://rds.host:5432/isrflow", registry_secret_arn=arn))
+    url = registry_url(
+        Settings(registry_url="postgresql+psycopg://rds.host:5432/isrflow", registry_secret_arn=arn)
+    )
     assert url == "postgresql+psycopg://isr:p%40ss@rds.host:5432/isrflow"
 
 
 def test_secret_with_connection_alone(secret_arn):
     _, full = secret_arn
     # built from the secret's host: TLS required (the secret names no other sslmode)
-    assert registry_url(Settings(registry_secret_arn=full)) == "postgresql+psycopg://u:pw@db.example:6543/reg?sslmode=require"
+    assert (
+        registry_url(Settings(registry_secret_arn=full))
+        == "postgresql+psycopg://u:pw@db.example:6543/reg?sslmode=require"
+    )

@@ -63,14 +63,20 @@ def test_runtime_takes_queue_mapping_and_concurrency_from_the_template(one_clust
         assert (runtime.queue.visibility_timeout, runtime.queue.max_receive_count) == (900, 5)
         poller = runtime.poller
         assert (poller.batch_size, poller.window_s, poller.retry_delay_s) == (5000, 5.0, None)
-        assert runtime.throttles.reserved == {"PlanFunction": 10, ISR: 1, "SummarizeFunction": 20,
-                                              "RegistryWriterFunction": 2, "CalibPlanFunction": 5}
+        assert runtime.throttles.reserved == {
+            "PlanFunction": 10,
+            ISR: 1,
+            "SummarizeFunction": 20,
+            "RegistryWriterFunction": 2,
+            "CalibPlanFunction": 5,
+        }
         # a second concurrent invoke of the ISR function is refused as the Lambda service refuses it
         context = TaskContext("arn:exec", "exec", "arn:sm", "IsrCluster")
         arn = runtime.app.functions[ISR].arn
         with runtime.throttles.slot(ISR), pytest.raises(TaskFailure) as info:
-            runtime.interpreter.integrations.invoke(LAMBDA_INVOKE, {"FunctionName": arn, "Payload": {}},
-                                                    context)
+            runtime.interpreter.integrations.invoke(
+                LAMBDA_INVOKE, {"FunctionName": arn, "Payload": {}}, context
+            )
     assert info.value.error == THROTTLE_ERROR
 
 
@@ -110,8 +116,12 @@ def test_throttles_past_the_budget_fail_the_item_without_failed_detector_rows(on
 def test_record_failure_refuses_to_record_a_throttle(local_repo):
     plan = plan_handler({"input": _input(output_run="Generic/runs/t"), "execution_id": "exec-throttle"})
     cluster = json.loads(storage_for(plan["manifest_uri"]).read_bytes(plan["manifest_uri"]))[0]
-    event = {"action": "record_failure", "cluster": cluster, "results_prefix": plan["results_prefix"],
-             "error": {"Error": THROTTLE_ERROR, "Cause": json.dumps({"errorMessage": "Rate Exceeded."})}}
+    event = {
+        "action": "record_failure",
+        "cluster": cluster,
+        "results_prefix": plan["results_prefix"],
+        "error": {"Error": THROTTLE_ERROR, "Cause": json.dumps({"errorMessage": "Rate Exceeded."})},
+    }
     with pytest.raises(WorkerThrottledError, match="not recorded as failed"):
         summarize_handler(event)
     store = storage_for(plan["results_prefix"])

@@ -17,8 +17,14 @@ CALIB_COLLECTION = "Generic/calib"
 
 def visit_input(output_run: str, **extra) -> dict:
     """A ProcessVisit input over the small generic repository of :func:`make_repo`."""
-    return {"where": "instrument = 'Generic'", "input_collections": ["Generic/raw/all"],
-            "calib_collection": CALIB_COLLECTION, "output_run": output_run, "cluster_size": 2, **extra}
+    return {
+        "where": "instrument = 'Generic'",
+        "input_collections": ["Generic/raw/all"],
+        "calib_collection": CALIB_COLLECTION,
+        "output_run": output_run,
+        "cluster_size": 2,
+        **extra,
+    }
 
 
 @dataclass
@@ -33,8 +39,16 @@ class LocalRepo:
 def make_repo(tmp_path: Path, detectors=(0, 1), science=2, seed=3) -> LocalRepo:
     root = tmp_path / "repo"
     registry = create_repo(root)
-    night = simulate(SimulationRequest(camera="generic", small=True, detectors=list(detectors), science=science,
-                                       seed=seed, out=tmp_path / "sim"))
+    night = simulate(
+        SimulationRequest(
+            camera="generic",
+            small=True,
+            detectors=list(detectors),
+            science=science,
+            seed=seed,
+            out=tmp_path / "sim",
+        )
+    )
     result = ingest(registry, [r.path for r in night.raws])
     assert result.ok, result.skipped
     files = []
@@ -44,8 +58,9 @@ def make_repo(tmp_path: Path, detectors=(0, 1), science=2, seed=3) -> LocalRepo:
     registry.register_collection(CALIB_COLLECTION, "CALIBRATION")
     registry.certify([r.id for r in refs], CALIB_COLLECTION, None, None)
     queue = LocalQueue(root / "queue.sqlite3", "registry")
-    env = {ENV_DATASTORE_ROOT: str(registry.datastore_root), ENV_REGISTRY_QUEUE_URL: queue.url,
-           ENV_REGISTRY_URL: registry.url}
+    env = {
+        ENV_DATASTORE_ROOT: str(registry.datastore_root),
+        ENV_REGISTRY_QUEUE_URL: queue.url,
+        ENV_REGISTRY_URL: registry.url,
+    }
     return LocalRepo(root=root, registry=registry, queue=queue, manifest=night, env=env)
-
-

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from registry_helpers import PG_URL
+
 from isrflow.registry import Registry
 from isrflow.registry.engine import normalize_url
-from registry_helpers import PG_URL
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 _SESSION = uuid.uuid4().hex[:8]
@@ -33,7 +34,7 @@ def pg_admin() -> Iterator[sa.Engine]:
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means "no usable server"
+    except Exception as exc:
         engine.dispose()
         message = f"PostgreSQL registry server not reachable at {PG_URL}: {type(exc).__name__}: {exc}"
         if IN_CI:
@@ -111,8 +112,9 @@ def handler_module(backend: Backend, registry: Registry, monkeypatch):
     """The registry writer Lambda's module, configured for this test's registry."""
     import importlib
 
-    import isrflow.settings
     from registry_helpers import REPO_ROOT
+
+    import isrflow.settings
 
     for key, value in backend.env().items():
         monkeypatch.setenv(key, value)

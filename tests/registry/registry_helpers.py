@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+
 from isrflow.messages import (
     CertifyMessage,
     DatasetMessage,
@@ -25,11 +26,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PG_URL = os.environ.get("REGISTRY_TEST_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 #: A fixed instant all test times are made from (UTC).
-T0 = datetime(2026, 11, 20, 3, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 3, 0, 0, tzinfo=UTC)
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)  # type: ignore[misc]
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
 
 
 # --- message builders ------------------------------------------------------------------------

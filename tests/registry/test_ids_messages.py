@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from pydantic import ValidationError
+from registry_helpers import REPO_ROOT, T0, calib_msg, output_msg, raw_msg
+
 from isrflow.errors import CollectionError, DataIdError
 from isrflow.messages import (
     CertifyMessage,
@@ -30,8 +33,6 @@ from isrflow.registry.ids import (
     dataset_id,
     normalize_data_id,
 )
-from pydantic import ValidationError
-from registry_helpers import REPO_ROOT, T0, calib_msg, output_msg, raw_msg
 
 RAW_ID = {"instrument": "HSC", "exposure": 903334, "detector": 50}
 
@@ -254,7 +255,7 @@ def test_times_are_converted_to_utc_and_naive_refused() -> None:
     m = CertifyMessage(
         dataset_id=uuid.uuid4(), collection="HSC/calib", begin=datetime(2026, 11, 19, 17, tzinfo=tz)
     )
-    assert m.begin == T0 and m.begin.tzinfo == timezone.utc
+    assert m.begin == T0 and m.begin.tzinfo == UTC
     with pytest.raises(ValidationError, match="timezone-aware"):
         CertifyMessage(dataset_id=uuid.uuid4(), collection="c", begin=datetime(2026, 1, 1))
     with pytest.raises(ValidationError, match="empty"):

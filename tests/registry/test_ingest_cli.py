@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from registry_helpers import T0, calib_msg, utc
+
 from isrflow.registry import REPO_CONFIG, Registry, dataset_uri, ingest, open_repo, uri_to_path
 from isrflow.registry.ingest import file_digest
-from registry_helpers import T0, calib_msg, utc
 
 pytest.importorskip("isrflow.rawio")
 fits = pytest.importorskip("astropy.io.fits")

@@ -14,6 +14,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from registry_helpers import REPO_ROOT
+
+import isrflow.settings
 from isrflow.custom_resource import (
     MAX_RESPONSE_BYTES,
     REPLY_MARGIN_S,
@@ -22,9 +25,6 @@ from isrflow.custom_resource import (
 )
 from isrflow.errors import ConfigError
 from isrflow.registry.schema import SCHEMA_REVISION
-from registry_helpers import REPO_ROOT
-
-import isrflow.settings
 
 EVENT = REPO_ROOT / "events" / "migrate_create.json"
 #: The handler tests run on PostgreSQL only (the registry the stack migrates).
@@ -41,7 +41,7 @@ class ResponseServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+            def do_PUT(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 outer.headers.append(dict(self.headers.items()))
                 outer.replies.append(json.loads(body))
@@ -131,8 +131,12 @@ def test_create_builds_the_schema_and_answers_success(handler, responses, backen
 @ON_POSTGRES
 def test_update_is_idempotent_and_keeps_the_physical_id(handler, responses, backend):
     handler.lambda_handler(_event(responses.url), FakeContext(300_000))
-    update = _event(responses.url, RequestType="Update", PhysicalResourceId="isrflow-registry-schema-v0",
-                    OldResourceProperties={"RegistryLayerVersion": "arn:aws:lambda:us-east-1:1:layer:x:0"})
+    update = _event(
+        responses.url,
+        RequestType="Update",
+        PhysicalResourceId="isrflow-registry-schema-v0",
+        OldResourceProperties={"RegistryLayerVersion": "arn:aws:lambda:us-east-1:1:layer:x:0"},
+    )
     handler.lambda_handler(update, FakeContext(300_000))
     assert [r["Status"] for r in responses.replies] == ["SUCCESS", "SUCCESS"]
     assert responses.replies[1]["PhysicalResourceId"] == "isrflow-registry-schema-v0"
@@ -173,8 +177,10 @@ def test_an_action_still_running_before_the_timeout_answers_failed(responses):
     release = threading.Event()
     try:
         result = handle_request(
-            _event(responses.url), FakeContext(int(REPLY_MARGIN_S * 1000) + 50),
-            lambda request: release.wait(60) and {}, default_physical_id="x",
+            _event(responses.url),
+            FakeContext(int(REPLY_MARGIN_S * 1000) + 50),
+            lambda request: release.wait(60) and {},
+            default_physical_id="x",
         )
     finally:
         release.set()

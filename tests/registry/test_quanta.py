@@ -6,10 +6,11 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from registry_helpers import T0, calib_msg, certify_msg, dims, output_msg, raw_msg
+
 from isrflow.errors import CalibrationLookupError, CollectionError, OutputExistsError, RegistryError
 from isrflow.registry import QuantumPlan, Registry, dataset_id, dataset_uri
 from isrflow.registry import schema as s
-from registry_helpers import T0, calib_msg, certify_msg, dims, output_msg, raw_msg
 
 DAY = timedelta(days=1)
 US = timedelta(microseconds=1)

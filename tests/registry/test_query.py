@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta
 
 import pytest
 import sqlalchemy as sa
+from registry_helpers import T0, count, dims, raw_msg, utc
+
 from isrflow.errors import QueryError, QueryFieldError, QuerySyntaxError, QueryTypeError
 from isrflow.registry import Registry
 from isrflow.registry.core import query_columns
 from isrflow.registry.query import And, Compare, InList, Not, Or, Range, compile_where, parse_query
-from registry_helpers import T0, count, dims, raw_msg, utc
 
 # --- parsing ---------------------------------------------------------------------------------
 
@@ -53,7 +54,7 @@ def test_literals_strings_quotes_times_numbers() -> None:
     assert parse_query("exposure_begin > T'2026-11-20T03:00:00'").value == T0
     assert parse_query("exposure_begin > t'2026-11-19T17:00:00-10:00'").value == T0
     assert parse_query("exposure_begin > T'2026-11-20'").value == utc(2026, 11, 20)
-    assert parse_query("exposure_begin > T'2026-11-20T03:00:00Z'").value.tzinfo == timezone.utc
+    assert parse_query("exposure_begin > T'2026-11-20T03:00:00Z'").value.tzinfo == UTC
     assert parse_query("exptime > 3").value == 3.0
     assert parse_query("exptime < 1e2").value == 100.0
     assert parse_query("detector > -1").value == -1

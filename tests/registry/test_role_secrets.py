@@ -12,13 +12,13 @@ from collections.abc import Iterator
 import boto3
 import pytest
 import sqlalchemy as sa
-from isrflow.registry.rotation import RotationError, is_rotation_event
-from isrflow.registry.scram import verifier_matches
 from moto import mock_aws
 from registry_helpers import REPO_ROOT
 from test_migrate_handler import FakeContext, ResponseServer, _event
 
 import isrflow.settings
+from isrflow.registry.rotation import RotationError, is_rotation_event
+from isrflow.registry.scram import verifier_matches
 
 ON_POSTGRES = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
@@ -26,8 +26,11 @@ ON_POSTGRES = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 @pytest.fixture
 def secrets(backend, pg_admin, monkeypatch) -> Iterator[dict]:
     """moto Secrets Manager with a writer and a reader role secret (unique role names, dropped afterwards)."""
-    for key, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+    for key, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("ISRFLOW_AWS_ENDPOINT_URL", raising=False)
     tag = uuid.uuid4().hex[:8]
@@ -35,9 +38,13 @@ def secrets(backend, pg_admin, monkeypatch) -> Iterator[dict]:
     isrflow.settings.SECRETS.clear()
     with mock_aws():
         client = boto3.client("secretsmanager")
-        arns = {access: client.create_secret(Name=f"registry-{access}", SecretString=json.dumps(
-            {"username": name, "password": f"first-{access}", "access": access}))["ARN"]
-            for access, name in names.items()}
+        arns = {
+            access: client.create_secret(
+                Name=f"registry-{access}",
+                SecretString=json.dumps({"username": name, "password": f"first-{access}", "access": access}),
+            )["ARN"]
+            for access, name in names.items()
+        }
         monkeypatch.setenv("ISRFLOW_REGISTRY_URL", backend.url_with_schema)
         monkeypatch.delenv("ISRFLOW_REGISTRY_SECRET_ARN", raising=False)
         monkeypatch.setenv("ISRFLOW_REGISTRY_WRITER_SECRET_ARN", arns["writer"])
@@ -61,7 +68,9 @@ def handler(monkeypatch):
 
 def _stored(pg_admin: sa.Engine, name: str) -> str | None:
     with pg_admin.connect() as conn:
-        return conn.execute(sa.text("SELECT rolpassword FROM pg_authid WHERE rolname = :n"), {"n": name}).scalar()
+        return conn.execute(
+            sa.text("SELECT rolpassword FROM pg_authid WHERE rolname = :n"), {"n": name}
+        ).scalar()
 
 
 @ON_POSTGRES
@@ -76,13 +85,19 @@ def test_the_migration_creates_a_role_per_secret(handler, secrets, pg_admin):
     for access, name in secrets["names"].items():
         assert verifier_matches(_stored(pg_admin, name) or "", f"first-{access}")
     with pg_admin.connect() as conn:
-        grants = conn.execute(sa.text(
-            "SELECT grantee, privilege_type FROM information_schema.role_table_grants "
-            "WHERE table_name = 'dataset' AND grantee IN (:w, :r)"),
-            {"w": secrets["names"]["writer"], "r": secrets["names"]["reader"]}).all()
+        grants = conn.execute(
+            sa.text(
+                "SELECT grantee, privilege_type FROM information_schema.role_table_grants "
+                "WHERE table_name = 'dataset' AND grantee IN (:w, :r)"
+            ),
+            {"w": secrets["names"]["writer"], "r": secrets["names"]["reader"]},
+        ).all()
     assert {(g, p) for g, p in grants} == {
-        (secrets["names"]["writer"], "SELECT"), (secrets["names"]["writer"], "INSERT"),
-        (secrets["names"]["writer"], "UPDATE"), (secrets["names"]["reader"], "SELECT")}
+        (secrets["names"]["writer"], "SELECT"),
+        (secrets["names"]["writer"], "INSERT"),
+        (secrets["names"]["writer"], "UPDATE"),
+        (secrets["names"]["reader"], "SELECT"),
+    }
 
 
 @ON_POSTGRES
@@ -108,7 +123,11 @@ def test_rotation_sets_a_new_password_and_makes_it_current(handler, registry, se
 
 @ON_POSTGRES
 def test_a_step_without_its_pending_version_fails(handler, registry, secrets):
-    event = {"SecretId": secrets["arns"]["reader"], "ClientRequestToken": str(uuid.uuid4()), "Step": "setSecret"}
+    event = {
+        "SecretId": secrets["arns"]["reader"],
+        "ClientRequestToken": str(uuid.uuid4()),
+        "Step": "setSecret",
+    }
     with pytest.raises(RotationError, match="no AWSPENDING version"):
         handler.lambda_handler(event, None)
     with pytest.raises(RotationError, match="unknown rotation step"):

@@ -16,13 +16,14 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from registry_helpers import PG_URL
+from sqlalchemy.engine import make_url
+from test_writer import EX, good_batch, items
+
 from isrflow.errors import ConfigError
 from isrflow.registry import Registry, apply_batch
 from isrflow.registry.roles import RoleSpec, ensure_roles
 from isrflow.registry.scram import keys, scram_verifier, verifier_matches
-from registry_helpers import PG_URL
-from sqlalchemy.engine import make_url
-from test_writer import EX, good_batch, items
 
 ON_POSTGRES = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
@@ -88,9 +89,8 @@ def test_the_writer_role_can_apply_a_batch_by_its_bulk_path(backend, registry, r
 def test_the_reader_cannot_insert_and_the_writer_cannot_change_the_schema(backend, registry, role_names):
     _set_up(registry, role_names)
     reader = _open_as(backend, role_names["reader"])
-    with pytest.raises(sa.exc.DBAPIError, match="read-only transaction"):
-        with reader.engine.begin() as conn:
-            conn.execute(sa.text("INSERT INTO collection (name, type, doc) VALUES ('y', 'RUN', '')"))
+    with pytest.raises(sa.exc.DBAPIError, match="read-only transaction"), reader.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO collection (name, type, doc) VALUES ('y', 'RUN', '')"))
     with reader.engine.connect() as conn:  # even outside the read-only default, no INSERT privilege
         conn.exec_driver_sql("SET default_transaction_read_only = off")
         conn.commit()
@@ -114,10 +114,13 @@ def test_the_reader_cannot_insert_and_the_writer_cannot_change_the_schema(backen
 def test_roles_are_login_only_with_the_password_as_a_verifier(backend, registry, role_names, pg_admin):
     passwords = _set_up(registry, role_names)
     with pg_admin.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT rolname, rolsuper, rolcreaterole, rolcreatedb, rolcanlogin, rolpassword FROM pg_authid "
-            "WHERE rolname IN :names").bindparams(sa.bindparam("names", expanding=True)),
-            {"names": list(role_names.values())}).all()
+        rows = conn.execute(
+            sa.text(
+                "SELECT rolname, rolsuper, rolcreaterole, rolcreatedb, rolcanlogin, rolpassword FROM pg_authid "
+                "WHERE rolname IN :names"
+            ).bindparams(sa.bindparam("names", expanding=True)),
+            {"names": list(role_names.values())},
+        ).all()
     by_name = {r.rolname: r for r in rows}
     for access, name in role_names.items():
         row = by_name[name]
@@ -128,16 +131,23 @@ def test_roles_are_login_only_with_the_password_as_a_verifier(backend, registry,
 
 
 @ON_POSTGRES
-def test_setting_up_again_changes_the_password_and_narrows_the_grants(backend, registry, role_names, pg_admin):
+def test_setting_up_again_changes_the_password_and_narrows_the_grants(
+    backend, registry, role_names, pg_admin
+):
     _set_up(registry, role_names)
     # the same name as a reader now: the writer's INSERT/UPDATE/DELETE grants are revoked
     ensure_roles(registry.engine, [RoleSpec(role_names["writer"], "new-password", "reader")])
     with pg_admin.connect() as conn:
-        privileges = conn.execute(sa.text(
-            "SELECT DISTINCT privilege_type FROM information_schema.role_table_grants "
-            "WHERE grantee = :g AND table_schema = :s"), {"g": role_names["writer"], "s": backend.schema}).scalars()
-        stored = conn.execute(sa.text("SELECT rolpassword FROM pg_authid WHERE rolname = :n"),
-                              {"n": role_names["writer"]}).scalar()
+        privileges = conn.execute(
+            sa.text(
+                "SELECT DISTINCT privilege_type FROM information_schema.role_table_grants "
+                "WHERE grantee = :g AND table_schema = :s"
+            ),
+            {"g": role_names["writer"], "s": backend.schema},
+        ).scalars()
+        stored = conn.execute(
+            sa.text("SELECT rolpassword FROM pg_authid WHERE rolname = :n"), {"n": role_names["writer"]}
+        ).scalar()
     assert set(privileges) == {"SELECT"}
     assert verifier_matches(stored, "new-password")
 
@@ -159,9 +169,11 @@ def test_scram_verifier_against_rfc_7677():
     our ServerKey, and the ClientProof from our StoredKey, are the RFC's."""
     salt = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
     stored, server = keys("pencil", salt, 4096)
-    auth = ("n=user,r=rOprNGfwEbeRWgbNEkqO,"
-            "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,"
-            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0").encode()
+    auth = (
+        b"n=user,r=rOprNGfwEbeRWgbNEkqO,"
+        b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,"
+        b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
+    )
     server_signature = hmac.new(server, auth, hashlib.sha256).digest()
     assert base64.b64encode(server_signature).decode() == "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
     client_signature = hmac.new(stored, auth, hashlib.sha256).digest()
@@ -169,5 +181,7 @@ def test_scram_verifier_against_rfc_7677():
     client_key = bytes(a ^ b for a, b in zip(proof, client_signature))
     assert hashlib.sha256(client_key).digest() == stored
     verifier = scram_verifier("pencil", salt=salt)
-    assert verifier.startswith("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$") and verifier_matches(verifier, "pencil")
+    assert verifier.startswith("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$") and verifier_matches(
+        verifier, "pencil"
+    )
     assert json.dumps(verifier)  # plain ASCII

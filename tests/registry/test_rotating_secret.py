@@ -23,12 +23,12 @@ from pathlib import Path
 import boto3
 import pytest
 import sqlalchemy as sa
-from isrflow.errors import ConfigError, RegistryUnavailableError
-from isrflow.registry import Registry
-from isrflow.secret_cache import ENV_SECRET_MAX_AGE_S, SecretCache
 from moto import mock_aws
 
 import isrflow.settings as settings_module
+from isrflow.errors import ConfigError, RegistryUnavailableError
+from isrflow.registry import Registry
+from isrflow.secret_cache import ENV_SECRET_MAX_AGE_S, SecretCache
 from isrflow.settings import Settings, open_registry
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
@@ -89,24 +89,53 @@ def password_server() -> Iterator[tuple[sa.Engine, int]]:
             raise RuntimeError(f"{' '.join(argv)} failed:\n{result.stdout}{result.stderr}")
 
     try:
-        run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust",
-            "--auth-host=scram-sha-256", "-N", "-E", "UTF8")
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-t", "60", "-l", str(base / "server.log"), "-o",
-            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
-    except Exception as exc:  # noqa: BLE001 - any failure means no scratch server here
+        run(
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-N",
+            "-E",
+            "UTF8",
+        )
+        run(
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(base / "server.log"),
+            "-o",
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )
+    except Exception as exc:
         shutil.rmtree(base, ignore_errors=True)
         _unavailable(f"cannot start a scratch PostgreSQL cluster: {exc}")
     admin = sa.create_engine(
-        sa.engine.URL.create("postgresql+psycopg", username="postgres", database="postgres",
-                             query={"host": str(base), "port": str(port)}),
+        sa.engine.URL.create(
+            "postgresql+psycopg",
+            username="postgres",
+            database="postgres",
+            query={"host": str(base), "port": str(port)},
+        ),
         isolation_level="AUTOCOMMIT",
     )
     try:
         yield admin, port
     finally:
         admin.dispose()
-        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=120, check=False)
+        subprocess.run(
+            [*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -114,8 +143,11 @@ def password_server() -> Iterator[tuple[sa.Engine, int]]:
 def rotating(password_server, monkeypatch) -> Iterator[dict]:
     """A role with a password owning a fresh database, its secret in moto, a secret cache on a fake clock."""
     admin, port = password_server
-    for key, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+    for key, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv(ENV_SECRET_MAX_AGE_S, raising=False)
     with admin.connect() as conn:
@@ -151,9 +183,14 @@ def rotating(password_server, monkeypatch) -> Iterator[dict]:
                 conn.execute(sa.text(query), {"r": ROLE})
 
         try:
-            yield {"config": Settings(registry_url=url, registry_secret_arn=arn), "rotate": rotate,
-                   "set_database_password": set_database_password, "drop_connections": drop_connections,
-                   "clock": clock, "arn": arn}
+            yield {
+                "config": Settings(registry_url=url, registry_secret_arn=arn),
+                "rotate": rotate,
+                "set_database_password": set_database_password,
+                "drop_connections": drop_connections,
+                "clock": clock,
+                "arn": arn,
+            }
         finally:
             for key in [k for k in settings_module._REGISTRIES if f"127.0.0.1:{port}/registry" in k]:
                 settings_module._REGISTRIES.pop(key).close()  # type: ignore[attr-defined]

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from registry_helpers import T0, calib_msg, certify_msg, dims, raw_msg
+
 from isrflow.errors import CollectionError, RegistryError
 from isrflow.registry import Registry
 from isrflow.registry import schema as s
 from isrflow.registry.migrate import current_revision, head_revision
-from registry_helpers import T0, calib_msg, certify_msg, dims, raw_msg
 
 
 def test_code_revision_is_the_migration_head() -> None:
-    assert s.SCHEMA_REVISION == head_revision()
+    assert head_revision() == s.SCHEMA_REVISION
 
 
 def test_migrated_database_matches_the_table_definitions(registry: Registry) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    def compare_type(context, inspected, metadata_column, inspected_type, metadata_type):  # noqa: ANN001
+    def compare_type(context, inspected, metadata_column, inspected_type, metadata_type):
         if isinstance(metadata_type, s.UtcTime):  # stored as BIGINT
             return not isinstance(inspected_type, sa.BigInteger)
         return None  # default comparison

@@ -12,6 +12,18 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from registry_helpers import (
+    REPO_ROOT,
+    T0,
+    FakeClock,
+    calib_msg,
+    certify_msg,
+    count,
+    dims,
+    output_msg,
+    raw_msg,
+)
+
 from isrflow.errors import (
     CertificationConflictError,
     MissingParentError,
@@ -28,17 +40,6 @@ from isrflow.messages import (
 from isrflow.registry import BatchItem, Registry, apply_batch
 from isrflow.registry import writer as writer_module
 from isrflow.registry.engine import create_registry_engine
-from registry_helpers import (
-    REPO_ROOT,
-    T0,
-    FakeClock,
-    calib_msg,
-    certify_msg,
-    count,
-    dims,
-    output_msg,
-    raw_msg,
-)
 
 TABLES = (
     "instrument",
@@ -375,7 +376,7 @@ def _race(backend, registry: Registry, *, locked: bool):
     def run(name: str, reg: Registry, msg, hook) -> None:
         try:
             results[name] = apply_batch(reg, items([msg], prefix=name), on_phase=hook)
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertions below
+        except BaseException as exc:
             results[name] = exc
 
     ta = threading.Thread(target=run, args=("a", wa, certify_msg(ba, T0, T0 + timedelta(days=2)), hook_a))

@@ -14,22 +14,37 @@ from __future__ import annotations
 import math
 import random
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from registry_helpers import count
+
 from isrflow.messages import DatasetMessage, DetectorRecord, InstrumentRecord, ProvenanceInput, dump_message
 from isrflow.registry import BatchItem, Registry, apply_batch
 from isrflow.registry import writer as writer_module
 from isrflow.registry.copy_pg import array_literal
 from isrflow.registry.limits import limit_violation
 from isrflow.registry.writer_limits import certainly_storable
-from registry_helpers import count
 
 EX = "exec-bulk"
 
-TEXTS = ["plain", "", 'say "hi"', "back\\slash", "NULL", "null", "tab\there", "new\nline", "é ü 漢字",
-         "{braces,comma}", " padded ", None, "\\\"", "\x01ctl"]
+TEXTS = [
+    "plain",
+    "",
+    'say "hi"',
+    "back\\slash",
+    "NULL",
+    "null",
+    "tab\there",
+    "new\nline",
+    "é ü 漢字",
+    "{braces,comma}",
+    " padded ",
+    None,
+    '\\"',
+    "\x01ctl",
+]
 INTS = [0, -1, 2**31 - 1, -(2**31), 2**63 - 1, -(2**63), None, 42]
 FLOATS = [0.0, -1.5, 1e300, 5e-324, math.inf, -math.inf, None, 3]
 
@@ -51,9 +66,9 @@ def test_array_literals_carry_every_value_unchanged(pg_admin) -> None:
     assert math.isnan(nan[0])
     ids = [uuid.UUID(int=random.Random(1).getrandbits(128)), None, uuid.UUID(int=0)]
     assert _round_trip(pg_admin, ids, "uuid") == ids
-    when = datetime(2026, 11, 20, 3, 0, 0, 123456, tzinfo=timezone.utc)
+    when = datetime(2026, 11, 20, 3, 0, 0, 123456, tzinfo=UTC)
     micros = _round_trip(pg_admin, [when, None], "int8")
-    assert datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=micros[0]) == when
+    assert datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros[0]) == when
     assert micros[1] is None
 
 
@@ -66,9 +81,13 @@ def test_array_literal_refuses_a_value_of_the_wrong_type() -> None:
 
 def _dataset(**kw) -> DatasetMessage:
     fields = dict(
-        dataset_type="postISRCCD", run="u/bulk/run",
+        dataset_type="postISRCCD",
+        run="u/bulk/run",
         data_id={"instrument": "HSC", "exposure": 7, "detector": 3},
-        uri="s3://b/x.fits", size=10, sha256="a" * 64, execution_id=EX,
+        uri="s3://b/x.fits",
+        size=10,
+        sha256="a" * 64,
+        execution_id=EX,
         inputs=[ProvenanceInput(dataset_id=uuid.UUID(int=1), role="raw")],
     )
     fields.update(kw)
@@ -82,9 +101,12 @@ MUTATIONS = {
     "execution_id": ["e" * n for n in (1, 256, 257)] + ["e\x00", None],
     "message_id": ["m" * n for n in (1, 64, 65)] + ["m\x00"],
     "size": [0, 2**63 - 1, 2**63, 2**70],
-    "data_id": [{"instrument": i, "exposure": e, "detector": d}
-                for i in ("HSC", "H" * 64, "H" * 65, "H\x00")
-                for e in (0, 2**63 - 1, 2**63) for d in (0, 2**31 - 1, 2**31, -(2**31) - 1)],
+    "data_id": [
+        {"instrument": i, "exposure": e, "detector": d}
+        for i in ("HSC", "H" * 64, "H" * 65, "H\x00")
+        for e in (0, 2**63 - 1, 2**63)
+        for d in (0, 2**31 - 1, 2**31, -(2**31) - 1)
+    ],
     "role": ["raw", "x" * 32, "x" * 33, "r\x00"],
 }
 
@@ -132,15 +154,26 @@ def _parents_and_outputs(n: int) -> list:
     msgs: list = [InstrumentRecord(name="HSC", execution_id=EX)]
     msgs += [DetectorRecord(instrument="HSC", id=d, name=f"D{d}", execution_id=EX) for d in range(4)]
     raws = [
-        DatasetMessage(dataset_type="bias", run="HSC/calib", data_id={"instrument": "HSC", "detector": d},
-                       uri=f"s3://b/bias{d}.fits", execution_id=EX)
+        DatasetMessage(
+            dataset_type="bias",
+            run="HSC/calib",
+            data_id={"instrument": "HSC", "detector": d},
+            uri=f"s3://b/bias{d}.fits",
+            execution_id=EX,
+        )
         for d in range(4)
     ]
     msgs += raws
     msgs += [
-        DatasetMessage(dataset_type="flat", run="HSC/calib/flat", uri=f"s3://b/flat{i}.fits", size=i,
-                       data_id={"instrument": "HSC", "detector": i % 4, "physical_filter": f"F{i}"},
-                       execution_id=EX, inputs=[ProvenanceInput(dataset_id=raws[i % 4].id, role="bias")])
+        DatasetMessage(
+            dataset_type="flat",
+            run="HSC/calib/flat",
+            uri=f"s3://b/flat{i}.fits",
+            size=i,
+            data_id={"instrument": "HSC", "detector": i % 4, "physical_filter": f"F{i}"},
+            execution_id=EX,
+            inputs=[ProvenanceInput(dataset_id=raws[i % 4].id, role="bias")],
+        )
         for i in range(n)
     ]
     return msgs
@@ -173,8 +206,9 @@ def test_a_dataset_only_the_database_refuses_is_rejected_alone(
 def test_replace_rewrites_the_row_and_its_provenance_in_bulk(registry: Registry) -> None:
     msgs = _parents_and_outputs(10)
     assert not apply_batch(registry, [BatchItem(f"m{i}", m) for i, m in enumerate(msgs)]).rejected
-    replaced = [m.model_copy(update={"uri": m.uri + ".v2", "replace": True, "inputs": []})
-                for m in msgs[-10:]]
+    replaced = [
+        m.model_copy(update={"uri": m.uri + ".v2", "replace": True, "inputs": []}) for m in msgs[-10:]
+    ]
     result = apply_batch(registry, [BatchItem(f"r{i}", m) for i, m in enumerate(replaced)])
     assert len(result.applied) == 10
     assert all(registry.get_dataset(m.id).uri.endswith(".v2") for m in replaced)
@@ -189,8 +223,13 @@ def test_key_lookups_accept_values_beyond_the_column_range(backend, registry: Re
     from isrflow.registry import schema as s
     from isrflow.registry.copy_pg import select_any
 
-    apply_batch(registry, [BatchItem("i", InstrumentRecord(name="HSC")),
-                           BatchItem("d", DetectorRecord(instrument="HSC", id=5, name="D5"))])
+    apply_batch(
+        registry,
+        [
+            BatchItem("i", InstrumentRecord(name="HSC")),
+            BatchItem("d", DetectorRecord(instrument="HSC", id=5, name="D5")),
+        ],
+    )
     d = s.detector.c
     with registry.engine.connect() as conn:
         rows = select_any(conn, [d.instrument, d.id], [d.instrument, d.id], [("HSC", 2**31), ("HSC", 5)])

@@ -12,10 +12,11 @@ import json
 from datetime import timedelta
 
 import pytest
+from registry_helpers import T0, count
+
 from isrflow.messages import DetectorRecord, ExposureRecord, InstrumentRecord, dump_message
 from isrflow.registry import BatchItem, Registry, apply_batch
 from isrflow.registry import writer as writer_module
-from registry_helpers import T0, count
 
 GOOD = 1000
 EX = "exec-poison"
@@ -28,9 +29,19 @@ def good_messages() -> list[str]:
 
 
 def exposure(**kw) -> ExposureRecord:
-    fields = {"instrument": "HSC", "id": 100, "obs_type": "science", "physical_filter": "HSC-R", "band": "r",
-              "exptime": 30.0, "darktime": 30.0, "day_obs": 20261119, "begin": T0,
-              "end": T0 + timedelta(seconds=30), "execution_id": EX}
+    fields = {
+        "instrument": "HSC",
+        "id": 100,
+        "obs_type": "science",
+        "physical_filter": "HSC-R",
+        "band": "r",
+        "exptime": 30.0,
+        "darktime": 30.0,
+        "day_obs": 20261119,
+        "begin": T0,
+        "end": T0 + timedelta(seconds=30),
+        "execution_id": EX,
+    }
     return ExposureRecord(**{**fields, **kw})
 
 
@@ -74,7 +85,9 @@ def assert_isolated(registry: Registry, result, poison_id: str) -> str:
 
 
 @pytest.mark.parametrize("kind", sorted(POISONS))
-def test_one_poison_among_1000_is_rejected_with_a_reason_naming_its_field(registry: Registry, kind: str) -> None:
+def test_one_poison_among_1000_is_rejected_with_a_reason_naming_its_field(
+    registry: Registry, kind: str
+) -> None:
     make, words = POISONS[kind]
     result = apply_batch(registry, batch_with(make()))
     reason = assert_isolated(registry, result, f"m{GOOD // 2}")
@@ -109,8 +122,12 @@ def test_a_poison_the_checks_miss_is_found_by_bisection(
 
 def test_poison_through_the_writer_lambda(handler_module, registry: Registry) -> None:
     items = batch_with(DetectorRecord(instrument="HSC", id=-(2**31) - 1, name="low", execution_id=EX))
-    event = {"Records": [{"messageId": i.item_id, "body": i.body, "attributes": {"ApproximateReceiveCount": "1"}}
-                         for i in items]}
+    event = {
+        "Records": [
+            {"messageId": i.item_id, "body": i.body, "attributes": {"ApproximateReceiveCount": "1"}}
+            for i in items
+        ]
+    }
     assert handler_module.lambda_handler(json.loads(json.dumps(event)), None) == {"batchItemFailures": []}
     assert count(registry, "detector") == GOOD - 1
     assert [r.item_id for r in registry.rejects()] == [f"m{GOOD // 2}"]

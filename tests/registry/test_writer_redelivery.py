@@ -15,6 +15,10 @@ from pathlib import Path
 
 import boto3
 import pytest
+from moto import mock_aws
+from registry_helpers import dims, raw_msg
+
+from functions.registry_writer import app as writer_app
 from isrflow import queues
 from isrflow.errors import CollectionError
 from isrflow.local.event_source import QueuePoller
@@ -30,10 +34,6 @@ from isrflow.registry.redelivery import (
     retrier_budget_s,
     retry_visibility_s,
 )
-from moto import mock_aws
-from registry_helpers import dims, raw_msg
-
-from functions.registry_writer import app as writer_app
 
 QUEUE_NAME = "isrflow-registry"
 T0 = 1_800_000_000.0  # seconds; the fake clocks start here
@@ -57,8 +57,11 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Regist
     reg = Registry.open(url, tmp_path / "datastore", create=True)
     reg.apply(dims(detectors=(1,))[:1])  # the instrument; its detector and exposure come later
     monkeypatch.setenv("ISRFLOW_REGISTRY_URL", url)
-    for key in ("ISRFLOW_REGISTRY_SECRET_ARN", "ISRFLOW_REGISTRY_GIVE_UP_AFTER",
-                "ISRFLOW_REGISTRY_QUEUE_URL"):
+    for key in (
+        "ISRFLOW_REGISTRY_SECRET_ARN",
+        "ISRFLOW_REGISTRY_GIVE_UP_AFTER",
+        "ISRFLOW_REGISTRY_QUEUE_URL",
+    ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setattr(queues, "_VISIBILITY", {})
     yield reg
@@ -117,11 +120,17 @@ def test_queue_urls_and_arns() -> None:
 
 
 def test_batch_result_gives_each_retried_item_its_visibility() -> None:
-    items = [BatchItem("a", "{}", 1, "ra"), BatchItem("b", "{}", 3, "rb"), BatchItem("c", "{}", 2, None),
-             BatchItem("d", "{}", 1, "rd")]
+    items = [
+        BatchItem("a", "{}", 1, "ra"),
+        BatchItem("b", "{}", 3, "rb"),
+        BatchItem("c", "{}", 2, None),
+        BatchItem("d", "{}", 1, "rd"),
+    ]
     result = BatchResult(applied=["d"], retry=[("a", "x"), ("b", "y"), ("c", "z")])
     assert [(c.item_id, c.receipt, c.seconds) for c in result.visibility_changes(items)] == [
-        ("a", "ra", 4), ("b", "rb", 16)]  # c has no receipt handle: nothing to change
+        ("a", "ra", 4),
+        ("b", "rb", 16),
+    ]  # c has no receipt handle: nothing to change
 
 
 # --- AWS: moto's SQS ----------------------------------------------------------------------------
@@ -130,8 +139,11 @@ def test_batch_result_gives_each_retried_item_its_visibility() -> None:
 @pytest.fixture
 def sqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[object, str, str, Clock]]:
     """moto SQS with the registry queue's 900 s visibility timeout; moto's clock is ``Clock``."""
-    for key, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+    for key, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
         monkeypatch.setenv(key, value)
     clock = Clock()
     monkeypatch.setattr("moto.sqs.models.unix_time_millis", lambda *a: clock.now * 1000.0)
@@ -145,10 +157,19 @@ def sqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[object, str, str, Clo
 def _sqs_batch(client, url: str, arn: str) -> tuple[dict, list[dict]]:
     reply = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])
     got = reply.get("Messages", [])
-    event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                          "attributes": {"ApproximateReceiveCount":
-                                         m["Attributes"]["ApproximateReceiveCount"]},
-                          "eventSource": "aws:sqs", "eventSourceARN": arn} for m in got]}
+    event = {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {"ApproximateReceiveCount": m["Attributes"]["ApproximateReceiveCount"]},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+            }
+            for m in got
+        ]
+    }
     return event, got
 
 
@@ -210,12 +231,19 @@ def local(tmp_path: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch):
     """The local queue (900 s visibility, 5 receives) and its event source feeding the writer
     handler; the writer reaches the queue through ISRFLOW_REGISTRY_QUEUE_URL, on the same clock."""
     clock = Clock()
-    queue = LocalQueue(tmp_path / "queue.sqlite3", "RegistryQueue", visibility_timeout=900,
-                       max_receive_count=5, clock=clock)
+    queue = LocalQueue(
+        tmp_path / "queue.sqlite3", "RegistryQueue", visibility_timeout=900, max_receive_count=5, clock=clock
+    )
     monkeypatch.setenv("ISRFLOW_REGISTRY_QUEUE_URL", queue.url)
     monkeypatch.setattr(queues, "_VISIBILITY", {queue.url: queues.LocalVisibility(queue.url, clock=clock)})
-    poller = QueuePoller(queue, writer_app.lambda_handler, batch_size=10, window_s=0,
-                         queue_arn="arn:aws:sqs:local:000000000000:RegistryQueue", clock=clock)
+    poller = QueuePoller(
+        queue,
+        writer_app.lambda_handler,
+        batch_size=10,
+        window_s=0,
+        queue_arn="arn:aws:sqs:local:000000000000:RegistryQueue",
+        clock=clock,
+    )
     return queue, poller, clock
 
 
@@ -257,8 +285,9 @@ def test_local_malformed_partial_response_fails_the_whole_batch(tmp_path) -> Non
     clock = Clock()
     queue = LocalQueue(tmp_path / "q.sqlite3", "q", visibility_timeout=30, clock=clock)
     queue.send(["a", "b"], ["a", "b"])
-    poller = QueuePoller(queue, lambda event: {"batchItemFailures": [{"itemIdentifier": "nope"}]}, window_s=0,
-                         clock=clock)
+    poller = QueuePoller(
+        queue, lambda event: {"batchItemFailures": [{"itemIdentifier": "nope"}]}, window_s=0, clock=clock
+    )
     assert poller.poll_once() == 2 and "not a message of the batch" in poller.errors[0]
     assert queue.counts()["in_flight"] == 2  # nothing deleted: both come back after 30 s
     clock.now = T0 + 30

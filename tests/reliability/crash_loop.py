@@ -34,7 +34,7 @@ def descendants(pid: int) -> list[int]:
             stat = Path(f"/proc/{entry}/stat").read_bytes()
         except OSError:
             continue
-        ppid = int(stat[stat.rfind(b")") + 2:].split()[1])
+        ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
         children.setdefault(ppid, []).append(int(entry))
     out, stack = [], [pid]
     while stack:
@@ -52,7 +52,7 @@ def running(pids: list[int]) -> list[int]:
             stat = Path(f"/proc/{pid}/stat").read_bytes()
         except OSError:
             continue
-        if stat[stat.rfind(b")") + 2:].split()[0] not in (b"Z", b"X"):
+        if stat[stat.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X"):
             alive.append(pid)
     return alive
 
@@ -60,7 +60,9 @@ def running(pids: list[int]) -> list[int]:
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run([*ISRFLOW, *args], capture_output=True, text=True, timeout=300)
     if check and proc.returncode != 0:
-        raise AssertionError(f"isrflow {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"isrflow {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -69,7 +71,9 @@ def executions(repo: Path) -> list[dict]:
 
 
 def verify(repo: Path, strict: bool) -> dict:
-    proc = cli("registry", "verify", "--repo", str(repo), "--json", *(["--strict"] if strict else []), check=False)
+    proc = cli(
+        "registry", "verify", "--repo", str(repo), "--json", *(["--strict"] if strict else []), check=False
+    )
     return json.loads(proc.stdout)
 
 
@@ -86,8 +90,18 @@ class CrashFigures:
     problems: list[str] = field(default_factory=list)
 
 
-def crash_loop(repo: Path, where: str, collections: list[str], calib_collection: str, quanta: int, *,
-               kills: int = 20, seed: int = 7, max_delay_s: float = 5.0, workers: int = 2) -> CrashFigures:
+def crash_loop(
+    repo: Path,
+    where: str,
+    collections: list[str],
+    calib_collection: str,
+    quanta: int,
+    *,
+    kills: int = 20,
+    seed: int = 7,
+    max_delay_s: float = 5.0,
+    workers: int = 2,
+) -> CrashFigures:
     """Kill ``kills`` attempts at random points (uniform in [0.2, ``max_delay_s``] s after start),
     rerunning after each; ``quanta`` is how many outputs a complete run has."""
     rng = random.Random(seed)
@@ -97,13 +111,29 @@ def crash_loop(repo: Path, where: str, collections: list[str], calib_collection:
     def start_cycle() -> list[str]:
         figures.cycles += 1
         run = f"crash/run{figures.cycles}"
-        return ["run", "process-visit", "--repo", str(repo), "--where", where, "--output-run", run,
-                "--input-collections", *collections[:1], "--calib-collection", calib_collection, "--cluster-size", "1",
-                "--workers", str(workers)]
+        return [
+            "run",
+            "process-visit",
+            "--repo",
+            str(repo),
+            "--where",
+            where,
+            "--output-run",
+            run,
+            "--input-collections",
+            *collections[:1],
+            "--calib-collection",
+            calib_collection,
+            "--cluster-size",
+            "1",
+            "--workers",
+            str(workers),
+        ]
 
     def finish_cycle(run: str) -> None:
-        outputs = json.loads(cli("datasets", "--repo", str(repo), "--type", "postISRCCD", "--collection", run,
-                                 "--json").stdout)
+        outputs = json.loads(
+            cli("datasets", "--repo", str(repo), "--type", "postISRCCD", "--collection", run, "--json").stdout
+        )
         keys = [json.dumps(o["data_id"], sort_keys=True) for o in outputs]
         figures.rows_lost += max(0, quanta - len(set(keys)))
         figures.rows_duplicated += len(keys) - len(set(keys))
@@ -147,7 +177,9 @@ def crash_loop(repo: Path, where: str, collections: list[str], calib_collection:
         report = verify(repo, strict=False)  # registered files match at every instant
         figures.checksum_mismatches += report["counts"]["mismatched"] + report["counts"]["missing"]
         if not report["ok"]:
-            figures.problems += [f"after kill {figures.kills}: {p['kind']}: {p['uri']}" for p in report["problems"]]
+            figures.problems += [
+                f"after kill {figures.kills}: {p['kind']}: {p['uri']}" for p in report["problems"]
+            ]
         records = executions(repo)
         new = [e for e in records if e["name"] not in before]
         cycle |= {e["name"] for e in new}
@@ -170,6 +202,8 @@ def crash_loop(repo: Path, where: str, collections: list[str], calib_collection:
     with open(log, "a") as out:
         out.write(proc.stdout + proc.stderr)
     if proc.returncode != 0:
-        figures.problems.append(f"final isrflow {' '.join(command[:2])} exited {proc.returncode}: {proc.stderr[-500:]}")
+        figures.problems.append(
+            f"final isrflow {' '.join(command[:2])} exited {proc.returncode}: {proc.stderr[-500:]}"
+        )
     finish_cycle(run)
     return figures

@@ -4,29 +4,54 @@ from __future__ import annotations
 
 import json
 
+from functions.isr.app import lambda_handler as isr_handler
+from functions.plan.app import lambda_handler as plan_handler
 from isrflow.local.queue import LocalQueue
 from isrflow.messages import QuantumResult
 from isrflow.process_visit import layout
 from isrflow.settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_URL
 from isrflow.storage import storage_for
 
-from functions.isr.app import lambda_handler as isr_handler
-from functions.plan.app import lambda_handler as plan_handler
 
-
-def plan_and_isr_one(registry, queue: LocalQueue, monkeypatch, *, where: str, calib_collection: str,
-                     output_run: str, execution_id: str) -> tuple[dict, QuantumResult]:
+def plan_and_isr_one(
+    registry,
+    queue: LocalQueue,
+    monkeypatch,
+    *,
+    where: str,
+    calib_collection: str,
+    output_run: str,
+    execution_id: str,
+) -> tuple[dict, QuantumResult]:
     """The ISR worker's summary for the one cluster the query plans, and its quantum's result."""
-    for key, value in {ENV_DATASTORE_ROOT: str(registry.datastore_root), ENV_REGISTRY_QUEUE_URL: queue.url,
-                       ENV_REGISTRY_URL: registry.url}.items():
+    for key, value in {
+        ENV_DATASTORE_ROOT: str(registry.datastore_root),
+        ENV_REGISTRY_QUEUE_URL: queue.url,
+        ENV_REGISTRY_URL: registry.url,
+    }.items():
         monkeypatch.setenv(key, value)
-    plan = plan_handler({"input": {"where": where, "input_collections": ["Generic/raw/all"],
-                                   "calib_collection": calib_collection, "output_run": output_run, "cluster_size": 1},
-                         "execution_id": execution_id})
+    plan = plan_handler(
+        {
+            "input": {
+                "where": where,
+                "input_collections": ["Generic/raw/all"],
+                "calib_collection": calib_collection,
+                "output_run": output_run,
+                "cluster_size": 1,
+            },
+            "execution_id": execution_id,
+        }
+    )
     (cluster,) = json.loads(storage_for(plan["manifest_uri"]).read_bytes(plan["manifest_uri"]))
-    summary = isr_handler({"cluster": cluster, "execution_id": plan["execution_id"],
-                           "results_prefix": plan["results_prefix"], "output_run": plan["output_run"],
-                           "isr_config": plan["isr_config"]})
+    summary = isr_handler(
+        {
+            "cluster": cluster,
+            "execution_id": plan["execution_id"],
+            "results_prefix": plan["results_prefix"],
+            "output_run": plan["output_run"],
+            "isr_config": plan["isr_config"],
+        }
+    )
     (q,) = cluster["quanta"]
     uri = layout.result_uri(plan["results_prefix"], q["instrument"], q["exposure"], q["detector"])
     return summary, QuantumResult.model_validate_json(storage_for(uri).read_bytes(uri))

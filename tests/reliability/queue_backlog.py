@@ -14,12 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from functions.registry_writer import app as writer_app
 from isrflow import queues
 from isrflow.local.event_source import QueuePoller
 from isrflow.local.queue import LocalQueue
 from isrflow.messages import DatasetMessage, DetectorRecord, ExposureRecord, InstrumentRecord, dump_message
-
-from functions.registry_writer import app as writer_app
 
 T0 = 1_800_000_000.0  # s; the fake clock starts here
 QUEUE_ARN = "arn:aws:sqs:local:000000000000:RegistryQueue"
@@ -52,12 +51,30 @@ def backlog(exposures: int, detectors: int, seed: int) -> list[str]:
     msgs: list[Any] = [DetectorRecord(instrument="HSC", id=d, name=f"D{d}") for d in range(detectors)]
     for e in range(exposures):
         t = begin + timedelta(seconds=40 * e)
-        msgs.append(ExposureRecord(instrument="HSC", id=e, obs_type="science", physical_filter="HSC-R", band="r",
-                                   exptime=30.0, darktime=30.0, day_obs=20261119, begin=t,
-                                   end=t + timedelta(seconds=30)))
-        msgs += [DatasetMessage(dataset_type="raw", run=RAW_RUN,
-                                data_id={"instrument": "HSC", "exposure": e, "detector": d},
-                                uri=f"file:///data/raw/{e}_{d}.fits", size=1000 + d) for d in range(detectors)]
+        msgs.append(
+            ExposureRecord(
+                instrument="HSC",
+                id=e,
+                obs_type="science",
+                physical_filter="HSC-R",
+                band="r",
+                exptime=30.0,
+                darktime=30.0,
+                day_obs=20261119,
+                begin=t,
+                end=t + timedelta(seconds=30),
+            )
+        )
+        msgs += [
+            DatasetMessage(
+                dataset_type="raw",
+                run=RAW_RUN,
+                data_id={"instrument": "HSC", "exposure": e, "detector": d},
+                uri=f"file:///data/raw/{e}_{d}.fits",
+                size=1000 + d,
+            )
+            for d in range(detectors)
+        ]
     bodies = [dump_message(m) for m in msgs]
     random.Random(seed).shuffle(bodies)
     return bodies
@@ -80,8 +97,14 @@ class ProcessEnv:
 def writer_setup(tmp_path: Path, monkeypatch: Any, clock: Clock, *, give_up_after: int = 4) -> LocalQueue:
     """The template's registry queue (900 s visibility, maxReceiveCount 5, its DLQ) in ``tmp_path``,
     with the writer handler configured as template.yaml configures it, all on ``clock``."""
-    queue = LocalQueue(tmp_path / "queue.sqlite3", "RegistryQueue", visibility_timeout=900, max_receive_count=5,
-                       dead_letter="RegistryDeadLetterQueue", clock=clock)
+    queue = LocalQueue(
+        tmp_path / "queue.sqlite3",
+        "RegistryQueue",
+        visibility_timeout=900,
+        max_receive_count=5,
+        dead_letter="RegistryDeadLetterQueue",
+        clock=clock,
+    )
     monkeypatch.setenv("ISRFLOW_REGISTRY_QUEUE_URL", queue.url)
     monkeypatch.setenv("ISRFLOW_REGISTRY_GIVE_UP_AFTER", str(give_up_after))
     monkeypatch.delenv("ISRFLOW_REGISTRY_GIVE_UP_MIN_AGE_S", raising=False)
@@ -90,8 +113,9 @@ def writer_setup(tmp_path: Path, monkeypatch: Any, clock: Clock, *, give_up_afte
     return queue
 
 
-def poller_for(queue: LocalQueue, clock: Clock, handler: Callable[[dict], Any], *, batch_s: float,
-               batch_size: int = 5000) -> QueuePoller:
+def poller_for(
+    queue: LocalQueue, clock: Clock, handler: Callable[[dict], Any], *, batch_s: float, batch_size: int = 5000
+) -> QueuePoller:
     """The template's event source mapping (BatchSize 5000) on ``clock``; each handler call
     advances the clock by ``batch_s`` seconds (a writer batch that takes that long)."""
 
@@ -101,11 +125,14 @@ def poller_for(queue: LocalQueue, clock: Clock, handler: Callable[[dict], Any], 
         finally:
             clock.now += batch_s
 
-    return QueuePoller(queue, invoke, batch_size=batch_size, window_s=0, queue_arn=QUEUE_ARN,
-                       sleep=clock.sleep, clock=clock)
+    return QueuePoller(
+        queue, invoke, batch_size=batch_size, window_s=0, queue_arn=QUEUE_ARN, sleep=clock.sleep, clock=clock
+    )
 
 
-def run_until_empty(queue: LocalQueue, poller: QueuePoller, clock: Clock, *, max_rounds: int = 100_000) -> int:
+def run_until_empty(
+    queue: LocalQueue, poller: QueuePoller, clock: Clock, *, max_rounds: int = 100_000
+) -> int:
     """Poll until nothing is left in the queue (visible or in flight); when nothing is visible,
     move the clock to the next message's visibility. Returns the batches delivered."""
     for _ in range(max_rounds):
@@ -114,7 +141,10 @@ def run_until_empty(queue: LocalQueue, poller: QueuePoller, clock: Clock, *, max
         counts = queue.counts()
         if counts["visible"] == 0 and counts["in_flight"] == 0:
             return poller.batches
-        nxt = queue._connect().execute("SELECT MIN(visible_at) FROM message WHERE queue = ?",
-                                       (queue.name,)).fetchone()[0]
+        nxt = (
+            queue._connect()
+            .execute("SELECT MIN(visible_at) FROM message WHERE queue = ?", (queue.name,))
+            .fetchone()[0]
+        )
         clock.now = max(clock.now, float(nxt))
     raise AssertionError(f"queue not empty after {max_rounds} rounds: {queue.counts()}")

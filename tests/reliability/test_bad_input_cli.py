@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from click.testing import CliRunner
+
 from isrflow.cli import cli
 from isrflow.registry import open_repo
 
@@ -42,6 +43,7 @@ def _edited(src: Path, dst: Path, edit) -> Path:
 def _set(key: str, value, hdu: int = 0):
     def edit(hdul):
         hdul[hdu].header[key] = value
+
     return edit
 
 
@@ -108,6 +110,7 @@ def test_zero_gain(small_night, tmp_path):
 def test_missing_datasec(small_night, tmp_path):
     def drop(hdul):
         del hdul[2].header["DATASEC"]
+
     raw = _edited(_science(small_night), tmp_path / "no_datasec.fits", drop)
     line = _isr_fails(tmp_path, raw, "MissingHeaderKeywordError", f"{raw}[AMP2]")
     assert "DATASEC is missing" in line
@@ -182,8 +185,19 @@ def test_unwritable_out(small_night, tmp_path):
         (" AND ".join(["detector = 0"] * 3000), "QuerySyntaxError"),  # RecursionError / SQLite depth
         ("detector IN (" + ",".join(["1..2"] * 2000) + ")", "QuerySyntaxError"),
     ],
-    ids=["superscript", "accented", "huge-int", "int64+1", "huge-range", "5000-digits", "inf", "parens", "nots",
-         "ands", "ranges"],
+    ids=[
+        "superscript",
+        "accented",
+        "huge-int",
+        "int64+1",
+        "huge-range",
+        "5000-digits",
+        "inf",
+        "parens",
+        "nots",
+        "ands",
+        "ranges",
+    ],
 )
 def test_where_bad_input(repo, query, error):
     code, output = _invoke("datasets", "--repo", repo, "--where", query)
@@ -207,8 +221,9 @@ def test_invalid_collection_names(small_night, repo, name):
     bias = _calib(small_night, "bias")
     code, output = _invoke("calib", "import", "--repo", repo, "--run", name, bias)
     _one_error_line(code, output, "CollectionError", "invalid collection name")
-    code, output = _invoke("calib", "certify", "--repo", repo, "--type", "bias", "--run", "Generic/raw/all",
-                           "--collection", name)
+    code, output = _invoke(
+        "calib", "certify", "--repo", repo, "--type", "bias", "--run", "Generic/raw/all", "--collection", name
+    )
     _one_error_line(code, output, "CollectionError", "invalid collection name")
 
 
@@ -228,6 +243,7 @@ def test_all_nan_raw(small_night, tmp_path):
     def nan(hdul):
         for hdu in hdul[1:]:
             hdu.data = np.full(hdu.data.shape, np.nan, dtype=np.float32)
+
     raw = _edited(_science(small_night), tmp_path / "all_nan.fits", nan)
     line = _isr_fails(tmp_path, raw, "IsrInputError", str(raw))
     assert "NaN" in line
@@ -236,6 +252,7 @@ def test_all_nan_raw(small_night, tmp_path):
 def test_raw_missing_an_amplifier(small_night, tmp_path):
     def drop(hdul):
         del hdul[4]
+
     raw = _edited(_science(small_night), tmp_path / "three_amps.fits", drop)
     _isr_fails(tmp_path, raw, "IsrInputError", str(raw))
 
@@ -243,6 +260,7 @@ def test_raw_missing_an_amplifier(small_night, tmp_path):
 def test_nan_bias(small_night, tmp_path, repo):
     def nan(hdul):
         hdul["IMAGE"].data = np.full(hdul["IMAGE"].data.shape, np.nan, dtype=np.float32)
+
     bias = _edited(_calib(small_night, "bias"), tmp_path / "nan_bias.fits", nan)
     _isr_fails(tmp_path, _science(small_night), "CalibrationError", str(bias), "--bias", bias)
     code, output = _invoke("calib", "import", "--repo", repo, "--run", "bad/nan", bias)
@@ -253,6 +271,7 @@ def test_nan_bias(small_night, tmp_path, repo):
 def test_zero_flat(small_night, tmp_path):
     def zero(hdul):
         hdul["IMAGE"].data = np.zeros(hdul["IMAGE"].data.shape, dtype=np.float32)
+
     flat = _edited(_calib(small_night, "flat"), tmp_path / "zero_flat.fits", zero)
     _isr_fails(tmp_path, _science(small_night), "CalibrationError", str(flat), "--flat", flat)
 
@@ -287,6 +306,7 @@ def test_good_calibrations_still_work(small_night, tmp_path, repo):
 def _drop(keyword: str, hdu: int):
     def edit(hdul):
         del hdul[hdu].header[keyword]
+
     return edit
 
 
@@ -319,7 +339,9 @@ def test_header_only_reader(small_night, tmp_path, edit, error):
         _edited(_science(small_night), path, edit)
     data = path.read_bytes()
     with pytest.raises(IsrflowError) as caught:
-        observations_from_headers(read_hdu_headers(lambda at, n: data[at:at + n], len(data), path.name), path.name)
+        observations_from_headers(
+            read_hdu_headers(lambda at, n: data[at : at + n], len(data), path.name), path.name
+        )
     assert type(caught.value).__name__ == error and path.name in str(caught.value)
 
 
@@ -327,31 +349,45 @@ def test_header_only_reader(small_night, tmp_path, edit, error):
 
 
 def test_all_nan_raw_in_a_run_is_a_recorded_detector_failure(tmp_path, monkeypatch):
+    from one_cluster import plan_and_isr_one
+
     from isrflow.calib_import import import_calibrations
     from isrflow.local.queue import LocalQueue
     from isrflow.registry import create_repo, ingest
     from isrflow.simulate import SimulationRequest, simulate
-    from one_cluster import plan_and_isr_one
 
     registry = create_repo(tmp_path / "repo")
-    night = simulate(SimulationRequest(camera="generic", small=True, detectors=[0], science=1, seed=5,
-                                       out=tmp_path / "sim"))
+    night = simulate(
+        SimulationRequest(
+            camera="generic", small=True, detectors=[0], science=1, seed=5, out=tmp_path / "sim"
+        )
+    )
 
     def nan(hdul):
         for hdu in hdul[1:]:
             hdu.data = np.full(hdu.data.shape, np.nan, dtype=np.float32)
+
     raws = [Path(r.path) for r in night.raws if r.obs_type != "science"]
     raws.append(_edited(Path(night.raws_of("science")[0].path), tmp_path / "nan" / "science.fits", nan))
     assert ingest(registry, raws).ok  # headers are fine; the pixels are not
     (cal,) = night.calibrations.values()
-    refs = import_calibrations(registry, [cal.bias, cal.dark, cal.defects, *cal.flat.values()], "Generic/calib/truth")
+    refs = import_calibrations(
+        registry, [cal.bias, cal.dark, cal.defects, *cal.flat.values()], "Generic/calib/truth"
+    )
     registry.register_collection("Generic/calib", "CALIBRATION")
     registry.certify([r.id for r in refs], "Generic/calib", None, None)
     queue = LocalQueue(tmp_path / "repo" / "queue.sqlite3", "registry")
-    summary, result = plan_and_isr_one(registry, queue, monkeypatch,
-                                       where="instrument = 'Generic' AND obs_type = 'science'",
-                                       calib_collection="Generic/calib", output_run="Generic/runs/nan",
-                                       execution_id="exec-all-nan")
+    summary, result = plan_and_isr_one(
+        registry,
+        queue,
+        monkeypatch,
+        where="instrument = 'Generic' AND obs_type = 'science'",
+        calib_collection="Generic/calib",
+        output_run="Generic/runs/nan",
+        execution_id="exec-all-nan",
+    )
     assert (summary["succeeded"], summary["failed"]) == (0, 1)
     assert result.status == "failed" and result.error.startswith("IsrInputError: ") and "NaN" in result.error
-    assert _datastore_files(tmp_path / "repo", "Generic/runs/nan") == [], "no output file for the failed detector"
+    assert _datastore_files(tmp_path / "repo", "Generic/runs/nan") == [], (
+        "no output file for the failed detector"
+    )

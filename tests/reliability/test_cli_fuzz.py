@@ -23,9 +23,9 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from visit_helpers import CALIB_COLLECTION, CALIB_RUN
 
 from isrflow.cli import cli
-from visit_helpers import CALIB_COLLECTION, CALIB_RUN
 
 CASE_TIMEOUT_S = 90
 PER_PARAM = 3
@@ -65,8 +65,20 @@ def _bad_values(param: click.Parameter, scratch: Path) -> list[str]:
 
 def _type_checked(param: click.Parameter) -> bool:
     t = param.type
-    return isinstance(t, (click.Path, click.IntRange, click.FloatRange, click.Choice,
-                          click.types.IntParamType, click.types.FloatParamType)) or type(t).__name__ == "IdList"
+    return (
+        isinstance(
+            t,
+            (
+                click.Path,
+                click.IntRange,
+                click.FloatRange,
+                click.Choice,
+                click.types.IntParamType,
+                click.types.FloatParamType,
+            ),
+        )
+        or type(t).__name__ == "IdList"
+    )
 
 
 def make_world(tmp: Path) -> tuple[Path, Path, dict[str, list[str]]]:
@@ -81,8 +93,23 @@ def make_world(tmp: Path) -> tuple[Path, Path, dict[str, list[str]]]:
     r = str(repo.root)
     where = "instrument = 'Generic'"
     baselines = {
-        "simulate": ["--out", str(tmp / "sim"), "--small", "--camera", "generic", "--detectors", "0", "--science", "1",
-                     "--bias", "0", "--dark", "0", "--flat", "0"],
+        "simulate": [
+            "--out",
+            str(tmp / "sim"),
+            "--small",
+            "--camera",
+            "generic",
+            "--detectors",
+            "0",
+            "--science",
+            "1",
+            "--bias",
+            "0",
+            "--dark",
+            "0",
+            "--flat",
+            "0",
+        ],
         "isr": [str(raw), "--out", str(tmp / "isr-out.fits"), "--bias", str(bias)],
         "repo create": [str(tmp / "new-repo")],
         "ingest": ["--repo", r, str(raw)],
@@ -91,9 +118,28 @@ def make_world(tmp: Path) -> tuple[Path, Path, dict[str, list[str]]]:
         "calib certify": ["--repo", r, "--type", "bias", "--run", CALIB_RUN],
         "calib import": ["--repo", r, "--run", "fuzz/import", str(bias)],
         "calib build": ["bias", "--repo", r, "--where", where, "--output-run", "fuzz/bias"],
-        "run process-visit": ["--repo", r, "--where", where, "--output-run", "fuzz/out",
-                              "--input-collections", "Generic/raw/all", "--calib-collection", CALIB_COLLECTION],
-        "demo": ["--repo", str(tmp / "demo"), "--small", "--true-calibrations", "--science", "1", "--detectors", "0"],
+        "run process-visit": [
+            "--repo",
+            r,
+            "--where",
+            where,
+            "--output-run",
+            "fuzz/out",
+            "--input-collections",
+            "Generic/raw/all",
+            "--calib-collection",
+            CALIB_COLLECTION,
+        ],
+        "demo": [
+            "--repo",
+            str(tmp / "demo"),
+            "--small",
+            "--true-calibrations",
+            "--science",
+            "1",
+            "--detectors",
+            "0",
+        ],
         "status": ["--repo", r],
         "rerun": ["nothing-by-this-name", "--failed", "--repo", r, "--dry-run"],
         "preview": ["--repo", r, "--collection", "fuzz/none"],
@@ -128,8 +174,11 @@ def _cases(baselines: dict, scratch: Path) -> list[tuple[str, list[str], str]]:
             for value in rng.sample(values, min(PER_PARAM, len(values))):
                 args = list(base)
                 if isinstance(param, click.Argument):
-                    positions = [i for i, a in enumerate(args) if not a.startswith("-")
-                                 and (i == 0 or not args[i - 1].startswith("-"))]
+                    positions = [
+                        i
+                        for i, a in enumerate(args)
+                        if not a.startswith("-") and (i == 0 or not args[i - 1].startswith("-"))
+                    ]
                     if not positions:
                         continue
                     args[positions[0]] = value

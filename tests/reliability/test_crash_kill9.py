@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 from crash_loop import crash_loop, descendants, running
@@ -24,8 +23,16 @@ KILLS = 20
 
 def _dead_identity() -> ProcessIdentity:
     """The identity of a process that has exited."""
-    proc = subprocess.run([sys.executable, "-c", "from isrflow.local.processes import ProcessIdentity as P; "
-                           "print(P.current().token())"], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from isrflow.local.processes import ProcessIdentity as P; print(P.current().token())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     identity = ProcessIdentity.parse(proc.stdout.strip())
     assert identity is not None and identity.is_dead()
     return identity
@@ -33,21 +40,45 @@ def _dead_identity() -> ProcessIdentity:
 
 def test_kill_9_at_random_points_then_rerun(tmp_path):
     repo = make_repo(tmp_path, detectors=(0, 1, 2, 3), science=3)
-    figures = crash_loop(repo.root, "instrument = 'Generic'", ["Generic/raw/all"], CALIB_COLLECTION, quanta=12,
-                         kills=KILLS, seed=20261207, max_delay_s=5.0)
+    figures = crash_loop(
+        repo.root,
+        "instrument = 'Generic'",
+        ["Generic/raw/all"],
+        CALIB_COLLECTION,
+        quanta=12,
+        kills=KILLS,
+        seed=20261207,
+        max_delay_s=5.0,
+    )
     assert figures.problems == []
     assert figures.kills == KILLS
-    assert (figures.orphan_processes, figures.rows_lost, figures.rows_duplicated, figures.checksum_mismatches,
-            figures.leftover_files) == (0, 0, 0, 0, 0)
+    assert (
+        figures.orphan_processes,
+        figures.rows_lost,
+        figures.rows_duplicated,
+        figures.checksum_mismatches,
+        figures.leftover_files,
+    ) == (0, 0, 0, 0, 0)
 
 
 def test_record_of_a_killed_runtime_reads_aborted(tmp_path):
-    live = ExecutionRecord(execution_arn="arn:aws:states:local:000000000000:execution:PV:live",
-                           state_machine_arn="arn:aws:states:local:000000000000:stateMachine:PV", name="live",
-                           status="RUNNING", start_date="2026-12-07T00:00:00Z", state_transitions=0,
-                           state_transitions_top=0, owner=ProcessIdentity.current().token())
-    dead = live.model_copy(update={"execution_arn": live.execution_arn.replace(":live", ":dead"), "name": "dead",
-                                   "owner": _dead_identity().token()})
+    live = ExecutionRecord(
+        execution_arn="arn:aws:states:local:000000000000:execution:PV:live",
+        state_machine_arn="arn:aws:states:local:000000000000:stateMachine:PV",
+        name="live",
+        status="RUNNING",
+        start_date="2026-12-07T00:00:00Z",
+        state_transitions=0,
+        state_transitions_top=0,
+        owner=ProcessIdentity.current().token(),
+    )
+    dead = live.model_copy(
+        update={
+            "execution_arn": live.execution_arn.replace(":live", ":dead"),
+            "name": "dead",
+            "owner": _dead_identity().token(),
+        }
+    )
     for record in (live, dead):
         path = record_path(tmp_path, "PV", record.name)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,8 +90,9 @@ def test_record_of_a_killed_runtime_reads_aborted(tmp_path):
 
 
 def test_execution_is_recorded_before_its_first_state(local_repo):
-    from isrflow.local.runtime import LocalRuntime
     from visit_helpers import visit_input
+
+    from isrflow.local.runtime import LocalRuntime
 
     seen = {}
     with LocalRuntime(local_repo.root, processes=1) as runtime:
@@ -86,7 +118,7 @@ def test_messages_received_by_a_killed_process_are_released(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         from isrflow.local.queue import LocalQueue
-        q = LocalQueue({str(tmp_path / 'q.sqlite3')!r}, "registry", visibility_timeout=900, max_receive_count=5)
+        q = LocalQueue({str(tmp_path / "q.sqlite3")!r}, "registry", visibility_timeout=900, max_receive_count=5)
         print(len(q.receive(2)), flush=True)
         time.sleep(60)
     """)
@@ -124,8 +156,11 @@ def test_children_end_with_their_parent(tmp_path, kind):
         """
     handler = tmp_path / "sleepy.py"
     handler.write_text("import time\ndef handler(event, context):\n    time.sleep(120)\n")
-    script = f"import os, time\nhandler = {str(handler)!r}\n" + textwrap.dedent(body) + \
-        "print('ready', flush=True)\ntime.sleep(120)\n"
+    script = (
+        f"import os, time\nhandler = {str(handler)!r}\n"
+        + textwrap.dedent(body)
+        + "print('ready', flush=True)\ntime.sleep(120)\n"
+    )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert parent.stdout.readline().strip() == "ready"
     deadline = time.monotonic() + 30

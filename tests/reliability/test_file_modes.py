@@ -7,6 +7,7 @@ import os
 import stat
 
 import pytest
+
 from isrflow.calibration.mef import publish, temp_file
 from isrflow.exposure_io import atomic_write_bytes
 from isrflow.filemode import current_umask

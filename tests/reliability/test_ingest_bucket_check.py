@@ -5,12 +5,15 @@ own check)."""
 from __future__ import annotations
 
 import pytest
+
 from isrflow.errors import UnsafeKeyError
 from isrflow.prompt.ingest import object_uri
 
 
 def test_only_the_datastores_bucket_is_read():
-    assert object_uri("s3://data-bucket", "data-bucket", "raw/HSC/a.fits") == "s3://data-bucket/raw/HSC/a.fits"
+    assert (
+        object_uri("s3://data-bucket", "data-bucket", "raw/HSC/a.fits") == "s3://data-bucket/raw/HSC/a.fits"
+    )
     assert object_uri("s3://data-bucket/prefix", "data-bucket", "raw/a.fits") == "s3://data-bucket/raw/a.fits"
     with pytest.raises(UnsafeKeyError, match="not the datastore's bucket 'data-bucket'"):
         object_uri("s3://data-bucket", "someone-elses-bucket", "raw/HSC/a.fits")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 from click.testing import CliRunner
+
 from isrflow.cli import cli
 from isrflow.registry import ingest, open_repo
 
@@ -29,7 +30,9 @@ def _hsc(path: Path, detector: int, fill: int = 0, det_id: object = None) -> Pat
 
 
 def _files(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and "registry" not in p.name)
+    return sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and "registry" not in p.name
+    )
 
 
 def _repo(tmp_path: Path) -> Path:
@@ -93,4 +96,5 @@ def test_an_invalid_run_is_refused_before_any_copy(tmp_path):
     assert _files(repo) == before and _files(tmp_path / "in") == ["g49.fits"]  # nothing copied
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
-        "error: CollectionError: invalid collection name 'HSC/../escape': '.' and '..' components are not allowed"]
+        "error: CollectionError: invalid collection name 'HSC/../escape': '.' and '..' components are not allowed"
+    ]

@@ -20,13 +20,13 @@ import os
 from pathlib import Path
 
 import pytest
+from queue_backlog import RAW_RUN, T0, Clock, backlog, instrument, poller_for, run_until_empty, writer_setup
+
+from functions.registry_writer import app as writer_app
 from isrflow.errors import RegistryUnavailableError
 from isrflow.local.lambdas import LambdaError
 from isrflow.registry import Registry
 from isrflow.registry.redelivery import retrier_budget_s
-from queue_backlog import RAW_RUN, T0, Clock, backlog, instrument, poller_for, run_until_empty, writer_setup
-
-from functions.registry_writer import app as writer_app
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Exposures x 10 detectors raws in the default backlog test (+ their parents).
@@ -57,7 +57,9 @@ def _raws(registry: Registry) -> int:
 
 
 @pytest.mark.parametrize("as_lambda_error", [False, True], ids=["in-process", "lambda-error"])
-def test_an_outage_longer_than_every_budget_loses_nothing(tmp_path, monkeypatch, registry, as_lambda_error) -> None:
+def test_an_outage_longer_than_every_budget_loses_nothing(
+    tmp_path, monkeypatch, registry, as_lambda_error
+) -> None:
     clock = Clock()
     queue = writer_setup(tmp_path, monkeypatch, clock)
     outage_end = T0 + 2 * 3600.0  # 2 h: > the 88 s redelivery span and > 5 receives x 900 s
@@ -102,7 +104,9 @@ def test_a_young_orphan_is_kept_an_old_one_is_rejected_with_its_age(tmp_path, mo
     queue.send([child])
     poller = poller_for(queue, clock, writer_app.lambda_handler, batch_s=1.0)
     for _ in range(4):  # 4 deliveries = the give-up count, all within a minute of sending
-        clock.now = max(clock.now, float(queue._connect().execute("SELECT visible_at FROM message").fetchone()[0]))
+        clock.now = max(
+            clock.now, float(queue._connect().execute("SELECT visible_at FROM message").fetchone()[0])
+        )
         assert poller.poll_once() == 1
     assert registry.rejects() == [] and queue.counts()["in_flight"] == 1
     monkeypatch.setenv("ISRFLOW_REGISTRY_GIVE_UP_MIN_AGE_S", "30")
@@ -118,6 +122,10 @@ def test_plan_and_summarize_retry_an_unavailable_registry(asl: str, task: str) -
     state = json.loads((ROOT / "statemachines" / asl).read_text(encoding="utf-8"))["States"][task]
     (retrier,) = [r for r in state["Retry"] if "RegistryUnavailableError" in r["ErrorEquals"]]
     assert retrier["ErrorEquals"] == ["RegistryUnavailableError"] and retrier.get("JitterStrategy") == "FULL"
-    budget = retrier_budget_s(retrier["IntervalSeconds"], retrier["MaxAttempts"], retrier.get("BackoffRate", 2.0),
-                              retrier.get("MaxDelaySeconds"))
+    budget = retrier_budget_s(
+        retrier["IntervalSeconds"],
+        retrier["MaxAttempts"],
+        retrier.get("BackoffRate", 2.0),
+        retrier.get("MaxDelaySeconds"),
+    )
     assert budget / 2 >= 10 * 60  # ten minutes of outage on average (full jitter halves the bound)

@@ -11,6 +11,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+
 from isrflow.cli import cli
 from isrflow.registry.engine import normalize_url
 from isrflow.simulate import SimulationRequest, simulate
@@ -28,7 +29,7 @@ def schema():
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means "no usable server"
+    except Exception as exc:
         engine.dispose()
         if IN_CI:
             pytest.fail(f"PostgreSQL not reachable at {PG_URL}: {exc}", pytrace=False)
@@ -51,24 +52,52 @@ def _cli(*args, code: int = 0) -> str:
 def test_repo_create_schema_then_ingest_and_process_visit(tmp_path, schema):
     repo = tmp_path / "repo"
     _cli("repo", "create", repo, "--registry", PG_URL, "--schema", schema)  # the schema is created
-    night = simulate(SimulationRequest(camera="generic", small=True, detectors=[0], science=1, seed=11,
-                                       out=tmp_path / "sim"))
+    night = simulate(
+        SimulationRequest(
+            camera="generic", small=True, detectors=[0], science=1, seed=11, out=tmp_path / "sim"
+        )
+    )
     _cli("ingest", "--repo", repo, *[r.path for r in night.raws])
     (cal,) = night.calibrations.values()
-    _cli("calib", "import", "--repo", repo, "--run", "Generic/calib/truth", cal.bias, cal.dark, cal.defects,
-         *cal.flat.values())
+    _cli(
+        "calib",
+        "import",
+        "--repo",
+        repo,
+        "--run",
+        "Generic/calib/truth",
+        cal.bias,
+        cal.dark,
+        cal.defects,
+        *cal.flat.values(),
+    )
     for kind in ("bias", "dark", "flat", "defects"):
         _cli("calib", "certify", "--repo", repo, "--type", kind, "--run", "Generic/calib/truth")
-    report = json.loads(_cli("run", "process-visit", "--repo", repo, "--where", "instrument = 'Generic'",
-                             "--output-run", "Generic/runs/pg", "--workers", 1, "--json"))
+    report = json.loads(
+        _cli(
+            "run",
+            "process-visit",
+            "--repo",
+            repo,
+            "--where",
+            "instrument = 'Generic'",
+            "--output-run",
+            "Generic/runs/pg",
+            "--workers",
+            1,
+            "--json",
+        )
+    )
     assert report["status"] == "SUCCEEDED", report
     listing = json.loads(_cli("datasets", "--repo", repo, "--type", "postISRCCD", "--json"))
     assert [d["run"] for d in listing] == ["Generic/runs/pg"]
     engine = sa.create_engine(normalize_url(PG_URL))
     try:
         with engine.connect() as conn:  # the rows are in the repository's schema, not in public
-            count = conn.execute(sa.text(f'SELECT COUNT(*) FROM "{schema}".dataset WHERE dataset_type = :t'),
-                                 {"t": "postISRCCD"}).scalar()
+            count = conn.execute(
+                sa.text(f'SELECT COUNT(*) FROM "{schema}".dataset WHERE dataset_type = :t'),
+                {"t": "postISRCCD"},
+            ).scalar()
             assert count == 1
     finally:
         engine.dispose()
@@ -85,7 +114,9 @@ def test_opening_a_repository_whose_schema_is_gone_is_one_error_line(tmp_path, s
         engine.dispose()
     result = CliRunner().invoke(cli, ["datasets", "--repo", str(repo)])
     assert result.exit_code == 1
-    expected = (f"error: RegistryError: PostgreSQL schema '{schema}' does not exist in "
-                "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-                f"?options=-csearch_path%3D{schema}: create it first (`isrflow repo create --schema` creates it)")
+    expected = (
+        f"error: RegistryError: PostgreSQL schema '{schema}' does not exist in "
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        f"?options=-csearch_path%3D{schema}: create it first (`isrflow repo create --schema` creates it)"
+    )
     assert result.output.strip().splitlines() == [expected]

@@ -10,22 +10,28 @@ from pathlib import Path
 import boto3
 import pytest
 from click.testing import CliRunner
-from isrflow.cli import cli
-from isrflow.local.queue import LocalQueue
-from isrflow.redrive import redrive_local, redrive_sqs
-from isrflow.registry import Registry
 from moto import mock_aws
 from queue_backlog import RAW_RUN, Clock, backlog, instrument, poller_for, run_until_empty, writer_setup
 
 from functions.registry_writer import app as writer_app
+from isrflow.cli import cli
+from isrflow.local.queue import LocalQueue
+from isrflow.redrive import redrive_local, redrive_sqs
+from isrflow.registry import Registry
 
 REGION = "us-east-1"
 
 
 def _dead_lettered(path: Path, bodies: list[str], clock: Clock) -> LocalQueue:
     """The template's queue names in ``path``, every body received past maxReceiveCount (1 here)."""
-    queue = LocalQueue(path, "RegistryQueue", max_receive_count=1, dead_letter="RegistryDeadLetterQueue",
-                       visibility_timeout=900, clock=clock)
+    queue = LocalQueue(
+        path,
+        "RegistryQueue",
+        max_receive_count=1,
+        dead_letter="RegistryDeadLetterQueue",
+        visibility_timeout=900,
+        clock=clock,
+    )
     queue.send(bodies)
     assert len(queue.receive(len(bodies))) == len(bodies)
     clock.now += 901
@@ -94,8 +100,11 @@ _STACK = {
 
 @pytest.fixture
 def aws(monkeypatch):
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": REGION}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
         monkeypatch.setenv(key, value)
     with mock_aws():
         yield boto3.client("sqs", region_name=REGION)
@@ -104,23 +113,28 @@ def aws(monkeypatch):
 def _all_bodies(sqs, url: str) -> list[str]:
     out = []
     while True:
-        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300).get("Messages", [])
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300).get(
+            "Messages", []
+        )
         if not got:
             return sorted(out)
         out += [m["Body"] for m in got]
 
 
 def test_aws_redrive_cli_moves_the_stack_dead_letter_queue(aws) -> None:
-    boto3.client("cloudformation", region_name=REGION).create_stack(StackName="isrflow-test",
-                                                                    TemplateBody=json.dumps(_STACK))
+    boto3.client("cloudformation", region_name=REGION).create_stack(
+        StackName="isrflow-test", TemplateBody=json.dumps(_STACK)
+    )
     dlq = aws.get_queue_url(QueueName="reg-dlq")["QueueUrl"]
     queue = aws.get_queue_url(QueueName="reg")["QueueUrl"]
     bodies = [json.dumps({"n": i}) for i in range(23)]  # more than one SQS batch of 10
     for i in range(0, len(bodies), 10):
-        aws.send_message_batch(QueueUrl=dlq, Entries=[{"Id": str(j), "MessageBody": b}
-                                                      for j, b in enumerate(bodies[i:i + 10])])
-    result = CliRunner().invoke(cli, ["registry", "redrive", "--aws", "--stack", "isrflow-test",
-                                      "--region", REGION])
+        aws.send_message_batch(
+            QueueUrl=dlq, Entries=[{"Id": str(j), "MessageBody": b} for j, b in enumerate(bodies[i : i + 10])]
+        )
+    result = CliRunner().invoke(
+        cli, ["registry", "redrive", "--aws", "--stack", "isrflow-test", "--region", REGION]
+    )
     assert result.exit_code == 0, result.output
     assert "redrove 23 message(s)" in result.output
     assert _all_bodies(aws, queue) == sorted(bodies)
@@ -139,9 +153,13 @@ def test_aws_redrive_deletes_only_what_was_sent(aws) -> None:
 
         def send_message_batch(self, QueueUrl, Entries):  # boto3's argument names
             ok = aws.send_message_batch(QueueUrl=QueueUrl, Entries=Entries[:1])
-            return {"Successful": ok["Successful"],
-                    "Failed": [{"Id": e["Id"], "Code": "InternalError", "Message": "try again", "SenderFault": False}
-                               for e in Entries[1:]]}
+            return {
+                "Successful": ok["Successful"],
+                "Failed": [
+                    {"Id": e["Id"], "Code": "InternalError", "Message": "try again", "SenderFault": False}
+                    for e in Entries[1:]
+                ],
+            }
 
     from isrflow.redrive import RedriveError
 

@@ -53,8 +53,16 @@ def test_not_fits(tmp_path):
 
 def test_wrong_shape_for_camera(tmp_path):
     header = fits.Header()
-    for key, value in {"INSTRUME": "Hyper Suprime-Cam", "DET-ID": 50, "EXP-ID": "HSCA90402400", "DATA-TYP": "OBJECT",
-                       "FILTER01": "HSC-i", "EXPTIME": 30.0, "DATE-OBS": "2013-11-02", "UT": "06:15:55.927"}.items():
+    for key, value in {
+        "INSTRUME": "Hyper Suprime-Cam",
+        "DET-ID": 50,
+        "EXP-ID": "HSCA90402400",
+        "DATA-TYP": "OBJECT",
+        "FILTER01": "HSC-i",
+        "EXPTIME": 30.0,
+        "DATE-OBS": "2013-11-02",
+        "UT": "06:15:55.927",
+    }.items():
         header[key] = value
     path = tmp_path / "small_hsc.fits"
     fits.PrimaryHDU(np.zeros((100, 200), dtype=np.uint16), header=header).writeto(path)
@@ -90,8 +98,22 @@ def test_cli_success_writes_output(small_night, tmp_path):
     out = tmp_path / "post.fits"
     config = tmp_path / "isr.yaml"
     config.write_text("cosmic_rays:\n  enabled: true\n")
-    result = _run_cli(["isr", raw.path, "--camera", "generic", "--bias", cal.bias, "--flat", cal.flat[raw.physical_filter],
-                       "--config", str(config), "--out", str(out)])
+    result = _run_cli(
+        [
+            "isr",
+            raw.path,
+            "--camera",
+            "generic",
+            "--bias",
+            cal.bias,
+            "--flat",
+            cal.flat[raw.physical_filter],
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+        ]
+    )
     assert result.exit_code == 0, result.output
     with fits.open(out) as hdul:
         assert [h.name for h in hdul] == ["PRIMARY", "IMAGE", "MASK", "VARIANCE"]

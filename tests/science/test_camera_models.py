@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import yaml
@@ -18,9 +18,14 @@ class _AnyTagLoader(yaml.SafeLoader):
     pass
 
 
-_AnyTagLoader.add_multi_constructor("", lambda loader, suffix, node: (
-    loader.construct_sequence(node, deep=True) if isinstance(node, yaml.SequenceNode)
-    else loader.construct_mapping(node, deep=True)))
+_AnyTagLoader.add_multi_constructor(
+    "",
+    lambda loader, suffix, node: (
+        loader.construct_sequence(node, deep=True)
+        if isinstance(node, yaml.SequenceNode)
+        else loader.construct_mapping(node, deep=True)
+    ),
+)
 
 
 def load_header(path) -> dict:
@@ -53,7 +58,15 @@ def test_detector_counts_and_ids():
     assert decam.detector(25).name == "S1" and decam.detector(62).name == "N31"
     hsc = load_camera("hsc")
     assert hsc.detector(0).name == "1_53" and {hsc.detector(i).name for i in range(104, 112)} == {
-        "0_48", "0_51", "0_52", "0_57", "1_48", "1_51", "1_52", "1_57"}
+        "0_48",
+        "0_51",
+        "0_52",
+        "0_57",
+        "1_48",
+        "1_51",
+        "1_52",
+        "1_57",
+    }
 
 
 @pytest.mark.parametrize("name,shape", [("hsc", (4176, 2048)), ("decam", (4096, 2048))])
@@ -73,10 +86,17 @@ def test_hsc_channels_match_real_header(headers):
     amps = load_camera("hsc").amplifiers(50)
     assert (h["NAXIS1"], h["NAXIS2"]) == (max(a.raw_box.x1 for a in amps), max(a.raw_box.y1 for a in amps))
     for ch, amp in enumerate(amps, start=1):
-        assert (h[f"T_EFMN{ch}1"] - 1, h[f"T_EFMX{ch}1"]) == (amp.data.x0, amp.data.x1), f"channel {ch} data x"
-        assert (h[f"T_EFMN{ch}2"] - 1, h[f"T_EFMX{ch}2"]) == (amp.data.y0, amp.data.y1), f"channel {ch} data y"
+        assert (h[f"T_EFMN{ch}1"] - 1, h[f"T_EFMX{ch}1"]) == (amp.data.x0, amp.data.x1), (
+            f"channel {ch} data x"
+        )
+        assert (h[f"T_EFMN{ch}2"] - 1, h[f"T_EFMX{ch}2"]) == (amp.data.y0, amp.data.y1), (
+            f"channel {ch} data y"
+        )
         assert (h[f"T_OSMN{ch}1"] - 1, h[f"T_OSMX{ch}1"]) == (amp.serial_overscan.x0, amp.serial_overscan.x1)
-        assert (h[f"T_OSMN{ch}2"] - 1, h[f"T_OSMX{ch}2"]) == (amp.parallel_overscan.y0, amp.parallel_overscan.y1)
+        assert (h[f"T_OSMN{ch}2"] - 1, h[f"T_OSMX{ch}2"]) == (
+            amp.parallel_overscan.y0,
+            amp.parallel_overscan.y1,
+        )
         assert h[f"T_GAIN{ch}"] == pytest.approx(amp.gain)
 
 
@@ -94,7 +114,10 @@ def test_decam_sections_match_real_header(headers):
         assert parse_section(h[f"POSTSEC{tag}"])[0] == amp.parallel_overscan
         assert parse_section(h[f"CCDSEC{tag}"])[0] == amp.assembled
         assert h[f"GAIN{tag}"] == pytest.approx(amp.gain, rel=1e-3)
-    assert (h["ZNAXIS1"], h["ZNAXIS2"]) == (max(a.raw_box.x1 for a in amps.values()), max(a.raw_box.y1 for a in amps.values()))
+    assert (h["ZNAXIS1"], h["ZNAXIS2"]) == (
+        max(a.raw_box.x1 for a in amps.values()),
+        max(a.raw_box.y1 for a in amps.values()),
+    )
 
 
 @pytest.mark.parametrize("key,detector", [("itl", "R01_S01"), ("e2v", "R12_S10")])
@@ -119,8 +142,8 @@ def test_translate_real_hsc(headers):
     assert obs.detector_name == "1_12" and headers["hsc"]["T_UFNAME"].endswith(f"_{obs.detector_name}.fits")
     assert (obs.obs_type, obs.physical_filter, obs.band) == ("science", "HSC-i", "i")
     assert obs.exptime == obs.darktime == 30.0
-    assert obs.begin == datetime(2013, 11, 2, 6, 15, 55, 927000, tzinfo=timezone.utc)
-    assert obs.end == datetime(2013, 11, 2, 6, 16, 27, 928000, tzinfo=timezone.utc)
+    assert obs.begin == datetime(2013, 11, 2, 6, 15, 55, 927000, tzinfo=UTC)
+    assert obs.end == datetime(2013, 11, 2, 6, 16, 27, 928000, tzinfo=UTC)
 
 
 def test_translate_real_decam(headers):
@@ -129,7 +152,7 @@ def test_translate_real_decam(headers):
     assert (obs.obs_type, obs.band) == ("science", "g")
     assert obs.physical_filter == "g DECam SDSS c0001 4720.0 1520.0"
     assert obs.darktime == pytest.approx(31.1290202)
-    assert obs.begin == datetime(2013, 2, 13, 9, 1, 40, 966998, tzinfo=timezone.utc)
+    assert obs.begin == datetime(2013, 2, 13, 9, 1, 40, 966998, tzinfo=UTC)
 
 
 def test_translate_real_lsstcam(headers):
@@ -137,9 +160,14 @@ def test_translate_real_lsstcam(headers):
     assert (itl.detector, itl.detector_name, itl.exposure) == (1, "R01_S01", 2025041500060)
     assert (itl.physical_filter, itl.band, itl.darktime, itl.day_obs) == ("i_39", "i", 15.9548, 20250415)
     # DATE-BEG is TAI: UTC is 37 s earlier in 2025
-    assert itl.begin == datetime(2025, 4, 16, 0, 52, 36, 573000, tzinfo=timezone.utc)
+    assert itl.begin == datetime(2025, 4, 16, 0, 52, 36, 573000, tzinfo=UTC)
     e2v = translate("lsstcam", headers["e2v"], "e2v")
-    assert (e2v.detector, e2v.obs_type, e2v.exposure, e2v.physical_filter) == (48, "flat", 2023112500600, "NONE")
+    assert (e2v.detector, e2v.obs_type, e2v.exposure, e2v.physical_filter) == (
+        48,
+        "flat",
+        2023112500600,
+        "NONE",
+    )
 
 
 def test_missing_keyword_names_it(headers):

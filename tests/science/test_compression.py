@@ -38,14 +38,14 @@ def _bands(data: bytes):
     out, offset = [], 2880
     while offset < len(data):
         end = offset
-        while data[end:end + 8] != b"END     ":
+        while data[end : end + 8] != b"END     ":
             end += 80
-        header = fits.Header.fromstring(data[offset:end + 80].decode("ascii"))
+        header = fits.Header.fromstring(data[offset : end + 80].decode("ascii"))
         start = offset + (end + 80 - offset + 2879) // 2880 * 2880
         out.append(tiled.TiledImage.from_header(header, start, "mem.fits"))
         size = int(header["NAXIS1"]) * int(header["NAXIS2"]) + int(header["PCOUNT"])
         offset = start + (size + 2879) // 2880 * 2880
-    return out, lambda at, length: data[at:at + length]
+    return out, lambda at, length: data[at : at + length]
 
 
 @pytest.mark.parametrize("tile_rows", [1, 16, 7])
@@ -56,10 +56,12 @@ def test_tiles_decode_identically_in_astropy_and_by_bands(tile_rows):
     mask = (np.arange(45 * 700).reshape(45, 700) % 97 == 0).astype(np.int32) * formats.SAT
     count = np.full((45, 700), 6, np.int16)
     seed = 9999  # tile seeds wrap past the 10000 dither values; 11200-pixel tiles wrap inside a tile
-    planes = [("IMAGE", image, tiled.Codec("RICE_1", 16.0, seed, tile_rows)),
-              ("VARIANCE", image * 2, tiled.Codec("GZIP_2", None, seed, tile_rows)),
-              ("MASK", mask, tiled.Codec("RICE_1", None, seed, tile_rows)),
-              ("NINPUTS", count, tiled.Codec("RICE_1", None, seed, tile_rows))]
+    planes = [
+        ("IMAGE", image, tiled.Codec("RICE_1", 16.0, seed, tile_rows)),
+        ("VARIANCE", image * 2, tiled.Codec("GZIP_2", None, seed, tile_rows)),
+        ("MASK", mask, tiled.Codec("RICE_1", None, seed, tile_rows)),
+        ("NINPUTS", count, tiled.Codec("RICE_1", None, seed, tile_rows)),
+    ]
     data = PRIMARY + b"".join(tiled.encode_image(n, a, c, [("BUNIT", "x", "unit")]) for n, a, c in planes)
     with fits.open(io.BytesIO(data)) as hdul:
         hdul.verify("exception")
@@ -68,7 +70,11 @@ def test_tiles_decode_identically_in_astropy_and_by_bands(tile_rows):
     error = np.abs(decoded["IMAGE"] - image)[good]
     assert error.max() <= 0.5 * 20.0 / 16.0 * 1.3  # half a step; the per-tile noise estimate varies
     assert np.isnan(decoded["IMAGE"][7, 3])
-    constant = [y for y in range(16, 40) if 16 <= y // tile_rows * tile_rows and (y // tile_rows + 1) * tile_rows <= 40]
+    constant = [
+        y
+        for y in range(16, 40)
+        if y // tile_rows * tile_rows >= 16 and (y // tile_rows + 1) * tile_rows <= 40
+    ]
     assert constant and np.all(decoded["IMAGE"][constant] == np.float32(3.5))  # constant tiles: lossless
     for name, array, _ in planes[1:]:
         assert np.array_equal(decoded[name], array, equal_nan=array.dtype.kind == "f"), name
@@ -83,9 +89,12 @@ def test_tiles_decode_identically_in_astropy_and_by_bands(tile_rows):
 def test_files_compressed_by_astropy_read_by_bands():
     """fpack-style files (astropy's own quantizer, q = 4, SUBTRACTIVE_DITHER_1, one-row tiles) too."""
     image = _noisy((33, 120))
-    hdu = fits.CompImageHDU(image, name="IMAGE", compression_type="RICE_1", quantize_level=4.0,
-                            quantize_method=1, dither_seed=17)
-    gz = fits.CompImageHDU(image, name="VARIANCE", compression_type="GZIP_1", quantize_level=8.0, tile_shape=(5, 120))
+    hdu = fits.CompImageHDU(
+        image, name="IMAGE", compression_type="RICE_1", quantize_level=4.0, quantize_method=1, dither_seed=17
+    )
+    gz = fits.CompImageHDU(
+        image, name="VARIANCE", compression_type="GZIP_1", quantize_level=8.0, tile_shape=(5, 120)
+    )
     buffer = io.BytesIO()
     fits.HDUList([fits.PrimaryHDU(), hdu, gz]).writeto(buffer)
     data = buffer.getvalue()
@@ -93,14 +102,19 @@ def test_files_compressed_by_astropy_read_by_bands():
         want = {h.name: h.data.copy() for h in hdul[1:]}
     images, read = _bands(data)
     for h in images:
-        assert np.array_equal(h.read_rows(read, 4, 31, np.empty((27, 120), np.float32)), want[h.name][4:31],
-                              equal_nan=True)
+        assert np.array_equal(
+            h.read_rows(read, 4, 31, np.empty((27, 120), np.float32)), want[h.name][4:31], equal_nan=True
+        )
 
 
 def test_tile_shapes_and_algorithms_not_read_by_bands_are_refused():
     buffer = io.BytesIO()
-    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(np.zeros((8, 8), np.int32), name="MASK",
-                                                       compression_type="PLIO_1")]).writeto(buffer)
+    fits.HDUList(
+        [
+            fits.PrimaryHDU(),
+            fits.CompImageHDU(np.zeros((8, 8), np.int32), name="MASK", compression_type="PLIO_1"),
+        ]
+    ).writeto(buffer)
     with pytest.raises(CalibrationError, match="mem.fits: MASK.*PLIO_1"):
         _bands(buffer.getvalue())
 
@@ -108,7 +122,9 @@ def test_tile_shapes_and_algorithms_not_read_by_bands_are_refused():
 def test_write_exposure_compresses_by_default_and_reads_back(tmp_path, monkeypatch):
     monkeypatch.delenv(ENV_COMPRESSION, raising=False)
     image = _noisy((64, 50))
-    exposure = Exposure(image, (image > 1030).astype(np.int32), np.abs(image) + 25.0, {formats.KW_DETECTOR: 3})
+    exposure = Exposure(
+        image, (image > 1030).astype(np.int32), np.abs(image) + 25.0, {formats.KW_DETECTOR: 3}
+    )
     path = write_exposure(tmp_path / "out.fits", exposure)
     with fits.open(path, disable_image_compression=True) as hdul:
         assert [h.name for h in hdul[1:]] == ["IMAGE", "MASK", "VARIANCE"]
@@ -135,8 +151,9 @@ def test_lossless_and_none_are_exact_and_the_setting_is_checked(tmp_path, monkey
         with fits.open(path, disable_image_compression=True) as hdul:
             assert isinstance(hdul["IMAGE"], fits.BinTableHDU) is compressed
         back = read_exposure(path)
-        assert np.array_equal(back.image, image, equal_nan=True) and np.array_equal(back.variance, image * 2,
-                                                                                    equal_nan=True)
+        assert np.array_equal(back.image, image, equal_nan=True) and np.array_equal(
+            back.variance, image * 2, equal_nan=True
+        )
     monkeypatch.setenv(ENV_COMPRESSION, "zip")
     with pytest.raises(ConfigError, match="ISRFLOW_COMPRESSION='zip'"):
         exposure_to_bytes(exposure)
@@ -146,9 +163,13 @@ def test_lossless_and_none_are_exact_and_the_setting_is_checked(tmp_path, monkey
 def test_calibrations_with_planes_isr_does_not_read_are_still_accepted():
     """An older master: uncompressed, with a NINPUTS plane after VARIANCE."""
     shape = (20, 10)
-    hdus = [fits.PrimaryHDU(), fits.ImageHDU(np.full(shape, 3.0, np.float32), name="IMAGE"),
-            fits.ImageHDU(np.zeros(shape, np.int32), name="MASK"), fits.ImageHDU(np.ones(shape, np.float32), name="VARIANCE"),
-            fits.ImageHDU(np.full(shape, 5, np.int16), name="NINPUTS")]
+    hdus = [
+        fits.PrimaryHDU(),
+        fits.ImageHDU(np.full(shape, 3.0, np.float32), name="IMAGE"),
+        fits.ImageHDU(np.zeros(shape, np.int32), name="MASK"),
+        fits.ImageHDU(np.ones(shape, np.float32), name="VARIANCE"),
+        fits.ImageHDU(np.full(shape, 5, np.int16), name="NINPUTS"),
+    ]
     hdus[0].header[formats.KW_CALIB_TYPE] = "bias"
     buffer = io.BytesIO()
     fits.HDUList(hdus).writeto(buffer)
@@ -167,8 +188,9 @@ def test_isr_residuals_against_truth_with_compression(small_night):
     for raw in small_night.raws_of("science"):
         for det in raw.detectors:
             cal = small_night.calibrations[det]
-            calibs = load_calibrations(bias=cal.bias, dark=cal.dark, flat=cal.flat[raw.physical_filter],
-                                       defects=cal.defects)
+            calibs = load_calibrations(
+                bias=cal.bias, dark=cal.dark, flat=cal.flat[raw.physical_filter], defects=cal.defects
+            )
             result = run_isr(read_raw(raw.path, detector=det), calibs, IsrConfig())
             plain = _stats(truth_residuals(result, raw.truth[det]))
             compressed = read_exposure(exposure_to_bytes(result, "quantized"))

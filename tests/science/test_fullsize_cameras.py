@@ -19,8 +19,16 @@ CASES = {"hsc": [50], "lsstcam": [94, 1], "decam": [25, 32]}
 @pytest.mark.parametrize("camera", sorted(CASES))
 def test_round_trip(camera, tmp_path):
     detectors = CASES[camera]
-    night = simulate(SimulationRequest(camera=camera, detectors=detectors, science=1, bias=1 if camera == "hsc" else 0,
-                                       seed=21, out=tmp_path))
+    night = simulate(
+        SimulationRequest(
+            camera=camera,
+            detectors=detectors,
+            science=1,
+            bias=1 if camera == "hsc" else 0,
+            seed=21,
+            out=tmp_path,
+        )
+    )
     raw = night.raws_of("science")[0]
     observations = read_observations(raw.path)
     assert sorted(o.detector for o in observations) == sorted(raw.detectors)
@@ -28,7 +36,9 @@ def test_round_trip(camera, tmp_path):
         frame = read_raw(raw.path, detector=det)
         assert frame.obs.exposure == raw.exposure and frame.obs.obs_type == "science"
         cal = night.calibrations[det]
-        calibs = load_calibrations(bias=cal.bias, dark=cal.dark, flat=cal.flat[raw.physical_filter], defects=cal.defects)
+        calibs = load_calibrations(
+            bias=cal.bias, dark=cal.dark, flat=cal.flat[raw.physical_filter], defects=cal.defects
+        )
         result = run_isr(frame, calibs, IsrConfig(cosmic_rays={"enabled": True}))
         chi = truth_residuals(result, raw.truth[det])
         assert abs(chi.mean()) < 0.05 and abs(chi.std() - 1) < 0.05, (camera, det, chi.mean(), chi.std())
@@ -51,8 +61,19 @@ def test_simulated_headers_are_shaped_like_real_ones(tmp_path):
     night = simulate(SimulationRequest(camera="decam", detectors=[25], bias=1, seed=2, out=tmp_path / "d"))
     with fits.open(night.raws[0].path) as hdul:
         ext = hdul["S1"].header
-        for key in ("DATASECA", "DATASECB", "BIASSECA", "BIASSECB", "PRESECA", "POSTSECA", "GAINA", "RDNOISEB",
-                    "SATURATA", "CCDNUM", "DETPOS"):
+        for key in (
+            "DATASECA",
+            "DATASECB",
+            "BIASSECA",
+            "BIASSECB",
+            "PRESECA",
+            "POSTSECA",
+            "GAINA",
+            "RDNOISEB",
+            "SATURATA",
+            "CCDNUM",
+            "DETPOS",
+        ):
             assert key in ext
         assert ext["DATASECA"] == "[1081:2104,51:4146]" and ext["BIASSECB"] == "[7:56,51:4146]"
         assert hdul[0].header["OBSTYPE"] == "zero" and "DARKTIME" in hdul[0].header

@@ -17,7 +17,9 @@ from isrflow.simulate import truth_residuals as residual_chi
 
 def _calibs(manifest, raw, det):
     cal = manifest.calibrations[det]
-    return load_calibrations(bias=cal.bias, dark=cal.dark, flat=cal.flat[raw.physical_filter], defects=cal.defects)
+    return load_calibrations(
+        bias=cal.bias, dark=cal.dark, flat=cal.flat[raw.physical_filter], defects=cal.defects
+    )
 
 
 def _assert_truth(chi):
@@ -90,8 +92,18 @@ def test_other_overscan_fits_run_and_are_close(small_night, fit_type):
 @pytest.fixture(scope="module")
 def distorted_night(tmp_path_factory):
     out = tmp_path_factory.mktemp("distorted")
-    return simulate(SimulationRequest(camera="generic", small=True, detectors=[2], science=1, seed=11, out=out,
-                                      nonlinearity=True, crosstalk=True))
+    return simulate(
+        SimulationRequest(
+            camera="generic",
+            small=True,
+            detectors=[2],
+            science=1,
+            seed=11,
+            out=out,
+            nonlinearity=True,
+            crosstalk=True,
+        )
+    )
 
 
 def _generic_corrections():
@@ -103,7 +115,9 @@ def _generic_corrections():
 def test_linearity_and_crosstalk_corrected(distorted_night):
     raw = distorted_night.raws_of("science")[0]
     coeffs, matrix = _generic_corrections()
-    config = IsrConfig(linearity={"enabled": True, "coefficients": coeffs}, crosstalk={"enabled": True, "matrix": matrix})
+    config = IsrConfig(
+        linearity={"enabled": True, "coefficients": coeffs}, crosstalk={"enabled": True, "matrix": matrix}
+    )
     result = run_isr(read_raw(raw.path), _calibs(distorted_night, raw, 2), config)
     _assert_truth(residual_chi(result, raw.truth[2]))
     assert result.header["HIERARCH ISR LINEARITY"] and result.header["HIERARCH ISR CROSSTALK"]
@@ -116,8 +130,18 @@ def test_uncorrected_linearity_and_crosstalk_fail(distorted_night):
 
 
 def test_cosmic_rays_are_masked(tmp_path):
-    night = simulate(SimulationRequest(camera="generic", small=True, detectors=[3], science=1, seed=5, out=tmp_path,
-                                       cosmic_ray_rate=3000.0, stars_per_megapixel=300))
+    night = simulate(
+        SimulationRequest(
+            camera="generic",
+            small=True,
+            detectors=[3],
+            science=1,
+            seed=5,
+            out=tmp_path,
+            cosmic_ray_rate=3000.0,
+            stars_per_megapixel=300,
+        )
+    )
     raw = night.raws_of("science")[0]
     calibs = _calibs(night, raw, 3)
     plain = residual_chi(run_isr(read_raw(raw.path), calibs), raw.truth[3])
@@ -135,9 +159,12 @@ def test_bytes_input_equals_path_input(small_night):
 
     a = run_isr(read_raw(raw.path), _calibs(small_night, raw, 0))
     cal = small_night.calibrations[0]
-    calibs = load_calibrations(bias=Path(cal.bias).read_bytes(), dark=Path(cal.dark).read_bytes(),
-                               flat=Path(cal.flat[raw.physical_filter]).read_bytes(),
-                               defects=Path(cal.defects).read_bytes())
+    calibs = load_calibrations(
+        bias=Path(cal.bias).read_bytes(),
+        dark=Path(cal.dark).read_bytes(),
+        flat=Path(cal.flat[raw.physical_filter]).read_bytes(),
+        defects=Path(cal.defects).read_bytes(),
+    )
     b = run_isr(read_raw(Path(raw.path).read_bytes(), name="raw.fits"), calibs)
     np.testing.assert_array_equal(a.image, b.image)
     np.testing.assert_array_equal(a.mask, b.mask)

@@ -25,8 +25,11 @@ def test_one_and_two_workers_write_identical_files(tmp_path, camera):
     exposures = sum(kwargs.get(k, 0) for k in ("bias", "dark", "flat", "science"))
     progress: list[tuple[int, int]] = []
     one = simulate(SimulationRequest(out=tmp_path / "one", **kwargs), workers=1)
-    two = simulate(SimulationRequest(out=tmp_path / "two", **kwargs), workers=2,
-                   progress=lambda done, total: progress.append((done, total)))
+    two = simulate(
+        SimulationRequest(out=tmp_path / "two", **kwargs),
+        workers=2,
+        progress=lambda done, total: progress.append((done, total)),
+    )
     a, b = _files(tmp_path / "one"), _files(tmp_path / "two")
     raws = exposures * (1 if camera == "decam" else len(kwargs["detectors"]))
     truths = exposures * len(kwargs["detectors"]) + 3 * len(kwargs["detectors"])  # signals; bias, dark, flat

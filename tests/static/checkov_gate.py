@@ -58,20 +58,39 @@ def load_baseline(path: Path = BASELINE) -> tuple[dict[Finding, str], list[str]]
 def run_checkov(template: Path = TEMPLATE, checkov: Path = CHECKOV) -> Report:
     """checkov's CloudFormation checks of ``template`` (JSON report)."""
     result = subprocess.run(
-        [str(checkov), "--file", str(template), "--framework", "cloudformation", "--output", "json",
-         "--quiet", "--skip-download"],
-        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL, cwd=template.parent,
+        [
+            str(checkov),
+            "--file",
+            str(template),
+            "--framework",
+            "cloudformation",
+            "--output",
+            "json",
+            "--quiet",
+            "--skip-download",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+        cwd=template.parent,
     )
     try:
         doc = json.loads(result.stdout)
     except ValueError:
-        raise RuntimeError(f"checkov gave no JSON report (exit {result.returncode}):\n{result.stderr[-2000:]}")
+        raise RuntimeError(
+            f"checkov gave no JSON report (exit {result.returncode}):\n{result.stderr[-2000:]}"
+        )
     if isinstance(doc, list):  # one report per framework
         (doc,) = [d for d in doc if d.get("check_type") == "cloudformation"]
     results, summary = doc.get("results", {}), doc.get("summary", {})
     failed = frozenset((c["check_id"], c["resource"]) for c in results.get("failed_checks", []))
-    return Report(failed, int(summary.get("passed", 0)), int(summary.get("parsing_errors", 0)),
-                  str(summary.get("checkov_version", "?")))
+    return Report(
+        failed,
+        int(summary.get("passed", 0)),
+        int(summary.get("parsing_errors", 0)),
+        str(summary.get("checkov_version", "?")),
+    )
 
 
 def compare(report: Report, accepted: dict[Finding, str]) -> list[str]:
@@ -80,10 +99,14 @@ def compare(report: Report, accepted: dict[Finding, str]) -> list[str]:
     if report.parsing_errors:
         problems.append(f"checkov could not parse the template ({report.parsing_errors} parsing errors)")
     for check, resource in sorted(report.failed - set(accepted)):
-        problems.append(f"unexplained finding {check} on {resource}: fix it, or accept it in "
-                        f"{BASELINE.name} with its reason")
+        problems.append(
+            f"unexplained finding {check} on {resource}: fix it, or accept it in "
+            f"{BASELINE.name} with its reason"
+        )
     for check, resource in sorted(set(accepted) - report.failed):
-        problems.append(f"{BASELINE.name} accepts {check} on {resource}, which checkov no longer reports: remove it")
+        problems.append(
+            f"{BASELINE.name} accepts {check} on {resource}, which checkov no longer reports: remove it"
+        )
     return problems
 
 
@@ -94,8 +117,10 @@ def main() -> int:
     accepted, problems = load_baseline()
     report = run_checkov()
     problems += compare(report, accepted)
-    print(f"checkov {report.version}: {report.passed} passed, {len(report.failed)} failed "
-          f"({len(report.failed & set(accepted))} accepted in {BASELINE.name})")
+    print(
+        f"checkov {report.version}: {report.passed} passed, {len(report.failed)} failed "
+        f"({len(report.failed & set(accepted))} accepted in {BASELINE.name})"
+    )
     for problem in problems:
         print(f"  {problem}", file=sys.stderr)
     return 1 if problems else 0

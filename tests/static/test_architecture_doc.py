@@ -56,8 +56,10 @@ def _classes(path: Path) -> list[tuple[str, list[str]]]:
     out = []
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
-            bases = [b.id if isinstance(b, ast.Name) else b.attr if isinstance(b, ast.Attribute) else ""
-                     for b in node.bases]
+            bases = [
+                b.id if isinstance(b, ast.Name) else b.attr if isinstance(b, ast.Attribute) else ""
+                for b in node.bases
+            ]
             out.append((node.name, bases))
     return out
 
@@ -117,6 +119,11 @@ def test_checks_can_fail(tmp_path):
 
 
 def test_diagram_is_up_to_date():
-    result = subprocess.run([sys.executable, str(ROOT / "docs" / "make_diagram.py"), "--check"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "make_diagram.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr or result.stdout

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from isrflow.local.template import load_template
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,8 +26,12 @@ ROOT = Path(os.environ.get("ISRFLOW_STATIC_ROOT", REPO)).resolve()
 TEMPLATE = ROOT / "template.yaml"
 
 #: What the Lambda service itself needs for a function in a VPC (its network interfaces).
-VPC = {"ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:DescribeNetworkInterfaces",
-       "ec2:DetachNetworkInterface"}
+VPC = {
+    "ec2:CreateNetworkInterface",
+    "ec2:DeleteNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DetachNetworkInterface",
+}
 SECRET = {"secretsmanager:GetSecretValue"}
 SEND = {"sqs:SendMessage"}  # SendMessageBatch is authorised as sqs:SendMessage
 #: S3 GET/HEAD of a missing key answers 403 instead of 404 without s3:ListBucket: the code relies on 404.
@@ -42,20 +47,32 @@ USED: dict[str, set[str]] = {
     # results read and listed, failure records written (summarize, record_failure, calibration summary)
     "SummarizeFunction": {"s3:GetObject", "s3:PutObject"} | NOT_FOUND | SEND | SECRET | VPC,
     # the event source mapping receives/deletes; the handler changes visibilities
-    "RegistryWriterFunction": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
-                               "sqs:ChangeMessageVisibility"} | SECRET | VPC,
+    "RegistryWriterFunction": {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:ChangeMessageVisibility",
+    }
+    | SECRET
+    | VPC,
     # ranged GETs/HEAD of raw/, quarantine records, registry messages, prompt ProcessVisit
     "IngestFunction": {"s3:GetObject", "s3:PutObject", "states:StartExecution", "states:DescribeExecution"}
-    | NOT_FOUND | SEND,
+    | NOT_FOUND
+    | SEND,
     # plan/normalize/prepare_combine read and write manifests and results; delete_intermediates
     "CalibPlanFunction": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"} | NOT_FOUND | SECRET | VPC,
     # request and inputs read (ranged), the master uploaded in parts (upload_file aborts on failure)
     "CombineFunction": {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"} | NOT_FOUND | SEND,
     "CombineTaskRole": {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"} | NOT_FOUND | SEND,
     # schema migration as the master user; the role secrets read, and rotated (isrflow.registry.rotation)
-    "MigrateFunction": SECRET | VPC | {"secretsmanager:DescribeSecret", "secretsmanager:PutSecretValue",
-                                       "secretsmanager:UpdateSecretVersionStage",
-                                       "secretsmanager:GetRandomPassword"},
+    "MigrateFunction": SECRET
+    | VPC
+    | {
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:UpdateSecretVersionStage",
+        "secretsmanager:GetRandomPassword",
+    },
 }
 
 #: Prefixes (object keys, ``*`` = any run) each function may write; never raw/ (uploads).
@@ -75,8 +92,15 @@ SAM_TEMPLATES: dict[str, set[str]] = {
     "AWSSecretsManagerGetSecretValuePolicy": SECRET,
     "LambdaInvokePolicy": {"lambda:InvokeFunction"},
 }
-S3_WRITE_ACTIONS = {"s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject", "s3:AbortMultipartUpload",
-                    "s3:PutObjectAcl", "s3:PutLifecycleConfiguration", "s3:PutBucketPolicy"}
+S3_WRITE_ACTIONS = {
+    "s3:PutObject",
+    "s3:PutObjectTagging",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+    "s3:PutObjectAcl",
+    "s3:PutLifecycleConfiguration",
+    "s3:PutBucketPolicy",
+}
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +131,9 @@ def expand(policies: Any, where: str) -> list[dict]:
         else:
             ((name, _),) = policy.items()
             assert name in SAM_TEMPLATES, f"{here}: SAM policy template {name} is not in SAM_TEMPLATES"
-            out.append({"Effect": "Allow", "Action": sorted(SAM_TEMPLATES[name]), "Resource": name, "_where": here})
+            out.append(
+                {"Effect": "Allow", "Action": sorted(SAM_TEMPLATES[name]), "Resource": name, "_where": here}
+            )
     return out
 
 
@@ -198,19 +224,28 @@ def test_s3_writes_are_limited_to_each_functions_prefixes(template):
             problems.append(f"{lid}: may write under raw/ (uploads)")
     assert not problems, "\n".join(problems)
     # the ISR workers are also denied raw/ explicitly, whatever else a policy may add later
-    isr_denied = {p for s in statements["IsrFunction"] if s.get("Effect") == "Deny"
-                  for r in _as_list(s.get("Resource", [])) for p in _strings(r)}
+    isr_denied = {
+        p
+        for s in statements["IsrFunction"]
+        if s.get("Effect") == "Deny"
+        for r in _as_list(s.get("Resource", []))
+        for p in _strings(r)
+    }
     assert "arn:${AWS::Partition}:s3:::${DataBucket}/raw/*" in isr_denied
     # only the calibration plan deletes, and only intermediates
     deleters = {lid: _key_patterns(st, {"s3:DeleteObject"}) for lid, st in statements.items()}
     assert {lid: p for lid, p in deleters.items() if p} == {
-        "CalibPlanFunction": {"*/cpBiasProc/*", "*/cpDarkProc/*", "*/cpFlatProc/*"}}
+        "CalibPlanFunction": {"*/cpBiasProc/*", "*/cpDarkProc/*", "*/cpFlatProc/*"}
+    }
 
 
 def test_the_sam_template_table_matches_samtranslator():
     """SAM_TEMPLATES is transcribed from the installed SAM translator (skipped without the tools venv)."""
-    found = sorted((REPO / ".tools-venv").glob("lib/python*/site-packages/samtranslator/policy_templates_data/"
-                                                "policy_templates.json"))
+    found = sorted(
+        (REPO / ".tools-venv").glob(
+            "lib/python*/site-packages/samtranslator/policy_templates_data/policy_templates.json"
+        )
+    )
     if not found:
         pytest.skip(".tools-venv has no samtranslator; install it with `make tools`")
     templates = json.loads(found[0].read_text())["Templates"]

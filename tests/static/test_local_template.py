@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from isrflow.local.template import (
     LocalApp,
     Reference,
@@ -28,13 +29,27 @@ from isrflow.local.template import (
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
-REGISTRY_FUNCTIONS = {"PlanFunction", "SummarizeFunction", "RegistryWriterFunction", "CalibPlanFunction",
-                      "MigrateFunction"}
+REGISTRY_FUNCTIONS = {
+    "PlanFunction",
+    "SummarizeFunction",
+    "RegistryWriterFunction",
+    "CalibPlanFunction",
+    "MigrateFunction",
+}
 ALL_FUNCTIONS = REGISTRY_FUNCTIONS | {"IsrFunction", "IngestFunction", "CombineFunction"}
 SUBSTITUTIONS = {"PlanFunctionArn", "IsrFunctionArn", "SummarizeFunctionArn", "DataBucketName"}
-CALIB_SUBSTITUTIONS = {"CalibPlanFunctionArn", "IsrFunctionArn", "CombineFunctionArn", "SummarizeFunctionArn",
-                       "DataBucketName", "CombineClusterArn", "CombineTaskDefinitionArn", "CombineSubnetIds",
-                       "CombineSecurityGroupIds", "CombineAssignPublicIp"}
+CALIB_SUBSTITUTIONS = {
+    "CalibPlanFunctionArn",
+    "IsrFunctionArn",
+    "CombineFunctionArn",
+    "SummarizeFunctionArn",
+    "DataBucketName",
+    "CombineClusterArn",
+    "CombineTaskDefinitionArn",
+    "CombineSubnetIds",
+    "CombineSecurityGroupIds",
+    "CombineAssignPublicIp",
+}
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +189,7 @@ Outputs:
 """
 
 
-@pytest.fixture()
+@pytest.fixture
 def small(tmp_path) -> Path:
     (tmp_path / "template.yaml").write_text(SMALL)
     (tmp_path / "src" / "pkg").mkdir(parents=True)
@@ -316,13 +331,17 @@ def test_dockerfile_stages_give_each_target_its_cmd_and_task_root_files(tmp_path
     (tmp_path / "a" / "app.py").write_text("")
     (tmp_path / "a" / "run.py").write_text("")
     path = tmp_path / "Dockerfile"
-    path.write_text("ARG BASE=x\nFROM ${BASE} AS lib\nCOPY a/run.py /var/task/\nCMD [\"lib.h\"]\n"
-                    "FROM lib AS one\nCOPY a/app.py ${LAMBDA_TASK_ROOT}/\nCMD [\"app.one\"]\n"
-                    "FROM lib AS two\nCMD [\"app.two\"]\n")
+    path.write_text(
+        'ARG BASE=x\nFROM ${BASE} AS lib\nCOPY a/run.py /var/task/\nCMD ["lib.h"]\n'
+        'FROM lib AS one\nCOPY a/app.py ${LAMBDA_TASK_ROOT}/\nCMD ["app.one"]\n'
+        'FROM lib AS two\nCMD ["app.two"]\n'
+    )
     assert dockerfile_cmd(path, "one") == ["app.one"] and dockerfile_cmd(path, "two") == ["app.two"]
     assert dockerfile_cmd(path, "lib") == ["lib.h"] and dockerfile_cmd(path) == ["app.two"]
-    assert dockerfile_task_root_files(path, tmp_path, "one") == {"run.py": tmp_path / "a" / "run.py",
-                                                                 "app.py": tmp_path / "a" / "app.py"}
+    assert dockerfile_task_root_files(path, tmp_path, "one") == {
+        "run.py": tmp_path / "a" / "run.py",
+        "app.py": tmp_path / "a" / "app.py",
+    }
     assert dockerfile_task_root_files(path, tmp_path, "two") == {"run.py": tmp_path / "a" / "run.py"}
     with pytest.raises(TemplateError, match="no stage named"):
         dockerfile_cmd(path, "three")
@@ -375,7 +394,9 @@ def test_environment(app):
         registry = fn.logical_id in REGISTRY_FUNCTIONS
         assert ("ISRFLOW_REGISTRY_SECRET_ARN" in env) is registry
         assert ("ISRFLOW_REGISTRY_URL" in env) is registry
-    assert len({fn.environment["POWERTOOLS_SERVICE_NAME"] for fn in app.functions.values()}) == len(app.functions)
+    assert len({fn.environment["POWERTOOLS_SERVICE_NAME"] for fn in app.functions.values()}) == len(
+        app.functions
+    )
 
 
 def test_environment_with_a_local_resolver(tmp_path):
@@ -407,14 +428,20 @@ def test_registry_secret_parameter_and_created_registry():
     # By default the migration creates least-privilege roles: only it keeps the master secret.
     roles = load_app(TEMPLATE, {"RegistrySecretArn": existing})
     secret = "arn:aws:secretsmanager:local:000000000000:secret:Registry{}Secret"
-    expected = {"PlanFunction": "Reader", "SummarizeFunction": "Reader", "CalibPlanFunction": "Reader",
-                "RegistryWriterFunction": "Writer"}
+    expected = {
+        "PlanFunction": "Reader",
+        "SummarizeFunction": "Reader",
+        "CalibPlanFunction": "Reader",
+        "RegistryWriterFunction": "Writer",
+    }
     for lid, which in expected.items():
         assert roles.functions[lid].environment["ISRFLOW_REGISTRY_SECRET_ARN"] == secret.format(which)
     migrate = roles.functions["MigrateFunction"].environment
     assert migrate["ISRFLOW_REGISTRY_SECRET_ARN"] == existing
     assert (migrate["ISRFLOW_REGISTRY_WRITER_SECRET_ARN"], migrate["ISRFLOW_REGISTRY_READER_SECRET_ARN"]) == (
-        secret.format("Writer"), secret.format("Reader"))
+        secret.format("Writer"),
+        secret.format("Reader"),
+    )
 
     created = load_app(
         TEMPLATE,
@@ -429,8 +456,10 @@ def test_registry_secret_parameter_and_created_registry():
     for lid in REGISTRY_FUNCTIONS:
         env = created.functions[lid].environment
         assert env["ISRFLOW_REGISTRY_SECRET_ARN"] == (
-            "arn:aws:secretsmanager:local:000000000000:secret:RegistryDatabase" if lid == "MigrateFunction"
-            else secret.format("Writer" if lid == "RegistryWriterFunction" else "Reader"))
+            "arn:aws:secretsmanager:local:000000000000:secret:RegistryDatabase"
+            if lid == "MigrateFunction"
+            else secret.format("Writer" if lid == "RegistryWriterFunction" else "Reader")
+        )
         assert env["ISRFLOW_REGISTRY_URL"] == "postgresql+psycopg://localhost:5432/isrflow?sslmode=require"
         assert created.functions[lid].in_vpc
     assert not created.functions["IsrFunction"].in_vpc  # workers never touch the database
@@ -472,18 +501,28 @@ def test_state_machine(app):
 
 def test_build_calibration_state_machine(app):
     sm = app.state_machines["BuildCalibrationStateMachine"]
-    assert sm.type == "STANDARD" and sm.definition_path == REPO / "statemachines" / "build_calibration.asl.json"
+    assert (
+        sm.type == "STANDARD" and sm.definition_path == REPO / "statemachines" / "build_calibration.asl.json"
+    )
     assert set(sm.substitutions) == CALIB_SUBSTITUTIONS
-    for key, function in [("CalibPlanFunctionArn", "CalibPlanFunction"), ("IsrFunctionArn", "IsrFunction"),
-                          ("CombineFunctionArn", "CombineFunction"), ("SummarizeFunctionArn", "SummarizeFunction")]:
+    for key, function in [
+        ("CalibPlanFunctionArn", "CalibPlanFunction"),
+        ("IsrFunctionArn", "IsrFunction"),
+        ("CombineFunctionArn", "CombineFunction"),
+        ("SummarizeFunctionArn", "SummarizeFunction"),
+    ]:
         assert app.function(sm.substitutions[key]).logical_id == function
     assert sm.substitutions["CombineAssignPublicIp"] == "DISABLED"  # private tasks unless asked otherwise
     assert "${" not in json.dumps(sm.definition())
     combine = app.functions["CombineFunction"]
-    assert combine.package_type == "Image" and combine.handler_file == REPO / "functions" / "combine" / "app.py"
+    assert (
+        combine.package_type == "Image" and combine.handler_file == REPO / "functions" / "combine" / "app.py"
+    )
     plan_env = app.functions["CalibPlanFunction"].environment
-    assert (int(plan_env["ISRFLOW_COMBINE_LAMBDA_MEMORY_MB"]), int(plan_env["ISRFLOW_COMBINE_LAMBDA_TIMEOUT_S"])) == (
-        combine.memory_mb, combine.timeout_s)
+    assert (
+        int(plan_env["ISRFLOW_COMBINE_LAMBDA_MEMORY_MB"]),
+        int(plan_env["ISRFLOW_COMBINE_LAMBDA_TIMEOUT_S"]),
+    ) == (combine.memory_mb, combine.timeout_s)
 
 
 def test_outputs_cover_every_arn_bucket_and_queue(app):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from isrflow.calibration import prepare, routing
 from isrflow.local.template import load_app, load_template
 
@@ -114,9 +115,12 @@ def test_fargate_combines_need_subnets_and_security_groups(template):
     failed = failed_rules(template, {"RegistrySecretArn": MINIMAL["RegistrySecretArn"]})
     assert set(failed) == {"CombineTasksNeedNetwork"}
     assert [d.split(" ")[0] for d in failed["CombineTasksNeedNetwork"]] == [
-        "CombineSubnetIds", "CombineSecurityGroupIds"]
+        "CombineSubnetIds",
+        "CombineSecurityGroupIds",
+    ]
     assert failed_rules(template, {**MINIMAL, "CombineSubnetIds": "subnet-a,"}) == {
-        "CombineTasksNeedNetwork": [failed["CombineTasksNeedNetwork"][0]]}
+        "CombineTasksNeedNetwork": [failed["CombineTasksNeedNetwork"][0]]
+    }
 
 
 def test_registry_rules_still_hold(template):
@@ -145,14 +149,20 @@ def test_combine_routing_at_the_default_combine_memory():
     env = app.functions["CalibPlanFunction"].environment
     memory_mb, timeout_s = int(env[routing.ENV_LAMBDA_MEMORY]), int(env[routing.ENV_LAMBDA_TIMEOUT])
     assert memory_mb == app.functions["CombineFunction"].memory_mb == NEW_ACCOUNT_MAX_MEMORY_MB
-    assert prepare.DEFAULT_LAMBDA_MEMORY_MB == memory_mb  # the plan function's fallback matches the template
+    assert memory_mb == prepare.DEFAULT_LAMBDA_MEMORY_MB  # the plan function's fallback matches the template
     hsc_frame = 2048 * 4176 * 12  # bytes of one ISR'd HSC detector (image, mask, variance)
     for n_inputs in (16, 100, 360):  # HSC masters up to ~370 inputs stay on the Lambda at 3008 MB
-        typical = routing.choose_route(n_inputs=n_inputs, input_bytes=n_inputs * hsc_frame, columns=2048,
-                                       lambda_memory_mb=memory_mb, lambda_timeout_s=timeout_s)
+        typical = routing.choose_route(
+            n_inputs=n_inputs,
+            input_bytes=n_inputs * hsc_frame,
+            columns=2048,
+            lambda_memory_mb=memory_mb,
+            lambda_timeout_s=timeout_s,
+        )
         assert typical.route == "lambda", typical.reason
-    deep = routing.choose_route(n_inputs=3000, input_bytes=1, columns=4096, lambda_memory_mb=memory_mb,
-                                lambda_timeout_s=timeout_s)
+    deep = routing.choose_route(
+        n_inputs=3000, input_bytes=1, columns=4096, lambda_memory_mb=memory_mb, lambda_timeout_s=timeout_s
+    )
     assert deep.route == "fargate" and "MB" in deep.reason
     # a 3008 MB Lambda still leaves a strip budget far above the 128 MiB strips the combine aims for
     assert routing.strip_budget_bytes(memory_mb) > 10 * routing.STRIP_TARGET_BYTES
@@ -170,7 +180,8 @@ def test_ecs_service_linked_role_is_created_first_when_asked(template):
     condition = role["Condition"]
     # The cluster waits for the role exactly when it is created (a DependsOn cannot be conditional).
     assert template["Resources"]["CombineCluster"]["Metadata"]["WaitsFor"] == {
-        "Fn::If": [condition, {"Ref": "EcsServiceLinkedRole"}, ""]}
+        "Fn::If": [condition, {"Ref": "EcsServiceLinkedRole"}, ""]
+    }
     assert load_app(TEMPLATE, {"CreateEcsServiceLinkedRole": "true"}).conditions[condition]
     assert not load_app(TEMPLATE).conditions[condition]
 
@@ -201,5 +212,8 @@ def test_registry_schema_custom_resource(template):
         assert "MigrateFunctionArn" in app.outputs and "RegistrySchemaRevision" in app.outputs
     created = load_app(TEMPLATE, {**PRIVATE_NETWORK, "CreateRegistry": "true"})
     assert json.loads(created.outputs["RegistryPortForwardingParameters"]) == {
-        "host": ["localhost"], "portNumber": ["5432"], "localPortNumber": ["15432"]}
+        "host": ["localhost"],
+        "portNumber": ["5432"],
+        "localPortNumber": ["15432"],
+    }
     assert "RegistryClientSecurityGroupId" in created.outputs

@@ -12,10 +12,12 @@ import copy
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+
 from isrflow.local.template import load_template
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,9 +79,13 @@ def _metric_alarms(template: dict) -> list[dict]:
 
 def _alarmed(template: dict, namespace: str, metric: str, dimension: str) -> list[Any]:
     """The dimension values of the alarms on namespace/metric."""
-    return [d["Value"] for a in _metric_alarms(template)
-            if a.get("Namespace") == namespace and a.get("MetricName") == metric
-            for d in a.get("Dimensions", []) if d.get("Name") == dimension]
+    return [
+        d["Value"]
+        for a in _metric_alarms(template)
+        if a.get("Namespace") == namespace and a.get("MetricName") == metric
+        for d in a.get("Dimensions", [])
+        if d.get("Name") == dimension
+    ]
 
 
 # --- the checks ------------------------------------------------------------------------------
@@ -122,10 +128,19 @@ def alarm_problems(template: dict) -> list[str]:
         actions = props.get("AlarmActions", [])
         if not actions or any(a.get("Ref") not in topics for a in actions):
             problems.append(f"alarm {props.get('AlarmName')} does not notify the alarm topic")
-    expected = [(q, "AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName",
-                 {"Fn::GetAtt": [q, "QueueName"]}) for q in sorted(dead_letter_queues(template))]
-    expected.append(("RegistryQueue", "AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName",
-                     {"Fn::GetAtt": ["RegistryQueue", "QueueName"]}))
+    expected = [
+        (q, "AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", {"Fn::GetAtt": [q, "QueueName"]})
+        for q in sorted(dead_letter_queues(template))
+    ]
+    expected.append(
+        (
+            "RegistryQueue",
+            "AWS/SQS",
+            "ApproximateAgeOfOldestMessage",
+            "QueueName",
+            {"Fn::GetAtt": ["RegistryQueue", "QueueName"]},
+        )
+    )
     for fn in _of_type(template, FUNCTION_TYPES):
         for metric in ("Errors", "Throttles"):
             expected.append((fn, "AWS/Lambda", metric, "FunctionName", {"Ref": fn}))
@@ -160,7 +175,8 @@ def dashboard_problems(template: dict) -> list[str]:
         return [*problems, f"dashboard body is not JSON with widgets: {exc}"]
     services = {
         str(r["Properties"].get("Environment", {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME"))
-        for r in _of_type(template, FUNCTION_TYPES).values()}
+        for r in _of_type(template, FUNCTION_TYPES).values()
+    }
     shown: set[str] = set()
     for widget in widgets:
         for metric in widget.get("properties", {}).get("metrics", []):
@@ -175,8 +191,11 @@ def dashboard_problems(template: dict) -> list[str]:
                 continue
             dimension, types, attribute = DASHBOARD_DIMENSIONS[namespace]
             value = re.fullmatch(r"<([A-Za-z0-9]+)(?:\.([A-Za-z]+))?>", dims.get(dimension, ""))
-            if not (value and resources.get(value.group(1), {}).get("Type") in types
-                    and (value.group(2) or "") == attribute):
+            if not (
+                value
+                and resources.get(value.group(1), {}).get("Type") in types
+                and (value.group(2) or "") == attribute
+            ):
                 problems.append(f"dashboard metric {names}: {dimension} is not a {types[0]} of the template")
                 continue
             shown.add(value.group(1))
@@ -184,8 +203,12 @@ def dashboard_problems(template: dict) -> list[str]:
             match = re.fullmatch(r"<([A-Za-z0-9]+)\.Arn>", alarm)
             if not match or resources.get(match.group(1), {}).get("Type") != "AWS::CloudWatch::Alarm":
                 problems.append(f"dashboard alarm {alarm} is not an alarm of the template")
-    wanted = {*_of_type(template, FUNCTION_TYPES), *_of_type(template, STATE_MACHINE_TYPES),
-              *dead_letter_queues(template), "RegistryQueue"}
+    wanted = {
+        *_of_type(template, FUNCTION_TYPES),
+        *_of_type(template, STATE_MACHINE_TYPES),
+        *dead_letter_queues(template),
+        "RegistryQueue",
+    }
     problems += [f"the dashboard does not show {name}" for name in sorted(wanted - shown)]
     return problems
 
@@ -216,8 +239,11 @@ def test_the_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use(template):
     key_id = topic["Properties"]["KmsMasterKeyId"]["Ref"]
     key = template["Resources"][key_id]["Properties"]
     assert key["EnableKeyRotation"] is True
-    cloudwatch = [s for s in key["KeyPolicy"]["Statement"]
-                  if s["Principal"].get("Service") == "cloudwatch.amazonaws.com"]
+    cloudwatch = [
+        s
+        for s in key["KeyPolicy"]["Statement"]
+        if s["Principal"].get("Service") == "cloudwatch.amazonaws.com"
+    ]
     assert cloudwatch and {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(cloudwatch[0]["Action"])
     (subscription,) = _of_type(template, "AWS::SNS::Subscription").values()
     assert subscription["Condition"] == "HasAlarmEmailCond"
@@ -241,7 +267,8 @@ def test_checks_can_fail(template):
     assert sorted(log_group_problems(broken)) == [
         "function IsrFunction has no log group /aws/lambda/<its name>",
         "log group ProcessVisitLogGroup does not keep events for LogRetentionDays",
-        "state machine BuildCalibrationStateMachine has no X-Ray tracing"]
+        "state machine BuildCalibrationStateMachine has no X-Ray tracing",
+    ]
 
     del resources["IngestDeadLetterQueueAlarm"]
     del resources["CombineThrottlesAlarm"]
@@ -253,9 +280,11 @@ def test_checks_can_fail(template):
 
     body = resources["OperationsDashboard"]["Properties"]["DashboardBody"]
     text = body["Fn::Sub"]
-    body["Fn::Sub"] = text.replace("${IsrFunction}", "${NoSuchFunction}").replace(
-        "${IngestDeadLetterQueue.QueueName}", "${DataBucket.QueueName}").replace(
-        '"isrflow-summarize"', '"isrflow-nobody"')
+    body["Fn::Sub"] = (
+        text.replace("${IsrFunction}", "${NoSuchFunction}")
+        .replace("${IngestDeadLetterQueue.QueueName}", "${DataBucket.QueueName}")
+        .replace('"isrflow-summarize"', '"isrflow-nobody"')
+    )
     problems = dashboard_problems(broken)
     assert "dashboard names ${NoSuchFunction}, which is not in the template" in problems
     assert any("DataBucket" in p and "QueueName is not" in p for p in problems)

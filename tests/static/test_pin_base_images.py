@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from isrflow.local.containers.pin import BASE_TAG, pin_template, unpinned_template
 from isrflow.local.template import load_template
 
@@ -16,8 +17,11 @@ def _build_args(text: str, tmp_path: Path) -> dict[str, dict]:
     path = tmp_path / "template.yaml"
     path.write_text(text)
     resources = load_template(path)["Resources"]
-    return {lid: (r.get("Metadata") or {}).get("DockerBuildArgs") for lid, r in resources.items()
-            if (r.get("Metadata") or {}).get("DockerBuildTarget")}
+    return {
+        lid: (r.get("Metadata") or {}).get("DockerBuildArgs")
+        for lid, r in resources.items()
+        if (r.get("Metadata") or {}).get("DockerBuildTarget")
+    }
 
 
 def test_pin_sets_every_image_resources_base_and_unpin_restores_the_text(tmp_path):

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from isrflow.local.template import load_app
 from isrflow.registry.redelivery import (
     SUMMARIZE_WAIT_S,
@@ -28,8 +29,12 @@ from isrflow.registry.redelivery import (
 ROOT = Path(__file__).resolve().parents[2]
 ASL_FILES = sorted((ROOT / "statemachines").glob("*.asl.json"))
 THROTTLE = "Lambda.TooManyRequestsException"
-AWS_RECOMMENDED = {"Lambda.ClientExecutionTimeoutException", "Lambda.ServiceException",
-                   "Lambda.AWSLambdaException", "Lambda.SdkClientException"}
+AWS_RECOMMENDED = {
+    "Lambda.ClientExecutionTimeoutException",
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+}
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +60,12 @@ def _lambda_tasks(path: Path):
 
 
 def _budget(r: dict) -> float:
-    return retrier_budget_s(r.get("IntervalSeconds", 1), r.get("MaxAttempts", 3), r.get("BackoffRate", 2.0),
-                            r.get("MaxDelaySeconds"))
+    return retrier_budget_s(
+        r.get("IntervalSeconds", 1),
+        r.get("MaxAttempts", 3),
+        r.get("BackoffRate", 2.0),
+        r.get("MaxDelaySeconds"),
+    )
 
 
 def _redelivery_span(app) -> float:
@@ -85,7 +94,7 @@ def test_plan_and_summarize_outlast_the_redelivery_span(app) -> None:
     (plan_retrier,) = [r for r in tasks["Plan"]["Retry"] if r["ErrorEquals"] == ["QuantaNotFoundError"]]
     assert plan_retrier.get("JitterStrategy", "NONE") == "NONE"  # a full budget, not a random half of it
     assert _budget(plan_retrier) >= span  # 150 s >= 88 s (the old retrier: 63 s vs 3 x 900 s)
-    assert SUMMARIZE_WAIT_S >= 3 * span
+    assert 3 * span <= SUMMARIZE_WAIT_S
     summarize = app.functions["SummarizeFunction"]
     assert summarize.timeout_s > SUMMARIZE_WAIT_S
     (wait_retrier,) = [r for r in tasks["Summarize"]["Retry"] if r["ErrorEquals"] == ["WaitTimeoutError"]]
@@ -117,9 +126,13 @@ def test_a_throttled_worker_is_never_recorded_as_failed(path: Path) -> None:
     checked = 0
     for name, state, siblings in _lambda_tasks(path):
         catch = state.get("Catch", [])
-        records = [c for c in catch if c["ErrorEquals"] == ["States.ALL"]
-                   and siblings.get(c["Next"], {}).get("Parameters", {}).get("Payload", {}).get("action")
-                   == "record_failure"]
+        records = [
+            c
+            for c in catch
+            if c["ErrorEquals"] == ["States.ALL"]
+            and siblings.get(c["Next"], {}).get("Parameters", {}).get("Payload", {}).get("action")
+            == "record_failure"
+        ]
         if not records:
             continue
         checked += 1
@@ -137,6 +150,7 @@ def test_reserved_concurrency(app) -> None:
     (mapping,) = [m for m in app.event_source_mappings if m.enabled]
     assert reserved[mapping.function] >= (mapping.max_concurrency or 0)
     assert reserved["IsrFunction"] == int(app.parameters["IsrMaxConcurrency"]) > 0
+
     def isr(value: str) -> int | None:
         functions = load_app(ROOT / "template.yaml", {"IsrMaxConcurrency": value}).functions
         return functions["IsrFunction"].reserved_concurrency

@@ -8,13 +8,17 @@ import os
 from pathlib import Path
 
 import pytest
+
 from isrflow.local.template import load_app, load_template
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = Path(os.environ.get("ISRFLOW_STATIC_ROOT", REPO)).resolve()
 TEMPLATE = ROOT / "template.yaml"
-PRIVATE_NETWORK = {"VpcId": "vpc-0123456789abcdef0", "PrivateSubnetIds": "subnet-a,subnet-b",
-                   "PrivateRouteTableIds": "rtb-a,rtb-b"}
+PRIVATE_NETWORK = {
+    "VpcId": "vpc-0123456789abcdef0",
+    "PrivateSubnetIds": "subnet-a,subnet-b",
+    "PrivateRouteTableIds": "rtb-a,rtb-b",
+}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +47,11 @@ def test_the_data_bucket_is_encrypted_versioned_private_and_tls_only(template):
 def test_every_queue_and_dead_letter_queue_is_encrypted_at_rest(template):
     queues = _of_type(template, "AWS::SQS::Queue")
     assert {"RegistryQueue", "RegistryDeadLetterQueue", "IngestDeadLetterQueue"} <= set(queues)
-    clear = [lid for lid, p in queues.items() if p.get("SqsManagedSseEnabled") is not True and not p.get("KmsMasterKeyId")]
+    clear = [
+        lid
+        for lid, p in queues.items()
+        if p.get("SqsManagedSseEnabled") is not True and not p.get("KmsMasterKeyId")
+    ]
     assert not clear, f"queues without encryption at rest: {clear}"
 
 
@@ -73,15 +81,19 @@ def test_the_role_secrets_rotate_and_ask_for_tls(template):
 
 def test_fargate_tasks_are_private_by_default(template):
     assert template["Parameters"]["CombineAssignPublicIp"]["Default"] == "DISABLED"
-    app = load_app(TEMPLATE, {"RegistrySecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:r",
-                              **PRIVATE_NETWORK})
+    app = load_app(
+        TEMPLATE,
+        {"RegistrySecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:r", **PRIVATE_NETWORK},
+    )
     subs = app.state_machines["BuildCalibrationStateMachine"].substitutions
     assert subs["CombineAssignPublicIp"] == "DISABLED"
     assert subs["CombineSubnetIds"] == "subnet-a,subnet-b"  # the private subnets
     assert subs["CombineSecurityGroupIds"] == "CombineTaskSecurityGroup"  # the stack's own group
     # with the endpoints the tasks need: image pulls, logs, messages, and S3 through the gateway
-    endpoints = {p["ServiceName"]["Fn::Sub"].rsplit(".", 1)[-1] if isinstance(p["ServiceName"], dict) else ""
-                 for p in _of_type(template, "AWS::EC2::VPCEndpoint").values()}
+    endpoints = {
+        p["ServiceName"]["Fn::Sub"].rsplit(".", 1)[-1] if isinstance(p["ServiceName"], dict) else ""
+        for p in _of_type(template, "AWS::EC2::VPCEndpoint").values()
+    }
     assert {"api", "dkr", "logs", "sqs", "s3", "secretsmanager"} <= endpoints
     group = _of_type(template, "AWS::EC2::SecurityGroup")["CombineTaskSecurityGroup"]
     assert "SecurityGroupIngress" not in group

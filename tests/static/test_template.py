@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from isrflow.local.template import load_app, load_template
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +31,16 @@ TOOLS_BIN = REPO / ".tools-venv" / "bin"
 NODE_BIN = REPO / "node_modules" / ".bin"
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
-SKIP_DIRS = {".git", ".venv", ".tools-venv", ".checkov-venv", "node_modules", ".aws-sam", ".pytest_cache", "demo-repo"}
+SKIP_DIRS = {
+    ".git",
+    ".venv",
+    ".tools-venv",
+    ".checkov-venv",
+    "node_modules",
+    ".aws-sam",
+    ".pytest_cache",
+    "demo-repo",
+}
 # The stand-in Lambda base's Dockerfile is built from a generated context (the host's Python,
 # CA bundle) by isrflow.local.containers.standin; tests/containers builds and runs it.
 GENERATED_CONTEXT_DOCKERFILES = {"layers/isrflow/isrflow/local/containers/standin/Dockerfile"}
@@ -367,8 +377,10 @@ def test_dockerfiles_pin_base_images_and_copy_existing_files(template):
                 if image.lower() in stages or image == "scratch":
                     continue
                 if not (PINNED_IMAGE.match(image) or LAMBDA_BASE.match(image)):
-                    problems.append(f"{label}: FROM {image} is neither the Lambda Python 3.12 base by tag nor "
-                                    "pinned by tag and sha256 digest")
+                    problems.append(
+                        f"{label}: FROM {image} is neither the Lambda Python 3.12 base by tag nor "
+                        "pinned by tag and sha256 digest"
+                    )
             elif keyword in ("COPY", "ADD"):
                 sources, _dest = _copy_sources(args)
                 for source in sources:

@@ -84,7 +84,7 @@ class Fetched:
     """One calibration as the cache served it: the decoded calibration, the tier that answered
     and the bytes this lookup read from the datastore (0 unless ``source == "datastore"``)."""
 
-    item: "CalibrationInput"
+    item: CalibrationInput
     source: Source
     datastore_bytes: int = 0
 
@@ -114,15 +114,18 @@ class CacheConfig:
     memory_bytes: int = 0
 
     @classmethod
-    def from_env(cls, environ: "os._Environ[str] | dict[str, str] | None" = None) -> "CacheConfig":
+    def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> CacheConfig:
         env = os.environ if environ is None else environ
         directory = env.get(ENV_CACHE_DIR) or None
         memory = _bytes(env, ENV_MEMORY_BYTES)
         function_mb = (env.get(ENV_LAMBDA_MEMORY_MB) or "").strip()
         if function_mb.isdigit():  # on Lambda: never more than a quarter of the function's memory
             memory = min(memory, int(function_mb) * 2**20 // 4)
-        return cls(directory=Path(directory) if directory else None, disk_bytes=_bytes(env, ENV_CACHE_BYTES),
-                   memory_bytes=memory)
+        return cls(
+            directory=Path(directory) if directory else None,
+            disk_bytes=_bytes(env, ENV_CACHE_BYTES),
+            memory_bytes=memory,
+        )
 
 
 def _bytes(env, name: str) -> int:
@@ -138,9 +141,10 @@ def _bytes(env, name: str) -> int:
 
 # --------------------------------------------------------------------------- memory tier
 
+
 @dataclass
 class _Entry:
-    item: "CalibrationInput"
+    item: CalibrationInput
     nbytes: int
 
 
@@ -162,7 +166,7 @@ class MemoryTier:
         with self._lock:
             return list(self._entries)
 
-    def get(self, key: Key) -> "CalibrationInput | None":
+    def get(self, key: Key) -> CalibrationInput | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -170,7 +174,7 @@ class MemoryTier:
             self._entries.move_to_end(key)
             return entry.item
 
-    def put(self, key: Key, item: "CalibrationInput", nbytes: int) -> None:
+    def put(self, key: Key, item: CalibrationInput, nbytes: int) -> None:
         if nbytes > self.budget:
             return
         with self._lock:
@@ -188,6 +192,7 @@ class MemoryTier:
 
 # --------------------------------------------------------------------------- disk tier
 
+
 class DiskTier:
     """Verified calibration files in one directory, least recently used (file mtime, touched on
     every hit) first out, within ``budget`` bytes; safe with several processes sharing it."""
@@ -200,8 +205,9 @@ class DiskTier:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"{ENV_CACHE_DIR}={self.directory}: cannot create the cache directory "
-                              f"({exc.strerror})") from None
+            raise ConfigError(
+                f"{ENV_CACHE_DIR}={self.directory}: cannot create the cache directory ({exc.strerror})"
+            ) from None
 
     def path(self, key: Key) -> Path:
         dataset_id, sha256 = key
@@ -310,14 +316,15 @@ class DiskTier:
 
 # --------------------------------------------------------------------------- the cache
 
-def _decoded_size(item: "CalibrationInput", file_bytes: int) -> int:
+
+def _decoded_size(item: CalibrationInput, file_bytes: int) -> int:
     exposure = item.exposure
     if exposure is None:
         return file_bytes
     return sum(a.nbytes for a in (exposure.image, exposure.mask, exposure.variance) if a is not None)
 
 
-def _freeze(item: "CalibrationInput") -> None:
+def _freeze(item: CalibrationInput) -> None:
     """Shared between quanta (and clusters): make the arrays read-only so no step can alter them."""
     exposure = item.exposure
     if exposure is not None:
@@ -353,7 +360,7 @@ class CalibrationCache:
         self._count_lock = threading.Lock()
         self._key_locks = [threading.Lock() for _ in range(32)]
 
-    def get(self, kind: str, ref: "DatasetRef") -> Fetched:
+    def get(self, kind: str, ref: DatasetRef) -> Fetched:
         """The calibration of ``kind`` (bias, dark, flat, defects) registered as ``ref``.
 
         Raises ChecksumMismatchError when the datastore's bytes no longer match the registered
@@ -376,7 +383,7 @@ class CalibrationCache:
             self.memory.put(key, item, _decoded_size(item, len(data)))
             return self._count(Fetched(item, "datastore", len(data)))
 
-    def _from_disk(self, kind: str, ref: "DatasetRef", key: Key) -> "CalibrationInput | None":
+    def _from_disk(self, kind: str, ref: DatasetRef, key: Key) -> CalibrationInput | None:
         if self.disk is None:
             return None
         data = self.disk.read(key)
@@ -388,18 +395,21 @@ class CalibrationCache:
             self.disk.discard(key)
             with self._count_lock:
                 self.counters.corrupt_copies += 1
-            logger.warning("calibration cache: the cached copy of %s no longer matches its sha256; "
-                           "deleted, reading the datastore", ref.uri)
+            logger.warning(
+                "calibration cache: the cached copy of %s no longer matches its sha256; "
+                "deleted, reading the datastore",
+                ref.uri,
+            )
             return None
         self.memory.put(key, item, _decoded_size(item, len(data)))
         return item
 
     @staticmethod
-    def _read_datastore(ref: "DatasetRef") -> bytes:
+    def _read_datastore(ref: DatasetRef) -> bytes:
         return storage_for(ref.uri).read_bytes(ref.uri)
 
     @staticmethod
-    def _decode(kind: str, data: bytes, ref: "DatasetRef", sha256: str | None) -> "CalibrationInput":
+    def _decode(kind: str, data: bytes, ref: DatasetRef, sha256: str | None) -> CalibrationInput:
         from .isr.pipeline import calibration_from_bytes
 
         item = calibration_from_bytes(kind, data, ref.uri, expected_sha256=sha256)
@@ -436,5 +446,15 @@ def calibration_cache() -> CalibrationCache:
         return _CACHE
 
 
-__all__ = ["ENV_CACHE_BYTES", "ENV_CACHE_DIR", "ENV_MEMORY_BYTES", "CacheConfig", "CacheCounters",
-           "CalibrationCache", "DiskTier", "Fetched", "MemoryTier", "calibration_cache"]
+__all__ = [
+    "ENV_CACHE_BYTES",
+    "ENV_CACHE_DIR",
+    "ENV_MEMORY_BYTES",
+    "CacheConfig",
+    "CacheCounters",
+    "CalibrationCache",
+    "DiskTier",
+    "Fetched",
+    "MemoryTier",
+    "calibration_cache",
+]

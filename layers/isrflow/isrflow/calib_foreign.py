@@ -35,11 +35,15 @@ def _plain_image(data: bytes, label: str) -> Exposure:
             for hdu in hdul:
                 if hdu.is_image and hdu.data is not None and np.ndim(hdu.data) == 2:
                     header = {k: v for k, v in hdul[0].header.items() if k not in ("COMMENT", "HISTORY", "")}
-                    header.update({k: v for k, v in hdu.header.items() if k not in ("COMMENT", "HISTORY", "")})
+                    header.update(
+                        {k: v for k, v in hdu.header.items() if k not in ("COMMENT", "HISTORY", "")}
+                    )
                     return Exposure(image=np.asarray(hdu.data, dtype=np.float32), header=header)
     except Exception as exc:
         raise CalibrationError(f"{label}: not a readable FITS file ({type(exc).__name__}: {exc})") from None
-    raise CalibrationError(f"{label}: holds no 2-D image (neither an isrflow calibration nor a plain FITS image)")
+    raise CalibrationError(
+        f"{label}: holds no 2-D image (neither an isrflow calibration nor a plain FITS image)"
+    )
 
 
 def load_foreign(kind: str, path: str | Path, detector: int) -> tuple[CalibrationInput, list[str]]:
@@ -59,14 +63,19 @@ def load_foreign(kind: str, path: str | Path, detector: int) -> tuple[Calibratio
         if kind == "defects" or f"no {formats.EXT_IMAGE} extension" not in str(exc):
             raise
         exposure = _plain_image(data, label)
-        item = CalibrationInput(label=label, sha256=hashlib.sha256(data).hexdigest(), exposure=exposure,
-                                header=exposure.header)
-        warnings.append(f"{label}: a plain FITS image, not an isrflow calibration: no mask or variance planes "
-                        f"(its noise is not propagated); read as a {kind} in isrflow's units")
+        item = CalibrationInput(
+            label=label, sha256=hashlib.sha256(data).hexdigest(), exposure=exposure, header=exposure.header
+        )
+        warnings.append(
+            f"{label}: a plain FITS image, not an isrflow calibration: no mask or variance planes "
+            f"(its noise is not propagated); read as a {kind} in isrflow's units"
+        )
     if item.header.get(formats.KW_DETECTOR) is None:
         item.header[formats.KW_DETECTOR] = int(detector)
-        warnings.append(f"{label}: no {formats.KW_DETECTOR} keyword, so it cannot be checked that this {kind} is "
-                        f"for detector {detector}; used as given")
+        warnings.append(
+            f"{label}: no {formats.KW_DETECTOR} keyword, so it cannot be checked that this {kind} is "
+            f"for detector {detector}; used as given"
+        )
     return item, warnings
 
 

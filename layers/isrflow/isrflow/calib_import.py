@@ -38,18 +38,24 @@ def _header(path: Path) -> dict:
 def calibration_message(path: Path, run: str, root: str) -> tuple[DatasetMessage, list, bytes]:
     """The dataset message (+ dimension records) for one calibration file, and its bytes."""
     header = _header(path)
-    missing = [k for k in (formats.KW_INSTRUMENT, formats.KW_DETECTOR, formats.KW_CALIB_TYPE) if k not in header]
+    missing = [
+        k for k in (formats.KW_INSTRUMENT, formats.KW_DETECTOR, formats.KW_CALIB_TYPE) if k not in header
+    ]
     if missing:
         raise CalibrationError(f"{path}: calibration header lacks {', '.join(missing)}")
     calib_type = str(header[formats.KW_CALIB_TYPE]).strip().lower()
     if calib_type not in formats.CALIB_UNITS:
-        raise CalibrationError(f"{path}: OBSTYPE {calib_type!r} is not a calibration type (bias, dark, flat, defects)")
+        raise CalibrationError(
+            f"{path}: OBSTYPE {calib_type!r} is not a calibration type (bias, dark, flat, defects)"
+        )
     instrument = str(header[formats.KW_INSTRUMENT]).strip()
     try:
         detector = int(str(header[formats.KW_DETECTOR]).strip())
     except ValueError:
-        raise CalibrationError(f"{path}: header keyword {formats.KW_DETECTOR} = {header[formats.KW_DETECTOR]!r} "
-                               "is not a detector id (an integer)") from None
+        raise CalibrationError(
+            f"{path}: header keyword {formats.KW_DETECTOR} = {header[formats.KW_DETECTOR]!r} "
+            "is not a detector id (an integer)"
+        ) from None
     data_id: dict = {"instrument": instrument, "detector": detector}
     if calib_type == "flat":
         if formats.KW_FILTER not in header:
@@ -60,10 +66,20 @@ def calibration_message(path: Path, run: str, root: str) -> tuple[DatasetMessage
         _check_pixels(path, calib_type, data)
     try:
         uri = dataset_uri(root, run, calib_type, data_id)
-        message = DatasetMessage(dataset_type=calib_type, run=run, data_id=data_id, uri=uri, size=len(data),
-                                 sha256=hashlib.sha256(data).hexdigest())
-        dims = [InstrumentRecord(name=instrument),
-                DetectorRecord(instrument=instrument, id=detector, name=str(header.get(formats.KW_DETNAME, detector)))]
+        message = DatasetMessage(
+            dataset_type=calib_type,
+            run=run,
+            data_id=data_id,
+            uri=uri,
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+        dims = [
+            InstrumentRecord(name=instrument),
+            DetectorRecord(
+                instrument=instrument, id=detector, name=str(header.get(formats.KW_DETNAME, detector))
+            ),
+        ]
     except ValidationError as exc:  # a header value the registry models refuse (instrument name, ...)
         raise CalibrationError(f"{path}: calibration header cannot be registered: {summary(exc)}") from None
     return message, dims, data
@@ -91,8 +107,9 @@ def registered_identical(registry, message: DatasetMessage, source: Path) -> boo
 
     d = s.dataset.c
     with transaction(registry.engine, write=False) as conn:
-        rows = conn.execute(sa.select(d.id, d.run, d.sha256).where(
-            sa.or_(d.uri == message.uri, d.id == message.dataset_id))).all()
+        rows = conn.execute(
+            sa.select(d.id, d.run, d.sha256).where(sa.or_(d.uri == message.uri, d.id == message.dataset_id))
+        ).all()
     if not rows:
         return False
     if all(r.id == message.dataset_id and r.sha256 == message.sha256 for r in rows):
@@ -101,7 +118,8 @@ def registered_identical(registry, message: DatasetMessage, source: Path) -> boo
     raise ImmutableCalibrationError(
         f"{source}: {message.dataset_type} {message.data_id} is already registered in RUN {r.run} "
         f"(dataset {r.id}, sha256 {str(r.sha256)[:12]}...) with other content; registered calibrations "
-        f"are immutable: import into a new RUN")
+        f"are immutable: import into a new RUN"
+    )
 
 
 def import_calibrations(registry, files: Iterable[str | Path], run: str) -> list[DatasetRef]:
@@ -129,7 +147,16 @@ def import_calibrations(registry, files: Iterable[str | Path], run: str) -> list
         messages.append(message)
         for r in records:
             dims[(r.kind, getattr(r, "name", None), getattr(r, "id", None))] = r
-        refs.append(DatasetRef(id=message.dataset_id, dataset_type=message.dataset_type, run=run,
-                               data_id=message.data_id, uri=message.uri, size=message.size, sha256=message.sha256))
+        refs.append(
+            DatasetRef(
+                id=message.dataset_id,
+                dataset_type=message.dataset_type,
+                run=run,
+                data_id=message.data_id,
+                uri=message.uri,
+                size=message.size,
+                sha256=message.sha256,
+            )
+        )
     registry.apply([*dims.values(), *messages])
     return refs

@@ -88,7 +88,9 @@ def codec_for(dtype: np.dtype | str, mode: str | None = None, name: str = "") ->
     return Codec("RICE_1", level, DITHER_SEED, TILE_ROWS)
 
 
-def plane_bytes(name: str, data: np.ndarray, mode: str, cards: list[tuple[str, Any, str]] | None = None) -> bytes:
+def plane_bytes(
+    name: str, data: np.ndarray, mode: str, cards: list[tuple[str, Any, str]] | None = None
+) -> bytes:
     """One plane as a compressed HDU (header, table and heap; padded). ``mode`` must not be ``none``."""
     codec = codec_for(data.dtype, mode, name)
     if codec is None:

@@ -74,7 +74,7 @@ def http_put(url: str, body: bytes, timeout_s: float) -> int:
     request = urllib.request.Request(
         url, data=body, method="PUT", headers={"Content-Type": "", "Content-Length": str(len(body))}
     )
-    with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - the stack's URL
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
         return int(response.status)
 
 
@@ -117,7 +117,7 @@ def send_reply(
     body = response_document(request, status, reason, physical_id, data)
     try:
         code = put(request.ResponseURL, body, REPLY_TIMEOUT_S)
-    except Exception as exc:  # noqa: BLE001 - any transport failure is a failed reply
+    except Exception as exc:
         raise CustomResourceReplyError(
             f"cannot deliver the {status} reply of {request.LogicalResourceId}: {type(exc).__name__}: {exc}"
         ) from exc
@@ -169,8 +169,12 @@ def handle_request(
         request = _partial_request(event, exc)
         reason = f"invalid custom resource request: {exc}"
         send_reply(request, FAILED, reason, request.PhysicalResourceId or default_physical_id, put=put)
-        return {"Status": FAILED, "Reason": reason, "PhysicalResourceId": request.PhysicalResourceId
-                or default_physical_id, "Data": {}}
+        return {
+            "Status": FAILED,
+            "Reason": reason,
+            "PhysicalResourceId": request.PhysicalResourceId or default_physical_id,
+            "Data": {},
+        }
     physical_id = request.PhysicalResourceId or default_physical_id
     status, reason, data = SUCCESS, "", None
     if request.RequestType == "Delete":
@@ -182,16 +186,27 @@ def handle_request(
             data = future.result(timeout=_budget_s(context))
             reason = f"{request.RequestType} done"
         except FutureTimeout:
-            status, reason = FAILED, (
-                f"{request.RequestType} still running {REPLY_MARGIN_S:g} s before the function's timeout; "
-                "see the function's logs"
+            status, reason = (
+                FAILED,
+                (
+                    f"{request.RequestType} still running {REPLY_MARGIN_S:g} s before the function's timeout; "
+                    "see the function's logs"
+                ),
             )
-        except Exception as exc:  # noqa: BLE001 - every failure must reach the stack as FAILED
+        except Exception as exc:
             status, reason = FAILED, f"{type(exc).__name__}: {exc}"
         finally:
             pool.shutdown(wait=False)
-    logger.info(json.dumps({"message": "custom resource reply", "request_type": request.RequestType,
-                            "logical_id": request.LogicalResourceId, "status": status,
-                            "reason": reason[:500]}))
+    logger.info(
+        json.dumps(
+            {
+                "message": "custom resource reply",
+                "request_type": request.RequestType,
+                "logical_id": request.LogicalResourceId,
+                "status": status,
+                "reason": reason[:500],
+            }
+        )
+    )
     send_reply(request, status, reason, physical_id, data, put=put)
     return {"Status": status, "Reason": reason, "PhysicalResourceId": physical_id, "Data": data or {}}

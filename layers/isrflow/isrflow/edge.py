@@ -187,8 +187,12 @@ def lambda_edge(handler: Handler) -> Handler:
     def wrapper(event: Any, context: Any = None, *args: Any, **kwargs: Any) -> Any:
         global _cold_start
         metrics().clear_metrics()  # whatever code outside a handler counted is not this invocation's
-        keys = {"service": service_name(), **_context_keys(context), **correlation_ids(event),
-                "cold_start": _cold_start}
+        keys = {
+            "service": service_name(),
+            **_context_keys(context),
+            **correlation_ids(event),
+            "cold_start": _cold_start,
+        }
         _cold_start = False
         logger.append_keys(**keys)
         try:
@@ -206,5 +210,13 @@ def lambda_edge(handler: Handler) -> Handler:
     return wrapper  # type: ignore[return-value]
 
 
-__all__ = ["DEFAULT_NAMESPACE", "add_count", "add_metadata", "correlation_ids", "lambda_edge", "logger",
-           "metrics", "service_name"]
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "add_count",
+    "add_metadata",
+    "correlation_ids",
+    "lambda_edge",
+    "logger",
+    "metrics",
+    "service_name",
+]

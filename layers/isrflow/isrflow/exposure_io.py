@@ -14,9 +14,10 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -62,7 +63,9 @@ def _planes(exposure: Exposure) -> list[tuple[str, np.ndarray, list[tuple[str, A
     """(extension name, data, extra header cards) of each plane present, in file order."""
     planes = [(formats.EXT_IMAGE, np.asarray(exposure.image, dtype=np.float32), [])]
     if exposure.mask is not None:
-        planes.append((formats.EXT_MASK, np.asarray(exposure.mask, dtype=np.int32), formats.mask_plane_cards()))
+        planes.append(
+            (formats.EXT_MASK, np.asarray(exposure.mask, dtype=np.int32), formats.mask_plane_cards())
+        )
     if exposure.variance is not None:
         planes.append((formats.EXT_VARIANCE, np.asarray(exposure.variance, dtype=np.float32), []))
     return planes
@@ -174,7 +177,9 @@ def read_exposure(source: Source, name: str = "") -> Exposure:
             raise CalibrationError(f"{label}: IMAGE is not 2-D (shape {image.shape})")
         for plane, array in (("MASK", mask), ("VARIANCE", variance)):
             if array is not None and array.shape != image.shape:
-                raise CalibrationError(f"{label}: {plane} shape {array.shape} differs from IMAGE {image.shape}")
+                raise CalibrationError(
+                    f"{label}: {plane} shape {array.shape} differs from IMAGE {image.shape}"
+                )
         header = {k: v for k, v in hdul[0].header.items() if k not in ("COMMENT", "HISTORY", "")}
     return Exposure(image=image, mask=mask, variance=variance, header=header)
 
@@ -198,19 +203,31 @@ def read_defects(source: Source, name: str = "") -> tuple[list[Box], dict[str, A
         if formats.EXT_DEFECTS not in [h.name for h in hdul]:
             raise CalibrationError(f"{label}: has no {formats.EXT_DEFECTS} table")
         data = hdul[formats.EXT_DEFECTS].data
-        missing = [c for c in formats.DEFECT_COLUMNS if c not in (data.columns.names if data is not None else [])]
+        missing = [
+            c for c in formats.DEFECT_COLUMNS if c not in (data.columns.names if data is not None else [])
+        ]
         if data is None or missing:
             raise CalibrationError(f"{label}: DEFECTS table lacks columns {missing}")
         try:
-            boxes = [Box.of(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in zip(*(data[c] for c in formats.DEFECT_COLUMNS))]
+            boxes = [
+                Box.of(int(r[0]), int(r[1]), int(r[2]), int(r[3]))
+                for r in zip(*(data[c] for c in formats.DEFECT_COLUMNS))
+            ]
         except ValueError as exc:
             raise CalibrationError(f"{label}: DEFECTS table has an invalid box ({exc})") from None
         header = {k: v for k, v in hdul[0].header.items() if k not in ("COMMENT", "HISTORY", "")}
     return boxes, header
 
 
-def check_calibration(label: str, header: dict[str, Any], calib_type: str, instrument: str, detector: int,
-                      shape: tuple[int, int] | None, calib_shape: tuple[int, int] | None) -> None:
+def check_calibration(
+    label: str,
+    header: dict[str, Any],
+    calib_type: str,
+    instrument: str,
+    detector: int,
+    shape: tuple[int, int] | None,
+    calib_shape: tuple[int, int] | None,
+) -> None:
     """Raise CalibrationMismatchError if a calibration belongs to another detector/type or has another shape."""
     ctype = str(header.get(formats.KW_CALIB_TYPE, "")).strip().lower()
     if ctype and ctype != calib_type:
@@ -220,12 +237,18 @@ def check_calibration(label: str, header: dict[str, Any], calib_type: str, instr
         raise CalibrationMismatchError(f"{label}: is for instrument {inst}, not {instrument}")
     det = header.get(formats.KW_DETECTOR)
     if det is None:
-        raise CalibrationMismatchError(f"{label}: header has no {formats.KW_DETECTOR} keyword (which detector is it for?)")
+        raise CalibrationMismatchError(
+            f"{label}: header has no {formats.KW_DETECTOR} keyword (which detector is it for?)"
+        )
     try:
         det_id = int(str(det).strip())
     except ValueError:
-        raise CalibrationError(f"{label}: header keyword {formats.KW_DETECTOR} = {det!r} is not a detector id (an integer)") from None
+        raise CalibrationError(
+            f"{label}: header keyword {formats.KW_DETECTOR} = {det!r} is not a detector id (an integer)"
+        ) from None
     if det_id != int(detector):
         raise CalibrationMismatchError(f"{label}: is for detector {det}, not detector {detector}")
     if shape is not None and calib_shape is not None and tuple(calib_shape) != tuple(shape):
-        raise CalibrationMismatchError(f"{label}: shape {tuple(calib_shape)} differs from the detector's {tuple(shape)}")
+        raise CalibrationMismatchError(
+            f"{label}: shape {tuple(calib_shape)} differs from the detector's {tuple(shape)}"
+        )

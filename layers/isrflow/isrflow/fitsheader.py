@@ -60,12 +60,19 @@ class HduHeader:
     @property
     def is_compressed(self) -> bool:
         """A tile-compressed image (a BINTABLE with ``ZIMAGE = T``, as in ``.fits.fz`` raws)."""
-        return str(self.cards.get("XTENSION", "")).strip().upper() == "BINTABLE" and self.cards.get("ZIMAGE") is True
+        return (
+            str(self.cards.get("XTENSION", "")).strip().upper() == "BINTABLE"
+            and self.cards.get("ZIMAGE") is True
+        )
 
     @property
     def is_image(self) -> bool:
         """A primary HDU, an IMAGE extension or a compressed image (what astropy calls ``is_image``)."""
-        return self.index == 0 or str(self.cards.get("XTENSION", "")).strip().upper() == "IMAGE" or self.is_compressed
+        return (
+            self.index == 0
+            or str(self.cards.get("XTENSION", "")).strip().upper() == "IMAGE"
+            or self.is_compressed
+        )
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -99,7 +106,7 @@ def _parse_string(text: str) -> tuple[str, str]:
                 out.append("'")
                 i += 2
                 continue
-            return "".join(out).rstrip(), text[i + 1:]
+            return "".join(out).rstrip(), text[i + 1 :]
         out.append(ch)
         i += 1
     raise ValueError("unterminated string")
@@ -132,12 +139,16 @@ def parse_cards(data: bytes, where: str = "") -> tuple[dict[str, Any], int | Non
     last_string_key: str | None = None
     for i in range(0, len(data) - len(data) % CARD, CARD):
         try:  # decoded card by card: the bytes after the END card may be binary data
-            card = data[i:i + CARD].decode("ascii")
+            card = data[i : i + CARD].decode("ascii")
         except UnicodeDecodeError:
-            raise NotFitsError(f"{where}: header card {i // CARD} has non-ASCII bytes (not FITS, or damaged)") from None
+            raise NotFitsError(
+                f"{where}: header card {i // CARD} has non-ASCII bytes (not FITS, or damaged)"
+            ) from None
         if not card.isprintable():
-            raise NotFitsError(f"{where}: header card {i // CARD} ({card[:8].rstrip()}) has non-printable characters "
-                               "(not FITS, or damaged)")
+            raise NotFitsError(
+                f"{where}: header card {i // CARD} ({card[:8].rstrip()}) has non-printable characters "
+                "(not FITS, or damaged)"
+            )
         key = card[:8].rstrip()
         if key == "END" and card[8:].strip() == "":
             return cards, padded(i + CARD)
@@ -183,8 +194,9 @@ def data_size(cards: dict[str, Any], where: str = "") -> int:
         raise NotFitsError(f"{where}: header lacks a valid BITPIX/NAXISn ({exc})") from None
 
 
-def read_hdu_headers(read: Reader, size: int, name: str = "", *, first_blocks: int = 4,
-                     max_blocks: int = 32) -> list[HduHeader]:
+def read_hdu_headers(
+    read: Reader, size: int, name: str = "", *, first_blocks: int = 4, max_blocks: int = 32
+) -> list[HduHeader]:
     """Walk every HDU of a FITS object of ``size`` bytes, reading header blocks only.
 
     ``read(offset, length)`` returns up to ``length`` bytes from ``offset``. Header blocks are
@@ -207,8 +219,9 @@ def read_hdu_headers(read: Reader, size: int, name: str = "", *, first_blocks: i
         while header_bytes is None:
             want = min(blocks * BLOCK, size - offset - len(buffer))
             if want <= 0:
-                raise TruncatedFitsError(f"{name}: ends inside the header of HDU {len(hdus)} (no END card "
-                                         f"before byte {size})")
+                raise TruncatedFitsError(
+                    f"{name}: ends inside the header of HDU {len(hdus)} (no END card before byte {size})"
+                )
             chunk = read(offset + len(buffer), want)
             if len(chunk) != want:
                 raise TruncatedFitsError(f"{name}: short read at byte {offset + len(buffer)}")
@@ -221,12 +234,18 @@ def read_hdu_headers(read: Reader, size: int, name: str = "", *, first_blocks: i
             blocks = min(blocks * 2, max_blocks)
         if not hdus and cards.get("SIMPLE") is not True:
             raise NotFitsError(f"{name}: SIMPLE = {cards.get('SIMPLE')!r} (not a standard FITS file)")
-        hdu = HduHeader(index=len(hdus), offset=offset, header_bytes=header_bytes,
-                        data_bytes=data_size(cards, where), cards=cards)
+        hdu = HduHeader(
+            index=len(hdus),
+            offset=offset,
+            header_bytes=header_bytes,
+            data_bytes=data_size(cards, where),
+            cards=cards,
+        )
         if hdu.end > size:
             raise TruncatedFitsError(
                 f"{name}: truncated: HDU {hdu.index} needs {hdu.end} bytes (header + data + padding), "
-                f"the object has {size}")
+                f"the object has {size}"
+            )
         hdus.append(hdu)
         offset = hdu.end
     return hdus
@@ -240,5 +259,14 @@ def merged_cards(primary: HduHeader, extension: HduHeader | None) -> dict[str, A
     return merged
 
 
-__all__ = ["BLOCK", "HduHeader", "Reader", "data_size", "merged_cards", "padded", "parse_cards", "parse_value",
-           "read_hdu_headers"]
+__all__ = [
+    "BLOCK",
+    "HduHeader",
+    "Reader",
+    "data_size",
+    "merged_cards",
+    "padded",
+    "parse_cards",
+    "parse_value",
+    "read_hdu_headers",
+]

@@ -52,4 +52,6 @@ NO_DATA = 1 << MASK_BITS["NO_DATA"]
 
 def mask_plane_cards() -> list[tuple[str, int, str]]:
     """Header cards ``MP_<NAME> = bit`` describing the mask planes."""
-    return [(f"HIERARCH MP_{name}", bit, f"mask plane {name} is bit {bit}") for name, bit in MASK_BITS.items()]
+    return [
+        (f"HIERARCH MP_{name}", bit, f"mask plane {name} is bit {bit}") for name, bit in MASK_BITS.items()
+    ]

@@ -22,7 +22,9 @@ def parse_section(text: str, *, keyword: str = "section", source: str = "") -> t
         raise MissingHeaderKeywordError(f"{where}{keyword} = {text!r} is not a [x1:x2,y1:y2] section")
     x1, x2, y1, y2 = (int(g) for g in match.groups())
     if min(x1, x2, y1, y2) < 1:
-        raise MissingHeaderKeywordError(f"{source}: {keyword} = {text!r} has a 0 index (sections are 1-based)")
+        raise MissingHeaderKeywordError(
+            f"{source}: {keyword} = {text!r} has a 0 index (sections are 1-based)"
+        )
     box = Box.of(min(x1, x2) - 1, min(y1, y2) - 1, abs(x2 - x1) + 1, abs(y2 - y1) + 1)
     return box, x1 > x2, y1 > y2
 

@@ -18,9 +18,10 @@ numpy or astropy), so every Lambda can use it.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Union
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
+from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -31,8 +32,6 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-
-from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 
 from .observation import ObservationInfo
 from .registry.ids import (
@@ -52,7 +51,7 @@ from .registry.ids import (
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("time must be timezone-aware (UTC)")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 #: A timezone-aware datetime, converted to UTC.
@@ -130,7 +129,7 @@ class ExposureRecord(_Message):
     end: UtcDatetime
 
     @model_validator(mode="after")
-    def _ordered(self) -> "ExposureRecord":
+    def _ordered(self) -> ExposureRecord:
         if self.end < self.begin:
             raise ValueError("exposure end is before its begin")
         return self
@@ -195,7 +194,7 @@ class DatasetMessage(_Message):
     _data_id_json: str = PrivateAttr(default="")
 
     @model_validator(mode="after")
-    def _check_id(self) -> "DatasetMessage":
+    def _check_id(self) -> DatasetMessage:
         if self.dataset_type not in DATASET_TYPES:
             raise ValueError(f"unknown dataset type {self.dataset_type!r}")
         try:
@@ -245,7 +244,7 @@ class CertifyMessage(_Message):
     end: UtcDatetime | None = None
 
     @model_validator(mode="after")
-    def _ordered(self) -> "CertifyMessage":
+    def _ordered(self) -> CertifyMessage:
         if self.begin is not None and self.end is not None and not self.begin < self.end:
             raise ValueError("validity range is empty: begin must be before end")
         return self
@@ -281,15 +280,13 @@ class ExecutionCompleteMessage(_Message):
 
 #: Any registry message, discriminated on ``kind``.
 RegistryMessage = Annotated[
-    Union[
-        InstrumentRecord,
-        DetectorRecord,
-        ExposureRecord,
-        DatasetMessage,
-        CertifyMessage,
-        ProcessingRecordMessage,
-        ExecutionCompleteMessage,
-    ],
+    InstrumentRecord
+    | DetectorRecord
+    | ExposureRecord
+    | DatasetMessage
+    | CertifyMessage
+    | ProcessingRecordMessage
+    | ExecutionCompleteMessage,
     Field(discriminator="kind"),
 ]
 
@@ -376,10 +373,12 @@ class ProcessVisitInput(BaseModel):
     max_concurrency: int = Field(default=100, ge=1, le=10000)
     max_failure_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
     isr_config: dict[str, Any] = Field(default_factory=dict)
-    previews: bool = Field(default=False, description="also write a PNG per detector and a mosaic per exposure")
+    previews: bool = Field(
+        default=False, description="also write a PNG per detector and a mosaic per exposure"
+    )
 
     @model_validator(mode="after")
-    def _one_selection(self) -> "ProcessVisitInput":
+    def _one_selection(self) -> ProcessVisitInput:
         if (self.where is None) == (self.quanta is None):
             raise ValueError("give exactly one of 'where' and 'quanta'")
         if self.quanta is not None and not self.quanta:
@@ -433,7 +432,9 @@ class IsrClusterEvent(BaseModel):
     output_run: CollectionName
     isr_config: dict[str, Any] = Field(default_factory=dict)
     previews: bool = False
-    measure: bool = Field(default=False, description="also measure each output's statistics (calibration inputs)")
+    measure: bool = Field(
+        default=False, description="also measure each output's statistics (calibration inputs)"
+    )
 
 
 class QuantumReads(BaseModel):
@@ -463,7 +464,9 @@ class QuantumResult(BaseModel):
     messages_sent: int = Field(default=0, ge=0, description="registry messages sent for this quantum")
     output_size: int | None = Field(default=None, ge=0, description="bytes of the output file")
     stats: dict[str, Any] | None = Field(
-        default=None, description="the output's statistics when measured (isrflow.calibration.stats.measure_input)")
+        default=None,
+        description="the output's statistics when measured (isrflow.calibration.stats.measure_input)",
+    )
     reads: QuantumReads | None = None
 
 
@@ -604,6 +607,7 @@ class QuarantineRecord(BaseModel):
     event_id: str | None = None
     quarantined: UtcDatetime
 
+
 # =============================================================================================
 # 6. Step Functions events: BuildCalibration (input, Plan, Normalize, PrepareCombine, Combine,
 #    Certify, Summarize)
@@ -629,7 +633,7 @@ class CertifySpec(BaseModel):
     end: UtcDatetime | None = None
 
     @model_validator(mode="after")
-    def _ordered(self) -> "CertifySpec":
+    def _ordered(self) -> CertifySpec:
         if self.begin is not None and self.end is not None and not self.begin < self.end:
             raise ValueError("validity range is empty: begin must be before end")
         return self
@@ -673,10 +677,13 @@ class BuildCalibrationInput(BaseModel):
     keep_intermediates: bool = False
 
     @model_validator(mode="after")
-    def _calibs_needed(self) -> "BuildCalibrationInput":
+    def _calibs_needed(self) -> BuildCalibrationInput:
         if self.calib_type in ("dark", "flat") and not self.calib_collection:
-            raise ValueError(f"a {self.calib_type} build needs 'calib_collection' (the certified bias"
-                             + (" and dark" if self.calib_type == "flat" else "") + " its inputs' ISR uses)")
+            raise ValueError(
+                f"a {self.calib_type} build needs 'calib_collection' (the certified bias"
+                + (" and dark" if self.calib_type == "flat" else "")
+                + " its inputs' ISR uses)"
+            )
         if self.calib_type == "defects" and self.isr_config:
             raise ValueError("defects are found from master calibrations: 'isr_config' does not apply")
         return self
@@ -731,8 +738,9 @@ class MasterInput(BaseModel):
     uri: str
     exposure: int | None = None
     role: str = "input"
-    calibs: dict[str, "MasterInput"] = Field(
-        default_factory=dict, description="calibrations its ISR subtracts (bias, dark), with their URIs")
+    calibs: dict[str, MasterInput] = Field(
+        default_factory=dict, description="calibrations its ISR subtracts (bias, dark), with their URIs"
+    )
 
 
 class MasterGroup(BaseModel):
@@ -756,7 +764,9 @@ class CalibStepEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    action: Literal["normalize", "prepare_combine", "delete_intermediates", "certify_calib", "summarize_calib"]
+    action: Literal[
+        "normalize", "prepare_combine", "delete_intermediates", "certify_calib", "summarize_calib"
+    ]
     plan: CalibPlanResult
 
 
@@ -845,7 +855,9 @@ class CombineRequest(BaseModel):
     result_uri: str
     route: Literal["lambda", "fargate"]
     route_reason: str = ""
-    memory_budget_mb: float | None = Field(default=None, gt=0, description="strip budget; None = from the worker")
+    memory_budget_mb: float | None = Field(
+        default=None, gt=0, description="strip budget; None = from the worker"
+    )
 
 
 class CombineEvent(BaseModel):
@@ -926,7 +938,9 @@ class CalibSummary(BaseModel):
     total_combine_seconds: float
     max_combine_seconds: float
     registry_messages: int
-    outputs: list[str] = Field(default_factory=list, description="output URIs of the succeeded masters (at most 200)")
+    outputs: list[str] = Field(
+        default_factory=list, description="output URIs of the succeeded masters (at most 200)"
+    )
 
 
 __all__ = [

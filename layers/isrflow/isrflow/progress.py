@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 BAR_WIDTH = 24
 
@@ -22,8 +23,16 @@ def _seconds(value: float) -> str:
 class Progress:
     """Count ``done`` of ``total`` steps and show it; ``total`` None or 0: a count with no ETA."""
 
-    def __init__(self, label: str, total: int | None, *, stream: TextIO | None = None, tty: bool | None = None,
-                 clock: Callable[[], float] = time.monotonic, enabled: bool = True):
+    def __init__(
+        self,
+        label: str,
+        total: int | None,
+        *,
+        stream: TextIO | None = None,
+        tty: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        enabled: bool = True,
+    ):
         self.label, self.total, self.enabled = label, total or None, enabled
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
@@ -41,9 +50,15 @@ class Progress:
             return f"{self.label}: {self.done} done, {_seconds(elapsed)}"
         fraction = min(self.done / self.total, 1.0)
         filled = int(round(fraction * BAR_WIDTH))
-        eta = "" if self.done == 0 else f", ETA {_seconds(elapsed / self.done * max(self.total - self.done, 0))}"
-        return (f"{self.label} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {self.done}/{self.total} "
-                f"{fraction * 100:.0f}% {_seconds(elapsed)}{eta}")
+        eta = (
+            ""
+            if self.done == 0
+            else f", ETA {_seconds(elapsed / self.done * max(self.total - self.done, 0))}"
+        )
+        return (
+            f"{self.label} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {self.done}/{self.total} "
+            f"{fraction * 100:.0f}% {_seconds(elapsed)}{eta}"
+        )
 
     def update(self, n: int = 1) -> None:
         self.set(self.done + n)
@@ -75,7 +90,7 @@ class Progress:
             self.stream.write(self.line() + "\n")
         self.stream.flush()
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -9,8 +9,8 @@ shortens the visibility of the items it returns for retry through :func:`visibil
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any, Callable, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -105,14 +105,17 @@ class SqsVisibility:
 
         failed: list[tuple[str, str]] = []
         for start in range(0, len(changes), SQS_CHANGE_BATCH_ENTRIES):
-            chunk = changes[start:start + SQS_CHANGE_BATCH_ENTRIES]
-            entries = [{"Id": str(i), "ReceiptHandle": receipt, "VisibilityTimeout": int(seconds)}
-                       for i, (receipt, seconds) in enumerate(chunk)]
+            chunk = changes[start : start + SQS_CHANGE_BATCH_ENTRIES]
+            entries = [
+                {"Id": str(i), "ReceiptHandle": receipt, "VisibilityTimeout": int(seconds)}
+                for i, (receipt, seconds) in enumerate(chunk)
+            ]
             try:
                 reply = self.client.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)
             except Exception as exc:  # botocore's errors: any of them means "not changed"
-                raise VisibilityError(f"ChangeMessageVisibilityBatch on {self.url} failed: "
-                                      f"{type(exc).__name__}: {exc}") from exc
+                raise VisibilityError(
+                    f"ChangeMessageVisibilityBatch on {self.url} failed: {type(exc).__name__}: {exc}"
+                ) from exc
             for f in reply.get("Failed", []):
                 failed.append((chunk[int(f["Id"])][0], f"{f.get('Code', '?')}: {f.get('Message', '')}"))
         return failed
@@ -129,8 +132,10 @@ class LocalVisibility:
         self.queue = LocalQueue(path, name) if clock is None else LocalQueue(path, name, clock=clock)
 
     def change(self, changes: Sequence[tuple[str, int]]) -> list[tuple[str, str]]:
-        return [(receipt, "ReceiptHandleIsInvalid: not in flight with this receipt handle")
-                for receipt in self.queue.change_visibility_batch(changes)]
+        return [
+            (receipt, "ReceiptHandleIsInvalid: not in flight with this receipt handle")
+            for receipt in self.queue.change_visibility_batch(changes)
+        ]
 
 
 _VISIBILITY: dict[str, VisibilityChanger] = {}

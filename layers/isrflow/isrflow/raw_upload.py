@@ -24,8 +24,9 @@ def raw_key(destination: str, path: str | Path) -> str:
     return join(destination, "raw", Path(path).name)
 
 
-def upload_raws(destination: str, files: Sequence[str | Path],
-                progress: Callable[[int, int], None] | None = None) -> list[str]:
+def upload_raws(
+    destination: str, files: Sequence[str | Path], progress: Callable[[int, int], None] | None = None
+) -> list[str]:
     """PUT each raw file to ``<destination>/raw/<name>`` (``destination``: ``s3://bucket`` or
     ``s3://bucket/prefix``); returns the URIs written, in the order given. Raises
     InvalidArgumentError naming the file when one is unreadable or not FITS (nothing is uploaded)."""
@@ -38,7 +39,9 @@ def upload_raws(destination: str, files: Sequence[str | Path],
         except OSError as exc:
             raise InvalidArgumentError(f"{path}: cannot read ({exc.strerror})") from None
         if head != FITS_MAGIC:
-            raise InvalidArgumentError(f"{path}: not a FITS file (it does not start with {FITS_MAGIC.decode()!r})")
+            raise InvalidArgumentError(
+                f"{path}: not a FITS file (it does not start with {FITS_MAGIC.decode()!r})"
+            )
     names = [p.name for p in paths]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

@@ -94,12 +94,14 @@ def _check_headers(hdul: fits.HDUList, name: str) -> None:
         for card in hdu.header.cards:
             try:
                 value = card.value
-            except Exception as exc:  # noqa: BLE001 - astropy VerifyError / ValueError for a damaged card
+            except Exception as exc:
                 raise MissingHeaderKeywordError(
-                    f"{name}: header card {card.keyword or '?'} of HDU {index} cannot be parsed ({exc})") from None
+                    f"{name}: header card {card.keyword or '?'} of HDU {index} cannot be parsed ({exc})"
+                ) from None
             if isinstance(value, str) and not (value.isascii() and value.isprintable()):
                 raise MissingHeaderKeywordError(
-                    f"{name}: header keyword {card.keyword} of HDU {index} holds non-printable characters {value!r}")
+                    f"{name}: header keyword {card.keyword} of HDU {index} holds non-printable characters {value!r}"
+                )
 
 
 def _data(hdu: fits.ImageHDU | fits.PrimaryHDU, name: str) -> np.ndarray:
@@ -148,7 +150,9 @@ def detect_camera(hdul: fits.HDUList, name: str, camera: str | None = None) -> s
         return known
     if any("DATASEC" in h.header and "DETSEC" in h.header for h in hdul[1:]):
         return "generic"
-    raise IsrInputError(f"{name}: not a raw of a known camera (INSTRUME={instrume!r}, no amplifier HDUs with DATASEC)")
+    raise IsrInputError(
+        f"{name}: not a raw of a known camera (INSTRUME={instrume!r}, no amplifier HDUs with DATASEC)"
+    )
 
 
 def _detector_hdus(hdul: fits.HDUList, cam: Camera, name: str) -> dict[int, Any]:
@@ -195,12 +199,17 @@ def read_observations(source: Source, name: str = "", camera: str | None = None)
         cam = load_camera(cam_name)
         primary = hdul[0].header
         if cam.raw_format == "exposure_mef":
-            return [translate(cam_name, _merged(primary, h.header), name) for h in _detector_hdus(hdul, cam, name).values()]
+            return [
+                translate(cam_name, _merged(primary, h.header), name)
+                for h in _detector_hdus(hdul, cam, name).values()
+            ]
         ext = hdul[1].header if cam.raw_format == "amp_hdus" and len(hdul) > 1 else None
         return [translate(cam_name, _merged(primary, ext), name)]
 
 
-def read_raw(source: Source, camera: str | None = None, detector: int | str | None = None, name: str = "") -> RawDetector:
+def read_raw(
+    source: Source, camera: str | None = None, detector: int | str | None = None, name: str = ""
+) -> RawDetector:
     """Read one detector of a raw file with its pixels and observation metadata.
 
     ``detector`` is required only for files holding several detectors (DECam exposures).
@@ -222,12 +231,16 @@ def read_raw(source: Source, camera: str | None = None, detector: int | str | No
                 by_id = _detector_hdus(hdul, cam, name)
                 if detector is None:
                     if len(by_id) != 1:
-                        raise IsrInputError(f"{name}: holds {len(by_id)} detectors; say which one (--detector)")
+                        raise IsrInputError(
+                            f"{name}: holds {len(by_id)} detectors; say which one (--detector)"
+                        )
                     det = cam.detector(next(iter(by_id)))
                 else:
                     det = cam.detector(detector)
                 if det.id not in by_id:
-                    raise IsrInputError(f"{name}: has no extension for {cam.instrument} detector {det.id} ({det.name})")
+                    raise IsrInputError(
+                        f"{name}: has no extension for {cam.instrument} detector {det.id} ({det.name})"
+                    )
                 hdus = {None: by_id[det.id]}
                 merged = _merged(primary, by_id[det.id].header)
             elif cam.raw_format == "single_hdu":
@@ -253,7 +266,10 @@ def read_raw(source: Source, camera: str | None = None, detector: int | str | No
             if hdu is None:
                 raise IsrInputError(f"{name}: amplifier {amp.name} needs HDU {amp.hdu!r}, which is missing")
             data = _data(hdu, f"{name}")
-            need = (max(a.raw_box.y1 for a in amps if a.hdu == amp.hdu), max(a.raw_box.x1 for a in amps if a.hdu == amp.hdu))
+            need = (
+                max(a.raw_box.y1 for a in amps if a.hdu == amp.hdu),
+                max(a.raw_box.x1 for a in amps if a.hdu == amp.hdu),
+            )
             if data.shape != need:
                 raise IsrInputError(
                     f"{name}: HDU {hdu.name or 0!r} has shape {data.shape}, but {cam.instrument} detector {det.id} "
@@ -263,10 +279,22 @@ def read_raw(source: Source, camera: str | None = None, detector: int | str | No
         for amp in amps:
             _require_finite(pixels[amp.hdu][amp.data.slices], f"{name}: amplifier {amp.name}")
         return RawDetector(
-            source=name, camera=cam, camera_name=cam_name, detector=det, amplifiers=amps,
-            pixels=pixels, header=merged, obs=obs,
+            source=name,
+            camera=cam,
+            camera_name=cam_name,
+            detector=det,
+            amplifiers=amps,
+            pixels=pixels,
+            header=merged,
+            obs=obs,
         )
 
 
-__all__ = ["RawDetector", "read_raw", "read_observations", "detect_camera", "MissingHeaderKeywordError",
-           "generic_detector_id"]
+__all__ = [
+    "MissingHeaderKeywordError",
+    "RawDetector",
+    "detect_camera",
+    "generic_detector_id",
+    "read_observations",
+    "read_raw",
+]

@@ -67,8 +67,14 @@ def _local_names(template: str | Path | None) -> tuple[str, str]:
     return spec.name, spec.dead_letter_target or f"{spec.name}-dlq"
 
 
-def redrive_local(repo: str | Path, *, limit: int | None = None, template: str | Path | None = None,
-                  names: tuple[str, str] | None = None, clock: Callable[[], float] | None = None) -> RedriveResult:
+def redrive_local(
+    repo: str | Path,
+    *,
+    limit: int | None = None,
+    template: str | Path | None = None,
+    names: tuple[str, str] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> RedriveResult:
     """Move the dead-lettered messages of the repository's local registry queue back to it
     (visible now, receive count 0). ``names``: (queue, dead-letter queue), default from the template."""
     from .local.queue import LocalQueue
@@ -92,8 +98,15 @@ def redrive_local(repo: str | Path, *, limit: int | None = None, template: str |
     return RedriveResult(moved, f"{path}#{dlq}", f"{path}#{name}", left)
 
 
-def redrive_sqs(sqs: Any, dead_letter_url: str, queue_url: str, *, limit: int | None = None,
-                visibility_s: int = 60, empty_receives: int = 2) -> RedriveResult:
+def redrive_sqs(
+    sqs: Any,
+    dead_letter_url: str,
+    queue_url: str,
+    *,
+    limit: int | None = None,
+    visibility_s: int = 60,
+    empty_receives: int = 2,
+) -> RedriveResult:
     """Move messages from the SQS queue ``dead_letter_url`` to ``queue_url`` (boto3 SQS client
     ``sqs``). Each received batch is sent to the target, then deleted from the dead-letter queue
     (only the entries that were sent). Stops after ``empty_receives`` empty receives in a row
@@ -103,8 +116,13 @@ def redrive_sqs(sqs: Any, dead_letter_url: str, queue_url: str, *, limit: int | 
     while empty < empty_receives and (limit is None or moved < limit):
         want = SQS_BATCH if limit is None else max(1, min(SQS_BATCH, limit - moved))
         try:
-            got = sqs.receive_message(QueueUrl=dead_letter_url, MaxNumberOfMessages=want, WaitTimeSeconds=1,
-                                      VisibilityTimeout=visibility_s, MessageAttributeNames=["All"])
+            got = sqs.receive_message(
+                QueueUrl=dead_letter_url,
+                MaxNumberOfMessages=want,
+                WaitTimeSeconds=1,
+                VisibilityTimeout=visibility_s,
+                MessageAttributeNames=["All"],
+            )
         except _AWS_ERRORS as exc:
             raise RedriveError(f"ReceiveMessage on {dead_letter_url}: {exc}") from None
         messages = got.get("Messages") or []
@@ -125,20 +143,27 @@ def redrive_sqs(sqs: Any, dead_letter_url: str, queue_url: str, *, limit: int | 
         ok = [messages[int(s["Id"])] for s in sent.get("Successful") or []]
         if ok:
             try:
-                sqs.delete_message_batch(QueueUrl=dead_letter_url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(ok)])
+                sqs.delete_message_batch(
+                    QueueUrl=dead_letter_url,
+                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(ok)],
+                )
             except _AWS_ERRORS as exc:  # the copies are sent: a second redrive would only duplicate
-                raise RedriveError(f"DeleteMessageBatch on {dead_letter_url} after sending {len(ok)}: {exc}") from None
+                raise RedriveError(
+                    f"DeleteMessageBatch on {dead_letter_url} after sending {len(ok)}: {exc}"
+                ) from None
         moved += len(ok)
         failed = sent.get("Failed") or []
         if failed:
-            raise RedriveError(f"SendMessageBatch to {queue_url}: {len(failed)} not sent, e.g. "
-                               f"{failed[0].get('Code')}: {failed[0].get('Message')} ({moved} moved)")
+            raise RedriveError(
+                f"SendMessageBatch to {queue_url}: {len(failed)} not sent, e.g. "
+                f"{failed[0].get('Code')}: {failed[0].get('Message')} ({moved} moved)"
+            )
     return RedriveResult(moved, dead_letter_url, queue_url)
 
 
-def redrive_stack(stack: str, *, region: str | None = None, limit: int | None = None,
-                  sqs: Any = None, cfn: Any = None) -> RedriveResult:
+def redrive_stack(
+    stack: str, *, region: str | None = None, limit: int | None = None, sqs: Any = None, cfn: Any = None
+) -> RedriveResult:
     """:func:`redrive_sqs` for a deployed stack: the queues come from its outputs
     ``RegistryDeadLetterQueueUrl`` and ``RegistryQueueUrl``."""
     import boto3

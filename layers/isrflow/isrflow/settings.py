@@ -53,11 +53,14 @@ class Settings(BaseModel):
     registry_url: str | None = None
     registry_secret_arn: str | None = None
 
-    def require(self, *names: str) -> "Settings":
+    def require(self, *names: str) -> Settings:
         missing = [n for n in names if not getattr(self, n)]
         if missing:
-            env = {"datastore_root": ENV_DATASTORE_ROOT, "registry_queue_url": ENV_REGISTRY_QUEUE_URL,
-                   "registry_url": f"{ENV_REGISTRY_URL} or {ENV_REGISTRY_SECRET_ARN}"}
+            env = {
+                "datastore_root": ENV_DATASTORE_ROOT,
+                "registry_queue_url": ENV_REGISTRY_QUEUE_URL,
+                "registry_url": f"{ENV_REGISTRY_URL} or {ENV_REGISTRY_SECRET_ARN}",
+            }
             raise ConfigError("missing configuration: " + ", ".join(env.get(n, n) for n in missing))
         return self
 
@@ -79,7 +82,9 @@ def compression_mode() -> str:
 
     mode = (os.environ.get(ENV_COMPRESSION) or DEFAULT_MODE).strip().lower()
     if mode not in MODES:
-        raise ConfigError(f"{ENV_COMPRESSION}={os.environ.get(ENV_COMPRESSION)!r}: use one of {', '.join(MODES)}")
+        raise ConfigError(
+            f"{ENV_COMPRESSION}={os.environ.get(ENV_COMPRESSION)!r}: use one of {', '.join(MODES)}"
+        )
     return mode
 
 
@@ -103,8 +108,12 @@ def _secret_url(config: Settings, secret: dict):  # type: ignore[no-untyped-def]
         url = make_url(config.registry_url)
     else:
         try:
-            url = URL.create("postgresql+psycopg", host=secret["host"], port=int(secret.get("port", 5432)),
-                             database=secret.get("dbname", "postgres"))
+            url = URL.create(
+                "postgresql+psycopg",
+                host=secret["host"],
+                port=int(secret.get("port", 5432)),
+                database=secret.get("dbname", "postgres"),
+            )
         except KeyError:
             raise ConfigError(
                 f"registry secret {config.registry_secret_arn} has no 'host': set {ENV_REGISTRY_URL} too"
@@ -187,7 +196,10 @@ def registry_roles(cache: SecretCache | None = None) -> list:
 
     cache = cache if cache is not None else SECRETS
     roles = []
-    for env, access in ((ENV_REGISTRY_WRITER_SECRET_ARN, "writer"), (ENV_REGISTRY_READER_SECRET_ARN, "reader")):
+    for env, access in (
+        (ENV_REGISTRY_WRITER_SECRET_ARN, "writer"),
+        (ENV_REGISTRY_READER_SECRET_ARN, "reader"),
+    ):
         arn = os.environ.get(env, "").strip()
         if arn:
             roles.append(role_from_secret(cache.get(arn), arn, access))

@@ -154,8 +154,12 @@ class S3Storage:
         except Exception as exc:  # botocore ClientError
             if getattr(exc, "response", {}).get("Error", {}).get("Code") != "AccessDenied":
                 raise
-            logger.warning("%s: PUT with Tagging=%s refused (AccessDenied: the role needs s3:PutObjectTagging); "
-                           "written untagged, so no lifecycle rule applies to it", uri, tagging)
+            logger.warning(
+                "%s: PUT with Tagging=%s refused (AccessDenied: the role needs s3:PutObjectTagging); "
+                "written untagged, so no lifecycle rule applies to it",
+                uri,
+                tagging,
+            )
             self.client.put_object(Bucket=bucket, Key=key, Body=data)
 
     def read_range(self, uri: str, start: int, length: int, if_match: str | None = None) -> bytes:
@@ -164,13 +168,17 @@ class S3Storage:
         bucket, key = split_s3(uri)
         extra = {"IfMatch": if_match} if if_match else {}
         try:
-            reply = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}", **extra)
+            reply = self.client.get_object(
+                Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}", **extra
+            )
         except self.client.exceptions.NoSuchKey:
             raise ObjectNotFoundError(f"{uri}: no such object") from None
         except Exception as exc:  # botocore ClientError
             code = getattr(exc, "response", {}).get("Error", {}).get("Code")
             if code in ("PreconditionFailed", "412"):
-                raise ObjectChangedError(f"{uri}: the object changed (ETag is no longer {if_match})") from None
+                raise ObjectChangedError(
+                    f"{uri}: the object changed (ETag is no longer {if_match})"
+                ) from None
             raise
         return reply["Body"].read()
 
@@ -200,14 +208,17 @@ class S3Storage:
             by_bucket.setdefault(bucket, []).append(key)
         for bucket, keys in by_bucket.items():
             for i in range(0, len(keys), S3_DELETE_BATCH):
-                batch = keys[i:i + S3_DELETE_BATCH]
-                reply = self.client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch],
-                                                                           "Quiet": True})
+                batch = keys[i : i + S3_DELETE_BATCH]
+                reply = self.client.delete_objects(
+                    Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+                )
                 errors = reply.get("Errors") or []
                 if errors:
                     first = errors[0]
-                    raise StorageError(f"s3://{bucket}/{first.get('Key')}: cannot delete ({first.get('Code')}: "
-                                       f"{first.get('Message')}); {len(errors)} key(s) not deleted")
+                    raise StorageError(
+                        f"s3://{bucket}/{first.get('Key')}: cannot delete ({first.get('Code')}: "
+                        f"{first.get('Message')}); {len(errors)} key(s) not deleted"
+                    )
         return len(uris)
 
 

@@ -101,7 +101,7 @@ def dither(tile: int, seed: int, size: int) -> np.ndarray:
     parts, remaining = [], size
     while remaining > 0:
         take = min(remaining, N_RANDOM - position)
-        parts.append(values[position:position + take])
+        parts.append(values[position : position + take])
         remaining -= take
         start = (start + 1) % N_RANDOM
         position = int(np.float32(values[start]) * np.float32(500))
@@ -120,7 +120,9 @@ def _rice():
 def _shuffle(data: np.ndarray) -> bytes:
     """GZIP_2's byte shuffle: all most significant bytes first (big-endian values)."""
     itemsize = data.dtype.itemsize
-    return data.astype(data.dtype.newbyteorder(">"), copy=False).view(np.uint8).reshape(-1, itemsize).T.tobytes()
+    return (
+        data.astype(data.dtype.newbyteorder(">"), copy=False).view(np.uint8).reshape(-1, itemsize).T.tobytes()
+    )
 
 
 def _unshuffle(raw: bytes, itemsize: int) -> np.ndarray:
@@ -155,8 +157,8 @@ def _noise(tile: np.ndarray) -> float:
     """Robust noise sigma of a float tile from differences of neighbouring pixels (at most
     ``_NOISE_SAMPLES`` pairs spread over the tile; non-finite values ignored)."""
     flat = tile.reshape(-1)
-    pairs = flat[:flat.size // 2 * 2].reshape(-1, 2)
-    pairs = pairs[::max(1, pairs.shape[0] // _NOISE_SAMPLES)]
+    pairs = flat[: flat.size // 2 * 2].reshape(-1, 2)
+    pairs = pairs[:: max(1, pairs.shape[0] // _NOISE_SAMPLES)]
     with np.errstate(invalid="ignore"):  # inf - inf: not usable, dropped below
         diff = np.abs(pairs[:, 1].astype(np.float64) - pairs[:, 0])
     usable = np.isfinite(diff)
@@ -175,7 +177,10 @@ def _quantize(tile: np.ndarray, index: int, codec: Codec) -> tuple[np.ndarray, f
     if every:
         lo, hi = float(tile.min()), float(tile.max())
     elif valid.any():
-        lo, hi = float(np.min(tile, where=valid, initial=np.inf)), float(np.max(tile, where=valid, initial=-np.inf))
+        lo, hi = (
+            float(np.min(tile, where=valid, initial=np.inf)),
+            float(np.max(tile, where=valid, initial=-np.inf)),
+        )
     else:
         return None
     scale = sigma / float(codec.quantize_level)  # type: ignore[arg-type]
@@ -207,8 +212,15 @@ class PlaneEncoder:
     the compressed tiles are appended to); :meth:`header` and :meth:`table` describe them once
     every row has been added. Holds at most one partial tile of rows."""
 
-    def __init__(self, name: str, dtype: np.dtype | str, shape: tuple[int, int], codec: Codec, heap: BinaryIO,
-                 cards: list[tuple[str, Any, str]] | None = None):
+    def __init__(
+        self,
+        name: str,
+        dtype: np.dtype | str,
+        shape: tuple[int, int],
+        codec: Codec,
+        heap: BinaryIO,
+        cards: list[tuple[str, Any, str]] | None = None,
+    ):
         self.name, self.shape, self.codec, self.heap = name, (int(shape[0]), int(shape[1])), codec, heap
         self.dtype = np.dtype(dtype).newbyteorder("=")
         if self.dtype not in _BITPIX:
@@ -227,7 +239,9 @@ class PlaneEncoder:
     def add_rows(self, y0: int, rows: np.ndarray) -> None:
         """Rows ``[y0, y0 + len(rows))``; ``y0`` must be where the previous call ended."""
         if y0 != self.next_row:
-            raise ValueError(f"{self.name}: rows must be written in order (expected row {self.next_row}, got {y0})")
+            raise ValueError(
+                f"{self.name}: rows must be written in order (expected row {self.next_row}, got {y0})"
+            )
         if rows.ndim != 2 or rows.shape[1] != self.shape[1] or y0 + rows.shape[0] > self.shape[0]:
             raise ValueError(f"{self.name}: rows {rows.shape} at {y0} do not fit {self.shape}")
         self.next_row += rows.shape[0]
@@ -238,14 +252,17 @@ class PlaneEncoder:
             self._pending.append(np.array(rows[:take], dtype=self.dtype))
             self._pending_rows += take
             start = take
-            if self._pending_rows == height or self.next_row == self.shape[0] and start == rows.shape[0]:
+            if self._pending_rows == height or (self.next_row == self.shape[0] and start == rows.shape[0]):
                 self._flush_pending()
         while start < rows.shape[0]:
             stop = min(start + height, rows.shape[0])
             if stop - start == height or self.next_row == self.shape[0]:
                 self._encode(np.ascontiguousarray(rows[start:stop], dtype=self.dtype))
             else:
-                self._pending, self._pending_rows = [np.array(rows[start:stop], dtype=self.dtype)], stop - start
+                self._pending, self._pending_rows = (
+                    [np.array(rows[start:stop], dtype=self.dtype)],
+                    stop - start,
+                )
             start = stop
 
     def _flush_pending(self) -> None:
@@ -266,7 +283,9 @@ class PlaneEncoder:
                 ints, scale, zero = quantized
                 data = self._rice(blocksize=_RICE_BLOCK, bytepix=4, tilesize=ints.size).encode(ints)
         elif self.codec.algorithm == "RICE_1":
-            data = self._rice(blocksize=_RICE_BLOCK, bytepix=self.dtype.itemsize, tilesize=tile.size).encode(tile)
+            data = self._rice(blocksize=_RICE_BLOCK, bytepix=self.dtype.itemsize, tilesize=tile.size).encode(
+                tile
+            )
         else:
             data = gzip.compress(_shuffle(tile), compresslevel=_GZIP_LEVEL, mtime=0)
         self.heap.write(data)
@@ -289,12 +308,16 @@ class PlaneEncoder:
         sizes = np.asarray(t.sizes, dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if sizes.size else sizes
         if self.heap_size >= 2**31:
-            raise ValueError(f"{self.name}: compressed plane of {self.heap_size} bytes exceeds the 2 GiB heap limit")
+            raise ValueError(
+                f"{self.name}: compressed plane of {self.heap_size} bytes exceeds the 2 GiB heap limit"
+            )
         if not self.quantized:
             table = np.zeros(len(sizes), dtype=[("data", ">i4", 2)])
             table["data"][:, 0], table["data"][:, 1] = sizes, offsets
             return table.tobytes()
-        table = np.zeros(len(sizes), dtype=[("data", ">i4", 2), ("gzip", ">i4", 2), ("scale", ">f8"), ("zero", ">f8")])
+        table = np.zeros(
+            len(sizes), dtype=[("data", ">i4", 2), ("gzip", ">i4", 2), ("scale", ">f8"), ("zero", ">f8")]
+        )
         lossless = np.asarray(t.lossless, dtype=bool)
         for column, rows in (("data", ~lossless), ("gzip", lossless)):
             table[column][rows, 0], table[column][rows, 1] = sizes[rows], offsets[rows]
@@ -316,8 +339,12 @@ class PlaneEncoder:
         if self.quantized:
             longest = max([s for s, z in zip(t.sizes, t.lossless) if not z], default=0)
             longest_gzip = max([s for s, z in zip(t.sizes, t.lossless) if z], default=0)
-            columns = [("COMPRESSED_DATA", f"1PB({longest})"), ("GZIP_COMPRESSED_DATA", f"1PB({longest_gzip})"),
-                       ("ZSCALE", "1D"), ("ZZERO", "1D")]
+            columns = [
+                ("COMPRESSED_DATA", f"1PB({longest})"),
+                ("GZIP_COMPRESSED_DATA", f"1PB({longest_gzip})"),
+                ("ZSCALE", "1D"),
+                ("ZZERO", "1D"),
+            ]
         else:
             columns = [("COMPRESSED_DATA", f"1PB({max(t.sizes, default=0)})")]
         h["TFIELDS"] = len(columns)
@@ -339,8 +366,10 @@ class PlaneEncoder:
             h["ZNAME1"], h["ZVAL1"] = "BLOCKSIZE", _RICE_BLOCK
             h["ZNAME2"], h["ZVAL2"] = "BYTEPIX", 4 if self.quantized else self.dtype.itemsize
         if self.quantized:
-            h["ZNAME3"], h["ZVAL3"] = ("NOISEBIT", "quantization level q"), (float(self.codec.quantize_level),
-                                                                              "noise sigma / quantization step")
+            h["ZNAME3"], h["ZVAL3"] = (
+                ("NOISEBIT", "quantization level q"),
+                (float(self.codec.quantize_level), "noise sigma / quantization step"),
+            )
             h["ZQUANTIZ"] = ("SUBTRACTIVE_DITHER_1", "quantization with subtractive dither")
             h["ZDITHER0"] = (self.codec.dither_seed, "dither seed (fixed: the output is reproducible)")
             h["ZBLANK"] = (ZBLANK, "quantized value of NaN")
@@ -357,7 +386,9 @@ def hdu_bytes(header: fits.Header, table: bytes, heap: bytes) -> bytes:
     return text + body + b"\0" * (_padded(len(body)) - len(body))
 
 
-def encode_image(name: str, data: np.ndarray, codec: Codec, cards: list[tuple[str, Any, str]] | None = None) -> bytes:
+def encode_image(
+    name: str, data: np.ndarray, codec: Codec, cards: list[tuple[str, Any, str]] | None = None
+) -> bytes:
     """A whole 2-D array as one tile-compressed HDU (bytes, padded)."""
     import io
 
@@ -390,12 +421,16 @@ def _table_dtype(header: fits.Header | dict, label: str) -> tuple[np.dtype, dict
             fields.append((name, ">i4" if code == "P" else ">i8", (2,)))
             elements[name] = match.group(3) or "B"
         elif code in _COLUMN_DTYPES:
-            fields.append((name, _COLUMN_DTYPES[code], (repeat,)) if repeat > 1 else (name, _COLUMN_DTYPES[code]))
+            fields.append(
+                (name, _COLUMN_DTYPES[code], (repeat,)) if repeat > 1 else (name, _COLUMN_DTYPES[code])
+            )
         else:
             raise CalibrationError(f"{label}: column {name} has unsupported format {form!r}")
     dtype = np.dtype(fields)
     if dtype.itemsize != int(header.get("NAXIS1", 0)):
-        raise CalibrationError(f"{label}: table row of {dtype.itemsize} bytes, NAXIS1 says {header.get('NAXIS1')}")
+        raise CalibrationError(
+            f"{label}: table row of {dtype.itemsize} bytes, NAXIS1 says {header.get('NAXIS1')}"
+        )
     return dtype, elements
 
 
@@ -429,14 +464,18 @@ class TiledImage:
             raise CalibrationError(f"{where} is not a 2-D compressed image (ZNAXIS={header.get('ZNAXIS')})")
         rows, cols = int(header["ZNAXIS2"]), int(header["ZNAXIS1"])
         if int(header.get("ZTILE1", cols)) != cols:
-            raise CalibrationError(f"{where}: tiles of {header.get('ZTILE1')} columns; only whole-row tiles are read "
-                                   f"by bands (the image has {cols} columns)")
+            raise CalibrationError(
+                f"{where}: tiles of {header.get('ZTILE1')} columns; only whole-row tiles are read "
+                f"by bands (the image has {cols} columns)"
+            )
         algorithm = str(header.get("ZCMPTYPE", "")).strip().upper()
         if algorithm == "RICE_ONE":
             algorithm = "RICE_1"
         if algorithm not in ("RICE_1", "GZIP_1", "GZIP_2", "NOCOMPRESS"):
-            raise CalibrationError(f"{where}: compression {algorithm!r} is not supported for reading by bands "
-                                   "(RICE_1, GZIP_1, GZIP_2, NOCOMPRESS)")
+            raise CalibrationError(
+                f"{where}: compression {algorithm!r} is not supported for reading by bands "
+                "(RICE_1, GZIP_1, GZIP_2, NOCOMPRESS)"
+            )
         zbitpix = int(header["ZBITPIX"])
         if zbitpix not in _DTYPE:
             raise CalibrationError(f"{where}: unsupported ZBITPIX {zbitpix}")
@@ -444,12 +483,24 @@ class TiledImage:
         table_bytes = int(header["NAXIS1"]) * int(header["NAXIS2"])
         tile_rows = int(header.get("ZTILE2", 1))
         if int(header["NAXIS2"]) != -(-rows // tile_rows):
-            raise CalibrationError(f"{where}: {header['NAXIS2']} tiles do not cover {rows} rows of {tile_rows}")
-        return cls(name=name, label=where, header=dict(header), shape=(rows, cols),
-                   dtype=np.dtype(_DTYPE[zbitpix]).newbyteorder("="), table_offset=data_offset,
-                   heap_offset=data_offset + int(header.get("THEAP", table_bytes)), row_dtype=row_dtype,
-                   tile_rows=tile_rows, algorithm=algorithm, elements=elements, bzero=float(header.get("BZERO", 0.0)),
-                   bscale=float(header.get("BSCALE", 1.0)))
+            raise CalibrationError(
+                f"{where}: {header['NAXIS2']} tiles do not cover {rows} rows of {tile_rows}"
+            )
+        return cls(
+            name=name,
+            label=where,
+            header=dict(header),
+            shape=(rows, cols),
+            dtype=np.dtype(_DTYPE[zbitpix]).newbyteorder("="),
+            table_offset=data_offset,
+            heap_offset=data_offset + int(header.get("THEAP", table_bytes)),
+            row_dtype=row_dtype,
+            tile_rows=tile_rows,
+            algorithm=algorithm,
+            elements=elements,
+            bzero=float(header.get("BZERO", 0.0)),
+            bscale=float(header.get("BSCALE", 1.0)),
+        )
 
     @property
     def quantized(self) -> bool:
@@ -482,8 +533,11 @@ class TiledImage:
             return out
         table = self.table(read)
         first, last = y0 // self.tile_rows, (y1 - 1) // self.tile_rows
-        spans = [self._span(table[tile], column) for tile in range(first, last + 1)
-                 for column in ("COMPRESSED_DATA", "GZIP_COMPRESSED_DATA", "UNCOMPRESSED_DATA")]
+        spans = [
+            self._span(table[tile], column)
+            for tile in range(first, last + 1)
+            for column in ("COMPRESSED_DATA", "GZIP_COMPRESSED_DATA", "UNCOMPRESSED_DATA")
+        ]
         spans = [(offset, offset + size) for size, offset in spans if size]
         lo = min((a for a, _ in spans), default=0)
         hi = max((b for _, b in spans), default=0)
@@ -495,8 +549,8 @@ class TiledImage:
             t1 = min(rows, t0 + self.tile_rows)
             values = self._decode(table[tile], tile, heap, lo, (t1 - t0) * cols).reshape(t1 - t0, cols)
             a, b = max(y0, t0), min(y1, t1)
-            part = values[a - t0:b - t0]
-            target = out[a - y0:b - y0]
+            part = values[a - t0 : b - t0]
+            target = out[a - y0 : b - y0]
             if self.bscale != 1.0 or self.bzero != 0.0:
                 np.multiply(part, self.bscale, out=target, casting="unsafe")
                 target += np.asarray(self.bzero).astype(target.dtype)
@@ -517,18 +571,18 @@ class TiledImage:
         try:
             size, offset = self._span(row, "COMPRESSED_DATA")
             if size:
-                ints = self._decompress(bytes(heap[offset - base:offset - base + size]), npix)
+                ints = self._decompress(bytes(heap[offset - base : offset - base + size]), npix)
                 if not self.quantized:
                     return ints
                 return self._dequantize(ints, tile, float(row["ZSCALE"]), float(row["ZZERO"]))
             size, offset = self._span(row, "GZIP_COMPRESSED_DATA")  # a tile stored losslessly
             if size:
-                raw = zlib.decompress(heap[offset - base:offset - base + size], 31)
+                raw = zlib.decompress(heap[offset - base : offset - base + size], 31)
             else:
                 size, offset = self._span(row, "UNCOMPRESSED_DATA")
                 if not size:
                     raise CalibrationError(f"{self.label}: tile {tile} has no data")
-                raw = heap[offset - base:offset - base + size]
+                raw = heap[offset - base : offset - base + size]
         except (zlib.error, ValueError, OSError) as exc:
             raise CalibrationError(f"{self.label}: tile {tile} cannot be decompressed ({exc})") from None
         kind = "f" if self.dtype.kind == "f" else "i"
@@ -540,7 +594,8 @@ class TiledImage:
         if self.algorithm == "RICE_1":
             bytepix = self._settings("BYTEPIX", 4)
             ints = _rice()(blocksize=self._settings("BLOCKSIZE", 32), bytepix=bytepix, tilesize=npix).decode(
-                np.frombuffer(data, dtype=np.uint8))
+                np.frombuffer(data, dtype=np.uint8)
+            )
             return np.asarray(ints[:npix]).astype(stored)
         if self.algorithm == "NOCOMPRESS":
             raw = data

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import re
 import zlib
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -36,11 +37,21 @@ from .validation import summary
 Header = Mapping[str, Any]
 
 _OBS_TYPES: dict[str, ObsType] = {
-    "object": "science", "science": "science", "light": "science", "sky": "science",
-    "bias": "bias", "zero": "bias",
+    "object": "science",
+    "science": "science",
+    "light": "science",
+    "sky": "science",
+    "bias": "bias",
+    "zero": "bias",
     "dark": "dark",
-    "flat": "flat", "domeflat": "flat", "dome flat": "flat", "skyflat": "flat", "sky flat": "flat",
-    "twilight": "flat", "flat field": "flat", "flatfield": "flat",
+    "flat": "flat",
+    "domeflat": "flat",
+    "dome flat": "flat",
+    "skyflat": "flat",
+    "sky flat": "flat",
+    "twilight": "flat",
+    "flat field": "flat",
+    "flatfield": "flat",
 }
 
 
@@ -64,7 +75,9 @@ def _float(header: Header, key: str, source: str) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise MissingHeaderKeywordError(f"{source}: header keyword {key} = {value!r} is not a number") from None
+        raise MissingHeaderKeywordError(
+            f"{source}: header keyword {key} = {value!r} is not a number"
+        ) from None
 
 
 def _time(text: Any, key: str, source: str, scale: str = "utc") -> datetime:
@@ -72,13 +85,15 @@ def _time(text: Any, key: str, source: str, scale: str = "utc") -> datetime:
     try:
         stamp = datetime.fromisoformat(str(text).strip().replace("Z", ""))
     except ValueError:
-        raise MissingHeaderKeywordError(f"{source}: header keyword {key} = {text!r} is not an ISO time") from None
+        raise MissingHeaderKeywordError(
+            f"{source}: header keyword {key} = {text!r} is not an ISO time"
+        ) from None
     if scale.lower() == "tai":
         try:
             stamp = tai_to_utc(stamp)  # the leap-second table, pure Python (no astropy in the Lambda layer)
         except ValueError as exc:
             raise MissingHeaderKeywordError(f"{source}: header keyword {key} = {text!r}: {exc}") from None
-    return stamp.replace(tzinfo=timezone.utc)
+    return stamp.replace(tzinfo=UTC)
 
 
 def _obs_type(value: Any) -> ObsType:
@@ -95,22 +110,37 @@ def translate_hsc(header: Header, source: str) -> ObservationInfo:
     exp_text = str(_first(header, ("EXP-ID", "FRAMEID"), source)).strip()
     match = re.fullmatch(r"HSC[A-Z](\d+)", exp_text)
     if not match or len(match.group(1)) < 3:
-        raise MissingHeaderKeywordError(f"{source}: EXP-ID = {exp_text!r} is not an HSC frame id like HSCA90402400")
+        raise MissingHeaderKeywordError(
+            f"{source}: EXP-ID = {exp_text!r} is not an HSC frame id like HSCA90402400"
+        )
     exposure = int(match.group(1)[:-2])
     date = str(_get(header, "DATE-OBS", source)).strip()[:10]
     begin = _time(f"{date}T{_get(header, 'UT', source)}", "DATE-OBS/UT", source)
     end_ut = header.get("UT-END")
     exptime = _float(header, "EXPTIME", source)
-    end = _time(f"{date}T{end_ut}", "DATE-OBS/UT-END", source) if end_ut else begin + timedelta(seconds=exptime)
+    end = (
+        _time(f"{date}T{end_ut}", "DATE-OBS/UT-END", source) if end_ut else begin + timedelta(seconds=exptime)
+    )
     if end < begin:  # UT-END rolled over midnight
         end += timedelta(days=1)
     physical_filter = str(header.get("FILTER01", "NONE")).strip() or "NONE"
     band_match = re.fullmatch(r"HSC-([GRIZY])2?", physical_filter.upper())
-    band = band_match.group(1).lower() if band_match else ("" if physical_filter == "NONE" else physical_filter)
+    band = (
+        band_match.group(1).lower() if band_match else ("" if physical_filter == "NONE" else physical_filter)
+    )
     return ObservationInfo(
-        instrument="HSC", detector=det.id, detector_name=det.name, exposure=exposure,
-        obs_type=_obs_type(_get(header, "DATA-TYP", source)), physical_filter=physical_filter, band=band,
-        exptime=exptime, darktime=exptime, begin=begin, end=end, day_obs=_day_obs(begin),
+        instrument="HSC",
+        detector=det.id,
+        detector_name=det.name,
+        exposure=exposure,
+        obs_type=_obs_type(_get(header, "DATA-TYP", source)),
+        physical_filter=physical_filter,
+        band=band,
+        exptime=exptime,
+        darktime=exptime,
+        begin=begin,
+        end=end,
+        day_obs=_day_obs(begin),
     )
 
 
@@ -119,16 +149,26 @@ def translate_decam(header: Header, source: str) -> ObservationInfo:
     det = camera.detector(int(_get(header, "CCDNUM", source)))
     detpos = header.get("DETPOS")
     if detpos is not None and str(detpos).strip() != det.name:
-        raise MissingHeaderKeywordError(f"{source}: DETPOS {detpos!r} does not match CCDNUM {det.id} ({det.name})")
+        raise MissingHeaderKeywordError(
+            f"{source}: DETPOS {detpos!r} does not match CCDNUM {det.id} ({det.name})"
+        )
     begin = _time(_get(header, "DATE-OBS", source), "DATE-OBS", source)
     exptime = _float(header, "EXPTIME", source)
     darktime = float(header.get("DARKTIME", exptime))
     physical_filter = str(header.get("FILTER", "NONE")).strip() or "NONE"
     band = physical_filter.split()[0] if physical_filter != "NONE" else ""
     return ObservationInfo(
-        instrument="DECam", detector=det.id, detector_name=det.name, exposure=int(_get(header, "EXPNUM", source)),
-        obs_type=_obs_type(_get(header, "OBSTYPE", source)), physical_filter=physical_filter, band=band,
-        exptime=exptime, darktime=darktime, begin=begin, end=begin + timedelta(seconds=exptime),
+        instrument="DECam",
+        detector=det.id,
+        detector_name=det.name,
+        exposure=int(_get(header, "EXPNUM", source)),
+        obs_type=_obs_type(_get(header, "OBSTYPE", source)),
+        physical_filter=physical_filter,
+        band=band,
+        exptime=exptime,
+        darktime=darktime,
+        begin=begin,
+        end=begin + timedelta(seconds=exptime),
         day_obs=_day_obs(begin),
     )
 
@@ -139,7 +179,9 @@ def translate_lsstcam(header: Header, source: str) -> ObservationInfo:
     try:
         det = camera.detector(name)
     except CameraError:
-        raise MissingHeaderKeywordError(f"{source}: RAFTBAY/CCDSLOT {name} is not an LSSTCam science detector") from None
+        raise MissingHeaderKeywordError(
+            f"{source}: RAFTBAY/CCDSLOT {name} is not an LSSTCam science detector"
+        ) from None
     day_obs = int(str(_get(header, "DAYOBS", source)).strip())
     exposure = day_obs * 100000 + int(_get(header, "SEQNUM", source))
     scale = str(header.get("TIMESYS", "TAI")).strip()
@@ -151,9 +193,18 @@ def translate_lsstcam(header: Header, source: str) -> ObservationInfo:
     band = str(header.get("FILTBAND") or "").strip()
     imgtype = str(_get(header, "IMGTYPE", source)).strip()
     return ObservationInfo(
-        instrument="LSSTCam", detector=det.id, detector_name=det.name, exposure=exposure,
-        obs_type=_obs_type(imgtype), physical_filter=physical_filter, band=band, exptime=exptime,
-        darktime=float(header.get("DARKTIME") or exptime), begin=begin, end=end, day_obs=day_obs,
+        instrument="LSSTCam",
+        detector=det.id,
+        detector_name=det.name,
+        exposure=exposure,
+        obs_type=_obs_type(imgtype),
+        physical_filter=physical_filter,
+        band=band,
+        exptime=exptime,
+        darktime=float(header.get("DARKTIME") or exptime),
+        begin=begin,
+        end=end,
+        day_obs=day_obs,
     )
 
 
@@ -176,10 +227,17 @@ def translate_generic(header: Header, source: str) -> ObservationInfo:
     physical_filter = str(header.get("FILTER") or "NONE").strip() or "NONE"
     obs_type = _obs_type(_first(header, ("IMAGETYP", "OBSTYPE"), source))
     return ObservationInfo(
-        instrument=str(_get(header, "INSTRUME", source)).strip(), detector=generic_detector_id(header, name),
-        detector_name=name, exposure=exposure, obs_type=obs_type, physical_filter=physical_filter,
+        instrument=str(_get(header, "INSTRUME", source)).strip(),
+        detector=generic_detector_id(header, name),
+        detector_name=name,
+        exposure=exposure,
+        obs_type=obs_type,
+        physical_filter=physical_filter,
         band=physical_filter.split()[0].lower() if physical_filter != "NONE" else "",
-        exptime=exptime, darktime=darktime, begin=begin, end=begin + timedelta(seconds=exptime),
+        exptime=exptime,
+        darktime=darktime,
+        begin=begin,
+        end=begin + timedelta(seconds=exptime),
         day_obs=_day_obs(begin),
     )
 
@@ -202,8 +260,12 @@ def translate(camera_name: str, header: Header, source: str = "header") -> Obser
     except ValidationError as exc:  # a value the header carries but the model refuses (EXPTIME < 0, ...)
         raise MissingHeaderKeywordError(f"{source}: invalid header value: {summary(exc)}") from None
     except (TypeError, ValueError, OverflowError) as exc:  # int('abc') on CCDNUM/EXPNUM/DET-ID, ...
-        raise MissingHeaderKeywordError(f"{source}: header value cannot be used ({type(exc).__name__}: {exc})") from None
+        raise MissingHeaderKeywordError(
+            f"{source}: header value cannot be used ({type(exc).__name__}: {exc})"
+        ) from None
     for name in ("exposure", "detector", "day_obs"):  # registry columns are signed 64-bit integers
         if not -(2**63) <= getattr(obs, name) < 2**63:
-            raise MissingHeaderKeywordError(f"{source}: {name} = {getattr(obs, name)} does not fit a 64-bit integer")
+            raise MissingHeaderKeywordError(
+                f"{source}: {name} = {getattr(obs, name)} does not fit a 64-bit integer"
+            )
     return obs

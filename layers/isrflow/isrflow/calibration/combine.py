@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import nullcontext
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -113,7 +113,9 @@ def mask_bits(planes: tuple[str, ...] | list[str]) -> int:
     bits = 0
     for plane in planes:
         if plane not in formats.MASK_BITS:
-            raise ConfigError(f"mask_planes: unknown mask plane {plane!r} (known: {', '.join(formats.MASK_BITS)})")
+            raise ConfigError(
+                f"mask_planes: unknown mask plane {plane!r} (known: {', '.join(formats.MASK_BITS)})"
+            )
         bits |= 1 << formats.MASK_BITS[plane]
     return bits
 
@@ -128,16 +130,24 @@ def _check_inputs(readers: list[MefReader]) -> tuple[int, int]:
         if r.primary.get(formats.KW_INSTRUMENT) != inst or r.primary.get(formats.KW_DETECTOR) != det:
             raise CalibrationMismatchError(
                 f"{r.uri}: is {r.primary.get(formats.KW_INSTRUMENT)} detector {r.primary.get(formats.KW_DETECTOR)}, "
-                f"not {inst} detector {det} like {first.uri}")
+                f"not {inst} detector {det} like {first.uri}"
+            )
     for r in readers:
         for name in (formats.EXT_MASK, formats.EXT_VARIANCE):
             if r.has(name) and r.image(name).shape != shape:
-                raise CalibrationError(f"{r.uri}: {name} shape {r.image(name).shape} differs from IMAGE {shape}")
+                raise CalibrationError(
+                    f"{r.uri}: {name} shape {r.image(name).shape} differs from IMAGE {shape}"
+                )
     return shape
 
 
-def _header(readers: list[MefReader], inputs: list[CombineInput], calib_type: str, settings: CombineSettings,
-            extra: dict[str, Any]) -> dict[str, Any]:
+def _header(
+    readers: list[MefReader],
+    inputs: list[CombineInput],
+    calib_type: str,
+    settings: CombineSettings,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
     first = readers[0].primary
     header: dict[str, Any] = {}
     for key in (formats.KW_INSTRUMENT, formats.KW_DETECTOR, formats.KW_DETNAME):
@@ -165,7 +175,9 @@ def _header(readers: list[MefReader], inputs: list[CombineInput], calib_type: st
     header["NINPUTS"] = (len(inputs), "input frames")
     for i, (item, reader) in enumerate(zip(inputs, readers)):
         exposure = reader.primary.get(formats.KW_EXPOSURE)
-        header[f"HIERARCH CALIB INPUT {i}"] = item.label or (str(exposure) if exposure is not None else item.uri[-60:])
+        header[f"HIERARCH CALIB INPUT {i}"] = item.label or (
+            str(exposure) if exposure is not None else item.uri[-60:]
+        )
         header[f"HIERARCH CALIB SCALE {i}"] = float(item.scale)
     header.update(extra)
     return header
@@ -191,7 +203,9 @@ class _Strip:
         return local.raw[:rows], local.masked[:rows]
 
 
-def _load(reader: MefReader, index: int, item: CombineInput, y0: int, y1: int, strip: _Strip, bits: int) -> None:
+def _load(
+    reader: MefReader, index: int, item: CombineInput, y0: int, y1: int, strip: _Strip, bits: int
+) -> None:
     """Read one input's rows into the strip: scaled values (NaN where unusable) and variances."""
     rows = y1 - y0
     values = strip.values[index, :rows]
@@ -216,9 +230,14 @@ def _load(reader: MefReader, index: int, item: CombineInput, y0: int, y1: int, s
         np.copyto(values, np.float32(np.nan), where=masked)
 
 
-def combine_files(inputs: list[CombineInput], output_uri: str, calib_type: str,
-                  settings: CombineSettings | None = None, extra_header: dict[str, Any] | None = None,
-                  common: list[CommonCalibration] | None = None) -> CombineReport:
+def combine_files(
+    inputs: list[CombineInput],
+    output_uri: str,
+    calib_type: str,
+    settings: CombineSettings | None = None,
+    extra_header: dict[str, Any] | None = None,
+    common: list[CommonCalibration] | None = None,
+) -> CombineReport:
     """Combine ``inputs`` (isrflow MEFs of one detector) into ``output_uri``; see the module docstring.
 
     Raises CalibrationError / CalibrationMismatchError for unusable inputs, ConfigError for bad
@@ -252,7 +271,9 @@ def combine_files(inputs: list[CombineInput], output_uri: str, calib_type: str,
             shared.append(reader)
             kept_common.append(calib)
             if reader.image(formats.EXT_VARIANCE).shape != (rows, cols):
-                raise CalibrationMismatchError(f"{calib.uri}: VARIANCE shape differs from the inputs' {(rows, cols)}")
+                raise CalibrationMismatchError(
+                    f"{calib.uri}: VARIANCE shape differs from the inputs' {(rows, cols)}"
+                )
         common = kept_common
         n = len(inputs) + len(shared)  # for the memory model: a shared variance plane costs like an input
         read_threads = max(1, min(settings.read_threads, n))
@@ -260,38 +281,53 @@ def combine_files(inputs: list[CombineInput], output_uri: str, calib_type: str,
         # the target sizes the strips; the kernel's per-thread chunk buffers come on top of it (counting
         # them against the target left 16 threads strips of 5 rows: 836 strips of tiny reads, one chunk each)
         target = routing.STRIP_TARGET_BYTES + routing.fixed_bytes(n, threads)
-        height = routing.strip_rows(min(settings.budget_bytes, target), n, cols, with_variance,
-                                    threads, read_threads, rows)
+        height = routing.strip_rows(
+            min(settings.budget_bytes, target), n, cols, with_variance, threads, read_threads, rows
+        )
         if height < 1:  # the target is too small for these inputs: use all of the budget
-            height = routing.strip_rows(settings.budget_bytes, n, cols, with_variance, threads, read_threads, rows)
+            height = routing.strip_rows(
+                settings.budget_bytes, n, cols, with_variance, threads, read_threads, rows
+            )
         if height < 1:
             need = routing.strip_bytes(1, n, cols, with_variance, threads, read_threads)
             raise CombineBudgetError(
                 f"{output_uri}: a memory budget of {settings.budget_bytes / 2**20:.1f} MiB cannot hold one row of "
-                f"{n} inputs of {cols} columns (needs {need / 2**20:.1f} MiB)")
+                f"{n} inputs of {cols} columns (needs {need / 2**20:.1f} MiB)"
+            )
         header = _header(readers, inputs, calib_type, settings, extra_header or {})
-        planes = [PlaneSpec(formats.EXT_IMAGE, ">f4"),
-                  PlaneSpec(formats.EXT_MASK, ">i4", formats.mask_plane_cards()),
-                  PlaneSpec(formats.EXT_VARIANCE, ">f4")]
+        planes = [
+            PlaneSpec(formats.EXT_IMAGE, ">f4"),
+            PlaneSpec(formats.EXT_MASK, ">i4", formats.mask_plane_cards()),
+            PlaneSpec(formats.EXT_VARIANCE, ">f4"),
+        ]
         if settings.ninputs_plane:
             planes.append(PlaneSpec(EXT_NINPUTS, ">i2", [("BUNIT", "", "number of inputs used per pixel")]))
         # two strips in flight when the budget holds them (the next strip is read and the previous one
         # written while this one is combined), else one; the strip height is the same either way, so
         # the master is too
         # (counted as twice a whole combine's memory: the write's temporaries then overlap the kernel's)
-        double = rows > height and 2 * routing.strip_bytes(height, n, cols, with_variance, threads,
-                                                           read_threads) <= settings.budget_bytes
-        buffers = [(_Strip(n, height, cols, with_variance), CombineOutput.empty(height * cols))
-                   for _ in range(2 if double else 1)]
+        double = (
+            rows > height
+            and 2 * routing.strip_bytes(height, n, cols, with_variance, threads, read_threads)
+            <= settings.budget_bytes
+        )
+        buffers = [
+            (_Strip(n, height, cols, with_variance), CombineOutput.empty(height * cols))
+            for _ in range(2 if double else 1)
+        ]
         strips = 0
         # every combining thread gets at least one chunk of each strip
         chunk = max(1, min(routing.chunk_pixels(len(inputs), threads), -(-height * cols // threads)))
         m = len(inputs)
         starts = list(range(0, rows, height))
-        with MefWriter(output_uri, header, (rows, cols), planes) as writer, \
-                ThreadPoolExecutor(read_threads, thread_name_prefix="combine-read") as pool, \
-                (ThreadPoolExecutor(1, thread_name_prefix="combine-write") if double else nullcontext()) as write_pool, \
-                Workspace(len(inputs), chunk, threads) as workspace:
+        with (
+            MefWriter(output_uri, header, (rows, cols), planes) as writer,
+            ThreadPoolExecutor(read_threads, thread_name_prefix="combine-read") as pool,
+            (
+                ThreadPoolExecutor(1, thread_name_prefix="combine-write") if double else nullcontext()
+            ) as write_pool,
+            Workspace(len(inputs), chunk, threads) as workspace,
+        ):
 
             def load(index: int) -> list:
                 y0, y1 = starts[index], min(rows, starts[index] + height)
@@ -312,13 +348,24 @@ def combine_files(inputs: list[CombineInput], output_uri: str, calib_type: str,
                 strip, result = buffers[index % len(buffers)]
                 if double and index + 1 < len(starts):
                     loading = load(index + 1)  # into the other strip, free since its combine finished
-                if len(writing) >= len(buffers):  # this strip's output buffer is free once its last write is done
+                if len(writing) >= len(
+                    buffers
+                ):  # this strip's output buffer is free once its last write is done
                     no_data += writing.pop(0).result()
                 values = strip.values[:m, :k].reshape(m, k * cols)
                 variances = None if strip.variances is None else strip.variances[:m, :k].reshape(m, k * cols)
-                out = CombineOutput(result.image[:k * cols], result.variance[:k * cols], result.n_used[:k * cols])
-                combine_stack(values, variances, settings.statistic, settings.clip, settings.iterations, out=out,
-                              workspace=workspace)
+                out = CombineOutput(
+                    result.image[: k * cols], result.variance[: k * cols], result.n_used[: k * cols]
+                )
+                combine_stack(
+                    values,
+                    variances,
+                    settings.statistic,
+                    settings.clip,
+                    settings.iterations,
+                    out=out,
+                    workspace=workspace,
+                )
                 for j, (calib, reader) in enumerate(zip(common, shared)):
                     _add_common(out, calib, reader, y0, y1, strip.values[m + j, :k], settings.statistic)
                 if double:
@@ -333,18 +380,40 @@ def combine_files(inputs: list[CombineInput], output_uri: str, calib_type: str,
     finally:
         for r in readers + shared:
             r.close()
-    return CombineReport(output_uri=output_uri, size=size, sha256=sha, shape=(rows, cols), n_inputs=len(inputs),
-                         rows_per_strip=height, strips=strips, no_data_pixels=no_data,
-                         seconds=time.perf_counter() - start, header=header)
+    return CombineReport(
+        output_uri=output_uri,
+        size=size,
+        sha256=sha,
+        shape=(rows, cols),
+        n_inputs=len(inputs),
+        rows_per_strip=height,
+        strips=strips,
+        no_data_pixels=no_data,
+        seconds=time.perf_counter() - start,
+        header=header,
+    )
 
 
-def _add_common(out: CombineOutput, calib: CommonCalibration, reader: MefReader, y0: int, y1: int,
-                buffer: np.ndarray, statistic: str) -> None:
+def _add_common(
+    out: CombineOutput,
+    calib: CommonCalibration,
+    reader: MefReader,
+    y0: int,
+    y1: int,
+    buffer: np.ndarray,
+    statistic: str,
+) -> None:
     """Add the shared part of a subtracted calibration's noise to the strip's variance."""
     variance = reader.read_rows(formats.EXT_VARIANCE, y0, y1, buffer).ravel()
     n = np.maximum(out.n_used, 1).astype(np.float32)
-    m = np.float32(1.0) if statistic != "median" else np.where(out.n_used > 2, np.float32(np.pi / 2), np.float32(1.0))
-    weight = np.float32(calib.factor2) * (np.float32(calib.fraction) ** 2 - m * np.float32(calib.fraction) / n)
+    m = (
+        np.float32(1.0)
+        if statistic != "median"
+        else np.where(out.n_used > 2, np.float32(np.pi / 2), np.float32(1.0))
+    )
+    weight = np.float32(calib.factor2) * (
+        np.float32(calib.fraction) ** 2 - m * np.float32(calib.fraction) / n
+    )
     np.maximum(weight, np.float32(0.0), out=weight)
     out.variance += weight * variance
 

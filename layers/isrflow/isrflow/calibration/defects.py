@@ -47,7 +47,7 @@ def neighbour_median(image: np.ndarray, usable: np.ndarray | None = None) -> np.
         y1 = min(rows, y0 + _BAND_ROWS)
         stack = np.empty((8, (y1 - y0) * cols), dtype=np.float32)
         for i, (dy, dx) in enumerate(shifts):
-            stack[i] = padded[1 + y0 + dy:1 + y1 + dy, 1 + dx:1 + dx + cols].ravel()
+            stack[i] = padded[1 + y0 + dy : 1 + y1 + dy, 1 + dx : 1 + dx + cols].ravel()
         out[y0:y1] = combine_stack(stack, None, "median").image.reshape(y1 - y0, cols)
     return out
 
@@ -95,19 +95,23 @@ def hot_pixels(dark: np.ndarray, mask: np.ndarray | None = None, n_sigma: float 
     return _outliers(dark, mask, n_sigma, +1)
 
 
-def cold_pixels(flat: np.ndarray, mask: np.ndarray | None = None, n_sigma: float = N_SIGMA_COLD) -> np.ndarray:
+def cold_pixels(
+    flat: np.ndarray, mask: np.ndarray | None = None, n_sigma: float = N_SIGMA_COLD
+) -> np.ndarray:
     """Pixels of a master flat fainter than their neighbours by ``n_sigma``."""
     return _outliers(flat, mask, n_sigma, -1)
 
 
-def fill_columns(defects: np.ndarray, min_bad: int = COLUMN_MIN_BAD, max_gap: int = COLUMN_MAX_GAP) -> np.ndarray:
+def fill_columns(
+    defects: np.ndarray, min_bad: int = COLUMN_MIN_BAD, max_gap: int = COLUMN_MAX_GAP
+) -> np.ndarray:
     """cp_pipe's column rule: fill a column with >= ``min_bad`` defects between its first and last
     defect, except across good gaps of ``max_gap`` pixels or more (in place; returned)."""
     for col in np.flatnonzero(defects.sum(axis=0) >= min_bad):
         rows = np.flatnonzero(defects[:, col])
         gaps = np.flatnonzero(np.diff(rows) - 1 >= max_gap)
         for segment in np.split(rows, gaps + 1):
-            defects[segment[0]:segment[-1] + 1, col] = True
+            defects[segment[0] : segment[-1] + 1, col] = True
     return defects
 
 
@@ -122,8 +126,9 @@ def boxes_of(defects: np.ndarray) -> list[Box]:
     return [Box.of(int(c), int(y0), 1, int(y1 - y0)) for c, y0, y1 in zip(start_cols, start_rows, end_rows)]
 
 
-def find_defects(dark: tuple[np.ndarray, np.ndarray | None] | None,
-                 flats: list[tuple[np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, dict[str, int]]:
+def find_defects(
+    dark: tuple[np.ndarray, np.ndarray | None] | None, flats: list[tuple[np.ndarray, np.ndarray | None]]
+) -> tuple[np.ndarray, dict[str, int]]:
     """The defect map of one detector from its master dark and master flat(s) (image, mask),
     and counts by kind (hot, cold, no_data, total)."""
     images = ([dark] if dark is not None else []) + list(flats)
@@ -142,5 +147,10 @@ def find_defects(dark: tuple[np.ndarray, np.ndarray | None] | None,
         if mask is not None:
             no_data |= (mask & formats.BAD) != 0
     defects = fill_columns(hot | cold | no_data)
-    counts = {"hot": int(hot.sum()), "cold": int(cold.sum()), "no_data": int(no_data.sum()), "total": int(defects.sum())}
+    counts = {
+        "hot": int(hot.sum()),
+        "cold": int(cold.sum()),
+        "no_data": int(no_data.sum()),
+        "total": int(defects.sum()),
+    }
     return defects, counts

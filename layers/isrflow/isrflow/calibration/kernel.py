@@ -194,8 +194,16 @@ def _variance_sum(work: _Work, var: np.ndarray, used: np.ndarray) -> np.ndarray:
     return np.add.reduce(v, axis=0, dtype=np.float64)
 
 
-def _combine_chunk(x: np.ndarray, var: np.ndarray | None, statistic: str, clip: float, iterations: int,
-                   work: _Work, out: CombineOutput, sl: slice) -> None:
+def _combine_chunk(
+    x: np.ndarray,
+    var: np.ndarray | None,
+    statistic: str,
+    clip: float,
+    iterations: int,
+    work: _Work,
+    out: CombineOutput,
+    sl: slice,
+) -> None:
     m, c = x.shape
     good = work.good[:, :c]
     np.isfinite(x, out=good)
@@ -228,7 +236,11 @@ def _combine_chunk(x: np.ndarray, var: np.ndarray | None, statistic: str, clip: 
                 if kept.all():
                     mean, std, count = new_mean, new_std, k
                 else:
-                    mean, std, count = np.where(kept, new_mean, mean), np.where(kept, new_std, std), np.where(kept, k, count)
+                    mean, std, count = (
+                        np.where(kept, new_mean, mean),
+                        np.where(kept, new_std, std),
+                        np.where(kept, k, count),
+                    )
                 used = keep
                 center, width = mean, std
             result = mean
@@ -266,7 +278,9 @@ class Workspace:
     def __init__(self, n_inputs: int, chunk: int, threads: int = 1):
         self.n_inputs, self.chunk, self.threads = n_inputs, chunk, max(1, threads)
         self.works = [_Work(n_inputs, chunk) for _ in range(self.threads)]
-        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="combine") if self.threads > 1 else None
+        self.pool = (
+            ThreadPoolExecutor(self.threads, thread_name_prefix="combine") if self.threads > 1 else None
+        )
 
     def close(self) -> None:
         if self.pool is not None:
@@ -280,10 +294,17 @@ class Workspace:
         self.close()
 
 
-def combine_stack(values: np.ndarray, variances: np.ndarray | None = None, statistic: Statistic = "meanclip",
-                  clip: float = 3.0, iterations: int = 3, threads: int = 1,
-                  out: CombineOutput | None = None, chunk: int | None = None,
-                  workspace: Workspace | None = None) -> CombineOutput:
+def combine_stack(
+    values: np.ndarray,
+    variances: np.ndarray | None = None,
+    statistic: Statistic = "meanclip",
+    clip: float = 3.0,
+    iterations: int = 3,
+    threads: int = 1,
+    out: CombineOutput | None = None,
+    chunk: int | None = None,
+    workspace: Workspace | None = None,
+) -> CombineOutput:
     """Combine a stack of ``N`` frames pixel by pixel (the core of every master calibration).
 
     Parameters
@@ -346,8 +367,16 @@ def combine_stack(values: np.ndarray, variances: np.ndarray | None = None, stati
         work, mine = job
         for start in mine:
             sl = slice(start, min(p, start + size))
-            _combine_chunk(values[:, sl], None if variances is None else variances[:, sl], statistic, clip,
-                           iterations, work, out, sl)
+            _combine_chunk(
+                values[:, sl],
+                None if variances is None else variances[:, sl],
+                statistic,
+                clip,
+                iterations,
+                work,
+                out,
+                sl,
+            )
 
     try:
         n = min(workspace.threads, len(starts))

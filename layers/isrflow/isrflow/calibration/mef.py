@@ -34,9 +34,9 @@ from astropy.io import fits
 
 from ..errors import CalibrationError
 from ..filemode import honour_umask
-from ..tiled import PlaneEncoder, TiledImage, is_tiled
 from ..registry.datastore import uri_to_path
 from ..storage import split_s3, storage_for
+from ..tiled import PlaneEncoder, TiledImage, is_tiled
 
 BLOCK = 2880
 #: Bytes hashed at a time when a written file is checksummed.
@@ -78,8 +78,9 @@ class _Source:
                     break
                 data += more
             return data
-        reply = self._client.get_object(Bucket=self._bucket, Key=self._key,
-                                        Range=f"bytes={offset}-{offset + length - 1}")
+        reply = self._client.get_object(
+            Bucket=self._bucket, Key=self._key, Range=f"bytes={offset}-{offset + length - 1}"
+        )
         return reply["Body"].read()
 
     def read_into(self, offset: int, buffer: memoryview) -> int:
@@ -89,7 +90,7 @@ class _Source:
         length = len(buffer)
         if self._fd is None:
             data = self.read(offset, length)
-            buffer[:len(data)] = data
+            buffer[: len(data)] = data
             return len(data)
         got = 0
         while got < length:  # preadv may return short reads; stop at end of file
@@ -166,8 +167,12 @@ class MefReader:
             return hdu.read_rows(self._source.read, y0, y1, out)
         if out.shape != (y1 - y0, hdu.shape[1]):
             raise ValueError(f"{self.uri}: rows [{y0}, {y1}) into {out.shape} do not fit {name} {hdu.shape}")
-        if (hdu.bscale == 1.0 and hdu.bzero == 0.0 and out.dtype == hdu.dtype.newbyteorder("=")
-                and out.flags.c_contiguous):
+        if (
+            hdu.bscale == 1.0
+            and hdu.bzero == 0.0
+            and out.dtype == hdu.dtype.newbyteorder("=")
+            and out.flags.c_contiguous
+        ):
             return self.raw_rows_into(name, y0, y1, out)
         raw = self.raw_rows(name, y0, y1)
         if hdu.bscale != 1.0 or hdu.bzero != 0.0:
@@ -182,14 +187,18 @@ class MefReader:
         a read-only view of the bytes read; of a compressed extension, the decoded values."""
         hdu = self.image(name)
         if isinstance(hdu, TiledImage):
-            return hdu.read_rows(self._source.read, y0, y1, np.empty((y1 - y0, hdu.shape[1]), dtype=hdu.dtype))
+            return hdu.read_rows(
+                self._source.read, y0, y1, np.empty((y1 - y0, hdu.shape[1]), dtype=hdu.dtype)
+            )
         rows, cols = hdu.shape
         if not 0 <= y0 <= y1 <= rows:
             raise ValueError(f"{self.uri}: rows [{y0}, {y1}) outside {name} {hdu.shape}")
         length = (y1 - y0) * hdu.row_bytes
         data = self._source.read(hdu.offset + y0 * hdu.row_bytes, length)
         if len(data) != length:
-            raise CalibrationError(f"{self.uri}: {name} is truncated (rows {y0}-{y1} end past the end of the file)")
+            raise CalibrationError(
+                f"{self.uri}: {name} is truncated (rows {y0}-{y1} end past the end of the file)"
+            )
         return np.frombuffer(data, dtype=hdu.dtype).reshape(y1 - y0, cols)
 
     def raw_rows_into(self, name: str, y0: int, y1: int, out: np.ndarray) -> np.ndarray:
@@ -203,14 +212,22 @@ class MefReader:
         rows, cols = hdu.shape
         if not 0 <= y0 <= y1 <= rows:
             raise ValueError(f"{self.uri}: rows [{y0}, {y1}) outside {name} {hdu.shape}")
-        if out.shape != (y1 - y0, cols) or out.dtype != hdu.dtype.newbyteorder("=") or not out.flags.c_contiguous:
-            raise ValueError(f"{self.uri}: rows [{y0}, {y1}) of {name} ({hdu.dtype}) cannot be read into "
-                             f"{out.dtype} {out.shape}")
+        if (
+            out.shape != (y1 - y0, cols)
+            or out.dtype != hdu.dtype.newbyteorder("=")
+            or not out.flags.c_contiguous
+        ):
+            raise ValueError(
+                f"{self.uri}: rows [{y0}, {y1}) of {name} ({hdu.dtype}) cannot be read into "
+                f"{out.dtype} {out.shape}"
+            )
         length = (y1 - y0) * hdu.row_bytes
         with memoryview(out).cast("B") as view:
             got = self._source.read_into(hdu.offset + y0 * hdu.row_bytes, view)
         if got != length:
-            raise CalibrationError(f"{self.uri}: {name} is truncated (rows {y0}-{y1} end past the end of the file)")
+            raise CalibrationError(
+                f"{self.uri}: {name} is truncated (rows {y0}-{y1} end past the end of the file)"
+            )
         if not hdu.dtype.isnative:
             out.byteswap(inplace=True)  # big-endian on disk -> native: the same values, bit for bit
         return out
@@ -236,12 +253,14 @@ def _header_at(source: _Source, offset: int, uri: str) -> tuple[fits.Header, int
             raise CalibrationError(f"{uri}: header at byte {offset} has no END card (truncated file?)")
         text += chunk
         for start in range(0, len(text) - 79, 80):
-            if text[start:start + 8] == b"END     ":
+            if text[start : start + 8] == b"END     ":
                 length = _padded(start + 80)
                 try:
-                    header = fits.Header.fromstring(text[:start + 80].decode("ascii"))
+                    header = fits.Header.fromstring(text[: start + 80].decode("ascii"))
                 except Exception as exc:
-                    raise CalibrationError(f"{uri}: unreadable FITS header at byte {offset} ({exc})") from None
+                    raise CalibrationError(
+                        f"{uri}: unreadable FITS header at byte {offset} ({exc})"
+                    ) from None
                 return header, length
         if len(text) > 64 * _HEADER_READ:
             raise CalibrationError(f"{uri}: header at byte {offset} is implausibly long")
@@ -263,20 +282,29 @@ def _index(source: _Source) -> tuple[dict[str, Any], dict[str, ImageHdu | TiledI
         dims = [int(header.get(f"NAXIS{i}", 0)) for i in range(1, naxis + 1)]
         count = int(np.prod(dims)) if naxis else 0
         bitpix = int(header.get("BITPIX", 8))
-        data_bytes = (abs(bitpix) // 8) * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + count)
+        data_bytes = (
+            (abs(bitpix) // 8) * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + count)
+        )
         if index > 0 and header.get("XTENSION") == "IMAGE" and naxis == 2:
             name = str(header.get("EXTNAME", f"HDU{index}")).strip().upper()
             if bitpix not in _DTYPES:
                 raise CalibrationError(f"{uri}: {name} has unsupported BITPIX {bitpix}")
-            images[name] = ImageHdu(name=name, offset=offset, shape=(dims[1], dims[0]),
-                                    dtype=np.dtype(_DTYPES[bitpix]),
-                                    bzero=float(header.get("BZERO", 0.0)), bscale=float(header.get("BSCALE", 1.0)))
+            images[name] = ImageHdu(
+                name=name,
+                offset=offset,
+                shape=(dims[1], dims[0]),
+                dtype=np.dtype(_DTYPES[bitpix]),
+                bzero=float(header.get("BZERO", 0.0)),
+                bscale=float(header.get("BSCALE", 1.0)),
+            )
         elif index > 0 and is_tiled(header):
             tiled = TiledImage.from_header(header, offset, uri)
             images[tiled.name or f"HDU{index}"] = tiled
         offset += _padded(data_bytes)
         if offset > size:
-            raise CalibrationError(f"{uri}: truncated (HDU {index} ends at byte {offset}, the file has {size})")
+            raise CalibrationError(
+                f"{uri}: truncated (HDU {index} ends at byte {offset}, the file has {size})"
+            )
         index += 1
         following = _header_at(source, offset, uri) if offset < size else None
         if following is None:
@@ -332,7 +360,7 @@ def publish(tmp: Path, uri: str) -> None:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _primary_header(header: dict[str, Any]) -> bytes:
@@ -354,8 +382,14 @@ class MefWriter:
     the configured one); compressed planes must be written in row order.
     """
 
-    def __init__(self, uri: str, header: dict[str, Any], shape: tuple[int, int], planes: list[PlaneSpec],
-                 compression: str | None = None):
+    def __init__(
+        self,
+        uri: str,
+        header: dict[str, Any],
+        shape: tuple[int, int],
+        planes: list[PlaneSpec],
+        compression: str | None = None,
+    ):
         from ..compression import codec_for, resolve
 
         self.uri = uri
@@ -374,9 +408,14 @@ class MefWriter:
                 for plane in planes:
                     spool = tempfile.TemporaryFile(dir=self._tmp.parent)  # noqa: SIM115 - closed in abort/commit
                     self._spools.append(spool)
-                    self._encoders[plane.name] = PlaneEncoder(plane.name, np.dtype(plane.dtype), shape,
-                                                              codec_for(plane.dtype, mode, plane.name), spool,
-                                                              plane.cards)
+                    self._encoders[plane.name] = PlaneEncoder(
+                        plane.name,
+                        np.dtype(plane.dtype),
+                        shape,
+                        codec_for(plane.dtype, mode, plane.name),
+                        spool,
+                        plane.cards,
+                    )
         except BaseException:
             self.abort()
             raise

@@ -34,7 +34,9 @@ class FlatScales:
     detector: dict[Hashable, float]  # linear G[d]: each detector's response (weighted mean 1)
 
 
-def normalize(levels: Mapping[tuple[Hashable, Hashable], tuple[float, float]], iterations: int = ITERATIONS) -> FlatScales:
+def normalize(
+    levels: Mapping[tuple[Hashable, Hashable], tuple[float, float]], iterations: int = ITERATIONS
+) -> FlatScales:
     """Solve ``B[d, e] ~ E[e] G[d]`` for ``levels`` = {(detector, exposure): (level, weight)}.
 
     Levels that are not positive and finite, or have no weight, are ignored. Raises
@@ -58,7 +60,7 @@ def normalize(levels: Mapping[tuple[Hashable, Hashable], tuple[float, float]], i
         total = sum(w for _, w in pairs)
         return sum(v * w for v, w in pairs) / total
 
-    g = {d: 0.0 for d in detectors}
+    g = dict.fromkeys(detectors, 0.0)
     e_log = {e: wmean([(b - g[d], w) for d, b, w in by_exp[e]]) for e in exposures}
     det_weight = {d: sum(w for _, _, w in by_det[d]) for d in detectors}
     for _ in range(max(1, iterations)):
@@ -66,5 +68,6 @@ def normalize(levels: Mapping[tuple[Hashable, Hashable], tuple[float, float]], i
         shift = math.log(sum(det_weight[d] * math.exp(g[d]) for d in detectors) / sum(det_weight.values()))
         g = {d: v - shift for d, v in g.items()}
         e_log = {e: wmean([(b - g[d], w) for d, b, w in by_exp[e]]) for e in exposures}
-    return FlatScales(exposure={e: math.exp(v) for e, v in e_log.items()},
-                      detector={d: math.exp(v) for d, v in g.items()})
+    return FlatScales(
+        exposure={e: math.exp(v) for e, v in e_log.items()}, detector={d: math.exp(v) for d, v in g.items()}
+    )

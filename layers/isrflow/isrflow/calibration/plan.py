@@ -36,26 +36,46 @@ def with_obs_type(where: str | None, obs_type: str) -> str:
     return f"({where}) AND {clause}" if where and where.strip() else clause
 
 
-def _group(calib_type: str, instrument: str, detector: int, detector_name: str, physical_filter: str | None,
-           run: str, root: str) -> MasterGroup:
+def _group(
+    calib_type: str,
+    instrument: str,
+    detector: int,
+    detector_name: str,
+    physical_filter: str | None,
+    run: str,
+    root: str,
+) -> MasterGroup:
     data_id = {"instrument": instrument, "detector": detector}
     if physical_filter is not None:
         data_id["physical_filter"] = physical_filter
     data_id = normalize_data_id(calib_type, data_id)
-    return MasterGroup(key=layout.master_key(instrument, detector, physical_filter), calib_type=calib_type,
-                       instrument=instrument, detector=detector, detector_name=detector_name,
-                       physical_filter=physical_filter, data_id=data_id,
-                       dataset_id=dataset_id(calib_type, run, data_id),
-                       output_uri=dataset_uri(root, run, calib_type, data_id), inputs=[])
+    return MasterGroup(
+        key=layout.master_key(instrument, detector, physical_filter),
+        calib_type=calib_type,
+        instrument=instrument,
+        detector=detector,
+        detector_name=detector_name,
+        physical_filter=physical_filter,
+        data_id=data_id,
+        dataset_id=dataset_id(calib_type, run, data_id),
+        output_uri=dataset_uri(root, run, calib_type, data_id),
+        inputs=[],
+    )
 
 
 def _isr_groups(event: CalibPlanEvent, registry, root: str, isr_prefix: str):
     inp = event.input
     build = spec(inp.calib_type)
-    plan = registry.find_quanta(with_obs_type(inp.where, build.obs_type), inp.input_collections,
-                                inp.calib_collection if build.needed_calibs else None, inp.output_run,
-                                dataset_type_out=build.intermediate, needed_calibs=build.needed_calibs,
-                                mode=inp.mode, datastore_root=root)
+    plan = registry.find_quanta(
+        with_obs_type(inp.where, build.obs_type),
+        inp.input_collections,
+        inp.calib_collection if build.needed_calibs else None,
+        inp.output_run,
+        dataset_type_out=build.intermediate,
+        needed_calibs=build.needed_calibs,
+        mode=inp.mode,
+        datastore_root=root,
+    )
     store = storage_for(root)
     groups: dict[str, MasterGroup] = {}
     ready = []
@@ -63,16 +83,28 @@ def _isr_groups(event: CalibPlanEvent, registry, root: str, isr_prefix: str):
         pf = q.physical_filter if build.per_filter else None
         group = _group(inp.calib_type, q.instrument, q.detector, q.detector_name, pf, inp.output_run, root)
         group = groups.setdefault(group.key, group)
-        calibs = {k: MasterInput(dataset_id=ref.id, uri=ref.uri, role=k) for k, ref in q.calibs.items()
-                  if ref is not None}
-        group.inputs.append(MasterInput(dataset_id=q.output.id, uri=q.output.uri, exposure=q.exposure, calibs=calibs))
+        calibs = {
+            k: MasterInput(dataset_id=ref.id, uri=ref.uri, role=k)
+            for k, ref in q.calibs.items()
+            if ref is not None
+        }
+        group.inputs.append(
+            MasterInput(dataset_id=q.output.id, uri=q.output.uri, exposure=q.exposure, calibs=calibs)
+        )
         if q.missing_calibs:
             failed = QuantumResult(
-                instrument=q.instrument, exposure=q.exposure, detector=q.detector, status="failed",
-                error="MissingCalibrationError: no certified " + ", ".join(q.missing_calibs)
-                + f" in {inp.calib_collection} valid at {q.exposure_begin.isoformat()}")
-            store.write_bytes(pv_layout.result_uri(isr_prefix, q.instrument, q.exposure, q.detector),
-                              failed.model_dump_json().encode())
+                instrument=q.instrument,
+                exposure=q.exposure,
+                detector=q.detector,
+                status="failed",
+                error="MissingCalibrationError: no certified "
+                + ", ".join(q.missing_calibs)
+                + f" in {inp.calib_collection} valid at {q.exposure_begin.isoformat()}",
+            )
+            store.write_bytes(
+                pv_layout.result_uri(isr_prefix, q.instrument, q.exposure, q.detector),
+                failed.model_dump_json().encode(),
+            )
         else:
             ready.append(q)
     clusters = make_clusters(ready, inp.cluster_size)
@@ -93,7 +125,8 @@ def _defects_groups(event: CalibPlanEvent, registry, root: str) -> dict[str, Mas
             elif previous[0] == collection and previous[1].id != ref.id:
                 raise CalibrationLookupError(
                     f"defects: {collection!r} holds two {calib_type} masters for {slot[0]} detector {slot[1]} "
-                    f"({previous[1].id}, {ref.id}); give the RUN collection of the build to use")
+                    f"({previous[1].id}, {ref.id}); give the RUN collection of the build to use"
+                )
         for (instrument, detector, _pf), (_, ref) in sorted(chosen.items(), key=lambda kv: repr(kv[0])):
             group = _group("defects", instrument, detector, str(detector), None, inp.output_run, root)
             group = groups.setdefault(group.key, group)
@@ -111,7 +144,9 @@ def _check_existing(groups: dict[str, MasterGroup], event: CalibPlanEvent, regis
         named = ", ".join(g.key for g in clashes[:5])
         raise OutputExistsError(
             f"output run {inp.output_run!r} already holds {len(clashes)} {inp.calib_type} master(s): {named}; "
-            "build with mode replace", conflicts=[str(g.dataset_id) for g in clashes])
+            "build with mode replace",
+            conflicts=[str(g.dataset_id) for g in clashes],
+        )
     for g in clashes:
         g.replace = True
 
@@ -121,8 +156,10 @@ def plan_build(event: CalibPlanEvent, registry, datastore_root: str) -> CalibPla
     inp = event.input
     build = spec(inp.calib_type)
     if inp.certify is not None and registry.collection_type(inp.certify.collection) != "CALIBRATION":
-        raise CollectionError(f"certify: {inp.certify.collection!r} is not a CALIBRATION collection of this "
-                              "registry (create it first, e.g. isrflow calib build --certify does)")
+        raise CollectionError(
+            f"certify: {inp.certify.collection!r} is not a CALIBRATION collection of this "
+            "registry (create it first, e.g. isrflow calib build --certify does)"
+        )
     root = datastore_root.rstrip("/")
     key = pv_layout.execution_key(event.execution_id)
     isr_prefix = layout.isr_results_prefix(root, key)
@@ -140,14 +177,32 @@ def plan_build(event: CalibPlanEvent, registry, datastore_root: str) -> CalibPla
     groups_uri = layout.groups_uri(root, key)
     store.write_bytes(groups_uri, json.dumps([g.model_dump(mode="json") for g in groups.values()]).encode())
     return CalibPlanResult(
-        execution_id=event.execution_id, execution_key=key, calib_type=inp.calib_type, output_run=inp.output_run,
-        mode=inp.mode, manifest_key=pv_layout.bucket_key(manifest, root), manifest_uri=manifest,
-        clusters=len(clusters), inputs=n_inputs, failed_at_plan=failed, groups_uri=groups_uri, masters=len(groups),
-        isr_results_prefix=isr_prefix, master_results_prefix=layout.master_results_prefix(root, key),
-        requests_prefix=layout.requests_prefix(root, key), isr_config=isr_config, statistic=inp.statistic,
-        clip=inp.clip, iterations=inp.iterations, min_inputs=inp.min_inputs, route=inp.route,
-        combine_memory_mb=inp.combine_memory_mb, certify=inp.certify, certify_requested=inp.certify is not None,
-        max_concurrency=inp.max_concurrency, max_failure_fraction=inp.max_failure_fraction,
+        execution_id=event.execution_id,
+        execution_key=key,
+        calib_type=inp.calib_type,
+        output_run=inp.output_run,
+        mode=inp.mode,
+        manifest_key=pv_layout.bucket_key(manifest, root),
+        manifest_uri=manifest,
+        clusters=len(clusters),
+        inputs=n_inputs,
+        failed_at_plan=failed,
+        groups_uri=groups_uri,
+        masters=len(groups),
+        isr_results_prefix=isr_prefix,
+        master_results_prefix=layout.master_results_prefix(root, key),
+        requests_prefix=layout.requests_prefix(root, key),
+        isr_config=isr_config,
+        statistic=inp.statistic,
+        clip=inp.clip,
+        iterations=inp.iterations,
+        min_inputs=inp.min_inputs,
+        route=inp.route,
+        combine_memory_mb=inp.combine_memory_mb,
+        certify=inp.certify,
+        certify_requested=inp.certify is not None,
+        max_concurrency=inp.max_concurrency,
+        max_failure_fraction=inp.max_failure_fraction,
         keep_intermediates=inp.keep_intermediates,
     )
 

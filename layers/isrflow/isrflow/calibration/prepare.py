@@ -51,7 +51,9 @@ def _isr_results(plan, groups: list[MasterGroup]) -> dict[tuple[str, int, int], 
         for item in g.inputs:
             uri = pv_layout.result_uri(plan.isr_results_prefix, g.instrument, item.exposure, g.detector)
             try:
-                out[(g.instrument, item.exposure, g.detector)] = QuantumResult.model_validate_json(store.read_bytes(uri))
+                out[(g.instrument, item.exposure, g.detector)] = QuantumResult.model_validate_json(
+                    store.read_bytes(uri)
+                )
             except ObjectNotFoundError:
                 pass  # the worker never recorded it: treated as failed
     return out
@@ -67,7 +69,10 @@ def normalize_flats(event: CalibStepEvent) -> NormalizeResult:
         for item in g.inputs:
             r = results.get((g.instrument, item.exposure, g.detector))
             if r is not None and r.status == "succeeded" and r.stats:
-                levels[g.physical_filter or ""][(g.detector, item.exposure)] = (r.stats.get("mean"), r.stats.get("n"))
+                levels[g.physical_filter or ""][(g.detector, item.exposure)] = (
+                    r.stats.get("mean"),
+                    r.stats.get("n"),
+                )
     doc = FlatScalesDoc(exposure={}, detector={})
     for physical_filter, table in levels.items():
         scales = normalize(table)
@@ -76,14 +81,24 @@ def normalize_flats(event: CalibStepEvent) -> NormalizeResult:
     root = layout.root_of(plan.groups_uri)
     uri = layout.scales_uri(root, plan.execution_key)
     storage_for(uri).write_bytes(uri, doc.model_dump_json().encode())
-    return NormalizeResult(scales_uri=uri, filters=len(doc.exposure),
-                           exposures=len({e for table in levels.values() for _, e in table}),
-                           detectors=len({d for table in levels.values() for d, _ in table}))
+    return NormalizeResult(
+        scales_uri=uri,
+        filters=len(doc.exposure),
+        exposures=len({e for table in levels.values() for _, e in table}),
+        detectors=len({d for table in levels.values() for d, _ in table}),
+    )
 
 
 def _failed(plan, g: MasterGroup, error: str) -> MasterResult:
-    result = MasterResult(key=g.key, calib_type=g.calib_type, instrument=g.instrument, detector=g.detector,
-                          physical_filter=g.physical_filter, status="failed", error=error)
+    result = MasterResult(
+        key=g.key,
+        calib_type=g.calib_type,
+        instrument=g.instrument,
+        detector=g.detector,
+        physical_filter=g.physical_filter,
+        status="failed",
+        error=error,
+    )
     uri = plan.master_results_prefix + g.key + ".json"
     storage_for(uri).write_bytes(uri, result.model_dump_json().encode())
     return result
@@ -94,11 +109,19 @@ def _commons(good: list[tuple], n: int) -> list[CommonCalibrationRef]:
     by_calib: dict[tuple[str, str], list[float]] = defaultdict(list)
     for item, stats, scale in good:
         for role, calib in item.calibs.items():
-            factor = (1.0 / scale) if role == "bias" else (stats.get("darktime", 0.0) / scale) if role == "dark" else None
+            factor = (
+                (1.0 / scale)
+                if role == "bias"
+                else (stats.get("darktime", 0.0) / scale)
+                if role == "dark"
+                else None
+            )
             if factor is not None:
                 by_calib[(role, calib.uri)].append(factor * factor)
-    return [CommonCalibrationRef(uri=uri, fraction=len(f2) / n, factor2=sum(f2) / len(f2))
-            for (_, uri), f2 in sorted(by_calib.items())]
+    return [
+        CommonCalibrationRef(uri=uri, fraction=len(f2) / n, factor2=sum(f2) / len(f2))
+        for (_, uri), f2 in sorted(by_calib.items())
+    ]
 
 
 def prepare_combine(event: CalibStepEvent) -> PrepareCombineResult:
@@ -134,43 +157,92 @@ def prepare_combine(event: CalibStepEvent) -> PrepareCombineResult:
                 if plan.calib_type == "dark":
                     scale = float(stats.get("darktime") or 0.0)
                 elif plan.calib_type == "flat":
-                    scale = float((scales.exposure.get(g.physical_filter or "") or {}).get(str(item.exposure), 0.0))
+                    scale = float(
+                        (scales.exposure.get(g.physical_filter or "") or {}).get(str(item.exposure), 0.0)
+                    )
                 else:
                     scale = 1.0
                 if not scale > 0:
-                    problems.append(f"{item.exposure}: no usable scale ({'dark time' if plan.calib_type == 'dark' else 'flat level'})")
+                    problems.append(
+                        f"{item.exposure}: no usable scale ({'dark time' if plan.calib_type == 'dark' else 'flat level'})"
+                    )
                     continue
                 good.append((item, stats, scale, r))
             if len(good) < plan.min_inputs:
                 detail = "; ".join(problems[:5])
-                _failed(plan, g, f"NotEnoughInputsError: {len(good)} of {len(g.inputs)} inputs usable, "
-                                 f"min_inputs {plan.min_inputs}" + (f" ({detail})" if detail else ""))
+                _failed(
+                    plan,
+                    g,
+                    f"NotEnoughInputsError: {len(good)} of {len(g.inputs)} inputs usable, "
+                    f"min_inputs {plan.min_inputs}" + (f" ({detail})" if detail else ""),
+                )
                 failed += 1
                 continue
-            inputs = [CombineInputRef(uri=item.uri, dataset_id=item.dataset_id, exposure=item.exposure, scale=scale)
-                      for item, _, scale, _ in good]
+            inputs = [
+                CombineInputRef(uri=item.uri, dataset_id=item.dataset_id, exposure=item.exposure, scale=scale)
+                for item, _, scale, _ in good
+            ]
             commons = _commons([(item, stats, scale) for item, stats, scale, _ in good], len(good))
             columns = max(int((good[0][1] or {}).get("cols") or 4096), 1)
             input_bytes = sum(r.output_size or 0 for *_, r in good)
-        decision = routing.choose_route(n_inputs=len(inputs) + len(commons), input_bytes=input_bytes,
-                                        columns=columns, lambda_memory_mb=memory, lambda_timeout_s=timeout,
-                                        forced=plan.route)
+        decision = routing.choose_route(
+            n_inputs=len(inputs) + len(commons),
+            input_bytes=input_bytes,
+            columns=columns,
+            lambda_memory_mb=memory,
+            lambda_timeout_s=timeout,
+            forced=plan.route,
+        )
         request = CombineRequest(
-            execution_id=plan.execution_id, key=g.key, calib_type=g.calib_type, instrument=g.instrument,
-            detector=g.detector, detector_name=g.detector_name, physical_filter=g.physical_filter, inputs=inputs,
-            common=commons, statistic=plan.statistic, clip=plan.clip, iterations=plan.iterations,
-            mask_planes=list(DEFAULT_MASK_PLANES), output_run=plan.output_run, data_id=g.data_id,
-            dataset_id=g.dataset_id, output_uri=g.output_uri, replace=g.replace,
-            result_uri=plan.master_results_prefix + g.key + ".json", route=decision.route,
-            route_reason=decision.reason, memory_budget_mb=plan.combine_memory_mb)
+            execution_id=plan.execution_id,
+            key=g.key,
+            calib_type=g.calib_type,
+            instrument=g.instrument,
+            detector=g.detector,
+            detector_name=g.detector_name,
+            physical_filter=g.physical_filter,
+            inputs=inputs,
+            common=commons,
+            statistic=plan.statistic,
+            clip=plan.clip,
+            iterations=plan.iterations,
+            mask_planes=list(DEFAULT_MASK_PLANES),
+            output_run=plan.output_run,
+            data_id=g.data_id,
+            dataset_id=g.dataset_id,
+            output_uri=g.output_uri,
+            replace=g.replace,
+            result_uri=plan.master_results_prefix + g.key + ".json",
+            route=decision.route,
+            route_reason=decision.reason,
+            memory_budget_mb=plan.combine_memory_mb,
+        )
         request_uri = plan.requests_prefix + g.key + ".json"
         storage_for(request_uri).write_bytes(request_uri, request.model_dump_json().encode())
-        items.append(CombineItem(key=g.key, instrument=g.instrument, detector=g.detector,
-                                 physical_filter=g.physical_filter, route=decision.route, request_uri=request_uri,
-                                 result_uri=request.result_uri))
+        items.append(
+            CombineItem(
+                key=g.key,
+                instrument=g.instrument,
+                detector=g.detector,
+                physical_filter=g.physical_filter,
+                route=decision.route,
+                request_uri=request_uri,
+                result_uri=request.result_uri,
+            )
+        )
     root = layout.root_of(plan.groups_uri)
     manifest = layout.combine_manifest_uri(root, plan.execution_key)
-    storage_for(manifest).write_bytes(manifest, json.dumps([i.model_dump(mode="json") for i in items]).encode())
-    routes = {"lambda": sum(i.route == "lambda" for i in items), "fargate": sum(i.route == "fargate" for i in items)}
-    return PrepareCombineResult(manifest_key=pv_layout.bucket_key(manifest, root), manifest_uri=manifest,
-                                masters=len(items), failed_before_combine=failed, routes=routes)
+    storage_for(manifest).write_bytes(
+        manifest, json.dumps([i.model_dump(mode="json") for i in items]).encode()
+    )
+    routes = {
+        "lambda": sum(i.route == "lambda" for i in items),
+        "fargate": sum(i.route == "fargate" for i in items),
+    }
+    return PrepareCombineResult(
+        manifest_key=pv_layout.bucket_key(manifest, root),
+        manifest_uri=manifest,
+        masters=len(items),
+        failed_before_combine=failed,
+        routes=routes,
+    )

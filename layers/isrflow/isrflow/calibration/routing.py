@@ -100,14 +100,24 @@ def fixed_bytes(n_inputs: int, threads: int, pixels: int | None = None) -> int:
     return FIXED_BYTES + PER_INPUT_BYTES * n_inputs + threads * scratch_bytes(n_inputs, pixels, threads)
 
 
-def strip_bytes(rows: int, n_inputs: int, columns: int, with_variance: bool, threads: int, read_threads: int) -> int:
+def strip_bytes(
+    rows: int, n_inputs: int, columns: int, with_variance: bool, threads: int, read_threads: int
+) -> int:
     """Total working memory of a combine whose strips are ``rows`` high."""
-    return (fixed_bytes(n_inputs, threads, rows * columns)
-            + rows * strip_row_bytes(n_inputs, columns, with_variance, read_threads))
+    return fixed_bytes(n_inputs, threads, rows * columns) + rows * strip_row_bytes(
+        n_inputs, columns, with_variance, read_threads
+    )
 
 
-def strip_rows(budget_bytes: int, n_inputs: int, columns: int, with_variance: bool, threads: int,
-               read_threads: int, max_rows: int = 1 << 20) -> int:
+def strip_rows(
+    budget_bytes: int,
+    n_inputs: int,
+    columns: int,
+    with_variance: bool,
+    threads: int,
+    read_threads: int,
+    max_rows: int = 1 << 20,
+) -> int:
     """The largest strip height (<= ``max_rows``) whose working memory fits ``budget_bytes``; 0 if none."""
     lo, hi = 0, max_rows
     while lo < hi:
@@ -140,27 +150,56 @@ class RouteDecision:
     reason: str
 
 
-def choose_route(*, n_inputs: int, input_bytes: int, columns: int, lambda_memory_mb: float, lambda_timeout_s: float,
-                 with_variance: bool = True, threads: int = 6, read_threads: int = 8,
-                 throughput: float | None = None, forced: str = "auto") -> RouteDecision:
+def choose_route(
+    *,
+    n_inputs: int,
+    input_bytes: int,
+    columns: int,
+    lambda_memory_mb: float,
+    lambda_timeout_s: float,
+    with_variance: bool = True,
+    threads: int = 6,
+    read_threads: int = 8,
+    throughput: float | None = None,
+    forced: str = "auto",
+) -> RouteDecision:
     """Lambda or Fargate for one combine (see the module docstring); ``forced`` is
     ``auto``, ``lambda`` or ``fargate``."""
     rate = throughput or throughput_bps()
     estimated = input_bytes / rate
     minimal = strip_bytes(MIN_STRIP_ROWS, n_inputs, columns, with_variance, threads, read_threads)
     needed_mb = RUNTIME_OVERHEAD_MB + minimal / BUDGET_FRACTION / (1 << 20)
-    args = dict(estimated_s=round(estimated, 3), lambda_timeout_s=lambda_timeout_s, needed_mb=round(needed_mb, 1),
-                lambda_memory_mb=lambda_memory_mb)
+    args = dict(
+        estimated_s=round(estimated, 3),
+        lambda_timeout_s=lambda_timeout_s,
+        needed_mb=round(needed_mb, 1),
+        lambda_memory_mb=lambda_memory_mb,
+    )
     if forced in ("lambda", "fargate"):
         return RouteDecision(route=forced, reason=f"route forced to {forced}", **args)  # type: ignore[arg-type]
     if estimated > TIME_SAFETY * lambda_timeout_s:
-        return RouteDecision(route="fargate", reason=(
-            f"estimated {estimated:.0f} s ({input_bytes / 1e6:.0f} MB at {rate / 1e6:.0f} MB/s) exceeds "
-            f"{TIME_SAFETY:g} x the {lambda_timeout_s:g} s Lambda timeout"), **args)
+        return RouteDecision(
+            route="fargate",
+            reason=(
+                f"estimated {estimated:.0f} s ({input_bytes / 1e6:.0f} MB at {rate / 1e6:.0f} MB/s) exceeds "
+                f"{TIME_SAFETY:g} x the {lambda_timeout_s:g} s Lambda timeout"
+            ),
+            **args,
+        )
     if strip_budget_bytes(lambda_memory_mb) < minimal:
-        return RouteDecision(route="fargate", reason=(
-            f"a {MIN_STRIP_ROWS}-row strip of {n_inputs} inputs needs {needed_mb:.0f} MB, more than the "
-            f"{lambda_memory_mb:g} MB Lambda"), **args)
-    return RouteDecision(route="lambda", reason=(
-        f"estimated {estimated:.1f} s within {TIME_SAFETY:g} x {lambda_timeout_s:g} s and "
-        f"{needed_mb:.0f} MB within {lambda_memory_mb:g} MB"), **args)
+        return RouteDecision(
+            route="fargate",
+            reason=(
+                f"a {MIN_STRIP_ROWS}-row strip of {n_inputs} inputs needs {needed_mb:.0f} MB, more than the "
+                f"{lambda_memory_mb:g} MB Lambda"
+            ),
+            **args,
+        )
+    return RouteDecision(
+        route="lambda",
+        reason=(
+            f"estimated {estimated:.1f} s within {TIME_SAFETY:g} x {lambda_timeout_s:g} s and "
+            f"{needed_mb:.0f} MB within {lambda_memory_mb:g} MB"
+        ),
+        **args,
+    )

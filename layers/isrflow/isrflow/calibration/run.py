@@ -48,14 +48,29 @@ def read_request(uri: str) -> CombineRequest:
 def _build_master(request: CombineRequest, budget: int) -> tuple[int, str, dict]:
     from .combine import CombineInput, CombineSettings, CommonCalibration, combine_files
 
-    settings = CombineSettings(statistic=request.statistic, clip=request.clip, iterations=request.iterations,
-                               mask_planes=tuple(request.mask_planes), budget_bytes=budget)
-    inputs = [CombineInput(i.uri, i.scale, str(i.exposure) if i.exposure is not None else "") for i in request.inputs]
+    settings = CombineSettings(
+        statistic=request.statistic,
+        clip=request.clip,
+        iterations=request.iterations,
+        mask_planes=tuple(request.mask_planes),
+        budget_bytes=budget,
+    )
+    inputs = [
+        CombineInput(i.uri, i.scale, str(i.exposure) if i.exposure is not None else "")
+        for i in request.inputs
+    ]
     common = [CommonCalibration(c.uri, c.fraction, c.factor2) for c in request.common]
     extra = {"HIERARCH CALIB ROUTE": request.route}
     report = combine_files(inputs, request.output_uri, request.calib_type, settings, extra, common)
-    return report.size, report.sha256, {"strips": report.strips, "rows_per_strip": report.rows_per_strip,
-                                        "no_data_pixels": report.no_data_pixels}
+    return (
+        report.size,
+        report.sha256,
+        {
+            "strips": report.strips,
+            "rows_per_strip": report.rows_per_strip,
+            "no_data_pixels": report.no_data_pixels,
+        },
+    )
 
 
 def _build_defects(request: CombineRequest) -> tuple[int, str, dict]:
@@ -71,11 +86,23 @@ def _build_defects(request: CombineRequest) -> tuple[int, str, dict]:
     dark = (darks[0].image, darks[0].mask) if darks else None
     defects, counts = find_defects(dark, [(f.image, f.mask) for f in flats])
     first = (darks or flats)[0].header
-    header = {key: first[key] for key in (formats.KW_INSTRUMENT, formats.KW_DETECTOR, formats.KW_DETNAME) if key in first}
-    header.update({formats.KW_CALIB_TYPE: "defects", formats.KW_UNITS: "", formats.KW_SOFTWARE: __version__,
-                   "CALIBDAT": datetime.now(UTC).isoformat(timespec="seconds"),
-                   "NHOT": counts["hot"], "NCOLD": counts["cold"], "NNODATA": counts["no_data"],
-                   "NDEFECTS": counts["total"]})
+    header = {
+        key: first[key]
+        for key in (formats.KW_INSTRUMENT, formats.KW_DETECTOR, formats.KW_DETNAME)
+        if key in first
+    }
+    header.update(
+        {
+            formats.KW_CALIB_TYPE: "defects",
+            formats.KW_UNITS: "",
+            formats.KW_SOFTWARE: __version__,
+            "CALIBDAT": datetime.now(UTC).isoformat(timespec="seconds"),
+            "NHOT": counts["hot"],
+            "NCOLD": counts["cold"],
+            "NNODATA": counts["no_data"],
+            "NDEFECTS": counts["total"],
+        }
+    )
     for i, item in enumerate(request.inputs):
         header[f"HIERARCH CALIB INPUT {i}"] = f"{item.role} {item.dataset_id}"
     fd, tmp = temp_file(request.output_uri)
@@ -93,27 +120,56 @@ def run_combine(request_uri: str, sender: QueueSender, *, memory_mb: float | Non
     """Build one master from its request; always writes and returns its result (see the module docstring)."""
     start = time.perf_counter()
     request = read_request(request_uri)
-    base = dict(key=request.key, calib_type=request.calib_type, instrument=request.instrument,
-                detector=request.detector, physical_filter=request.physical_filter, route=request.route,
-                n_inputs=len(request.inputs))
+    base = dict(
+        key=request.key,
+        calib_type=request.calib_type,
+        instrument=request.instrument,
+        detector=request.detector,
+        physical_filter=request.physical_filter,
+        route=request.route,
+        n_inputs=len(request.inputs),
+    )
     try:
         if request.calib_type == "defects":
             size, sha, extra = _build_defects(request)
         else:
-            budget = (int(request.memory_budget_mb * (1 << 20)) if request.memory_budget_mb
-                      else routing.strip_budget_bytes(memory_mb or worker_memory_mb()))
+            budget = (
+                int(request.memory_budget_mb * (1 << 20))
+                if request.memory_budget_mb
+                else routing.strip_budget_bytes(memory_mb or worker_memory_mb())
+            )
             size, sha, extra = _build_master(request, budget)
         roles = [ProvenanceInput(dataset_id=i.dataset_id, role=i.role) for i in request.inputs]
-        message = DatasetMessage(dataset_type=request.calib_type, run=request.output_run, data_id=request.data_id,
-                                 uri=request.output_uri, size=size, sha256=sha, inputs=roles, replace=request.replace,
-                                 execution_id=request.execution_id,
-                                 message_id=message_id(request.execution_id, request.dataset_id))
+        message = DatasetMessage(
+            dataset_type=request.calib_type,
+            run=request.output_run,
+            data_id=request.data_id,
+            uri=request.output_uri,
+            size=size,
+            sha256=sha,
+            inputs=roles,
+            replace=request.replace,
+            execution_id=request.execution_id,
+            message_id=message_id(request.execution_id, request.dataset_id),
+        )
         sender.send([message])
-        result = MasterResult(**base, status="succeeded", output_uri=request.output_uri,
-                              dataset_id=request.dataset_id, duration_s=time.perf_counter() - start,
-                              peak_memory_mb=peak_memory_mb(), messages_sent=1, **extra)
+        result = MasterResult(
+            **base,
+            status="succeeded",
+            output_uri=request.output_uri,
+            dataset_id=request.dataset_id,
+            duration_s=time.perf_counter() - start,
+            peak_memory_mb=peak_memory_mb(),
+            messages_sent=1,
+            **extra,
+        )
     except Exception as exc:  # recorded with its reason; the state machine reads the result
-        result = MasterResult(**base, status="failed", duration_s=time.perf_counter() - start,
-                              peak_memory_mb=peak_memory_mb(), error=f"{type(exc).__name__}: {exc}"[:2000])
+        result = MasterResult(
+            **base,
+            status="failed",
+            duration_s=time.perf_counter() - start,
+            peak_memory_mb=peak_memory_mb(),
+            error=f"{type(exc).__name__}: {exc}"[:2000],
+        )
     storage_for(request.result_uri).write_bytes(request.result_uri, result.model_dump_json().encode())
     return result

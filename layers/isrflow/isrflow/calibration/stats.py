@@ -58,7 +58,8 @@ def measure_input(image: np.ndarray, mask: np.ndarray | None, header: dict) -> d
     stats = clipped_stats(sub)
     out = asdict(stats)
     out.update(
-        rows=int(image.shape[0]), cols=int(image.shape[1]),
+        rows=int(image.shape[0]),
+        cols=int(image.shape[1]),
         darktime=float(header.get(formats.KW_DARKTIME, 0.0) or 0.0),
         exptime=float(header.get("EXPTIME", 0.0) or 0.0),
     )

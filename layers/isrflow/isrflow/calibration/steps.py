@@ -67,13 +67,38 @@ _OFF = {
 }
 
 SPECS: dict[str, BuildSpec] = {
-    "bias": BuildSpec("bias", "bias", "cpBiasProc", (), "unity", False,
-                      {**_OFF, "saturation": {"enabled": True, "suspect": False, "grow": 0, "widen_trails": False},
-                       "bias": False, "dark": False}),
-    "dark": BuildSpec("dark", "dark", "cpDarkProc", ("bias",), "darktime", False,
-                      {**_OFF, "saturation": {"enabled": False}, "bias": True, "dark": False}),
-    "flat": BuildSpec("flat", "flat", "cpFlatProc", ("bias", "dark"), "normalize", True,
-                      {**_OFF, "saturation": {"enabled": False}, "bias": True, "dark": True}),
+    "bias": BuildSpec(
+        "bias",
+        "bias",
+        "cpBiasProc",
+        (),
+        "unity",
+        False,
+        {
+            **_OFF,
+            "saturation": {"enabled": True, "suspect": False, "grow": 0, "widen_trails": False},
+            "bias": False,
+            "dark": False,
+        },
+    ),
+    "dark": BuildSpec(
+        "dark",
+        "dark",
+        "cpDarkProc",
+        ("bias",),
+        "darktime",
+        False,
+        {**_OFF, "saturation": {"enabled": False}, "bias": True, "dark": False},
+    ),
+    "flat": BuildSpec(
+        "flat",
+        "flat",
+        "cpFlatProc",
+        ("bias", "dark"),
+        "normalize",
+        True,
+        {**_OFF, "saturation": {"enabled": False}, "bias": True, "dark": True},
+    ),
     "defects": BuildSpec("defects", None, None, (), "none", False, {}),
 }
 
@@ -82,13 +107,17 @@ def spec(calib_type: str) -> BuildSpec:
     try:
         return SPECS[calib_type]
     except KeyError:
-        raise ConfigError(f"unknown calibration type {calib_type!r}; build one of {', '.join(CALIB_TYPES)}") from None
+        raise ConfigError(
+            f"unknown calibration type {calib_type!r}; build one of {', '.join(CALIB_TYPES)}"
+        ) from None
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 

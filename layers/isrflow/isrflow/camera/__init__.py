@@ -8,7 +8,7 @@ simulator writes.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 
 import yaml
@@ -17,7 +17,16 @@ from pydantic import ValidationError
 from ..errors import CameraError
 from .model import Amplifier, Box, Camera, Detector, Electronics
 
-__all__ = ["Amplifier", "Box", "Camera", "Detector", "Electronics", "CAMERA_NAMES", "load_camera", "camera_for_instrument"]
+__all__ = [
+    "CAMERA_NAMES",
+    "Amplifier",
+    "Box",
+    "Camera",
+    "Detector",
+    "Electronics",
+    "camera_for_instrument",
+    "load_camera",
+]
 
 #: CLI camera names -> data file stem. The same names are used by ``--camera`` everywhere.
 CAMERA_NAMES = ("hsc", "lsstcam", "decam", "generic")
@@ -26,7 +35,7 @@ CAMERA_NAMES = ("hsc", "lsstcam", "decam", "generic")
 _INSTRUMENT_TO_CAMERA = {"HSC": "hsc", "HYPER SUPRIME-CAM": "hsc", "LSSTCAM": "lsstcam", "DECAM": "decam"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_camera(name: str) -> Camera:
     """Load and validate a built-in camera description by CLI name (case-insensitive)."""
     key = name.lower()

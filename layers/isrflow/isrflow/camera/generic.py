@@ -9,7 +9,8 @@ origin is the smallest DETSEC corner among its amps.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -54,30 +55,50 @@ def camera_from_headers(
         if not raw.contains(data) or not raw.contains(bias):
             raise MissingHeaderKeywordError(f"{where}: DATASEC/BIASSEC lie outside the {cols}x{rows} HDU")
         if det.shape != data.shape:
-            raise MissingHeaderKeywordError(f"{where}: DETSEC size {det.shape} differs from DATASEC size {data.shape}")
+            raise MissingHeaderKeywordError(
+                f"{where}: DETSEC size {det.shape} differs from DATASEC size {data.shape}"
+            )
         parallel = None
         if data.y1 < rows:
             parallel = Box.of(data.x0, data.y1, data.width, rows - data.y1)
         elif data.y0 > 0:
             parallel = Box.of(data.x0, 0, data.width, data.y0)
         serial = Box.of(bias.x0, data.y0, bias.width, data.height) if bias.height >= data.height else bias
-        amps.append(_amplifier(where, {
-            "name": str(header.get("AMPNAME") or extname), "hdu": extname, "raw_box": raw, "data": data,
-            "serial_overscan": serial, "parallel_overscan": parallel, "flip_x": fx, "flip_y": fy,
-            "assembled": Box.of(det.x0 - x_origin, det.y0 - y_origin, det.width, det.height),
-            "readout_corner": "LL", "gain": _number(header, "GAIN", where),
-            "read_noise": _number(header, "RDNOISE", where), "saturation": _number(header, "SATURATE", where),
-        }))
+        amps.append(
+            _amplifier(
+                where,
+                {
+                    "name": str(header.get("AMPNAME") or extname),
+                    "hdu": extname,
+                    "raw_box": raw,
+                    "data": data,
+                    "serial_overscan": serial,
+                    "parallel_overscan": parallel,
+                    "flip_x": fx,
+                    "flip_y": fy,
+                    "assembled": Box.of(det.x0 - x_origin, det.y0 - y_origin, det.width, det.height),
+                    "readout_corner": "LL",
+                    "gain": _number(header, "GAIN", where),
+                    "read_noise": _number(header, "RDNOISE", where),
+                    "saturation": _number(header, "SATURATE", where),
+                },
+            )
+        )
     try:
         return Camera(
-            instrument=instrument, translator="generic", raw_format="amp_hdus", raw_dtype="int32", pixel_size_um=10.0,
+            instrument=instrument,
+            translator="generic",
+            raw_format="amp_hdus",
+            raw_dtype="int32",
+            pixel_size_um=10.0,
             layouts={"headers": amps},
             detectors=[Detector(id=detector_id, name=detector_name, layout="headers")],
         )
     except ValidationError as exc:  # e.g. the amps do not tile the detector (an amplifier HDU is missing)
         names = ", ".join(a.name for a in amps)
-        raise IsrInputError(f"{source}: the headers of amplifiers {names} do not describe a valid detector: "
-                            f"{summary(exc, 1)}") from None
+        raise IsrInputError(
+            f"{source}: the headers of amplifiers {names} do not describe a valid detector: {summary(exc, 1)}"
+        ) from None
 
 
 def _amplifier(where: str, fields: dict[str, Any]) -> Amplifier:

@@ -34,7 +34,7 @@ class Box(BaseModel):
     height: int = Field(gt=0)
 
     @classmethod
-    def of(cls, x0: int, y0: int, width: int, height: int) -> "Box":
+    def of(cls, x0: int, y0: int, width: int, height: int) -> Box:
         return cls(x0=x0, y0=y0, width=width, height=height)
 
     @property
@@ -57,18 +57,11 @@ class Box(BaseModel):
         """numpy index ``[y, x]`` selecting this box."""
         return (slice(self.y0, self.y1), slice(self.x0, self.x1))
 
-    def contains(self, other: "Box") -> bool:
-        return (
-            self.x0 <= other.x0
-            and self.y0 <= other.y0
-            and other.x1 <= self.x1
-            and other.y1 <= self.y1
-        )
+    def contains(self, other: Box) -> bool:
+        return self.x0 <= other.x0 and self.y0 <= other.y0 and other.x1 <= self.x1 and other.y1 <= self.y1
 
-    def overlaps(self, other: "Box") -> bool:
-        return not (
-            other.x1 <= self.x0 or self.x1 <= other.x0 or other.y1 <= self.y0 or self.y1 <= other.y0
-        )
+    def overlaps(self, other: Box) -> bool:
+        return not (other.x1 <= self.x0 or self.x1 <= other.x0 or other.y1 <= self.y0 or self.y1 <= other.y0)
 
     def as_tuple(self) -> tuple[int, int, int, int]:
         return (self.x0, self.y0, self.width, self.height)
@@ -123,14 +116,21 @@ class Amplifier(Electronics):
     )
 
     _normalise_boxes = field_validator(
-        "raw_box", "data", "serial_overscan", "serial_prescan", "parallel_overscan", "assembled",
+        "raw_box",
+        "data",
+        "serial_overscan",
+        "serial_prescan",
+        "parallel_overscan",
+        "assembled",
         mode="before",
     )(_box)
 
     @model_validator(mode="after")
-    def _check_boxes(self) -> "Amplifier":
+    def _check_boxes(self) -> Amplifier:
         if self.assembled.shape != self.data.shape:
-            raise ValueError(f"amp {self.name}: assembled box {self.assembled.shape} != data {self.data.shape}")
+            raise ValueError(
+                f"amp {self.name}: assembled box {self.assembled.shape} != data {self.data.shape}"
+            )
         for label in ("data", "serial_overscan", "serial_prescan", "parallel_overscan"):
             box = getattr(self, label)
             if box is not None and not self.raw_box.contains(box):
@@ -186,7 +186,7 @@ class Camera(BaseModel):
     detectors: list[Detector]
 
     @model_validator(mode="after")
-    def _check(self) -> "Camera":
+    def _check(self) -> Camera:
         ids = [d.id for d in self.detectors]
         if len(set(ids)) != len(ids):
             raise ValueError(f"{self.instrument}: duplicate detector ids")
@@ -251,9 +251,11 @@ def _check_layout(instrument: str, key: str, amps: list[Amplifier]) -> None:
     if len(set(names)) != len(names):
         raise ValueError(f"{instrument} layout {key!r}: duplicate amp names")
     for i, a in enumerate(amps):
-        for b in amps[i + 1:]:
+        for b in amps[i + 1 :]:
             if a.assembled.overlaps(b.assembled):
-                raise ValueError(f"{instrument} layout {key!r}: amps {a.name} and {b.name} overlap when assembled")
+                raise ValueError(
+                    f"{instrument} layout {key!r}: amps {a.name} and {b.name} overlap when assembled"
+                )
             if a.hdu == b.hdu and a.raw_box.overlaps(b.raw_box):
                 raise ValueError(f"{instrument} layout {key!r}: raw boxes of {a.name} and {b.name} overlap")
     rows = max(a.assembled.y1 for a in amps)

@@ -14,9 +14,21 @@ import click
 from ..errors import InvalidArgumentError, IsrflowError
 
 # Modules that add commands to the group, in the order they appear in --help.
-COMMAND_MODULES = ("simulate_cmd", "isr_cmd", "registry_cmds", "run_cmds", "calib_cmds", "demo_cmd", "ops_cmds",
-                   "local_cmds", "events_cmd", "redrive_cmd", "verify_cmd",
-                   "tune_cmd", "night_cmd")
+COMMAND_MODULES = (
+    "simulate_cmd",
+    "isr_cmd",
+    "registry_cmds",
+    "run_cmds",
+    "calib_cmds",
+    "demo_cmd",
+    "ops_cmds",
+    "local_cmds",
+    "events_cmd",
+    "redrive_cmd",
+    "verify_cmd",
+    "tune_cmd",
+    "night_cmd",
+)
 
 
 class _Group(click.Group):
@@ -32,8 +44,11 @@ class _Group(click.Group):
         for i, arg in enumerate(args):
             if "\x00" in arg:
                 shown = arg.replace(chr(0), "<NUL>")[:60]
-                click.echo(f"error: {InvalidArgumentError.__name__}: argument {i + 1} ({shown!r}): "
-                           "contains a NUL byte", err=True)
+                click.echo(
+                    f"error: {InvalidArgumentError.__name__}: argument {i + 1} ({shown!r}): "
+                    "contains a NUL byte",
+                    err=True,
+                )
                 sys.exit(1)
         return super().parse_args(ctx, args)
 
@@ -49,7 +64,10 @@ class _Group(click.Group):
             first = exc.errors()[0]
             field = ".".join(str(part) for part in first.get("loc", ())) or exc.title
             more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-            click.echo(f"error: {InvalidArgumentError.__name__}: {field}: {first.get('msg', str(exc))}{more}", err=True)
+            click.echo(
+                f"error: {InvalidArgumentError.__name__}: {field}: {first.get('msg', str(exc))}{more}",
+                err=True,
+            )
             sys.exit(1)
 
 

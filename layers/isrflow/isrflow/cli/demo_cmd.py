@@ -22,7 +22,7 @@ simulated night but adds its own calibration and output runs (:func:`disk_usage`
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -34,8 +34,16 @@ def register(group: click.Group) -> None:
     group.add_command(demo_command)
 
 
-def _prepare(repo: Path, camera: str, detectors: list[int], science: int, seed: int, frames: dict[str, int],
-             true_calibrations: bool, small: bool = False):
+def _prepare(
+    repo: Path,
+    camera: str,
+    detectors: list[int],
+    science: int,
+    seed: int,
+    frames: dict[str, int],
+    true_calibrations: bool,
+    small: bool = False,
+):
     from ..calib_import import import_calibrations
     from ..errors import CertificationConflictError
     from ..registry import create_repo, ingest, open_repo
@@ -44,23 +52,40 @@ def _prepare(repo: Path, camera: str, detectors: list[int], science: int, seed: 
 
     registry = open_repo(repo) if (repo / REPO_CONFIG).exists() else create_repo(repo)
     counts = "-".join(f"{k[0]}{v}" for k, v in frames.items())
-    sim_dir = repo / "sim" / f"{camera}-{'-'.join(map(str, detectors))}-s{seed}-{counts}{'-small' if small else ''}"
+    sim_dir = (
+        repo / "sim" / f"{camera}-{'-'.join(map(str, detectors))}-s{seed}-{counts}{'-small' if small else ''}"
+    )
     if (sim_dir / "manifest.json").exists():
         manifest = load_manifest(sim_dir)
         click.echo(f"reusing the simulated night in {sim_dir}")
     else:
-        click.echo(f"simulating {frames['bias']} bias, {frames['dark']} dark, {frames['flat']} flat and {science} "
-                   f"science {camera} exposure(s) on detectors {','.join(map(str, detectors))} ...")
+        click.echo(
+            f"simulating {frames['bias']} bias, {frames['dark']} dark, {frames['flat']} flat and {science} "
+            f"science {camera} exposure(s) on detectors {','.join(map(str, detectors))} ..."
+        )
         t0 = time.perf_counter()
-        manifest = simulate(SimulationRequest(camera=camera, detectors=detectors, science=science, seed=seed,
-                                              out=sim_dir, small=small, **frames))
+        manifest = simulate(
+            SimulationRequest(
+                camera=camera,
+                detectors=detectors,
+                science=science,
+                seed=seed,
+                out=sim_dir,
+                small=small,
+                **frames,
+            )
+        )
         click.echo(f"  {len(manifest.raws)} raw files in {time.perf_counter() - t0:.1f} s")
     # linked, not copied: the simulated raws already live in the repository (sim/), once is enough
     result = ingest(registry, [r.path for r in manifest.raws], "link")
     click.echo(f"ingested {len(result.ingested)} raws ({len(result.existing)} already there)")
     if true_calibrations:
         instrument = manifest.instrument
-        files = [f for cal in manifest.calibrations.values() for f in (cal.bias, cal.dark, cal.defects, *cal.flat.values())]
+        files = [
+            f
+            for cal in manifest.calibrations.values()
+            for f in (cal.bias, cal.dark, cal.defects, *cal.flat.values())
+        ]
         refs = import_calibrations(registry, files, f"{instrument}/calib/truth")
         registry.register_collection(f"{instrument}/calib", "CALIBRATION")
         try:
@@ -123,8 +148,9 @@ def _truth_check(calib_type: str, uri: str, manifest, detector: int) -> str:
     return f"(master - truth)/sigma: mean {chi[good].mean():.3f}, std {chi[good].std():.3f}"
 
 
-def _build_calibrations(repo: Path, registry, manifest, detectors: list[int], stamp: str, workers,
-                        containers=None) -> str:
+def _build_calibrations(
+    repo: Path, registry, manifest, detectors: list[int], stamp: str, workers, containers=None
+) -> str:
     """Build and certify bias, dark, flat and defects; returns the CALIBRATION collection."""
     from .calib_cmds import build_input, build_local
 
@@ -136,14 +162,30 @@ def _build_calibrations(repo: Path, registry, manifest, detectors: list[int], st
         run = f"{collection}/{calib_type}"
         if calib_type == "defects":
             where = f"instrument = '{instrument}' AND detector IN ({', '.join(map(str, detectors))})"
-            payload = build_input(registry, calib_type, where, run, input_collections=[runs["dark"], runs["flat"]],
-                                  certify=True, collection=collection)
+            payload = build_input(
+                registry,
+                calib_type,
+                where,
+                run,
+                input_collections=[runs["dark"], runs["flat"]],
+                certify=True,
+                collection=collection,
+            )
         else:
             exposures = sorted({r.exposure for r in manifest.raws_of(calib_type)})
-            where = (f"instrument = '{instrument}' AND exposure IN ({', '.join(map(str, exposures))}) "
-                     f"AND detector IN ({', '.join(map(str, detectors))})")
-            payload = build_input(registry, calib_type, where, run, calib_collection=collection, certify=True,
-                                  collection=collection)
+            where = (
+                f"instrument = '{instrument}' AND exposure IN ({', '.join(map(str, exposures))}) "
+                f"AND detector IN ({', '.join(map(str, detectors))})"
+            )
+            payload = build_input(
+                registry,
+                calib_type,
+                where,
+                run,
+                calib_collection=collection,
+                certify=True,
+                collection=collection,
+            )
         where_run = "in the Lambda containers" if containers is not None else "locally"
         click.echo(f"building {calib_type} with BuildCalibration {where_run} ...")
         t0 = time.perf_counter()
@@ -151,8 +193,10 @@ def _build_calibrations(repo: Path, registry, manifest, detectors: list[int], st
         if execution.status != "SUCCEEDED":
             raise click.ClickException(f"{calib_type}: {execution.error}: {execution.cause}")
         summary = execution.output
-        click.echo(f"  {summary['succeeded']} {calib_type} masters in {time.perf_counter() - t0:.1f} s, certified "
-                   f"{summary['certified']} into {collection}{_deleted_text(execution)}")
+        click.echo(
+            f"  {summary['succeeded']} {calib_type} masters in {time.perf_counter() - t0:.1f} s, certified "
+            f"{summary['certified']} into {collection}{_deleted_text(execution)}"
+        )
         for uri in summary["outputs"]:
             detector = next(d for d in detectors if uri.endswith(f"_{d}.fits"))
             click.echo(f"    detector {detector:>3}: {_truth_check(calib_type, uri, manifest, detector)}")
@@ -166,13 +210,15 @@ MASTERS_EXPLAINED = (
     "each master is compared with the simulator's truth below: for bias and dark, (master - truth)/sigma over the\n"
     "  unmasked pixels (mean ~0, std ~1 when the master is right); the flats are normalised to a mean response of 1\n"
     "  over the focal plane, so flat / true response is one constant near 1 for every detector, with a small\n"
-    "  scatter; for defects, the share of the true defect pixels found")
+    "  scatter; for defects, the share of the true defect pixels found"
+)
 
 #: Printed before the per-detector table of ProcessVisit.
 RESIDUALS_EXPLAINED = (
     "per detector: status, ISR seconds and peak memory of the ISR function, the masked share of pixels, and\n"
     "  chi = (image - truth)/sigma over the unmasked pixels: chi mean ~0 means no bias left over, chi std ~1 means\n"
-    "  the residuals are just the expected noise (above 1: a signature not removed or a variance underestimated)")
+    "  the residuals are just the expected noise (above 1: a signature not removed or a variance underestimated)"
+)
 
 
 def _point_default_chain(registry, instrument: str, collection: str) -> None:
@@ -233,7 +279,9 @@ def _flat_scale(registry, manifest, calib_collection: str | None) -> float:
     return float(np.median(ratios)) if ratios else 1.0
 
 
-def _residuals(registry, manifest, output_run: str, scale: float = 1.0) -> dict[tuple[int, int], tuple[float, float, float]]:
+def _residuals(
+    registry, manifest, output_run: str, scale: float = 1.0
+) -> dict[tuple[int, int], tuple[float, float, float]]:
     """(exposure, detector) -> (chi mean, chi std, masked %) of each output against the truth
     (the output multiplied by ``scale``, the flats' normalisation constant)."""
     from ..exposure_io import read_exposure
@@ -254,94 +302,155 @@ def _residuals(registry, manifest, output_run: str, scale: float = 1.0) -> dict[
 
 
 @click.command("demo")
-@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-repo"), show_default=True)
-@click.option("--camera", type=click.Choice(["hsc", "lsstcam", "decam", "generic"]), default="hsc", show_default=True)
+@click.option(
+    "--repo", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-repo"), show_default=True
+)
+@click.option(
+    "--camera", type=click.Choice(["hsc", "lsstcam", "decam", "generic"]), default="hsc", show_default=True
+)
 @click.option("--detectors", type=IdList(), default=None, help="native ids (default 0-3; DECam 1-4)")
 @click.option("--science", type=frames(1), default=2, show_default=True, help="science exposures")
 @click.option("--bias", "n_bias", type=frames(1), default=5, show_default=True, help="bias exposures")
 @click.option("--dark", "n_dark", type=frames(1), default=5, show_default=True, help="dark exposures")
 @click.option("--flat", "n_flat", type=frames(1), default=5, show_default=True, help="flat exposures")
-@click.option("--true-calibrations", is_flag=True, help="certify the simulator's true calibrations instead of building them")
+@click.option(
+    "--true-calibrations",
+    is_flag=True,
+    help="certify the simulator's true calibrations instead of building them",
+)
 @workers_option
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--small", is_flag=True, help="with --camera generic: tiny frames (a quick check of the whole flow)")
-@click.option("--containers", is_flag=True,
-              help="run every function in its Lambda container (sam local start-lambda), data in moto's S3, the queue "
-                   "in moto's SQS, the registry in PostgreSQL (--registry)")
-@click.option("--registry", "registry_base", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
-              show_default=True, help="with --containers: the PostgreSQL database (a new schema is made in it)")
-def demo_command(repo, camera, detectors, science, n_bias, n_dark, n_flat, true_calibrations, workers, seed,
-                 small, containers, registry_base):
+@click.option(
+    "--small", is_flag=True, help="with --camera generic: tiny frames (a quick check of the whole flow)"
+)
+@click.option(
+    "--containers",
+    is_flag=True,
+    help="run every function in its Lambda container (sam local start-lambda), data in moto's S3, the queue "
+    "in moto's SQS, the registry in PostgreSQL (--registry)",
+)
+@click.option(
+    "--registry",
+    "registry_base",
+    default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    show_default=True,
+    help="with --containers: the PostgreSQL database (a new schema is made in it)",
+)
+def demo_command(
+    repo,
+    camera,
+    detectors,
+    science,
+    n_bias,
+    n_dark,
+    n_flat,
+    true_calibrations,
+    workers,
+    seed,
+    small,
+    containers,
+    registry_base,
+):
     """Simulate a small night, build and certify its calibrations, run ProcessVisit locally."""
     detectors = detectors or ([1, 2, 3, 4] if camera == "decam" else [0, 1, 2, 3])
     repo = repo.absolute()
-    frames = {"bias": n_bias, "dark": n_dark, "flat": n_flat} if not true_calibrations else {"bias": 0, "dark": 0, "flat": 0}
+    frames = (
+        {"bias": n_bias, "dark": n_dark, "flat": n_flat}
+        if not true_calibrations
+        else {"bias": 0, "dark": 0, "flat": 0}
+    )
     registry, manifest = _prepare(repo, camera, detectors, science, seed, frames, true_calibrations, small)
-    stamp = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S}"
     if not containers:
-        _calibrate_process_report(repo, registry, manifest, detectors, stamp, workers, true_calibrations, None)
+        _calibrate_process_report(
+            repo, registry, manifest, detectors, stamp, workers, true_calibrations, None
+        )
         return
     from .demo_containers import containers_demo
 
     with containers_demo(repo, manifest, registry_base, stamp) as (crepo, cregistry, session):
-        _calibrate_process_report(crepo, cregistry, manifest, detectors, stamp, workers, true_calibrations, session)
+        _calibrate_process_report(
+            crepo, cregistry, manifest, detectors, stamp, workers, true_calibrations, session
+        )
         _print_container_figures(session.reports())
 
 
 def next_steps(repo: Path, execution: str, run: str) -> str:
     """What to try after the demo: the status table, the previews and the notebook."""
-    return (f"next:\n  isrflow status {execution} --repo {repo}      per-detector table and estimated AWS cost\n"
-            f"  isrflow preview --repo {repo} --collection {run}      PNG per detector and a focal-plane mosaic\n"
-            "  docs/notebooks/quickstart.ipynb      the same flow from Python (from isrflow import Client)")
+    return (
+        f"next:\n  isrflow status {execution} --repo {repo}      per-detector table and estimated AWS cost\n"
+        f"  isrflow preview --repo {repo} --collection {run}      PNG per detector and a focal-plane mosaic\n"
+        "  docs/notebooks/quickstart.ipynb      the same flow from Python (from isrflow import Client)"
+    )
 
 
 def _print_container_figures(reports: list[dict]) -> None:
     """Cold start, duration and peak memory per function, as measured inside the containers."""
     from .demo_containers import summarize_reports
 
-    click.echo(f"{'function':>24} {'invocations':>11} {'init ms':>8} {'median ms':>10} {'max ms':>8} {'peak MiB':>9}")
+    click.echo(
+        f"{'function':>24} {'invocations':>11} {'init ms':>8} {'median ms':>10} {'max ms':>8} {'peak MiB':>9}"
+    )
     for row in summarize_reports(reports):
-        click.echo(f"{row['function']:>24} {row['invocations']:>11} {row['init_ms']:>8.0f} {row['median_ms']:>10.0f} "
-                   f"{row['max_ms']:>8.0f} {row['peak_mb']:>9.1f}")
+        click.echo(
+            f"{row['function']:>24} {row['invocations']:>11} {row['init_ms']:>8.0f} {row['median_ms']:>10.0f} "
+            f"{row['max_ms']:>8.0f} {row['peak_mb']:>9.1f}"
+        )
 
 
-def _calibrate_process_report(repo: Path, registry, manifest, detectors, stamp, workers, true_calibrations,
-                              containers) -> None:
+def _calibrate_process_report(
+    repo: Path, registry, manifest, detectors, stamp, workers, true_calibrations, containers
+) -> None:
     """Build the calibrations (unless true ones are used), run ProcessVisit, print the residual table."""
     from .run_cmds import process_visit_input, run_local
 
     instrument = manifest.instrument
-    calib_collection = None if true_calibrations else _build_calibrations(repo, registry, manifest, detectors, stamp,
-                                                                          workers, containers)
+    calib_collection = (
+        None
+        if true_calibrations
+        else _build_calibrations(repo, registry, manifest, detectors, stamp, workers, containers)
+    )
     run = f"{instrument}/runs/demo-{stamp}"
     exposures = sorted({r.exposure for r in manifest.raws_of("science")})
-    where = (f"instrument = '{instrument}' AND exposure IN ({', '.join(map(str, exposures))}) "
-             f"AND detector IN ({', '.join(map(str, detectors))})")
+    where = (
+        f"instrument = '{instrument}' AND exposure IN ({', '.join(map(str, exposures))}) "
+        f"AND detector IN ({', '.join(map(str, detectors))})"
+    )
     payload = process_visit_input(registry, where, None, [], calib_collection, run, "fail", 2, 0.0, {})
     where_run = "in the Lambda containers" if containers is not None else "locally"
     click.echo(f"running ProcessVisit {where_run} with {payload['calib_collection']}: {where}")
     t0 = time.perf_counter()
     execution = run_local(repo, payload, workers, containers=containers)
     wall = time.perf_counter() - t0
-    records = {(r["exposure"], r["detector"]): r for r in registry.processing_records(execution.execution_arn)}
+    records = {
+        (r["exposure"], r["detector"]): r for r in registry.processing_records(execution.execution_arn)
+    }
     scale = _flat_scale(registry, manifest, calib_collection)
     if scale != 1.0:
-        click.echo(f"the built flats are normalised to a mean response of 1 over the focal plane: the true response is "
-                   f"{1 / scale:.4f} of it, so the outputs are compared with the truth after multiplying by {scale:.4f}")
+        click.echo(
+            f"the built flats are normalised to a mean response of 1 over the focal plane: the true response is "
+            f"{1 / scale:.4f} of it, so the outputs are compared with the truth after multiplying by {scale:.4f}"
+        )
     residuals = _residuals(registry, manifest, run, scale)
     click.echo(RESIDUALS_EXPLAINED)
-    click.echo(f"{'exposure':>10} {'det':>4} {'status':>10} {'isr s':>6} {'peak MiB':>9} {'masked%':>8} "
-               f"{'chi mean':>9} {'chi std':>8}")
+    click.echo(
+        f"{'exposure':>10} {'det':>4} {'status':>10} {'isr s':>6} {'peak MiB':>9} {'masked%':>8} "
+        f"{'chi mean':>9} {'chi std':>8}"
+    )
     for key in sorted(records):
         r = records[key]
         mean, std, masked = residuals.get(key, (float("nan"),) * 3)
-        click.echo(f"{key[0]:>10} {key[1]:>4} {r['status']:>10} {r['duration_s'] or 0:>6.2f} "
-                   f"{r['peak_memory_mb'] or 0:>9.0f} {masked:>8.3f} {mean:>9.4f} {std:>8.4f}")
+        click.echo(
+            f"{key[0]:>10} {key[1]:>4} {r['status']:>10} {r['duration_s'] or 0:>6.2f} "
+            f"{r['peak_memory_mb'] or 0:>9.0f} {masked:>8.3f} {mean:>9.4f} {std:>8.4f}"
+        )
     click.echo(f"execution {execution.status} in {wall:.1f} s wall: {execution.execution_arn}")
     if containers is None:
         click.echo(f"outputs: run {run} under {repo}; try `isrflow datasets --repo {repo} --type postISRCCD`")
-        click.echo(f"{repo} holds {disk_usage(repo) / 1e9:.2f} GB on disk; each further run adds its own calibration "
-                   "and output runs (delete the directory to start over)")
+        click.echo(
+            f"{repo} holds {disk_usage(repo) / 1e9:.2f} GB on disk; each further run adds its own calibration "
+            "and output runs (delete the directory to start over)"
+        )
         click.echo(next_steps(repo, execution.name, run))
     else:
         click.echo(f"outputs: run {run} in s3://{containers.stack.bucket} on moto (gone with this command)")

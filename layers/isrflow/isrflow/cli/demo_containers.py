@@ -15,9 +15,10 @@ import contextlib
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 
@@ -34,12 +35,24 @@ class _Mapping:
 
 def object_created_event(bucket: str, key: str, size: int, etag: str, region: str, account: str) -> dict:
     """The EventBridge "Object Created" event S3 sends for an upload (as events/ingest_object_created.json)."""
-    return {"version": "0", "id": f"isrflow-demo-{etag[:12]}", "detail-type": "Object Created", "source": "aws.s3",
-            "account": account, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "region": region,
-            "resources": [f"arn:aws:s3:::{bucket}"],
-            "detail": {"version": "0", "bucket": {"name": bucket},
-                       "object": {"key": key, "size": size, "etag": etag, "sequencer": "0"},
-                       "request-id": "isrflow-demo", "requester": account, "reason": "PutObject"}}
+    return {
+        "version": "0",
+        "id": f"isrflow-demo-{etag[:12]}",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": account,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": region,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {"key": key, "size": size, "etag": etag, "sequencer": "0"},
+            "request-id": "isrflow-demo",
+            "requester": account,
+            "reason": "PutObject",
+        },
+    }
 
 
 def _create_schema(base_url: str, schema: str) -> None:
@@ -64,7 +77,9 @@ def _drop_schema(base_url: str, schema: str) -> None:
     engine.dispose()
 
 
-def ingest_through_lambda(session: Any, registry: Any, raws: list, instrument: str, timeout_s: float = 900.0) -> None:
+def ingest_through_lambda(
+    session: Any, registry: Any, raws: list, instrument: str, timeout_s: float = 900.0
+) -> None:
     """Upload every raw under raw/, invoke the ingest container per upload, wait for the registry."""
     from ..local.containers.invoke_api import InvokeApiLambdas
 
@@ -76,23 +91,31 @@ def ingest_through_lambda(session: Any, registry: Any, raws: list, instrument: s
         key = f"raw/{instrument}/{path.name}"
         body = path.read_bytes()
         etag = s3.put_object(Bucket=stack.bucket, Key=key, Body=body)["ETag"].strip('"')
-        event = object_created_event(stack.bucket, key, len(body), etag, stack.names["region"], stack.names["account"])
+        event = object_created_event(
+            stack.bucket, key, len(body), etag, stack.names["region"], stack.names["account"]
+        )
         outcome = lambdas.invoke_function(INGEST_FUNCTION, event)
         if outcome.get("status") != "ingested":
             raise click.ClickException(f"{key}: ingest answered {json.dumps(outcome)[:500]}")
 
-    source = session.event_source(lambda ev: lambdas.invoke_function(WRITER_FUNCTION, ev), _Mapping(1000, 2.0)).start()
+    source = session.event_source(
+        lambda ev: lambdas.invoke_function(WRITER_FUNCTION, ev), _Mapping(1000, 2.0)
+    ).start()
     try:
         t0 = time.perf_counter()
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(ingest, [Path(r.path) for r in raws]))
-        click.echo(f"uploaded {len(raws)} raws to s3://{stack.bucket}/raw/ and ingested them in the IngestFunction "
-                   f"container in {time.perf_counter() - t0:.1f} s")
+        click.echo(
+            f"uploaded {len(raws)} raws to s3://{stack.bucket}/raw/ and ingested them in the IngestFunction "
+            f"container in {time.perf_counter() - t0:.1f} s"
+        )
         deadline = time.monotonic() + timeout_s
         while _registered_raws(registry, instrument) < len(raws):
             if time.monotonic() > deadline:
-                raise click.ClickException(f"the registry writer did not apply the raws within {timeout_s:.0f} s "
-                                           f"({source.errors[-1:] or 'no writer error'})")
+                raise click.ClickException(
+                    f"the registry writer did not apply the raws within {timeout_s:.0f} s "
+                    f"({source.errors[-1:] or 'no writer error'})"
+                )
             time.sleep(0.5)
     finally:
         source.stop()
@@ -110,7 +133,9 @@ def _registered_raws(registry: Any, instrument: str) -> int:
 
 
 @contextlib.contextmanager
-def containers_demo(repo: Path, manifest: Any, registry_base: str, stamp: str) -> Iterator[tuple[Path, Any, Any]]:
+def containers_demo(
+    repo: Path, manifest: Any, registry_base: str, stamp: str
+) -> Iterator[tuple[Path, Any, Any]]:
     """Images built, moto and start-lambda up, a PostgreSQL + S3 repository holding the demo's raws."""
     from ..local.containers import prepare_images
     from ..local.containers.session import ContainerSession, create_containers_repo
@@ -141,9 +166,14 @@ def summarize_reports(reports: list[dict]) -> list[dict]:
         mine = [r for r in reports if r.get("function", "") == function]
         inits = sorted(r["init_ms"] for r in mine if r.get("init_ms") is not None)
         durations = sorted(r["duration_ms"] for r in mine)
-        rows.append({"function": function, "invocations": len(mine),
-                     "init_ms": inits[len(inits) // 2] if inits else 0.0,
-                     "median_ms": durations[len(durations) // 2] if durations else 0.0,
-                     "max_ms": durations[-1] if durations else 0.0,
-                     "peak_mb": max((r["max_rss_mb"] for r in mine), default=0.0)})
+        rows.append(
+            {
+                "function": function,
+                "invocations": len(mine),
+                "init_ms": inits[len(inits) // 2] if inits else 0.0,
+                "median_ms": durations[len(durations) // 2] if durations else 0.0,
+                "max_ms": durations[-1] if durations else 0.0,
+                "peak_mb": max((r["max_rss_mb"] for r in mine), default=0.0),
+            }
+        )
     return rows

@@ -61,11 +61,15 @@ def render_events(events_dir: Path, out: Path, names: dict[str, str | None]) -> 
     try:
         sample = json.loads((events_dir / NAMES_FILE).read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{events_dir}: no {NAMES_FILE} (the sample names); is this the events/ folder?") from None
+        raise ConfigError(
+            f"{events_dir}: no {NAMES_FILE} (the sample names); is this the events/ folder?"
+        ) from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{events_dir / NAMES_FILE}: unreadable: {exc}") from None
-    pairs = sorted(((sample[k], v) for k, v in names.items() if v and k in sample and sample[k] != v),
-                   key=lambda kv: -len(kv[0]))
+    pairs = sorted(
+        ((sample[k], v) for k, v in names.items() if v and k in sample and sample[k] != v),
+        key=lambda kv: -len(kv[0]),
+    )
     rendered = {}
     for path in sorted(events_dir.glob("*.json")):
         if path.name == NAMES_FILE:
@@ -92,9 +96,15 @@ def events_group() -> None:
 
 
 @events_group.command("render")
-@click.option("--events-dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=Path("events"),
-              show_default=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="folder to write")
+@click.option(
+    "--events-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=Path("events"),
+    show_default=True,
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="folder to write"
+)
 @click.option("--bucket", default=None, help="the stack's DataBucketName")
 @click.option("--registry-queue", default=None, help="the registry queue's name")
 @click.option("--registry-dlq", default=None, help="its dead-letter queue's name")

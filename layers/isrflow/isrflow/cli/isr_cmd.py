@@ -24,8 +24,13 @@ _calib = dict(type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--dark", **_calib, help="dark calibration (e-/s)")
 @click.option("--flat", **_calib, help="flat calibration")
 @click.option("--defects", **_calib, help="defects table")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="IsrConfig YAML/JSON")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="IsrConfig YAML/JSON",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="output MEF")
 def isr_command(raw, camera, detector, bias, dark, flat, defects, config_path, out):
     """Run ISR on one detector of RAW and write IMAGE/MASK/VARIANCE to OUT.
@@ -41,10 +46,14 @@ def isr_command(raw, camera, detector, bias, dark, flat, defects, config_path, o
     config = IsrConfig.from_file(config_path) if config_path else IsrConfig()
     det = int(detector) if detector is not None and str(detector).isdigit() else detector
     frame = read_raw(raw, camera=camera, detector=det)
-    calibs, warnings = load_foreign_calibrations(frame.detector.id, bias=bias, dark=dark, flat=flat, defects=defects)
+    calibs, warnings = load_foreign_calibrations(
+        frame.detector.id, bias=bias, dark=dark, flat=flat, defects=defects
+    )
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     result = run_isr(frame, calibs, config)
     write_exposure(out, result)
-    click.echo(f"{out}: {frame.obs.instrument} exposure {frame.obs.exposure} detector {frame.obs.detector} "
-               f"({frame.obs.detector_name}); steps {result.header['ISRSTEPS']}")
+    click.echo(
+        f"{out}: {frame.obs.instrument} exposure {frame.obs.exposure} detector {frame.obs.detector} "
+        f"({frame.obs.detector_name}); steps {result.header['ISRSTEPS']}"
+    )

@@ -39,16 +39,33 @@ def _sigterm_is_interrupt() -> None:
 
 
 @click.command("serve")
-@click.option("--repo", "repo_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-repo"),
-              show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
-              help="TCP port on 127.0.0.1 (0 = any free port)")
+@click.option(
+    "--repo",
+    "repo_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-repo"),
+    show_default=True,
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="TCP port on 127.0.0.1 (0 = any free port)",
+)
 @workers_option
-@click.option("--parameter", "parameters", multiple=True, metavar="KEY=VALUE", help="template parameter override")
+@click.option(
+    "--parameter", "parameters", multiple=True, metavar="KEY=VALUE", help="template parameter override"
+)
 @click.option("--verbose", is_flag=True, help="log every request")
-@click.option("--token", envvar="ISRFLOW_LOCAL_TOKEN", default=None, metavar="TOKEN",
-              help="require this token of every request: the X-Isrflow-Token header, or the access key id "
-                   "(AWS_ACCESS_KEY_ID=TOKEN with the aws CLI) [env ISRFLOW_LOCAL_TOKEN]")
+@click.option(
+    "--token",
+    envvar="ISRFLOW_LOCAL_TOKEN",
+    default=None,
+    metavar="TOKEN",
+    help="require this token of every request: the X-Isrflow-Token header, or the access key id "
+    "(AWS_ACCESS_KEY_ID=TOKEN with the aws CLI) [env ISRFLOW_LOCAL_TOKEN]",
+)
 def serve_command(repo_dir, port, workers, parameters, verbose, token):
     """Serve the Step Functions API (AWS JSON 1.0) for the template's state machines on 127.0.0.1, so
     `aws --endpoint-url http://127.0.0.1:PORT stepfunctions ...` and boto3 work against the local runtime.
@@ -69,10 +86,16 @@ def serve_command(repo_dir, port, workers, parameters, verbose, token):
         click.echo(f"  state machine {sm.arn}")
     first = next(iter(runtime.app.state_machines.values()), None)
     if first is not None:
-        click.echo(f"  try: aws --endpoint-url {server.endpoint} stepfunctions start-execution "
-                   f"--state-machine-arn {first.arn} --input file://events/process_visit_input.json")
-    click.echo("  (credentials: AWS_ACCESS_KEY_ID=<token>; Ctrl-C stops)" if token else
-               "  (any credentials; Ctrl-C stops)", nl=True)
+        click.echo(
+            f"  try: aws --endpoint-url {server.endpoint} stepfunctions start-execution "
+            f"--state-machine-arn {first.arn} --input file://events/process_visit_input.json"
+        )
+    click.echo(
+        "  (credentials: AWS_ACCESS_KEY_ID=<token>; Ctrl-C stops)"
+        if token
+        else "  (any credentials; Ctrl-C stops)",
+        nl=True,
+    )
     _sigterm_is_interrupt()
     try:
         server.serve_forever(poll_interval=0.2)
@@ -83,8 +106,16 @@ def serve_command(repo_dir, port, workers, parameters, verbose, token):
         runtime.close()
 
 
-def watch(repo_dir: Path, watch_dir: Path, *, once: bool, interval: float, parameters: dict[str, str],
-          workers: int | None, as_json: bool = False) -> int:
+def watch(
+    repo_dir: Path,
+    watch_dir: Path,
+    *,
+    once: bool,
+    interval: float,
+    parameters: dict[str, str],
+    workers: int | None,
+    as_json: bool = False,
+) -> int:
     """Feed uploads under ``watch_dir`` through the ingest function until Ctrl-C (``once``: one poll,
     then wait for the executions it started). Returns how many executions ended other than
     SUCCEEDED (the caller's exit status: a failed prompt execution is not exit 0)."""
@@ -99,7 +130,9 @@ def watch(repo_dir: Path, watch_dir: Path, *, once: bool, interval: float, param
     try:
         watcher = UploadWatcher(runtime, watch_dir, endpoint=server.endpoint, settle_s=0.0 if once else 2.0)
         if not once and not as_json:
-            click.echo(f"watching {watcher.watch_dir} (prompt processing {parameters['PromptProcessing']}); Ctrl-C stops")
+            click.echo(
+                f"watching {watcher.watch_dir} (prompt processing {parameters['PromptProcessing']}); Ctrl-C stops"
+            )
         _sigterm_is_interrupt()
         while True:
             for outcome in watcher.poll_once():
@@ -127,8 +160,11 @@ def _failed_count(runtime) -> int:
     """Executions of this watch that ended other than SUCCEEDED (reported on stderr)."""
     failed = [e for e in runtime.interpreter.list_executions() if e.status not in ("RUNNING", "SUCCEEDED")]
     if failed:
-        click.echo(f"error: {len(failed)} prompt execution(s) did not succeed: "
-                   + ", ".join(f"{e.name} {e.status} ({e.error})" for e in failed), err=True)
+        click.echo(
+            f"error: {len(failed)} prompt execution(s) did not succeed: "
+            + ", ".join(f"{e.name} {e.status} ({e.error})" for e in failed),
+            err=True,
+        )
     return len(failed)
 
 
@@ -140,8 +176,10 @@ def _report_outcome(outcome, as_json: bool) -> None:
         started = ""
         if outcome.execution is not None:
             started = f"; ProcessVisit {outcome.execution.name} {outcome.execution.outcome.replace('_', ' ')}"
-        click.echo(f"ingested {outcome.key}: {outcome.instrument} {outcome.obs_type} exposure {outcome.exposure} "
-                   f"detectors {','.join(map(str, outcome.detectors))}{started}")
+        click.echo(
+            f"ingested {outcome.key}: {outcome.instrument} {outcome.obs_type} exposure {outcome.exposure} "
+            f"detectors {','.join(map(str, outcome.detectors))}{started}"
+        )
     else:
         click.echo(f"{outcome.status} {outcome.key}: {outcome.reason}")
 
@@ -154,6 +192,9 @@ def _report_ended(runtime, reported: set[str], as_json: bool) -> None:
                 click.echo(json.dumps({"execution": e.execution_arn, "status": e.status, "error": e.error}))
             else:
                 summary = e.output if isinstance(e.output, dict) else {}
-                detail = (f"{summary.get('succeeded', 0)} of {summary.get('quanta', 0)} detectors succeeded"
-                          if summary else f"{e.error}")
+                detail = (
+                    f"{summary.get('succeeded', 0)} of {summary.get('quanta', 0)} detectors succeeded"
+                    if summary
+                    else f"{e.error}"
+                )
                 click.echo(f"execution {e.name}: {e.status} ({detail})")

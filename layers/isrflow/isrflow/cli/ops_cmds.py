@@ -15,8 +15,13 @@ import click
 
 from .options import json_option, workers_option
 
-_repo_option = click.option("--repo", "repo_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                            help="repository (local executions; for AWS ones, a repository on the AWS registry)")
+_repo_option = click.option(
+    "--repo",
+    "repo_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="repository (local executions; for AWS ones, a repository on the AWS registry)",
+)
 
 
 def register(group: click.Group) -> None:
@@ -44,29 +49,45 @@ def status_json(st) -> dict:
     usage["fargate_vcpu_seconds"] = cost["breakdown"]["fargate"]["vcpu_seconds"]
     usage["fargate_gb_seconds"] = cost["breakdown"]["fargate"]["gb_seconds"]
     return {
-        "execution": st.execution_arn, "name": st.name, "state_machine": st.state_machine_arn, "source": st.source,
-        "status": st.status, "start": st.start_date, "stop": st.stop_date, "error": st.error, "cause": st.cause,
-        "output_run": st.output_run, "rows_from": st.rows_from,
-        "detectors": [r.model_dump(mode="json") for r in st.rows], "totals": st.totals.model_dump(mode="json"),
-        "cost_usd": cost["cost_usd"], "cost_per_1000_detectors": cost["cost_per_1000_detectors"],
-        "breakdown": cost["breakdown"], "usage": usage,
+        "execution": st.execution_arn,
+        "name": st.name,
+        "state_machine": st.state_machine_arn,
+        "source": st.source,
+        "status": st.status,
+        "start": st.start_date,
+        "stop": st.stop_date,
+        "error": st.error,
+        "cause": st.cause,
+        "output_run": st.output_run,
+        "rows_from": st.rows_from,
+        "detectors": [r.model_dump(mode="json") for r in st.rows],
+        "totals": st.totals.model_dump(mode="json"),
+        "cost_usd": cost["cost_usd"],
+        "cost_per_1000_detectors": cost["cost_per_1000_detectors"],
+        "breakdown": cost["breakdown"],
+        "usage": usage,
         "invocations": [i.model_dump(mode="json") for i in st.usage.lambda_invocations],
         "prices": {"table": cost["prices"], "region": cost["region"], "currency": cost["currency"]},
-        "notes": cost["notes"], "reads": st.reads.model_dump(mode="json") if st.reads is not None else None,
+        "notes": cost["notes"],
+        "reads": st.reads.model_dump(mode="json") if st.reads is not None else None,
         "masters": [m.model_dump(mode="json") for m in st.masters],
     }
 
 
 def _print_masters(masters) -> None:
     """The per-master table of a BuildCalibration execution."""
-    click.echo(f"{'type':>8} {'instrument':>10} {'det':>4} {'filter':>8} {'status':>10} {'route':>7} {'inputs':>6} "
-               f"{'seconds':>8} {'peak MiB':>9}  error")
+    click.echo(
+        f"{'type':>8} {'instrument':>10} {'det':>4} {'filter':>8} {'status':>10} {'route':>7} {'inputs':>6} "
+        f"{'seconds':>8} {'peak MiB':>9}  error"
+    )
     for m in masters:
         secs = f"{m.duration_s:.2f}" if m.duration_s is not None else "-"
         mem = f"{m.peak_memory_mb:.0f}" if m.peak_memory_mb is not None else "-"
         inputs = "-" if m.n_inputs is None else str(m.n_inputs)
-        click.echo(f"{m.calib_type:>8} {m.instrument:>10} {m.detector:>4} {m.physical_filter or '-':>8} {m.status:>10} "
-                   f"{m.route or '-':>7} {inputs:>6} {secs:>8} {mem:>9}  {(m.error or '')[:100]}")
+        click.echo(
+            f"{m.calib_type:>8} {m.instrument:>10} {m.detector:>4} {m.physical_filter or '-':>8} {m.status:>10} "
+            f"{m.route or '-':>7} {inputs:>6} {secs:>8} {mem:>9}  {(m.error or '')[:100]}"
+        )
     ok = sum(m.status == "succeeded" for m in masters)
     click.echo(f"masters: {ok} of {len(masters)} built")
 
@@ -75,7 +96,9 @@ def _print_status(st) -> None:
     click.echo(f"execution {st.execution_arn}: {st.status} ({st.source})")
     if st.start_date is not None:
         stop = f" -> {st.stop_date.isoformat(timespec='seconds')}" if st.stop_date else ""
-        click.echo(f"  {st.start_date.isoformat(timespec='seconds')}{stop}   output run: {st.output_run or '-'}")
+        click.echo(
+            f"  {st.start_date.isoformat(timespec='seconds')}{stop}   output run: {st.output_run or '-'}"
+        )
     if st.error:
         cause = st.cause or ""
         try:
@@ -86,28 +109,41 @@ def _print_status(st) -> None:
     if st.masters:
         _print_masters(st.masters)
         click.echo("ISR of the inputs:")
-    click.echo(f"{'instrument':>10} {'exposure':>14} {'det':>4} {'status':>10} {'seconds':>8} {'peak MiB':>9} "
-               f"{'retries':>7}  error")
+    click.echo(
+        f"{'instrument':>10} {'exposure':>14} {'det':>4} {'status':>10} {'seconds':>8} {'peak MiB':>9} "
+        f"{'retries':>7}  error"
+    )
     for r in st.rows:
         secs = f"{r.duration_s:.2f}" if r.duration_s is not None else "-"
         mem = f"{r.peak_memory_mb:.0f}" if r.peak_memory_mb is not None else "-"
-        click.echo(f"{r.instrument:>10} {r.exposure:>14} {r.detector:>4} {r.status:>10} {secs:>8} {mem:>9} "
-                   f"{r.retries:>7}  {(r.error or '')[:100]}")
+        click.echo(
+            f"{r.instrument:>10} {r.exposure:>14} {r.detector:>4} {r.status:>10} {secs:>8} {mem:>9} "
+            f"{r.retries:>7}  {(r.error or '')[:100]}"
+        )
     t = st.totals
     mem = f"{t.max_peak_memory_mb:.0f} MiB" if t.max_peak_memory_mb is not None else "-"
-    click.echo(f"totals: {t.detectors} detectors ({st.rows_from}), {t.succeeded} succeeded, {t.failed} failed, "
-               f"{t.skipped_existing} skipped as existing; ISR {t.isr_seconds:.2f} s; max peak memory {mem}")
+    click.echo(
+        f"totals: {t.detectors} detectors ({st.rows_from}), {t.succeeded} succeeded, {t.failed} failed, "
+        f"{t.skipped_existing} skipped as existing; ISR {t.isr_seconds:.2f} s; max peak memory {mem}"
+    )
     if st.reads is not None:
         from ..ops.reads import reads_line
 
         click.echo(reads_line(st.reads))
     c, b = st.cost, st.cost.breakdown
-    per = f" ({_usd(c.cost_per_1000_detectors)} per 1000 detectors)" if c.cost_per_1000_detectors is not None else ""
+    per = (
+        f" ({_usd(c.cost_per_1000_detectors)} per 1000 detectors)"
+        if c.cost_per_1000_detectors is not None
+        else ""
+    )
     click.echo(f"estimated AWS cost ({c.region} list prices, {c.prices}): {_usd(c.cost_usd)}{per}")
     lines = [
         ("Lambda", f"{b.lambda_.requests} requests, {b.lambda_.gb_seconds:.3f} GB-s", b.lambda_.usd),
-        ("Fargate", f"{b.fargate.tasks} tasks, {b.fargate.vcpu_seconds:.1f} vCPU-s, {b.fargate.gb_seconds:.1f} GB-s",
-         b.fargate.usd),
+        (
+            "Fargate",
+            f"{b.fargate.tasks} tasks, {b.fargate.vcpu_seconds:.1f} vCPU-s, {b.fargate.gb_seconds:.1f} GB-s",
+            b.fargate.usd,
+        ),
         ("Step Functions", f"{b.stepfunctions.transitions} state transitions", b.stepfunctions.usd),
         ("SQS", f"{b.sqs.requests} requests", b.sqs.usd),
         ("S3", f"{b.s3.put_copy_post_list} PUT/LIST, {b.s3.get_select} GET", b.s3.usd),
@@ -126,14 +162,31 @@ def _list_executions(repo_dir: Path | None, as_json: bool) -> None:
         raise click.UsageError("give an EXECUTION, or --repo DIR to list the repository's executions")
     records = Client.local(repo_dir).executions()
     if as_json:
-        click.echo(json.dumps([{"name": r.name, "execution": r.execution_arn, "state_machine": r.state_machine_name,
-                                "status": r.status, "start": r.start_date, "stop": r.stop_date, "error": r.error}
-                               for r in records], indent=1, default=str))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": r.name,
+                        "execution": r.execution_arn,
+                        "state_machine": r.state_machine_name,
+                        "status": r.status,
+                        "start": r.start_date,
+                        "stop": r.stop_date,
+                        "error": r.error,
+                    }
+                    for r in records
+                ],
+                indent=1,
+                default=str,
+            )
+        )
         return
     click.echo(f"{'start (UTC)':<20} {'status':<10} {'state machine':<28} name")
     for r in records:
-        click.echo(f"{r.start_date.strftime('%Y-%m-%d %H:%M:%S'):<20} {r.status:<10} {r.state_machine_name[:28]:<28} "
-                   f"{r.name}")
+        click.echo(
+            f"{r.start_date.strftime('%Y-%m-%d %H:%M:%S'):<20} {r.status:<10} {r.state_machine_name[:28]:<28} "
+            f"{r.name}"
+        )
     if not records:
         click.echo(f"no executions recorded in {repo_dir}")
 
@@ -141,8 +194,13 @@ def _list_executions(repo_dir: Path | None, as_json: bool) -> None:
 @click.command("status")
 @click.argument("execution", required=False)
 @_repo_option
-@click.option("--prices", "prices_path", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="price table YAML merged over the built-in one (see ops/prices.yaml)")
+@click.option(
+    "--prices",
+    "prices_path",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="price table YAML merged over the built-in one (see ops/prices.yaml)",
+)
 @json_option
 def status_command(execution, repo_dir, prices_path, as_json):
     """Per-detector status, duration, peak memory, retries and errors of an execution, its totals and
@@ -167,8 +225,13 @@ def status_command(execution, repo_dir, prices_path, as_json):
 @click.command("rerun")
 @click.argument("execution")
 @_repo_option
-@click.option("--failed", "failed_only", is_flag=True, required=True,
-              help="rerun exactly the quanta that failed (the only kind of rerun)")
+@click.option(
+    "--failed",
+    "failed_only",
+    is_flag=True,
+    required=True,
+    help="rerun exactly the quanta that failed (the only kind of rerun)",
+)
 @workers_option
 @click.option("--dry-run", is_flag=True, help="print the new execution's input, start nothing")
 @json_option
@@ -185,11 +248,16 @@ def rerun_command(execution, repo_dir, failed_only, workers, dry_run, as_json):
     if plan.removed and not as_json:
         click.echo(f"removed {len(plan.removed)} unregistered files {found.name} left behind", err=True)
     if plan.payload is None:
-        click.echo(json.dumps({"execution": found.execution_arn, "failed": 0, "rerun": None}) if as_json
-                   else f"{found.execution_arn}: no failed quanta, nothing to rerun")
+        click.echo(
+            json.dumps({"execution": found.execution_arn, "failed": 0, "rerun": None})
+            if as_json
+            else f"{found.execution_arn}: no failed quanta, nothing to rerun"
+        )
         return
     if dry_run:
-        click.echo(json.dumps({"execution": found.execution_arn, "name": plan.name, "input": plan.payload}, indent=1))
+        click.echo(
+            json.dumps({"execution": found.execution_arn, "name": plan.name, "input": plan.payload}, indent=1)
+        )
         return
     if not as_json:
         click.echo(f"rerunning {plan.what} of {found.execution_arn} as {plan.name}")
@@ -211,7 +279,7 @@ def rerun_command(execution, repo_dir, failed_only, workers, dry_run, as_json):
 @click.command("preview")
 @click.option("--repo", "repo_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--collection", "run", required=True, help="RUN collection holding the postISRCCD outputs")
-@click.option("--where", default=None, help="data query, e.g. \"exposure = 5000 AND detector IN (0..3)\"")
+@click.option("--where", default=None, help='data query, e.g. "exposure = 5000 AND detector IN (0..3)"')
 @json_option
 def preview_command(repo_dir, run, where, as_json):
     """Write a PNG per detector (zscale, masked pixels coloured) and a focal-plane mosaic per exposure
@@ -237,8 +305,11 @@ def preview_command(repo_dir, run, where, as_json):
     if sys.stderr.isatty():
         click.echo("", err=True)
     outputs = [(r.data_id["instrument"], r.data_id["exposure"], r.uri) for r in refs]
-    mosaics = [m for (inst, exp), d in sorted(exposure_directories(outputs).items())
-               if (m := write_mosaic(d, inst, exp)) is not None]
+    mosaics = [
+        m
+        for (inst, exp), d in sorted(exposure_directories(outputs).items())
+        if (m := write_mosaic(d, inst, exp)) is not None
+    ]
     if as_json:
         click.echo(json.dumps({"previews": pngs, "mosaics": mosaics}, indent=1))
     else:

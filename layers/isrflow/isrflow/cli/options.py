@@ -37,7 +37,9 @@ class IdList(click.ParamType):
 
 
 camera_option = click.option(
-    "--camera", type=click.Choice(CAMERA_NAMES, case_sensitive=False), help="camera model (default: from the headers)"
+    "--camera",
+    type=click.Choice(CAMERA_NAMES, case_sensitive=False),
+    help="camera model (default: from the headers)",
 )
 detectors_option = click.option("--detectors", type=IdList(), help="native detector ids, e.g. 0-3,7")
 json_option = click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON")
@@ -71,8 +73,12 @@ def count(minimum: int = 1) -> click.IntRange:
     return click.IntRange(minimum, MAX_COUNT)
 
 
-workers_option = click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=None,
-                              help="local worker processes (default: all cores)")
+workers_option = click.option(
+    "--workers",
+    type=click.IntRange(1, MAX_WORKERS),
+    default=None,
+    help="local worker processes (default: all cores)",
+)
 
 
 def subgroup(group: click.Group, name: str, help: str) -> click.Group:

@@ -12,14 +12,19 @@ def register(group: click.Group) -> None:
     registry = subgroup(group, "registry", "Registry maintenance commands.")
 
     @registry.command("redrive")
-    @click.option("--repo", "repo_dir", type=click.Path(file_okay=False),
-                  help="repository whose local queue to redrive (the local runtime's queue.sqlite3)")
+    @click.option(
+        "--repo",
+        "repo_dir",
+        type=click.Path(file_okay=False),
+        help="repository whose local queue to redrive (the local runtime's queue.sqlite3)",
+    )
     @click.option("--aws", "on_aws", is_flag=True, help="redrive the deployed stack's SQS dead-letter queue")
     @click.option("--stack", help="the deployed stack's name (with --aws)")
     @click.option("--region", help="AWS region of the stack (with --aws; default: the AWS configuration's)")
     @click.option("--limit", type=count(1), help="move at most this many messages")
-    def redrive_cmd(repo_dir: str | None, on_aws: bool, stack: str | None, region: str | None,
-                    limit: int | None) -> None:
+    def redrive_cmd(
+        repo_dir: str | None, on_aws: bool, stack: str | None, region: str | None, limit: int | None
+    ) -> None:
         """Move dead-lettered registry messages back to the registry queue, where the writer
         applies them (idempotently: a message applied before changes nothing)."""
         from ..redrive import RedriveError, redrive_local, redrive_stack

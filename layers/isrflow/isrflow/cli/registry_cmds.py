@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 
@@ -30,8 +30,8 @@ def _parse_time(value: str | None, what: str) -> datetime | None:
             f"{value!r} is not an ISO 8601 time (e.g. 2026-11-20T00:00:00)", param_hint=what
         ) from None
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=timezone.utc)
-    return stamp.astimezone(timezone.utc)
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp.astimezone(UTC)
 
 
 _repo_option = click.option(
@@ -40,7 +40,7 @@ _repo_option = click.option(
     required=True,
     type=click.Path(file_okay=False),
     help="Repository directory (holds isrflow-repo.yaml); for ingest also s3://bucket[/prefix], a stack's "
-         "data bucket (uploads under raw/).",
+    "data bucket (uploads under raw/).",
 )
 
 
@@ -50,13 +50,17 @@ def _upload_to_stack(destination: str, files, transfer: str, run: str | None, ca
     from ..client import Client
 
     if run or camera or transfer != "copy":
-        raise click.UsageError("with --repo s3://... the stack's ingest function registers the uploads: "
-                               "--run, --camera and --transfer do not apply")
+        raise click.UsageError(
+            "with --repo s3://... the stack's ingest function registers the uploads: "
+            "--run, --camera and --transfer do not apply"
+        )
     written = Client.upload_raws(destination, files)
     for uri in written:
         click.echo(f"uploaded {uri}")
-    click.echo(f"uploaded {len(written)} raw file(s); the stack's ingest function registers each one "
-               "(see its log group, or `isrflow datasets` on the stack's registry)")
+    click.echo(
+        f"uploaded {len(written)} raw file(s); the stack's ingest function registers each one "
+        "(see its log group, or `isrflow datasets` on the stack's registry)"
+    )
 
 
 def register(group: click.Group) -> None:
@@ -73,8 +77,9 @@ def register(group: click.Group) -> None:
         help="Registry database URL (default: sqlite:///DIR/registry.sqlite3; or postgresql://...).",
     )
     @click.option("--datastore", default=None, help="Datastore root (default: DIR; or s3://bucket/prefix).")
-    @click.option("--schema", default=None,
-                  help="PostgreSQL schema for the registry tables (created if missing).")
+    @click.option(
+        "--schema", default=None, help="PostgreSQL schema for the registry tables (created if missing)."
+    )
     def repo_create(
         directory: str, registry_url: str | None, datastore: str | None, schema: str | None
     ) -> None:
@@ -101,16 +106,33 @@ def register(group: click.Group) -> None:
     )
     @click.option("--run", default=None, help="RUN collection (default: <INSTRUMENT>/raw/all).")
     @click.option("--camera", default=None, help="Force a camera (hsc, lsstcam, decam, generic).")
-    @click.option("--watch", "watch_dir", default=None, type=click.Path(file_okay=False, exists=True),
-                  help="Watch RAWDIR: feed new files through the ingest function (prompt processing).")
+    @click.option(
+        "--watch",
+        "watch_dir",
+        default=None,
+        type=click.Path(file_okay=False, exists=True),
+        help="Watch RAWDIR: feed new files through the ingest function (prompt processing).",
+    )
     @click.option("--once", is_flag=True, help="With --watch: one poll, wait for its executions, exit.")
-    @click.option("--parameter", "parameters", multiple=True, metavar="KEY=VALUE",
-                  help="With --watch: template parameter, e.g. PromptOutputRun=... (PromptProcessing=true).")
+    @click.option(
+        "--parameter",
+        "parameters",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="With --watch: template parameter, e.g. PromptOutputRun=... (PromptProcessing=true).",
+    )
     @workers_option
     @click.argument("files", nargs=-1, required=False, type=click.Path(dir_okay=False))
     def ingest_cmd(
-        repo_dir: str, transfer: str, run: str | None, camera: str | None, watch_dir: str | None, once: bool,
-        parameters: tuple[str, ...], workers: int | None, files: tuple[str, ...]
+        repo_dir: str,
+        transfer: str,
+        run: str | None,
+        camera: str | None,
+        watch_dir: str | None,
+        once: bool,
+        parameters: tuple[str, ...],
+        workers: int | None,
+        files: tuple[str, ...],
     ) -> None:
         """Register raw FILES (and their instrument, detectors, exposures). Idempotent.
 
@@ -128,8 +150,14 @@ def register(group: click.Group) -> None:
 
             if files:
                 raise click.UsageError("give FILES or --watch RAWDIR, not both")
-            failed = watch(Path(repo_dir), Path(watch_dir), once=once, interval=1.0,
-                           parameters=parse_parameters(parameters), workers=workers)
+            failed = watch(
+                Path(repo_dir),
+                Path(watch_dir),
+                once=once,
+                interval=1.0,
+                parameters=parse_parameters(parameters),
+                workers=workers,
+            )
             if failed:
                 sys.exit(1)
             return
@@ -149,7 +177,9 @@ def register(group: click.Group) -> None:
             f"{len(result.skipped)} file(s) skipped"
         )
         if result.skipped:
-            click.echo(f"error: {len(result.skipped)} of {len(files)} file(s) not ingested (reasons above)", err=True)
+            click.echo(
+                f"error: {len(result.skipped)} of {len(files)} file(s) not ingested (reasons above)", err=True
+            )
             sys.exit(EXIT_SKIPPED)
 
     @group.command("datasets")
@@ -177,7 +207,9 @@ def register(group: click.Group) -> None:
         """List datasets."""
         from ..client import Client
 
-        refs = Client.local(repo_dir).datasets(where=where, type=dataset_type, collections=list(collections) or None)
+        refs = Client.local(repo_dir).datasets(
+            where=where, type=dataset_type, collections=list(collections) or None
+        )
         if as_json:
             out = []
             for ref in refs:
@@ -216,8 +248,15 @@ def register(group: click.Group) -> None:
 
         found = Client.local(repo_dir).collections()
         if as_json:
-            click.echo(json.dumps([{"name": c.name, "type": c.type, "datasets": c.datasets,
-                                    "children": list(c.children)} for c in found], indent=2))
+            click.echo(
+                json.dumps(
+                    [
+                        {"name": c.name, "type": c.type, "datasets": c.datasets, "children": list(c.children)}
+                        for c in found
+                    ],
+                    indent=2,
+                )
+            )
             return
         click.echo(f"{'type':<12} {'datasets':>8}  name")
         for c in found:

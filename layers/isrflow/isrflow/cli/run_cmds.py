@@ -26,15 +26,25 @@ def register(group: click.Group) -> None:
     calib.add_command(calib_import_command)
 
 
-def run_local(repo: Path, payload: dict, workers: int | None, *, progress: bool = True, name: str | None = None,
-              state_machine: str = STATE_MACHINE, containers=None, total: int | None = None):
+def run_local(
+    repo: Path,
+    payload: dict,
+    workers: int | None,
+    *,
+    progress: bool = True,
+    name: str | None = None,
+    state_machine: str = STATE_MACHINE,
+    containers=None,
+    total: int | None = None,
+):
     """Run ProcessVisit (or ``state_machine``) in the embedded runtime through the Python API
     (:meth:`isrflow.Client.start`); returns the finished interpreter Execution.
     ``containers``: a started ContainerSession to run the functions in their Lambda containers."""
     from ..client import Client
 
-    handle = Client.local(repo, workers=workers).start(state_machine, payload, name=name, total=total,
-                                                       containers=containers)
+    handle = Client.local(repo, workers=workers).start(
+        state_machine, payload, name=name, total=total, containers=containers
+    )
     if progress:
         click.echo(f"started {handle.arn} (isrflow status {handle.name} --repo {repo})", err=True)
     handle.wait(progress=progress)
@@ -42,33 +52,61 @@ def run_local(repo: Path, payload: dict, workers: int | None, *, progress: bool 
 
 
 def _print_records(records: list[dict], summary: dict | None) -> None:
-    click.echo(f"{'instrument':>10} {'exposure':>14} {'det':>4} {'status':>10} {'seconds':>8} {'peak MiB':>9}  error")
+    click.echo(
+        f"{'instrument':>10} {'exposure':>14} {'det':>4} {'status':>10} {'seconds':>8} {'peak MiB':>9}  error"
+    )
     for r in sorted(records, key=lambda r: (r["exposure"], r["detector"])):
         secs = f"{r['duration_s']:.2f}" if r.get("duration_s") is not None else "-"
         mem = f"{r['peak_memory_mb']:.0f}" if r.get("peak_memory_mb") is not None else "-"
-        click.echo(f"{r['instrument']:>10} {r['exposure']:>14} {r['detector']:>4} {r['status']:>10} {secs:>8} {mem:>9}  "
-                   f"{(r.get('error') or '')[:100]}")
+        click.echo(
+            f"{r['instrument']:>10} {r['exposure']:>14} {r['detector']:>4} {r['status']:>10} {secs:>8} {mem:>9}  "
+            f"{(r.get('error') or '')[:100]}"
+        )
     ok = sum(r["status"] == "succeeded" for r in records)
     click.echo(f"{ok} of {len(records)} detectors succeeded")
 
 
 @click.command("process-visit")
-@click.option("--repo", "repo_dir", type=click.Path(file_okay=False, path_type=Path), help="repository (local runs)")
-@click.option("--where", default=None, help="data query over the raws, e.g. \"exposure = 904010 AND detector IN (0..3)\"")
+@click.option(
+    "--repo", "repo_dir", type=click.Path(file_okay=False, path_type=Path), help="repository (local runs)"
+)
+@click.option(
+    "--where", default=None, help='data query over the raws, e.g. "exposure = 904010 AND detector IN (0..3)"'
+)
 @click.option("--output-run", required=True, help="RUN collection for the outputs")
-@list_option("--input-collections", help="raw collections, space-separated or repeated (default <INSTRUMENT>/raw/all)")
+@list_option(
+    "--input-collections", help="raw collections, space-separated or repeated (default <INSTRUMENT>/raw/all)"
+)
 @click.option("--calib-collection", default=None, help="calibration collection (default <INSTRUMENT>/calib)")
-@click.option("--mode", type=click.Choice(["fail", "skip-existing", "replace"]), default="fail", show_default=True)
+@click.option(
+    "--mode", type=click.Choice(["fail", "skip-existing", "replace"]), default="fail", show_default=True
+)
 @click.option("--cluster-size", type=count(1), default=4, show_default=True)
 @click.option("--max-failure-fraction", type=FiniteFloatRange(0, 1), default=0.0, show_default=True)
-@click.option("--isr-config", "isr_config_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--isr-config", "isr_config_path", type=click.Path(dir_okay=False, path_type=Path), default=None
+)
 @click.option("--previews", is_flag=True, help="also write a PNG per detector and a mosaic per exposure")
 @workers_option
 @click.option("--aws", "use_aws", is_flag=True, help="start the deployed state machine instead")
 @click.option("--stack", default="isrflow", show_default=True, help="CloudFormation stack (with --aws)")
 @json_option
-def process_visit_command(repo_dir, where, output_run, input_collections, calib_collection, mode, cluster_size,
-                          max_failure_fraction, isr_config_path, previews, workers, use_aws, stack, as_json):
+def process_visit_command(
+    repo_dir,
+    where,
+    output_run,
+    input_collections,
+    calib_collection,
+    mode,
+    cluster_size,
+    max_failure_fraction,
+    isr_config_path,
+    previews,
+    workers,
+    use_aws,
+    stack,
+    as_json,
+):
     """Run ISR on every detector the query selects (the ProcessVisit state machine)."""
     from ..client import Client
     from ..isr.config import IsrConfig
@@ -85,9 +123,17 @@ def process_visit_command(repo_dir, where, output_run, input_collections, calib_
         raise click.UsageError("--where is required")
     else:
         client = Client.local(repo_dir, workers=workers)
-    handle = client.process_visit(where, output_run, input_collections=list(input_collections),
-                                  calib_collection=calib_collection, mode=mode, cluster_size=cluster_size,
-                                  max_failure_fraction=max_failure_fraction, isr_config=isr_config, previews=previews)
+    handle = client.process_visit(
+        where,
+        output_run,
+        input_collections=list(input_collections),
+        calib_collection=calib_collection,
+        mode=mode,
+        cluster_size=cluster_size,
+        max_failure_fraction=max_failure_fraction,
+        isr_config=isr_config,
+        previews=previews,
+    )
     if not use_aws and not as_json:
         click.echo(f"started {handle.arn} (isrflow status {handle.name} --repo {repo_dir})", err=True)
     handle.wait(progress=not as_json)
@@ -101,9 +147,20 @@ def process_visit_command(repo_dir, where, output_run, input_collections, calib_
 def _report(registry, execution, as_json: bool) -> None:
     records = registry.processing_records(execution.execution_arn)
     if as_json:
-        click.echo(json.dumps({"execution": execution.execution_arn, "status": execution.status,
-                               "output": execution.output, "error": execution.error, "cause": execution.cause,
-                               "records": records}, indent=1, default=str))
+        click.echo(
+            json.dumps(
+                {
+                    "execution": execution.execution_arn,
+                    "status": execution.status,
+                    "output": execution.output,
+                    "error": execution.error,
+                    "cause": execution.cause,
+                    "records": records,
+                },
+                indent=1,
+                default=str,
+            )
+        )
     else:
         click.echo(f"execution {execution.execution_arn}: {execution.status}")
         if records:

@@ -63,7 +63,7 @@ class Client:
         self.backend = backend
 
     @classmethod
-    def local(cls, repo: str | Path, *, workers: int | None = None, create: bool = False) -> "Client":
+    def local(cls, repo: str | Path, *, workers: int | None = None, create: bool = False) -> Client:
         """A repository directory on this machine (``create``: make it if it does not exist);
         ``workers``: Lambda worker processes (default: all cores)."""
         from ..registry.repo import REPO_CONFIG
@@ -75,8 +75,16 @@ class Client:
         return cls(LocalBackend(repo, workers=workers))
 
     @classmethod
-    def aws(cls, stack: str = "isrflow", *, repo: str | Path | None = None, region: str | None = None,
-            sfn=None, cfn=None, poll_s: float = 5.0) -> "Client":
+    def aws(
+        cls,
+        stack: str = "isrflow",
+        *,
+        repo: str | Path | None = None,
+        region: str | None = None,
+        sfn=None,
+        cfn=None,
+        poll_s: float = 5.0,
+    ) -> Client:
         """The deployed stack ``stack`` (boto3 credentials); ``repo``: a repository directory on the
         stack's registry, for datasets, collections, ingest and default collections."""
         from .aws import AwsBackend
@@ -89,15 +97,23 @@ class Client:
 
     # ---------------------------------------------------------------- data
 
-    def ingest(self, files: Sequence[str | Path], *, transfer: str = "copy", run: str | None = None,
-               camera: str | None = None, progress: bool = True):
+    def ingest(
+        self,
+        files: Sequence[str | Path],
+        *,
+        transfer: str = "copy",
+        run: str | None = None,
+        camera: str | None = None,
+        progress: bool = True,
+    ):
         """Register raw files (:func:`isrflow.registry.ingest`); returns its IngestResult."""
         from ..progress import Progress
 
         files = [str(f) for f in files]
         with Progress("ingest", len(files), enabled=progress) as bar:
-            return self.backend.ingest(files, transfer=transfer, run=run, camera=camera,
-                                       progress=lambda done, total: bar.set(done))
+            return self.backend.ingest(
+                files, transfer=transfer, run=run, camera=camera, progress=lambda done, total: bar.set(done)
+            )
 
     @staticmethod
     def upload_raws(destination: str, files: Sequence[str | Path], *, progress: bool = True) -> list[str]:
@@ -111,8 +127,12 @@ class Client:
         with Progress("upload", len(files), enabled=progress) as bar:
             return upload_raws(destination, files, progress=lambda done, total: bar.set(done))
 
-    def datasets(self, where: str | None = None, type: str | None = None,
-                 collections: Sequence[str] | str | None = None) -> list:
+    def datasets(
+        self,
+        where: str | None = None,
+        type: str | None = None,
+        collections: Sequence[str] | str | None = None,
+    ) -> list:
         """Datasets (DatasetRef; CertifiedRef in CALIBRATION collections) of a type in collections
         (default: every RUN) selected by a data query."""
         if isinstance(collections, str):
@@ -125,8 +145,15 @@ class Client:
 
     # ---------------------------------------------------------------- runs
 
-    def start(self, state_machine: str, payload: dict, *, name: str | None = None, total: int | None = None,
-              containers=None) -> Execution:
+    def start(
+        self,
+        state_machine: str,
+        payload: dict,
+        *,
+        name: str | None = None,
+        total: int | None = None,
+        containers=None,
+    ) -> Execution:
         """Start a state machine with a ready input (what the specific methods below build)."""
         run = self.backend.start(state_machine, payload, name=name, containers=containers)
         if hasattr(run, "execution"):
@@ -134,17 +161,29 @@ class Client:
         else:
             arn = run.arn
             ex_name = arn.rsplit(":", 1)[-1]
-        return Execution(self, name=ex_name, arn=arn, state_machine=state_machine.rsplit(":", 1)[-1], run=run,
-                         total=total)
+        return Execution(
+            self, name=ex_name, arn=arn, state_machine=state_machine.rsplit(":", 1)[-1], run=run, total=total
+        )
 
     def _registry_call(self, fn):
         return self.backend.with_registry(fn)
 
-    def process_visit(self, where: str | None = None, output_run: str | None = None, *,
-                      input_collections: Sequence[str] | None = None, calib_collection: str | None = None,
-                      mode: str = "fail", cluster_size: int = 4, max_failure_fraction: float = 0.0,
-                      isr_config: dict | None = None, previews: bool = False, name: str | None = None,
-                      wait: bool = False, progress: bool = True) -> Execution:
+    def process_visit(
+        self,
+        where: str | None = None,
+        output_run: str | None = None,
+        *,
+        input_collections: Sequence[str] | None = None,
+        calib_collection: str | None = None,
+        mode: str = "fail",
+        cluster_size: int = 4,
+        max_failure_fraction: float = 0.0,
+        isr_config: dict | None = None,
+        previews: bool = False,
+        name: str | None = None,
+        wait: bool = False,
+        progress: bool = True,
+    ) -> Execution:
         """Run ISR on every detector the query selects (the ProcessVisit state machine)."""
         from .inputs import process_visit_input, selected_inputs
 
@@ -154,27 +193,64 @@ class Client:
             raise ConfigError("process_visit needs a data query (where=...)")
 
         def prepare(registry):
-            payload = process_visit_input(registry, where, None, input_collections, calib_collection, output_run,
-                                          mode, cluster_size, max_failure_fraction, isr_config, previews=previews)
+            payload = process_visit_input(
+                registry,
+                where,
+                None,
+                input_collections,
+                calib_collection,
+                output_run,
+                mode,
+                cluster_size,
+                max_failure_fraction,
+                isr_config,
+                previews=previews,
+            )
             return payload, selected_inputs(registry, payload)
 
         prepared = self._registry_call(prepare)
         if prepared is None:  # AWS without a repository: no defaults, no check
             if not input_collections or not calib_collection:
                 raise ConfigError("on AWS without a repository give input_collections and calib_collection")
-            payload, total = process_visit_input(None, where, None, input_collections, calib_collection, output_run,
-                                                 mode, cluster_size, max_failure_fraction, isr_config,
-                                                 previews=previews), None
+            payload, total = (
+                process_visit_input(
+                    None,
+                    where,
+                    None,
+                    input_collections,
+                    calib_collection,
+                    output_run,
+                    mode,
+                    cluster_size,
+                    max_failure_fraction,
+                    isr_config,
+                    previews=previews,
+                ),
+                None,
+            )
         else:
             payload, total = prepared
         execution = self.start(PROCESS_VISIT, payload, name=name, total=total)
         return execution.wait(progress) if wait else execution
 
-    def calib_build(self, calib_type: str, where: str | None = None, output_run: str | None = None, *,
-                    input_collections: Sequence[str] = (), calib_collection: str | None = None,
-                    certify: bool = False, collection: str | None = None, begin=None, end=None,
-                    name: str | None = None, wait: bool = False, progress: bool = True, containers=None,
-                    **options) -> Execution:
+    def calib_build(
+        self,
+        calib_type: str,
+        where: str | None = None,
+        output_run: str | None = None,
+        *,
+        input_collections: Sequence[str] = (),
+        calib_collection: str | None = None,
+        certify: bool = False,
+        collection: str | None = None,
+        begin=None,
+        end=None,
+        name: str | None = None,
+        wait: bool = False,
+        progress: bool = True,
+        containers=None,
+        **options,
+    ) -> Execution:
         """Build master ``calib_type`` (bias, dark, flat, defects) per detector (BuildCalibration);
         ``certify``: certify them into ``collection`` for [begin, end). ``options``: statistic, clip,
         iterations, min_inputs, mode, route, isr_config, max_failure_fraction, keep_intermediates."""
@@ -184,9 +260,19 @@ class Client:
             raise ConfigError("calib_build needs an output_run (the RUN collection for the masters)")
 
         def prepare(registry):
-            payload = build_input(registry, calib_type, where, output_run, input_collections=input_collections,
-                                  calib_collection=calib_collection, certify=certify, collection=collection,
-                                  begin=begin, end=end, **options)
+            payload = build_input(
+                registry,
+                calib_type,
+                where,
+                output_run,
+                input_collections=input_collections,
+                calib_collection=calib_collection,
+                certify=certify,
+                collection=collection,
+                begin=begin,
+                end=end,
+                **options,
+            )
             total = selected_inputs(registry, payload)
             if payload.get("certify"):  # the state machine certifies into an existing collection
                 registry.register_collection(payload["certify"]["collection"], "CALIBRATION")
@@ -194,17 +280,27 @@ class Client:
 
         prepared = self._registry_call(prepare)
         if prepared is None:
-            if not input_collections or (calib_type in ("dark", "flat") and not calib_collection) \
-                    or (certify and not collection):
-                raise ConfigError("on AWS without a repository give input_collections, calib_collection (dark, "
-                                  "flat) and collection (with certify)")
+            if (
+                not input_collections
+                or (calib_type in ("dark", "flat") and not calib_collection)
+                or (certify and not collection)
+            ):
+                raise ConfigError(
+                    "on AWS without a repository give input_collections, calib_collection (dark, "
+                    "flat) and collection (with certify)"
+                )
             from ..messages import BuildCalibrationInput
 
             spec = {"collection": collection, "begin": begin, "end": end} if certify else None
-            payload = BuildCalibrationInput(calib_type=calib_type, where=where, input_collections=list(input_collections),
-                                            calib_collection=calib_collection, output_run=output_run, certify=spec,
-                                            **{k: v for k, v in options.items() if v is not None}
-                                            ).model_dump(mode="json", exclude_none=True)
+            payload = BuildCalibrationInput(
+                calib_type=calib_type,
+                where=where,
+                input_collections=list(input_collections),
+                calib_collection=calib_collection,
+                output_run=output_run,
+                certify=spec,
+                **{k: v for k, v in options.items() if v is not None},
+            ).model_dump(mode="json", exclude_none=True)
             total = None
         else:
             payload, total = prepared
@@ -217,12 +313,16 @@ class Client:
         """A handle on an execution that has already started (a name of a local one, or an ARN)."""
         desc = self.backend.describe(name_or_arn)
         arn = desc["executionArn"]
-        return Execution(self, name=desc["name"], arn=arn, state_machine=desc["stateMachineArn"].rsplit(":", 1)[-1])
+        return Execution(
+            self, name=desc["name"], arn=arn, state_machine=desc["stateMachineArn"].rsplit(":", 1)[-1]
+        )
 
     def executions(self) -> list:
         """The repository's execution records, newest first (local only)."""
         if self.backend.kind != "local":
-            raise ConfigError("listing executions is for local repositories; on AWS use the Step Functions console")
+            raise ConfigError(
+                "listing executions is for local repositories; on AWS use the Step Functions console"
+            )
         return self.backend.executions()
 
     def status(self, execution: str, *, prices: str | Path | None = None, progress=None):
@@ -240,8 +340,10 @@ class Client:
         if repo is not None and not dry_run:
             counts = self.backend.drain_registry_queue() if self.backend.kind == "local" else {}
             if counts.get("visible") or counts.get("in_flight"):
-                raise IsrflowError(f"the registry queue of {repo} still holds {counts['visible']} visible and "
-                                   f"{counts['in_flight']} in-flight messages; is another run using it?")
+                raise IsrflowError(
+                    f"the registry queue of {repo} still holds {counts['visible']} visible and "
+                    f"{counts['in_flight']} in-flight messages; is another run using it?"
+                )
         sfn = self.backend.sfn_for(execution) if self.backend.kind == "aws" else None
         found = failed_quanta(execution, repo, sfn)
         removed: list[str] = []
@@ -249,8 +351,9 @@ class Client:
             removed = list(remove_unregistered_outputs(repo, found.execution_arn) or [])
         if not found.failed and not found.aborted_before_plan:
             return RerunPlan(found=found, payload=None, name="", removed=removed)
-        payload = rerun_input(found.input, found.failed, aborted_before_plan=found.aborted_before_plan).model_dump(
-            mode="json", exclude_none=True)
+        payload = rerun_input(
+            found.input, found.failed, aborted_before_plan=found.aborted_before_plan
+        ).model_dump(mode="json", exclude_none=True)
         return RerunPlan(found=found, payload=payload, name=rerun_name(found.name), removed=removed)
 
     def start_rerun(self, plan: RerunPlan) -> Execution | None:
@@ -271,7 +374,9 @@ class Client:
             started.wait(progress)
         return started
 
-    def previews(self, output_run: str, where: str | None = None, *, progress: bool = True) -> dict[str, list[str]]:
+    def previews(
+        self, output_run: str, where: str | None = None, *, progress: bool = True
+    ) -> dict[str, list[str]]:
         """PNG per postISRCCD dataset of ``output_run`` (selected by ``where``) and a mosaic per exposure."""
         from ..errors import NothingSelectedError
         from ..ops.previews import write_run_previews
@@ -279,7 +384,9 @@ class Client:
 
         refs = self.datasets(where=where, type="postISRCCD", collections=[output_run])
         if not refs:
-            raise NothingSelectedError(f"no postISRCCD datasets in {output_run}" + (f" where {where}" if where else ""))
+            raise NothingSelectedError(
+                f"no postISRCCD datasets in {output_run}" + (f" where {where}" if where else "")
+            )
         with Progress("previews", len(refs), enabled=progress) as bar:
             pngs, mosaics = write_run_previews(refs, progress=lambda done, total: bar.set(done))
         return {"previews": pngs, "mosaics": mosaics}

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ConfigError
 from .local import LocalBackend
@@ -22,7 +22,9 @@ from .local import LocalBackend
 class AwsRun:
     """One execution of the deployed stack, followed with DescribeExecution."""
 
-    def __init__(self, sfn, execution_arn: str, *, poll_s: float = 5.0, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self, sfn, execution_arn: str, *, poll_s: float = 5.0, sleep: Callable[[float], None] = time.sleep
+    ):
         self.sfn, self.arn, self.poll_s, self.sleep = sfn, execution_arn, poll_s, sleep
         self._desc: dict[str, Any] | None = None
 
@@ -45,9 +47,13 @@ class AwsRun:
     def result(self) -> dict:
         """``{"execution", "status", "output", "error", "cause"}`` as the CLI prints it."""
         desc = self.describe()
-        return {"execution": self.arn, "status": desc["status"],
-                "output": json.loads(desc["output"]) if desc.get("output") else None,
-                "error": desc.get("error"), "cause": desc.get("cause")}
+        return {
+            "execution": self.arn,
+            "status": desc["status"],
+            "output": json.loads(desc["output"]) if desc.get("output") else None,
+            "error": desc.get("error"),
+            "cause": desc.get("cause"),
+        }
 
 
 class AwsBackend:
@@ -55,8 +61,16 @@ class AwsBackend:
 
     kind = "aws"
 
-    def __init__(self, stack: str = "isrflow", *, repo: str | Path | None = None, region: str | None = None,
-                 sfn=None, cfn=None, poll_s: float = 5.0):
+    def __init__(
+        self,
+        stack: str = "isrflow",
+        *,
+        repo: str | Path | None = None,
+        region: str | None = None,
+        sfn=None,
+        cfn=None,
+        poll_s: float = 5.0,
+    ):
         self.stack, self.region, self.poll_s = stack, region, poll_s
         self.repo = Path(repo) if repo is not None else None
         self._sfn, self._cfn = sfn, cfn
@@ -75,11 +89,15 @@ class AwsBackend:
             return self._sfn
         import boto3
 
-        return boto3.client("stepfunctions", region_name=arn.split(":")[3] if arn.count(":") > 3 else self.region)
+        return boto3.client(
+            "stepfunctions", region_name=arn.split(":")[3] if arn.count(":") > 3 else self.region
+        )
 
     def _local(self) -> LocalBackend:
         if self.repo is None:
-            raise ConfigError("registry reads need a repository on the AWS registry: Client.aws(stack=..., repo=DIR)")
+            raise ConfigError(
+                "registry reads need a repository on the AWS registry: Client.aws(stack=..., repo=DIR)"
+            )
         return LocalBackend(self.repo)
 
     # ---------------------------------------------------------------- data (through the registry)
@@ -111,8 +129,11 @@ class AwsBackend:
 
     def start(self, state_machine: str, payload: dict, *, name: str | None = None, containers=None) -> AwsRun:
         sfn, _ = self._clients()
-        started = sfn.start_execution(stateMachineArn=self.state_machine_arn(state_machine),
-                                      name=name or uuid.uuid4().hex, input=json.dumps(payload))
+        started = sfn.start_execution(
+            stateMachineArn=self.state_machine_arn(state_machine),
+            name=name or uuid.uuid4().hex,
+            input=json.dumps(payload),
+        )
         return AwsRun(sfn, started["executionArn"], poll_s=self.poll_s)
 
     def drain_registry_queue(self) -> dict[str, int]:
@@ -121,7 +142,9 @@ class AwsBackend:
     def status(self, execution: str, prices_path=None, progress=None):
         from ..ops.status import execution_status
 
-        return execution_status(execution, repo=self.repo, prices_path=prices_path, sfn=self._sfn, progress=progress)
+        return execution_status(
+            execution, repo=self.repo, prices_path=prices_path, sfn=self._sfn, progress=progress
+        )
 
     def describe(self, execution: str) -> dict:
         return self.sfn_for(execution).describe_execution(executionArn=execution)

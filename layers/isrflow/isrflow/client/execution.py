@@ -14,8 +14,14 @@ if TYPE_CHECKING:
 
 #: Columns of :meth:`Execution.detectors`: name, dtype, unit.
 DETECTOR_COLUMNS = (
-    ("instrument", "U16", None), ("exposure", "i8", None), ("detector", "i4", None), ("status", "U20", None),
-    ("seconds", "f8", "s"), ("peak_memory_mb", "f8", "MiB"), ("retries", "i4", None), ("error", "U200", None),
+    ("instrument", "U16", None),
+    ("exposure", "i8", None),
+    ("detector", "i4", None),
+    ("status", "U20", None),
+    ("seconds", "f8", "s"),
+    ("peak_memory_mb", "f8", "MiB"),
+    ("retries", "i4", None),
+    ("error", "U200", None),
 )
 FINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
@@ -23,8 +29,16 @@ FINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 class Execution:
     """A state machine execution, running or ended, local or on AWS."""
 
-    def __init__(self, client: "Client", *, name: str, arn: str, state_machine: str, run: Any = None,
-                 total: int | None = None):
+    def __init__(
+        self,
+        client: Client,
+        *,
+        name: str,
+        arn: str,
+        state_machine: str,
+        run: Any = None,
+        total: int | None = None,
+    ):
         self.client, self.name, self.arn, self.state_machine = client, name, arn, state_machine
         self._run = run  # LocalRun / AwsRun while this process follows it
         self.total = total  # quanta (detectors; inputs of a calibration build) it was started with
@@ -46,8 +60,12 @@ class Execution:
         import json
 
         out = desc.get("output")
-        return {"status": desc["status"], "output": json.loads(out) if isinstance(out, str) else out,
-                "error": desc.get("error"), "cause": desc.get("cause")}
+        return {
+            "status": desc["status"],
+            "output": json.loads(out) if isinstance(out, str) else out,
+            "error": desc.get("error"),
+            "cause": desc.get("cause"),
+        }
 
     def status(self) -> str:
         """RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED (now)."""
@@ -62,7 +80,7 @@ class Execution:
         """``{"execution", "status", "output", "error", "cause"}`` (what the CLI prints with --json)."""
         return {"execution": self.arn, **self._describe()}
 
-    def wait(self, progress: bool = True, timeout: float | None = None) -> "Execution":
+    def wait(self, progress: bool = True, timeout: float | None = None) -> Execution:
         """Block until the execution ends (``timeout`` s at most), showing quanta done of the total
         with an ETA when ``progress`` (a bar on a terminal, plain lines elsewhere)."""
         from ..progress import Progress
@@ -95,10 +113,18 @@ class Execution:
         for name, _, unit in DETECTOR_COLUMNS:
             table[name].unit = unit
         for r in rows:
-            table.add_row((r.instrument, r.exposure, r.detector, r.status,
-                           float("nan") if r.duration_s is None else r.duration_s,
-                           float("nan") if r.peak_memory_mb is None else r.peak_memory_mb, r.retries,
-                           (r.error or "")[:200]))
+            table.add_row(
+                (
+                    r.instrument,
+                    r.exposure,
+                    r.detector,
+                    r.status,
+                    float("nan") if r.duration_s is None else r.duration_s,
+                    float("nan") if r.peak_memory_mb is None else r.peak_memory_mb,
+                    r.retries,
+                    (r.error or "")[:200],
+                )
+            )
         return table
 
     def masters(self):
@@ -106,25 +132,44 @@ class Execution:
         memory (MiB) of a calibration build, as an astropy Table (empty for ProcessVisit)."""
         from astropy.table import Table
 
-        columns = (("calib_type", "U8", None), ("instrument", "U16", None), ("detector", "i4", None),
-                   ("physical_filter", "U32", None), ("status", "U20", None), ("route", "U16", None),
-                   ("n_inputs", "i4", None), ("seconds", "f8", "s"), ("peak_memory_mb", "f8", "MiB"),
-                   ("error", "U200", None))
+        columns = (
+            ("calib_type", "U8", None),
+            ("instrument", "U16", None),
+            ("detector", "i4", None),
+            ("physical_filter", "U32", None),
+            ("status", "U20", None),
+            ("route", "U16", None),
+            ("n_inputs", "i4", None),
+            ("seconds", "f8", "s"),
+            ("peak_memory_mb", "f8", "MiB"),
+            ("error", "U200", None),
+        )
         table = Table(names=[c[0] for c in columns], dtype=[c[1] for c in columns])
         for name, _, unit in columns:
             table[name].unit = unit
         nan = float("nan")
         for m in self.info().masters:
-            table.add_row((m.calib_type, m.instrument, m.detector, m.physical_filter or "", m.status, m.route or "",
-                           -1 if m.n_inputs is None else m.n_inputs, nan if m.duration_s is None else m.duration_s,
-                           nan if m.peak_memory_mb is None else m.peak_memory_mb, (m.error or "")[:200]))
+            table.add_row(
+                (
+                    m.calib_type,
+                    m.instrument,
+                    m.detector,
+                    m.physical_filter or "",
+                    m.status,
+                    m.route or "",
+                    -1 if m.n_inputs is None else m.n_inputs,
+                    nan if m.duration_s is None else m.duration_s,
+                    nan if m.peak_memory_mb is None else m.peak_memory_mb,
+                    (m.error or "")[:200],
+                )
+            )
         return table
 
     def cost(self):
         """The estimated AWS cost (:class:`~isrflow.ops.cost.CostEstimate`, US dollars)."""
         return self.info().cost
 
-    def rerun_failed(self, wait: bool = False, progress: bool = True) -> "Execution | None":
+    def rerun_failed(self, wait: bool = False, progress: bool = True) -> Execution | None:
         """A new execution with exactly the failed quanta, into the same output run (None when
         nothing failed); see :mod:`isrflow.ops.rerun`."""
         return self.client.rerun_failed(self.arn, wait=wait, progress=progress)

@@ -12,53 +12,97 @@ from collections.abc import Sequence
 from ..errors import ConfigError, NothingSelectedError
 
 
-def default_collections(registry, input_collections: Sequence[str] | None, calib_collection: str | None
-                        ) -> tuple[list[str], str]:
+def default_collections(
+    registry, input_collections: Sequence[str] | None, calib_collection: str | None
+) -> tuple[list[str], str]:
     """Default raw/calib collections when the registry holds exactly one instrument:
     ``<INSTRUMENT>/raw/all`` and ``<INSTRUMENT>/calib``."""
     if input_collections and calib_collection:
         return list(input_collections), calib_collection
     if registry is None:
-        raise ConfigError("give input collections and a calibration collection (--input-collections, "
-                          "--calib-collection): there is no registry to take their defaults from")
+        raise ConfigError(
+            "give input collections and a calibration collection (--input-collections, "
+            "--calib-collection): there is no registry to take their defaults from"
+        )
     raws = {ref.data_id["instrument"] for ref in registry.query_datasets("raw")}
     if len(raws) != 1:
-        raise ConfigError("give input collections and a calibration collection (--input-collections, "
-                          f"--calib-collection): the repository holds raws of {len(raws)} instruments")
+        raise ConfigError(
+            "give input collections and a calibration collection (--input-collections, "
+            f"--calib-collection): the repository holds raws of {len(raws)} instruments"
+        )
     instrument = raws.pop()
-    return (list(input_collections or []) or [f"{instrument}/raw/all"]), (calib_collection or f"{instrument}/calib")
+    return (list(input_collections or []) or [f"{instrument}/raw/all"]), (
+        calib_collection or f"{instrument}/calib"
+    )
 
 
-def process_visit_input(registry, where, quanta, input_collections, calib_collection, output_run, mode, cluster_size,
-                        max_failure_fraction, isr_config, max_concurrency=100, previews=False) -> dict:
+def process_visit_input(
+    registry,
+    where,
+    quanta,
+    input_collections,
+    calib_collection,
+    output_run,
+    mode,
+    cluster_size,
+    max_failure_fraction,
+    isr_config,
+    max_concurrency=100,
+    previews=False,
+) -> dict:
     """The ProcessVisit input (``messages.ProcessVisitInput`` as JSON) with default collections."""
     from ..messages import ProcessVisitInput
 
     inputs, calib = default_collections(registry, input_collections, calib_collection)
     payload = ProcessVisitInput(
-        where=where, quanta=quanta, input_collections=inputs, calib_collection=calib, output_run=output_run,
-        mode=mode, cluster_size=cluster_size, max_failure_fraction=max_failure_fraction,
-        isr_config=isr_config or {}, max_concurrency=max_concurrency, previews=previews,
+        where=where,
+        quanta=quanta,
+        input_collections=inputs,
+        calib_collection=calib,
+        output_run=output_run,
+        mode=mode,
+        cluster_size=cluster_size,
+        max_failure_fraction=max_failure_fraction,
+        isr_config=isr_config or {},
+        max_concurrency=max_concurrency,
+        previews=previews,
     )
     return payload.model_dump(mode="json", exclude_none=True)
 
 
-def build_input(registry, calib_type: str, where: str | None, output_run: str, *, input_collections=(),
-                calib_collection: str | None = None, certify: bool = False, collection: str | None = None,
-                begin=None, end=None, **options) -> dict:
+def build_input(
+    registry,
+    calib_type: str,
+    where: str | None,
+    output_run: str,
+    *,
+    input_collections=(),
+    calib_collection: str | None = None,
+    certify: bool = False,
+    collection: str | None = None,
+    begin=None,
+    end=None,
+    **options,
+) -> dict:
     """The BuildCalibration input, with the default collections of the repository's one instrument."""
     from ..messages import BuildCalibrationInput
 
-    raws, calib = default_collections(registry, [] if calib_type == "defects" else input_collections,
-                                      calib_collection)
+    raws, calib = default_collections(
+        registry, [] if calib_type == "defects" else input_collections, calib_collection
+    )
     inputs = list(input_collections) or ([calib] if calib_type == "defects" else raws)
     spec = None
     if certify:
         spec = {"collection": collection or calib, "begin": begin, "end": end}
-    payload = BuildCalibrationInput(calib_type=calib_type, where=where, input_collections=inputs,
-                                    calib_collection=calib if calib_type in ("dark", "flat") else calib_collection,
-                                    output_run=output_run, certify=spec,
-                                    **{k: v for k, v in options.items() if v is not None})
+    payload = BuildCalibrationInput(
+        calib_type=calib_type,
+        where=where,
+        input_collections=inputs,
+        calib_collection=calib if calib_type in ("dark", "flat") else calib_collection,
+        output_run=output_run,
+        certify=spec,
+        **{k: v for k, v in options.items() if v is not None},
+    )
     return payload.model_dump(mode="json", exclude_none=True)
 
 
@@ -84,8 +128,10 @@ def selected_inputs(registry, payload: dict) -> int:
         count = len(registry.query_datasets("raw", collections, where))
         what = "raws"
     if count == 0:
-        raise NothingSelectedError(f"the query {where!r} selects no {what} in {', '.join(collections) or '-'}: "
-                                   "nothing to run (see `isrflow datasets --repo DIR --where ...`)")
+        raise NothingSelectedError(
+            f"the query {where!r} selects no {what} in {', '.join(collections) or '-'}: "
+            "nothing to run (see `isrflow datasets --repo DIR --where ...`)"
+        )
     return count
 
 

@@ -12,10 +12,10 @@ import atexit
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 #: Seconds between two looks at a running execution's progress.
 POLL_S = 0.25
@@ -69,9 +69,12 @@ class LocalRun:
         from ..process_visit import layout
         from ..storage import storage_for
 
-        prefix = layout.results_prefix(self.runtime.datastore_root.rstrip("/"),
-                                       layout.execution_key(self.execution.execution_arn))
-        return sum(1 for u in storage_for(prefix).list(prefix) if u.endswith(".json") and "/masters/" not in u)
+        prefix = layout.results_prefix(
+            self.runtime.datastore_root.rstrip("/"), layout.execution_key(self.execution.execution_arn)
+        )
+        return sum(
+            1 for u in storage_for(prefix).list(prefix) if u.endswith(".json") and "/masters/" not in u
+        )
 
     def wait(self, timeout: float | None = None, on_poll: Callable[[int], None] | None = None) -> None:
         """Until the execution ends (``timeout`` s at most; then it keeps running); ``on_poll(done)``
@@ -98,7 +101,7 @@ class LocalRun:
         _OPEN_RUNS.discard(self)
 
 
-_OPEN_RUNS: "weakref.WeakSet[LocalRun]" = weakref.WeakSet()
+_OPEN_RUNS: weakref.WeakSet[LocalRun] = weakref.WeakSet()
 
 
 @atexit.register
@@ -118,18 +121,33 @@ class LocalBackend:
 
     # ---------------------------------------------------------------- data
 
-    def ingest(self, files: Sequence[str | Path], *, transfer: str = "copy", run: str | None = None,
-               camera: str | None = None, progress: Callable[[int, int], None] | None = None):
+    def ingest(
+        self,
+        files: Sequence[str | Path],
+        *,
+        transfer: str = "copy",
+        run: str | None = None,
+        camera: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ):
         from ..registry import ingest
 
         registry = _open(self.repo)
         try:
-            return ingest(registry, files, transfer=transfer, run=run, camera=camera,  # type: ignore[arg-type]
-                          progress=progress)
+            return ingest(
+                registry,
+                files,
+                transfer=transfer,
+                run=run,
+                camera=camera,  # type: ignore[arg-type]
+                progress=progress,
+            )
         finally:
             registry.close()
 
-    def datasets(self, dataset_type: str | None, collections: Sequence[str] | None, where: str | None) -> list:
+    def datasets(
+        self, dataset_type: str | None, collections: Sequence[str] | None, where: str | None
+    ) -> list:
         registry = _open(self.repo)
         try:
             return registry.query_datasets(dataset_type, list(collections) if collections else None, where)
@@ -152,7 +170,9 @@ class LocalBackend:
 
     # ---------------------------------------------------------------- executions
 
-    def start(self, state_machine: str, payload: dict, *, name: str | None = None, containers=None) -> LocalRun:
+    def start(
+        self, state_machine: str, payload: dict, *, name: str | None = None, containers=None
+    ) -> LocalRun:
         """Start ``state_machine`` (a name of the template's) with ``payload`` on a new local runtime."""
         from ..local.runtime import LocalRuntime
 

@@ -43,7 +43,9 @@ def delinearize(linear: np.ndarray, coefficients: Sequence[float], iterations: i
     return x
 
 
-def apply_linearity(image: np.ndarray, amps: Sequence[Amplifier], overrides: dict[str, list[float]] | None) -> bool:
+def apply_linearity(
+    image: np.ndarray, amps: Sequence[Amplifier], overrides: dict[str, list[float]] | None
+) -> bool:
     """Linearize every amplifier's assembled box in place. Returns True if any amp was corrected."""
     applied = False
     for amp in amps:
@@ -54,7 +56,9 @@ def apply_linearity(image: np.ndarray, amps: Sequence[Amplifier], overrides: dic
     return applied
 
 
-def crosstalk_subtrahends(image: np.ndarray, amps: Sequence[Amplifier], matrix: Sequence[Sequence[float]]) -> list[np.ndarray | None]:
+def crosstalk_subtrahends(
+    image: np.ndarray, amps: Sequence[Amplifier], matrix: Sequence[Sequence[float]]
+) -> list[np.ndarray | None]:
     """Per victim, the crosstalk signal in the victim's readout order: sum_s c[v][s] * source_s."""
     n = len(amps)
     if len(matrix) != n or any(len(row) != n for row in matrix):

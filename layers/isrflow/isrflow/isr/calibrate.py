@@ -12,11 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import formats
-from ..errors import CalibrationError, CalibrationMismatchError
 from ..camera.model import Amplifier
+from ..errors import CalibrationError, CalibrationMismatchError
 from ..exposure_io import Exposure
-from .assembly import assembled_view
-
 
 Region = tuple[tuple[slice, slice], Amplifier]
 
@@ -38,7 +36,9 @@ def apply_gain(image: np.ndarray, regions: Sequence[Region]) -> None:
         image[index] *= np.float32(amp.gain)
 
 
-def initial_variance(image: np.ndarray, regions: Sequence[Region], out: np.ndarray | None = None) -> np.ndarray:
+def initial_variance(
+    image: np.ndarray, regions: Sequence[Region], out: np.ndarray | None = None
+) -> np.ndarray:
     """Variance (e-^2) = max(image, 0) + read_noise^2 per amplifier."""
     variance = np.maximum(image, np.float32(0.0), out=out)
     for index, amp in regions:
@@ -55,8 +55,14 @@ def subtract_bias(image: np.ndarray, variance: np.ndarray | None, mask: np.ndarr
         mask |= bias.mask & formats.BAD
 
 
-def subtract_dark(image: np.ndarray, variance: np.ndarray | None, mask: np.ndarray, dark: Exposure, darktime: float,
-                  scratch: np.ndarray | None = None) -> None:
+def subtract_dark(
+    image: np.ndarray,
+    variance: np.ndarray | None,
+    mask: np.ndarray,
+    dark: Exposure,
+    darktime: float,
+    scratch: np.ndarray | None = None,
+) -> None:
     """image -= dark_rate (e-/s) * darktime (s); variance += darktime^2 * dark variance."""
     scale = np.float32(darktime)
     tmp = np.multiply(dark.image, scale, out=scratch)
@@ -68,8 +74,13 @@ def subtract_dark(image: np.ndarray, variance: np.ndarray | None, mask: np.ndarr
         mask |= dark.mask & formats.BAD
 
 
-def divide_flat(image: np.ndarray, variance: np.ndarray | None, mask: np.ndarray, flat: Exposure,
-                scratch: np.ndarray | None = None) -> None:
+def divide_flat(
+    image: np.ndarray,
+    variance: np.ndarray | None,
+    mask: np.ndarray,
+    flat: Exposure,
+    scratch: np.ndarray | None = None,
+) -> None:
     """image /= flat; variance /= flat^2 (+ image^2 var_flat / flat^2). Non-positive or
     non-finite flat pixels are masked BAD and their image set to 0."""
     response = flat.image
@@ -101,7 +112,9 @@ def check_calibration_pixels(label: str, kind: str, exposure: Exposure) -> None:
     fraction = float(np.count_nonzero(usable)) / image.size
     if fraction < 0.5:
         what = "finite and > 0" if kind == "flat" else "finite"
-        raise CalibrationError(f"{label}: only {fraction:.1%} of the {kind}'s pixels are {what}; it is not usable")
+        raise CalibrationError(
+            f"{label}: only {fraction:.1%} of the {kind}'s pixels are {what}; it is not usable"
+        )
 
 
 def check_flat_filter(label: str, header: dict, physical_filter: str) -> None:
@@ -111,4 +124,5 @@ def check_flat_filter(label: str, header: dict, physical_filter: str) -> None:
         return
     if str(flat_filter).strip() != str(physical_filter).strip():
         raise CalibrationMismatchError(
-            f"{label}: is a flat for filter {str(flat_filter).strip()!r}, but the frame was taken in {physical_filter!r}")
+            f"{label}: is a flat for filter {str(flat_filter).strip()!r}, but the frame was taken in {physical_filter!r}"
+        )

@@ -28,7 +28,9 @@ class OverscanConfig(_Section):
     enabled: bool = True
     fit_type: OverscanFit = "MEDIAN_PER_ROW"
     order: int = Field(default=1, ge=0, description="polynomial order for POLY")
-    clip_sigma: float | None = Field(default=3.0, gt=0, description="outlier rejection in robust sigmas; None = off")
+    clip_sigma: float | None = Field(
+        default=3.0, gt=0, description="outlier rejection in robust sigmas; None = off"
+    )
     parallel: bool = Field(default=False, description="also subtract a per-column parallel-overscan level")
 
 
@@ -83,13 +85,15 @@ class IsrConfig(_Section):
     flat: bool = True
     defects: bool = True
     nan_masking: bool = True
-    edge_width: int = Field(default=0, ge=0, description="mask this many pixels at the detector border as EDGE")
+    edge_width: int = Field(
+        default=0, ge=0, description="mask this many pixels at the detector border as EDGE"
+    )
     cosmic_rays: CosmicRayConfig = CosmicRayConfig()
     interpolate: bool = True
     interpolate_planes: list[str] = Field(default_factory=lambda: ["BAD", "SAT"])
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "IsrConfig":
+    def from_file(cls, path: str | Path) -> IsrConfig:
         """Load from YAML or JSON; ConfigError naming the file and the bad field."""
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}

@@ -19,8 +19,13 @@ def _runs(bad: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     return ys[starts], xs[starts], xs[ends - 1] + 1, ys, xs
 
 
-def interpolate_rows(image: np.ndarray, bad: np.ndarray, variance: np.ndarray | None = None,
-                     mask: np.ndarray | None = None, flag: int = 0) -> int:
+def interpolate_rows(
+    image: np.ndarray,
+    bad: np.ndarray,
+    variance: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    flag: int = 0,
+) -> int:
     """Replace ``bad`` pixels in place by linear interpolation between the good pixels bounding
     each bad run in its row (one-sided at the row ends; the median of good pixels where a
     whole row is bad). The variance plane, if given, is interpolated the same way; ``flag`` is

@@ -46,7 +46,7 @@ def widen_trails(sat: np.ndarray) -> np.ndarray:
     extra = _extra_columns(c_end - c_start)
     width = sat.shape[1]
     for r, a, b, e in zip(r_start[extra > 0], c_start[extra > 0], c_end[extra > 0], extra[extra > 0]):
-        out[rows[r], max(0, a - e):min(width, b + e)] = True
+        out[rows[r], max(0, a - e) : min(width, b + e)] = True
     return out
 
 
@@ -69,12 +69,14 @@ def mask_boxes(mask: np.ndarray, boxes: Iterable[Box], bit: int) -> None:
     """OR ``bit`` into every box (clipped to the image)."""
     rows, cols = mask.shape
     for box in boxes:
-        mask[max(0, box.y0):min(rows, box.y1), max(0, box.x0):min(cols, box.x1)] |= bit
+        mask[max(0, box.y0) : min(rows, box.y1), max(0, box.x0) : min(cols, box.x1)] |= bit
 
 
 def mask_non_finite(image: np.ndarray, variance: np.ndarray | None, mask: np.ndarray) -> int:
     """Non-finite image or variance pixels -> BAD; returns how many."""
-    if np.isfinite(image.sum(dtype=np.float64)) and (variance is None or np.isfinite(variance.sum(dtype=np.float64))):
+    if np.isfinite(image.sum(dtype=np.float64)) and (
+        variance is None or np.isfinite(variance.sum(dtype=np.float64))
+    ):
         return 0  # a float64 sum of finite float32 values cannot overflow: nothing to mask
     bad = ~np.isfinite(image)
     if variance is not None:
@@ -110,8 +112,14 @@ def _background(image: np.ndarray, block: int = 64, stride: int = 4) -> np.ndarr
     return np.repeat(np.repeat(medians, block, axis=0), block, axis=1)[:rows, :cols]
 
 
-def find_cosmic_rays(image: np.ndarray, variance: np.ndarray, mask: np.ndarray, threshold: float,
-                     sharpness: float, grow_pixels: int) -> np.ndarray:
+def find_cosmic_rays(
+    image: np.ndarray,
+    variance: np.ndarray,
+    mask: np.ndarray,
+    threshold: float,
+    sharpness: float,
+    grow_pixels: int,
+) -> np.ndarray:
     """Cosmic-ray pixels: far above the local background and much sharper than the PSF.
 
     A candidate exceeds the background by ``threshold`` sigma (sigma from the variance plane)

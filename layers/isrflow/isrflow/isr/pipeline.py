@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import __version__, formats
 from ..camera.model import Box
-from ..errors import CalibrationMismatchError, ConfigError
+from ..errors import ConfigError
 from ..exposure_io import Exposure, check_calibration, read_defects, read_exposure
 from ..rawio import RawDetector
 from . import masking
@@ -47,8 +47,23 @@ from .config import IsrConfig
 from .interpolate import interpolate_rows
 from .overscan import parallel_levels, serial_levels
 
-STEP_NAMES = ("SATURATION", "OVERSCAN", "LINEARITY", "CROSSTALK", "ASSEMBLE", "GAIN", "VARIANCE", "BIAS",
-              "DARK", "FLAT", "DEFECTS", "NANMASK", "EDGE", "CRMASK", "INTERP")
+STEP_NAMES = (
+    "SATURATION",
+    "OVERSCAN",
+    "LINEARITY",
+    "CROSSTALK",
+    "ASSEMBLE",
+    "GAIN",
+    "VARIANCE",
+    "BIAS",
+    "DARK",
+    "FLAT",
+    "DEFECTS",
+    "NANMASK",
+    "EDGE",
+    "CRMASK",
+    "INTERP",
+)
 
 
 @dataclass
@@ -84,7 +99,9 @@ def _read_bytes(source: str | os.PathLike[str] | bytes, label: str) -> tuple[byt
         raise CalibrationError(f"{label or source}: cannot read calibration ({exc.strerror})") from None
 
 
-def calibration_from_bytes(kind: str, data: bytes, label: str, expected_sha256: str | None = None) -> CalibrationInput:
+def calibration_from_bytes(
+    kind: str, data: bytes, label: str, expected_sha256: str | None = None
+) -> CalibrationInput:
     """Parse one calibration (``bias``, ``dark``, ``flat`` or ``defects``) from its file bytes.
 
     With ``expected_sha256`` (the registered checksum) bytes that no longer match it raise
@@ -96,8 +113,10 @@ def calibration_from_bytes(kind: str, data: bytes, label: str, expected_sha256: 
     if expected_sha256 is not None and sha != expected_sha256:
         from ..errors import ChecksumMismatchError
 
-        raise ChecksumMismatchError(f"{label}: {kind} sha256 is {sha[:16]}..., the registry recorded "
-                                    f"{expected_sha256[:16]}... (the file changed after registration)")
+        raise ChecksumMismatchError(
+            f"{label}: {kind} sha256 is {sha[:16]}..., the registry recorded "
+            f"{expected_sha256[:16]}... (the file changed after registration)"
+        )
     if kind == "defects":
         boxes, header = read_defects(data, label)
         return CalibrationInput(label=label, sha256=sha, defects=boxes, header=header)
@@ -121,15 +140,16 @@ def load_calibrations(**sources: str | os.PathLike[str] | bytes | None) -> Calib
     return calibs
 
 
-def load_calibrations_async(**sources: str | os.PathLike[str] | bytes | None) -> "PendingCalibrations":
+def load_calibrations_async(**sources: str | os.PathLike[str] | bytes | None) -> PendingCalibrations:
     """Like :func:`load_calibrations`, in background threads: the result is a Future that
     :func:`run_isr` accepts, resolving it only after the raw's overscan and assembly, so
     reading and checksumming the calibrations overlaps with that work."""
     for kind in sources:
         if kind not in CALIBRATION_KINDS:
             raise ConfigError(f"unknown calibration type {kind!r}")
-    return PendingCalibrations({kind: _pool().submit(_load_one, kind, src)
-                                for kind, src in sources.items() if src is not None})
+    return PendingCalibrations(
+        {kind: _pool().submit(_load_one, kind, src) for kind, src in sources.items() if src is not None}
+    )
 
 
 class PendingCalibrations:
@@ -143,8 +163,14 @@ class PendingCalibrations:
         return Calibrations(**{kind: future.result() for kind, future in self.parts.items()})
 
 
-def _overscan_subtract(raw: RawDetector, config: IsrConfig, image: np.ndarray, sat: np.ndarray,
-                       suspect: np.ndarray, stats: dict[str, float]) -> None:
+def _overscan_subtract(
+    raw: RawDetector,
+    config: IsrConfig,
+    image: np.ndarray,
+    sat: np.ndarray,
+    suspect: np.ndarray,
+    stats: dict[str, float],
+) -> None:
     """Steps 1, 2 and 5: flag, overscan-correct and place every amplifier."""
     for amp in raw.amplifiers:
         hdu = raw.amp_pixels(amp)
@@ -168,7 +194,7 @@ def _overscan_subtract(raw: RawDetector, config: IsrConfig, image: np.ndarray, s
         np.subtract(source, levels[:, None], out=target, casting="unsafe")  # convert + subtract in one pass
         if config.overscan.parallel and amp.parallel_overscan is not None:
             po = amp.parallel_overscan
-            corner = hdu[po.y0:po.y1, amp.serial_overscan.x0:amp.serial_overscan.x1]
+            corner = hdu[po.y0 : po.y1, amp.serial_overscan.x0 : amp.serial_overscan.x1]
             columns = parallel_levels(hdu[po.slices], corner, config.overscan)
             if amp.flip_x:
                 columns = columns[::-1]
@@ -204,11 +230,17 @@ class _ElectronSteps:
         var = None
         if variance is not None:
             var = initial_variance(image, regions, out=variance[rows])
-        scratch = np.empty(image.shape, dtype=np.float32) if (self.applied["DARK"] or self.applied["FLAT"]) else None
+        scratch = (
+            np.empty(image.shape, dtype=np.float32)
+            if (self.applied["DARK"] or self.applied["FLAT"])
+            else None
+        )
         if self.applied["BIAS"]:
             subtract_bias(image, var, mask, _band_exposure(self.calibs.bias.exposure, rows))
         if self.applied["DARK"]:
-            subtract_dark(image, var, mask, _band_exposure(self.calibs.dark.exposure, rows), self.darktime, scratch)
+            subtract_dark(
+                image, var, mask, _band_exposure(self.calibs.dark.exposure, rows), self.darktime, scratch
+            )
         if self.applied["FLAT"]:
             divide_flat(image, var, mask, _band_exposure(self.calibs.flat.exposure, rows), scratch)
 
@@ -244,8 +276,11 @@ def _check(label: str, item: CalibrationInput, kind: str, raw: RawDetector, shap
         check_calibration_pixels(label, kind, item.exposure)
 
 
-def run_isr(raw: RawDetector, calibs: "Calibrations | PendingCalibrations | None" = None,
-            config: IsrConfig | None = None) -> Exposure:
+def run_isr(
+    raw: RawDetector,
+    calibs: Calibrations | PendingCalibrations | None = None,
+    config: IsrConfig | None = None,
+) -> Exposure:
     """Instrument signature removal of one raw detector: the postISRCCD exposure.
 
     Steps run in the order of :data:`STEP_NAMES` (saturation, overscan, linearity, crosstalk,
@@ -305,7 +340,9 @@ def run_isr(raw: RawDetector, calibs: "Calibrations | PendingCalibrations | None
     if config.crosstalk.enabled:
         matrix = config.crosstalk.matrix or cam.crosstalk_matrix(raw.detector)
         if matrix is None:
-            raise ConfigError(f"{raw.source}: crosstalk is enabled but {cam.instrument} has no crosstalk matrix")
+            raise ConfigError(
+                f"{raw.source}: crosstalk is enabled but {cam.instrument} has no crosstalk matrix"
+            )
         apply_crosstalk(image, amps, matrix)
         applied["CROSSTALK"] = True
 
@@ -333,8 +370,14 @@ def run_isr(raw: RawDetector, calibs: "Calibrations | PendingCalibrations | None
         mask[sat] |= formats.SAT
         mask[suspect] |= formats.SUSPECT
     if config.cosmic_rays.enabled and variance is not None:
-        crs = masking.find_cosmic_rays(image, variance, mask, config.cosmic_rays.threshold,
-                                       config.cosmic_rays.sharpness, config.cosmic_rays.grow)
+        crs = masking.find_cosmic_rays(
+            image,
+            variance,
+            mask,
+            config.cosmic_rays.threshold,
+            config.cosmic_rays.sharpness,
+            config.cosmic_rays.grow,
+        )
         mask[crs] |= formats.CR
         applied["CRMASK"] = True
     n_interp = 0
@@ -354,8 +397,14 @@ def run_isr(raw: RawDetector, calibs: "Calibrations | PendingCalibrations | None
     return Exposure(image=image, mask=mask, variance=variance, header=header)
 
 
-def _output_header(raw: RawDetector, calibs: Calibrations, applied: dict[str, bool],
-                   overscan: dict[str, float], n_nan: int, n_interp: int) -> dict[str, Any]:
+def _output_header(
+    raw: RawDetector,
+    calibs: Calibrations,
+    applied: dict[str, bool],
+    overscan: dict[str, float],
+    n_nan: int,
+    n_interp: int,
+) -> dict[str, Any]:
     obs = raw.obs
     header: dict[str, Any] = {
         formats.KW_INSTRUMENT: obs.instrument,

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .queue import LocalQueue, ReceivedMessage
 
@@ -74,13 +75,22 @@ class QueuePoller:
     """Feeds ``queue`` to ``invoke(event)`` in batches (see the module docstring). Defaults are the
     mapping's AWS defaults (BatchSize 10, no batching window); ``window_s`` in seconds of ``clock``."""
 
-    def __init__(self, queue: LocalQueue, invoke: Callable[[dict], Any], *, batch_size: int = 10,
-                 window_s: float = 0.0, retry_delay_s: float | None = None,
-                 queue_arn: str = "arn:aws:sqs:local:000000000000:registry",
-                 report_batch_item_failures: bool = True,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 outage_backoff_s: float = 1.0, max_outage_backoff_s: float = 60.0,
-                 is_outage: Callable[[BaseException], bool] = is_registry_outage):
+    def __init__(
+        self,
+        queue: LocalQueue,
+        invoke: Callable[[dict], Any],
+        *,
+        batch_size: int = 10,
+        window_s: float = 0.0,
+        retry_delay_s: float | None = None,
+        queue_arn: str = "arn:aws:sqs:local:000000000000:registry",
+        report_batch_item_failures: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        outage_backoff_s: float = 1.0,
+        max_outage_backoff_s: float = 60.0,
+        is_outage: Callable[[BaseException], bool] = is_registry_outage,
+    ):
         self.queue, self.invoke = queue, invoke
         self.batch_size, self.window_s, self.retry_delay_s = batch_size, window_s, retry_delay_s
         self.report_batch_item_failures = report_batch_item_failures
@@ -136,7 +146,9 @@ class QueuePoller:
             if self.is_outage(exc):  # not the messages' fault: this receive does not count
                 self.outage_batches += 1
                 self.queue.release([m.receipt for m in batch])
-                self.backoff_s = min(self.max_outage_backoff_s, max(self.outage_backoff_s, 2 * self.backoff_s))
+                self.backoff_s = min(
+                    self.max_outage_backoff_s, max(self.outage_backoff_s, 2 * self.backoff_s)
+                )
                 return len(batch)
             self._keep(batch)
             return len(batch)
@@ -160,8 +172,9 @@ class QueuePoller:
         for entry in entries:
             item = entry.get("itemIdentifier") if isinstance(entry, dict) else None
             if not item or item not in ids:
-                self.errors.append(f"batchItemFailures names {item!r}, not a message of the batch: "
-                                   f"the whole batch failed")
+                self.errors.append(
+                    f"batchItemFailures names {item!r}, not a message of the batch: the whole batch failed"
+                )
                 return None
             failed.add(item)
         return failed
@@ -194,7 +207,7 @@ class QueuePoller:
             if self.poll_once() == 0:
                 self._stop.wait(0.05)
 
-    def start(self) -> "QueuePoller":
+    def start(self) -> QueuePoller:
         self._thread = threading.Thread(target=self._run, name="registry-writer-poller", daemon=True)
         self._thread.start()
         return self

@@ -23,13 +23,14 @@ import time
 import traceback
 import types
 import uuid
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.context import ForkServerContext, ForkServerProcess, SpawnContext, SpawnProcess
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .processes import die_with
 
@@ -196,7 +197,9 @@ def _load_handlers(functions: Sequence[LocalFunction]) -> None:
         with _function_environment(fn):
             try:
                 _handler(fn)
-            except Exception:  # reported by the invocation that needs it, as Runtime.ImportModuleError would be
+            except (
+                Exception
+            ):  # reported by the invocation that needs it, as Runtime.ImportModuleError would be
                 pass
 
 
@@ -213,15 +216,19 @@ class LambdaPool:
     start-up, once per runtime), instead of at its first invocation of each; ``modules``: library
     modules it imports then too (:func:`preload_handlers`)."""
 
-    def __init__(self, processes: int | None = None, preload: Sequence[LocalFunction] = (),
-                 modules: Sequence[str] = ()):
+    def __init__(
+        self, processes: int | None = None, preload: Sequence[LocalFunction] = (), modules: Sequence[str] = ()
+    ):
         self.processes = (os.cpu_count() or 1) if processes is None else processes
         if self.processes > 0:
             ctx = script_safe_context()
             # workers end with the process that owns the pool, even after a kill -9 of it (no orphans)
             self._pool: ProcessPoolExecutor | ThreadPoolExecutor = ProcessPoolExecutor(
-                self.processes, mp_context=ctx, initializer=_start_worker,
-                initargs=(os.getpid(), tuple(preload), tuple(modules)))
+                self.processes,
+                mp_context=ctx,
+                initializer=_start_worker,
+                initargs=(os.getpid(), tuple(preload), tuple(modules)),
+            )
         else:
             self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lambda")
         self.invocations = 0
@@ -230,7 +237,9 @@ class LambdaPool:
         self.invocations += 1
         return self._pool.submit(invoke_here, fn, event)
 
-    def invoke(self, fn: LocalFunction, event: Any, on_done: Callable[[float, bool], None] | None = None) -> Any:
+    def invoke(
+        self, fn: LocalFunction, event: Any, on_done: Callable[[float, bool], None] | None = None
+    ) -> Any:
         """Synchronous invoke (RequestResponse): the result, or LambdaError. ``on_done(seconds, ok)``
         gets the handler's duration measured in the worker (queueing for a free worker excluded)."""
         self.invocations += 1

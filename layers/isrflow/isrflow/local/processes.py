@@ -40,7 +40,7 @@ def start_ticks(pid: int) -> int | None:
     except OSError:
         return None
     # the command name (field 2) is in parentheses and may contain spaces: split after the last ")"
-    fields = stat[stat.rfind(b")") + 2:].split()
+    fields = stat[stat.rfind(b")") + 2 :].split()
     try:
         return int(fields[19])
     except (IndexError, ValueError):
@@ -56,7 +56,7 @@ class ProcessIdentity:
     started: int
 
     @classmethod
-    def current(cls) -> "ProcessIdentity":
+    def current(cls) -> ProcessIdentity:
         pid = os.getpid()
         return cls(socket.gethostname(), pid, start_ticks(pid) or 0)
 
@@ -65,7 +65,7 @@ class ProcessIdentity:
         return f"{self.host}:{self.pid}:{self.started}"
 
     @classmethod
-    def parse(cls, token: str) -> "ProcessIdentity | None":
+    def parse(cls, token: str) -> ProcessIdentity | None:
         host, _, rest = token.rpartition(":")
         host, _, pid = host.rpartition(":")
         try:

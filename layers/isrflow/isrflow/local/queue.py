@@ -24,10 +24,11 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterable, Iterator
+from typing import Any, ContextManager
 
 from .processes import ProcessIdentity
 
@@ -75,9 +76,16 @@ class LocalQueue:
     dead-letter queue (None: never, as a queue without a redrive policy).
     """
 
-    def __init__(self, path: str | Path, name: str = "registry", *, visibility_timeout: float = 30.0,
-                 max_receive_count: int | None = 5, dead_letter: str | None = None,
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        path: str | Path,
+        name: str = "registry",
+        *,
+        visibility_timeout: float = 30.0,
+        max_receive_count: int | None = 5,
+        dead_letter: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
         self.path = Path(path)
         self.name = name
         self.visibility_timeout = visibility_timeout
@@ -135,7 +143,9 @@ class LocalQueue:
 
     # --- consumer side ---------------------------------------------------------------------
 
-    def receive(self, max_messages: int = 10, visibility_timeout: float | None = None) -> list[ReceivedMessage]:
+    def receive(
+        self, max_messages: int = 10, visibility_timeout: float | None = None
+    ) -> list[ReceivedMessage]:
         """Take up to ``max_messages`` visible messages and hide them for the visibility timeout.
 
         A message received more than ``max_receive_count`` times moves to the dead-letter queue
@@ -155,8 +165,10 @@ class LocalQueue:
             limit = self.max_receive_count
             dead = [r[0] for r in rows if limit is not None and r[3] >= limit]
             if dead:
-                conn.executemany("UPDATE message SET queue = ?, receipt = NULL, visible_at = ? WHERE seq = ?",
-                                 [(self.dead_letter, now, seq) for seq in dead])
+                conn.executemany(
+                    "UPDATE message SET queue = ?, receipt = NULL, visible_at = ? WHERE seq = ?",
+                    [(self.dead_letter, now, seq) for seq in dead],
+                )
             updates = []
             for seq, message_id, body, count, sent in rows:
                 if seq in dead:
@@ -185,7 +197,7 @@ class LocalQueue:
         try:
             n = 0
             for chunk in range(0, len(receipts), 500):
-                part = receipts[chunk:chunk + 500]
+                part = receipts[chunk : chunk + 500]
                 n += conn.execute(
                     f"DELETE FROM message WHERE receipt IN ({','.join('?' * len(part))})", part
                 ).rowcount
@@ -211,15 +223,19 @@ class LocalQueue:
         changes = list(changes)
         for receipt, seconds in changes:
             if not 0 <= seconds <= MAX_VISIBILITY_S:
-                raise ValueError(f"visibility timeout {seconds!r} s for {receipt!r} is outside [0, {MAX_VISIBILITY_S}]")
+                raise ValueError(
+                    f"visibility timeout {seconds!r} s for {receipt!r} is outside [0, {MAX_VISIBILITY_S}]"
+                )
         now = self.clock()
         conn = self._connect()
         stale = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             for receipt, seconds in changes:
-                n = conn.execute("UPDATE message SET visible_at = ? WHERE receipt = ? AND queue = ? AND visible_at > ?",
-                                 (now + seconds, receipt, self.name, now)).rowcount
+                n = conn.execute(
+                    "UPDATE message SET visible_at = ? WHERE receipt = ? AND queue = ? AND visible_at > ?",
+                    (now + seconds, receipt, self.name, now),
+                ).rowcount
                 if n == 0:
                     stale.append(receipt)
             conn.execute("COMMIT")
@@ -242,7 +258,9 @@ class LocalQueue:
             for receipt in receipts:
                 n += conn.execute(
                     "UPDATE message SET visible_at = ?, receipt = NULL, receive_count = MAX(receive_count - 1, 0) "
-                    "WHERE receipt = ? AND queue = ?", (now, receipt, self.name)).rowcount
+                    "WHERE receipt = ? AND queue = ?",
+                    (now, receipt, self.name),
+                ).rowcount
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -257,8 +275,11 @@ class LocalQueue:
         messages wait out their visibility timeout); returns how many were released."""
         now = self.clock()
         conn = self._connect()
-        rows = conn.execute("SELECT DISTINCT receiver FROM message WHERE queue = ? AND visible_at > ? "
-                            "AND receiver IS NOT NULL", (self.name, now)).fetchall()
+        rows = conn.execute(
+            "SELECT DISTINCT receiver FROM message WHERE queue = ? AND visible_at > ? "
+            "AND receiver IS NOT NULL",
+            (self.name, now),
+        ).fetchall()
         gone = [r for (r,) in rows if (ident := ProcessIdentity.parse(r)) is not None and ident.is_dead()]
         if not gone:
             return 0
@@ -269,7 +290,8 @@ class LocalQueue:
                 n += conn.execute(
                     "UPDATE message SET visible_at = ?, receipt = NULL, receiver = NULL, "
                     "receive_count = MAX(receive_count - 1, 0) WHERE queue = ? AND receiver = ? AND visible_at > ?",
-                    (now, self.name, receiver, now)).rowcount
+                    (now, self.name, receiver, now),
+                ).rowcount
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -286,7 +308,8 @@ class LocalQueue:
             n = conn.execute(
                 "UPDATE message SET queue = ?, visible_at = ?, receive_count = 0, receipt = NULL WHERE seq IN "
                 "(SELECT seq FROM message WHERE queue = ? ORDER BY seq LIMIT ?)",
-                (self.name, now, self.dead_letter, -1 if limit is None else int(limit))).rowcount
+                (self.name, now, self.dead_letter, -1 if limit is None else int(limit)),
+            ).rowcount
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -296,7 +319,7 @@ class LocalQueue:
     # --- waiters (local only) ------------------------------------------------------------------
 
     @contextmanager
-    def waiting(self, seconds: float) -> Iterator["Waiter"]:
+    def waiting(self, seconds: float) -> Iterator[Waiter]:
         """Mark, for ``seconds`` at most (of the queue's clock), that a caller waits until the
         consumer has processed what it sent: :class:`~.event_source.QueuePoller` then closes its
         batching window as soon as nothing more is visible instead of holding the batch for the
@@ -308,8 +331,10 @@ class LocalQueue:
         token = uuid.uuid4().hex
         conn = self._connect()
         try:
-            conn.execute("INSERT INTO waiter (id, queue, until, address) VALUES (?, ?, ?, ?)",
-                         (token, self.name, self.clock() + seconds, waiter.address))
+            conn.execute(
+                "INSERT INTO waiter (id, queue, until, address) VALUES (?, ?, ?, ?)",
+                (token, self.name, self.clock() + seconds, waiter.address),
+            )
             yield waiter
         finally:
             try:
@@ -319,16 +344,24 @@ class LocalQueue:
 
     def has_waiters(self) -> bool:
         """Whether some caller is inside :meth:`waiting` for this queue now."""
-        row = self._connect().execute("SELECT 1 FROM waiter WHERE queue = ? AND until > ? LIMIT 1",
-                                      (self.name, self.clock())).fetchone()
+        row = (
+            self._connect()
+            .execute("SELECT 1 FROM waiter WHERE queue = ? AND until > ? LIMIT 1", (self.name, self.clock()))
+            .fetchone()
+        )
         return row is not None
 
     def notify_waiters(self) -> int:
         """Wake every caller inside :meth:`waiting` for this queue (the consumer has processed a
         batch); returns how many were signalled. A waiter that is gone is skipped."""
-        rows = self._connect().execute(
-            "SELECT address FROM waiter WHERE queue = ? AND until > ? AND address IS NOT NULL",
-            (self.name, self.clock())).fetchall()
+        rows = (
+            self._connect()
+            .execute(
+                "SELECT address FROM waiter WHERE queue = ? AND until > ? AND address IS NOT NULL",
+                (self.name, self.clock()),
+            )
+            .fetchall()
+        )
         return sum(_signal(address) for (address,) in rows)
 
     # --- inspection ------------------------------------------------------------------------
@@ -337,21 +370,25 @@ class LocalQueue:
         """Visible, in-flight and dead-lettered message counts."""
         now = self.clock()
         conn = self._connect()
-        visible = conn.execute("SELECT COUNT(*) FROM message WHERE queue = ? AND visible_at <= ?", (self.name, now)).fetchone()[0]
+        visible = conn.execute(
+            "SELECT COUNT(*) FROM message WHERE queue = ? AND visible_at <= ?", (self.name, now)
+        ).fetchone()[0]
         total = conn.execute("SELECT COUNT(*) FROM message WHERE queue = ?", (self.name,)).fetchone()[0]
         dead = conn.execute("SELECT COUNT(*) FROM message WHERE queue = ?", (self.dead_letter,)).fetchone()[0]
         return {"visible": visible, "in_flight": total - visible, "dead_letter": dead}
 
     def dead_letters(self) -> list[tuple[str, str]]:
         conn = self._connect()
-        return conn.execute("SELECT message_id, body FROM message WHERE queue = ? ORDER BY seq", (self.dead_letter,)).fetchall()
+        return conn.execute(
+            "SELECT message_id, body FROM message WHERE queue = ? ORDER BY seq", (self.dead_letter,)
+        ).fetchall()
 
 
 def parse_local_url(url: str) -> tuple[Path, str]:
     """``sqlite:///abs/path/queue.sqlite3#name`` -> (path, name)."""
     if not url.startswith("sqlite://"):
         raise ValueError(f"{url!r} is not a local queue URL (sqlite:///path#name)")
-    rest = url[len("sqlite://"):]
+    rest = url[len("sqlite://") :]
     path, _, name = rest.partition("#")
     return Path(path), name or "registry"
 
@@ -401,7 +438,7 @@ class Waiter:
         self._sock.settimeout(seconds if seconds > 0 else 0.0)
         try:
             self._sock.recv(16)
-        except (BlockingIOError, TimeoutError, socket.timeout):
+        except (BlockingIOError, TimeoutError):
             return False
         self._sock.setblocking(False)  # several batches may have signalled: one wake-up is enough
         try:

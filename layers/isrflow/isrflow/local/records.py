@@ -57,12 +57,18 @@ class ExecutionRecord(BaseModel):
     state_transitions_top: int = Field(description="the execution's own (children excluded)")
     child_executions: int = 0
     history: list[dict[str, Any]] = Field(default_factory=list)
-    states_entered: dict[str, int] = Field(default_factory=dict, description="state name -> times entered, children included")
+    states_entered: dict[str, int] = Field(
+        default_factory=dict, description="state name -> times entered, children included"
+    )
     invocations: list[InvocationRecord] = Field(default_factory=list)
-    tasks: list[TaskInterval] = Field(default_factory=list, description="non-Lambda tasks (e.g. ECS), children included")
-    owner: str | None = Field(default=None, description="host:pid:start ticks of the process running it (RUNNING records)")
+    tasks: list[TaskInterval] = Field(
+        default_factory=list, description="non-Lambda tasks (e.g. ECS), children included"
+    )
+    owner: str | None = Field(
+        default=None, description="host:pid:start ticks of the process running it (RUNNING records)"
+    )
 
-    def effective(self) -> "ExecutionRecord":
+    def effective(self) -> ExecutionRecord:
         """The record as it stands now: a RUNNING record whose process is gone (``kill -9``, a
         crash, a power cut) is ABORTED, so ``status``, listings and ``rerun --failed`` find it."""
         if self.status != "RUNNING" or self.owner is None:
@@ -70,10 +76,14 @@ class ExecutionRecord(BaseModel):
         owner = ProcessIdentity.parse(self.owner)
         if owner is None or not owner.is_dead():
             return self
-        return self.model_copy(update={
-            "status": "ABORTED", "error": ABORTED_ERROR,
-            "cause": f"the process running it (pid {owner.pid} on {owner.host}) ended before it finished; "
-                     "`isrflow rerun --failed` runs what it did not complete"})
+        return self.model_copy(
+            update={
+                "status": "ABORTED",
+                "error": ABORTED_ERROR,
+                "cause": f"the process running it (pid {owner.pid} on {owner.host}) ended before it finished; "
+                "`isrflow rerun --failed` runs what it did not complete",
+            }
+        )
 
     @property
     def state_machine_name(self) -> str:
@@ -83,9 +93,16 @@ class ExecutionRecord(BaseModel):
         """DescribeExecution-shaped (input/output as JSON text)."""
         import json
 
-        d: dict[str, Any] = {"executionArn": self.execution_arn, "stateMachineArn": self.state_machine_arn,
-                             "name": self.name, "status": self.status, "startDate": self.start_date,
-                             "input": json.dumps(self.input), "inputDetails": {"included": True}, "redriveCount": 0}
+        d: dict[str, Any] = {
+            "executionArn": self.execution_arn,
+            "stateMachineArn": self.state_machine_arn,
+            "name": self.name,
+            "status": self.status,
+            "startDate": self.start_date,
+            "input": json.dumps(self.input),
+            "inputDetails": {"included": True},
+            "redriveCount": 0,
+        }
         if self.stop_date is not None:
             d["stopDate"] = self.stop_date
         if self.status == "SUCCEEDED":
@@ -123,16 +140,21 @@ def load_record(repo: Path, execution: str) -> ExecutionRecord:
     if not found:
         raise ExecutionNotFoundError(f"no record of execution {execution!r} under {root}")
     if len(found) > 1:
-        raise ExecutionNotFoundError(f"{execution!r} names executions of several state machines "
-                                     f"({', '.join(p.parent.name for p in found)}); give its ARN")
+        raise ExecutionNotFoundError(
+            f"{execution!r} names executions of several state machines "
+            f"({', '.join(p.parent.name for p in found)}); give its ARN"
+        )
     return ExecutionRecord.model_validate_json(found[0].read_bytes()).effective()
 
 
 def list_records(repo: Path, state_machine: str | None = None) -> list[ExecutionRecord]:
     root = Path(repo) / EXECUTIONS_DIR
     pattern = f"{state_machine}/*.json" if state_machine else "*/*.json"
-    return [ExecutionRecord.model_validate_json(p.read_bytes()).effective() for p in sorted(root.glob(pattern))] \
-        if root.is_dir() else []
+    return (
+        [ExecutionRecord.model_validate_json(p.read_bytes()).effective() for p in sorted(root.glob(pattern))]
+        if root.is_dir()
+        else []
+    )
 
 
 def _tree(execution) -> list:
@@ -163,8 +185,12 @@ class ExecutionRecorder:
 
     def track(self, execution) -> None:
         """Write the execution's record once it has ended (from a background thread)."""
-        thread = threading.Thread(target=self._persist_when_done, args=(execution,), daemon=True,
-                                  name=f"record-{execution.name}"[:60])
+        thread = threading.Thread(
+            target=self._persist_when_done,
+            args=(execution,),
+            daemon=True,
+            name=f"record-{execution.name}"[:60],
+        )
         with self._lock:
             self._threads.append(thread)
             self._tracked.append(execution)
@@ -190,14 +216,28 @@ class ExecutionRecorder:
             else:
                 invocations = [r for arn in arns for r in self._invocations.pop(arn, [])]
         return ExecutionRecord(
-            execution_arn=execution.execution_arn, state_machine_arn=execution.state_machine_arn, name=execution.name,
-            status=execution.status, start_date=execution.start_date, stop_date=execution.stop_date,
-            input=execution.input, output=execution.output, error=execution.error, cause=execution.cause,
+            execution_arn=execution.execution_arn,
+            state_machine_arn=execution.state_machine_arn,
+            name=execution.name,
+            status=execution.status,
+            start_date=execution.start_date,
+            stop_date=execution.stop_date,
+            input=execution.input,
+            output=execution.output,
+            error=execution.error,
+            cause=execution.cause,
             state_transitions=execution.state_transitions(True),
-            state_transitions_top=execution.state_transitions(False), child_executions=len(tree) - 1,
-            history=execution.history, invocations=sorted(invocations, key=lambda r: (r.execution_arn, r.function)),
+            state_transitions_top=execution.state_transitions(False),
+            child_executions=len(tree) - 1,
+            history=execution.history,
+            invocations=sorted(invocations, key=lambda r: (r.execution_arn, r.function)),
             states_entered=dict(states_entered(ex.history for ex in tree)),
-            tasks=[t for ex in tree for t in task_intervals(ex.history, ex.execution_arn) if t.resource_type != "lambda"],
+            tasks=[
+                t
+                for ex in tree
+                for t in task_intervals(ex.history, ex.execution_arn)
+                if t.resource_type != "lambda"
+            ],
         )
 
     def persist(self, execution) -> Path:
@@ -231,5 +271,14 @@ class ExecutionRecorder:
             thread.join(timeout)
 
 
-__all__ = ["ABORTED_ERROR", "EXECUTIONS_DIR", "ExecutionRecord", "ExecutionRecorder", "InvocationRecord",
-           "list_records", "load_record", "record_path", "split_execution_arn"]
+__all__ = [
+    "ABORTED_ERROR",
+    "EXECUTIONS_DIR",
+    "ExecutionRecord",
+    "ExecutionRecorder",
+    "InvocationRecord",
+    "list_records",
+    "load_record",
+    "record_path",
+    "split_execution_arn",
+]

@@ -27,15 +27,22 @@ from ..calib_cache import ENV_CACHE_DIR
 from ..registry.repo import read_repo_config
 from ..settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_SECRET_ARN, ENV_REGISTRY_URL
 from ..storage import ObjectNotFoundError, storage_for
-from .asl import (ECS_RUN_TASK_SYNC, Execution, ExecutionAlreadyExists, Interpreter, LocalIntegrations, StateMachine,
-                  TaskFailure)
+from .asl import (
+    ECS_RUN_TASK_SYNC,
+    Execution,
+    ExecutionAlreadyExists,
+    Interpreter,
+    LocalIntegrations,
+    StateMachine,
+    TaskFailure,
+)
 from .event_source import QueuePoller
 from .lambdas import LambdaError, LambdaPool, LocalFunction, invoke_here
 from .queue import LocalQueue
 from .records import ExecutionRecorder, InvocationRecord
 from .tasks import LocalTasks
-from .throttle import ConcurrencyGate, LambdaThrottled
 from .template import LocalApp, load_app
+from .throttle import ConcurrencyGate, LambdaThrottled
 
 #: The project root (template.yaml, functions/, statemachines/).
 PROJECT_ROOT = Path(__file__).resolve().parents[4]
@@ -51,7 +58,7 @@ CALIB_CACHE_DIR = "cache/calibs"
 class _PoolIntegrations(LocalIntegrations):
     """lambda:invoke dispatched to the process pool, errors reported as the Lambda service does."""
 
-    def __init__(self, runtime: "LocalRuntime"):
+    def __init__(self, runtime: LocalRuntime):
         super().__init__({name: (lambda event, context: None) for name in runtime.functions})
         self.runtime = runtime
 
@@ -66,8 +73,17 @@ class _PoolIntegrations(LocalIntegrations):
         except LambdaThrottled as exc:  # refused by the "Lambda service": the handler never ran
             raise TaskFailure(exc.error, exc.cause) from None
         except LambdaError as exc:
-            raise TaskFailure(exc.error, json.dumps({"errorMessage": exc.message, "errorType": exc.error,
-                                                     "requestId": request_id, "stackTrace": exc.trace})) from None
+            raise TaskFailure(
+                exc.error,
+                json.dumps(
+                    {
+                        "errorMessage": exc.message,
+                        "errorType": exc.error,
+                        "requestId": request_id,
+                        "stackTrace": exc.trace,
+                    }
+                ),
+            ) from None
 
 
 _NO_GATE = ConcurrencyGate()
@@ -83,9 +99,17 @@ class LocalRuntime:
     ReservedConcurrentExecutions and takes injected throttles (:mod:`.throttle`).
     """
 
-    def __init__(self, repo: str | Path, *, processes: int | None = None, template: str | Path | None = None,
-                 clock=None, parameters: dict[str, str] | None = None, seed: int | None = None,
-                 containers: Any = None):
+    def __init__(
+        self,
+        repo: str | Path,
+        *,
+        processes: int | None = None,
+        template: str | Path | None = None,
+        clock=None,
+        parameters: dict[str, str] | None = None,
+        seed: int | None = None,
+        containers: Any = None,
+    ):
         """``containers``: a :class:`~isrflow.local.containers.session.ContainerSession` to run every
         function in its Lambda container (``sam local start-lambda``) with the registry queue on
         SQS (moto server) instead of the process pool and the local queue."""
@@ -99,54 +123,88 @@ class LocalRuntime:
         queue_spec = self.app.queues[self._writer_mapping().queue]
         dlq = queue_spec.dead_letter_target or f"{queue_spec.name}-dlq"
         if containers is None:
-            self.queue = LocalQueue(self.repo / QUEUE_FILE, queue_spec.name,
-                                    visibility_timeout=queue_spec.visibility_timeout_s,
-                                    max_receive_count=queue_spec.max_receive_count, dead_letter=dlq)
-            env = {ENV_DATASTORE_ROOT: self.datastore_root, ENV_REGISTRY_QUEUE_URL: self.queue.url,
-                   ENV_REGISTRY_URL: self.registry_url, ENV_REGISTRY_SECRET_ARN: ""}
+            self.queue = LocalQueue(
+                self.repo / QUEUE_FILE,
+                queue_spec.name,
+                visibility_timeout=queue_spec.visibility_timeout_s,
+                max_receive_count=queue_spec.max_receive_count,
+                dead_letter=dlq,
+            )
+            env = {
+                ENV_DATASTORE_ROOT: self.datastore_root,
+                ENV_REGISTRY_QUEUE_URL: self.queue.url,
+                ENV_REGISTRY_URL: self.registry_url,
+                ENV_REGISTRY_SECRET_ARN: "",
+            }
         else:
             self.queue = None
             env = containers.function_env()
         self.functions: dict[str, LocalFunction] = {}
         for spec in self.app.functions.values():
             environment = {k: v for k, v in spec.environment.items()} | env
-            if containers is None and ENV_CACHE_DIR in environment:  # the pool's processes share one disk cache
+            if (
+                containers is None and ENV_CACHE_DIR in environment
+            ):  # the pool's processes share one disk cache
                 environment[ENV_CACHE_DIR] = str(self.repo / CALIB_CACHE_DIR)
             self.functions[spec.name] = LocalFunction(
-                name=spec.name, handler_file=str(spec.handler_file), handler_attr=spec.handler_attribute,
-                environment=environment, timeout_s=float(spec.timeout_s), memory_mb=spec.memory_mb)
+                name=spec.name,
+                handler_file=str(spec.handler_file),
+                handler_attr=spec.handler_attribute,
+                environment=environment,
+                timeout_s=float(spec.timeout_s),
+                memory_mb=spec.memory_mb,
+            )
         self.bucket_names = {b.name for b in self.app.buckets.values()}
-        self.throttles = ConcurrencyGate({spec.name: spec.reserved_concurrency for spec in self.app.functions.values()})
+        self.throttles = ConcurrencyGate(
+            {spec.name: spec.reserved_concurrency for spec in self.app.functions.values()}
+        )
         # every worker loads the handlers the state machines invoke when it starts, not at its first call
         # (the registry writer runs in this process, behind the event source)
         writer_name = self.app.functions[self._writer_mapping().function].name
         preload = [fn for name, fn in self.functions.items() if name != writer_name]
-        self.pool = (LambdaPool(processes, preload=preload, modules=WARM_IMPORTS) if containers is None
-                     else containers.lambdas(self.app))
+        self.pool = (
+            LambdaPool(processes, preload=preload, modules=WARM_IMPORTS)
+            if containers is None
+            else containers.lambdas(self.app)
+        )
         integrations = _PoolIntegrations(self)
         self.tasks = LocalTasks(self.app, env, self.repo / "logs" / "tasks")
         integrations.register_service(ECS_RUN_TASK_SYNC, self.tasks.run_task_sync)
-        self.interpreter = Interpreter(integrations, item_reader=self._read_object,
-                                       result_writer=self._write_object, clock=clock, seed=seed)
+        self.interpreter = Interpreter(
+            integrations,
+            item_reader=self._read_object,
+            result_writer=self._write_object,
+            clock=clock,
+            seed=seed,
+        )
         mapping = self._writer_mapping()
         writer = self.functions[self.app.functions[mapping.function].name]
         # As on AWS: items the writer returns come back when it says (ChangeMessageVisibility) or
         # after the queue's visibility timeout; no local shortcut (retry_delay_s=None).
         if containers is None:
-            self.poller = QueuePoller(self.queue, lambda event: _invoke_in_process(writer, event),
-                                      batch_size=mapping.batch_size, window_s=float(mapping.batching_window_s),
-                                      retry_delay_s=None, queue_arn=queue_spec.arn,
-                                      report_batch_item_failures=mapping.report_batch_item_failures)
+            self.poller = QueuePoller(
+                self.queue,
+                lambda event: _invoke_in_process(writer, event),
+                batch_size=mapping.batch_size,
+                window_s=float(mapping.batching_window_s),
+                retry_delay_s=None,
+                queue_arn=queue_spec.arn,
+                report_batch_item_failures=mapping.report_batch_item_failures,
+            )
         else:
             self.poller = containers.event_source(lambda event: self.pool.invoke(writer, event), mapping)
-        self.machines = {sm.name: StateMachine.from_json(sm.definition_text(), sm.name, arn=sm.arn)
-                         for sm in self.app.state_machines.values()}
+        self.machines = {
+            sm.name: StateMachine.from_json(sm.definition_text(), sm.name, arn=sm.arn)
+            for sm in self.app.state_machines.values()
+        }
         self._started = False
 
     def _writer_mapping(self):
         mappings = [m for m in self.app.event_source_mappings if m.enabled]
         if len(mappings) != 1:
-            raise RuntimeError(f"expected one queue -> function mapping in the template, found {len(mappings)}")
+            raise RuntimeError(
+                f"expected one queue -> function mapping in the template, found {len(mappings)}"
+            )
         return mappings[0]
 
     def _read_object(self, bucket: str, key: str) -> bytes:
@@ -172,7 +230,7 @@ class LocalRuntime:
                 return machine
         raise KeyError(f"no state machine {name_or_arn!r}; known: {', '.join(self.machines)}")
 
-    def start(self) -> "LocalRuntime":
+    def start(self) -> LocalRuntime:
         if not self._started:
             if self.queue is not None:  # messages a killed runtime had received are not hidden for 15 min
                 self.queue.release_abandoned()
@@ -180,7 +238,9 @@ class LocalRuntime:
             self._started = True
         return self
 
-    def run(self, state_machine: str, payload: dict, name: str | None = None, *, wait: bool = True) -> Execution:
+    def run(
+        self, state_machine: str, payload: dict, name: str | None = None, *, wait: bool = True
+    ) -> Execution:
         """Start an execution (and by default wait for it)."""
         self.start()
         machine = self.machine(state_machine)
@@ -188,8 +248,9 @@ class LocalRuntime:
         if self.recorder.exists(machine.name, name):  # names stay unique across runtime restarts, as on AWS
             arn = (machine.arn or "").replace(":stateMachine:", ":execution:", 1) + ":" + name
             raise ExecutionAlreadyExists(f"Execution Already Exists: '{arn}'")
-        execution = self.interpreter.start_execution(machine, payload, name=name, wait=wait,
-                                                     before_start=self.recorder.begin)
+        execution = self.interpreter.start_execution(
+            machine, payload, name=name, wait=wait, before_start=self.recorder.begin
+        )
         if wait:
             self.recorder.persist(execution)
         else:
@@ -214,12 +275,21 @@ class LocalRuntime:
     def invocation_recorder(self, name: str, execution_arn: str):
         """``on_done(seconds, ok)`` for one Lambda invocation made for ``execution_arn``."""
         fn = self.functions[name]
-        architecture = next((a for f in self.app.functions.values() if f.name == name for a in f.architectures),
-                            "x86_64")
+        architecture = next(
+            (a for f in self.app.functions.values() if f.name == name for a in f.architectures), "x86_64"
+        )
 
         def on_done(seconds: float, ok: bool) -> None:
-            self.recorder.invocation(InvocationRecord(function=name, memory_mb=fn.memory_mb, architecture=architecture,
-                                                      duration_s=seconds, execution_arn=execution_arn, ok=ok))
+            self.recorder.invocation(
+                InvocationRecord(
+                    function=name,
+                    memory_mb=fn.memory_mb,
+                    architecture=architecture,
+                    duration_s=seconds,
+                    execution_arn=execution_arn,
+                    ok=ok,
+                )
+            )
 
         return on_done
 
@@ -229,7 +299,7 @@ class LocalRuntime:
         self.poller.stop()
         self.recorder.close()
 
-    def __enter__(self) -> "LocalRuntime":
+    def __enter__(self) -> LocalRuntime:
         return self.start()
 
     def __exit__(self, *exc) -> None:

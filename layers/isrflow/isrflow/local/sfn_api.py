@@ -34,7 +34,7 @@ import json
 import re
 import threading
 import uuid
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -92,7 +92,7 @@ def _page(items: list, body: dict, key: str) -> dict:
     except ValueError:
         raise ApiError("InvalidToken", f"invalid nextToken {body.get('nextToken')!r}") from None
     size = int(body.get("maxResults") or 0) or 1000
-    out: dict[str, Any] = {key: items[start:start + size]}
+    out: dict[str, Any] = {key: items[start : start + size]}
     if start + size < len(items):
         out["nextToken"] = str(start + size)
     return out
@@ -122,15 +122,24 @@ class StepFunctionsApi:
         raise ApiError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{arn}'")
 
     def _list_state_machines(self, body: dict) -> dict:
-        items = [{"stateMachineArn": sm.arn, "name": sm.name, "type": sm.type, "creationDate": self.created}
-                 for sm in sorted(self.runtime.app.state_machines.values(), key=lambda s: s.name)]
+        items = [
+            {"stateMachineArn": sm.arn, "name": sm.name, "type": sm.type, "creationDate": self.created}
+            for sm in sorted(self.runtime.app.state_machines.values(), key=lambda s: s.name)
+        ]
         return _page(items, body, "stateMachines")
 
     def _describe_state_machine(self, body: dict) -> dict:
         sm = self._machine(body.get("stateMachineArn"))
-        return {"stateMachineArn": sm.arn, "name": sm.name, "status": "ACTIVE", "definition": sm.definition_text(),
-                "roleArn": self.runtime.interpreter.role_arn, "type": sm.type, "creationDate": self.created,
-                "loggingConfiguration": {"level": "OFF", "includeExecutionData": False}}
+        return {
+            "stateMachineArn": sm.arn,
+            "name": sm.name,
+            "status": "ACTIVE",
+            "definition": sm.definition_text(),
+            "roleArn": self.runtime.interpreter.role_arn,
+            "type": sm.type,
+            "creationDate": self.created,
+            "loggingConfiguration": {"level": "OFF", "includeExecutionData": False},
+        }
 
     # -- executions
     def _find(self, arn: str | None):
@@ -163,7 +172,10 @@ class StepFunctionsApi:
             except ExecutionDoesNotExist:
                 live = None
             if live is not None and live.status == "RUNNING" and live.input == payload:
-                return {"executionArn": arn, "startDate": live.start_date}  # AWS: same name+input while running
+                return {
+                    "executionArn": arn,
+                    "startDate": live.start_date,
+                }  # AWS: same name+input while running
             try:
                 execution = self.runtime.run(sm.arn, payload, name=name, wait=False)
             except ExecutionAlreadyExists as exc:
@@ -179,7 +191,9 @@ class StepFunctionsApi:
     def _list_executions(self, body: dict) -> dict:
         status = body.get("statusFilter")
         if body.get("mapRunArn"):
-            executions = self.runtime.interpreter.list_executions(map_run_arn=body["mapRunArn"], status=status)
+            executions = self.runtime.interpreter.list_executions(
+                map_run_arn=body["mapRunArn"], status=status
+            )
             items = [self._summary(e.describe()) for e in executions]
         else:
             sm = self._machine(body.get("stateMachineArn"))
@@ -204,8 +218,17 @@ class StepFunctionsApi:
         if body.get("reverseOrder"):
             events = list(reversed(events))
         if body.get("includeExecutionData") is False:
-            events = [{k: ({kk: vv for kk, vv in v.items() if kk not in ("input", "output")}
-                           if isinstance(v, dict) else v) for k, v in e.items()} for e in events]
+            events = [
+                {
+                    k: (
+                        {kk: vv for kk, vv in v.items() if kk not in ("input", "output")}
+                        if isinstance(v, dict)
+                        else v
+                    )
+                    for k, v in e.items()
+                }
+                for e in events
+            ]
         return _page(events, body, "events")
 
     def _stop_execution(self, body: dict) -> dict:
@@ -220,9 +243,16 @@ class StepFunctionsApi:
     def _list_map_runs(self, body: dict) -> dict:
         live, _ = self._find(body.get("executionArn"))
         runs = live.map_runs if live is not None else []
-        items = [{"executionArn": r.execution_arn, "mapRunArn": r.map_run_arn, "stateMachineArn":
-                  live.state_machine_arn, "startDate": r.start_date, **({"stopDate": r.stop_date} if r.stop_ts else {})}
-                 for r in runs]
+        items = [
+            {
+                "executionArn": r.execution_arn,
+                "mapRunArn": r.map_run_arn,
+                "stateMachineArn": live.state_machine_arn,
+                "startDate": r.start_date,
+                **({"stopDate": r.stop_date} if r.stop_ts else {}),
+            }
+            for r in runs
+        ]
         return _page(items, body, "mapRuns")
 
     def _describe_map_run(self, body: dict) -> dict:
@@ -232,8 +262,19 @@ class StepFunctionsApi:
             raise ApiError("ResourceNotFound", f"Map Run Does Not Exist: '{body.get('mapRunArn')}'") from None
 
 
-ACTIONS = frozenset({"ListStateMachines", "DescribeStateMachine", "StartExecution", "DescribeExecution",
-                     "ListExecutions", "GetExecutionHistory", "StopExecution", "ListMapRuns", "DescribeMapRun"})
+ACTIONS = frozenset(
+    {
+        "ListStateMachines",
+        "DescribeStateMachine",
+        "StartExecution",
+        "DescribeExecution",
+        "ListExecutions",
+        "GetExecutionHistory",
+        "StopExecution",
+        "ListMapRuns",
+        "DescribeMapRun",
+    }
+)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -264,13 +305,19 @@ class _Handler(BaseHTTPRequestHandler):
         """The body length of an acceptable request; None once a refusal has been sent."""
         match = _HOST_HEADER.match(self.headers.get("Host", "").strip())
         if match is None or match.group("host").lower() not in ALLOWED_HOSTS:
-            self._refuse(403, "AccessDeniedException", "Host header must be 127.0.0.1 or localhost",
-                         close=with_body)
+            self._refuse(
+                403, "AccessDeniedException", "Host header must be 127.0.0.1 or localhost", close=with_body
+            )
             return None
         token = self.server.token
         if token and not _carries_token(self.headers, token):
-            self._refuse(403, "AccessDeniedException", f"missing or wrong token ({TOKEN_HEADER} header or "
-                         "the access key id of the request's credentials)", close=with_body)
+            self._refuse(
+                403,
+                "AccessDeniedException",
+                f"missing or wrong token ({TOKEN_HEADER} header or "
+                "the access key id of the request's credentials)",
+                close=with_body,
+            )
             return None
         if not with_body:
             return 0
@@ -285,8 +332,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(400, "SerializationException", "invalid Content-Length", close=True)
             return None
         if length > self.server.max_body_bytes:
-            self._refuse(413, "RequestEntityTooLargeException",
-                         f"request body of {length} bytes exceeds {self.server.max_body_bytes}", close=True)
+            self._refuse(
+                413,
+                "RequestEntityTooLargeException",
+                f"request body of {length} bytes exceeds {self.server.max_body_bytes}",
+                close=True,
+            )
             return None
         return length
 
@@ -303,7 +354,9 @@ class _Handler(BaseHTTPRequestHandler):
                 body = json.loads(raw or b"{}")
             except ValueError:
                 raise ApiError("SerializationException", "the request body is not JSON") from None
-            answer = self.server.api.handle(target[len(TARGET_PREFIX):], body if isinstance(body, dict) else {})
+            answer = self.server.api.handle(
+                target[len(TARGET_PREFIX) :], body if isinstance(body, dict) else {}
+            )
             self._send(200, answer)
         except ApiError as exc:
             self._send(exc.status, {"__type": exc.code, "message": exc.message})
@@ -331,8 +384,15 @@ class LocalStepFunctionsServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, runtime, port: int = 0, verbose: bool = False, *, token: str | None = None,
-                 max_body_bytes: int = MAX_BODY_BYTES):
+    def __init__(
+        self,
+        runtime,
+        port: int = 0,
+        verbose: bool = False,
+        *,
+        token: str | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ):
         super().__init__((HOST, port), _Handler)
         self.api = StepFunctionsApi(runtime)
         self.verbose = verbose
@@ -361,5 +421,12 @@ class LocalStepFunctionsServer(ThreadingHTTPServer):
             self._thread.join(10)
 
 
-__all__ = ["ACTIONS", "ALLOWED_HOSTS", "ApiError", "LocalStepFunctionsServer", "MAX_BODY_BYTES", "StepFunctionsApi",
-           "TOKEN_HEADER"]
+__all__ = [
+    "ACTIONS",
+    "ALLOWED_HOSTS",
+    "MAX_BODY_BYTES",
+    "TOKEN_HEADER",
+    "ApiError",
+    "LocalStepFunctionsServer",
+    "StepFunctionsApi",
+]

@@ -63,8 +63,14 @@ def task_failed(task: dict) -> TaskFailure:
 class LocalTasks:
     """Runs the template's Fargate tasks as subprocesses (``run_task_sync`` is the integration)."""
 
-    def __init__(self, app: LocalApp, environment: dict[str, str], log_dir: Path, python: str = sys.executable,
-                 wait: Callable[[subprocess.Popen, float | None], int] = wait_for_exit):
+    def __init__(
+        self,
+        app: LocalApp,
+        environment: dict[str, str],
+        log_dir: Path,
+        python: str = sys.executable,
+        wait: Callable[[subprocess.Popen, float | None], int] = wait_for_exit,
+    ):
         self.app, self.environment, self.log_dir, self.python = app, environment, Path(log_dir), python
         self.wait = wait  # tests inject one that times out at once instead of waiting in real time
 
@@ -81,10 +87,10 @@ class LocalTasks:
         for i, word in enumerate(words):
             if i == 0 and Path(word).name.startswith("python"):
                 argv.append(self.python)
-            elif word.startswith(TASK_ROOT) and word[len(TASK_ROOT):] in td.task_root_files:
-                argv.append(str(td.task_root_files[word[len(TASK_ROOT):]]))
+            elif word.startswith(TASK_ROOT) and word[len(TASK_ROOT) :] in td.task_root_files:
+                argv.append(str(td.task_root_files[word[len(TASK_ROOT) :]]))
             elif word.startswith(TASK_ROOT) and base is not None:
-                argv.append(str(base / word[len(TASK_ROOT):]))
+                argv.append(str(base / word[len(TASK_ROOT) :]))
             else:
                 argv.append(word)
         return argv
@@ -102,12 +108,16 @@ class LocalTasks:
         if not td.containers:
             raise _invalid(f"task definition {td.logical_id} has no container")
         container = td.containers[0]
-        override = next((o for o in overrides.get("ContainerOverrides") or [] if o.get("Name") == container.name), {})
+        override = next(
+            (o for o in overrides.get("ContainerOverrides") or [] if o.get("Name") == container.name), {}
+        )
         env = dict(os.environ) | container.environment | self.environment
         env.update({str(e["Name"]): str(e["Value"]) for e in override.get("Environment") or []})
         words = container.entry_point + (override.get("Command") or container.command)
         if not words:
-            raise _invalid(f"task definition {td.logical_id}: container {container.name} has no EntryPoint or Command")
+            raise _invalid(
+                f"task definition {td.logical_id}: container {container.name} has no EntryPoint or Command"
+            )
         cluster = str(parameters.get("Cluster") or "default").split("/")[-1]
         task_id = uuid.uuid4().hex
         task_arn = f"arn:aws:ecs:{_REGION}:{_ACCOUNT}:task/{cluster}/{task_id}"
@@ -116,8 +126,14 @@ class LocalTasks:
         created = int(time.time() * 1000)
         timeout = context.timeout_seconds
         with open(log, "wb") as out:
-            proc = subprocess.Popen(self._argv(td, words), env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, preexec_fn=partial(die_with_parent, os.getpid()))
+            proc = subprocess.Popen(
+                self._argv(td, words),
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=partial(die_with_parent, os.getpid()),
+            )
             timed_out = False
             try:
                 code = self.wait(proc, timeout)
@@ -129,20 +145,43 @@ class LocalTasks:
                 stop_code, reason = "UserInitiated", "Task stopped by Step Functions (state timed out)"
         stopped = int(time.time() * 1000)
         task = {
-            "Attachments": [], "AvailabilityZone": _REGION,
+            "Attachments": [],
+            "AvailabilityZone": _REGION,
             "ClusterArn": f"arn:aws:ecs:{_REGION}:{_ACCOUNT}:cluster/{cluster}",
-            "Containers": [{"ContainerArn": f"arn:aws:ecs:{_REGION}:{_ACCOUNT}:container/{cluster}/{task_id}/{container.name}",
-                            "ExitCode": code, "LastStatus": "STOPPED", "Name": container.name,
-                            "TaskArn": task_arn, "NetworkBindings": [], "NetworkInterfaces": []}],
-            "Cpu": td.cpu, "Memory": td.memory, "CreatedAt": created, "StartedAt": created, "StoppedAt": stopped,
-            "DesiredStatus": "STOPPED", "LastStatus": "STOPPED", "LaunchType": "FARGATE",
-            "Group": f"family:{td.family or td.logical_id}", "Overrides": overrides, "PlatformVersion": "1.4.0",
-            "StopCode": stop_code, "StoppedReason": reason, "TaskArn": task_arn,
-            "TaskDefinitionArn": td.arn, "Version": 3,
+            "Containers": [
+                {
+                    "ContainerArn": f"arn:aws:ecs:{_REGION}:{_ACCOUNT}:container/{cluster}/{task_id}/{container.name}",
+                    "ExitCode": code,
+                    "LastStatus": "STOPPED",
+                    "Name": container.name,
+                    "TaskArn": task_arn,
+                    "NetworkBindings": [],
+                    "NetworkInterfaces": [],
+                }
+            ],
+            "Cpu": td.cpu,
+            "Memory": td.memory,
+            "CreatedAt": created,
+            "StartedAt": created,
+            "StoppedAt": stopped,
+            "DesiredStatus": "STOPPED",
+            "LastStatus": "STOPPED",
+            "LaunchType": "FARGATE",
+            "Group": f"family:{td.family or td.logical_id}",
+            "Overrides": overrides,
+            "PlatformVersion": "1.4.0",
+            "StopCode": stop_code,
+            "StoppedReason": reason,
+            "TaskArn": task_arn,
+            "TaskDefinitionArn": td.arn,
+            "Version": 3,
         }
         if timed_out:
-            raise TaskFailure("States.Timeout", f"The task ran longer than the state's TimeoutSeconds ({timeout} s) "
-                                                f"and was stopped: {task_arn}")
+            raise TaskFailure(
+                "States.Timeout",
+                f"The task ran longer than the state's TimeoutSeconds ({timeout} s) "
+                f"and was stopped: {task_arn}",
+            )
         if code != 0:
             raise task_failed(task)
         return task

@@ -60,13 +60,13 @@ __all__ = [
     "LOCAL_REGION",
     "LocalApp",
     "LocalBucket",
+    "LocalContainer",
     "LocalEventSourceMapping",
     "LocalFunction",
     "LocalLayer",
     "LocalQueue",
     "LocalStateMachine",
     "LocalTaskDefinition",
-    "LocalContainer",
     "Reference",
     "Resolver",
     "TemplateError",
@@ -600,11 +600,8 @@ def _effective_parameters(template: dict[str, Any], given: Mapping[str, Any] | N
                 number = float(value)
             except ValueError:
                 raise TemplateError(f"parameter {name}={raw!r} is not a number") from None
-            if (
-                "MinValue" in spec
-                and number < float(spec["MinValue"])
-                or "MaxValue" in spec
-                and number > float(spec["MaxValue"])
+            if ("MinValue" in spec and number < float(spec["MinValue"])) or (
+                "MaxValue" in spec and number > float(spec["MaxValue"])
             ):
                 raise TemplateError(
                     f"parameter {name}={raw!r} is outside [{spec.get('MinValue')}, {spec.get('MaxValue')}]"
@@ -1105,8 +1102,13 @@ def load_app(
                 ev.eval_value(props.get("MemorySize"), f"{where}.MemorySize"), where, DEFAULT_MEMORY_MB
             ),
             timeout_s=_int(ev.eval_value(props.get("Timeout"), f"{where}.Timeout"), where, DEFAULT_TIMEOUT_S),
-            reserved_concurrency=_int(ev.eval_value(props.get("ReservedConcurrentExecutions"),
-                                                    f"{where}.ReservedConcurrentExecutions"), where, None),
+            reserved_concurrency=_int(
+                ev.eval_value(
+                    props.get("ReservedConcurrentExecutions"), f"{where}.ReservedConcurrentExecutions"
+                ),
+                where,
+                None,
+            ),
             environment=environment,
             layers=layer_ids,
             layer_dirs=layer_dirs,
@@ -1176,29 +1178,47 @@ def load_app(
         for i, raw in enumerate(props.get("ContainerDefinitions") or []):
             cwhere = f"{where}.ContainerDefinitions[{i}]"
             env = {}
-            for j, pair in enumerate(ev.eval_value(raw.get("Environment") or [], f"{cwhere}.Environment") or []):
+            for j, pair in enumerate(
+                ev.eval_value(raw.get("Environment") or [], f"{cwhere}.Environment") or []
+            ):
                 value = pair.get("Value")
-                env[str(pair.get("Name"))] = _as_string(value.value if isinstance(value, Whole) else value,
-                                                        f"{cwhere}.Environment[{j}]")
-            containers.append(LocalContainer(
-                name=_as_string(ev.eval_value(raw.get("Name"), f"{cwhere}.Name"), cwhere),
-                entry_point=[str(a) for a in ev.eval_value(raw.get("EntryPoint"), f"{cwhere}.EntryPoint") or []],
-                command=[str(a) for a in ev.eval_value(raw.get("Command"), f"{cwhere}.Command") or []],
-                environment=env))
+                env[str(pair.get("Name"))] = _as_string(
+                    value.value if isinstance(value, Whole) else value, f"{cwhere}.Environment[{j}]"
+                )
+            containers.append(
+                LocalContainer(
+                    name=_as_string(ev.eval_value(raw.get("Name"), f"{cwhere}.Name"), cwhere),
+                    entry_point=[
+                        str(a) for a in ev.eval_value(raw.get("EntryPoint"), f"{cwhere}.EntryPoint") or []
+                    ],
+                    command=[str(a) for a in ev.eval_value(raw.get("Command"), f"{cwhere}.Command") or []],
+                    environment=env,
+                )
+            )
         dockerfile = context = None
         task_root_files: dict[str, Path] = {}
         if "Dockerfile" in meta:
-            context = _local_path(root, meta.get("DockerContext", "."), f"Resources.{lid}.Metadata.DockerContext")
+            context = _local_path(
+                root, meta.get("DockerContext", "."), f"Resources.{lid}.Metadata.DockerContext"
+            )
             dockerfile = (context / meta["Dockerfile"]).resolve()
             task_root_files = dockerfile_task_root_files(dockerfile, context, meta.get("DockerBuildTarget"))
         family = ev.eval_value(props.get("Family"), f"{where}.Family")
         task_definitions[lid] = LocalTaskDefinition(
-            logical_id=lid, arn=_as_string(ev.eval_value({"Ref": lid}, f"{where}.Arn"), where),
+            logical_id=lid,
+            arn=_as_string(ev.eval_value({"Ref": lid}, f"{where}.Arn"), where),
             family=None if family is None else _as_string(family, where),
-            cpu=None if props.get("Cpu") is None else _as_string(ev.eval_value(props["Cpu"], f"{where}.Cpu"), where),
-            memory=None if props.get("Memory") is None else _as_string(ev.eval_value(props["Memory"], f"{where}.Memory"),
-                                                                          where),
-            containers=containers, dockerfile=dockerfile, docker_context=context, task_root_files=task_root_files)
+            cpu=None
+            if props.get("Cpu") is None
+            else _as_string(ev.eval_value(props["Cpu"], f"{where}.Cpu"), where),
+            memory=None
+            if props.get("Memory") is None
+            else _as_string(ev.eval_value(props["Memory"], f"{where}.Memory"), where),
+            containers=containers,
+            dockerfile=dockerfile,
+            docker_context=context,
+            task_root_files=task_root_files,
+        )
 
     buckets = {
         lid: LocalBucket(

@@ -29,10 +29,14 @@ class LambdaThrottled(Exception):
     def __init__(self, function: str, reason: str):
         self.function = function
         self.error = THROTTLE_ERROR
-        self.cause = json.dumps({
-            "errorMessage": f"Rate Exceeded. ({reason}; Service: AWSLambda; Status Code: 429; "
-                            f"Error Code: TooManyRequestsException)",
-            "errorType": "TooManyRequestsException", "functionName": function})
+        self.cause = json.dumps(
+            {
+                "errorMessage": f"Rate Exceeded. ({reason}; Service: AWSLambda; Status Code: 429; "
+                f"Error Code: TooManyRequestsException)",
+                "errorType": "TooManyRequestsException",
+                "functionName": function,
+            }
+        )
         super().__init__(f"{function}: {reason}")
 
 

@@ -85,11 +85,15 @@ class NightFigures(BaseModel):
 
     isr_seconds: float = Field(gt=0, description="ISR compute seconds per detector at >= 1 vCPU")
     raw_mb: float = Field(ge=0)
-    calib_mb: float = Field(ge=0, description="calibrations one cluster reads when its worker's cache is cold")
+    calib_mb: float = Field(
+        ge=0, description="calibrations one cluster reads when its worker's cache is cold"
+    )
     output_mb: float = Field(ge=0)
     plan_seconds: float = Field(ge=0)
     summarize_seconds: float = Field(ge=0)
-    figures_detectors: int = Field(ge=1, description="detectors of the execution plan/summarize were measured on")
+    figures_detectors: int = Field(
+        ge=1, description="detectors of the execution plan/summarize were measured on"
+    )
     ingest_seconds: float = Field(ge=0)
     transitions_per_execution: float = Field(ge=0)
     transitions_per_cluster: float = Field(ge=0)
@@ -104,8 +108,12 @@ class NightSetup(BaseModel):
     visits_per_execution: int = Field(default=1, ge=1)
     cluster_size: int = Field(default=1, ge=1)
     prompt: bool = False
-    cache_hit_rate: float = Field(default=0.0, ge=0, le=1,
-                                  description="calibration reads of a cluster served by its warm worker's cache")
+    cache_hit_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="calibration reads of a cluster served by its warm worker's cache",
+    )
     s3_mbps: float = Field(default=DEFAULT_S3_MBPS, gt=0)
     isr_memory_mb: int = Field(ge=128)
     plan_memory_mb: int = Field(ge=128)
@@ -144,6 +152,7 @@ class NightModel(BaseModel):
 
 # --------------------------------------------------------------------------- figures
 
+
 def camera_pixels(camera: str) -> tuple[float, float, int]:
     """(mean assembled megapixels, mean raw megapixels, detectors) of a built-in camera."""
     from ..camera import load_camera
@@ -162,17 +171,25 @@ def default_figures(camera: str) -> NightFigures:
     mpix, raw_mpix, _ = camera_pixels(camera)
     note = f"default (ops/night.py), per megapixel x {mpix:.1f} Mpix"
     return NightFigures(
-        isr_seconds=DEFAULT_ISR_SECONDS_PER_MPIX * mpix, raw_mb=raw_mpix * 2.0,
-        calib_mb=DEFAULT_CALIB_MB_PER_MPIX * mpix, output_mb=DEFAULT_OUTPUT_MB_PER_MPIX * mpix,
-        plan_seconds=DEFAULT_PLAN_SECONDS, summarize_seconds=DEFAULT_SUMMARIZE_SECONDS,
-        figures_detectors=DEFAULT_FIGURES_DETECTORS, ingest_seconds=DEFAULT_INGEST_SECONDS,
+        isr_seconds=DEFAULT_ISR_SECONDS_PER_MPIX * mpix,
+        raw_mb=raw_mpix * 2.0,
+        calib_mb=DEFAULT_CALIB_MB_PER_MPIX * mpix,
+        output_mb=DEFAULT_OUTPUT_MB_PER_MPIX * mpix,
+        plan_seconds=DEFAULT_PLAN_SECONDS,
+        summarize_seconds=DEFAULT_SUMMARIZE_SECONDS,
+        figures_detectors=DEFAULT_FIGURES_DETECTORS,
+        ingest_seconds=DEFAULT_INGEST_SECONDS,
         transitions_per_execution=DEFAULT_TRANSITIONS_PER_EXECUTION,
         transitions_per_cluster=DEFAULT_TRANSITIONS_PER_CLUSTER,
-        sources={k: note for k in ("isr_seconds", "calib_mb", "output_mb")}
-        | {"raw_mb": f"camera model: {raw_mpix:.1f} Mpix x 2 bytes",
-           "plan_seconds": "default (ops/night.py)", "summarize_seconds": "default (ops/night.py)",
-           "ingest_seconds": "default (ops/night.py)",
-           "transitions": "process_visit.asl.json success path (ops/night.py)"})
+        sources=dict.fromkeys(("isr_seconds", "calib_mb", "output_mb"), note)
+        | {
+            "raw_mb": f"camera model: {raw_mpix:.1f} Mpix x 2 bytes",
+            "plan_seconds": "default (ops/night.py)",
+            "summarize_seconds": "default (ops/night.py)",
+            "ingest_seconds": "default (ops/night.py)",
+            "transitions": "process_visit.asl.json success path (ops/night.py)",
+        },
+    )
 
 
 def figures_from_execution(repo, execution: str, camera: str) -> NightFigures:
@@ -221,28 +238,38 @@ def figures_from_execution(repo, execution: str, camera: str) -> NightFigures:
     figures.figures_detectors = max(1, len(st.rows))
     if record.child_executions:
         figures.transitions_per_execution = record.state_transitions_top
-        figures.transitions_per_cluster = (record.state_transitions - record.state_transitions_top) \
-            / record.child_executions
-        sources["transitions"] = (f"execution {st.name}: {record.state_transitions_top} + "
-                                  f"{record.state_transitions - record.state_transitions_top} in "
-                                  f"{record.child_executions} children")
+        figures.transitions_per_cluster = (
+            record.state_transitions - record.state_transitions_top
+        ) / record.child_executions
+        sources["transitions"] = (
+            f"execution {st.name}: {record.state_transitions_top} + "
+            f"{record.state_transitions - record.state_transitions_top} in "
+            f"{record.child_executions} children"
+        )
     figures.sources = sources
     return figures
 
 
 # --------------------------------------------------------------------------- the model
 
+
 def _synthetic_execution(instrument: str, detectors: int, visits: int, cluster_size: int):
     """(plan, clusters, results) of one execution in the shapes :func:`visit_requests` reads."""
-    calibs = {d: {k: {"id": f"{k}-{d}"} for k in ("bias", "dark", "flat", "defects")} for d in range(detectors)}
+    calibs = {
+        d: {k: {"id": f"{k}-{d}"} for k in ("bias", "dark", "flat", "defects")} for d in range(detectors)
+    }
     clusters, results = [], []
     for d in range(detectors):
         for start in range(0, visits, cluster_size):
-            quanta = [{"instrument": instrument, "exposure": v, "detector": d, "calibs": calibs[d]}
-                      for v in range(start, min(visits, start + cluster_size))]
+            quanta = [
+                {"instrument": instrument, "exposure": v, "detector": d, "calibs": calibs[d]}
+                for v in range(start, min(visits, start + cluster_size))
+            ]
             clusters.append({"quanta": quanta})
-            results.extend({"instrument": instrument, "exposure": v, "detector": d, "status": "succeeded"}
-                           for v in range(start, min(visits, start + cluster_size)))
+            results.extend(
+                {"instrument": instrument, "exposure": v, "detector": d, "status": "succeeded"}
+                for v in range(start, min(visits, start + cluster_size))
+            )
     return {"previews": False, "failed_at_plan": 0}, clusters, results
 
 
@@ -252,8 +279,10 @@ def model_night(setup: NightSetup, figures: NightFigures, prices: PriceTable) ->
         executions, det_per_exec, visits_per_exec = setup.visits * setup.detectors_per_visit, 1, 1
     else:
         if setup.visits % setup.visits_per_execution:
-            raise ConfigError(f"--visits {setup.visits} is not a multiple of --visits-per-execution "
-                              f"{setup.visits_per_execution}")
+            raise ConfigError(
+                f"--visits {setup.visits} is not a multiple of --visits-per-execution "
+                f"{setup.visits_per_execution}"
+            )
         executions = setup.visits // setup.visits_per_execution
         det_per_exec, visits_per_exec = setup.detectors_per_visit, setup.visits_per_execution
     k = min(setup.cluster_size, visits_per_exec)
@@ -264,29 +293,53 @@ def model_night(setup: NightSetup, figures: NightFigures, prices: PriceTable) ->
     calib_gets = len(clusters) * CALIBRATIONS_PER_DETECTOR
     gets -= round(calib_gets * setup.cache_hit_rate)
     cpu = max(1.0, LAMBDA_MB_PER_VCPU / setup.isr_memory_mb)
-    transfer = lambda n: (n * (figures.raw_mb + figures.output_mb)  # noqa: E731
-                          + figures.calib_mb * (1.0 - setup.cache_hit_rate)) / setup.s3_mbps
+    transfer = lambda n: (
+        (n * (figures.raw_mb + figures.output_mb) + figures.calib_mb * (1.0 - setup.cache_hit_rate))
+        / setup.s3_mbps
+    )
     more = det_per_exec - figures.figures_detectors
     plan_s = max(figures.plan_seconds + PLAN_SECONDS_PER_DETECTOR * more, 0.1 * figures.plan_seconds)
-    summarize_s = max(figures.summarize_seconds + SUMMARIZE_SECONDS_PER_DETECTOR * more,
-                      0.1 * figures.summarize_seconds)
+    summarize_s = max(
+        figures.summarize_seconds + SUMMARIZE_SECONDS_PER_DETECTOR * more, 0.1 * figures.summarize_seconds
+    )
     arch = setup.architecture
     per_exec: list[LambdaUse] = [
-        LambdaUse(function="PlanFunction", memory_mb=setup.plan_memory_mb, architecture=arch,
-                  duration_s=plan_s),
-        LambdaUse(function="SummarizeFunction", memory_mb=setup.summarize_memory_mb, architecture=arch,
-                  duration_s=summarize_s)]
-    per_exec += [LambdaUse(function="IsrFunction", memory_mb=setup.isr_memory_mb, architecture=arch,
-                           duration_s=len(c["quanta"]) * figures.isr_seconds * cpu + transfer(len(c["quanta"])))
-                 for c in clusters]
+        LambdaUse(
+            function="PlanFunction", memory_mb=setup.plan_memory_mb, architecture=arch, duration_s=plan_s
+        ),
+        LambdaUse(
+            function="SummarizeFunction",
+            memory_mb=setup.summarize_memory_mb,
+            architecture=arch,
+            duration_s=summarize_s,
+        ),
+    ]
+    per_exec += [
+        LambdaUse(
+            function="IsrFunction",
+            memory_mb=setup.isr_memory_mb,
+            architecture=arch,
+            duration_s=len(c["quanta"]) * figures.isr_seconds * cpu + transfer(len(c["quanta"])),
+        )
+        for c in clusters
+    ]
     per_exec += writer_use(messages, setup.writer_memory_mb, arch, setup.writer_batch)
-    ingest = LambdaUse(function="IngestFunction", memory_mb=setup.ingest_memory_mb, architecture=arch,
-                       duration_s=figures.ingest_seconds)
-    one = Usage(lambda_invocations=per_exec + [ingest] * quanta, detectors=quanta,
-                state_transitions=round(figures.transitions_per_execution + figures.transitions_per_cluster
-                                        * len(clusters)),
-                sqs_requests=sqs + quanta,  # + the ingest's registry messages, one batch per raw file
-                s3_put_requests=puts, s3_get_requests=gets + 2 * quanta)  # + the ingest's ranged header GETs
+    ingest = LambdaUse(
+        function="IngestFunction",
+        memory_mb=setup.ingest_memory_mb,
+        architecture=arch,
+        duration_s=figures.ingest_seconds,
+    )
+    one = Usage(
+        lambda_invocations=per_exec + [ingest] * quanta,
+        detectors=quanta,
+        state_transitions=round(
+            figures.transitions_per_execution + figures.transitions_per_cluster * len(clusters)
+        ),
+        sqs_requests=sqs + quanta,  # + the ingest's registry messages, one batch per raw file
+        s3_put_requests=puts,
+        s3_get_requests=gets + 2 * quanta,
+    )  # + the ingest's ranged header GETs
     cost: CostEstimate = estimate(one, prices)
     b = cost.breakdown
     n = executions
@@ -299,25 +352,42 @@ def model_night(setup: NightSetup, figures: NightFigures, prices: PriceTable) ->
     for u in one.lambda_invocations:
         count, gbs, usd = by_fn.get(u.function, (0, 0.0, 0.0))
         price = prices.per_architecture(prices.lambda_.gb_second, u.architecture, "Lambda GB-s")
-        by_fn[u.function] = (count + 1, gbs + u.gb_seconds,
-                             usd + u.gb_seconds * price + prices.lambda_.requests_per_million / 1e6)
-    services = [ServiceCost(service=f"Lambda {fn.split(' ')[0].removesuffix('Function')}", usd=usd * n,
-                            detail=f"{count * n:,} invocations, {gbs * n:,.0f} GB-s")
-                for fn, (count, gbs, usd) in sorted(by_fn.items(), key=lambda kv: -kv[1][2])]
+        by_fn[u.function] = (
+            count + 1,
+            gbs + u.gb_seconds,
+            usd + u.gb_seconds * price + prices.lambda_.requests_per_million / 1e6,
+        )
+    services = [
+        ServiceCost(
+            service=f"Lambda {fn.split(' ')[0].removesuffix('Function')}",
+            usd=usd * n,
+            detail=f"{count * n:,} invocations, {gbs * n:,.0f} GB-s",
+        )
+        for fn, (count, gbs, usd) in sorted(by_fn.items(), key=lambda kv: -kv[1][2])
+    ]
     services += [
-        ServiceCost(service="Step Functions", usd=b.stepfunctions.usd * n,
-                    detail=f"{b.stepfunctions.transitions * n:,} state transitions"),
+        ServiceCost(
+            service="Step Functions",
+            usd=b.stepfunctions.usd * n,
+            detail=f"{b.stepfunctions.transitions * n:,} state transitions",
+        ),
         ServiceCost(service="SQS", usd=b.sqs.usd * n, detail=f"{b.sqs.requests * n:,} requests"),
-        ServiceCost(service="S3 requests", usd=b.s3.usd * n,
-                    detail=f"{b.s3.put_copy_post_list * n:,} PUT/LIST, {b.s3.get_select * n:,} GET"),
+        ServiceCost(
+            service="S3 requests",
+            usd=b.s3.usd * n,
+            detail=f"{b.s3.put_copy_post_list * n:,} PUT/LIST, {b.s3.get_select * n:,} GET",
+        ),
     ]
     total = sum(s.usd for s in services)
     output_gb = figures.output_mb * detectors / 1e3
     storage = {cls: output_gb * price for cls, price in prices.s3.storage_gb_month.items()}
     assumptions = [
         f"{setup.visits:,} visits x {setup.detectors_per_visit} {setup.camera} detectors = {detectors:,} detector-ISRs",
-        ("prompt: one ProcessVisit per raw file (detector)" if setup.prompt else
-         f"{n:,} ProcessVisit executions of {visits_per_exec} visit(s), clusters of {k} exposure(s) of one detector"),
+        (
+            "prompt: one ProcessVisit per raw file (detector)"
+            if setup.prompt
+            else f"{n:,} ProcessVisit executions of {visits_per_exec} visit(s), clusters of {k} exposure(s) of one detector"
+        ),
         f"ISR {figures.isr_seconds:.2f} s compute per detector ({figures.sources.get('isr_seconds', '')})"
         + (f", x {cpu:.2f} below one vCPU" if cpu > 1 else ""),
         f"ISR Lambda {setup.isr_memory_mb} MB {arch}; S3 at {setup.s3_mbps:g} MB/s per worker: raw "
@@ -335,24 +405,40 @@ def model_night(setup: NightSetup, figures: NightFigures, prices: PriceTable) ->
         f"prices: {prices.source} ({prices.region}); free tiers not subtracted; storage not in the nightly total",
     ]
     return NightModel(
-        setup=setup, figures=figures, detectors=detectors, executions=n, clusters=total_clusters,
-        cluster_seconds=cluster_s, wall_seconds=wall, lambda_gb_seconds=b.lambda_.gb_seconds * n, services=services,
-        total_usd=total, per_1000_detectors_usd=total / detectors * 1000, budget_usd=BUDGET_USD,
-        within_budget=total <= BUDGET_USD, output_tb=output_gb / 1e3, storage_month_usd=storage,
-        assumptions=assumptions)
+        setup=setup,
+        figures=figures,
+        detectors=detectors,
+        executions=n,
+        clusters=total_clusters,
+        cluster_seconds=cluster_s,
+        wall_seconds=wall,
+        lambda_gb_seconds=b.lambda_.gb_seconds * n,
+        services=services,
+        total_usd=total,
+        per_1000_detectors_usd=total / detectors * 1000,
+        budget_usd=BUDGET_USD,
+        within_budget=total <= BUDGET_USD,
+        output_tb=output_gb / 1e3,
+        storage_month_usd=storage,
+        assumptions=assumptions,
+    )
 
 
 def report_lines(m: NightModel, currency: str = "USD") -> list[str]:
     """The model as ``isrflow plan-night`` prints it."""
     s = m.setup
-    lines = [f"night: {s.visits:,} visits x {s.detectors_per_visit} detectors ({s.camera}) = {m.detectors:,} "
-             f"detector-ISRs",
-             f"modelled wall time at concurrency {s.concurrency}: {m.wall_seconds / 3600:.2f} h "
-             f"({m.clusters:,} ISR invocations of {m.cluster_seconds:.1f} s)",
-             f"{'service':<24} {currency:>10}  detail"]
+    lines = [
+        f"night: {s.visits:,} visits x {s.detectors_per_visit} detectors ({s.camera}) = {m.detectors:,} "
+        f"detector-ISRs",
+        f"modelled wall time at concurrency {s.concurrency}: {m.wall_seconds / 3600:.2f} h "
+        f"({m.clusters:,} ISR invocations of {m.cluster_seconds:.1f} s)",
+        f"{'service':<24} {currency:>10}  detail",
+    ]
     for svc in m.services:
         lines.append(f"{svc.service:<24} {svc.usd:>10.2f}  {svc.detail}")
-    lines.append(f"{'total per night':<24} {m.total_usd:>10.2f}  ({m.per_1000_detectors_usd:.4f} per 1,000 detectors)")
+    lines.append(
+        f"{'total per night':<24} {m.total_usd:>10.2f}  ({m.per_1000_detectors_usd:.4f} per 1,000 detectors)"
+    )
     verdict = "within" if m.within_budget else "OVER"
     lines.append(f"{verdict} the {currency} {m.budget_usd:.0f} budget per night")
     store = ", ".join(f"{cls} {usd:,.2f}" for cls, usd in m.storage_month_usd.items())
@@ -363,5 +449,14 @@ def report_lines(m: NightModel, currency: str = "USD") -> list[str]:
     return lines
 
 
-__all__ = ["BUDGET_USD", "NightFigures", "NightModel", "NightSetup", "camera_pixels", "default_figures",
-           "figures_from_execution", "model_night", "report_lines"]
+__all__ = [
+    "BUDGET_USD",
+    "NightFigures",
+    "NightModel",
+    "NightSetup",
+    "camera_pixels",
+    "default_figures",
+    "figures_from_execution",
+    "model_night",
+    "report_lines",
+]

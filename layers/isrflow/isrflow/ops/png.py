@@ -20,7 +20,9 @@ _FILTER_UP = 2
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def encode_png(pixels: np.ndarray, level: int = 6) -> bytes:
@@ -43,8 +45,12 @@ def encode_png(pixels: np.ndarray, level: int = 6) -> bytes:
     filtered[0, 1:] = flat[0]
     filtered[1:, 1:] = flat[1:] - flat[:-1]  # uint8 arithmetic wraps modulo 256, as the filter wants
     header = struct.pack(">IIBBBBB", cols, rows, 8, colour_type, 0, 0, 0)
-    return (SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(filtered.tobytes(), level))
-            + _chunk(b"IEND", b""))
+    return (
+        SIGNATURE
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(filtered.tobytes(), level))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def png_size(data: bytes) -> tuple[int, int]:

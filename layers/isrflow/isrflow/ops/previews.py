@@ -53,6 +53,7 @@ for _name, _ in MASK_COLOURS:
 
 # --------------------------------------------------------------------------- names
 
+
 def preview_uri(output_uri: str) -> str:
     return _stem(output_uri) + ".png"
 
@@ -74,6 +75,7 @@ def _directory(uri: str) -> str:
 
 
 # --------------------------------------------------------------------------- pixels
+
 
 def bin_factor(shape: tuple[int, int], limit: int) -> int:
     return max(1, math.ceil(max(shape) / limit))
@@ -100,8 +102,12 @@ def bin_image(image: np.ndarray, mask: np.ndarray | None, factor: int) -> tuple[
     return mean, ored.astype(np.int32)
 
 
-def render(values: np.ndarray, mask: np.ndarray, limits: tuple[float, float] | None = None,
-           present: np.ndarray | None = None) -> np.ndarray:
+def render(
+    values: np.ndarray,
+    mask: np.ndarray,
+    limits: tuple[float, float] | None = None,
+    present: np.ndarray | None = None,
+) -> np.ndarray:
     """RGB uint8 (rows flipped: +y up) of a binned image: grey zscale, coloured mask planes,
     :data:`BACKGROUND` where ``present`` is False."""
     finite = np.isfinite(values)
@@ -121,6 +127,7 @@ def render(values: np.ndarray, mask: np.ndarray, limits: tuple[float, float] | N
 
 # --------------------------------------------------------------------------- one detector
 
+
 @dataclass
 class Thumbnail:
     instrument: str
@@ -131,17 +138,26 @@ class Thumbnail:
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, values=self.values, mask=self.mask,
-                            meta=np.array([self.detector, self.shape[0], self.shape[1]], dtype=np.int64),
-                            instrument=np.array(self.instrument))
+        np.savez_compressed(
+            buffer,
+            values=self.values,
+            mask=self.mask,
+            meta=np.array([self.detector, self.shape[0], self.shape[1]], dtype=np.int64),
+            instrument=np.array(self.instrument),
+        )
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Thumbnail:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             detector, rows, cols = (int(v) for v in npz["meta"])
-            return cls(instrument=str(npz["instrument"]), detector=detector, shape=(rows, cols),
-                       values=npz["values"], mask=npz["mask"])
+            return cls(
+                instrument=str(npz["instrument"]),
+                detector=detector,
+                shape=(rows, cols),
+                values=npz["values"],
+                mask=npz["mask"],
+            )
 
 
 def detector_preview(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -162,6 +178,7 @@ def write_detector_preview(exposure, output_uri: str, instrument: str, detector:
 
 
 # --------------------------------------------------------------------------- the mosaic
+
 
 def _camera_for(instrument: str):
     from ..camera import camera_for_instrument, load_camera
@@ -188,7 +205,9 @@ def _placements(thumbs: list[Thumbnail], camera) -> list[tuple[float, float, int
             dets = []
     if dets and len({(d.x_mm, d.y_mm) for d in dets}) == len(dets):
         turns = [int(round(d.rotation_deg / 90.0)) % 4 for d in dets]
-        sizes = [t.shape[::-1] if k % 2 == 0 else t.shape for t, k in zip(thumbs, turns)]  # (cols, rows) as placed
+        sizes = [
+            t.shape[::-1] if k % 2 == 0 else t.shape for t, k in zip(thumbs, turns)
+        ]  # (cols, rows) as placed
         pitch = camera.pixel_size_um
         needs = []
         for axis, extent in ((0, max(s[0] for s in sizes)), (1, max(s[1] for s in sizes))):
@@ -234,17 +253,20 @@ def mosaic_image(thumbs: list[Thumbnail], camera=None, max_size: int = MOSAIC_MA
         ci = np.minimum((np.arange(c_out) * v.shape[1]) // c_out, v.shape[1] - 1)
         r0 = min(int(round((by - y0) / factor)), out_rows - r_out)
         c0 = min(int(round((bx - x0) / factor)), out_cols - c_out)
-        values[r0:r0 + r_out, c0:c0 + c_out] = v[np.ix_(ri, ci)]
-        mask[r0:r0 + r_out, c0:c0 + c_out] = m[np.ix_(ri, ci)]
-        present[r0:r0 + r_out, c0:c0 + c_out] = True
+        values[r0 : r0 + r_out, c0 : c0 + c_out] = v[np.ix_(ri, ci)]
+        mask[r0 : r0 + r_out, c0 : c0 + c_out] = m[np.ix_(ri, ci)]
+        present[r0 : r0 + r_out, c0 : c0 + c_out] = True
     return render(values, mask, present=present)
 
 
 def write_mosaic(directory_uri: str, instrument: str, exposure: int) -> str | None:
     """Assemble the mosaic of every thumbnail in an exposure's output directory; None if there is none."""
     store = storage_for(directory_uri)
-    thumbs = [Thumbnail.from_bytes(store.read_bytes(u)) for u in store.list(directory_uri.rstrip("/") + "/")
-              if u.endswith(".thumb.npz")]
+    thumbs = [
+        Thumbnail.from_bytes(store.read_bytes(u))
+        for u in store.list(directory_uri.rstrip("/") + "/")
+        if u.endswith(".thumb.npz")
+    ]
     thumbs = [t for t in thumbs if t.instrument == instrument]
     if not thumbs:
         return None
@@ -271,11 +293,26 @@ def write_run_previews(refs, progress=None) -> tuple[list[str], list[str]]:
         if progress is not None:
             progress(i, len(refs))
     outputs = [(r.data_id["instrument"], r.data_id["exposure"], r.uri) for r in refs]
-    mosaics = [m for (inst, exp), d in sorted(exposure_directories(outputs).items())
-               if (m := write_mosaic(d, inst, exp)) is not None]
+    mosaics = [
+        m
+        for (inst, exp), d in sorted(exposure_directories(outputs).items())
+        if (m := write_mosaic(d, inst, exp)) is not None
+    ]
     return pngs, mosaics
 
 
-__all__ = ["MASK_COLOURS", "Thumbnail", "bin_image", "detector_preview", "exposure_directories", "mosaic_image",
-           "mosaic_uri", "preview_uri", "render", "thumbnail_uri", "write_detector_preview", "write_mosaic",
-           "write_run_previews"]
+__all__ = [
+    "MASK_COLOURS",
+    "Thumbnail",
+    "bin_image",
+    "detector_preview",
+    "exposure_directories",
+    "mosaic_image",
+    "mosaic_uri",
+    "preview_uri",
+    "render",
+    "thumbnail_uri",
+    "write_detector_preview",
+    "write_mosaic",
+    "write_run_previews",
+]

@@ -40,8 +40,9 @@ class SqsPrices(_Strict):
 class S3Prices(_Strict):
     put_copy_post_list_per_1000: float = Field(ge=0)
     get_select_per_1000: float = Field(ge=0)
-    storage_gb_month: dict[str, float] = Field(default_factory=dict,
-                                               description="storage class -> price per GB-month (the night model)")
+    storage_gb_month: dict[str, float] = Field(
+        default_factory=dict, description="storage class -> price per GB-month (the night model)"
+    )
 
 
 class PriceTable(_Strict):
@@ -56,14 +57,18 @@ class PriceTable(_Strict):
 
     def per_architecture(self, table: dict[str, float], architecture: str, what: str) -> float:
         if architecture not in table:
-            raise PriceTableError(f"price table ({self.source}) has no {what} price for architecture {architecture!r}")
+            raise PriceTableError(
+                f"price table ({self.source}) has no {what} price for architecture {architecture!r}"
+            )
         return table[architecture]
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 

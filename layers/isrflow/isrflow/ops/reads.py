@@ -37,21 +37,28 @@ def summarize_reads(results: list[dict]) -> ReadsSummary | None:
     lookups = total.calib_memory_hits + total.calib_disk_hits + total.calib_misses
     n = len(reads)
     return ReadsSummary(
-        detectors=n, calib_lookups=lookups, calib_memory_hits=total.calib_memory_hits,
-        calib_disk_hits=total.calib_disk_hits, calib_misses=total.calib_misses,
+        detectors=n,
+        calib_lookups=lookups,
+        calib_memory_hits=total.calib_memory_hits,
+        calib_disk_hits=total.calib_disk_hits,
+        calib_misses=total.calib_misses,
         hit_rate=(total.calib_memory_hits + total.calib_disk_hits) / lookups if lookups else None,
-        raw_bytes_per_detector=total.raw_bytes / n, calib_bytes_per_detector=total.calib_bytes / n,
-        datastore_bytes_per_detector=(total.raw_bytes + total.calib_bytes) / n)
+        raw_bytes_per_detector=total.raw_bytes / n,
+        calib_bytes_per_detector=total.calib_bytes / n,
+        datastore_bytes_per_detector=(total.raw_bytes + total.calib_bytes) / n,
+    )
 
 
 def reads_line(summary: ReadsSummary) -> str:
     """One line for ``isrflow status``."""
     rate = f"{summary.hit_rate:.0%}" if summary.hit_rate is not None else "-"
     s, mb = summary, 1e6
-    return (f"calibration cache: {rate} hits ({s.calib_memory_hits} memory, {s.calib_disk_hits} disk, "
-            f"{s.calib_misses} datastore of {s.calib_lookups} reads); datastore read "
-            f"{s.datastore_bytes_per_detector / mb:.1f} MB per detector (raw {s.raw_bytes_per_detector / mb:.1f} MB, "
-            f"calibrations {s.calib_bytes_per_detector / mb:.1f} MB)")
+    return (
+        f"calibration cache: {rate} hits ({s.calib_memory_hits} memory, {s.calib_disk_hits} disk, "
+        f"{s.calib_misses} datastore of {s.calib_lookups} reads); datastore read "
+        f"{s.datastore_bytes_per_detector / mb:.1f} MB per detector (raw {s.raw_bytes_per_detector / mb:.1f} MB, "
+        f"calibrations {s.calib_bytes_per_detector / mb:.1f} MB)"
+    )
 
 
 __all__ = ["ReadsSummary", "reads_line", "summarize_reads"]

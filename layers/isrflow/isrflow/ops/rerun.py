@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,19 +69,32 @@ def failed_quanta(execution: str, repo: Path | None = None, sfn=None) -> FailedQ
             rows, _, _ = detector_rows(repo, record.execution_arn, plan_result(record.history))
             if record.error == ABORTED_ERROR:
                 return _aborted(repo, record, rows)
-            return FailedQuanta("local", record.execution_arn, record.name, record.state_machine_arn,
-                                record.input if isinstance(record.input, dict) else {},
-                                [r for r in rows if r.status == "failed"])
+            return FailedQuanta(
+                "local",
+                record.execution_arn,
+                record.name,
+                record.state_machine_arn,
+                record.input if isinstance(record.input, dict) else {},
+                [r for r in rows if r.status == "failed"],
+            )
     if not is_aws_arn(execution):
-        raise IsrflowError(f"{execution!r}: give --repo DIR for a local execution, or the execution ARN of an AWS one")
+        raise IsrflowError(
+            f"{execution!r}: give --repo DIR for a local execution, or the execution ARN of an AWS one"
+        )
     if sfn is None:
         import boto3
 
         sfn = boto3.client("stepfunctions", region_name=execution.split(":")[3])
     desc = sfn.describe_execution(executionArn=execution)
     rows, _, _ = detector_rows(repo, execution, plan_result(_history(sfn, execution)))
-    return FailedQuanta("aws", execution, desc["name"], desc["stateMachineArn"], json.loads(desc.get("input") or "{}"),
-                        [r for r in rows if r.status == "failed"])
+    return FailedQuanta(
+        "aws",
+        execution,
+        desc["name"],
+        desc["stateMachineArn"],
+        json.loads(desc.get("input") or "{}"),
+        [r for r in rows if r.status == "failed"],
+    )
 
 
 def _planned(repo: Path, execution_arn: str) -> list[Quantum] | None:
@@ -117,11 +130,27 @@ def _aborted(repo: Path, record, rows: list[DetectorRow]) -> FailedQuanta:
     planned = _planned(repo, record.execution_arn)
     spec = record.input if isinstance(record.input, dict) else {}
     registered = _registered_uris(repo, planned) if planned else set()
-    failed = [DetectorRow(instrument=q.instrument, exposure=q.exposure, detector=q.detector, status="failed",
-                          error=f"{ABORTED_ERROR}: not completed before the process ended")
-              for q in planned or [] if q.output.uri not in registered]
-    return FailedQuanta("local", record.execution_arn, record.name, record.state_machine_arn, spec, failed,
-                        aborted=True, planned=planned is not None)
+    failed = [
+        DetectorRow(
+            instrument=q.instrument,
+            exposure=q.exposure,
+            detector=q.detector,
+            status="failed",
+            error=f"{ABORTED_ERROR}: not completed before the process ended",
+        )
+        for q in planned or []
+        if q.output.uri not in registered
+    ]
+    return FailedQuanta(
+        "local",
+        record.execution_arn,
+        record.name,
+        record.state_machine_arn,
+        spec,
+        failed,
+        aborted=True,
+        planned=planned is not None,
+    )
 
 
 def remove_unregistered_outputs(repo: Path, execution_arn: str) -> list[str]:
@@ -149,7 +178,11 @@ def remove_unregistered_outputs(repo: Path, execution_arn: str) -> list[str]:
             doomed += path.parent.glob(f".{path.name}.*.tmp")
         if q.output.uri not in registered and path.exists():
             doomed.append(path)
-    for directory in (base / "results" / key, base / "manifests" / key, base / "map-results" / machine / name):
+    for directory in (
+        base / "results" / key,
+        base / "manifests" / key,
+        base / "map-results" / machine / name,
+    ):
         if directory.is_dir():
             doomed += directory.rglob(".*.tmp")
     records = Path(repo) / EXECUTIONS_DIR / machine
@@ -162,8 +195,9 @@ def remove_unregistered_outputs(repo: Path, execution_arn: str) -> list[str]:
     return removed
 
 
-def rerun_input(original: dict[str, Any], failed: list[DetectorRow], *, aborted_before_plan: bool = False
-                ) -> ProcessVisitInput:
+def rerun_input(
+    original: dict[str, Any], failed: list[DetectorRow], *, aborted_before_plan: bool = False
+) -> ProcessVisitInput:
     """The original input restricted to the failed quanta, mode ``replace`` (see the module docstring);
     ``aborted_before_plan``: the original input unchanged (a killed execution that never planned)."""
     if aborted_before_plan:
@@ -172,8 +206,9 @@ def rerun_input(original: dict[str, Any], failed: list[DetectorRow], *, aborted_
         raise IsrflowError("the execution has no failed quanta to rerun")
     spec = {k: v for k, v in original.items() if k not in ("where", "quanta", "mode")}
     keys = sorted({(r.instrument, r.exposure, r.detector) for r in failed})
-    return ProcessVisitInput(**spec, quanta=[QuantumKey(instrument=i, exposure=e, detector=d) for i, e, d in keys],
-                             mode="replace")
+    return ProcessVisitInput(
+        **spec, quanta=[QuantumKey(instrument=i, exposure=e, detector=d) for i, e, d in keys], mode="replace"
+    )
 
 
 def rerun_name(original_name: str, now: datetime | None = None) -> str:

@@ -31,8 +31,18 @@ from ..storage import ObjectNotFoundError, storage_for
 from .cost import CostEstimate, estimate
 from .prices import PriceTable, load_prices
 from .reads import ReadsSummary, summarize_reads
-from .usage import (LambdaUse, Usage, fargate_use, state_output, states_entered, task_intervals,
-                    template_task_sizes, transitions, visit_requests, writer_use)
+from .usage import (
+    LambdaUse,
+    Usage,
+    fargate_use,
+    state_output,
+    states_entered,
+    task_intervals,
+    template_task_sizes,
+    transitions,
+    visit_requests,
+    writer_use,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[4]
 Progress = Callable[[str], None]
@@ -107,6 +117,7 @@ def is_aws_arn(execution: str) -> bool:
 
 # --------------------------------------------------------------------------- rows
 
+
 def _rows_from_registry(repo: Path | None, execution_arn: str) -> list[DetectorRow]:
     if repo is None:
         return []
@@ -117,8 +128,11 @@ def _rows_from_registry(repo: Path | None, execution_arn: str) -> list[DetectorR
         records = registry.processing_records(execution_arn)
     finally:
         registry.close()
-    return [DetectorRow(**{k: r.get(k) for k in DetectorRow.model_fields if k in r}) for r in records
-            if r.get("step", "isr") == "isr"]
+    return [
+        DetectorRow(**{k: r.get(k) for k in DetectorRow.model_fields if k in r})
+        for r in records
+        if r.get("step", "isr") == "isr"
+    ]
 
 
 def _results(plan: dict | None) -> list[dict]:
@@ -156,8 +170,9 @@ def _results_location(repo: Path | None, execution_arn: str) -> dict | None:
     return {"results_prefix": layout.results_prefix(root, layout.execution_key(execution_arn))}
 
 
-def detector_rows(repo: Path | None, execution_arn: str, plan: dict | None
-                  ) -> tuple[list[DetectorRow], str, list[dict] | None]:
+def detector_rows(
+    repo: Path | None, execution_arn: str, plan: dict | None
+) -> tuple[list[DetectorRow], str, list[dict] | None]:
     """(rows, where they came from, the result files if they were read): the registry's processing
     records when ``repo`` holds them, else the per-quantum result files of the execution."""
     rows = _rows_from_registry(repo, execution_arn)
@@ -224,13 +239,18 @@ def master_rows(prefix: str | None) -> list[MasterRow]:
 
 def _totals(rows: list[DetectorRow], skipped: int) -> Totals:
     memory = [r.peak_memory_mb for r in rows if r.peak_memory_mb is not None]
-    return Totals(detectors=len(rows), succeeded=sum(r.status == "succeeded" for r in rows),
-                  failed=sum(r.status == "failed" for r in rows), skipped_existing=skipped,
-                  isr_seconds=round(sum(r.duration_s or 0.0 for r in rows), 3),
-                  max_peak_memory_mb=max(memory) if memory else None)
+    return Totals(
+        detectors=len(rows),
+        succeeded=sum(r.status == "succeeded" for r in rows),
+        failed=sum(r.status == "failed" for r in rows),
+        skipped_existing=skipped,
+        isr_seconds=round(sum(r.duration_s or 0.0 for r in rows), 3),
+        max_peak_memory_mb=max(memory) if memory else None,
+    )
 
 
 # --------------------------------------------------------------------------- assembling
+
 
 def _writer(app) -> tuple[int, str, int]:
     """(memory MB, architecture, batch size) of the template's registry writer."""
@@ -241,9 +261,28 @@ def _writer(app) -> tuple[int, str, int]:
     return fn.memory_mb, (fn.architectures or ["x86_64"])[0], mapping.batch_size
 
 
-def _assemble(source, *, arn, name, sm_arn, status, start, stop, error, cause, input_, output, history,
-              lambdas: list[LambdaUse], ecs_tasks, transitions_count: int, states: Counter, repo: Path | None,
-              prices: PriceTable, notes: list[str]) -> ExecutionStatus:
+def _assemble(
+    source,
+    *,
+    arn,
+    name,
+    sm_arn,
+    status,
+    start,
+    stop,
+    error,
+    cause,
+    input_,
+    output,
+    history,
+    lambdas: list[LambdaUse],
+    ecs_tasks,
+    transitions_count: int,
+    states: Counter,
+    repo: Path | None,
+    prices: PriceTable,
+    notes: list[str],
+) -> ExecutionStatus:
     from ..local.template import load_app
 
     plan = plan_result(history) or _results_location(repo, arn)
@@ -265,50 +304,108 @@ def _assemble(source, *, arn, name, sm_arn, status, start, stop, error, cause, i
             notes.append(f"Fargate task {t.resource} of unknown size: not priced")
         else:
             fargate.append(use)
-    puts, gets, sqs, model_notes = visit_requests(plan, _manifest(plan), [r.model_dump() for r in rows], states,
-                                                  messages)
-    usage = Usage(lambda_invocations=lambdas + writer_use(messages, w_mem, w_arch, w_batch), fargate_tasks=fargate,
-                  state_transitions=transitions_count, sqs_requests=sqs, s3_put_requests=puts, s3_get_requests=gets,
-                  detectors=len(rows), registry_messages=messages, notes=notes + model_notes)
+    puts, gets, sqs, model_notes = visit_requests(
+        plan, _manifest(plan), [r.model_dump() for r in rows], states, messages
+    )
+    usage = Usage(
+        lambda_invocations=lambdas + writer_use(messages, w_mem, w_arch, w_batch),
+        fargate_tasks=fargate,
+        state_transitions=transitions_count,
+        sqs_requests=sqs,
+        s3_put_requests=puts,
+        s3_get_requests=gets,
+        detectors=len(rows),
+        registry_messages=messages,
+        notes=notes + model_notes,
+    )
     spec = input_ if isinstance(input_, dict) else {}
     masters = master_rows(master_results_prefix(history, repo, arn)) if "BuildCalibration" in sm_arn else []
     return ExecutionStatus(
-        source=source, execution_arn=arn, name=name, state_machine_arn=sm_arn, status=status, start_date=start,
-        stop_date=stop, error=error, cause=cause, input=spec, output_run=spec.get("output_run"), rows=rows,
+        source=source,
+        execution_arn=arn,
+        name=name,
+        state_machine_arn=sm_arn,
+        status=status,
+        start_date=start,
+        stop_date=stop,
+        error=error,
+        cause=cause,
+        input=spec,
+        output_run=spec.get("output_run"),
+        rows=rows,
         rows_from=rows_from,
-        totals=_totals(rows, int((output or {}).get("skipped_existing", 0)) if isinstance(output, dict) else 0),
-        usage=usage, cost=estimate(usage, prices), reads=summarize_reads(results), masters=masters)
+        totals=_totals(
+            rows, int((output or {}).get("skipped_existing", 0)) if isinstance(output, dict) else 0
+        ),
+        usage=usage,
+        cost=estimate(usage, prices),
+        reads=summarize_reads(results),
+        masters=masters,
+    )
 
 
 def local_status(repo: Path, execution: str, prices: PriceTable) -> ExecutionStatus:
     from ..local.records import load_record
 
     record = load_record(repo, execution)
-    lambdas = [LambdaUse(function=i.function, memory_mb=i.memory_mb, architecture=i.architecture,
-                         duration_s=i.duration_s, ok=i.ok) for i in record.invocations]
+    lambdas = [
+        LambdaUse(
+            function=i.function,
+            memory_mb=i.memory_mb,
+            architecture=i.architecture,
+            duration_s=i.duration_s,
+            ok=i.ok,
+        )
+        for i in record.invocations
+    ]
     ecs = [t for t in record.tasks if t.resource_type == "ecs"]
-    return _assemble("local", arn=record.execution_arn, name=record.name, sm_arn=record.state_machine_arn,
-                     status=record.status, start=record.start_date, stop=record.stop_date, error=record.error,
-                     cause=record.cause, input_=record.input, output=record.output, history=record.history,
-                     lambdas=lambdas, ecs_tasks=ecs, transitions_count=record.state_transitions,
-                     states=Counter(record.states_entered), repo=repo, prices=prices, notes=[])
+    return _assemble(
+        "local",
+        arn=record.execution_arn,
+        name=record.name,
+        sm_arn=record.state_machine_arn,
+        status=record.status,
+        start=record.start_date,
+        stop=record.stop_date,
+        error=record.error,
+        cause=record.cause,
+        input_=record.input,
+        output=record.output,
+        history=record.history,
+        lambdas=lambdas,
+        ecs_tasks=ecs,
+        transitions_count=record.state_transitions,
+        states=Counter(record.states_entered),
+        repo=repo,
+        prices=prices,
+        notes=[],
+    )
 
 
 # --------------------------------------------------------------------------- AWS
 
+
 def _history(sfn, arn: str) -> list[dict]:
     events: list[dict] = []
-    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn, includeExecutionData=True):
+    for page in sfn.get_paginator("get_execution_history").paginate(
+        executionArn=arn, includeExecutionData=True
+    ):
         events.extend(page["events"])
     return events
 
 
 def _children(sfn, arn: str) -> list[str]:
-    runs = [r["mapRunArn"] for page in sfn.get_paginator("list_map_runs").paginate(executionArn=arn)
-            for r in page.get("mapRuns", [])]
-    return [e["executionArn"] for run in runs
-            for page in sfn.get_paginator("list_executions").paginate(mapRunArn=run)
-            for e in page.get("executions", [])]
+    runs = [
+        r["mapRunArn"]
+        for page in sfn.get_paginator("list_map_runs").paginate(executionArn=arn)
+        for r in page.get("mapRuns", [])
+    ]
+    return [
+        e["executionArn"]
+        for run in runs
+        for page in sfn.get_paginator("list_executions").paginate(mapRunArn=run)
+        for e in page.get("executions", [])
+    ]
 
 
 class _FunctionMemory:
@@ -335,8 +432,15 @@ class _FunctionMemory:
         return 128, "x86_64", False
 
 
-def aws_status(execution_arn: str, prices: PriceTable, *, repo: Path | None = None, sfn=None, lambda_client=None,
-               progress: Progress | None = None) -> ExecutionStatus:
+def aws_status(
+    execution_arn: str,
+    prices: PriceTable,
+    *,
+    repo: Path | None = None,
+    sfn=None,
+    lambda_client=None,
+    progress: Progress | None = None,
+) -> ExecutionStatus:
     from ..local.template import load_app
 
     if sfn is None or lambda_client is None:
@@ -367,11 +471,20 @@ def aws_status(execution_arn: str, prices: PriceTable, *, repo: Path | None = No
                     note = f"memory of {ref} taken from template.yaml"
                     if note not in notes:
                         notes.append(note)
-                lambdas.append(LambdaUse(function=ref.rsplit(":", 1)[-1], memory_mb=mb, architecture=arch,
-                                         duration_s=t.duration_s, ok=t.ok))
+                lambdas.append(
+                    LambdaUse(
+                        function=ref.rsplit(":", 1)[-1],
+                        memory_mb=mb,
+                        architecture=arch,
+                        duration_s=t.duration_s,
+                        ok=t.ok,
+                    )
+                )
             elif t.resource_type == "ecs":
                 ecs.append(t)
-    notes.append("Lambda durations from TaskStarted -> end in the histories (a little above the billed duration)")
+    notes.append(
+        "Lambda durations from TaskStarted -> end in the histories (a little above the billed duration)"
+    )
 
     def text(value):
         try:
@@ -379,16 +492,38 @@ def aws_status(execution_arn: str, prices: PriceTable, *, repo: Path | None = No
         except ValueError:
             return None
 
-    return _assemble("aws", arn=execution_arn, name=desc["name"], sm_arn=desc["stateMachineArn"], status=desc["status"],
-                     start=desc.get("startDate"), stop=desc.get("stopDate"), error=desc.get("error"),
-                     cause=desc.get("cause"), input_=text(desc.get("input")), output=text(desc.get("output")),
-                     history=history, lambdas=lambdas, ecs_tasks=ecs,
-                     transitions_count=transitions(histories), states=states_entered(histories), repo=repo,
-                     prices=prices, notes=notes)
+    return _assemble(
+        "aws",
+        arn=execution_arn,
+        name=desc["name"],
+        sm_arn=desc["stateMachineArn"],
+        status=desc["status"],
+        start=desc.get("startDate"),
+        stop=desc.get("stopDate"),
+        error=desc.get("error"),
+        cause=desc.get("cause"),
+        input_=text(desc.get("input")),
+        output=text(desc.get("output")),
+        history=history,
+        lambdas=lambdas,
+        ecs_tasks=ecs,
+        transitions_count=transitions(histories),
+        states=states_entered(histories),
+        repo=repo,
+        prices=prices,
+        notes=notes,
+    )
 
 
-def execution_status(execution: str, *, repo: Path | None = None, prices_path: str | Path | None = None,
-                     sfn=None, lambda_client=None, progress: Progress | None = None) -> ExecutionStatus:
+def execution_status(
+    execution: str,
+    *,
+    repo: Path | None = None,
+    prices_path: str | Path | None = None,
+    sfn=None,
+    lambda_client=None,
+    progress: Progress | None = None,
+) -> ExecutionStatus:
     """The status of an execution by name or ARN: local if ``repo`` holds its record, else AWS for
     an ARN with a real region."""
     from ..local.records import load_record
@@ -402,9 +537,25 @@ def execution_status(execution: str, *, repo: Path | None = None, prices_path: s
             if not is_aws_arn(execution):
                 raise
     if is_aws_arn(execution):
-        return aws_status(execution, prices, repo=repo, sfn=sfn, lambda_client=lambda_client, progress=progress)
-    raise IsrflowError(f"{execution!r}: give --repo DIR for a local execution, or the execution ARN of an AWS one")
+        return aws_status(
+            execution, prices, repo=repo, sfn=sfn, lambda_client=lambda_client, progress=progress
+        )
+    raise IsrflowError(
+        f"{execution!r}: give --repo DIR for a local execution, or the execution ARN of an AWS one"
+    )
 
 
-__all__ = ["DetectorRow", "ExecutionStatus", "MasterRow", "Totals", "aws_status", "detector_rows", "execution_status",
-           "is_aws_arn", "local_status", "master_results_prefix", "master_rows", "plan_result"]
+__all__ = [
+    "DetectorRow",
+    "ExecutionStatus",
+    "MasterRow",
+    "Totals",
+    "aws_status",
+    "detector_rows",
+    "execution_status",
+    "is_aws_arn",
+    "local_status",
+    "master_results_prefix",
+    "master_rows",
+    "plan_result",
+]

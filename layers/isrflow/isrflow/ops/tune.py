@@ -113,6 +113,7 @@ def parse_settings(text: str) -> list[int]:
 
 # --------------------------------------------------------------------------- one setting
 
+
 class Invocation(BaseModel):
     ok: bool
     duration_s: float = Field(ge=0, description="handler wall seconds in the child, stops included")
@@ -153,8 +154,15 @@ def _exited(pid: int) -> bool:
     return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None
 
 
-def measure(fn: LocalFunction, events: Sequence[dict], share: CpuShare, *, timeout_s: float,
-            workdir: Path, period_s: float = DUTY_PERIOD_S) -> Measurement:
+def measure(
+    fn: LocalFunction,
+    events: Sequence[dict],
+    share: CpuShare,
+    *,
+    timeout_s: float,
+    workdir: Path,
+    period_s: float = DUTY_PERIOD_S,
+) -> Measurement:
     """Invoke ``fn`` once per event in one fresh process under ``share``; its peak RSS and timings."""
     workdir.mkdir(parents=True, exist_ok=True)
     spec_path, out_path = workdir / "spec.json", workdir / "invocations.jsonl"
@@ -163,9 +171,13 @@ def measure(fn: LocalFunction, events: Sequence[dict], share: CpuShare, *, timeo
     cores = list(share.cores)
     log = open(workdir / "child.log", "wb")
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "isrflow.ops.tune_child", str(spec_path), str(out_path)],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=lambda: os.sched_setaffinity(0, cores))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "isrflow.ops.tune_child", str(spec_path), str(out_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: os.sched_setaffinity(0, cores),
+        )
     finally:
         log.close()
     stop = threading.Event()
@@ -190,12 +202,19 @@ def measure(fn: LocalFunction, events: Sequence[dict], share: CpuShare, *, timeo
     proc.returncode = os.waitstatus_to_exitcode(status)
     invocations = []
     if out_path.exists():
-        invocations = [Invocation.model_validate_json(line) for line in out_path.read_text().splitlines() if line]
-    return Measurement(invocations=invocations, peak_rss_mb=usage.ru_maxrss / 1024.0, exit_code=proc.returncode,
-                       timed_out=timed_out)
+        invocations = [
+            Invocation.model_validate_json(line) for line in out_path.read_text().splitlines() if line
+        ]
+    return Measurement(
+        invocations=invocations,
+        peak_rss_mb=usage.ru_maxrss / 1024.0,
+        exit_code=proc.returncode,
+        timed_out=timed_out,
+    )
 
 
 # --------------------------------------------------------------------------- the report
+
 
 class SettingResult(BaseModel):
     memory_mb: int
@@ -227,8 +246,16 @@ class TuneReport(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-def judge(memory_mb: int, share: CpuShare, m: Measurement, *, detectors_per_invocation: float,
-          architecture: str, prices: PriceTable, function: str) -> SettingResult:
+def judge(
+    memory_mb: int,
+    share: CpuShare,
+    m: Measurement,
+    *,
+    detectors_per_invocation: float,
+    architecture: str,
+    prices: PriceTable,
+    function: str,
+) -> SettingResult:
     """One setting's row: does it fit (memory, errors, timeout), its durations and its cost."""
     durations = [i.duration_s for i in m.invocations]
     failed = sum(not i.ok for i in m.invocations)
@@ -250,16 +277,39 @@ def judge(memory_mb: int, share: CpuShare, m: Measurement, *, detectors_per_invo
         cost = estimate(Usage(lambda_invocations=[use], detectors=1), prices)
         usd = cost.cost_usd
         per_1000 = usd / detectors_per_invocation * 1000.0 if detectors_per_invocation > 0 else None
-    return SettingResult(memory_mb=memory_mb, vcpus=round(share.vcpus, 3), cores=len(share.cores),
-                         duty=round(share.duty, 3), capped=share.capped, invocations=len(m.invocations),
-                         failed_invocations=failed, cold_s=cold, warm_s=warm, peak_rss_mb=round(m.peak_rss_mb, 1),
-                         fits=why is None, why_not=why, usd_per_invocation=usd, cost_per_1000_detectors=per_1000)
+    return SettingResult(
+        memory_mb=memory_mb,
+        vcpus=round(share.vcpus, 3),
+        cores=len(share.cores),
+        duty=round(share.duty, 3),
+        capped=share.capped,
+        invocations=len(m.invocations),
+        failed_invocations=failed,
+        cold_s=cold,
+        warm_s=warm,
+        peak_rss_mb=round(m.peak_rss_mb, 1),
+        fits=why is None,
+        why_not=why,
+        usd_per_invocation=usd,
+        cost_per_1000_detectors=per_1000,
+    )
 
 
-def tune(fn: LocalFunction, events: Sequence[dict], settings_mb: Sequence[int], *, invocations: int,
-         detectors_per_invocation: float, architecture: str, prices: PriceTable, workload: str,
-         workdir: Path | None = None, timeout_s: float | None = None, available: Sequence[int] | None = None,
-         progress=None) -> TuneReport:
+def tune(
+    fn: LocalFunction,
+    events: Sequence[dict],
+    settings_mb: Sequence[int],
+    *,
+    invocations: int,
+    detectors_per_invocation: float,
+    architecture: str,
+    prices: PriceTable,
+    workload: str,
+    workdir: Path | None = None,
+    timeout_s: float | None = None,
+    available: Sequence[int] | None = None,
+    progress=None,
+) -> TuneReport:
     """Run ``fn`` at every setting (``invocations`` invocations each, cycling over ``events``)."""
     if not events:
         raise ConfigError(f"tune {fn.name}: the workload has no event to invoke it with")
@@ -273,57 +323,108 @@ def tune(fn: LocalFunction, events: Sequence[dict], settings_mb: Sequence[int], 
         for mb in settings_mb:
             share = cpu_share(mb, cores)
             if progress is not None:
-                progress(f"{mb} MB: {share.vcpus:.2f} vCPU on {len(share.cores)} core(s) at duty {share.duty:.2f}, "
-                         f"{invocations} invocation(s) ...")
+                progress(
+                    f"{mb} MB: {share.vcpus:.2f} vCPU on {len(share.cores)} core(s) at duty {share.duty:.2f}, "
+                    f"{invocations} invocation(s) ..."
+                )
             env = dict(fn.environment) | {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(mb)}
             if ENV_CACHE_DIR in env:  # a fresh sandbox: its /tmp cache starts empty
                 env[ENV_CACHE_DIR] = str(Path(tmp) / f"{mb}" / "calib-cache")
-            m = measure(replace(fn, memory_mb=mb, environment=env), run_events, share, timeout_s=limit,
-                        workdir=Path(tmp) / str(mb))
-            rows.append(judge(mb, share, m, detectors_per_invocation=detectors_per_invocation,
-                              architecture=architecture, prices=prices, function=fn.name))
+            m = measure(
+                replace(fn, memory_mb=mb, environment=env),
+                run_events,
+                share,
+                timeout_s=limit,
+                workdir=Path(tmp) / str(mb),
+            )
+            rows.append(
+                judge(
+                    mb,
+                    share,
+                    m,
+                    detectors_per_invocation=detectors_per_invocation,
+                    architecture=architecture,
+                    prices=prices,
+                    function=fn.name,
+                )
+            )
     fitting = [r for r in rows if r.fits and r.cost_per_1000_detectors is not None]
     cheapest = min(fitting, key=lambda r: (r.cost_per_1000_detectors, r.memory_mb), default=None)
     fastest = min(fitting, key=lambda r: (r.warm_s, r.memory_mb), default=None)
-    notes = [f"CPU emulated on {len(cores)} core(s) of this machine: 1 vCPU per {LAMBDA_MB_PER_VCPU} MB, "
-             f"duty cycle of {DUTY_PERIOD_S * 1000:.0f} ms below a whole core",
-             "memory: a setting below the process's peak RSS fails (Lambda stops the sandbox)",
-             "cost: warm median duration x memory x the Lambda price + one request, per detector"]
+    notes = [
+        f"CPU emulated on {len(cores)} core(s) of this machine: 1 vCPU per {LAMBDA_MB_PER_VCPU} MB, "
+        f"duty cycle of {DUTY_PERIOD_S * 1000:.0f} ms below a whole core",
+        "memory: a setting below the process's peak RSS fails (Lambda stops the sandbox)",
+        "cost: warm median duration x memory x the Lambda price + one request, per detector",
+    ]
     if any(r.capped for r in rows):
-        notes.append("capped settings have more vCPUs than this machine: their times are what all its cores do")
-    return TuneReport(function=fn.name, workload=workload, detectors_per_invocation=detectors_per_invocation,
-                      architecture=architecture, prices=prices.source, currency=prices.currency, settings=rows,
-                      cheapest_mb=cheapest.memory_mb if cheapest else None,
-                      fastest_mb=fastest.memory_mb if fastest else None, notes=notes)
+        notes.append(
+            "capped settings have more vCPUs than this machine: their times are what all its cores do"
+        )
+    return TuneReport(
+        function=fn.name,
+        workload=workload,
+        detectors_per_invocation=detectors_per_invocation,
+        architecture=architecture,
+        prices=prices.source,
+        currency=prices.currency,
+        settings=rows,
+        cheapest_mb=cheapest.memory_mb if cheapest else None,
+        fastest_mb=fastest.memory_mb if fastest else None,
+        notes=notes,
+    )
 
 
 def report_lines(report: TuneReport) -> list[str]:
     """The report as the table ``isrflow tune`` prints."""
-    lines = [f"{report.function}: {report.workload}",
-             f"{report.detectors_per_invocation:g} detector(s) per invocation, {report.architecture} prices "
-             f"({report.prices})",
-             f"{'memory MB':>9} {'vCPU':>5} {'cores':>5} {'duty':>5} {'cold s':>7} {'warm s':>7} {'peak MiB':>8} "
-             f"{'fits':>4} {'$/invocation':>13} {'$/1000 det':>11}"]
+    lines = [
+        f"{report.function}: {report.workload}",
+        f"{report.detectors_per_invocation:g} detector(s) per invocation, {report.architecture} prices "
+        f"({report.prices})",
+        f"{'memory MB':>9} {'vCPU':>5} {'cores':>5} {'duty':>5} {'cold s':>7} {'warm s':>7} {'peak MiB':>8} "
+        f"{'fits':>4} {'$/invocation':>13} {'$/1000 det':>11}",
+    ]
     for r in report.settings:
         cold = f"{r.cold_s:.2f}" if r.cold_s is not None else "-"
         warm = f"{r.warm_s:.2f}" if r.warm_s is not None else "-"
         inv = f"{r.usd_per_invocation:.8f}" if r.usd_per_invocation is not None else "-"
         per = f"{r.cost_per_1000_detectors:.5f}" if r.cost_per_1000_detectors is not None else "-"
-        lines.append(f"{r.memory_mb:>9} {r.vcpus:>5.2f} {r.cores:>5} {r.duty:>5.2f} {cold:>7} {warm:>7} "
-                     f"{r.peak_rss_mb:>8.0f} {'yes' if r.fits else 'NO':>4} {inv:>13} {per:>11}"
-                     + (f"  {r.why_not}" if r.why_not else "") + ("  (capped)" if r.capped else ""))
+        lines.append(
+            f"{r.memory_mb:>9} {r.vcpus:>5.2f} {r.cores:>5} {r.duty:>5.2f} {cold:>7} {warm:>7} "
+            f"{r.peak_rss_mb:>8.0f} {'yes' if r.fits else 'NO':>4} {inv:>13} {per:>11}"
+            + (f"  {r.why_not}" if r.why_not else "")
+            + ("  (capped)" if r.capped else "")
+        )
     by_mb = {r.memory_mb: r for r in report.settings}
     if report.cheapest_mb is None:
         lines.append("no setting fits")
     else:
         c, f = by_mb[report.cheapest_mb], by_mb[report.fastest_mb]
-        lines.append(f"cheapest: {c.memory_mb} MB, {report.currency} {c.cost_per_1000_detectors:.5f} per 1,000 "
-                     f"detectors (warm {c.warm_s:.2f} s, peak {c.peak_rss_mb:.0f} MiB)")
-        lines.append(f"fastest:  {f.memory_mb} MB, warm {f.warm_s:.2f} s, {report.currency} "
-                     f"{f.cost_per_1000_detectors:.5f} per 1,000 detectors")
+        lines.append(
+            f"cheapest: {c.memory_mb} MB, {report.currency} {c.cost_per_1000_detectors:.5f} per 1,000 "
+            f"detectors (warm {c.warm_s:.2f} s, peak {c.peak_rss_mb:.0f} MiB)"
+        )
+        lines.append(
+            f"fastest:  {f.memory_mb} MB, warm {f.warm_s:.2f} s, {report.currency} "
+            f"{f.cost_per_1000_detectors:.5f} per 1,000 detectors"
+        )
     lines.extend(f"note: {n}" for n in report.notes)
     return lines
 
 
-__all__ = ["DEFAULT_SETTINGS_MB", "LAMBDA_MB_PER_VCPU", "CpuShare", "Invocation", "Measurement", "SettingResult",
-           "TuneReport", "cpu_share", "judge", "lambda_vcpus", "measure", "parse_settings", "report_lines", "tune"]
+__all__ = [
+    "DEFAULT_SETTINGS_MB",
+    "LAMBDA_MB_PER_VCPU",
+    "CpuShare",
+    "Invocation",
+    "Measurement",
+    "SettingResult",
+    "TuneReport",
+    "cpu_share",
+    "judge",
+    "lambda_vcpus",
+    "measure",
+    "parse_settings",
+    "report_lines",
+    "tune",
+]

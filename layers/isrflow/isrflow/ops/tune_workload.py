@@ -55,19 +55,29 @@ def scratch_env(repo: Path, scratch: Path) -> dict[str, str]:
     datastore = scratch / "datastore"
     datastore.mkdir(parents=True, exist_ok=True)
     queue = LocalQueue(scratch / "queue.sqlite3", "tune-registry")
-    return {ENV_DATASTORE_ROOT: storage_root(str(datastore)), ENV_REGISTRY_QUEUE_URL: queue.url,
-            ENV_REGISTRY_URL: config.registry_url(repo), ENV_REGISTRY_SECRET_ARN: ""}
+    return {
+        ENV_DATASTORE_ROOT: storage_root(str(datastore)),
+        ENV_REGISTRY_QUEUE_URL: queue.url,
+        ENV_REGISTRY_URL: config.registry_url(repo),
+        ENV_REGISTRY_SECRET_ARN: "",
+    }
 
 
 def local_function(spec, env: dict[str, str]) -> LocalFunction:
     """The local runtime's invocable form of a template function, with ``env`` over its environment."""
-    return LocalFunction(name=spec.name, handler_file=str(spec.handler_file), handler_attr=spec.handler_attribute,
-                         environment=dict(spec.environment) | env, timeout_s=float(spec.timeout_s),
-                         memory_mb=spec.memory_mb)
+    return LocalFunction(
+        name=spec.name,
+        handler_file=str(spec.handler_file),
+        handler_attr=spec.handler_attribute,
+        environment=dict(spec.environment) | env,
+        timeout_s=float(spec.timeout_s),
+        memory_mb=spec.memory_mb,
+    )
 
 
-def simulated_repo(scratch: Path, *, camera: str, detectors: list[int], exposures: int, small: bool = False,
-                   seed: int = 1) -> tuple[Path, str]:
+def simulated_repo(
+    scratch: Path, *, camera: str, detectors: list[int], exposures: int, small: bool = False, seed: int = 1
+) -> tuple[Path, str]:
     """(repository, instrument): a fresh repository with ``exposures`` simulated science exposures
     of ``detectors`` and the simulator's true calibrations certified (unbounded) into
     ``<INSTRUMENT>/calib``."""
@@ -78,12 +88,22 @@ def simulated_repo(scratch: Path, *, camera: str, detectors: list[int], exposure
     repo = scratch / "repo"
     registry = create_repo(repo)
     try:
-        manifest = simulate(SimulationRequest(camera=camera, detectors=detectors, science=exposures, seed=seed,
-                                              out=scratch / "sim", small=small))
+        manifest = simulate(
+            SimulationRequest(
+                camera=camera,
+                detectors=detectors,
+                science=exposures,
+                seed=seed,
+                out=scratch / "sim",
+                small=small,
+            )
+        )
         result = ingest(registry, [r.path for r in manifest.raws], "direct")
         if not result.ok:
             raise ConfigError(f"tune: the simulated raws could not be ingested: {result.skipped[:3]}")
-        files = [f for c in manifest.calibrations.values() for f in (c.bias, c.dark, c.defects, *c.flat.values())]
+        files = [
+            f for c in manifest.calibrations.values() for f in (c.bias, c.dark, c.defects, *c.flat.values())
+        ]
         refs = import_calibrations(registry, files, f"{manifest.instrument}/calib/truth")
         registry.register_collection(f"{manifest.instrument}/calib", "CALIBRATION")
         registry.certify([r.id for r in refs], f"{manifest.instrument}/calib", None, None)
@@ -103,12 +123,22 @@ def isr_events(app: LocalApp, visit_input: dict, env: dict[str, str]) -> tuple[l
         raise ConfigError(f"tune: Plan failed: {value[0]}: {value[1]}")
     plan = PlanResult.model_validate(value)
     if plan.clusters == 0:
-        raise ConfigError(f"tune: the query selects no detector to process ({plan.failed_at_plan} failed at plan, "
-                          f"{plan.skipped_existing} existing)")
+        raise ConfigError(
+            f"tune: the query selects no detector to process ({plan.failed_at_plan} failed at plan, "
+            f"{plan.skipped_existing} existing)"
+        )
     clusters = json.loads(storage_for(plan.manifest_uri).read_bytes(plan.manifest_uri))
-    events = [IsrClusterEvent(cluster=c, execution_id=plan.execution_id, results_prefix=plan.results_prefix,
-                              output_run=plan.output_run, isr_config=plan.isr_config,
-                              previews=plan.previews).model_dump(mode="json") for c in clusters]
+    events = [
+        IsrClusterEvent(
+            cluster=c,
+            execution_id=plan.execution_id,
+            results_prefix=plan.results_prefix,
+            output_run=plan.output_run,
+            isr_config=plan.isr_config,
+            previews=plan.previews,
+        ).model_dump(mode="json")
+        for c in clusters
+    ]
     return events, plan.quanta
 
 
@@ -126,5 +156,12 @@ def events_from_file(path: Path) -> list[dict]:
     return events
 
 
-__all__ = ["events_from_file", "find_function", "isr_events", "local_function", "scratch_env", "simulated_repo",
-           "template_app"]
+__all__ = [
+    "events_from_file",
+    "find_function",
+    "isr_events",
+    "local_function",
+    "scratch_env",
+    "simulated_repo",
+    "template_app",
+]

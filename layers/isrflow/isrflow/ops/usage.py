@@ -90,6 +90,7 @@ class Usage(BaseModel):
 
 # --------------------------------------------------------------------------- histories
 
+
 def _ts(value: Any) -> float:
     if hasattr(value, "timestamp"):
         return value.timestamp()
@@ -107,8 +108,14 @@ def task_intervals(events: Iterable[dict], execution_arn: str = "") -> list[Task
     events = list(events)
     by_id = {e["id"]: e for e in events}
     out: list[TaskInterval] = []
-    ends = {"TaskSucceeded": True, "TaskFailed": False, "TaskTimedOut": False,
-            "LambdaFunctionSucceeded": True, "LambdaFunctionFailed": False, "LambdaFunctionTimedOut": False}
+    ends = {
+        "TaskSucceeded": True,
+        "TaskFailed": False,
+        "TaskTimedOut": False,
+        "LambdaFunctionSucceeded": True,
+        "LambdaFunctionFailed": False,
+        "LambdaFunctionTimedOut": False,
+    }
     for e in events:
         if e["type"] not in ends:
             continue
@@ -125,9 +132,16 @@ def task_intervals(events: Iterable[dict], execution_arn: str = "") -> list[Task
                 params = json.loads(d.get("parameters") or "null")
             except ValueError:
                 params = None
-        out.append(TaskInterval(execution_arn=execution_arn, resource_type=rtype, resource=resource,
-                                parameters=params, duration_s=max(0.0, _ts(e["timestamp"]) - _ts(started["timestamp"])),
-                                ok=ends[e["type"]]))
+        out.append(
+            TaskInterval(
+                execution_arn=execution_arn,
+                resource_type=rtype,
+                resource=resource,
+                parameters=params,
+                duration_s=max(0.0, _ts(e["timestamp"]) - _ts(started["timestamp"])),
+                ok=ends[e["type"]],
+            )
+        )
     return out
 
 
@@ -160,6 +174,7 @@ def state_output(history: Iterable[dict], state: str) -> Any:
 
 # --------------------------------------------------------------------------- Fargate
 
+
 def fargate_use(task: TaskInterval, sizes: dict[str, tuple[float, float, str]]) -> FargateUse | None:
     """vCPU/memory of an ``ecs`` task: its Overrides (Cpu units, Memory MiB), else the size of the
     template task definition whose logical id appears in its TaskDefinition; None if unknown."""
@@ -175,8 +190,13 @@ def fargate_use(task: TaskInterval, sizes: dict[str, tuple[float, float, str]]) 
         vcpu, gb, arch = size
     else:
         vcpu, gb, arch = float(cpu) / 1024.0, float(memory) / 1024.0, size[2] if size else "x86_64"
-    return FargateUse(task=definition or task.resource, vcpu=vcpu, memory_gb=gb, architecture=arch,
-                      duration_s=task.duration_s)
+    return FargateUse(
+        task=definition or task.resource,
+        vcpu=vcpu,
+        memory_gb=gb,
+        architecture=arch,
+        duration_s=task.duration_s,
+    )
 
 
 def template_task_sizes(template_path) -> dict[str, tuple[float, float, str]]:
@@ -207,8 +227,10 @@ def template_task_sizes(template_path) -> dict[str, tuple[float, float, str]]:
 
 # --------------------------------------------------------------------------- ProcessVisit requests
 
-def visit_requests(plan: dict | None, clusters: list[dict] | None, results: list[dict], states: Counter,
-                   messages: int) -> tuple[int, int, int, list[str]]:
+
+def visit_requests(
+    plan: dict | None, clusters: list[dict] | None, results: list[dict], states: Counter, messages: int
+) -> tuple[int, int, int, list[str]]:
     """(S3 PUT/COPY/POST/LIST, S3 GET, SQS requests, notes) of one ProcessVisit execution, from
     its plan result, manifest clusters, per-quantum results and states entered (the model in the
     module docstring)."""
@@ -217,16 +239,25 @@ def visit_requests(plan: dict | None, clusters: list[dict] | None, results: list
     clusters = clusters or []
     quanta = [q for c in clusters for q in c.get("quanta", [])]
     by_key = {(r["instrument"], r["exposure"], r["detector"]): r for r in results}
-    succeeded = [q for q in quanta if by_key.get((q["instrument"], q["exposure"], q["detector"]), {}).get("status")
-                 == "succeeded"]
+    succeeded = [
+        q
+        for q in quanta
+        if by_key.get((q["instrument"], q["exposure"], q["detector"]), {}).get("status") == "succeeded"
+    ]
     previews = bool(plan and plan.get("previews"))
     if plan is not None:
         puts += 1 + int(plan.get("failed_at_plan", 0))  # the manifest, plan-time failure results
     if clusters:
         gets += 1  # the Map's ItemReader
         for c in clusters:
-            gets += len({str((v or {}).get("id")) for q in c.get("quanta", []) for v in (q.get("calibs") or {}).values()
-                         if v})
+            gets += len(
+                {
+                    str((v or {}).get("id"))
+                    for q in c.get("quanta", [])
+                    for v in (q.get("calibs") or {}).values()
+                    if v
+                }
+            )
         gets += len(quanta)  # raws
         puts += len(quanta) + len(succeeded)  # result files, outputs
         if previews:
@@ -245,7 +276,11 @@ def visit_requests(plan: dict | None, clusters: list[dict] | None, results: list
         puts += max(1, math.ceil(len(results) / S3_LIST_PAGE))  # LIST results/
         gets += len(results) + (1 if clusters else 0)
     records = len(results)
-    sqs = len(succeeded) + math.ceil(records / SQS_BATCH) + 1 + 2 * math.ceil(messages / SQS_BATCH) if messages else 0
+    sqs = (
+        len(succeeded) + math.ceil(records / SQS_BATCH) + 1 + 2 * math.ceil(messages / SQS_BATCH)
+        if messages
+        else 0
+    )
     return puts, gets, sqs, notes
 
 
@@ -255,8 +290,15 @@ def writer_use(messages: int, memory_mb: int, architecture: str, batch: int) -> 
         return []
     n = math.ceil(messages / max(1, batch))
     per = messages * WRITER_SECONDS_PER_MESSAGE / n
-    return [LambdaUse(function="RegistryWriterFunction (estimated share)", memory_mb=memory_mb,
-                      architecture=architecture, duration_s=per) for _ in range(n)]
+    return [
+        LambdaUse(
+            function="RegistryWriterFunction (estimated share)",
+            memory_mb=memory_mb,
+            architecture=architecture,
+            duration_s=per,
+        )
+        for _ in range(n)
+    ]
 
 
 __all__ = [

@@ -57,4 +57,4 @@ def bucket_key(uri: str, root: str) -> str:
     """The object key an ItemReader uses: the S3 key, or the path below a file:// root."""
     if uri.startswith("s3://"):
         return urlsplit(uri).path.lstrip("/")
-    return uri[len(root.rstrip("/")) + 1:]
+    return uri[len(root.rstrip("/")) + 1 :]

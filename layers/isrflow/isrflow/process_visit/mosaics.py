@@ -13,7 +13,10 @@ def make_mosaics(event: MosaicEvent) -> dict:
     its outputs (detectors without one, e.g. failed ones, are left out)."""
     from ..ops.previews import exposure_directories, write_mosaic
 
-    clusters = [Cluster.model_validate(c) for c in json.loads(storage_for(event.manifest_uri).read_bytes(event.manifest_uri))]
+    clusters = [
+        Cluster.model_validate(c)
+        for c in json.loads(storage_for(event.manifest_uri).read_bytes(event.manifest_uri))
+    ]
     outputs = [(q.instrument, q.exposure, q.output.uri) for c in clusters for q in c.quanta]
     written = []
     for (instrument, exposure), directory in sorted(exposure_directories(outputs).items()):

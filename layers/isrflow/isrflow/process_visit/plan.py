@@ -23,8 +23,10 @@ def where_for_quanta(keys: list[QuantumKey]) -> str:
     terms = []
     for (instrument, exposure), detectors in sorted(by_exposure.items()):
         quoted = instrument.replace("'", "''")
-        terms.append(f"(instrument = '{quoted}' AND exposure = {exposure} "
-                     f"AND detector IN ({', '.join(str(d) for d in sorted(set(detectors)))}))")
+        terms.append(
+            f"(instrument = '{quoted}' AND exposure = {exposure} "
+            f"AND detector IN ({', '.join(str(d) for d in sorted(set(detectors)))}))"
+        )
     return " OR ".join(terms)
 
 
@@ -33,12 +35,16 @@ def check_requested(keys: list[QuantumKey], plan, input_collections: list[str]) 
     registered, or not yet applied by the writer (an upload's prompt execution may start first):
     QuantaNotFoundError, which the state machine's Plan state retries with back-off."""
     found = {(q.instrument, q.exposure, q.detector) for q in plan.quanta}
-    found |= {(r.data_id["instrument"], r.data_id["exposure"], r.data_id["detector"]) for r in plan.skipped_existing}
+    found |= {
+        (r.data_id["instrument"], r.data_id["exposure"], r.data_id["detector"]) for r in plan.skipped_existing
+    }
     missing = sorted({(k.instrument, k.exposure, k.detector) for k in keys} - found)
     if missing:
         named = ", ".join(f"{i} {e} det {d}" for i, e, d in missing[:10])
-        raise QuantaNotFoundError(f"{len(missing)} requested quanta have no raw in {', '.join(input_collections)}: "
-                                  f"{named}{' ...' if len(missing) > 10 else ''}")
+        raise QuantaNotFoundError(
+            f"{len(missing)} requested quanta have no raw in {', '.join(input_collections)}: "
+            f"{named}{' ...' if len(missing) > 10 else ''}"
+        )
 
 
 def make_clusters(quanta: list[Quantum], size: int) -> list[Cluster]:
@@ -49,10 +55,12 @@ def make_clusters(quanta: list[Quantum], size: int) -> list[Cluster]:
         calib_ids = tuple(sorted((k, str(v.id)) for k, v in q.calibs.items() if v is not None))
         groups[(q.instrument, q.detector, calib_ids)].append(q)
     clusters: list[Cluster] = []
-    for (instrument, detector, _), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+    for (instrument, detector, _), members in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])
+    ):
         members.sort(key=lambda q: q.exposure)
         for start in range(0, len(members), size):
-            chunk = members[start:start + size]
+            chunk = members[start : start + size]
             clusters.append(Cluster(cluster_id=f"{instrument}-{detector}-{chunk[0].exposure}", quanta=chunk))
     return clusters
 
@@ -72,10 +80,19 @@ def plan_visit(event: PlanEvent, registry, datastore_root: str) -> PlanResult:
     if spec.quanta is not None:  # the first raw of an instrument creates its raw collection
         absent = [c for c in spec.input_collections if registry.collection_type(c) is None]
         if absent:
-            raise QuantaNotFoundError(f"{len(spec.quanta)} requested quanta have no raw yet: input collection(s) "
-                                      f"{', '.join(absent)} do not exist")
-    plan = registry.find_quanta(where, spec.input_collections, spec.calib_collection, spec.output_run,
-                                needed_calibs=needed, mode=spec.mode, datastore_root=datastore_root)
+            raise QuantaNotFoundError(
+                f"{len(spec.quanta)} requested quanta have no raw yet: input collection(s) "
+                f"{', '.join(absent)} do not exist"
+            )
+    plan = registry.find_quanta(
+        where,
+        spec.input_collections,
+        spec.calib_collection,
+        spec.output_run,
+        needed_calibs=needed,
+        mode=spec.mode,
+        datastore_root=datastore_root,
+    )
     if spec.quanta is not None:
         check_requested(spec.quanta, plan, spec.input_collections)
     key = layout.execution_key(event.execution_id)
@@ -84,18 +101,35 @@ def plan_visit(event: PlanEvent, registry, datastore_root: str) -> PlanResult:
     ready = [_with_unique_output(q, event.execution_id) for q in plan.quanta if not q.missing_calibs]
     for q in plan.quanta:
         if q.missing_calibs:
-            failed = QuantumResult(instrument=q.instrument, exposure=q.exposure, detector=q.detector, status="failed",
-                                   error="MissingCalibrationError: no certified " + ", ".join(q.missing_calibs)
-                                   + f" in {spec.calib_collection} valid at {q.exposure_begin.isoformat()}")
-            storage.write_bytes(layout.result_uri(results, q.instrument, q.exposure, q.detector),
-                                failed.model_dump_json().encode())
+            failed = QuantumResult(
+                instrument=q.instrument,
+                exposure=q.exposure,
+                detector=q.detector,
+                status="failed",
+                error="MissingCalibrationError: no certified "
+                + ", ".join(q.missing_calibs)
+                + f" in {spec.calib_collection} valid at {q.exposure_begin.isoformat()}",
+            )
+            storage.write_bytes(
+                layout.result_uri(results, q.instrument, q.exposure, q.detector),
+                failed.model_dump_json().encode(),
+            )
     clusters = make_clusters(ready, spec.cluster_size)
     manifest = layout.manifest_uri(datastore_root, key)
     storage.write_bytes(manifest, json.dumps([c.model_dump(mode="json") for c in clusters]).encode())
     return PlanResult(
-        execution_id=event.execution_id, execution_key=key, manifest_key=layout.bucket_key(manifest, datastore_root),
-        manifest_uri=manifest, results_prefix=results, clusters=len(clusters), quanta=len(plan.quanta),
-        failed_at_plan=len(plan.quanta) - len(ready), skipped_existing=len(plan.skipped_existing),
-        output_run=spec.output_run, isr_config=config.model_dump(mode="json"),
-        max_concurrency=spec.max_concurrency, max_failure_fraction=spec.max_failure_fraction, previews=spec.previews,
+        execution_id=event.execution_id,
+        execution_key=key,
+        manifest_key=layout.bucket_key(manifest, datastore_root),
+        manifest_uri=manifest,
+        results_prefix=results,
+        clusters=len(clusters),
+        quanta=len(plan.quanta),
+        failed_at_plan=len(plan.quanta) - len(ready),
+        skipped_existing=len(plan.skipped_existing),
+        output_run=spec.output_run,
+        isr_config=config.model_dump(mode="json"),
+        max_concurrency=spec.max_concurrency,
+        max_failure_fraction=spec.max_failure_fraction,
+        previews=spec.previews,
     )

@@ -45,7 +45,8 @@ def _rejected_error(registry, execution_id: str, count: int) -> RegistryRejected
     listed = "; ".join(reasons) if reasons else "no reasons recorded"
     return RegistryRejectedError(
         f"execution {execution_id}: the registry rejected {count} of its messages, so its outputs are not all "
-        f"registered (another execution writing into the same output run?): {listed}"[:4000])
+        f"registered (another execution writing into the same output run?): {listed}"[:4000]
+    )
 
 
 class WorkerThrottledError(IsrflowError):
@@ -66,7 +67,8 @@ def record_failure(event: RecordFailureEvent) -> dict:
             f"cluster {event.cluster.cluster_id} ({len(event.cluster.quanta)} quanta): the ISR function was "
             f"throttled ({error}) past the state machine's retry budget; its quanta were not attempted and are "
             f"not recorded as failed. Raise the account's Lambda concurrency or IsrMaxConcurrency, or lower "
-            f"max_concurrency, then rerun with mode skip-existing")
+            f"max_concurrency, then rerun with mode skip-existing"
+        )
     cause = event.error.get("Cause", "")
     try:
         detail = json.loads(cause).get("errorMessage", cause) if cause else ""
@@ -80,8 +82,13 @@ def record_failure(event: RecordFailureEvent) -> dict:
                 continue
         except ObjectNotFoundError:
             pass
-        result = QuantumResult(instrument=q.instrument, exposure=q.exposure, detector=q.detector, status="failed",
-                               error=f"{error}: {detail}"[:2000] if detail else error)
+        result = QuantumResult(
+            instrument=q.instrument,
+            exposure=q.exposure,
+            detector=q.detector,
+            status="failed",
+            error=f"{error}: {detail}"[:2000] if detail else error,
+        )
         store.write_bytes(uri, result.model_dump_json().encode())
         log_detector_failure(result, cluster=event.cluster.cluster_id, results_prefix=event.results_prefix)
         recorded += 1
@@ -94,8 +101,9 @@ def _manifest_keys(plan) -> list[tuple[str, int, int]]:
     return [(q.instrument, q.exposure, q.detector) for c in data for q in Cluster.model_validate(c).quanta]
 
 
-def summarize(event: SummarizeEvent, registry, sender: QueueSender, *,
-              wait_timeout: float = SUMMARIZE_WAIT_S) -> VisitSummary:
+def summarize(
+    event: SummarizeEvent, registry, sender: QueueSender, *, wait_timeout: float = SUMMARIZE_WAIT_S
+) -> VisitSummary:
     """Collect the results, send processing records + the completion marker, wait until the
     registry has applied the execution's messages, fail if it rejected any of them
     (RegistryRejectedError), and fail past the tolerated fraction.
@@ -112,39 +120,61 @@ def summarize(event: SummarizeEvent, registry, sender: QueueSender, *,
             results[(r.instrument, r.exposure, r.detector)] = r
     for key in _manifest_keys(plan) if plan.clusters else []:
         if key not in results:
-            results[key] = QuantumResult(instrument=key[0], exposure=key[1], detector=key[2], status="failed",
-                                         error="NoResult: the worker recorded no result for this quantum")
+            results[key] = QuantumResult(
+                instrument=key[0],
+                exposure=key[1],
+                detector=key[2],
+                status="failed",
+                error="NoResult: the worker recorded no result for this quantum",
+            )
     ordered = [results[k] for k in sorted(results)]
     records = [
         ProcessingRecordMessage(
-            execution_id=plan.execution_id, instrument=r.instrument, exposure=r.exposure, detector=r.detector,
-            status=r.status, duration_s=r.duration_s, peak_memory_mb=r.peak_memory_mb, retries=r.retries,
-            error=storable_text(r.error), message_id=message_id(plan.execution_id, f"{r.instrument}/{r.exposure}/{r.detector}", "record"),
+            execution_id=plan.execution_id,
+            instrument=r.instrument,
+            exposure=r.exposure,
+            detector=r.detector,
+            status=r.status,
+            duration_s=r.duration_s,
+            peak_memory_mb=r.peak_memory_mb,
+            retries=r.retries,
+            error=storable_text(r.error),
+            message_id=message_id(plan.execution_id, f"{r.instrument}/{r.exposure}/{r.detector}", "record"),
         )
         for r in ordered
     ]
     sent = sum(r.messages_sent for r in ordered) + len(records)
-    marker = ExecutionCompleteMessage(execution_id=plan.execution_id, expected=sent,
-                                      message_id=message_id(plan.execution_id, "complete", "complete"))
+    marker = ExecutionCompleteMessage(
+        execution_id=plan.execution_id,
+        expected=sent,
+        message_id=message_id(plan.execution_id, "complete", "complete"),
+    )
     if records:
         sender.send(records)
     sender.send([marker])
     # locally the event source then delivers without a batching window and wakes ``sleep`` after each batch
     with awaiting_consumer(sender, wait_timeout) as sleep:
-        status = registry.wait_applied(plan.execution_id, timeout=wait_timeout, poll_interval=0.1,
-                                       sleep=sleep)
+        status = registry.wait_applied(
+            plan.execution_id, timeout=wait_timeout, poll_interval=0.1, sleep=sleep
+        )
     if status.rejected:
         raise _rejected_error(registry, plan.execution_id, status.rejected)
     failures = [r for r in ordered if r.status == "failed"]
     durations = [r.duration_s for r in ordered if r.status == "succeeded"]
     summary = VisitSummary(
-        execution_id=plan.execution_id, quanta=len(ordered), succeeded=len(ordered) - len(failures),
-        failed=len(failures), skipped_existing=plan.skipped_existing, failures=failures[:MAX_FAILURES_LISTED],
-        total_isr_seconds=round(sum(durations), 3), max_isr_seconds=round(max(durations, default=0.0), 3),
+        execution_id=plan.execution_id,
+        quanta=len(ordered),
+        succeeded=len(ordered) - len(failures),
+        failed=len(failures),
+        skipped_existing=plan.skipped_existing,
+        failures=failures[:MAX_FAILURES_LISTED],
+        total_isr_seconds=round(sum(durations), 3),
+        max_isr_seconds=round(max(durations, default=0.0), 3),
         registry_messages=sent,
     )
     if ordered and len(failures) / len(ordered) > plan.max_failure_fraction:
         reasons = "; ".join(f"{r.instrument} {r.exposure} det {r.detector}: {r.error}" for r in failures[:10])
         raise TooManyFailuresError(
-            f"{len(failures)} of {len(ordered)} quanta failed (tolerated fraction {plan.max_failure_fraction:g}): {reasons}")
+            f"{len(failures)} of {len(ordered)} quanta failed (tolerated fraction {plan.max_failure_fraction:g}): {reasons}"
+        )
     return summary

@@ -11,8 +11,14 @@ import uuid
 from concurrent.futures import Future
 
 from ..edge import add_count
-from ..messages import (ClusterSummary, DatasetMessage, IsrClusterEvent, ProvenanceInput, QuantumReads,
-                        QuantumResult)
+from ..messages import (
+    ClusterSummary,
+    DatasetMessage,
+    IsrClusterEvent,
+    ProvenanceInput,
+    QuantumReads,
+    QuantumResult,
+)
 from ..queues import QueueSender
 from ..registry.models import Quantum
 from ..storage import storage_for
@@ -59,8 +65,9 @@ class _ClusterCalibrations:
         from ..isr.pipeline import PendingCalibrations
 
         self.prefetch(q)
-        return PendingCalibrations({k: _ItemOf(self._lookups[str(ref.id)]) for k, ref in q.calibs.items()
-                                    if ref is not None})
+        return PendingCalibrations(
+            {k: _ItemOf(self._lookups[str(ref.id)]) for k, ref in q.calibs.items() if ref is not None}
+        )
 
     def reads(self, q: Quantum, raw_bytes: int) -> QuantumReads:
         """What the quantum read: its raw's bytes and each calibration lookup that completed."""
@@ -94,8 +101,9 @@ def _quantum_key(q: Quantum) -> tuple[str, int, int]:
     return q.instrument, q.exposure, q.detector
 
 
-def process_quantum(q: Quantum, event: IsrClusterEvent, cache: _ClusterCalibrations,
-                    sender: QueueSender) -> QuantumResult:
+def process_quantum(
+    q: Quantum, event: IsrClusterEvent, cache: _ClusterCalibrations, sender: QueueSender
+) -> QuantumResult:
     from ..exposure_io import exposure_to_bytes
     from ..isr import IsrConfig
     from ..isr.pipeline import run_isr
@@ -114,11 +122,22 @@ def process_quantum(q: Quantum, event: IsrClusterEvent, cache: _ClusterCalibrati
         data = exposure_to_bytes(result)
         storage_for(q.output.uri).write_bytes(q.output.uri, data)
         inputs = [ProvenanceInput(dataset_id=q.raw.id, role="raw")]
-        inputs += [ProvenanceInput(dataset_id=ref.id, role=k) for k, ref in sorted(q.calibs.items()) if ref is not None]
+        inputs += [
+            ProvenanceInput(dataset_id=ref.id, role=k)
+            for k, ref in sorted(q.calibs.items())
+            if ref is not None
+        ]
         message = DatasetMessage(
-            dataset_type=q.output.dataset_type or OUTPUT_TYPE, run=event.output_run, data_id=q.output.data_id, uri=q.output.uri,
-            size=len(data), sha256=hashlib.sha256(data).hexdigest(), inputs=inputs, replace=q.replace,
-            execution_id=event.execution_id, message_id=message_id(event.execution_id, q.output.id),
+            dataset_type=q.output.dataset_type or OUTPUT_TYPE,
+            run=event.output_run,
+            data_id=q.output.data_id,
+            uri=q.output.uri,
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            inputs=inputs,
+            replace=q.replace,
+            execution_id=event.execution_id,
+            message_id=message_id(event.execution_id, q.output.id),
         )
         sender.send([message])
         if event.previews:
@@ -128,13 +147,26 @@ def process_quantum(q: Quantum, event: IsrClusterEvent, cache: _ClusterCalibrati
             from ..calibration.stats import measure_input
 
             stats = measure_input(result.image, result.mask, result.header)
-        return QuantumResult(**base, status="succeeded", output_uri=q.output.uri,
-                             duration_s=time.perf_counter() - start, peak_memory_mb=peak_memory_mb(), messages_sent=1,
-                             output_size=len(data), stats=stats, reads=cache.reads(q, raw_bytes))
+        return QuantumResult(
+            **base,
+            status="succeeded",
+            output_uri=q.output.uri,
+            duration_s=time.perf_counter() - start,
+            peak_memory_mb=peak_memory_mb(),
+            messages_sent=1,
+            output_size=len(data),
+            stats=stats,
+            reads=cache.reads(q, raw_bytes),
+        )
     except Exception as exc:  # one bad detector must not fail the others: record it
-        return QuantumResult(**base, status="failed", duration_s=time.perf_counter() - start,
-                             peak_memory_mb=peak_memory_mb(), error=f"{type(exc).__name__}: {exc}"[:2000],
-                             reads=cache.reads(q, raw_bytes))
+        return QuantumResult(
+            **base,
+            status="failed",
+            duration_s=time.perf_counter() - start,
+            peak_memory_mb=peak_memory_mb(),
+            error=f"{type(exc).__name__}: {exc}"[:2000],
+            reads=cache.reads(q, raw_bytes),
+        )
 
 
 def _write_preview(exposure, q: Quantum, data: bytes) -> None:
@@ -149,9 +181,16 @@ def _write_preview(exposure, q: Quantum, data: bytes) -> None:
         if current_mode() == "quantized":
             exposure = read_exposure(data, q.output.uri)
         write_detector_preview(exposure, q.output.uri, q.instrument, q.detector)
-    except Exception as exc:  # noqa: BLE001 - logged, the ISR output itself is complete
-        logger.warning("preview not written", extra={"output": q.output.uri, "exposure": q.exposure,
-                                                     "detector": q.detector, "error": f"{type(exc).__name__}: {exc}"})
+    except Exception as exc:
+        logger.warning(
+            "preview not written",
+            extra={
+                "output": q.output.uri,
+                "exposure": q.exposure,
+                "detector": q.detector,
+                "error": f"{type(exc).__name__}: {exc}",
+            },
+        )
 
 
 def process_cluster(event: IsrClusterEvent, sender: QueueSender) -> ClusterSummary:
@@ -162,13 +201,15 @@ def process_cluster(event: IsrClusterEvent, sender: QueueSender) -> ClusterSumma
     reads = QuantumReads()
     for q in event.cluster.quanta:
         outcome = process_quantum(q, event, cache, sender)
-        results_store.write_bytes(layout.result_uri(event.results_prefix, q.instrument, q.exposure, q.detector),
-                                  outcome.model_dump_json().encode())
+        results_store.write_bytes(
+            layout.result_uri(event.results_prefix, q.instrument, q.exposure, q.detector),
+            outcome.model_dump_json().encode(),
+        )
         ok += outcome.status == "succeeded"
         failed += outcome.status == "failed"
         if outcome.status == "failed":
             log_detector_failure(outcome, execution=event.execution_id, cluster=event.cluster.cluster_id)
-        for name, value in (outcome.reads or QuantumReads()):
+        for name, value in outcome.reads or QuantumReads():
             setattr(reads, name, getattr(reads, name) + value)
     _log_reads(event.cluster.cluster_id, reads)
     add_count("DetectorsSucceeded", ok)
@@ -180,12 +221,26 @@ def _log_reads(cluster_id: str, reads: QuantumReads) -> None:
     """One structured log line per invocation: this cluster's reads and the warm process's cache totals."""
     from ..calib_cache import calibration_cache
 
-    logger.info("calibration reads", extra={"cluster": cluster_id, **reads.model_dump(),
-                                            "process_cache": calibration_cache().counters.as_dict()})
+    logger.info(
+        "calibration reads",
+        extra={
+            "cluster": cluster_id,
+            **reads.model_dump(),
+            "process_cache": calibration_cache().counters.as_dict(),
+        },
+    )
 
 
 def log_detector_failure(result: QuantumResult, **ids: object) -> None:
     """One ERROR log line for a failed detector: its exposure, detector and error, plus ``ids``
     (execution, cluster, ...). Its count goes into the ``DetectorsFailed`` metric (the caller's)."""
-    logger.error("detector failed", extra={**ids, "instrument": result.instrument, "exposure": result.exposure,
-                                           "detector": result.detector, "error": result.error})
+    logger.error(
+        "detector failed",
+        extra={
+            **ids,
+            "instrument": result.instrument,
+            "exposure": result.exposure,
+            "detector": result.detector,
+            "error": result.error,
+        },
+    )

@@ -69,20 +69,27 @@ class PromptConfig(BaseModel):
             raise ConfigError(f"{ENV_PROMPT_ISR_CONFIG} is not JSON: {exc}") from None
         if not isinstance(isr_config, dict):
             raise ConfigError(f"{ENV_PROMPT_ISR_CONFIG} must be a JSON object")
-        config = cls(enabled=_flag(env.get(ENV_PROMPT_PROCESSING)),
-                     state_machine_arn=env.get(ENV_PROCESS_VISIT_ARN) or None,
-                     calib_collection=env.get(ENV_PROMPT_CALIB_COLLECTION, "").strip(),
-                     output_run=env.get(ENV_PROMPT_OUTPUT_RUN, "").strip() or DEFAULT_OUTPUT_RUN,
-                     isr_config=isr_config, previews=_flag(env.get(ENV_PROMPT_PREVIEWS)))
+        config = cls(
+            enabled=_flag(env.get(ENV_PROMPT_PROCESSING)),
+            state_machine_arn=env.get(ENV_PROCESS_VISIT_ARN) or None,
+            calib_collection=env.get(ENV_PROMPT_CALIB_COLLECTION, "").strip(),
+            output_run=env.get(ENV_PROMPT_OUTPUT_RUN, "").strip() or DEFAULT_OUTPUT_RUN,
+            isr_config=isr_config,
+            previews=_flag(env.get(ENV_PROMPT_PREVIEWS)),
+        )
         if config.enabled and not config.state_machine_arn:
             raise ConfigError(f"{ENV_PROMPT_PROCESSING} is on but {ENV_PROCESS_VISIT_ARN} is not set")
         return config
 
     def output_run_for(self, obs: ObservationInfo) -> str:
         try:
-            run = self.output_run.format(instrument=obs.instrument, day_obs=obs.day_obs, exposure=obs.exposure)
+            run = self.output_run.format(
+                instrument=obs.instrument, day_obs=obs.day_obs, exposure=obs.exposure
+            )
         except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigError(f"{ENV_PROMPT_OUTPUT_RUN} {self.output_run!r}: unknown placeholder {exc}") from None
+            raise ConfigError(
+                f"{ENV_PROMPT_OUTPUT_RUN} {self.output_run!r}: unknown placeholder {exc}"
+            ) from None
         try:
             return check_collection_name(run)
         except Exception as exc:
@@ -92,12 +99,18 @@ class PromptConfig(BaseModel):
         """The ProcessVisit input for the detectors of one uploaded file (one exposure)."""
         first = observations[0]
         return ProcessVisitInput(
-            quanta=[QuantumKey(instrument=o.instrument, exposure=o.exposure, detector=o.detector)
-                    for o in sorted(observations, key=lambda o: o.detector)],
+            quanta=[
+                QuantumKey(instrument=o.instrument, exposure=o.exposure, detector=o.detector)
+                for o in sorted(observations, key=lambda o: o.detector)
+            ],
             input_collections=[raw_collection(first.instrument)],
             calib_collection=self.calib_collection or calib_collection(first.instrument),
-            output_run=self.output_run_for(first), mode=PROMPT_MODE, cluster_size=PROMPT_CLUSTER_SIZE,
-            max_failure_fraction=0.0, isr_config=self.isr_config, previews=self.previews,
+            output_run=self.output_run_for(first),
+            mode=PROMPT_MODE,
+            cluster_size=PROMPT_CLUSTER_SIZE,
+            max_failure_fraction=0.0,
+            isr_config=self.isr_config,
+            previews=self.previews,
         )
 
 

@@ -36,8 +36,9 @@ def detect_camera(hdus: list[HduHeader], name: str) -> str:
         return known
     if any("DATASEC" in h and "DETSEC" in h for h in hdus[1:]):
         return "generic"
-    raise IsrInputError(f"{name}: not a raw of a known camera (INSTRUME={instrume!r}, "
-                        "no amplifier HDUs with DATASEC)")
+    raise IsrInputError(
+        f"{name}: not a raw of a known camera (INSTRUME={instrume!r}, no amplifier HDUs with DATASEC)"
+    )
 
 
 def _generic(hdus: list[HduHeader], name: str) -> ObservationInfo:

@@ -26,13 +26,18 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
+from ..edge import add_count, add_metadata
 from ..errors import CameraError, IsrflowError, IsrInputError, UnsafeKeyError
 from ..fitsheader import read_hdu_headers
-from ..messages import (DatasetMessage, IngestOutcome, QuarantineRecord, S3ObjectCreatedEvent,
-                        dimension_records)
-from ..edge import add_count, add_metadata
+from ..messages import (
+    DatasetMessage,
+    IngestOutcome,
+    QuarantineRecord,
+    S3ObjectCreatedEvent,
+    dimension_records,
+)
 from ..queues import QueueSender
 from ..registry.datastore import check_key, contained_path
 from ..registry.ids import raw_collection
@@ -74,9 +79,11 @@ def object_uri(datastore_root: str, bucket: str, key: str) -> str:
     """
     if datastore_root.startswith("s3://"):
         check_key(key, prefix=RAW_PREFIX)
-        expected = datastore_root[len("s3://"):].split("/", 1)[0]
+        expected = datastore_root[len("s3://") :].split("/", 1)[0]
         if bucket != expected:
-            raise UnsafeKeyError(f"{key!r}: event for bucket {bucket!r}, not the datastore's bucket {expected!r}")
+            raise UnsafeKeyError(
+                f"{key!r}: event for bucket {bucket!r}, not the datastore's bucket {expected!r}"
+            )
         return f"s3://{bucket}/{key}"
     contained_path(datastore_root, key, prefix=RAW_PREFIX)
     return join(datastore_root, key)
@@ -116,8 +123,14 @@ def message_id(event_key: str, subject: str) -> str:
     return uuid.uuid5(_MESSAGE_NS, f"{event_key}/{subject}").hex
 
 
-def ingest_upload(event: S3ObjectCreatedEvent, *, datastore_root: str, sender: QueueSender, prompt: PromptConfig,
-                  starter: ExecutionStarter | None) -> IngestOutcome:
+def ingest_upload(
+    event: S3ObjectCreatedEvent,
+    *,
+    datastore_root: str,
+    sender: QueueSender,
+    prompt: PromptConfig,
+    starter: ExecutionStarter | None,
+) -> IngestOutcome:
     """Handle one Object Created event (see the module docstring). Its metrics go into the
     invocation's Powertools metric set (:func:`isrflow.edge.add_count`), flushed by the handler."""
     bucket, key = event.bucket, event.key
@@ -135,8 +148,9 @@ def ingest_upload(event: S3ObjectCreatedEvent, *, datastore_root: str, sender: Q
         if len(exposures) != 1:
             raise IsrInputError(f"{key}: holds detectors of {len(exposures)} exposures")
     except (ObjectChangedError, ObjectNotFoundError) as exc:
-        outcome = IngestOutcome(**base, status="superseded", reason=str(exc), header_reads=reader.reads,
-                                header_bytes=reader.bytes)
+        outcome = IngestOutcome(
+            **base, status="superseded", reason=str(exc), header_reads=reader.reads, header_bytes=reader.bytes
+        )
         add_count("UploadSuperseded", key=key, reason=outcome.reason)
         logger.info("upload superseded", extra={"key": key, "reason": outcome.reason})
         return outcome
@@ -154,9 +168,18 @@ def ingest_upload(event: S3ObjectCreatedEvent, *, datastore_root: str, sender: Q
             if subject not in seen:
                 seen.add(subject)
                 messages.append(record.model_copy(update={"message_id": message_id(event_key, subject)}))
-    datasets = [DatasetMessage(dataset_type="raw", run=run, data_id=o.data_id, uri=uri, size=size, replace=True,
-                               message_id=message_id(event_key, f"raw/{o.detector}"))
-                for o in observations]
+    datasets = [
+        DatasetMessage(
+            dataset_type="raw",
+            run=run,
+            data_id=o.data_id,
+            uri=uri,
+            size=size,
+            replace=True,
+            message_id=message_id(event_key, f"raw/{o.detector}"),
+        )
+        for o in observations
+    ]
     sender.send(messages + datasets)
     add_count("RawIngested", len(datasets))
 
@@ -166,32 +189,63 @@ def ingest_upload(event: S3ObjectCreatedEvent, *, datastore_root: str, sender: Q
             raise IsrflowError("prompt processing is on but no state machine/starter is configured")
         payload = prompt.process_visit_input(observations).model_dump(mode="json", exclude_none=True)
         execution = starter.start(prompt.state_machine_arn, execution_name(bucket, key, etag), payload)
-        add_count("PromptExecutionStarted" if execution.outcome == "started" else "PromptExecutionAlreadyStarted")
+        add_count(
+            "PromptExecutionStarted" if execution.outcome == "started" else "PromptExecutionAlreadyStarted"
+        )
     outcome = IngestOutcome(
-        **base, status="ingested", camera=camera, instrument=first.instrument, exposure=first.exposure,
-        obs_type=first.obs_type, detectors=sorted(o.detector for o in observations),
-        datasets=[d.dataset_id for d in datasets], messages_sent=len(messages) + len(datasets), execution=execution,
-        header_reads=reader.reads, header_bytes=reader.bytes,
+        **base,
+        status="ingested",
+        camera=camera,
+        instrument=first.instrument,
+        exposure=first.exposure,
+        obs_type=first.obs_type,
+        detectors=sorted(o.detector for o in observations),
+        datasets=[d.dataset_id for d in datasets],
+        messages_sent=len(messages) + len(datasets),
+        execution=execution,
+        header_reads=reader.reads,
+        header_bytes=reader.bytes,
     )
-    details = dict(key=key, instrument=first.instrument, exposure=first.exposure, obs_type=first.obs_type,
-                   detectors=len(datasets), execution=execution.name if execution else None,
-                   header_reads=reader.reads)
+    details = dict(
+        key=key,
+        instrument=first.instrument,
+        exposure=first.exposure,
+        obs_type=first.obs_type,
+        detectors=len(datasets),
+        execution=execution.name if execution else None,
+        header_reads=reader.reads,
+    )
     add_metadata(**details)
     logger.info("upload ingested", extra={k: v for k, v in details.items() if v is not None})
     return outcome
 
 
-def _quarantine(event: S3ObjectCreatedEvent, root: str, uri: str, base: dict, exc: Exception,
-                reader: _CountingReader) -> IngestOutcome:
-    record = QuarantineRecord(**base, uri=uri, error=type(exc).__name__, reason=str(exc), event_id=event.id,
-                              quarantined=datetime.now(UTC))
+def _quarantine(
+    event: S3ObjectCreatedEvent, root: str, uri: str, base: dict, exc: Exception, reader: _CountingReader
+) -> IngestOutcome:
+    record = QuarantineRecord(
+        **base,
+        uri=uri,
+        error=type(exc).__name__,
+        reason=str(exc),
+        event_id=event.id,
+        quarantined=datetime.now(UTC),
+    )
     target = quarantine_uri(root, event.key)
     storage_for(target).write_bytes(target, record.model_dump_json(indent=1).encode())
     add_count("UploadQuarantined", key=event.key, error=record.error, reason=record.reason, quarantine=target)
-    logger.warning("upload quarantined", extra={"key": event.key, "error": record.error, "reason": record.reason,
-                                                "quarantine": target})
-    return IngestOutcome(**base, status="quarantined", reason=f"{record.error}: {record.reason}",
-                         quarantine_uri=target, header_reads=reader.reads, header_bytes=reader.bytes)
+    logger.warning(
+        "upload quarantined",
+        extra={"key": event.key, "error": record.error, "reason": record.reason, "quarantine": target},
+    )
+    return IngestOutcome(
+        **base,
+        status="quarantined",
+        reason=f"{record.error}: {record.reason}",
+        quarantine_uri=target,
+        header_reads=reader.reads,
+        header_bytes=reader.bytes,
+    )
 
 
 __all__ = ["QUARANTINE_PREFIX", "ingest_upload", "object_size", "object_uri", "quarantine_uri"]

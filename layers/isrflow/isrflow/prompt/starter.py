@@ -46,8 +46,10 @@ def stepfunctions_client() -> Any:
     """A boto3 Step Functions client for the current environment (cached per endpoint and region)."""
     from ..awsclients import aws_client, endpoint_override
 
-    key = (endpoint_override() or os.environ.get("AWS_ENDPOINT_URL_STEPFUNCTIONS", ""),
-           os.environ.get("AWS_DEFAULT_REGION", ""))
+    key = (
+        endpoint_override() or os.environ.get("AWS_ENDPOINT_URL_STEPFUNCTIONS", ""),
+        os.environ.get("AWS_DEFAULT_REGION", ""),
+    )
     client = _CLIENTS.get(key)
     if client is None:
         client = aws_client("stepfunctions", endpoint_url=key[0] or None)
@@ -68,20 +70,32 @@ class StepFunctionsStarter:
     def start(self, state_machine_arn: str, name: str, payload: dict[str, Any]) -> PromptExecution:
         client = self.client
         arn = execution_arn(state_machine_arn, name)
-        found = PromptExecution(state_machine_arn=state_machine_arn, name=name, execution_arn=arn,
-                                outcome="already_started")
+        found = PromptExecution(
+            state_machine_arn=state_machine_arn, name=name, execution_arn=arn, outcome="already_started"
+        )
         try:
             client.describe_execution(executionArn=arn)
             return found
         except client.exceptions.ExecutionDoesNotExist:
             pass
         try:
-            reply = client.start_execution(stateMachineArn=state_machine_arn, name=name,
-                                           input=json.dumps(payload, sort_keys=True))
+            reply = client.start_execution(
+                stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload, sort_keys=True)
+            )
         except client.exceptions.ExecutionAlreadyExists:
             return found
-        return PromptExecution(state_machine_arn=state_machine_arn, name=name, execution_arn=reply["executionArn"],
-                               outcome="started")
+        return PromptExecution(
+            state_machine_arn=state_machine_arn,
+            name=name,
+            execution_arn=reply["executionArn"],
+            outcome="started",
+        )
 
 
-__all__ = ["ExecutionStarter", "StepFunctionsStarter", "execution_arn", "execution_name", "stepfunctions_client"]
+__all__ = [
+    "ExecutionStarter",
+    "StepFunctionsStarter",
+    "execution_arn",
+    "execution_name",
+    "stepfunctions_client",
+]

@@ -22,7 +22,7 @@ import json
 import shutil
 import uuid
 from dataclasses import replace
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,17 +43,34 @@ def md5_etag(path: Path) -> str:
     return h.hexdigest()
 
 
-def object_created_event(bucket: str, key: str, size: int, etag: str, when: datetime | None = None) -> dict[str, Any]:
+def object_created_event(
+    bucket: str, key: str, size: int, etag: str, when: datetime | None = None
+) -> dict[str, Any]:
     """An EventBridge ``Object Created`` event as S3 sends it."""
     when = when or datetime.now(UTC)
     return {
-        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Object Created", "source": "aws.s3",
-        "account": "000000000000", "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": "local",
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "000000000000",
+        "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": "local",
         "resources": [f"arn:aws:s3:::{bucket}"],
-        "detail": {"version": "0", "bucket": {"name": bucket},
-                   "object": {"key": key, "size": size, "etag": etag, "sequencer": f"{int(when.timestamp() * 1e6):016X}"},
-                   "request-id": uuid.uuid4().hex[:16].upper(), "requester": "isrflow-local",
-                   "source-ip-address": "127.0.0.1", "reason": "PutObject"},
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {
+                "key": key,
+                "size": size,
+                "etag": etag,
+                "sequencer": f"{int(when.timestamp() * 1e6):016X}",
+            },
+            "request-id": uuid.uuid4().hex[:16].upper(),
+            "requester": "isrflow-local",
+            "source-ip-address": "127.0.0.1",
+            "reason": "PutObject",
+        },
     }
 
 
@@ -74,20 +91,32 @@ class UploadWatcher:
         except ValueError:
             inside = None
         if inside is not None and inside[:1] != (UPLOAD_PREFIX,):
-            raise ConfigError(f"{self.watch_dir} is in the datastore but not under {self.root / UPLOAD_PREFIX}: "
-                              f"only keys under {UPLOAD_PREFIX}/ trigger ingest (as the EventBridge rule)")
+            raise ConfigError(
+                f"{self.watch_dir} is in the datastore but not under {self.root / UPLOAD_PREFIX}: "
+                f"only keys under {UPLOAD_PREFIX}/ trigger ingest (as the EventBridge rule)"
+            )
         self.bucket = next(iter(runtime.app.buckets.values())).name
         spec = runtime.app.functions.get(INGEST_FUNCTION)
         if spec is None:
             raise ConfigError(f"template.yaml has no {INGEST_FUNCTION}")
         fn = runtime.functions[spec.name]
         # The handler's boto3 Step Functions client talks to the local endpoint (dummy credentials).
-        self.function = replace(fn, environment={
-            **fn.environment, "AWS_ENDPOINT_URL_STEPFUNCTIONS": endpoint, "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_METRICS_DISABLED": "true"})
+        self.function = replace(
+            fn,
+            environment={
+                **fn.environment,
+                "AWS_ENDPOINT_URL_STEPFUNCTIONS": endpoint,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+            },
+        )
         self.settle_s = settle_s
         self.state_path = Path(runtime.repo) / STATE_FILE
-        self.fed: dict[str, str] = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
+        self.fed: dict[str, str] = (
+            json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
+        )
         self._seen: dict[Path, tuple[int, int]] = {}
 
     # -- which files

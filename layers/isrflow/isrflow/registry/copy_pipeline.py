@@ -84,12 +84,12 @@ class Sender:
         abandoned = RuntimeError("batch abandoned")
         try:  # with an exception given, psycopg syncs, leaves pipeline mode and logs (not raises) errors
             pipeline.__exit__(RuntimeError, abandoned, None)
-        except Exception:  # noqa: BLE001 - the error that made us close is the one to report
+        except Exception:
             pass
         finally:
             try:
                 cursor.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
 
     def _wrapped(self, exc: BaseException) -> sa.exc.DBAPIError:

@@ -87,7 +87,7 @@ class Registry:
         create: bool = False,
         pool_size: int = 5,
         credentials: ConnectCredentials | None = None,
-    ) -> "Registry":
+    ) -> Registry:
         """Open a registry, upgrading its schema to this code's revision (Alembic) if needed.
 
         ``create=True`` also creates the schema in an empty database; otherwise an empty
@@ -106,7 +106,7 @@ class Registry:
     @classmethod
     def create(
         cls, url: str | URL, datastore_root: str | Path | None = None, *, schema: str | None = None
-    ) -> "Registry":
+    ) -> Registry:
         """Create (or open and upgrade) a registry."""
         return cls.open(url, datastore_root, schema=schema, create=True)
 
@@ -121,7 +121,7 @@ class Registry:
     def close(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> "Registry":
+    def __enter__(self) -> Registry:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -453,4 +453,4 @@ class Registry:
         return find_quanta(self, where, input_collections, calib_collection, output_run, **kwargs)
 
 
-__all__ = ["Registry", "COLLECTION_TYPES", "query_columns"]
+__all__ = ["COLLECTION_TYPES", "Registry", "query_columns"]

@@ -188,13 +188,22 @@ def check_schema(engine: Engine, schema: str | None, *, create: bool) -> None:
     where = engine.url.render_as_string(hide_password=True)
     try:
         with transaction(engine, write=True) as conn:
-            if create and schema and conn.execute(sa.text("SELECT to_regnamespace(:s)"), {"s": schema}).scalar() is None:
-                conn.exec_driver_sql(f"CREATE SCHEMA {schema}")  # a checked identifier (create_registry_engine)
+            if (
+                create
+                and schema
+                and conn.execute(sa.text("SELECT to_regnamespace(:s)"), {"s": schema}).scalar() is None
+            ):
+                conn.exec_driver_sql(
+                    f"CREATE SCHEMA {schema}"
+                )  # a checked identifier (create_registry_engine)
             current = conn.execute(sa.text("SELECT current_schema()")).scalar()
     except sa.exc.ProgrammingError as exc:
-        raise RegistryError(f"cannot create PostgreSQL schema {schema!r} in {where}: "
-                            f"{str(exc.orig or exc).splitlines()[0]}") from None
+        raise RegistryError(
+            f"cannot create PostgreSQL schema {schema!r} in {where}: {str(exc.orig or exc).splitlines()[0]}"
+        ) from None
     if current is None:
         named = f"schema {schema!r}" if schema else "the search_path schema"
-        raise RegistryError(f"PostgreSQL {named} does not exist in {where}: create it first "
-                            f"(`isrflow repo create --schema` creates it)")
+        raise RegistryError(
+            f"PostgreSQL {named} does not exist in {where}: create it first "
+            f"(`isrflow repo create --schema` creates it)"
+        )

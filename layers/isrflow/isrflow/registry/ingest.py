@@ -226,7 +226,7 @@ def ingest(
             )
         except RegistryUnavailableError:
             raise  # the database is down: every later file would fail the same way
-        except Exception as exc:  # noqa: BLE001 - one bad file never stops the others: listed with its reason
+        except Exception as exc:
             result.skipped.append((str(path), _one_line(exc)))
     if progress is not None and files:
         progress(len(files), len(files))

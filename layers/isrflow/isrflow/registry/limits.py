@@ -57,7 +57,11 @@ def _spec(column: sa.Column) -> tuple[tuple[int, int] | None, int | None, bool]:
     """(integer range, maximum text length, nullable) of a column, computed once."""
     spec = _SPECS.get(column)
     if spec is None:
-        spec = _SPECS[column] = (_int_range(column), getattr(column.type, "length", None), bool(column.nullable))
+        spec = _SPECS[column] = (
+            _int_range(column),
+            getattr(column.type, "length", None),
+            bool(column.nullable),
+        )
     return spec
 
 
@@ -106,7 +110,9 @@ def _rows(message: Any) -> Iterator[tuple[sa.Table, dict[str, Any], str]]:
         "processing_record": s.processing_record,
         "execution_complete": s.execution,
     }[kind]
-    names = {"name": "name", "camera": "camera"} if kind == "instrument" else {c.name: c.name for c in table.c}
+    names = (
+        {"name": "name", "camera": "camera"} if kind == "instrument" else {c.name: c.name for c in table.c}
+    )
     yield table, {col: getattr(message, attr, None) for col, attr in names.items()}, ""
 
 

@@ -25,7 +25,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Union
 
 from ..errors import QueryError, QueryFieldError, QuerySyntaxError, QueryTypeError
@@ -98,8 +98,8 @@ def _parse_time(text: str, query: str, pos: int) -> datetime:
             f"invalid time {text!r} (expected ISO 8601, e.g. T'2026-11-20T03:00:00')", query, pos
         ) from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def _ascii_digit(ch: str) -> bool:
@@ -112,8 +112,9 @@ def _number(text: str, integer: bool, query: str, pos: int) -> int | float:
         digits = text.lstrip("-")
         value = int(text) if len(digits) <= 20 else None  # int() of thousands of digits is refused by Python
         if value is None or not INT_MIN <= value <= INT_MAX:
-            raise QueryTypeError(f"integer {text[:24]}{'...' if len(text) > 24 else ''} is out of the 64-bit range",
-                                 query, pos)
+            raise QueryTypeError(
+                f"integer {text[:24]}{'...' if len(text) > 24 else ''} is out of the 64-bit range", query, pos
+            )
         return value
     value = float(text)
     if not math.isfinite(value):
@@ -213,19 +214,19 @@ class InList:
 
 @dataclass(frozen=True)
 class And:
-    left: "Node"
-    right: "Node"
+    left: Node
+    right: Node
 
 
 @dataclass(frozen=True)
 class Or:
-    left: "Node"
-    right: "Node"
+    left: Node
+    right: Node
 
 
 @dataclass(frozen=True)
 class Not:
-    operand: "Node"
+    operand: Node
 
 
 Node = Union[Compare, InList, And, Or, Not]
@@ -293,7 +294,9 @@ class _Parser:
         if not (self._is("KEYWORD", "NOT") or self._is("LPAREN")):
             return self._predicate()
         if self.depth >= MAX_DEPTH:
-            raise QuerySyntaxError(f"nested more than {MAX_DEPTH} deep (parentheses and NOT)", self.query, self.tok.pos)
+            raise QuerySyntaxError(
+                f"nested more than {MAX_DEPTH} deep (parentheses and NOT)", self.query, self.tok.pos
+            )
         self.depth += 1
         try:
             if self._is("KEYWORD", "NOT"):
@@ -367,7 +370,9 @@ class _Parser:
             else:
                 items.append(value)
             if len(items) > MAX_IN_VALUES:
-                raise QuerySyntaxError(f"more than {MAX_IN_VALUES} values in one IN list", self.query, start.pos)
+                raise QuerySyntaxError(
+                    f"more than {MAX_IN_VALUES} values in one IN list", self.query, start.pos
+                )
             if self._is("COMMA"):
                 self._next()
                 continue

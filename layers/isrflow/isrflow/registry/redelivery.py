@@ -62,8 +62,9 @@ def retry_visibility_s(receive_count: int) -> int:
     return int(min(RETRY_VISIBILITY_MAX_S, RETRY_VISIBILITY_BASE_S * RETRY_VISIBILITY_FACTOR ** (n - 1)))
 
 
-def redelivery_span_s(deliveries: int, batching_window_s: float,
-                      writer_batch_s: float = WRITER_BATCH_NOMINAL_S) -> float:
+def redelivery_span_s(
+    deliveries: int, batching_window_s: float, writer_batch_s: float = WRITER_BATCH_NOMINAL_S
+) -> float:
     """The longest (s) from an item's first delivery until its ``deliveries``-th delivery has been
     processed, with the writer shortening visibilities as above (see the module docstring)."""
     if deliveries < 1:
@@ -72,8 +73,9 @@ def redelivery_span_s(deliveries: int, batching_window_s: float,
     return float(waits + deliveries * (batching_window_s + writer_batch_s))
 
 
-def retrier_budget_s(interval_s: float, max_attempts: int, backoff_rate: float = 2.0,
-                     max_delay_s: float | None = None) -> float:
+def retrier_budget_s(
+    interval_s: float, max_attempts: int, backoff_rate: float = 2.0, max_delay_s: float | None = None
+) -> float:
     """Total back-off (s) of a Step Functions retrier that uses all its attempts, without jitter
     (with JitterStrategy FULL each wait is uniform in [0, this delay]: the total is an upper bound
     and its mean is half of it)."""

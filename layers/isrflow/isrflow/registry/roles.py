@@ -56,9 +56,13 @@ class RoleSpec:
 
     def __post_init__(self) -> None:
         if not _ROLE_NAME.match(self.name):
-            raise ConfigError(f"registry role name {self.name!r}: expected a lower-case identifier (a-z, 0-9, _)")
+            raise ConfigError(
+                f"registry role name {self.name!r}: expected a lower-case identifier (a-z, 0-9, _)"
+            )
         if self.access not in ACCESS_LEVELS:
-            raise ConfigError(f"registry role {self.name}: access {self.access!r} is not one of {ACCESS_LEVELS}")
+            raise ConfigError(
+                f"registry role {self.name}: access {self.access!r} is not one of {ACCESS_LEVELS}"
+            )
         if not self.password:
             raise ConfigError(f"registry role {self.name}: empty password")
 
@@ -134,9 +138,18 @@ def ensure_roles(engine: Engine, roles: Iterable[RoleSpec]) -> list[str]:
                 _set_role(conn, role, schema)
         except sa.exc.ProgrammingError as exc:
             first = str(exc.orig or exc).splitlines()[0]
-            raise RegistryError(f"cannot set up registry roles {names} in schema {schema!r}: {first}") from None
+            raise RegistryError(
+                f"cannot set up registry roles {names} in schema {schema!r}: {first}"
+            ) from None
     return names
 
 
-__all__ = ["ACCESS_LEVELS", "READ_TABLES", "RoleSpec", "WRITER_DELETE_TABLES", "WRITER_TABLES", "ensure_roles",
-           "role_from_secret"]
+__all__ = [
+    "ACCESS_LEVELS",
+    "READ_TABLES",
+    "WRITER_DELETE_TABLES",
+    "WRITER_TABLES",
+    "RoleSpec",
+    "ensure_roles",
+    "role_from_secret",
+]

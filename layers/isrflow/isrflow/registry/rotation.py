@@ -77,19 +77,27 @@ def rotate(event: dict[str, Any], *, client: Any, admin_engine: Callable[[], Eng
         if _pending(client, arn, token) is None:
             current = _value(client, arn, VersionStage=CURRENT)
             password = client.get_random_password(PasswordLength=PASSWORD_LENGTH, ExcludePunctuation=True)[
-                "RandomPassword"]
-            client.put_secret_value(SecretId=arn, ClientRequestToken=token, VersionStages=[PENDING],
-                                    SecretString=json.dumps({**current, "password": password}))
+                "RandomPassword"
+            ]
+            client.put_secret_value(
+                SecretId=arn,
+                ClientRequestToken=token,
+                VersionStages=[PENDING],
+                SecretString=json.dumps({**current, "password": password}),
+            )
         return step
     if step == "finishSecret":
         current = next((v for v, st in stages.items() if CURRENT in st), None)
         if current != token:
-            client.update_secret_version_stage(SecretId=arn, VersionStage=CURRENT, MoveToVersionId=token,
-                                               RemoveFromVersionId=current)
+            client.update_secret_version_stage(
+                SecretId=arn, VersionStage=CURRENT, MoveToVersionId=token, RemoveFromVersionId=current
+            )
         return step
     pending = _pending(client, arn, token)
     if pending is None:
-        raise RotationError(f"secret {arn}: no {PENDING} version {token} to {step} (createSecret did not run?)")
+        raise RotationError(
+            f"secret {arn}: no {PENDING} version {token} to {step} (createSecret did not run?)"
+        )
     role = role_from_secret(pending, arn)
     engine = admin_engine()
     if step == "setSecret":
@@ -101,11 +109,13 @@ def rotate(event: dict[str, Any], *, client: Any, admin_engine: Callable[[], Eng
         with probe.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.DBAPIError as exc:
-        raise RotationError(f"secret {arn}: role {role.name} cannot connect with the pending password: "
-                            f"{str(exc.orig or exc).splitlines()[0]}") from None
+        raise RotationError(
+            f"secret {arn}: role {role.name} cannot connect with the pending password: "
+            f"{str(exc.orig or exc).splitlines()[0]}"
+        ) from None
     finally:
         probe.dispose()
     return step
 
 
-__all__ = ["PASSWORD_LENGTH", "RotationError", "STEPS", "is_rotation_event", "rotate"]
+__all__ = ["PASSWORD_LENGTH", "STEPS", "RotationError", "is_rotation_event", "rotate"]

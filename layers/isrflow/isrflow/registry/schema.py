@@ -17,7 +17,7 @@ another compares the migrated database with these tables).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
     BigInteger,
@@ -39,7 +39,7 @@ from sqlalchemy.types import TypeDecorator
 #: Alembic head revision the code expects.
 SCHEMA_REVISION = "0001"
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_micros(value: datetime) -> int:
@@ -56,8 +56,8 @@ def from_micros(value: int) -> datetime:
 
 
 #: Stored values of an unbounded validity begin / end: the first and last representable instants.
-TIME_MIN = to_micros(datetime.min.replace(tzinfo=timezone.utc))
-TIME_MAX = to_micros(datetime.max.replace(tzinfo=timezone.utc))
+TIME_MIN = to_micros(datetime.min.replace(tzinfo=UTC))
+TIME_MAX = to_micros(datetime.max.replace(tzinfo=UTC))
 
 
 class UtcTime(TypeDecorator[datetime]):

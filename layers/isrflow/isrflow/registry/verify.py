@@ -61,13 +61,15 @@ class VerifyReport:
         return [p for p in self.problems if p.kind == kind]
 
     def counts(self) -> dict[str, int]:
-        out = {k: 0 for k in ("missing", "mismatched", "shared", "unreadable", "unregistered", "temporary")}
+        out = dict.fromkeys(("missing", "mismatched", "shared", "unreadable", "unregistered", "temporary"), 0)
         for p in self.problems:
             out[p.kind] += 1
         return out
 
     def ok(self, strict: bool = False) -> bool:
-        bad = {"missing", "mismatched", "shared", "unreadable"} | ({"unregistered", "temporary"} if strict else set())
+        bad = {"missing", "mismatched", "shared", "unreadable"} | (
+            {"unregistered", "temporary"} if strict else set()
+        )
         return not any(p.kind in bad for p in self.problems)
 
 
@@ -96,10 +98,13 @@ def _check(ref: DatasetRef, report: VerifyReport) -> None:
         return
     report.bytes_read += size
     if ref.size is not None and size != ref.size:
-        report.problems.append(Problem("mismatched", ref.uri, f"size {size} bytes, registered {ref.size}", ref))
+        report.problems.append(
+            Problem("mismatched", ref.uri, f"size {size} bytes, registered {ref.size}", ref)
+        )
     elif ref.sha256 is not None and sha != ref.sha256:
-        report.problems.append(Problem("mismatched", ref.uri, f"sha256 {sha[:12]}..., registered {ref.sha256[:12]}...",
-                                       ref))
+        report.problems.append(
+            Problem("mismatched", ref.uri, f"sha256 {sha[:12]}..., registered {ref.sha256[:12]}...", ref)
+        )
 
 
 def _scan(root: str, registered: set[str], report: VerifyReport) -> None:
@@ -119,9 +124,15 @@ def _scan(root: str, registered: set[str], report: VerifyReport) -> None:
             report.problems.append(Problem("unregistered", path.as_uri(), "no dataset points at it"))
 
 
-def verify_registry(registry, collections: Sequence[str] | None = None, where: str | None = None, *,
-                    dataset_type: str | None = None, scan: bool = True,
-                    progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+def verify_registry(
+    registry,
+    collections: Sequence[str] | None = None,
+    where: str | None = None,
+    *,
+    dataset_type: str | None = None,
+    scan: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerifyReport:
     """Check every selected dataset's file (see the module docstring). ``scan``: also look for
     unregistered and temporary files under the datastore root (only when every RUN is checked,
     i.e. no ``collections``, ``where`` or ``dataset_type``)."""

@@ -57,7 +57,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -132,8 +132,11 @@ class BatchResult:
         a few seconds growing with its receive count, instead of the queue's visibility timeout.
         Items without a receipt handle are left out."""
         retry = {item_id for item_id, _ in self.retry}
-        return [VisibilityChange(i.item_id, i.receipt, retry_visibility_s(i.receive_count))
-                for i in items if i.item_id in retry and i.receipt]
+        return [
+            VisibilityChange(i.item_id, i.receipt, retry_visibility_s(i.receive_count))
+            for i in items
+            if i.item_id in retry and i.receipt
+        ]
 
 
 class _Item:
@@ -758,7 +761,7 @@ def _run(
     give_up_min_age_s: float | None = None,
 ) -> BatchResult:
     """Apply the items in one transaction. ``trial``: do everything, then roll back."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for it in items:
         it.reset()
     with transaction(registry.engine, write=True) as conn:
@@ -846,8 +849,14 @@ def _apply_batch(
         it.age_s = raw.age_s
     while True:
         try:
-            return _run(registry, parsed, strict=False, give_up_after=give_up_after, on_phase=on_phase,
-                        give_up_min_age_s=give_up_min_age_s)
+            return _run(
+                registry,
+                parsed,
+                strict=False,
+                give_up_after=give_up_after,
+                on_phase=on_phase,
+                give_up_min_age_s=give_up_min_age_s,
+            )
         except Exception as exc:
             if not is_poison_error(exc):
                 raise
@@ -855,9 +864,7 @@ def _apply_batch(
             if found is None:
                 raise  # the failure needs several items together: redeliver the batch as it is
             bad, error = found
-            bad.reject_fixed(
-                f"the database refused this {bad.message.kind} message: {_error_summary(error)}"
-            )
+            bad.reject_fixed(f"the database refused this {bad.message.kind} message: {_error_summary(error)}")
 
 
 def is_poison_error(exc: BaseException) -> bool:

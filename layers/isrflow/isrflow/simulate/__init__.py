@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -37,14 +37,18 @@ from .scene import bleed, cosmic_ray_count, cosmic_rays, science_truth
 from .truth import TrueSignatures
 
 SimCamera = Literal["hsc", "lsstcam", "decam", "generic"]
-START = datetime(2026, 11, 20, 1, 0, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)
 
 #: band -> each camera's physical filter name.
 PHYSICAL_FILTERS = {
     "hsc": {"g": "HSC-G", "r": "HSC-R2", "i": "HSC-I2", "z": "HSC-Z", "y": "HSC-Y"},
-    "decam": {"g": "g DECam SDSS c0001 4720.0 1520.0", "r": "r DECam SDSS c0002 6415.0 1480.0",
-              "i": "i DECam SDSS c0003 7835.0 1470.0", "z": "z DECam SDSS c0004 9260.0 1520.0",
-              "y": "Y DECam c0005 10095.0 1130.0"},
+    "decam": {
+        "g": "g DECam SDSS c0001 4720.0 1520.0",
+        "r": "r DECam SDSS c0002 6415.0 1480.0",
+        "i": "i DECam SDSS c0003 7835.0 1470.0",
+        "z": "z DECam SDSS c0004 9260.0 1520.0",
+        "y": "Y DECam c0005 10095.0 1130.0",
+    },
     "lsstcam": {b: f"{b}_{n}" for b, n in zip("ugrizy", ("24", "6", "57", "39", "20", "10"))},
     "generic": {b: b for b in "ugrizy"},
 }
@@ -111,22 +115,39 @@ def sim_camera(name: str, small: bool = False) -> Camera:
     return camera
 
 
-def _observation(req: SimulationRequest, det: Detector, index: int, obs_type: str, physical_filter: str) -> ObservationInfo:
+def _observation(
+    req: SimulationRequest, det: Detector, index: int, obs_type: str, physical_filter: str
+) -> ObservationInfo:
     begin = START + timedelta(seconds=120 * index)
     exptime = EXPTIMES[obs_type] if not req.small else min(EXPTIMES[obs_type], 60.0)
     darktime = exptime if req.camera == "hsc" else exptime + 1.0
     step = 2 if req.camera == "hsc" else 1
     return ObservationInfo(
-        instrument=INSTRUMENTS[req.camera], detector=det.id, detector_name=det.name,
-        exposure=FIRST_EXPOSURE[req.camera] + step * index if req.camera != "lsstcam" else 20261119 * 100000 + index + 1,
-        obs_type=obs_type, physical_filter=physical_filter,
-        band=req.filter if physical_filter != "NONE" else "", exptime=exptime, darktime=darktime,
-        begin=begin, end=begin + timedelta(seconds=exptime), day_obs=int((begin - timedelta(hours=12)).strftime("%Y%m%d")),
+        instrument=INSTRUMENTS[req.camera],
+        detector=det.id,
+        detector_name=det.name,
+        exposure=FIRST_EXPOSURE[req.camera] + step * index
+        if req.camera != "lsstcam"
+        else 20261119 * 100000 + index + 1,
+        obs_type=obs_type,
+        physical_filter=physical_filter,
+        band=req.filter if physical_filter != "NONE" else "",
+        exptime=exptime,
+        darktime=darktime,
+        begin=begin,
+        end=begin + timedelta(seconds=exptime),
+        day_obs=int((begin - timedelta(hours=12)).strftime("%Y%m%d")),
     )
 
 
-def _electrons(req: SimulationRequest, camera: Camera, det: Detector, sig: TrueSignatures, obs: ObservationInfo,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _electrons(
+    req: SimulationRequest,
+    camera: Camera,
+    det: Detector,
+    sig: TrueSignatures,
+    obs: ObservationInfo,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(electrons incl. bias structure, full-well map, truth signal) for one detector frame."""
     shape = sig.bias.shape
     if obs.obs_type == "science":
@@ -149,10 +170,16 @@ def _electrons(req: SimulationRequest, camera: Camera, det: Detector, sig: TrueS
     return electrons, saturated, truth
 
 
-def _calib_header(instrument: str, det: Detector, calib_type: str, physical_filter: str | None = None) -> dict:
+def _calib_header(
+    instrument: str, det: Detector, calib_type: str, physical_filter: str | None = None
+) -> dict:
     header = {
-        formats.KW_INSTRUMENT: instrument, formats.KW_DETECTOR: det.id, formats.KW_DETNAME: det.name,
-        formats.KW_CALIB_TYPE: calib_type, formats.KW_UNITS: formats.CALIB_UNITS[calib_type], "TRUTH": True,
+        formats.KW_INSTRUMENT: instrument,
+        formats.KW_DETECTOR: det.id,
+        formats.KW_DETNAME: det.name,
+        formats.KW_CALIB_TYPE: calib_type,
+        formats.KW_UNITS: formats.CALIB_UNITS[calib_type],
+        "TRUTH": True,
     }
     if physical_filter is not None:
         header[formats.KW_FILTER] = physical_filter
@@ -185,46 +212,76 @@ def simulate(req: SimulationRequest, progress=None, workers: int | None = None) 
         raise ConfigError("--small makes frames of the small generic camera; use --camera generic")
     band = req.filter.lower()
     if band not in PHYSICAL_FILTERS[req.camera]:
-        raise ConfigError(f"--filter {req.filter!r} is not a band of {req.camera} ({', '.join(PHYSICAL_FILTERS[req.camera])})")
+        raise ConfigError(
+            f"--filter {req.filter!r} is not a band of {req.camera} ({', '.join(PHYSICAL_FILTERS[req.camera])})"
+        )
     physical = PHYSICAL_FILTERS[req.camera][band]
     detectors = [camera.detector(d) for d in req.detectors]
     instrument = INSTRUMENTS[req.camera]
     out = Path(req.out)
     plan = [("bias", req.bias), ("dark", req.dark), ("flat", req.flat), ("science", req.science)]
-    exposures = [(obs_type, physical if obs_type in ("flat", "science") else "NONE")
-                 for obs_type, count in plan for _ in range(count)]
+    exposures = [
+        (obs_type, physical if obs_type in ("flat", "science") else "NONE")
+        for obs_type, count in plan
+        for _ in range(count)
+    ]
     tasks_total = max(len(detectors), len(exposures) * len(detectors))
     if workers is None:  # a pool only where it pays for starting its processes (~1 s)
         pixels = sum(int(np.prod(camera.assembled_shape(d))) for d in detectors) * (1 + len(exposures))
         workers = default_workers() if pixels >= POOL_MIN_PIXELS else 1
     workers = min(max(1, int(workers)), tasks_total)
     with frames.executor(workers) as pool:
-        calib_files = dict(zip(req.detectors, pool.map(partial(frames.true_calibrations, req, physical),
-                                                       req.detectors)))
+        calib_files = dict(
+            zip(req.detectors, pool.map(partial(frames.true_calibrations, req, physical), req.detectors))
+        )
         # tasks in exposure order; results taken in that order, so progress counts whole exposures
-        tasks = [[pool.submit(frames.frame, req, index, obs_type, pf, det.id, calib_files[det.id])
-                  for det in detectors] for index, (obs_type, pf) in enumerate(exposures)]
+        tasks = [
+            [
+                pool.submit(frames.frame, req, index, obs_type, pf, det.id, calib_files[det.id])
+                for det in detectors
+            ]
+            for index, (obs_type, pf) in enumerate(exposures)
+        ]
         raws: list[SimulatedRaw] = []
         for index, ((obs_type, pf), futures) in enumerate(zip(exposures, tasks)):
             done = [f.result() for f in futures]
             exposure = done[0].exposure
             truth_paths = {d.detector: d.truth_path for d in done}
             if camera.raw_format == "exposure_mef":
-                path = writers.write_decam(out / "raw" / f"{instrument}-{exposure}.fits", camera,
-                                           [(camera.detector(d.detector), d.obs, d.pixels) for d in done])
-                raws.append(SimulatedRaw(path=str(path), exposure=exposure, obs_type=obs_type, physical_filter=pf,
-                                         detectors=[d.id for d in detectors], truth=truth_paths))
+                path = writers.write_decam(
+                    out / "raw" / f"{instrument}-{exposure}.fits",
+                    camera,
+                    [(camera.detector(d.detector), d.obs, d.pixels) for d in done],
+                )
+                raws.append(
+                    SimulatedRaw(
+                        path=str(path),
+                        exposure=exposure,
+                        obs_type=obs_type,
+                        physical_filter=pf,
+                        detectors=[d.id for d in detectors],
+                        truth=truth_paths,
+                    )
+                )
             else:
                 for d in done:
-                    raws.append(SimulatedRaw(path=d.raw_path, exposure=exposure, obs_type=obs_type,
-                                             physical_filter=pf, detectors=[d.detector],
-                                             truth={d.detector: d.truth_path}))
+                    raws.append(
+                        SimulatedRaw(
+                            path=d.raw_path,
+                            exposure=exposure,
+                            obs_type=obs_type,
+                            physical_filter=pf,
+                            detectors=[d.detector],
+                            truth={d.detector: d.truth_path},
+                        )
+                    )
             tasks[index] = []  # let the finished results (DECam pixels) go
             if progress is not None:
                 progress(index + 1, len(exposures))
     frames.forget()  # the signatures an in-process run kept (~100 MB per HSC detector)
-    manifest = SimulationManifest(camera=req.camera, instrument=instrument, small=req.small, raws=raws,
-                                  calibrations=calib_files)
+    manifest = SimulationManifest(
+        camera=req.camera, instrument=instrument, small=req.small, raws=raws, calibrations=calib_files
+    )
     (out / "manifest.json").write_text(json.dumps(manifest.model_dump(mode="json"), indent=1))
     return manifest
 

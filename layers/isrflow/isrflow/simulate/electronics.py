@@ -19,11 +19,22 @@ from ..isr.assembly import flip, readout_view
 def _drift(rows: int, rng: np.random.Generator) -> np.ndarray:
     """Row-to-row pedestal drift (ADU): a slow sine plus a ramp."""
     y = np.arange(rows, dtype=np.float64)
-    return 2.0 * np.sin(2 * np.pi * y / rng.uniform(300, 900) + rng.uniform(0, 2 * np.pi)) + rng.uniform(-2, 2) * y / rows
+    return (
+        2.0 * np.sin(2 * np.pi * y / rng.uniform(300, 900) + rng.uniform(0, 2 * np.pi))
+        + rng.uniform(-2, 2) * y / rows
+    )
 
 
-def raw_pixels(camera: Camera, detector: Detector, electrons: np.ndarray, saturated: np.ndarray,
-               rng: np.random.Generator, *, crosstalk: bool = False, nonlinearity: bool = False) -> dict[str | None, np.ndarray]:
+def raw_pixels(
+    camera: Camera,
+    detector: Detector,
+    electrons: np.ndarray,
+    saturated: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    crosstalk: bool = False,
+    nonlinearity: bool = False,
+) -> dict[str | None, np.ndarray]:
     """Build every HDU array of one detector's raw from its assembled electron image."""
     amps = camera.amplifiers(detector)
     adu = np.empty(electrons.shape, dtype=np.float64)
@@ -36,7 +47,9 @@ def raw_pixels(camera: Camera, detector: Detector, electrons: np.ndarray, satura
             raise ValueError(f"{camera.instrument} has no crosstalk matrix to inject")
         sources = adu.copy()
         for amp in amps:  # a source saturates at the ADC: clip it the way ISR will see it
-            sources[amp.assembled.slices] = np.minimum(sources[amp.assembled.slices], amp.saturation - amp.bias_level)
+            sources[amp.assembled.slices] = np.minimum(
+                sources[amp.assembled.slices], amp.saturation - amp.bias_level
+            )
         for v, victim in enumerate(amps):
             target = readout_view(adu, victim)
             for s, source in enumerate(amps):
@@ -58,9 +71,9 @@ def raw_pixels(camera: Camera, detector: Detector, electrons: np.ndarray, satura
         rb = amp.raw_box
         pedestal = amp.bias_level + _drift(rb.y1, rng)
         noise_adu = amp.read_noise / amp.gain
-        hdu[rb.slices] = pedestal[rb.y0:rb.y1, None] + rng.normal(0.0, noise_adu, rb.shape)
+        hdu[rb.slices] = pedestal[rb.y0 : rb.y1, None] + rng.normal(0.0, noise_adu, rb.shape)
         signal = flip(adu[amp.assembled.slices], amp.flip_x, amp.flip_y)
-        hdu[amp.data.slices] = signal + pedestal[amp.data.y0:amp.data.y1, None]
+        hdu[amp.data.slices] = signal + pedestal[amp.data.y0 : amp.data.y1, None]
         full = flip(saturated[amp.assembled.slices], amp.flip_x, amp.flip_y)
         data = hdu[amp.data.slices]
         np.minimum(data, amp.saturation, out=data)

@@ -88,11 +88,23 @@ def true_calibrations(req, physical: str, det_id: int):
     exact = partial(write_exposure, compression="none")  # truth is never quantized
     base = Path(req.out) / "truth" / "calib" / f"{instrument}-{det.id:03d}"
     files = TrueCalibrationFiles(
-        bias=str(exact(f"{base}-bias.fits", Exposure(sig.bias, header=_calib_header(instrument, det, "bias")))),
-        dark=str(exact(f"{base}-dark.fits", Exposure(sig.dark, header=_calib_header(instrument, det, "dark")))),
-        flat={physical: str(exact(f"{base}-flat-{_safe(physical)}.fits",
-                                  Exposure(sig.flat, header=_calib_header(instrument, det, "flat", physical))))},
-        defects=str(write_defects(f"{base}-defects.fits", sig.defects, _calib_header(instrument, det, "defects"))),
+        bias=str(
+            exact(f"{base}-bias.fits", Exposure(sig.bias, header=_calib_header(instrument, det, "bias")))
+        ),
+        dark=str(
+            exact(f"{base}-dark.fits", Exposure(sig.dark, header=_calib_header(instrument, det, "dark")))
+        ),
+        flat={
+            physical: str(
+                exact(
+                    f"{base}-flat-{_safe(physical)}.fits",
+                    Exposure(sig.flat, header=_calib_header(instrument, det, "flat", physical)),
+                )
+            )
+        },
+        defects=str(
+            write_defects(f"{base}-defects.fits", sig.defects, _calib_header(instrument, det, "defects"))
+        ),
     )
     _remember(_key(req, det_id), (sig.bias, sig.dark, sig.flat))
     return files
@@ -109,16 +121,18 @@ def _planes(req, det_id: int, files) -> tuple[np.ndarray, np.ndarray, np.ndarray
         _signatures.move_to_end(key)
         return _signatures[key]
     flat_path = next(iter(files.flat.values()))
-    planes = tuple(np.ascontiguousarray(read_exposure(p).image, dtype=np.float32)
-                   for p in (files.bias, files.dark, flat_path))
+    planes = tuple(
+        np.ascontiguousarray(read_exposure(p).image, dtype=np.float32)
+        for p in (files.bias, files.dark, flat_path)
+    )
     _remember(key, planes)
     return planes
 
 
 def frame(req, index: int, obs_type: str, physical_filter: str, det_id: int, files) -> FrameResult:
     """Simulate exposure ``index`` of detector ``det_id``: write its truth signal (and its raw file)."""
-    from . import INSTRUMENTS, _calib_header, _electrons, _observation, sim_camera, writers
     from .. import formats
+    from . import INSTRUMENTS, _calib_header, _electrons, _observation, sim_camera, writers
     from .electronics import raw_pixels
     from .truth import TrueSignatures
 
@@ -130,12 +144,15 @@ def frame(req, index: int, obs_type: str, physical_filter: str, det_id: int, fil
     obs = _observation(req, det, index, obs_type, physical_filter)
     rng = np.random.default_rng([req.seed, 2, index, det.id])
     electrons, saturated, truth = _electrons(req, camera, det, sig, obs, rng)
-    pixels = raw_pixels(camera, det, electrons, saturated, rng, crosstalk=req.crosstalk,
-                        nonlinearity=req.nonlinearity)
+    pixels = raw_pixels(
+        camera, det, electrons, saturated, rng, crosstalk=req.crosstalk, nonlinearity=req.nonlinearity
+    )
     out = Path(req.out)
     truth_path = out / "truth" / "signal" / f"{instrument}-{obs.exposure}-{det.id:03d}.fits"
-    header = _calib_header(instrument, det, "bias") | {formats.KW_CALIB_TYPE: "truth",
-                                                       formats.KW_EXPOSURE: obs.exposure}
+    header = _calib_header(instrument, det, "bias") | {
+        formats.KW_CALIB_TYPE: "truth",
+        formats.KW_EXPOSURE: obs.exposure,
+    }
     # noiseless signals: bit-exact GZIP_2, so a calibration frame's signal (all zeros, or one constant
     # for flats) takes ~50 kB instead of 34 MB on an HSC detector (the demo keeps 60 of them)
     truth_file = str(write_exposure(truth_path, Exposure(truth, header=header), compression="lossless"))
@@ -143,7 +160,12 @@ def frame(req, index: int, obs_type: str, physical_filter: str, det_id: int, fil
     if camera.raw_format == "exposure_mef":
         result.pixels = pixels
     else:
-        write = {"hsc": writers.write_hsc, "lsstcam": writers.write_lsstcam, "generic": writers.write_generic}[req.camera]
-        result.raw_path = str(write(out / "raw" / f"{instrument}-{obs.exposure}-{det.id:03d}.fits", camera, det, obs,
-                                    pixels))
+        write = {
+            "hsc": writers.write_hsc,
+            "lsstcam": writers.write_lsstcam,
+            "generic": writers.write_generic,
+        }[req.camera]
+        result.raw_path = str(
+            write(out / "raw" / f"{instrument}-{obs.exposure}-{det.id:03d}.fits", camera, det, obs, pixels)
+        )
     return result

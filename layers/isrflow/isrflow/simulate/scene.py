@@ -12,8 +12,14 @@ PSF_SIGMA_PX = 1.6
 STAR_STAMP_HALF = 12
 
 
-def science_truth(shape: tuple[int, int], rng: np.random.Generator, sky: float, n_stars: int,
-                  bright_fraction: float = 0.01, peak_max: float = 4.0e5) -> np.ndarray:
+def science_truth(
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    sky: float,
+    n_stars: int,
+    bright_fraction: float = 0.01,
+    peak_max: float = 4.0e5,
+) -> np.ndarray:
     """Sky (e-) plus Gaussian stars with a power-law peak distribution; a few saturate."""
     rows, cols = shape
     image = np.full(shape, sky, dtype=np.float32)
@@ -29,8 +35,12 @@ def science_truth(shape: tuple[int, int], rng: np.random.Generator, sky: float, 
         iy, ix = int(yc), int(xc)
         y0, y1 = max(0, iy - STAR_STAMP_HALF), min(rows, iy + STAR_STAMP_HALF + 1)
         x0, x1 = max(0, ix - STAR_STAMP_HALF), min(cols, ix + STAR_STAMP_HALF + 1)
-        gy = np.exp(-0.5 * ((grid + iy - yc) / PSF_SIGMA_PX) ** 2)[(y0 - iy + STAR_STAMP_HALF):(y1 - iy + STAR_STAMP_HALF)]
-        gx = np.exp(-0.5 * ((grid + ix - xc) / PSF_SIGMA_PX) ** 2)[(x0 - ix + STAR_STAMP_HALF):(x1 - ix + STAR_STAMP_HALF)]
+        gy = np.exp(-0.5 * ((grid + iy - yc) / PSF_SIGMA_PX) ** 2)[
+            (y0 - iy + STAR_STAMP_HALF) : (y1 - iy + STAR_STAMP_HALF)
+        ]
+        gx = np.exp(-0.5 * ((grid + ix - xc) / PSF_SIGMA_PX) ** 2)[
+            (x0 - ix + STAR_STAMP_HALF) : (x1 - ix + STAR_STAMP_HALF)
+        ]
         image[y0:y1, x0:x1] += np.float32(peak) * np.outer(gy, gx).astype(np.float32)
     return image
 
@@ -51,8 +61,9 @@ def cosmic_rays(shape: tuple[int, int], rng: np.random.Generator, count: int) ->
     return deposit
 
 
-def cosmic_ray_count(shape: tuple[int, int], pixel_um: float, darktime: float, rate: float,
-                     rng: np.random.Generator) -> int:
+def cosmic_ray_count(
+    shape: tuple[int, int], pixel_um: float, darktime: float, rate: float, rng: np.random.Generator
+) -> int:
     """Poisson number of cosmic rays for a detector area (cm^2) over darktime (s); rate per cm^2 per minute."""
     area_cm2 = shape[0] * shape[1] * (pixel_um * 1e-4) ** 2
     return int(rng.poisson(rate * area_cm2 * darktime / 60.0))

@@ -31,7 +31,7 @@ def parse_timestamp(value: Any) -> datetime | None:
         return None
     text = value
     if m.group(1) and len(m.group(1)) > 7:  # more than microseconds: truncate
-        text = value[:m.start(1) + 7] + value[m.end(1):]
+        text = value[: m.start(1) + 7] + value[m.end(1) :]
     text = text.replace("Z", "+00:00")
     try:
         return datetime.fromisoformat(text)
@@ -43,8 +43,13 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-_CMP = {"Equals": operator.eq, "LessThan": operator.lt, "GreaterThan": operator.gt,
-        "LessThanEquals": operator.le, "GreaterThanEquals": operator.ge}
+_CMP = {
+    "Equals": operator.eq,
+    "LessThan": operator.lt,
+    "GreaterThan": operator.gt,
+    "LessThanEquals": operator.le,
+    "GreaterThanEquals": operator.ge,
+}
 
 # family -> (type check of a value, converter)
 _FAMILIES: dict[str, tuple[Callable[[Any], bool], Callable[[Any], Any]]] = {
@@ -68,7 +73,9 @@ TYPE_TESTS: dict[str, Callable[[Any], bool]] = {
     "IsTimestamp": lambda v: parse_timestamp(v) is not None,
 }
 
-OPERATORS = set(COMPARISONS) | {k + "Path" for k in COMPARISONS} | set(TYPE_TESTS) | {"IsPresent", "StringMatches"}
+OPERATORS = (
+    set(COMPARISONS) | {k + "Path" for k in COMPARISONS} | set(TYPE_TESTS) | {"IsPresent", "StringMatches"}
+)
 
 
 class ChoiceRuleError(ValueError):
@@ -121,8 +128,10 @@ class Rule:
         except PathNotFound:
             if kind == "IsPresent":
                 return not self.operand
-            raise ChoiceRuntimeError(f"Invalid path '{self.variable.text}': The choice state's condition "
-                                     f"path references an invalid value.") from None
+            raise ChoiceRuntimeError(
+                f"Invalid path '{self.variable.text}': The choice state's condition "
+                f"path references an invalid value."
+            ) from None
         if kind == "IsPresent":
             return bool(self.operand)
         if kind == "type":
@@ -135,8 +144,10 @@ class Rule:
             try:
                 other = self.operand_path.apply(data, ctx_obj)
             except PathNotFound:
-                raise ChoiceRuntimeError(f"Invalid path '{self.operand_path.text}': The choice state's "
-                                         f"condition path references an invalid value.") from None
+                raise ChoiceRuntimeError(
+                    f"Invalid path '{self.operand_path.text}': The choice state's "
+                    f"condition path references an invalid value."
+                ) from None
             if not check(other):
                 return False
             other = convert(other)
@@ -155,7 +166,9 @@ def compile_rule(rule: Any, top: bool, where: str = "") -> Rule:
     if not isinstance(rule, dict):
         raise ChoiceRuleError(where, "a Choice Rule must be a JSON object")
     if "Assign" in rule:
-        raise ChoiceRuleError(where + ".Assign", "variables (Assign) are not supported by the local interpreter")
+        raise ChoiceRuleError(
+            where + ".Assign", "variables (Assign) are not supported by the local interpreter"
+        )
     if "Condition" in rule:
         raise ChoiceRuleError(where + ".Condition", "JSONata conditions are not supported (JSONPath only)")
     r = Rule()
@@ -169,12 +182,18 @@ def compile_rule(rule: Any, top: bool, where: str = "") -> Rule:
         raise ChoiceRuleError(where + ".Next", "a nested Choice Rule must not have 'Next'")
     bools = [k for k in ("And", "Or", "Not") if k in rule]
     ops = [k for k in rule if k in OPERATORS]
-    unknown = [k for k in rule if k not in OPERATORS and k not in _RULE_META and k not in ("And", "Or", "Not", "Variable")]
+    unknown = [
+        k
+        for k in rule
+        if k not in OPERATORS and k not in _RULE_META and k not in ("And", "Or", "Not", "Variable")
+    ]
     if unknown:
         raise ChoiceRuleError(where + "." + unknown[0], "unknown field in a Choice Rule")
     if bools:
         if len(bools) > 1 or ops or "Variable" in rule:
-            raise ChoiceRuleError(where, "a Boolean expression has exactly one of And, Or, Not and no Variable/operator")
+            raise ChoiceRuleError(
+                where, "a Boolean expression has exactly one of And, Or, Not and no Variable/operator"
+            )
         kind = bools[0]
         r.kind = kind
         value = rule[kind]
@@ -192,7 +211,9 @@ def compile_rule(rule: Any, top: bool, where: str = "") -> Rule:
     except PathSyntaxError as exc:
         raise ChoiceRuleError(where + ".Variable", str(exc)) from None
     if len(ops) != 1:
-        raise ChoiceRuleError(where, f"a Data-test expression needs exactly one comparison operator, found {ops or 'none'}")
+        raise ChoiceRuleError(
+            where, f"a Data-test expression needs exactly one comparison operator, found {ops or 'none'}"
+        )
     op = ops[0]
     operand = rule[op]
     loc = f"{where}.{op}"
@@ -223,8 +244,12 @@ def compile_rule(rule: Any, top: bool, where: str = "") -> Rule:
         return r
     check, convert = _FAMILIES[r.family]
     if not check(operand):
-        want = {"String": "a string", "Numeric": "a number", "Boolean": "a boolean",
-                "Timestamp": "an RFC 3339 timestamp such as 2016-03-14T01:59:00Z"}[r.family]
+        want = {
+            "String": "a string",
+            "Numeric": "a number",
+            "Boolean": "a boolean",
+            "Timestamp": "an RFC 3339 timestamp such as 2016-03-14T01:59:00Z",
+        }[r.family]
         raise ChoiceRuleError(loc, f"must be {want}")
     r.operand = convert(operand)
     return r
@@ -235,4 +260,5 @@ def rule_uses_context(rule: Rule) -> bool:
     if rule.kind in ("And", "Or", "Not"):
         return any(rule_uses_context(c) for c in rule.children)
     return bool(rule.variable is not None and rule.variable.context) or bool(
-        rule.operand_path is not None and rule.operand_path.context)
+        rule.operand_path is not None and rule.operand_path.context
+    )

@@ -36,9 +36,9 @@ OUTPUT_TYPES = ("JSON", "JSONL")
 
 _UNSUPPORTED_FIELDS = {
     "ItemBatcher": "ItemBatcher is not supported: cluster items in the producing step instead "
-                   "(one Map item = one batch), which behaves the same on AWS, locally and in moto",
+    "(one Map item = one batch), which behaves the same on AWS, locally and in moto",
     "ToleratedFailurePercentage": "ToleratedFailurePercentage is not supported: Catch per item and decide "
-                                  "in a later step (moto ignores it, so it cannot be cross-checked)",
+    "in a later step (moto ignores it, so it cannot be cross-checked)",
     "ToleratedFailurePercentagePath": "ToleratedFailurePercentagePath is not supported (see ToleratedFailurePercentage)",
     "ToleratedFailureCount": "ToleratedFailureCount is not supported: Catch per item and decide in a later step",
     "ToleratedFailureCountPath": "ToleratedFailureCountPath is not supported (see ToleratedFailureCount)",
@@ -55,21 +55,37 @@ _IO = {"InputPath", "OutputPath"}
 _FLOW = {"Next", "End"}
 _RESULT = {"Parameters", "ResultSelector", "ResultPath", "Retry", "Catch"}
 ALLOWED_FIELDS = {
-    "Task": _COMMON | _IO | _FLOW | _RESULT | {"Resource", "TimeoutSeconds", "TimeoutSecondsPath",
-                                                "HeartbeatSeconds", "HeartbeatSecondsPath"},
+    "Task": _COMMON
+    | _IO
+    | _FLOW
+    | _RESULT
+    | {"Resource", "TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds", "HeartbeatSecondsPath"},
     "Pass": _COMMON | _IO | _FLOW | {"Parameters", "ResultPath", "Result"},
     "Choice": _COMMON | _IO | {"Choices", "Default"},
     "Wait": _COMMON | _IO | _FLOW | {"Seconds", "SecondsPath", "Timestamp", "TimestampPath"},
     "Succeed": _COMMON | _IO,
     "Fail": _COMMON | {"Error", "ErrorPath", "Cause", "CausePath"},
     "Parallel": _COMMON | _IO | _FLOW | _RESULT | {"Branches"},
-    "Map": _COMMON | _IO | _FLOW | _RESULT | {"ItemSelector", "ItemsPath", "ItemProcessor", "Iterator",
-                                               "MaxConcurrency", "MaxConcurrencyPath", "ItemReader", "ResultWriter",
-                                               "Label"},
+    "Map": _COMMON
+    | _IO
+    | _FLOW
+    | _RESULT
+    | {
+        "ItemSelector",
+        "ItemsPath",
+        "ItemProcessor",
+        "Iterator",
+        "MaxConcurrency",
+        "MaxConcurrencyPath",
+        "ItemReader",
+        "ResultWriter",
+        "Label",
+    },
 }
 
 
 # --------------------------------------------------------------------------- compiled model
+
 
 class Retrier:
     __slots__ = (
@@ -81,8 +97,15 @@ class Retrier:
         "max_delay_seconds",
     )
 
-    def __init__(self, error_equals, interval_seconds=1, max_attempts=3, backoff_rate=2.0,
-                 max_delay_seconds=None, jitter_strategy="NONE"):
+    def __init__(
+        self,
+        error_equals,
+        interval_seconds=1,
+        max_attempts=3,
+        backoff_rate=2.0,
+        max_delay_seconds=None,
+        jitter_strategy="NONE",
+    ):
         self.error_equals = tuple(error_equals)
         self.interval_seconds = interval_seconds
         self.max_attempts = max_attempts
@@ -92,7 +115,7 @@ class Retrier:
 
     def delay(self, retries_done: int) -> float:
         """The wait before the next attempt (before jitter), given this retrier's retries so far."""
-        d = self.interval_seconds * (self.backoff_rate ** retries_done)
+        d = self.interval_seconds * (self.backoff_rate**retries_done)
         if self.max_delay_seconds is not None:
             d = min(d, self.max_delay_seconds)
         return d
@@ -248,8 +271,10 @@ class MapState(State):
         self.label: str | None = obj.get("Label")
 
 
-_STATE_CLASSES = {c.type: c for c in (TaskState, PassState, ChoiceState, WaitState, SucceedState, FailState,
-                                      ParallelState, MapState)}
+_STATE_CLASSES = {
+    c.type: c
+    for c in (TaskState, PassState, ChoiceState, WaitState, SucceedState, FailState, ParallelState, MapState)
+}
 
 
 class Graph:
@@ -270,8 +295,15 @@ class StateMachine:
     :class:`UnsupportedFeatureError`.
     """
 
-    def __init__(self, name: str, definition: dict, graph: Graph, timeout_seconds: int | None,
-                 all_states: dict[str, State], arn: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        definition: dict,
+        graph: Graph,
+        timeout_seconds: int | None,
+        all_states: dict[str, State],
+        arn: str | None = None,
+    ):
         self.name = name
         self.definition = definition
         self.graph = graph
@@ -284,8 +316,14 @@ class StateMachine:
         return f"<StateMachine {self.name!r}: {len(self.states)} states>"
 
     @classmethod
-    def from_json(cls, definition: str | bytes | dict, name: str = "StateMachine", *,
-                  substitutions: dict[str, str] | None = None, arn: str | None = None) -> StateMachine:
+    def from_json(
+        cls,
+        definition: str | bytes | dict,
+        name: str = "StateMachine",
+        *,
+        substitutions: dict[str, str] | None = None,
+        arn: str | None = None,
+    ) -> StateMachine:
         if isinstance(definition, (bytes, bytearray)):
             definition = definition.decode("utf-8")
         if isinstance(definition, str):
@@ -303,8 +341,14 @@ class StateMachine:
         return cls(name, definition, graph, timeout, builder.all_states, arn)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, name: str | None = None, *,
-                  substitutions: dict[str, str] | None = None, arn: str | None = None) -> StateMachine:
+    def from_file(
+        cls,
+        path: str | os.PathLike,
+        name: str | None = None,
+        *,
+        substitutions: dict[str, str] | None = None,
+        arn: str | None = None,
+    ) -> StateMachine:
         with open(path, encoding="utf-8") as f:
             text = f.read()
         if name is None:
@@ -343,6 +387,7 @@ def substitute(definition: Any, substitutions: dict[str, str], name: str = "") -
 
 
 # --------------------------------------------------------------------------- builder
+
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
@@ -388,7 +433,9 @@ class _Builder:
     def result_path(self, obj: dict, where: str, field="ResultPath"):
         p = self.path(obj, field, where, reference=True)
         if p is not None and p.context:
-            self.bad(f"{where}.{field}", "ResultPath must not begin with '$$' (it cannot write the Context Object)")
+            self.bad(
+                f"{where}.{field}", "ResultPath must not begin with '$$' (it cannot write the Context Object)"
+            )
             return ROOT
         return p
 
@@ -406,8 +453,10 @@ class _Builder:
             return default
         v = obj[field]
         if not _is_int(v) or v < minimum:
-            self.bad(f"{where}.{field}", "must be a positive integer" if minimum == 1 else
-                     f"must be an integer >= {minimum}")
+            self.bad(
+                f"{where}.{field}",
+                "must be a positive integer" if minimum == 1 else f"must be an integer >= {minimum}",
+            )
             return default
         return v
 
@@ -415,10 +464,16 @@ class _Builder:
         if not isinstance(name, str):
             self.bad(where, "must be a state name (string)")
         elif name not in graph_names:
-            self.bad(where, f"names state {name!r}, which does not exist in this scope"
-                     + ("" if name not in self.names_where else
-                        f" (it is defined at {self.names_where[name]}; a transition cannot cross into or out "
-                        f"of a Parallel branch or Map processor)"))
+            self.bad(
+                where,
+                f"names state {name!r}, which does not exist in this scope"
+                + (
+                    ""
+                    if name not in self.names_where
+                    else f" (it is defined at {self.names_where[name]}; a transition cannot cross into or out "
+                    f"of a Parallel branch or Map processor)"
+                ),
+            )
 
     # -- top level and graphs
     def top(self, d: dict):
@@ -430,7 +485,7 @@ class _Builder:
         if ql != "JSONPath":
             self.bad("QueryLanguage", _UNSUPPORTED_FIELDS["QueryLanguage"], unsupported=ql == "JSONata")
         if "Version" in d and d["Version"] != "1.0":
-            self.bad("Version", "only version \"1.0\" exists")
+            self.bad("Version", 'only version "1.0" exists')
         timeout = self.int_field(d, "TimeoutSeconds", "", 1)
         if timeout is None and "TimeoutSeconds" in d:
             pass
@@ -454,8 +509,11 @@ class _Builder:
             if len(name) > 80:
                 self.bad(loc, "a state name must be at most 80 characters")
             if name in self.names_where:
-                self.bad(loc, f"duplicate state name (also at {self.names_where[name]}); names must be "
-                              f"unique in the whole state machine")
+                self.bad(
+                    loc,
+                    f"duplicate state name (also at {self.names_where[name]}); names must be "
+                    f"unique in the whole state machine",
+                )
             else:
                 self.names_where[name] = loc
             st = self.state(name, obj, loc)
@@ -489,8 +547,9 @@ class _Builder:
             return None
         typ = obj.get("Type")
         if typ not in _STATE_CLASSES:
-            self.bad(where + ".Type", f"unknown or missing state Type {typ!r} "
-                                      f"(one of {', '.join(_STATE_CLASSES)})")
+            self.bad(
+                where + ".Type", f"unknown or missing state Type {typ!r} (one of {', '.join(_STATE_CLASSES)})"
+            )
             return None
         for k in obj:
             if k in ALLOWED_FIELDS[typ]:
@@ -557,8 +616,15 @@ class _Builder:
                 self.bad(loc, "a Retrier must be an object")
                 continue
             for k in r:
-                if k not in ("ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds",
-                             "JitterStrategy", "Comment"):
+                if k not in (
+                    "ErrorEquals",
+                    "IntervalSeconds",
+                    "MaxAttempts",
+                    "BackoffRate",
+                    "MaxDelaySeconds",
+                    "JitterStrategy",
+                    "Comment",
+                ):
                     self.bad(f"{loc}.{k}", "field not allowed in a Retrier")
             ee = self.error_equals(r, loc, i == len(rs) - 1)
             interval = self.int_field(r, "IntervalSeconds", loc, 1, 1)
@@ -570,7 +636,7 @@ class _Builder:
             max_delay = self.int_field(r, "MaxDelaySeconds", loc, 1, None)
             jitter = r.get("JitterStrategy", "NONE")
             if jitter not in ("NONE", "FULL"):
-                self.bad(loc + ".JitterStrategy", "must be \"FULL\" or \"NONE\"")
+                self.bad(loc + ".JitterStrategy", 'must be "FULL" or "NONE"')
                 jitter = "NONE"
             out.append(Retrier(ee, interval, attempts, float(backoff), max_delay, jitter))
         return out
@@ -606,10 +672,12 @@ class _Builder:
                 self.bad(where, f"a Task cannot have both {f} and {f}Path")
         st.timeout_seconds = self.int_field(obj, "TimeoutSeconds", where, 1)
         st.heartbeat_seconds = self.int_field(obj, "HeartbeatSeconds", where, 1)
-        st.timeout_seconds_path = self.path(obj, "TimeoutSecondsPath", where, reference=True, nullable=False,
-                                            default=None)
-        st.heartbeat_seconds_path = self.path(obj, "HeartbeatSecondsPath", where, reference=True, nullable=False,
-                                              default=None)
+        st.timeout_seconds_path = self.path(
+            obj, "TimeoutSecondsPath", where, reference=True, nullable=False, default=None
+        )
+        st.heartbeat_seconds_path = self.path(
+            obj, "HeartbeatSecondsPath", where, reference=True, nullable=False, default=None
+        )
         if st.timeout_seconds and st.heartbeat_seconds and st.heartbeat_seconds >= st.timeout_seconds:
             self.bad(where + ".HeartbeatSeconds", "must be smaller than TimeoutSeconds")
 
@@ -633,15 +701,21 @@ class _Builder:
     def _wait(self, st: WaitState, obj: dict, where: str) -> None:
         given = [f for f in ("Seconds", "SecondsPath", "Timestamp", "TimestampPath") if f in obj]
         if len(given) != 1:
-            self.bad(where, "a Wait state needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath")
+            self.bad(
+                where, "a Wait state needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath"
+            )
         st.seconds = self.int_field(obj, "Seconds", where, 0)
         st.seconds_path = self.path(obj, "SecondsPath", where, reference=True, nullable=False, default=None)
-        st.timestamp_path = self.path(obj, "TimestampPath", where, reference=True, nullable=False, default=None)
+        st.timestamp_path = self.path(
+            obj, "TimestampPath", where, reference=True, nullable=False, default=None
+        )
         if "Timestamp" in obj:
             st.timestamp = parse_timestamp(obj["Timestamp"])
             if st.timestamp is None:
-                self.bad(where + ".Timestamp", "must be an RFC 3339 timestamp such as 2016-03-14T01:59:00Z "
-                                               "(uppercase T and Z)")
+                self.bad(
+                    where + ".Timestamp",
+                    "must be an RFC 3339 timestamp such as 2016-03-14T01:59:00Z (uppercase T and Z)",
+                )
 
     def _succeed(self, st, obj, where) -> None:
         pass
@@ -715,12 +789,16 @@ class _Builder:
             et = cfg.get("ExecutionType")
             if mode == "DISTRIBUTED":
                 if et is None:
-                    self.bad(ploc + ".ProcessorConfig.ExecutionType", "required with Mode DISTRIBUTED "
-                                                                      "(STANDARD)")
+                    self.bad(
+                        ploc + ".ProcessorConfig.ExecutionType", "required with Mode DISTRIBUTED (STANDARD)"
+                    )
                 elif et == "EXPRESS":
-                    self.bad(ploc + ".ProcessorConfig.ExecutionType",
-                             "EXPRESS child executions are not supported: use STANDARD (EXPRESS children "
-                             "cannot run .sync tasks and moto rejects them)", unsupported=True)
+                    self.bad(
+                        ploc + ".ProcessorConfig.ExecutionType",
+                        "EXPRESS child executions are not supported: use STANDARD (EXPRESS children "
+                        "cannot run .sync tasks and moto rejects them)",
+                        unsupported=True,
+                    )
                 elif et != "STANDARD":
                     self.bad(ploc + ".ProcessorConfig.ExecutionType", "must be STANDARD or EXPRESS")
             elif et is not None:
@@ -732,8 +810,9 @@ class _Builder:
         if "MaxConcurrency" in obj and "MaxConcurrencyPath" in obj:
             self.bad(where, "a Map state cannot have both MaxConcurrency and MaxConcurrencyPath")
         st.max_concurrency = self.int_field(obj, "MaxConcurrency", where, 0, 0)
-        st.max_concurrency_path = self.path(obj, "MaxConcurrencyPath", where, reference=True, nullable=False,
-                                            default=None)
+        st.max_concurrency_path = self.path(
+            obj, "MaxConcurrencyPath", where, reference=True, nullable=False, default=None
+        )
         if "Label" in obj:
             if not st.distributed:
                 self.bad(where + ".Label", "only allowed in a DISTRIBUTED Map")
@@ -755,11 +834,20 @@ class _Builder:
         rw = ResultWriter()
         for k in r:
             if k not in ("Resource", "Parameters", "WriterConfig"):
-                self.bad(f"{where}.{k}", "field not allowed in a ResultWriter"
-                         if k != "Arguments" else _UNSUPPORTED_FIELDS["Arguments"], unsupported=k == "Arguments")
+                self.bad(
+                    f"{where}.{k}",
+                    "field not allowed in a ResultWriter"
+                    if k != "Arguments"
+                    else _UNSUPPORTED_FIELDS["Arguments"],
+                    unsupported=k == "Arguments",
+                )
         if "Resource" not in r and "Parameters" not in r:
-            self.bad(where, "a ResultWriter with only WriterConfig (results transformed into the state output, "
-                            "not exported) is not supported: give Resource and Parameters", unsupported=True)
+            self.bad(
+                where,
+                "a ResultWriter with only WriterConfig (results transformed into the state output, "
+                "not exported) is not supported: give Resource and Parameters",
+                unsupported=True,
+            )
         elif r.get("Resource") != S3_PUT_OBJECT:
             self.bad(where + ".Resource", f"must be {S3_PUT_OBJECT}")
         elif not isinstance(r.get("Parameters"), dict):
@@ -778,7 +866,9 @@ class _Builder:
             return rw
         for k in cfg:
             if k not in ("Transformation", "OutputType"):
-                self.bad(f"{where}.WriterConfig.{k}", "field not allowed (Transformation and OutputType only)")
+                self.bad(
+                    f"{where}.WriterConfig.{k}", "field not allowed (Transformation and OutputType only)"
+                )
         rw.transformation = cfg.get("Transformation", "NONE")
         if rw.transformation not in TRANSFORMATIONS:
             self.bad(where + ".WriterConfig.Transformation", f"must be one of {', '.join(TRANSFORMATIONS)}")
@@ -794,13 +884,22 @@ class _Builder:
         ir = ItemReader()
         for k in r:
             if k not in ("Resource", "Parameters", "ReaderConfig"):
-                self.bad(f"{where}.{k}", "field not allowed in an ItemReader"
-                         if k != "Arguments" else _UNSUPPORTED_FIELDS["Arguments"], unsupported=k == "Arguments")
+                self.bad(
+                    f"{where}.{k}",
+                    "field not allowed in an ItemReader"
+                    if k != "Arguments"
+                    else _UNSUPPORTED_FIELDS["Arguments"],
+                    unsupported=k == "Arguments",
+                )
         res = r.get("Resource")
         if res != S3_GET_OBJECT:
             known = isinstance(res, str) and res.startswith("arn:aws:states:::s3:")
-            self.bad(where + ".Resource", f"only {S3_GET_OBJECT} (a JSON array object) is supported"
-                     + (f", not {res!r}" if known else ""), unsupported=known)
+            self.bad(
+                where + ".Resource",
+                f"only {S3_GET_OBJECT} (a JSON array object) is supported"
+                + (f", not {res!r}" if known else ""),
+                unsupported=known,
+            )
         ir.parameters = self.template(r, "Parameters", where)
         cfg = r.get("ReaderConfig", {})
         if not isinstance(cfg, dict):
@@ -808,20 +907,28 @@ class _Builder:
             return ir
         for k in cfg:
             if k not in ("InputType", "MaxItems", "MaxItemsPath"):
-                self.bad(f"{where}.ReaderConfig.{k}", "not supported (the JSON reader takes InputType and "
-                                                     "MaxItems/MaxItemsPath)", unsupported=True)
+                self.bad(
+                    f"{where}.ReaderConfig.{k}",
+                    "not supported (the JSON reader takes InputType and MaxItems/MaxItemsPath)",
+                    unsupported=True,
+                )
         it = cfg.get("InputType")
         if res == S3_GET_OBJECT and it != "JSON":
             known = it in ("CSV", "JSONL", "PARQUET", "MANIFEST")
-            self.bad(where + ".ReaderConfig.InputType", "only InputType JSON is supported"
-                     + (f", not {it}" if known else " (required for s3:getObject)"), unsupported=known)
+            self.bad(
+                where + ".ReaderConfig.InputType",
+                "only InputType JSON is supported"
+                + (f", not {it}" if known else " (required for s3:getObject)"),
+                unsupported=known,
+            )
         if "MaxItems" in cfg and "MaxItemsPath" in cfg:
             self.bad(where + ".ReaderConfig", "cannot have both MaxItems and MaxItemsPath")
         ir.max_items = self.int_field(cfg, "MaxItems", where + ".ReaderConfig", 1)
         if ir.max_items is not None and ir.max_items > 100_000_000:
             self.bad(where + ".ReaderConfig.MaxItems", "must be at most 100000000")
-        ir.max_items_path = self.path(cfg, "MaxItemsPath", where + ".ReaderConfig", reference=True,
-                                      nullable=False, default=None)
+        ir.max_items_path = self.path(
+            cfg, "MaxItemsPath", where + ".ReaderConfig", reference=True, nullable=False, default=None
+        )
         return ir
 
 

@@ -66,8 +66,10 @@ class IntegrationNotConfigured(AslError):
 
     def __init__(self, resource: str, hint: str = ""):
         self.resource = resource
-        super().__init__(f"no local implementation is configured for Task resource {resource!r}"
-                         + (f"; {hint}" if hint else ""))
+        super().__init__(
+            f"no local implementation is configured for Task resource {resource!r}"
+            + (f"; {hint}" if hint else "")
+        )
 
 
 class ExecutionAlreadyExists(AslError):

@@ -93,9 +93,18 @@ class History:
 
 
 _ATTEMPT_EVENTS = {"TaskScheduled", "LambdaFunctionScheduled", "MapStateStarted", "ParallelStateStarted"}
-_FAILURE_EVENTS = {"TaskFailed", "TaskTimedOut", "TaskStartFailed", "TaskSubmitFailed", "LambdaFunctionFailed",
-                   "LambdaFunctionTimedOut", "LambdaFunctionStartFailed", "LambdaFunctionScheduleFailed",
-                   "MapStateFailed", "ParallelStateFailed"}
+_FAILURE_EVENTS = {
+    "TaskFailed",
+    "TaskTimedOut",
+    "TaskStartFailed",
+    "TaskSubmitFailed",
+    "LambdaFunctionFailed",
+    "LambdaFunctionTimedOut",
+    "LambdaFunctionStartFailed",
+    "LambdaFunctionScheduleFailed",
+    "MapStateFailed",
+    "ParallelStateFailed",
+}
 
 
 def count_state_transitions(events: Iterable[dict]) -> int:
@@ -111,6 +120,8 @@ def count_state_transitions(events: Iterable[dict]) -> int:
     n = 0
     for e in events:
         t = e.get("type", "")
-        if t.endswith("StateEntered") or t in _ATTEMPT_EVENTS and by_id.get(e.get("previousEventId")) in _FAILURE_EVENTS:
+        if t.endswith("StateEntered") or (
+            t in _ATTEMPT_EVENTS and by_id.get(e.get("previousEventId")) in _FAILURE_EVENTS
+        ):
             n += 1
     return n

@@ -43,11 +43,11 @@ SQS_SEND_MESSAGE = "arn:aws:states:::sqs:sendMessage"
 
 _EXTENSION_HINTS = {
     ECS_RUN_TASK_SYNC: "register an implementation with LocalIntegrations.register_service(ECS_RUN_TASK_SYNC, "
-                       "fn(parameters, context) -> described task) (e.g. a subprocess 'Fargate' task)",
+    "fn(parameters, context) -> described task) (e.g. a subprocess 'Fargate' task)",
     STATES_START_EXECUTION_SYNC2: "register an implementation with LocalIntegrations.register_service("
-                                  "STATES_START_EXECUTION_SYNC2, fn(parameters, context) -> "
-                                  "DescribeExecution-shaped result) (e.g. one running the child machine "
-                                  "with the same Interpreter)",
+    "STATES_START_EXECUTION_SYNC2, fn(parameters, context) -> "
+    "DescribeExecution-shaped result) (e.g. one running the child machine "
+    "with the same Interpreter)",
 }
 
 
@@ -74,7 +74,7 @@ def split_resource(resource: str) -> tuple[str, str]:
     """``arn:aws:states:::lambda:invoke`` -> ("lambda", "invoke") (history resourceType/resource)."""
     prefix = "arn:aws:states:::"
     if resource.startswith(prefix):
-        service, _, rest = resource[len(prefix):].partition(":")
+        service, _, rest = resource[len(prefix) :].partition(":")
         return service, rest
     return "unknown", resource
 
@@ -100,9 +100,17 @@ def function_name_of(ref: str) -> str:
 class LambdaContext:
     """The ``context`` argument of a Lambda handler (the attributes the Python runtime gives)."""
 
-    def __init__(self, function_name: str, request_id: str, *, timeout_seconds: float = 900,
-                 memory_mb: int = 128, region: str = "us-east-1", account: str = "123456789012",
-                 version: str = "$LATEST"):
+    def __init__(
+        self,
+        function_name: str,
+        request_id: str,
+        *,
+        timeout_seconds: float = 900,
+        memory_mb: int = 128,
+        region: str = "us-east-1",
+        account: str = "123456789012",
+        version: str = "$LATEST",
+    ):
         self.function_name = function_name
         self.function_version = version
         self.invoked_function_arn = f"arn:aws:lambda:{region}:{account}:function:{function_name}"
@@ -134,8 +142,12 @@ def lambda_error(exc: BaseException, request_id: str = "") -> TaskFailure:
     class name; cause = the runtime's JSON ``{"errorMessage", "errorType", "requestId",
     "stackTrace"}``."""
     name = type(exc).__name__
-    cause = {"errorMessage": str(exc), "errorType": name, "requestId": request_id,
-             "stackTrace": traceback.format_list(traceback.extract_tb(exc.__traceback__))}
+    cause = {
+        "errorMessage": str(exc),
+        "errorType": name,
+        "requestId": request_id,
+        "stackTrace": traceback.format_list(traceback.extract_tb(exc.__traceback__)),
+    }
     return TaskFailure(name, json.dumps(cause))
 
 
@@ -154,8 +166,13 @@ class LocalIntegrations:
     override :meth:`call_handler`; it runs on the interpreter's worker thread and may block.
     """
 
-    def __init__(self, functions: Mapping[str, Callable | LambdaFunction] | None = None, *,
-                 region: str = "us-east-1", account: str = "123456789012"):
+    def __init__(
+        self,
+        functions: Mapping[str, Callable | LambdaFunction] | None = None,
+        *,
+        region: str = "us-east-1",
+        account: str = "123456789012",
+    ):
         self.region = region
         self.account = account
         self.functions: dict[str, LambdaFunction] = {}
@@ -164,8 +181,14 @@ class LocalIntegrations:
             self.register_function(name, fn)
 
     # -- registration
-    def register_function(self, name: str, handler: Callable | LambdaFunction, *,
-                          timeout_seconds: float | None = None, memory_mb: int | None = None) -> None:
+    def register_function(
+        self,
+        name: str,
+        handler: Callable | LambdaFunction,
+        *,
+        timeout_seconds: float | None = None,
+        memory_mb: int | None = None,
+    ) -> None:
         fn = handler if isinstance(handler, LambdaFunction) else LambdaFunction(handler)
         if timeout_seconds is not None:
             fn.timeout_seconds = timeout_seconds
@@ -184,26 +207,41 @@ class LocalIntegrations:
     def invoke(self, resource: str, parameters: Any, context: TaskContext) -> Any:
         if resource == LAMBDA_INVOKE:
             if not isinstance(parameters, dict) or "FunctionName" not in parameters:
-                raise TaskFailure("States.Runtime", "lambda:invoke needs Parameters with FunctionName and Payload")
+                raise TaskFailure(
+                    "States.Runtime", "lambda:invoke needs Parameters with FunctionName and Payload"
+                )
             itype = parameters.get("InvocationType", "RequestResponse")
             if itype != "RequestResponse":
-                raise IntegrationNotConfigured(resource, f"InvocationType {itype!r} is not supported locally "
-                                                         f"(RequestResponse only)")
+                raise IntegrationNotConfigured(
+                    resource, f"InvocationType {itype!r} is not supported locally (RequestResponse only)"
+                )
             name = self._lookup(parameters["FunctionName"])
             request_id = str(uuid.uuid4())
             payload = self.call_handler(name, parameters.get("Payload", {}), context, request_id)
-            return {"ExecutedVersion": "$LATEST", "Payload": payload,
-                    "SdkHttpMetadata": {"HttpHeaders": {"Content-Type": "application/json",
-                                                        "X-Amz-Executed-Version": "$LATEST",
-                                                        "x-amzn-RequestId": request_id},
-                                        "HttpStatusCode": 200},
-                    "SdkResponseMetadata": {"RequestId": request_id}, "StatusCode": 200}
+            return {
+                "ExecutedVersion": "$LATEST",
+                "Payload": payload,
+                "SdkHttpMetadata": {
+                    "HttpHeaders": {
+                        "Content-Type": "application/json",
+                        "X-Amz-Executed-Version": "$LATEST",
+                        "x-amzn-RequestId": request_id,
+                    },
+                    "HttpStatusCode": 200,
+                },
+                "SdkResponseMetadata": {"RequestId": request_id},
+                "StatusCode": 200,
+            }
         if is_lambda_arn(resource):
             return self.call_handler(self._lookup(resource), parameters, context, str(uuid.uuid4()))
         impl = self.services.get(resource)
         if impl is None:
-            raise IntegrationNotConfigured(resource, _EXTENSION_HINTS.get(
-                resource, "register one with LocalIntegrations.register_service(resource, fn)"))
+            raise IntegrationNotConfigured(
+                resource,
+                _EXTENSION_HINTS.get(
+                    resource, "register one with LocalIntegrations.register_service(resource, fn)"
+                ),
+            )
         return impl(parameters, context)
 
     def _lookup(self, ref: Any) -> str:
@@ -212,15 +250,23 @@ class LocalIntegrations:
         except ValueError as exc:
             raise TaskFailure("Lambda.InvalidParameterValueException", str(exc)) from None
         if name not in self.functions:
-            raise TaskFailure("Lambda.ResourceNotFoundException",
-                              f"Function not found: {self.function_arn(name)} (Service: AWSLambda; "
-                              f"Status Code: 404; Error Code: ResourceNotFoundException)")
+            raise TaskFailure(
+                "Lambda.ResourceNotFoundException",
+                f"Function not found: {self.function_arn(name)} (Service: AWSLambda; "
+                f"Status Code: 404; Error Code: ResourceNotFoundException)",
+            )
         return name
 
     def make_context(self, name: str, task: TaskContext, request_id: str) -> LambdaContext:
         fn = self.functions[name]
-        return LambdaContext(name, request_id, timeout_seconds=fn.timeout_seconds, memory_mb=fn.memory_mb,
-                             region=self.region, account=self.account)
+        return LambdaContext(
+            name,
+            request_id,
+            timeout_seconds=fn.timeout_seconds,
+            memory_mb=fn.memory_mb,
+            region=self.region,
+            account=self.account,
+        )
 
     def call_handler(self, name: str, event: Any, task: TaskContext, request_id: str) -> Any:
         """Run function ``name`` on ``event`` and return its (JSON-serialisable) result, or
@@ -228,12 +274,20 @@ class LocalIntegrations:
         fn = self.functions[name]
         try:
             result = fn.handler(event, self.make_context(name, task, request_id))
-        except Exception as exc:  # noqa: BLE001 - an unhandled function error, named after its class
+        except Exception as exc:
             raise lambda_error(exc, request_id) from None
         try:
             json.dumps(result)
         except (TypeError, ValueError) as exc:
-            raise TaskFailure("Runtime.MarshalError", json.dumps(
-                {"errorMessage": f"Unable to marshal response: {exc}", "errorType": "Runtime.MarshalError",
-                 "requestId": request_id, "stackTrace": []})) from None
+            raise TaskFailure(
+                "Runtime.MarshalError",
+                json.dumps(
+                    {
+                        "errorMessage": f"Unable to marshal response: {exc}",
+                        "errorType": "Runtime.MarshalError",
+                        "requestId": request_id,
+                        "stackTrace": [],
+                    }
+                ),
+            ) from None
         return result

@@ -125,11 +125,20 @@ def _iso(ts: float) -> str:
 
 # --------------------------------------------------------------------------- public objects
 
+
 class MapRun:
     """A Distributed Map run: its child executions and counters (cf. DescribeMapRun)."""
 
-    def __init__(self, arn: str, execution_arn: str, state_name: str, label: str, max_concurrency: int,
-                 total: int, start: float):
+    def __init__(
+        self,
+        arn: str,
+        execution_arn: str,
+        state_name: str,
+        label: str,
+        max_concurrency: int,
+        total: int,
+        start: float,
+    ):
         self.map_run_arn = arn
         self.execution_arn = execution_arn
         self.state_name = state_name
@@ -151,8 +160,13 @@ class MapRun:
 
     def counts(self) -> dict:
         c = {"pending": 0, "running": 0, "succeeded": 0, "failed": 0, "timedOut": 0, "aborted": 0}
-        key = {RUNNING: "running", SUCCEEDED: "succeeded", FAILED: "failed", TIMED_OUT: "timedOut",
-               ABORTED: "aborted"}
+        key = {
+            RUNNING: "running",
+            SUCCEEDED: "succeeded",
+            FAILED: "failed",
+            TIMED_OUT: "timedOut",
+            ABORTED: "aborted",
+        }
         for ex in self.executions:
             c["pending" if ex is None else key[ex.status]] += 1
         c["total"] = len(self.executions)
@@ -163,10 +177,18 @@ class MapRun:
 
     def describe(self) -> dict:
         counts = self.counts()
-        out = {"mapRunArn": self.map_run_arn, "executionArn": self.execution_arn, "status": self.status,
-               "startDate": self.start_date, "maxConcurrency": self.max_concurrency,
-               "toleratedFailurePercentage": 0.0, "toleratedFailureCount": 0,
-               "itemCounts": dict(counts), "executionCounts": dict(counts), "redriveCount": 0}
+        out = {
+            "mapRunArn": self.map_run_arn,
+            "executionArn": self.execution_arn,
+            "status": self.status,
+            "startDate": self.start_date,
+            "maxConcurrency": self.max_concurrency,
+            "toleratedFailurePercentage": 0.0,
+            "toleratedFailureCount": 0,
+            "itemCounts": dict(counts),
+            "executionCounts": dict(counts),
+            "redriveCount": 0,
+        }
         if self.stop_ts is not None:
             out["stopDate"] = self.stop_date
         return out
@@ -177,9 +199,18 @@ class Execution:
     ``execution_arn, state_machine_arn, name, status, start_date, stop_date, input, output,
     error, cause, map_run_arn``; ``history`` is the GetExecutionHistory event list."""
 
-    def __init__(self, arn: str, state_machine_arn: str, name: str, input: Any, start: float,
-                 max_history_events: int | None, machine: StateMachine | None = None,
-                 graph: Graph | None = None, map_run_arn: str | None = None):
+    def __init__(
+        self,
+        arn: str,
+        state_machine_arn: str,
+        name: str,
+        input: Any,
+        start: float,
+        max_history_events: int | None,
+        machine: StateMachine | None = None,
+        graph: Graph | None = None,
+        map_run_arn: str | None = None,
+    ):
         self.execution_arn = arn
         self.state_machine_arn = state_machine_arn
         self.name = name
@@ -244,9 +275,16 @@ class Execution:
 
     def describe(self) -> dict:
         """A DescribeExecution-shaped dict (input/output as JSON text)."""
-        d = {"executionArn": self.execution_arn, "stateMachineArn": self.state_machine_arn, "name": self.name,
-             "status": self.status, "startDate": self.start_date, "input": _dumps(self.input),
-             "inputDetails": {"included": True}, "redriveCount": 0}
+        d = {
+            "executionArn": self.execution_arn,
+            "stateMachineArn": self.state_machine_arn,
+            "name": self.name,
+            "status": self.status,
+            "startDate": self.start_date,
+            "input": _dumps(self.input),
+            "inputDetails": {"included": True},
+            "redriveCount": 0,
+        }
         if self.stop_ts is not None:
             d["stopDate"] = self.stop_date
         if self.status == SUCCEEDED:
@@ -263,13 +301,20 @@ class Execution:
 
 # --------------------------------------------------------------------------- run-time helpers
 
+
 class _Run:
     """What the states of one execution share while it runs."""
 
     __slots__ = ("base_cancel", "clock", "deadline", "execution", "history", "interp", "timeout_aborts")
 
-    def __init__(self, interp: Interpreter, execution: Execution, deadline: float | None,
-                 base_cancel: tuple[threading.Event, ...], timeout_aborts: bool = False):
+    def __init__(
+        self,
+        interp: Interpreter,
+        execution: Execution,
+        deadline: float | None,
+        base_cancel: tuple[threading.Event, ...],
+        timeout_aborts: bool = False,
+    ):
         self.timeout_aborts = timeout_aborts  # the deadline is the parent's: reaching it aborts this one
         self.interp = interp
         self.execution = execution
@@ -288,8 +333,12 @@ class _Run:
         if self.deadline is not None and self.clock.now() >= self.deadline:
             raise _Abort() if self.timeout_aborts else _TimedOut()
         if self.history.overflowed:
-            raise _Failure("States.Runtime", f"The execution reached the maximum number of events in its history "
-                                             f"({self.history.max_events}).", len(self.history))
+            raise _Failure(
+                "States.Runtime",
+                f"The execution reached the maximum number of events in its history "
+                f"({self.history.max_events}).",
+                len(self.history),
+            )
 
     def sleep(self, seconds: float, cancel: tuple[threading.Event, ...]) -> None:
         timed_out = False
@@ -317,7 +366,13 @@ class _Env:
     __slots__ = ("_obj", "entered", "item", "retry_count", "run", "state_name")
 
     def __init__(self, run: _Run, state_name: str, entered: float, retry_count: int = 0, item: Any = None):
-        self.run, self.state_name, self.entered, self.retry_count, self.item = run, state_name, entered, retry_count, item
+        self.run, self.state_name, self.entered, self.retry_count, self.item = (
+            run,
+            state_name,
+            entered,
+            retry_count,
+            item,
+        )
         self._obj = None
 
     @property
@@ -326,11 +381,20 @@ class _Env:
             ex = self.run.execution
             interp = self.run.interp
             obj = {
-                "Execution": {"Id": ex.execution_arn, "Name": ex.name, "StartTime": _iso(ex.start_ts),
-                              "Input": ex.input, "RoleArn": interp.role_arn, "RedriveCount": 0},
+                "Execution": {
+                    "Id": ex.execution_arn,
+                    "Name": ex.name,
+                    "StartTime": _iso(ex.start_ts),
+                    "Input": ex.input,
+                    "RoleArn": interp.role_arn,
+                    "RedriveCount": 0,
+                },
                 "StateMachine": {"Id": ex.state_machine_arn, "Name": ex.state_machine_arn.split(":")[-1]},
-                "State": {"Name": self.state_name, "EnteredTime": _iso(self.entered),
-                          "RetryCount": self.retry_count},
+                "State": {
+                    "Name": self.state_name,
+                    "EnteredTime": _iso(self.entered),
+                    "RetryCount": self.retry_count,
+                },
             }
             if self.item is not None:
                 obj["Map"] = {"Item": {"Index": self.item[0], "Value": self.item[1]}}
@@ -342,6 +406,7 @@ class _Env:
 
 
 # --------------------------------------------------------------------------- the interpreter
+
 
 class Interpreter:
     """Runs state machines.
@@ -355,11 +420,20 @@ class Interpreter:
     ``seed``: seeds the RNG used for JitterStrategy FULL and States.UUID (deterministic runs).
     """
 
-    def __init__(self, integrations: Integrations, *, clock: Clock | None = None,
-                 item_reader: Callable[[str, str], bytes] | None = None,
-                 result_writer: Callable[[str, str, bytes], None] | None = None, max_workers: int = 64,
-                 seed: int | None = None, region: str = "us-east-1", account: str = "123456789012",
-                 payload_limit_bytes: int | None = PAYLOAD_LIMIT, max_history_events: int | None = 25_000):
+    def __init__(
+        self,
+        integrations: Integrations,
+        *,
+        clock: Clock | None = None,
+        item_reader: Callable[[str, str], bytes] | None = None,
+        result_writer: Callable[[str, str, bytes], None] | None = None,
+        max_workers: int = 64,
+        seed: int | None = None,
+        region: str = "us-east-1",
+        account: str = "123456789012",
+        payload_limit_bytes: int | None = PAYLOAD_LIMIT,
+        max_history_events: int | None = 25_000,
+    ):
         if max_workers < 1:
             raise ValueError("max_workers must be >= 1")
         self.integrations = integrations
@@ -378,9 +452,16 @@ class Interpreter:
         self._lock = threading.Lock()
         self._executions: dict[str, Execution] = {}
         self._map_runs: dict[str, MapRun] = {}
-        self._handlers = {"Task": self._task, "Pass": self._pass, "Choice": self._choice, "Wait": self._wait,
-                          "Succeed": self._succeed, "Fail": self._fail, "Parallel": self._parallel,
-                          "Map": self._map}
+        self._handlers = {
+            "Task": self._task,
+            "Pass": self._pass,
+            "Choice": self._choice,
+            "Wait": self._wait,
+            "Succeed": self._succeed,
+            "Fail": self._fail,
+            "Parallel": self._parallel,
+            "Map": self._map,
+        }
 
     # -- ARNs, randomness
     def state_machine_arn(self, machine: StateMachine) -> str:
@@ -397,8 +478,15 @@ class Interpreter:
             return self._rng.uniform(0, hi)
 
     # -- API
-    def start_execution(self, machine: StateMachine, input: Any = None, name: str | None = None, *,
-                        wait: bool = True, before_start: Callable[[Execution], None] | None = None) -> Execution:
+    def start_execution(
+        self,
+        machine: StateMachine,
+        input: Any = None,
+        name: str | None = None,
+        *,
+        wait: bool = True,
+        before_start: Callable[[Execution], None] | None = None,
+    ) -> Execution:
         """Start an execution of ``machine`` on ``input`` (a JSON-compatible value; default
         ``{}``). ``wait=True`` runs it to completion on this thread; ``wait=False`` runs it on
         a background thread (use ``Execution.wait()`` / ``stop()``). ``before_start(execution)``
@@ -408,20 +496,25 @@ class Interpreter:
             input = {}
         text = _dumps(input)  # raises TypeError for non-JSON input, as the API would reject it
         if self.payload_limit_bytes is not None and len(text.encode()) > self.payload_limit_bytes:
-            raise ValueError(f"execution input is {len(text.encode())} bytes, over the "
-                             f"{self.payload_limit_bytes}-byte limit (States.DataLimitExceeded)")
+            raise ValueError(
+                f"execution input is {len(text.encode())} bytes, over the "
+                f"{self.payload_limit_bytes}-byte limit (States.DataLimitExceeded)"
+            )
         input = json.loads(text)
         name = name or self.new_uuid()
         if not _NAME_OK.match(name):
-            raise ValueError(f"invalid execution name {name!r}: 1-80 characters, no whitespace, brackets, "
-                             f"wildcards or any of \" # % \\ ^ | ~ ` $ & , ; : /")
+            raise ValueError(
+                f"invalid execution name {name!r}: 1-80 characters, no whitespace, brackets, "
+                f'wildcards or any of " # % \\ ^ | ~ ` $ & , ; : /'
+            )
         sm_arn = self.state_machine_arn(machine)
         arn = sm_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
         with self._lock:
             if arn in self._executions:
                 raise ExecutionAlreadyExists(f"Execution Already Exists: '{arn}'")
-            execution = Execution(arn, sm_arn, name, input, self.clock.now(), self.max_history_events,
-                                  machine=machine)
+            execution = Execution(
+                arn, sm_arn, name, input, self.clock.now(), self.max_history_events, machine=machine
+            )
             self._executions[arn] = execution
         deadline = None if machine.timeout_seconds is None else execution.start_ts + machine.timeout_seconds
         if before_start is not None:
@@ -434,8 +527,9 @@ class Interpreter:
         if wait:
             self._execute(execution, deadline, ())
         else:
-            t = threading.Thread(target=self._execute, args=(execution, deadline, ()), daemon=True,
-                                 name=f"sfn-{name}"[:60])
+            t = threading.Thread(
+                target=self._execute, args=(execution, deadline, ()), daemon=True, name=f"sfn-{name}"[:60]
+            )
             execution._thread = t
             t.start()
         return execution
@@ -452,25 +546,33 @@ class Interpreter:
     def get_execution_history(self, execution_arn: str, reverse_order: bool = False) -> list[dict]:
         return self.get_execution(execution_arn)._history.events(reverse_order)
 
-    def list_executions(self, state_machine_arn: str | None = None, status: str | None = None,
-                        map_run_arn: str | None = None) -> list[Execution]:
+    def list_executions(
+        self, state_machine_arn: str | None = None, status: str | None = None, map_run_arn: str | None = None
+    ) -> list[Execution]:
         with self._lock:
             items = list(self._executions.values())
-        return [e for e in items
-                if (state_machine_arn is None or e.state_machine_arn == state_machine_arn)
-                and (status is None or e.status == status)
-                and (map_run_arn is None or e.map_run_arn == map_run_arn)
-                and (map_run_arn is not None or e.map_run_arn is None)]
+        return [
+            e
+            for e in items
+            if (state_machine_arn is None or e.state_machine_arn == state_machine_arn)
+            and (status is None or e.status == status)
+            and (map_run_arn is None or e.map_run_arn == map_run_arn)
+            and (map_run_arn is not None or e.map_run_arn is None)
+        ]
 
     def describe_map_run(self, map_run_arn: str) -> dict:
         return self._map_runs[map_run_arn].describe()
 
     # -- running an execution
-    def _execute(self, execution: Execution, deadline: float | None, extra_cancel: tuple,
-                 timeout_aborts: bool = False) -> None:
+    def _execute(
+        self, execution: Execution, deadline: float | None, extra_cancel: tuple, timeout_aborts: bool = False
+    ) -> None:
         run = _Run(self, execution, deadline, (execution._stop_event,) + extra_cancel, timeout_aborts)
-        prev = run.event("ExecutionStarted", {"input": execution.input, "inputDetails": {"truncated": False},
-                                              "roleArn": self.role_arn}, 0)
+        prev = run.event(
+            "ExecutionStarted",
+            {"input": execution.input, "inputDetails": {"truncated": False}, "roleArn": self.role_arn},
+            0,
+        )
         try:
             output, prev = self._run_graph(execution.graph, execution.input, run, run.base_cancel, prev)
             if self.payload_limit_bytes is not None:
@@ -484,9 +586,11 @@ class Interpreter:
             self._finish(execution, ABORTED, error=err, cause=cause)
         except _TimedOut:
             cause = "The execution ran longer than its TimeoutSeconds"
-            run.event("ExecutionTimedOut", {"error": "States.Timeout", "cause": cause}, len(execution._history))
+            run.event(
+                "ExecutionTimedOut", {"error": "States.Timeout", "cause": cause}, len(execution._history)
+            )
             self._finish(execution, TIMED_OUT, error="States.Timeout", cause=cause)
-        except Exception as exc:  # noqa: BLE001 - an interpreter bug must not leave a RUNNING execution behind
+        except Exception as exc:
             cause = "local interpreter error: " + "".join(traceback.format_exception(exc))
             run.event("ExecutionFailed", {"error": "States.Runtime", "cause": cause}, len(execution._history))
             self._finish(execution, FAILED, error="States.Runtime", cause=cause)
@@ -525,11 +629,16 @@ class Interpreter:
 
     # -- shared data-flow steps
     def _runtime(self, st: State, entered_id: int, message: str, prev: int) -> _Failure:
-        return _Failure("States.Runtime", f"An error occurred while executing the state '{st.name}' "
-                                          f"(entered at the event id #{entered_id}). {message}", prev)
+        return _Failure(
+            "States.Runtime",
+            f"An error occurred while executing the state '{st.name}' "
+            f"(entered at the event id #{entered_id}). {message}",
+            prev,
+        )
 
-    def _path(self, path: Path | None, data: Any, st: State, run: _Run, entered: float, entered_id: int,
-              field: str) -> Any:
+    def _path(
+        self, path: Path | None, data: Any, st: State, run: _Run, entered: float, entered_id: int, field: str
+    ) -> Any:
         if path is ROOT:
             return data
         if path is None:
@@ -538,8 +647,12 @@ class Interpreter:
             ctx = _Env(run, st.name, entered).context_object if path.context else MISSING
             return path.apply(data, ctx)
         except PathNotFound:
-            raise self._runtime(st, entered_id, f"Invalid path '{path.text}' : No results for path: "
-                                                f"{path.text} ({field})", entered_id) from None
+            raise self._runtime(
+                st,
+                entered_id,
+                f"Invalid path '{path.text}' : No results for path: {path.text} ({field})",
+                entered_id,
+            ) from None
 
     def _template(self, tpl, data: Any, env: _Env, st: State, entered_id: int, prev: int) -> Any:
         try:
@@ -554,27 +667,36 @@ class Interpreter:
         if limit is not None and len(text) * 4 > limit:
             n = len(text.encode("utf-8"))
             if n > limit:
-                raise _Failure("States.DataLimitExceeded",
-                               f"The state/task returned a result with a size exceeding the maximum number "
-                               f"of bytes service limit ({what}: {n} bytes > {limit})", prev)
+                raise _Failure(
+                    "States.DataLimitExceeded",
+                    f"The state/task returned a result with a size exceeding the maximum number "
+                    f"of bytes service limit ({what}: {n} bytes > {limit})",
+                    prev,
+                )
 
-    def _finish_state(self, st: State, raw: Any, result: Any, run: _Run, entered: float, entered_id: int,
-                      prev: int) -> tuple[str | None, Any, int]:
+    def _finish_state(
+        self, st: State, raw: Any, result: Any, run: _Run, entered: float, entered_id: int, prev: int
+    ) -> tuple[str | None, Any, int]:
         """ResultSelector -> ResultPath -> OutputPath, then the StateExited event."""
         if st.result_path is None or result is _DISCARDED:
             output = raw
         else:
             if st.result_selector is not None:
-                result = self._template(st.result_selector, result, _Env(run, st.name, entered), st, entered_id,
-                                        prev)
+                result = self._template(
+                    st.result_selector, result, _Env(run, st.name, entered), st, entered_id, prev
+                )
             output = self._result_path(st.result_path, raw, result, st, entered_id, prev)
         output = self._path(st.output_path, output, st, run, entered, entered_id, "OutputPath")
         if self.payload_limit_bytes is not None:
             self._check_size(_dumps(output), f"the output of state '{st.name}'", prev)
-        prev = run.history.add(st.type + "StateExited", run.clock.now(), prev, {"name": st.name, "output": output})
+        prev = run.history.add(
+            st.type + "StateExited", run.clock.now(), prev, {"name": st.name, "output": output}
+        )
         return (None if st.end else st.next), output, prev
 
-    def _result_path(self, path: Path | None, raw: Any, result: Any, st: State, entered_id: int, prev: int) -> Any:
+    def _result_path(
+        self, path: Path | None, raw: Any, result: Any, st: State, entered_id: int, prev: int
+    ) -> Any:
         if path is None:
             return raw
         if path is ROOT:
@@ -582,11 +704,23 @@ class Interpreter:
         try:
             return path.assign(raw, result)
         except PathSetError as exc:
-            raise self._runtime(st, entered_id, f"Unable to apply ReferencePath {path.text} to input "
-                                                f"{_dumps(raw)[:1000]}: {exc}", prev) from None
+            raise self._runtime(
+                st,
+                entered_id,
+                f"Unable to apply ReferencePath {path.text} to input {_dumps(raw)[:1000]}: {exc}",
+                prev,
+            ) from None
 
-    def _with_recovery(self, st: State, raw: Any, run: _Run, cancel: tuple, entered_id: int, entered: float,
-                       attempt: Callable[[int, int], tuple[Any, int]]) -> tuple[str | None, Any, int]:
+    def _with_recovery(
+        self,
+        st: State,
+        raw: Any,
+        run: _Run,
+        cancel: tuple,
+        entered_id: int,
+        entered: float,
+        attempt: Callable[[int, int], tuple[Any, int]],
+    ) -> tuple[str | None, Any, int]:
         """Run ``attempt(prev, retry_count)`` under the state's Retry and Catch policies."""
         prev = entered_id
         counts = [0] * len(st.retry)
@@ -618,8 +752,12 @@ class Interpreter:
                         output = self._result_path(c.result_path, raw, error_output, st, entered_id, prev)
                         if self.payload_limit_bytes is not None:
                             self._check_size(_dumps(output), f"the output of state '{st.name}'", prev)
-                        prev = run.history.add(st.type + "StateExited", run.clock.now(), prev,
-                                               {"name": st.name, "output": output})
+                        prev = run.history.add(
+                            st.type + "StateExited",
+                            run.clock.now(),
+                            prev,
+                            {"name": st.name, "output": output},
+                        )
                         return c.next, output, prev
                 raise
             return self._finish_state(st, raw, result, run, entered, entered_id, prev)
@@ -629,11 +767,14 @@ class Interpreter:
         effective = self._path(st.input_path, raw, st, run, entered, entered_id, "InputPath")
         timeout = st.timeout_seconds
         if st.timeout_seconds_path is not None:
-            timeout = self._positive_int(st, st.timeout_seconds_path, effective, entered_id, "TimeoutSecondsPath")
+            timeout = self._positive_int(
+                st, st.timeout_seconds_path, effective, entered_id, "TimeoutSecondsPath"
+            )
         heartbeat = st.heartbeat_seconds
         if st.heartbeat_seconds_path is not None:
-            heartbeat = self._positive_int(st, st.heartbeat_seconds_path, effective, entered_id,
-                                           "HeartbeatSecondsPath")
+            heartbeat = self._positive_int(
+                st, st.heartbeat_seconds_path, effective, entered_id, "HeartbeatSecondsPath"
+            )
         resource = st.resource
         plain_lambda = is_lambda_arn(resource)
         rtype, rname = split_resource(resource)
@@ -641,12 +782,17 @@ class Interpreter:
 
         def attempt(prev: int, retry_count: int):
             env = _Env(run, st.name, entered, retry_count)
-            params = effective if st.parameters is None else self._template(st.parameters, effective, env, st,
-                                                                             entered_id, prev)
+            params = (
+                effective
+                if st.parameters is None
+                else self._template(st.parameters, effective, env, st, entered_id, prev)
+            )
             try:
                 text = _dumps(params)
             except (TypeError, ValueError) as exc:
-                raise self._runtime(st, entered_id, f"the task parameters are not JSON: {exc}", prev) from None
+                raise self._runtime(
+                    st, entered_id, f"the task parameters are not JSON: {exc}", prev
+                ) from None
             self._check_size(text, "the task parameters", prev)
             if plain_lambda:
                 d = {"resource": resource, "input": JsonText(text)}
@@ -655,16 +801,31 @@ class Interpreter:
                 prev = run.history.add("LambdaFunctionScheduled", run.clock.now(), prev, d)
                 prev = run.history.add("LambdaFunctionStarted", run.clock.now(), prev, None)
             else:
-                d = {"resourceType": rtype, "resource": rname, "region": self.region,
-                     "parameters": JsonText(text)}
+                d = {
+                    "resourceType": rtype,
+                    "resource": rname,
+                    "region": self.region,
+                    "parameters": JsonText(text),
+                }
                 if timeout:
                     d["timeoutInSeconds"] = timeout
                 if heartbeat:
                     d["heartbeatInSeconds"] = heartbeat
                 prev = run.history.add("TaskScheduled", run.clock.now(), prev, d)
-                prev = run.history.add("TaskStarted", run.clock.now(), prev, {"resourceType": rtype, "resource": rname})
-            context = TaskContext(ex.execution_arn, ex.name, ex.state_machine_arn, st.name, retry_count, timeout,
-                                  heartbeat, self.region, self.account)
+                prev = run.history.add(
+                    "TaskStarted", run.clock.now(), prev, {"resourceType": rtype, "resource": rname}
+                )
+            context = TaskContext(
+                ex.execution_arn,
+                ex.name,
+                ex.state_machine_arn,
+                st.name,
+                retry_count,
+                timeout,
+                heartbeat,
+                self.region,
+                self.account,
+            )
             error = cause = None
             started = run.clock.now()
             try:
@@ -673,7 +834,7 @@ class Interpreter:
                 error, cause = exc.error, exc.cause
             except IntegrationNotConfigured as exc:
                 error, cause = "States.Runtime", str(exc)
-            except Exception as exc:  # noqa: BLE001 - any integration error fails the task
+            except Exception as exc:
                 error, cause = _error_of(exc)
             if error is None and timeout is not None and run.clock.now() - started > timeout:
                 error, cause = "States.Timeout", f"The task ran longer than its TimeoutSeconds ({timeout} s)"
@@ -708,16 +869,21 @@ class Interpreter:
         except PathNotFound:
             raise self._runtime(st, entered_id, f"Invalid path '{path.text}' ({field})", entered_id) from None
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise self._runtime(st, entered_id, f"{field} '{path.text}' must select a positive integer, "
-                                                f"not {_dumps(v)}", entered_id)
+            raise self._runtime(
+                st,
+                entered_id,
+                f"{field} '{path.text}' must select a positive integer, not {_dumps(v)}",
+                entered_id,
+            )
         return v
 
     # -- Pass, Choice, Wait, Succeed, Fail
     def _pass(self, st: PassState, raw: Any, run: _Run, cancel: tuple, entered_id: int, entered: float):
         effective = self._path(st.input_path, raw, st, run, entered, entered_id, "InputPath")
         if st.parameters is not None:
-            effective = self._template(st.parameters, effective, _Env(run, st.name, entered), st, entered_id,
-                                       entered_id)
+            effective = self._template(
+                st.parameters, effective, _Env(run, st.name, entered), st, entered_id, entered_id
+            )
         result = effective if st.result is MISSING else st.result
         return self._finish_state(st, raw, result, run, entered, entered_id, entered_id)
 
@@ -734,11 +900,14 @@ class Interpreter:
             raise self._runtime(st, entered_id, str(exc), entered_id) from None
         if target is None:
             if st.default is None:
-                raise _Failure("States.NoChoiceMatched", f"No Matches! (state '{st.name}' has no Default)",
-                               entered_id)
+                raise _Failure(
+                    "States.NoChoiceMatched", f"No Matches! (state '{st.name}' has no Default)", entered_id
+                )
             target = st.default
         output = self._path(st.output_path, effective, st, run, entered, entered_id, "OutputPath")
-        prev = run.history.add("ChoiceStateExited", run.clock.now(), entered_id, {"name": st.name, "output": output})
+        prev = run.history.add(
+            "ChoiceStateExited", run.clock.now(), entered_id, {"name": st.name, "output": output}
+        )
         return target, output, prev
 
     def _wait(self, st: WaitState, raw: Any, run: _Run, cancel: tuple, entered_id: int, entered: float):
@@ -749,33 +918,47 @@ class Interpreter:
             try:
                 seconds = st.seconds_path.apply(effective)
             except PathNotFound:
-                raise self._runtime(st, entered_id, f"Invalid path '{st.seconds_path.text}' (SecondsPath)",
-                                    entered_id) from None
+                raise self._runtime(
+                    st, entered_id, f"Invalid path '{st.seconds_path.text}' (SecondsPath)", entered_id
+                ) from None
             if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
-                raise self._runtime(st, entered_id, f"SecondsPath must select a non-negative integer, "
-                                                    f"not {_dumps(seconds)}", entered_id)
+                raise self._runtime(
+                    st,
+                    entered_id,
+                    f"SecondsPath must select a non-negative integer, not {_dumps(seconds)}",
+                    entered_id,
+                )
         else:
             ts = st.timestamp
             if ts is None:
                 try:
                     value = st.timestamp_path.apply(effective)
                 except PathNotFound:
-                    raise self._runtime(st, entered_id, f"Invalid path '{st.timestamp_path.text}' "
-                                                        f"(TimestampPath)", entered_id) from None
+                    raise self._runtime(
+                        st, entered_id, f"Invalid path '{st.timestamp_path.text}' (TimestampPath)", entered_id
+                    ) from None
                 ts = parse_timestamp(value)
                 if ts is None:
-                    raise self._runtime(st, entered_id, f"TimestampPath must select an RFC 3339 timestamp, "
-                                                        f"not {_dumps(value)}", entered_id)
+                    raise self._runtime(
+                        st,
+                        entered_id,
+                        f"TimestampPath must select an RFC 3339 timestamp, not {_dumps(value)}",
+                        entered_id,
+                    )
             seconds = max(0.0, ts.timestamp() - run.clock.now())
         run.sleep(seconds, cancel)
         output = self._path(st.output_path, effective, st, run, entered, entered_id, "OutputPath")
-        prev = run.history.add("WaitStateExited", run.clock.now(), entered_id, {"name": st.name, "output": output})
+        prev = run.history.add(
+            "WaitStateExited", run.clock.now(), entered_id, {"name": st.name, "output": output}
+        )
         return (None if st.end else st.next), output, prev
 
     def _succeed(self, st: SucceedState, raw: Any, run: _Run, cancel: tuple, entered_id: int, entered: float):
         effective = self._path(st.input_path, raw, st, run, entered, entered_id, "InputPath")
         output = self._path(st.output_path, effective, st, run, entered, entered_id, "OutputPath")
-        prev = run.history.add("SucceedStateExited", run.clock.now(), entered_id, {"name": st.name, "output": output})
+        prev = run.history.add(
+            "SucceedStateExited", run.clock.now(), entered_id, {"name": st.name, "output": output}
+        )
         return None, output, prev
 
     def _fail(self, st: FailState, raw: Any, run: _Run, cancel: tuple, entered_id: int, entered: float):
@@ -787,7 +970,9 @@ class Interpreter:
             cause = self._fail_field(st, st.cause_expr, raw, env, entered_id, "CausePath")
         raise _Failure(error, cause, entered_id)
 
-    def _fail_field(self, st: FailState, expr: Path | Call, raw: Any, env: _Env, entered_id: int, field: str) -> str:
+    def _fail_field(
+        self, st: FailState, expr: Path | Call, raw: Any, env: _Env, entered_id: int, field: str
+    ) -> str:
         try:
             if isinstance(expr, Path):
                 v = expr.apply(raw, env.context_object if expr.context else MISSING)
@@ -798,12 +983,15 @@ class Interpreter:
         except IntrinsicError as exc:
             raise self._runtime(st, entered_id, f"{field}: {exc}", entered_id) from None
         if not isinstance(v, str):
-            raise self._runtime(st, entered_id, f"{field} must resolve to a string, not {_dumps(v)}", entered_id)
+            raise self._runtime(
+                st, entered_id, f"{field} must resolve to a string, not {_dumps(v)}", entered_id
+            )
         return v
 
     # -- Parallel and Map
-    def _run_all(self, n: int, work: Callable[[int], None], concurrency: int,
-                 stops: tuple[threading.Event, ...]) -> None:
+    def _run_all(
+        self, n: int, work: Callable[[int], None], concurrency: int, stops: tuple[threading.Event, ...]
+    ) -> None:
         """``work(i)`` for every i (it must not raise), on at most ``concurrency`` threads
         (0 = ``max_workers``); no new item starts once any of ``stops`` is set."""
         if n == 0:
@@ -837,13 +1025,18 @@ class Interpreter:
         for t in threads:
             t.join()
 
-    def _parallel(self, st: ParallelState, raw: Any, run: _Run, cancel: tuple, entered_id: int, entered: float):
+    def _parallel(
+        self, st: ParallelState, raw: Any, run: _Run, cancel: tuple, entered_id: int, entered: float
+    ):
         effective = self._path(st.input_path, raw, st, run, entered, entered_id, "InputPath")
 
         def attempt(prev: int, retry_count: int):
             env = _Env(run, st.name, entered, retry_count)
-            branch_input = effective if st.parameters is None else self._template(st.parameters, effective, env, st,
-                                                                                  entered_id, prev)
+            branch_input = (
+                effective
+                if st.parameters is None
+                else self._template(st.parameters, effective, env, st, entered_id, prev)
+            )
             started = run.history.add("ParallelStateStarted", run.clock.now(), prev, None)
             n = len(st.branches)
             results: list = [None] * n
@@ -854,7 +1047,7 @@ class Interpreter:
             def work(i: int) -> None:
                 try:
                     results[i], _ = self._run_graph(st.branches[i], branch_input, run, inner_cancel, started)
-                except BaseException as exc:  # noqa: BLE001 - recorded, re-raised after the join
+                except BaseException as exc:
                     outcome.record(exc)
                     stop.set()
 
@@ -879,11 +1072,19 @@ class Interpreter:
             try:
                 concurrency = st.max_concurrency_path.apply(effective)
             except PathNotFound:
-                raise self._runtime(st, entered_id, f"Invalid path '{st.max_concurrency_path.text}' "
-                                                    f"(MaxConcurrencyPath)", entered_id) from None
+                raise self._runtime(
+                    st,
+                    entered_id,
+                    f"Invalid path '{st.max_concurrency_path.text}' (MaxConcurrencyPath)",
+                    entered_id,
+                ) from None
             if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 0:
-                raise self._runtime(st, entered_id, f"MaxConcurrencyPath must select a non-negative integer, "
-                                                    f"not {_dumps(concurrency)}", entered_id)
+                raise self._runtime(
+                    st,
+                    entered_id,
+                    f"MaxConcurrencyPath must select a non-negative integer, not {_dumps(concurrency)}",
+                    entered_id,
+                )
         collect = st.result_path is not None
 
         def attempt(prev: int, retry_count: int):
@@ -892,10 +1093,12 @@ class Interpreter:
             if st.distributed:
                 # the state's result (aggregated outputs, or the ResultWriter's details): it is
                 # measured before ResultPath applies, so ResultPath null does not exempt it
-                return self._distributed(st, effective, items, run, cancel, entered, entered_id, prev,
-                                         concurrency, collect)
-            results, prev = self._inline(st, effective, items, run, cancel, entered, entered_id, prev,
-                                         concurrency, collect)
+                return self._distributed(
+                    st, effective, items, run, cancel, entered, entered_id, prev, concurrency, collect
+                )
+            results, prev = self._inline(
+                st, effective, items, run, cancel, entered, entered_id, prev, concurrency, collect
+            )
             if not collect:
                 return _DISCARDED, prev
             if self.payload_limit_bytes is not None:
@@ -904,45 +1107,77 @@ class Interpreter:
 
         return self._with_recovery(st, raw, run, cancel, entered_id, entered, attempt)
 
-    def _map_items(self, st: MapState, effective: Any, run: _Run, entered: float, entered_id: int, prev: int) -> list:
+    def _map_items(
+        self, st: MapState, effective: Any, run: _Run, entered: float, entered_id: int, prev: int
+    ) -> list:
         reader = st.item_reader
         if reader is None:
             source = effective
         else:
             env = _Env(run, st.name, entered)
-            params = {} if reader.parameters is None else self._template(reader.parameters, effective, env, st,
-                                                                          entered_id, prev)
+            params = (
+                {}
+                if reader.parameters is None
+                else self._template(reader.parameters, effective, env, st, entered_id, prev)
+            )
             bucket, key = params.get("Bucket"), params.get("Key")
             if not isinstance(bucket, str) or not isinstance(key, str):
-                raise _Failure("States.ItemReaderFailed", f"ItemReader Parameters need string Bucket and Key, "
-                                                          f"got {_dumps(params)}", prev)
+                raise _Failure(
+                    "States.ItemReaderFailed",
+                    f"ItemReader Parameters need string Bucket and Key, got {_dumps(params)}",
+                    prev,
+                )
             if self.item_reader is None:
-                raise _Failure("States.ItemReaderFailed", f"no item reader is configured to read s3://{bucket}/{key} "
-                                                          f"(pass Interpreter(item_reader=...))", prev)
+                raise _Failure(
+                    "States.ItemReaderFailed",
+                    f"no item reader is configured to read s3://{bucket}/{key} "
+                    f"(pass Interpreter(item_reader=...))",
+                    prev,
+                )
             try:
                 body = self.item_reader(bucket, key)
                 source = json.loads(body)
-            except Exception as exc:  # noqa: BLE001 - any reader failure is States.ItemReaderFailed
-                raise _Failure("States.ItemReaderFailed",
-                               f"cannot read a JSON array from s3://{bucket}/{key}: {type(exc).__name__}: {exc}",
-                               prev) from None
+            except Exception as exc:
+                raise _Failure(
+                    "States.ItemReaderFailed",
+                    f"cannot read a JSON array from s3://{bucket}/{key}: {type(exc).__name__}: {exc}",
+                    prev,
+                ) from None
         items = self._path(st.items_path, source, st, run, entered, entered_id, "ItemsPath")
         if not isinstance(items, list):
             if reader is not None:
-                raise _Failure("States.ItemReaderFailed", f"the ItemReader object does not hold a JSON array "
-                                                          f"(found {type(items).__name__})", prev)
-            raise self._runtime(st, entered_id, f"ItemsPath '{st.items_path.text}' must select an array, "
-                                                f"not {_dumps(items)[:200]}", prev)
+                raise _Failure(
+                    "States.ItemReaderFailed",
+                    f"the ItemReader object does not hold a JSON array (found {type(items).__name__})",
+                    prev,
+                )
+            raise self._runtime(
+                st,
+                entered_id,
+                f"ItemsPath '{st.items_path.text}' must select an array, not {_dumps(items)[:200]}",
+                prev,
+            )
         if reader is not None:
             max_items = reader.max_items
             if reader.max_items_path is not None:
-                max_items = self._positive_int(st, reader.max_items_path, effective, entered_id, "MaxItemsPath")
+                max_items = self._positive_int(
+                    st, reader.max_items_path, effective, entered_id, "MaxItemsPath"
+                )
             if max_items is not None:
                 items = items[:max_items]
         return items
 
-    def _item_input(self, st: MapState, effective: Any, items: list, i: int, run: _Run, entered: float,
-                    entered_id: int, prev: int) -> Any:
+    def _item_input(
+        self,
+        st: MapState,
+        effective: Any,
+        items: list,
+        i: int,
+        run: _Run,
+        entered: float,
+        entered_id: int,
+        prev: int,
+    ) -> Any:
         if st.item_selector is None:
             return items[i]
         env = _Env(run, st.name, entered, 0, (i, items[i]))
@@ -961,20 +1196,28 @@ class Interpreter:
             ip = 0
             try:
                 item_input = self._item_input(st, effective, items, i, run, entered, entered_id, started)
-                ip = run.history.add("MapIterationStarted", run.clock.now(), started, {"name": st.name, "index": i})
+                ip = run.history.add(
+                    "MapIterationStarted", run.clock.now(), started, {"name": st.name, "index": i}
+                )
                 out, p = self._run_graph(proc, item_input, run, inner_cancel, ip)
                 run.history.add("MapIterationSucceeded", run.clock.now(), p, {"name": st.name, "index": i})
                 if collect:
                     results[i] = out
             except _Failure as f:
                 if ip:
-                    run.history.add("MapIterationFailed", run.clock.now(), f.prev, {"name": st.name, "index": i})
+                    run.history.add(
+                        "MapIterationFailed", run.clock.now(), f.prev, {"name": st.name, "index": i}
+                    )
                 outcome.record(f)
                 stop.set()
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 if ip and isinstance(exc, _Abort):
-                    run.history.add("MapIterationAborted", run.clock.now(), len(run.history),
-                                    {"name": st.name, "index": i})
+                    run.history.add(
+                        "MapIterationAborted",
+                        run.clock.now(),
+                        len(run.history),
+                        {"name": st.name, "index": i},
+                    )
                 outcome.record(exc)
                 stop.set()
 
@@ -988,7 +1231,9 @@ class Interpreter:
         prev = run.history.add("MapStateSucceeded", run.clock.now(), len(run.history), None)
         return results, prev
 
-    def _distributed(self, st, effective, items, run, cancel, entered, entered_id, prev, concurrency, collect):
+    def _distributed(
+        self, st, effective, items, run, cancel, entered, entered_id, prev, concurrency, collect
+    ):
         n = len(items)
         parent = run.execution
         label = st.label or st.name
@@ -1016,9 +1261,16 @@ class Interpreter:
                 text = _dumps(child_input)
                 self._check_size(text, f"the input of Map item {i}", prev)
                 name = self.new_uuid()
-                child = Execution(f"{base}:execution:{machine_part}/{label}:{name}", child_sm_arn, name,
-                                  json.loads(text), run.clock.now(), self.max_history_events, graph=proc,
-                                  map_run_arn=map_run_arn)
+                child = Execution(
+                    f"{base}:execution:{machine_part}/{label}:{name}",
+                    child_sm_arn,
+                    name,
+                    json.loads(text),
+                    run.clock.now(),
+                    self.max_history_events,
+                    graph=proc,
+                    map_run_arn=map_run_arn,
+                )
                 map_run.executions[i] = child
                 with self._lock:
                     self._executions[child.execution_arn] = child
@@ -1031,7 +1283,7 @@ class Interpreter:
                 elif child.status != ABORTED:  # aborted children were cancelled by the run, not failed
                     outcome.record(_ChildFailed())
                     stop.set()
-            except BaseException as exc:  # noqa: BLE001 - a failure of the Map itself (selector, sizes)
+            except BaseException as exc:
                 outcome.record(exc)
                 stop.set()
 
@@ -1060,7 +1312,9 @@ class Interpreter:
                 result = self._export(st, effective, items, map_run, run, entered, entered_id, prev)
             except _Failure as f:
                 map_run.status = FAILED
-                prev = run.history.add("MapRunFailed", run.clock.now(), prev, {"error": f.error, "cause": f.cause})
+                prev = run.history.add(
+                    "MapRunFailed", run.clock.now(), prev, {"error": f.error, "cause": f.cause}
+                )
                 prev = run.history.add("MapStateFailed", run.clock.now(), prev, None)
                 raise _Failure(f.error, f.cause, prev) from None
         else:
@@ -1072,47 +1326,90 @@ class Interpreter:
                 map_run.status = SUCCEEDED
                 prev = run.history.add("MapRunSucceeded", run.clock.now(), prev, None)
                 prev = run.history.add("MapStateFailed", run.clock.now(), prev, None)
-                raise _Failure("States.DataLimitExceeded",
-                               f"The state/task '{st.name}' returned a result with a size exceeding the maximum "
-                               f"number of bytes service limit (the Distributed Map's aggregated child results: "
-                               f"{total} bytes > {limit}; add a ResultWriter to export them to S3)", prev)
+                raise _Failure(
+                    "States.DataLimitExceeded",
+                    f"The state/task '{st.name}' returned a result with a size exceeding the maximum "
+                    f"number of bytes service limit (the Distributed Map's aggregated child results: "
+                    f"{total} bytes > {limit}; add a ResultWriter to export them to S3)",
+                    prev,
+                )
             result = results if collect else _DISCARDED
         map_run.status = SUCCEEDED
         prev = run.history.add("MapRunSucceeded", run.clock.now(), prev, None)
         prev = run.history.add("MapStateSucceeded", run.clock.now(), prev, None)
         return result, prev
 
-    def _export(self, st: MapState, effective: Any, items: list, map_run: MapRun, run: _Run, entered: float,
-                entered_id: int, prev: int) -> dict:
+    def _export(
+        self,
+        st: MapState,
+        effective: Any,
+        items: list,
+        map_run: MapRun,
+        run: _Run,
+        entered: float,
+        entered_id: int,
+        prev: int,
+    ) -> dict:
         """Write the map run's results with the state's ResultWriter; returns the state's result
         ``{"MapRunArn", "ResultWriterDetails": {"Bucket", "Key"}}``. Any problem is
         ``States.ResultWriterFailed``."""
         writer = st.result_writer
         env = _Env(run, st.name, entered)
-        params = {} if writer.parameters is None else self._template(writer.parameters, effective, env, st,
-                                                                      entered_id, prev)
+        params = (
+            {}
+            if writer.parameters is None
+            else self._template(writer.parameters, effective, env, st, entered_id, prev)
+        )
         bucket, prefix = params.get("Bucket"), params.get("Prefix", "")
         if not isinstance(bucket, str) or not bucket or not isinstance(prefix, str):
-            raise _Failure("States.ResultWriterFailed", f"ResultWriter Parameters need a string Bucket and Prefix, "
-                                                        f"got {_dumps(params)}", prev)
+            raise _Failure(
+                "States.ResultWriterFailed",
+                f"ResultWriter Parameters need a string Bucket and Prefix, got {_dumps(params)}",
+                prev,
+            )
         if self.result_writer is None:
-            raise _Failure("States.ResultWriterFailed", f"no result writer is configured to write to s3://{bucket}/"
-                                                        f"{prefix} (pass Interpreter(result_writer=...))", prev)
+            raise _Failure(
+                "States.ResultWriterFailed",
+                f"no result writer is configured to write to s3://{bucket}/"
+                f"{prefix} (pass Interpreter(result_writer=...))",
+                prev,
+            )
         children = []
         for i, ex in enumerate(map_run.executions):
             if ex is None:
                 children.append(ChildRecord(PENDING, items[i]))
             else:
-                children.append(ChildRecord(ex.status, ex.input, ex.execution_arn, ex.name, ex.state_machine_arn,
-                                            ex.output, ex.error, ex.cause, ex.start_ts, ex.stop_ts))
-        export = export_files(children, bucket=bucket, prefix=prefix, map_run_arn=map_run.map_run_arn,
-                              transformation=writer.transformation, output_type=writer.output_type)
+                children.append(
+                    ChildRecord(
+                        ex.status,
+                        ex.input,
+                        ex.execution_arn,
+                        ex.name,
+                        ex.state_machine_arn,
+                        ex.output,
+                        ex.error,
+                        ex.cause,
+                        ex.start_ts,
+                        ex.stop_ts,
+                    )
+                )
+        export = export_files(
+            children,
+            bucket=bucket,
+            prefix=prefix,
+            map_run_arn=map_run.map_run_arn,
+            transformation=writer.transformation,
+            output_type=writer.output_type,
+        )
         for key, body in export.objects:
             try:
                 self.result_writer(bucket, key, body)
-            except Exception as exc:  # noqa: BLE001 - any write failure is States.ResultWriterFailed
-                raise _Failure("States.ResultWriterFailed", f"cannot write s3://{bucket}/{key}: "
-                                                            f"{type(exc).__name__}: {exc}", prev) from None
+            except Exception as exc:
+                raise _Failure(
+                    "States.ResultWriterFailed",
+                    f"cannot write s3://{bucket}/{key}: {type(exc).__name__}: {exc}",
+                    prev,
+                ) from None
         map_run.results_written = export.results_written
         return export.result
 
@@ -1141,8 +1438,11 @@ class _Outcome:
                 self.control.append(exc)
             else:  # an unexpected exception in a worker: surface it as a runtime failure
                 if self.failure is None:
-                    self.failure = _Failure("States.Runtime", "local interpreter error: "
-                                            + "".join(traceback.format_exception(exc)), 0)
+                    self.failure = _Failure(
+                        "States.Runtime",
+                        "local interpreter error: " + "".join(traceback.format_exception(exc)),
+                        0,
+                    )
 
     def reraise_control(self) -> None:
         """Re-raise a stop/timeout of the enclosing execution (it wins over failures), but not

@@ -84,7 +84,7 @@ def _need_int(v: Any, what: str) -> int:
 
 
 def _need(v: Any, typ: type | tuple, what: str) -> Any:
-    if not isinstance(v, typ) or isinstance(v, bool) and typ is not bool:
+    if not isinstance(v, typ) or (isinstance(v, bool) and typ is not bool):
         raise IntrinsicError(f"{what} must be {_TYPE_NAMES.get(typ, str(typ))}, got {json.dumps(v)}")
     return v
 
@@ -105,7 +105,9 @@ def _format_value(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return json.dumps(v)
-    raise IntrinsicError(f"an argument to format must be a string, number, boolean or null, got {json.dumps(v)}")
+    raise IntrinsicError(
+        f"an argument to format must be a string, number, boolean or null, got {json.dumps(v)}"
+    )
 
 
 def _format(call: Call, args: list, env) -> str:
@@ -116,8 +118,9 @@ def _format(call: Call, args: list, env) -> str:
     text = first.marked if isinstance(first, _Literal) and first.marked is not None else template
     pieces = text.split("{}")
     if len(pieces) - 1 != len(args) - 1:
-        raise IntrinsicError(f"the template has {len(pieces) - 1} '{{}}' placeholders but "
-                             f"{len(args) - 1} values were given")
+        raise IntrinsicError(
+            f"the template has {len(pieces) - 1} '{{}}' placeholders but {len(args) - 1} values were given"
+        )
     out = [pieces[0]]
     for value, piece in zip(args[1:], pieces[1:]):
         out.append(_format_value(value))
@@ -146,7 +149,7 @@ def _array_partition(call, args, env):
     size = _need_int(args[1], "the chunk size")
     if size <= 0:
         raise IntrinsicError("the chunk size must be a positive integer")
-    return [arr[i:i + size] for i in range(0, len(arr), size)]
+    return [arr[i : i + size] for i in range(0, len(arr), size)]
 
 
 def _array_contains(call, args, env):
@@ -315,13 +318,15 @@ class _Parser:
         if len(args) < lo or (hi is not None and len(args) > hi):
             want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
             self.fail(f"{name} takes {want} arguments, {len(args)} given")
-        call = Call(name, args, fn, self.s[start:self.i])
+        call = Call(name, args, fn, self.s[start : self.i])
         if name == "States.Format" and isinstance(args[0], _Literal):
             if not isinstance(args[0].value, str):
                 self.fail("States.Format: the template must be a string")
             n = args[0].marked.count("{}")
             if n != len(args) - 1:
-                self.fail(f"States.Format: the template has {n} '{{}}' placeholders but {len(args) - 1} values")
+                self.fail(
+                    f"States.Format: the template has {n} '{{}}' placeholders but {len(args) - 1} values"
+                )
         return call
 
     def arg(self):
@@ -382,7 +387,7 @@ class _Parser:
             elif depth == 0 and c in ",)":
                 break
             self.i += 1
-        text = self.s[start:self.i].strip()
+        text = self.s[start : self.i].strip()
         try:
             return _PathArg(Path(text))
         except PathSyntaxError as exc:

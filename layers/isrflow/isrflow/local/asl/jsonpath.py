@@ -107,7 +107,7 @@ def _parse_steps(path: str, start: int) -> list[tuple]:
                 j += 1
             if j >= n:
                 raise PathSyntaxError(f"path {path!r}: unclosed '['")
-            inner = path[i + 1:j].strip()
+            inner = path[i + 1 : j].strip()
             if not inner:
                 raise PathSyntaxError(f"path {path!r}: empty brackets")
             if inner[0] in "'\"":
@@ -232,7 +232,9 @@ class Path:
             if node is MISSING:
                 node = {}
             if not isinstance(node, dict):
-                raise PathSetError(f"cannot set field {arg!r} of a {_json_type(node)} (ResultPath {self.text!r})")
+                raise PathSetError(
+                    f"cannot set field {arg!r} of a {_json_type(node)} (ResultPath {self.text!r})"
+                )
             new = dict(node)
             new[arg] = value if last else self._assign(node.get(arg, MISSING), i + 1, value)
             return new

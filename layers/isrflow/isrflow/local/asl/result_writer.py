@@ -87,10 +87,17 @@ def full_record(child: ChildRecord) -> dict:
     """The NONE-transformation record of one child."""
     if child.status == PENDING:
         return {"Input": _text(child.input), "InputDetails": {"Included": True}, "Status": PENDING}
-    rec: dict[str, Any] = {"ExecutionArn": child.execution_arn, "Input": _text(child.input),
-                           "InputDetails": {"Included": True}, "Name": child.name, "RedriveCount": 0,
-                           "StartDate": _iso(child.start_ts), "StateMachineArn": child.state_machine_arn,
-                           "Status": child.status, "StopDate": _iso(child.stop_ts)}
+    rec: dict[str, Any] = {
+        "ExecutionArn": child.execution_arn,
+        "Input": _text(child.input),
+        "InputDetails": {"Included": True},
+        "Name": child.name,
+        "RedriveCount": 0,
+        "StartDate": _iso(child.start_ts),
+        "StateMachineArn": child.state_machine_arn,
+        "Status": child.status,
+        "StopDate": _iso(child.stop_ts),
+    }
     if child.status == SUCCEEDED:
         rec["Output"] = _text(child.output)
         rec["OutputDetails"] = {"Included": True}
@@ -127,8 +134,15 @@ def manifest_prefix(prefix: str, map_run_arn: str) -> str:
     return f"{prefix}{map_run_arn.rsplit(':', 1)[-1]}/"
 
 
-def export_files(children: Sequence[ChildRecord], *, bucket: str, prefix: str, map_run_arn: str,
-                 transformation: str = "NONE", output_type: str = "JSON") -> Export:
+def export_files(
+    children: Sequence[ChildRecord],
+    *,
+    bucket: str,
+    prefix: str,
+    map_run_arn: str,
+    transformation: str = "NONE",
+    output_type: str = "JSON",
+) -> Export:
     """Everything a ResultWriter writes for one map run (``children`` in item order)."""
     base = manifest_prefix(prefix, map_run_arn)
     grouped: dict[str, list[ChildRecord]] = {g: [] for g in GROUPS}
@@ -139,8 +153,11 @@ def export_files(children: Sequence[ChildRecord], *, bucket: str, prefix: str, m
     for g in (SUCCEEDED, FAILED, PENDING):
         if not grouped[g]:
             continue
-        entries = (_succeeded_entries(grouped[g], transformation) if g == SUCCEEDED
-                   else [full_record(c) for c in grouped[g]])
+        entries = (
+            _succeeded_entries(grouped[g], transformation)
+            if g == SUCCEEDED
+            else [full_record(c) for c in grouped[g]]
+        )
         body = _encode(entries, output_type)
         key = f"{base}{g}_0.json"
         objects.append((key, body))
@@ -149,8 +166,12 @@ def export_files(children: Sequence[ChildRecord], *, bucket: str, prefix: str, m
     manifest = {"DestinationBucket": bucket, "MapRunArn": map_run_arn, "ResultFiles": files}
     objects.append((manifest_key, json.dumps(manifest, indent=2).encode("utf-8")))
     written = len(grouped[SUCCEEDED]) + len(grouped[FAILED])
-    return Export(objects, manifest_key, {"MapRunArn": map_run_arn,
-                                          "ResultWriterDetails": {"Bucket": bucket, "Key": manifest_key}}, written)
+    return Export(
+        objects,
+        manifest_key,
+        {"MapRunArn": map_run_arn, "ResultWriterDetails": {"Bucket": bucket, "Key": manifest_key}},
+        written,
+    )
 
 
 def read_manifest_results(read, bucket: str, manifest_key: str, output_type: str = "JSON") -> dict[str, list]:

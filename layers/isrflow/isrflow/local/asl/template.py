@@ -54,8 +54,11 @@ def _compile(node: Any, where: str) -> tuple:
             if key.endswith(".$"):
                 out = key[:-2]
                 if not isinstance(value, str):
-                    raise TemplateError(loc, "the value of a field ending in '.$' must be a string "
-                                             "(a Path or an intrinsic function)")
+                    raise TemplateError(
+                        loc,
+                        "the value of a field ending in '.$' must be a string "
+                        "(a Path or an intrinsic function)",
+                    )
                 if value.startswith("$"):
                     try:
                         entries.append((out, (_PATH, Path(value), key)))
@@ -65,8 +68,9 @@ def _compile(node: Any, where: str) -> tuple:
                     try:
                         entries.append((out, (_CALL, parse_intrinsic(value), key)))
                     except IntrinsicSyntaxError as exc:
-                        raise TemplateError(loc, f"not a Path (must begin with '$') nor a valid "
-                                                 f"intrinsic function: {exc}") from None
+                        raise TemplateError(
+                            loc, f"not a Path (must begin with '$') nor a valid intrinsic function: {exc}"
+                        ) from None
                 dynamic = True
             else:
                 out = key
@@ -74,7 +78,9 @@ def _compile(node: Any, where: str) -> tuple:
                 dynamic = dynamic or sub[0] != _CONST
                 entries.append((out, sub))
             if out in seen:
-                raise TemplateError(loc, f"duplicate field {out!r} once '.$' is stripped (also {seen[out]!r})")
+                raise TemplateError(
+                    loc, f"duplicate field {out!r} once '.$' is stripped (also {seen[out]!r})"
+                )
             seen[out] = key
         if not dynamic:
             return (_CONST, node)
@@ -104,18 +110,22 @@ def _eval(node: tuple, data: Any, env: Any) -> Any:
                     raise TemplateEvalError(
                         "States.Runtime",
                         f"The JSONPath '{path.text}' specified for the field '{sub[2]}' could not be "
-                        f"found in the input '{_dumps(source)}'") from None
+                        f"found in the input '{_dumps(source)}'",
+                    ) from None
             elif k == _CALL:
                 try:
                     out[key] = sub[1].evaluate(data, env)
                 except IntrinsicError as exc:
-                    raise TemplateEvalError("States.IntrinsicFailure",
-                                            f"The value for the field '{sub[2]}' could not be computed: {exc}") from None
+                    raise TemplateEvalError(
+                        "States.IntrinsicFailure",
+                        f"The value for the field '{sub[2]}' could not be computed: {exc}",
+                    ) from None
                 except PathNotFound as exc:
                     raise TemplateEvalError(
                         "States.Runtime",
                         f"The JSONPath '{exc}' in the intrinsic function for the field '{sub[2]}' could not "
-                        f"be found in the input '{_dumps(data)}'") from None
+                        f"be found in the input '{_dumps(data)}'",
+                    ) from None
             else:
                 out[key] = _eval(sub, data, env)
         return out

@@ -11,15 +11,17 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .engine import ensure_engine
 from .sam import SamProject
 from .standin import ensure_standin
 
 
-def prepare_images(repo: Path, architecture: str = "x86_64", log: Callable[[str], None] = print) -> SamProject:
+def prepare_images(
+    repo: Path, architecture: str = "x86_64", log: Callable[[str], None] = print
+) -> SamProject:
     """Engine up, Lambda base (or its stand-in) present, every function and image built."""
     version = ensure_engine()
     log(f"docker engine {version}")

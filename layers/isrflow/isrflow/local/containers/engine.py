@@ -12,8 +12,8 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ...errors import IsrflowError
 
@@ -44,8 +44,10 @@ def _install_docker_io() -> None:
         raise ContainerEngineError("no Docker engine, and installing docker.io needs root (apt-get)")
     if shutil.which("apt-get") is None:
         raise ContainerEngineError("no Docker engine and no apt-get to install docker.io with")
-    for argv in (["apt-get", "update", "-qq"],
-                 ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "docker.io", "debootstrap"]):
+    for argv in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "docker.io", "debootstrap"],
+    ):
         done = _run(argv, timeout=900)
         if done.returncode != 0:
             raise ContainerEngineError(f"{' '.join(argv)} failed: {done.stderr.strip()[-2000:]}")
@@ -65,8 +67,9 @@ def ensure_engine(*, wait_s: float = START_TIMEOUT_S, sleep: Callable[[float], N
         raise ContainerEngineError("docker.io was installed but dockerd is not on PATH")
     _remove_stale_pid_files()
     log = DOCKERD_LOG.open("ab")
-    subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                     start_new_session=True)
+    subprocess.Popen(
+        ["dockerd"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if engine_answers():
@@ -95,7 +98,9 @@ def ensure_debootstrap() -> None:
     if shutil.which("debootstrap") is None:
         _install_docker_io()
     if shutil.which("debootstrap") is None:
-        raise ContainerEngineError("debootstrap is needed to build the stand-in base and could not be installed")
+        raise ContainerEngineError(
+            "debootstrap is needed to build the stand-in base and could not be installed"
+        )
 
 
 def _server_version() -> str:

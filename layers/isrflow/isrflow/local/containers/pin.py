@@ -29,9 +29,15 @@ def resolve_digest(tag: str = BASE_TAG) -> str:
     """``tag@sha256:...`` of the registry's current image for ``tag`` (needs registry access)."""
     pulled = subprocess.run(["docker", "pull", "--quiet", tag], capture_output=True, text=True)
     if pulled.returncode != 0:
-        raise ContainerEngineError(f"docker pull {tag} failed (is the registry reachable?): {pulled.stderr.strip()}")
-    digests = subprocess.run(["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", tag],
-                             capture_output=True, text=True, check=True).stdout
+        raise ContainerEngineError(
+            f"docker pull {tag} failed (is the registry reachable?): {pulled.stderr.strip()}"
+        )
+    digests = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", tag],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     found = re.findall(r"[^\"\s]+@sha256:[0-9a-f]{64}", digests)
     if not found:
         raise ContainerEngineError(f"{tag} has no repository digest after the pull")

@@ -37,7 +37,9 @@ def sam_executable(repo: Path, install: bool = True) -> str:
         if candidate and Path(candidate).exists():
             return str(candidate)
     if install and (repo / "Makefile").exists():
-        done = subprocess.run(["make", "-C", str(repo), "tools"], capture_output=True, text=True, timeout=1800)
+        done = subprocess.run(
+            ["make", "-C", str(repo), "tools"], capture_output=True, text=True, timeout=1800
+        )
         if done.returncode != 0:
             raise SamError(f"`make tools` failed: {(done.stdout + done.stderr)[-2000:]}")
         return sam_executable(repo, install=False)
@@ -86,8 +88,13 @@ class SamProject:
         return self.build_dir / "template.yaml"
 
     def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_ACCESS_KEY_ID": "testing",
-               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": self.region}
+        env = {
+            **os.environ,
+            "SAM_CLI_TELEMETRY": "0",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": self.region,
+        }
         # sam build checks the runtime's interpreter (python3.12) on PATH.
         env["PATH"] = f"{host_python_prefix() / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         env.update(extra or {})
@@ -112,15 +119,25 @@ class SamProject:
 
     def build(self) -> Path:
         """``sam build`` of every function, layer and image (cached by SAM and the engine)."""
-        argv = [self.sam, "build", "--template-file", str(self.source_template()),
-                "--build-dir", str(self.build_dir), *self._overrides()]
-        done = subprocess.run(argv, cwd=self.repo, env=self._env(), capture_output=True, text=True, timeout=3600)
+        argv = [
+            self.sam,
+            "build",
+            "--template-file",
+            str(self.source_template()),
+            "--build-dir",
+            str(self.build_dir),
+            *self._overrides(),
+        ]
+        done = subprocess.run(
+            argv, cwd=self.repo, env=self._env(), capture_output=True, text=True, timeout=3600
+        )
         if done.returncode != 0:
             raise SamError(f"sam build failed:\n{(done.stdout + done.stderr)[-4000:]}")
         return self.built_template
 
-    def env_vars_file(self, directory: Path, common: dict[str, str],
-                      per_function: dict[str, dict[str, str]] | None = None) -> Path:
+    def env_vars_file(
+        self, directory: Path, common: dict[str, str], per_function: dict[str, dict[str, str]] | None = None
+    ) -> Path:
         """An ``--env-vars`` file: ``common`` for every function, then per-function values."""
         path = Path(directory) / "env-vars.json"
         path.write_text(json.dumps({"Parameters": common, **(per_function or {})}, indent=1))
@@ -134,27 +151,66 @@ class SamProject:
             else:
                 event_path = Path(tmp) / "event.json"
                 event_path.write_text(json.dumps(event))
-            argv = [self.sam, "local", "invoke", function, "--template", str(self.built_template),
-                    "--event", str(event_path), "--env-vars", str(env_vars), "--skip-pull-image",
-                    "--docker-network", "host", *self._overrides()]
+            argv = [
+                self.sam,
+                "local",
+                "invoke",
+                function,
+                "--template",
+                str(self.built_template),
+                "--event",
+                str(event_path),
+                "--env-vars",
+                str(env_vars),
+                "--skip-pull-image",
+                "--docker-network",
+                "host",
+                *self._overrides(),
+            ]
             t0 = time.perf_counter()
-            done = subprocess.run(argv, cwd=self.repo, env=self._env(), capture_output=True, text=True,
-                                  timeout=timeout_s)
+            done = subprocess.run(
+                argv, cwd=self.repo, env=self._env(), capture_output=True, text=True, timeout=timeout_s
+            )
             wall = time.perf_counter() - t0
         payload = _last_json_line(done.stdout)
         if payload is None:
-            raise SamError(f"sam local invoke {function} gave no answer (exit {done.returncode}):\n"
-                           f"{(done.stdout + done.stderr)[-4000:]}")
+            raise SamError(
+                f"sam local invoke {function} gave no answer (exit {done.returncode}):\n"
+                f"{(done.stdout + done.stderr)[-4000:]}"
+            )
         return Invocation(function, payload, parse_reports(done.stderr + done.stdout), done.stderr, wall)
 
-    def start_lambda(self, env_vars: Path, port: int, log_path: Path) -> "LambdaEndpoint":
+    def start_lambda(self, env_vars: Path, port: int, log_path: Path) -> LambdaEndpoint:
         """``sam local start-lambda`` on 127.0.0.1:``port`` (the Lambda Invoke API), warm containers."""
-        argv = [self.sam, "local", "start-lambda", "--template", str(self.built_template), "--host", "127.0.0.1",
-                "--port", str(port), "--env-vars", str(env_vars), "--skip-pull-image", "--docker-network", "host",
-                "--warm-containers", "LAZY", *self._overrides()]
+        argv = [
+            self.sam,
+            "local",
+            "start-lambda",
+            "--template",
+            str(self.built_template),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--env-vars",
+            str(env_vars),
+            "--skip-pull-image",
+            "--docker-network",
+            "host",
+            "--warm-containers",
+            "LAZY",
+            *self._overrides(),
+        ]
         log = open(log_path, "ab")
-        proc = subprocess.Popen(argv, cwd=self.repo, env=self._env(), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            cwd=self.repo,
+            env=self._env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         endpoint = LambdaEndpoint(f"http://127.0.0.1:{port}", proc, log_path)
         endpoint.wait_ready()
         return endpoint
@@ -172,8 +228,10 @@ class LambdaEndpoint:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise SamError(f"sam local start-lambda exited ({self.process.returncode}):\n"
-                               f"{self.log_path.read_text(errors='replace')[-3000:]}")
+                raise SamError(
+                    f"sam local start-lambda exited ({self.process.returncode}):\n"
+                    f"{self.log_path.read_text(errors='replace')[-3000:]}"
+                )
             try:
                 urllib.request.urlopen(self.url + "/2015-03-31/functions/none/invocations", b"{}", timeout=2)
             except urllib.error.HTTPError:
@@ -201,8 +259,11 @@ class LambdaEndpoint:
 
 def _remove_sam_containers() -> None:
     """Warm containers left by start-lambda (labelled by SAM CLI)."""
-    ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=sam.cli.container.type=lambda"],
-                         capture_output=True, text=True).stdout.split()
+    ids = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=sam.cli.container.type=lambda"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
 

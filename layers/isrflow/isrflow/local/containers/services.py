@@ -21,11 +21,20 @@ from pathlib import Path
 from typing import Any
 
 EVENT_NAMES_FILE = Path(__file__).resolve().parents[5] / "events" / "names.json"
-DEFAULT_NAMES = {"region": "us-east-1", "account": "123456789012", "bucket": "isrflow-data-123456789012",
-                 "registry_queue": "isrflow-registry", "registry_dlq": "isrflow-registry-dlq",
-                 "registry_secret": "isrflow-registry-credentials"}
-DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                     "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+DEFAULT_NAMES = {
+    "region": "us-east-1",
+    "account": "123456789012",
+    "bucket": "isrflow-data-123456789012",
+    "registry_queue": "isrflow-registry",
+    "registry_dlq": "isrflow-registry-dlq",
+    "registry_secret": "isrflow-registry-credentials",
+}
+DUMMY_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
 
 
 def event_names() -> dict[str, str]:
@@ -131,12 +140,16 @@ class LocalAwsStack:
     def client(self, service: str) -> Any:
         import boto3
 
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=self.names["region"],
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=self.names["region"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
-    def start(self) -> "LocalAwsStack":
+    def start(self) -> LocalAwsStack:
         from moto.server import ThreadedMotoServer
-
         from sqlalchemy.engine import make_url
 
         self.host = self.host or bridge_gateway()
@@ -147,19 +160,29 @@ class LocalAwsStack:
         import urllib.request
 
         # moto's backends live in this process and outlive a server: start from an empty account
-        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=30)
+        urllib.request.urlopen(
+            urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=30
+        )
         self.client("s3").create_bucket(Bucket=self.bucket)
         sqs = self.client("sqs")
         self.dlq_url = sqs.create_queue(QueueName=self.names["registry_dlq"])["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        self.queue_url = sqs.create_queue(QueueName=self.names["registry_queue"], Attributes={
-            "VisibilityTimeout": "900",
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})})["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        self.queue_url = sqs.create_queue(
+            QueueName=self.names["registry_queue"],
+            Attributes={
+                "VisibilityTimeout": "900",
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+            },
+        )["QueueUrl"]
         url = make_url(self.registry_url)
         self.forwarder = TcpForwarder(self.host, (url.host or "127.0.0.1", url.port or 5432))
         self.secret_arn = self.client("secretsmanager").create_secret(
             Name=self.names["registry_secret"],
-            SecretString=json.dumps({"username": url.username or "postgres", "password": url.password or "unused"}),
+            SecretString=json.dumps(
+                {"username": url.username or "postgres", "password": url.password or "unused"}
+            ),
         )["ARN"]
         return self
 
@@ -171,7 +194,7 @@ class LocalAwsStack:
             self.forwarder.close()
             self.forwarder = None
 
-    def __enter__(self) -> "LocalAwsStack":
+    def __enter__(self) -> LocalAwsStack:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ...awsclients import ENV_AWS_ENDPOINT_URL
 from .invoke_api import InvokeApiLambdas, SqsEventSource
@@ -31,11 +32,15 @@ class ContainerSession:
         self._tmp = Path(tempfile.mkdtemp(prefix="isrflow-containers-"))
         self._saved_env: dict[str, str | None] = {}
 
-    def start(self) -> "ContainerSession":
+    def start(self) -> ContainerSession:
         self.stack.start()
         # this process (ItemReader/ResultWriter, the CLI's own reads) talks to moto too
-        for key, value in {ENV_AWS_ENDPOINT_URL: self.stack.endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": self.stack.names["region"]}.items():
+        for key, value in {
+            ENV_AWS_ENDPOINT_URL: self.stack.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": self.stack.names["region"],
+        }.items():
             self._saved_env[key] = os.environ.get(key)
             os.environ[key] = value
         env_file = self.project.env_vars_file(self._tmp, self.stack.function_env())
@@ -49,15 +54,26 @@ class ContainerSession:
 
     def lambdas(self, app: Any) -> InvokeApiLambdas:
         assert self.endpoint is not None, "start() the session first"
-        return InvokeApiLambdas(self.endpoint.url, {f.name: f.logical_id for f in app.functions.values()},
-                                region=self.stack.names["region"])
+        return InvokeApiLambdas(
+            self.endpoint.url,
+            {f.name: f.logical_id for f in app.functions.values()},
+            region=self.stack.names["region"],
+        )
 
     def event_source(self, invoke: Callable[[dict], Any], mapping: Any) -> SqsEventSource:
         sqs = self.stack.client("sqs")
-        arn = sqs.get_queue_attributes(QueueUrl=self.stack.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        return SqsEventSource(sqs, self.stack.queue_url, arn, invoke, batch_size=mapping.batch_size,
-                              window_s=float(mapping.batching_window_s),
-                              report_batch_item_failures=mapping.report_batch_item_failures)
+        arn = sqs.get_queue_attributes(QueueUrl=self.stack.queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        return SqsEventSource(
+            sqs,
+            self.stack.queue_url,
+            arn,
+            invoke,
+            batch_size=mapping.batch_size,
+            window_s=float(mapping.batching_window_s),
+            report_batch_item_failures=mapping.report_batch_item_failures,
+        )
 
     def reports(self) -> list[dict]:
         """What the stand-in runtime measured in every container so far."""
@@ -74,7 +90,7 @@ class ContainerSession:
             else:
                 os.environ[key] = value
 
-    def __enter__(self) -> "ContainerSession":
+    def __enter__(self) -> ContainerSession:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

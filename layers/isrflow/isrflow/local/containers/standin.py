@@ -60,31 +60,45 @@ def host_python_prefix() -> Path:
     import glob
     import os
 
-    candidates = [os.environ.get("ISRFLOW_PYTHON312"), shutil.which(f"python{PYTHON_MINOR}"),
-                  *sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{PYTHON_MINOR}.*/bin/python{PYTHON_MINOR}")),
-                          reverse=True),
-                  f"/usr/local/bin/python{PYTHON_MINOR}", f"/usr/bin/python{PYTHON_MINOR}"]
+    candidates = [
+        os.environ.get("ISRFLOW_PYTHON312"),
+        shutil.which(f"python{PYTHON_MINOR}"),
+        *sorted(
+            glob.glob(os.path.expanduser(f"~/.pyenv/versions/{PYTHON_MINOR}.*/bin/python{PYTHON_MINOR}")),
+            reverse=True,
+        ),
+        f"/usr/local/bin/python{PYTHON_MINOR}",
+        f"/usr/bin/python{PYTHON_MINOR}",
+    ]
     for exe in filter(None, candidates):
         try:
-            out = subprocess.run([exe, "-c", "import sys; print(sys.base_prefix)"], capture_output=True,
-                                 text=True, timeout=30)
+            out = subprocess.run(
+                [exe, "-c", "import sys; print(sys.base_prefix)"], capture_output=True, text=True, timeout=30
+            )
         except OSError:
             continue
         if out.returncode == 0 and out.stdout.strip():
             return Path(out.stdout.strip())
-    raise ContainerEngineError(f"the stand-in Lambda base and `sam build` need a CPython {PYTHON_MINOR}; none "
-                               f"was found (set ISRFLOW_PYTHON312 to its interpreter)")
+    raise ContainerEngineError(
+        f"the stand-in Lambda base and `sam build` need a CPython {PYTHON_MINOR}; none "
+        f"was found (set ISRFLOW_PYTHON312 to its interpreter)"
+    )
 
 
 def _skip(rel: str) -> bool:
     """Parts of a CPython prefix Lambda's base does not carry (tests, static lib, IDLE, Tk, site hooks)."""
     parts = rel.split("/")
     if rel.startswith(f"lib/python{PYTHON_MINOR}/site-packages/") and not (
-            len(parts) > 3 and parts[3].startswith("pip")):
+        len(parts) > 3 and parts[3].startswith("pip")
+    ):
         return True
     banned = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3"}
-    return (len(parts) > 2 and parts[0] == "lib" and parts[2] in banned) or parts[-1].endswith(".a") \
-        or (len(parts) > 2 and parts[2].startswith("config-")) or parts[0] in {"include", "share"}
+    return (
+        (len(parts) > 2 and parts[0] == "lib" and parts[2] in banned)
+        or parts[-1].endswith(".a")
+        or (len(parts) > 2 and parts[2].startswith("config-"))
+        or parts[0] in {"include", "share"}
+    )
 
 
 def python_tar(prefix: Path) -> bytes:
@@ -96,7 +110,12 @@ def python_tar(prefix: Path) -> bytes:
                 rel = path.relative_to(prefix).as_posix()
                 if _skip(rel) or "__pycache__" in rel:
                     continue
-                if top == "bin" and path.is_file() and not path.is_symlink() and path.name.startswith(("pip", "idle", "2to3", "pydoc")):
+                if (
+                    top == "bin"
+                    and path.is_file()
+                    and not path.is_symlink()
+                    and path.name.startswith(("pip", "idle", "2to3", "pydoc"))
+                ):
                     continue  # their shebangs name the host's prefix
                 tar.add(path, arcname=rel, recursive=False)
     return buf.getvalue()
@@ -116,8 +135,12 @@ def ensure_rootfs(log=print) -> None:
     ensure_debootstrap()
     with tempfile.TemporaryDirectory(prefix="isrflow-rootfs-") as tmp:
         log(f"debootstrap --variant=minbase {DEBIAN_SUITE} (once) ...")
-        done = subprocess.run(["debootstrap", "--variant=minbase", DEBIAN_SUITE, tmp, DEBIAN_MIRROR],
-                              capture_output=True, text=True, timeout=1800)
+        done = subprocess.run(
+            ["debootstrap", "--variant=minbase", DEBIAN_SUITE, tmp, DEBIAN_MIRROR],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
         if done.returncode != 0:
             raise ContainerEngineError(f"debootstrap failed: {done.stderr.strip()[-2000:]}")
         tar = subprocess.run(["tar", "-C", tmp, "-c", "."], capture_output=True, check=True).stdout
@@ -144,10 +167,20 @@ def ensure_standin(architecture: str = "x86_64", log=print) -> str:
                 (ctx / name).write_bytes(data)
             (ctx / "python.tar").write_bytes(ptar)
             (ctx / "host-ca-bundle.crt").write_bytes(_host_ca_bundle())
-            _docker("build", "--network", "host", "-t", tag,
-                    "--build-arg", f"STANDIN_ROOTFS={ROOTFS_IMAGE}",
-                    "--build-arg", f"AWSLAMBDARIC_VERSION={AWSLAMBDARIC_VERSION}",
-                    "--build-arg", f"BOTO3_VERSION={BOTO3_VERSION}", str(ctx))
+            _docker(
+                "build",
+                "--network",
+                "host",
+                "-t",
+                tag,
+                "--build-arg",
+                f"STANDIN_ROOTFS={ROOTFS_IMAGE}",
+                "--build-arg",
+                f"AWSLAMBDARIC_VERSION={AWSLAMBDARIC_VERSION}",
+                "--build-arg",
+                f"BOTO3_VERSION={BOTO3_VERSION}",
+                str(ctx),
+            )
     for name in BASE_NAMES:
         _docker("tag", tag, name)
         _docker("tag", tag, f"{name}-{architecture}")

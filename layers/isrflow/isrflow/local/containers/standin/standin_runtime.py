@@ -20,7 +20,6 @@ import sys
 import time
 import uuid
 
-
 SANDBOX = uuid.uuid4().hex[:12]
 
 
@@ -59,8 +58,11 @@ def main(argv: list) -> None:
             try:
                 return handler(event, context)
             finally:
-                _report(invocation=state["calls"], duration_ms=round((time.perf_counter() - t0) * 1000.0, 1),
-                        init_ms=state["init_ms"] if state["calls"] == 1 else None)
+                _report(
+                    invocation=state["calls"],
+                    duration_ms=round((time.perf_counter() - t0) * 1000.0, 1),
+                    init_ms=state["init_ms"] if state["calls"] == 1 else None,
+                )
 
         return run
 
