@@ -1,4 +1,4 @@
-"""Calibration cache benchmark (isrflow.calib_cache): datastore bytes and ISR seconds per detector; prints JSON.
+"""Calibration cache benchmark (isrflow.io.calib_cache): datastore bytes and ISR seconds per detector; prints JSON.
 
 HSC-size detectors (2 by default, 2 exposures each) with bias, dark and flat as BuildCalibration
 writes its masters (IMAGE, MASK and VARIANCE planes) and defects, in a local repository. The real
@@ -42,7 +42,7 @@ def _calibration_files(night, image_only: bool, out: Path) -> list[Path]:
     MASK and VARIANCE planes) unless ``image_only``."""
     import numpy as np
 
-    from isrflow.exposure_io import Exposure, read_exposure, write_exposure
+    from isrflow.io.exposure_io import Exposure, read_exposure, write_exposure
 
     files: list[Path] = []
     out.mkdir(parents=True, exist_ok=True)
@@ -62,9 +62,9 @@ def _calibration_files(night, image_only: bool, out: Path) -> list[Path]:
 
 def _run_pass(name: str, env: dict, plan_handler, isr_handler, instrument: str) -> list[dict]:
     """Plan and run one ProcessVisit pass in this process, one cluster per quantum; its results."""
-    from isrflow.messages import QuantumResult
+    from isrflow.io.storage import storage_for
+    from isrflow.model.messages import QuantumResult
     from isrflow.process_visit import layout
-    from isrflow.storage import storage_for
 
     os.environ.update(env)
     spec = {
@@ -128,12 +128,12 @@ def main(argv=None) -> dict:
 
     from functions.isr.app import lambda_handler as isr_handler
     from functions.plan.app import lambda_handler as plan_handler
-    from isrflow import calib_cache
-    from isrflow.calib_import import import_calibrations
+    from isrflow.infra.settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_URL
+    from isrflow.io import calib_cache
     from isrflow.local.queue import LocalQueue
     from isrflow.local.template import load_template
     from isrflow.registry import create_repo, ingest
-    from isrflow.settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_URL
+    from isrflow.registry.calib_import import import_calibrations
     from isrflow.simulate import SimulationRequest, simulate
 
     started = time.perf_counter()

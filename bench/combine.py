@@ -56,8 +56,8 @@ def make_frames(directory: Path, n: int, shape: tuple[int, int], seed: int = 1) 
     """ISR'd bias-like frames (e-): read noise, a fixed pattern, cosmic-ray-like outliers, SAT pixels."""
     import numpy as np
 
-    from isrflow import formats
-    from isrflow.exposure_io import Exposure, write_exposure
+    from isrflow.io import formats
+    from isrflow.io.exposure_io import Exposure, write_exposure
 
     rng = np.random.default_rng(seed)
     pattern = rng.normal(0.0, 2.0, shape).astype(np.float32)
@@ -90,7 +90,7 @@ def _stack(paths):
     """(N, P) float32 values, the same with NaN at masked pixels, the mask, the variances."""
     import numpy as np
 
-    from isrflow.exposure_io import read_exposure
+    from isrflow.io.exposure_io import read_exposure
 
     frames = [read_exposure(p) for p in paths]
     values = np.stack([f.image for f in frames]).reshape(len(frames), -1)

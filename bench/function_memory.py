@@ -61,9 +61,9 @@ def _payloads(repo: Path) -> dict[str, list[dict]]:
 
 
 def _isr_event(repo: Path) -> dict | None:
-    from isrflow.messages import IsrClusterEvent, PlanResult
+    from isrflow.io.storage import storage_for
+    from isrflow.model.messages import IsrClusterEvent, PlanResult
     from isrflow.ops.status import plan_result
-    from isrflow.storage import storage_for
 
     for record in _records(repo):
         if "ProcessVisit" not in record.state_machine_arn:
@@ -83,7 +83,7 @@ def _isr_event(repo: Path) -> dict | None:
 
 
 def _writer_event(repo: Path, batch: int) -> dict:
-    from isrflow.messages import ProcessingRecordMessage
+    from isrflow.model.messages import ProcessingRecordMessage
     from isrflow.registry import open_repo
 
     registry = open_repo(repo)

@@ -42,11 +42,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
 
-    from isrflow.exposure_io import Exposure, read_defects, read_exposure, write_exposure
+    from isrflow.io.exposure_io import Exposure, read_defects, read_exposure, write_exposure
+    from isrflow.io.rawio import read_raw
     from isrflow.isr import IsrConfig, load_calibrations, run_isr
     from isrflow.isr.assembly import flip
     from isrflow.isr.pipeline import load_calibrations_async
-    from isrflow.rawio import read_raw
     from isrflow.simulate import SimulationRequest, simulate
 
     repeat = 1 if args.quick else args.repeat

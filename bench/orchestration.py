@@ -88,9 +88,9 @@ def map_overhead(items: int, workers: int) -> dict:
 
 
 def end_to_end(workers: int, quick: bool) -> dict:
-    from isrflow.calib_import import import_calibrations
     from isrflow.local.runtime import LocalRuntime
     from isrflow.registry import create_repo, ingest
+    from isrflow.registry.calib_import import import_calibrations
     from isrflow.simulate import SimulationRequest, simulate
 
     work = Path(tempfile.mkdtemp(prefix="isrflow-orch-"))
@@ -144,7 +144,7 @@ def writer_throughput(messages: int) -> dict:
     from isrflow.local.event_source import QueuePoller
     from isrflow.local.lambdas import LocalFunction, invoke_here
     from isrflow.local.queue import LocalQueue
-    from isrflow.messages import (
+    from isrflow.model.messages import (
         DatasetMessage,
         DetectorRecord,
         ExposureRecord,

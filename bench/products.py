@@ -1,15 +1,15 @@
 """Product sizes and I/O time per detector, compressed vs uncompressed (HSC-size); prints JSON.
 
 One run builds a simulated HSC detector's night (3 biases, 3 darks, 3 flats, 1 science frame),
-ISRs the inputs once, then for each compression mode of :mod:`isrflow.compression`
+ISRs the inputs once, then for each compression mode of :mod:`isrflow.io.compression`
 (``none``, ``lossless``, ``quantized``; the ``ISRFLOW_COMPRESSION`` setting) measures:
 
 - ``masters``: the bias, dark and flat masters built by the real streaming combine
   (:func:`isrflow.calibration.combine.combine_files`) from the same inputs: bytes and the whole
   combine's wall time (read the inputs by strips, combine, encode and write, checksum);
 - ``postISRCCD``: the science frame ISR'd with that mode's masters: bytes (and per plane),
-  encode time (:func:`~isrflow.exposure_io.exposure_to_bytes`) and decode time
-  (:func:`~isrflow.exposure_io.read_exposure`);
+  encode time (:func:`~isrflow.io.exposure_io.exposure_to_bytes`) and decode time
+  (:func:`~isrflow.io.exposure_io.read_exposure`);
 - ``isr_calibration_load_s``: reading + decoding the three masters and the defects as a cold
   ISR worker does (:func:`isrflow.isr.load_calibrations`, from bytes in memory);
 - ``cold_worker_bytes``: what one detector's ISR reads from the datastore with no cache (raw,
@@ -64,9 +64,9 @@ def _isr_inputs(night, det, work: Path) -> dict[str, list]:
 
     from isrflow.calibration.combine import CombineInput, CombineSettings, CommonCalibration, combine_files
     from isrflow.calibration.steps import SPECS
-    from isrflow.exposure_io import read_exposure, write_exposure
+    from isrflow.io.exposure_io import read_exposure, write_exposure
+    from isrflow.io.rawio import read_raw
     from isrflow.isr import IsrConfig, load_calibrations, run_isr
-    from isrflow.rawio import read_raw
 
     # one detector, no Normalize step: flats are scaled to the true response's level, as the
     # focal-plane normalization would
@@ -118,9 +118,9 @@ def main(argv=None) -> dict:
     saved = os.environ.get("ISRFLOW_COMPRESSION")
 
     from isrflow.calibration.combine import CombineInput, CombineSettings, CommonCalibration, combine_files
-    from isrflow.exposure_io import exposure_to_bytes, read_exposure
+    from isrflow.io.exposure_io import exposure_to_bytes, read_exposure
+    from isrflow.io.rawio import read_raw
     from isrflow.isr import IsrConfig, load_calibrations, run_isr
-    from isrflow.rawio import read_raw
     from isrflow.simulate import SimulationRequest, simulate, truth_residuals
 
     repeat = 1 if args.quick else args.repeat

@@ -31,7 +31,13 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from isrflow.messages import DatasetMessage, DetectorRecord, ExposureRecord, InstrumentRecord, ProvenanceInput
+from isrflow.model.messages import (
+    DatasetMessage,
+    DetectorRecord,
+    ExposureRecord,
+    InstrumentRecord,
+    ProvenanceInput,
+)
 from isrflow.registry import BatchItem, Registry, apply_batch, dataset_id
 from isrflow.registry import schema as s
 from isrflow.registry.ids import canonical_json

@@ -85,7 +85,7 @@ def outage_figures(tmp: Path, hours: float) -> dict:
     )
 
     from functions.registry_writer import app as writer_app
-    from isrflow.errors import RegistryUnavailableError
+    from isrflow.model.errors import RegistryUnavailableError
     from isrflow.registry import Registry
 
     url = f"sqlite:///{tmp / 'registry.sqlite3'}"

@@ -82,10 +82,10 @@ def combine_scaling(
     import numpy as np
     from combine import make_frames  # bench/combine.py
 
-    from isrflow import formats
     from isrflow.calibration.combine import CombineInput, CombineSettings, combine_files
     from isrflow.calibration.kernel import combine_stack
-    from isrflow.exposure_io import read_exposure
+    from isrflow.io import formats
+    from isrflow.io.exposure_io import read_exposure
 
     log(f"combine: writing {n_frames} frames of {shape[0]}x{shape[1]}")
     paths = make_frames(work, n_frames, shape)
@@ -203,10 +203,10 @@ def simulate_night(work: Path, n_detectors: int, quick: bool, workers: int):
 
 def _isr_one(job: tuple[str, dict[str, str], str]) -> float:
     """Full ISR of one raw as a worker does it; seconds."""
-    from isrflow.exposure_io import write_exposure
+    from isrflow.io.exposure_io import write_exposure
+    from isrflow.io.rawio import read_raw
     from isrflow.isr import IsrConfig, run_isr
     from isrflow.isr.pipeline import load_calibrations_async
-    from isrflow.rawio import read_raw
 
     raw, calibrations, out = job
     t0 = time.perf_counter()
@@ -216,8 +216,6 @@ def _isr_one(job: tuple[str, dict[str, str], str]) -> float:
 
 
 def _warm(_: int) -> int:
-    import isrflow.isr
-    import isrflow.rawio  # noqa: F401
 
     return os.getpid()
 
@@ -253,9 +251,9 @@ def isr_scaling(counts: list[int], night, work: Path, detectors_for, result: dic
 
 
 def end_to_end_scaling(counts: list[int], night, work: Path, detectors_for, result: dict) -> dict:
-    from isrflow.calib_import import import_calibrations
     from isrflow.local.runtime import LocalRuntime
     from isrflow.registry import create_repo, ingest
+    from isrflow.registry.calib_import import import_calibrations
 
     registry = create_repo(work / "repo")
     ingest(registry, [r.path for r in night.raws], "link")

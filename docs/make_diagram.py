@@ -55,7 +55,7 @@ LOCAL_EQUIVALENTS = [
     ("Fargate ecs:runTask.sync", "subprocess with real exit code", "isrflow/local/tasks.py"),
     ("SQS registry queue + DLQ", "durable SQLite queue (WAL)", "isrflow/local/queue.py"),
     ("SQS -> writer mapping", "local event source (batch, window)", "isrflow/local/event_source.py"),
-    ("S3 data bucket", "file datastore under the repo", "isrflow/storage.py"),
+    ("S3 data bucket", "file datastore under the repo", "isrflow/io/storage.py"),
     ("RDS PostgreSQL registry", "SQLite (or PostgreSQL) registry", "isrflow/registry/engine.py"),
     ("S3 -> EventBridge -> ingest", "isrflow ingest --watch", "isrflow/prompt/watch.py"),
     ("Step Functions API", "isrflow local serve", "isrflow/local/sfn_api.py"),

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ContextManager
 
-from isrflow.calib_import import calibration_message
+from isrflow.io.rawio import read_observations
 from isrflow.local.containers.services import event_names
-from isrflow.messages import DatasetMessage, dimension_records
-from isrflow.rawio import read_observations
+from isrflow.model.messages import DatasetMessage, dimension_records
+from isrflow.registry.calib_import import calibration_message
 from isrflow.simulate import SimulationRequest, simulate
 
 REPO = Path(__file__).resolve().parents[1]

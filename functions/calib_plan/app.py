@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from isrflow.edge import lambda_edge
-from isrflow.messages import CalibPlanEvent, CalibStepEvent
-from isrflow.settings import open_registry, settings
+from isrflow.infra.edge import lambda_edge
+from isrflow.infra.settings import open_registry, settings
+from isrflow.model.messages import CalibPlanEvent, CalibStepEvent
 
 
 @lambda_edge

@@ -10,10 +10,10 @@ from __future__ import annotations
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from isrflow.calibration.run import run_combine
-from isrflow.edge import lambda_edge
-from isrflow.messages import CombineEvent
-from isrflow.queues import sender_for
-from isrflow.settings import settings
+from isrflow.infra.edge import lambda_edge
+from isrflow.infra.queues import sender_for
+from isrflow.infra.settings import settings
+from isrflow.model.messages import CombineEvent
 
 
 @lambda_edge

@@ -21,9 +21,9 @@ ENV_REQUEST = "ISRFLOW_COMBINE_REQUEST"
 
 def main() -> int:
     from isrflow.calibration.run import run_combine
-    from isrflow.errors import IsrflowError
-    from isrflow.queues import sender_for
-    from isrflow.settings import settings
+    from isrflow.infra.queues import sender_for
+    from isrflow.infra.settings import settings
+    from isrflow.model.errors import IsrflowError
 
     uri = os.environ.get(ENV_REQUEST, "").strip()
     if not uri:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from isrflow.edge import lambda_edge
-from isrflow.messages import S3ObjectCreatedEvent
+from isrflow.infra.edge import lambda_edge
+from isrflow.infra.queues import sender_for
+from isrflow.infra.settings import settings
+from isrflow.model.messages import S3ObjectCreatedEvent
 from isrflow.prompt.config import PromptConfig
 from isrflow.prompt.ingest import ingest_upload
 from isrflow.prompt.starter import StepFunctionsStarter
-from isrflow.queues import sender_for
-from isrflow.settings import settings
 
 
 @lambda_edge

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from isrflow.edge import lambda_edge
-from isrflow.messages import IsrClusterEvent, MosaicEvent
+from isrflow.infra.edge import lambda_edge
+from isrflow.infra.queues import sender_for
+from isrflow.infra.settings import settings
+from isrflow.model.messages import IsrClusterEvent, MosaicEvent
 from isrflow.process_visit.worker import process_cluster
-from isrflow.queues import sender_for
-from isrflow.settings import settings
 
 
 @lambda_edge

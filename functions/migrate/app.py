@@ -4,7 +4,7 @@ On Create and Update it creates or upgrades the registry schema to this code's A
 revision (:func:`isrflow.registry.migrate.upgrade`) in the configured registry
 (``ISRFLOW_REGISTRY_URL`` and/or ``ISRFLOW_REGISTRY_SECRET_ARN``, like every function); on
 Delete it does nothing (the registry outlives the stack). It answers CloudFormation itself,
-FAILED with the reason on any error (:mod:`isrflow.custom_resource`). The resource's
+FAILED with the reason on any error (:mod:`isrflow.infra.custom_resource`). The resource's
 ``Revision`` attribute is the schema revision now in the database.
 
 After the upgrade it sets up the least-privilege login roles the other functions use
@@ -20,12 +20,12 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from isrflow.custom_resource import CustomResourceRequest, handle_request
-from isrflow.edge import lambda_edge
+from isrflow.infra.custom_resource import CustomResourceRequest, handle_request
+from isrflow.infra.edge import lambda_edge
+from isrflow.infra.settings import open_registry, registry_roles, settings
 from isrflow.registry.migrate import upgrade
 from isrflow.registry.roles import ensure_roles
 from isrflow.registry.rotation import is_rotation_event, rotate
-from isrflow.settings import open_registry, registry_roles, settings
 
 PHYSICAL_ID = "isrflow-registry-schema"
 
@@ -41,7 +41,7 @@ def migrate(request: CustomResourceRequest) -> dict[str, Any]:
 @lambda_edge
 def lambda_handler(event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
     if is_rotation_event(event):
-        from isrflow.awsclients import aws_client
+        from isrflow.infra.aws_clients import aws_client
 
         step = rotate(
             event, client=aws_client("secretsmanager"), admin_engine=lambda: open_registry(settings()).engine

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from isrflow.edge import lambda_edge
-from isrflow.messages import PlanEvent
+from isrflow.infra.edge import lambda_edge
+from isrflow.infra.settings import open_registry, settings
+from isrflow.model.messages import PlanEvent
 from isrflow.process_visit.plan import plan_visit
-from isrflow.settings import open_registry, settings
 
 
 @lambda_edge

@@ -13,7 +13,7 @@ before the transaction), and one the database refuses anyway (found by bisecting
 reached or the transaction fails otherwise, the handler raises, so the whole batch becomes
 visible again and is redelivered: nothing is lost.
 
-Configuration (environment, read through :mod:`isrflow.settings` like every function):
+Configuration (environment, read through :mod:`isrflow.infra.settings` like every function):
 
 - ``ISRFLOW_REGISTRY_URL``: registry database URL (``postgresql://...`` in AWS,
   ``sqlite:///...`` locally; a PostgreSQL schema can be chosen with
@@ -42,11 +42,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from isrflow.edge import add_count, lambda_edge
-from isrflow.queues import visibility_for
+from isrflow.infra.edge import add_count, lambda_edge
+from isrflow.infra.queues import visibility_for
+from isrflow.infra.settings import open_registry, settings
 from isrflow.registry import BatchItem, BatchResult, apply_batch
 from isrflow.registry.redelivery import resolve_queue_url
-from isrflow.settings import open_registry, settings
 
 ENV_GIVE_UP_AFTER = "ISRFLOW_REGISTRY_GIVE_UP_AFTER"
 ENV_GIVE_UP_MIN_AGE = "ISRFLOW_REGISTRY_GIVE_UP_MIN_AGE_S"

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from isrflow.edge import lambda_edge
-from isrflow.messages import RecordFailureEvent, SummarizeEvent
+from isrflow.infra.edge import lambda_edge
+from isrflow.infra.queues import sender_for
+from isrflow.infra.settings import open_registry, settings
+from isrflow.model.messages import RecordFailureEvent, SummarizeEvent
 from isrflow.process_visit.summary import record_failure, summarize
-from isrflow.queues import sender_for
-from isrflow.settings import open_registry, settings
 
 
 @lambda_edge
@@ -32,7 +32,7 @@ def lambda_handler(event: dict, context: LambdaContext | None = None) -> dict:
 
 def _calibration(action: str, event: dict) -> dict:
     from isrflow.calibration import summary as calib
-    from isrflow.messages import CalibStepEvent, CombineFailureEvent
+    from isrflow.model.messages import CalibStepEvent, CombineFailureEvent
 
     if action == "record_combine_failure":
         return calib.record_combine_failure(CombineFailureEvent.model_validate(event))

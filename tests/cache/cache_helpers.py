@@ -6,8 +6,8 @@ import hashlib
 import uuid
 from pathlib import Path
 
+from isrflow.io.storage import ObjectNotFoundError
 from isrflow.registry.models import DatasetRef
-from isrflow.storage import ObjectNotFoundError
 
 
 class FakeS3:
@@ -91,8 +91,8 @@ def populate_in_child(directory: str, data: dict[str, bytes], barrier, reverse: 
     """Run in a spawned process: wait for the others, then read every calibration of ``data``
     through a cache on the shared ``directory`` (disk tier only); put the digests of the decoded
     images and the number of datastore reads on ``replies``."""
-    from isrflow import calib_cache
-    from isrflow.calib_cache import CacheConfig, CalibrationCache
+    from isrflow.io import calib_cache
+    from isrflow.io.calib_cache import CacheConfig, CalibrationCache
 
     store = FakeS3()
     calib_cache.storage_for = lambda uri: store

@@ -1,4 +1,4 @@
-"""The calibration cache of warm workers (isrflow.calib_cache): tiers, budgets, staleness,
+"""The calibration cache of warm workers (isrflow.io.calib_cache): tiers, budgets, staleness,
 corrupted copies and several processes sharing one directory."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from cache_helpers import FakeS3, altered, calib_bytes, populate_in_child, ref_for, variants
 
-from isrflow import calib_cache
-from isrflow.calib_cache import CacheConfig, CalibrationCache, calibration_cache
-from isrflow.errors import ChecksumMismatchError, ConfigError
-from isrflow.exposure_io import read_exposure
+from isrflow.io import calib_cache
+from isrflow.io.calib_cache import CacheConfig, CalibrationCache, calibration_cache
+from isrflow.io.exposure_io import read_exposure
 from isrflow.local.template import load_template
+from isrflow.model.errors import ChecksumMismatchError, ConfigError
 from isrflow.registry.datastore import path_to_uri
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"

@@ -12,11 +12,11 @@ from click.testing import CliRunner
 
 from isrflow.calibration.summary import record_combine_failure
 from isrflow.cli import cli
+from isrflow.io.storage import storage_for
 from isrflow.local.asl import TaskContext, TaskFailure
 from isrflow.local.tasks import LocalTasks
 from isrflow.local.template import load_app
-from isrflow.messages import CombineFailureEvent, MasterResult
-from isrflow.storage import storage_for
+from isrflow.model.messages import CombineFailureEvent, MasterResult
 
 
 def test_fargate_task_exiting_non_zero_fails_its_detector_with_the_reason(built_night):

@@ -18,7 +18,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from isrflow.messages import (
+from isrflow.infra.settings import (
+    ENV_DATASTORE_ROOT,
+    ENV_REGISTRY_QUEUE_URL,
+    ENV_REGISTRY_SECRET_ARN,
+    ENV_REGISTRY_URL,
+)
+from isrflow.model.messages import (
     BuildCalibrationInput,
     CalibPlanEvent,
     CalibStepEvent,
@@ -27,12 +33,6 @@ from isrflow.messages import (
     IsrClusterEvent,
 )
 from isrflow.registry import Registry
-from isrflow.settings import (
-    ENV_DATASTORE_ROOT,
-    ENV_REGISTRY_QUEUE_URL,
-    ENV_REGISTRY_SECRET_ARN,
-    ENV_REGISTRY_URL,
-)
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))

@@ -8,10 +8,10 @@ import threading
 import numpy as np
 import pytest
 
-from isrflow import formats
 from isrflow.calibration import combine, routing
 from isrflow.calibration.combine import CombineInput, CombineSettings, combine_files
-from isrflow.exposure_io import Exposure, read_exposure, write_exposure
+from isrflow.io import formats
+from isrflow.io.exposure_io import Exposure, read_exposure, write_exposure
 
 SHAPE = (120, 64)
 N = 5

@@ -10,14 +10,14 @@ from astropy.io import fits
 from calib_helpers import CALIB, DETECTORS
 from calib_reference import combine as reference
 
-from isrflow import formats
 from isrflow.calibration.combine import CombineInput, CombineSettings, CommonCalibration, combine_files
 from isrflow.calibration.mef import MefReader, MefWriter, PlaneSpec
-from isrflow.exposure_io import Exposure, read_exposure, write_exposure
+from isrflow.infra.settings import ENV_COMPRESSION
+from isrflow.io import formats
+from isrflow.io.exposure_io import Exposure, read_exposure, write_exposure
+from isrflow.io.rawio import read_raw
 from isrflow.isr import IsrConfig, load_calibrations, run_isr
-from isrflow.rawio import read_raw
 from isrflow.registry import uri_to_path
-from isrflow.settings import ENV_COMPRESSION
 from isrflow.simulate import truth_residuals
 
 SHAPE = (70, 53)
@@ -129,7 +129,7 @@ def test_built_masters_are_compressed_and_science_still_matches_the_truth(built_
     chi mean |mu| < 0.05 and std 1 +- 0.05 against the truth (the ISR output compressed too).
     The built flats keep the focal plane's response up to one constant (test_truth), which is
     divided out first."""
-    from isrflow.exposure_io import exposure_to_bytes
+    from isrflow.io.exposure_io import exposure_to_bytes
 
     refs = {
         (r.dataset_type, r.data_id["detector"]): r

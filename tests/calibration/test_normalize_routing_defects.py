@@ -9,7 +9,7 @@ from isrflow.calibration import routing
 from isrflow.calibration.defects import boxes_of, fill_columns, find_defects
 from isrflow.calibration.normalize import normalize
 from isrflow.calibration.steps import isr_config_for, spec
-from isrflow.errors import CalibrationError, ConfigError
+from isrflow.model.errors import CalibrationError, ConfigError
 
 # --- normalisation ---------------------------------------------------------------------------
 

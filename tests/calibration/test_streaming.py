@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from calib_reference import combine as reference
 
-from isrflow import formats
 from isrflow.calibration import routing
 from isrflow.calibration.combine import (
     EXT_NINPUTS,
@@ -22,9 +21,10 @@ from isrflow.calibration.combine import (
     combine_files,
 )
 from isrflow.calibration.mef import MefReader
-from isrflow.errors import CalibrationError, CalibrationMismatchError
-from isrflow.exposure_io import Exposure, read_exposure, write_exposure
-from isrflow.settings import ENV_COMPRESSION
+from isrflow.infra.settings import ENV_COMPRESSION
+from isrflow.io import formats
+from isrflow.io.exposure_io import Exposure, read_exposure, write_exposure
+from isrflow.model.errors import CalibrationError, CalibrationMismatchError
 
 SHAPE = (61, 47)
 N = 6

@@ -22,7 +22,7 @@ import pytest
 from calib_helpers import COUNTS, DETECTORS, build_payload
 
 from isrflow.calibration.kernel import IQR_TO_SIGMA
-from isrflow.exposure_io import read_defects, read_exposure
+from isrflow.io.exposure_io import read_defects, read_exposure
 from isrflow.registry import uri_to_path
 from isrflow.simulate import sim_camera
 
@@ -114,8 +114,8 @@ def test_master_flat_keeps_the_focal_plane_response(built_night):
 
 
 def _isr_results(night, calib_type):
-    from isrflow.messages import QuantumResult
-    from isrflow.storage import storage_for
+    from isrflow.io.storage import storage_for
+    from isrflow.model.messages import QuantumResult
 
     plan_key = night.executions[calib_type].output["execution_id"].split(":")[-2:]
     prefix = f"{night.registry.datastore_root}/results/{'-'.join(plan_key)}/isr/"
@@ -148,9 +148,9 @@ def test_master_dark_rate_per_amplifier_full_size(tmp_path):
     from isrflow.calibration.combine import CombineInput, CommonCalibration, combine_files
     from isrflow.calibration.stats import measure_input
     from isrflow.calibration.steps import isr_config_for
-    from isrflow.exposure_io import write_exposure
+    from isrflow.io.exposure_io import write_exposure
+    from isrflow.io.rawio import read_raw
     from isrflow.isr.pipeline import load_calibrations, run_isr
-    from isrflow.rawio import read_raw
     from isrflow.simulate import SimulationRequest, simulate
 
     night = simulate(

@@ -7,7 +7,7 @@ import pytest
 from visit_helpers import CALIB_COLLECTION, CALIB_RUN, make_repo
 
 from isrflow import Client
-from isrflow.errors import NothingSelectedError
+from isrflow.model.errors import NothingSelectedError
 
 
 @pytest.fixture(scope="module")

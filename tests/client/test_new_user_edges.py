@@ -19,7 +19,7 @@ from visit_helpers import make_repo
 
 from isrflow import Client
 from isrflow.cli import cli
-from isrflow.exposure_io import read_exposure
+from isrflow.io.exposure_io import read_exposure
 from isrflow.simulate import SimulationRequest, simulate
 
 
@@ -259,7 +259,7 @@ def bucket(monkeypatch):
     import boto3
     from moto import mock_aws
 
-    import isrflow.storage
+    import isrflow.io.storage
 
     for k, v in {
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -269,7 +269,7 @@ def bucket(monkeypatch):
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    monkeypatch.setattr(isrflow.storage, "_S3", None)
+    monkeypatch.setattr(isrflow.io.storage, "_S3", None)
     with mock_aws():
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="isrflow-data")

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from isrflow.exposure_io import read_exposure
-from isrflow.messages import IngestOutcome, QuarantineRecord
-from isrflow.ops.previews import write_detector_preview
+from isrflow.io.exposure_io import read_exposure
+from isrflow.model.messages import IngestOutcome, QuarantineRecord
 from isrflow.registry import Registry
+from isrflow.render.previews import write_detector_preview
 from tests.event_chains import (
     BUCKET,
     EVENTS,

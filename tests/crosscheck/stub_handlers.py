@@ -3,7 +3,7 @@ cross-check (the local ASL interpreter in the test process, moto's interpreter i
 ``moto_runner.py``'s subprocess).
 
 They keep the real contracts of ``functions/*/app.py``: every event is validated with the real
-models of ``isrflow.messages`` section 4 (PlanEvent, IsrClusterEvent, RecordFailureEvent,
+models of ``isrflow.model.messages`` section 4 (PlanEvent, IsrClusterEvent, RecordFailureEvent,
 SummarizeEvent) and every answer is a real PlanResult / ClusterSummary / VisitSummary dump. What
 they do not do is touch a registry, a queue or a datastore: every answer is a pure function of
 the event (the one exception: plan counts its attempts per execution, and plan is only ever
@@ -35,7 +35,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from isrflow.messages import (
+from isrflow.model.messages import (
     ClusterSummary,
     IsrClusterEvent,
     MosaicEvent,
@@ -295,7 +295,7 @@ HANDLERS = {PLAN_FUNCTION: plan, ISR_FUNCTION: isr, SUMMARIZE_FUNCTION: summariz
 import re  # noqa: E402
 
 from isrflow.calibration import layout as calib_layout  # noqa: E402
-from isrflow.messages import (
+from isrflow.model.messages import (
     CalibPlanEvent,
     CalibPlanResult,
     CalibStepEvent,

@@ -21,7 +21,7 @@ import pytest
 
 from isrflow.local.asl import PAYLOAD_LIMIT, FakeClock, Interpreter, LocalIntegrations, StateMachine
 from isrflow.local.asl.result_writer import ChildRecord, export_files, read_manifest_results
-from isrflow.messages import ClusterSummary
+from isrflow.model.messages import ClusterSummary
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "isrflow-data-123456789012"

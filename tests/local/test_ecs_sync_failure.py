@@ -33,7 +33,7 @@ from isrflow.local.asl import (
 from isrflow.local.asl.integrations import TaskContext
 from isrflow.local.tasks import LocalTasks
 from isrflow.local.template import load_app
-from isrflow.messages import MasterResult
+from isrflow.model.messages import MasterResult
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = ROOT / "statemachines" / "build_calibration.asl.json"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from isrflow.calib_import import import_calibrations
 from isrflow.registry import create_repo
+from isrflow.registry.calib_import import import_calibrations
 from isrflow.simulate import SimulationRequest, simulate
 
 CALIB_RUN = "Generic/calib/truth"

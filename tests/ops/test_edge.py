@@ -1,4 +1,4 @@
-"""Powertools at the function edges (isrflow.edge): structured log lines carrying the correlation
+"""Powertools at the function edges (isrflow.infra.edge): structured log lines carrying the correlation
 ids, one EMF line per invocation, failed detectors logged with their error and counted."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from functions.summarize.app import lambda_handler as summarize_handler
-from isrflow import edge
+from isrflow.infra import edge
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -46,7 +46,7 @@ def test_record_failure_logs_and_counts_every_failed_detector(local_repo, captur
     from visit_helpers import CALIB_COLLECTION
 
     from functions.plan.app import lambda_handler as plan_handler
-    from isrflow.storage import storage_for
+    from isrflow.io.storage import storage_for
 
     spec = {
         "where": "instrument = 'Generic'",

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from isrflow.calibration.cleanup import delete_intermediates
-from isrflow.lifecycle import lifecycle_class, tagging_for
-from isrflow.messages import CalibPlanResult, CalibStepEvent, MasterGroup, MasterInput, MasterResult
+from isrflow.io.lifecycle import lifecycle_class, tagging_for
+from isrflow.io.storage import FileStorage, S3Storage, StorageError
+from isrflow.model.messages import CalibPlanResult, CalibStepEvent, MasterGroup, MasterInput, MasterResult
 from isrflow.registry.datastore import dataset_type_of, dataset_uri
-from isrflow.storage import FileStorage, S3Storage, StorageError
 
 EXPOSURE_ID = {"instrument": "HSC", "exposure": 904000, "detector": 12}
 

@@ -15,11 +15,11 @@ from ops_helpers import hsc_raw_bytes
 
 from functions.ingest.app import lambda_handler as ingest_handler
 from functions.isr.app import lambda_handler as isr_handler
-from isrflow.exposure_io import Exposure
-from isrflow.formats import BAD
-from isrflow.messages import IngestOutcome, QuarantineRecord, parse_message
-from isrflow.ops.previews import write_detector_preview
+from isrflow.io.exposure_io import Exposure
+from isrflow.io.formats import BAD
+from isrflow.model.messages import IngestOutcome, QuarantineRecord, parse_message
 from isrflow.prompt.starter import execution_name
+from isrflow.render.previews import write_detector_preview
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 BUCKET = "isrflow-data-123456789012"

@@ -17,11 +17,11 @@ from astropy.time import Time
 from ops_helpers import fill, header_dump
 
 from isrflow.camera import load_camera
-from isrflow.errors import NotFitsError, TruncatedFitsError
-from isrflow.fitsheader import BLOCK, parse_cards, read_hdu_headers
+from isrflow.io.fitsheader import BLOCK, parse_cards, read_hdu_headers
+from isrflow.io.rawio import read_observations
+from isrflow.model.errors import NotFitsError, TruncatedFitsError
+from isrflow.model.timescales import tai_to_utc
 from isrflow.prompt.headers import observations_from_headers
-from isrflow.rawio import read_observations
-from isrflow.timescales import tai_to_utc
 
 
 class Reads:
@@ -169,7 +169,7 @@ class _Block(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in {"numpy", "scipy", "astropy"}:
             raise ImportError(f"{name} is not in the registry-only layer")
 sys.meta_path.insert(0, _Block())
-from isrflow.fitsheader import read_hdu_headers
+from isrflow.io.fitsheader import read_hdu_headers
 from isrflow.prompt.headers import observations_from_headers
 import isrflow.prompt.ingest, isrflow.prompt.watch, isrflow.ops.status  # the ingest function's imports, and status
 data = open(sys.argv[1], "rb").read()

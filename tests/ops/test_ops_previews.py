@@ -15,12 +15,12 @@ from ops_helpers import CALIB_COLLECTION, make_prompt_repo
 from PIL import Image
 
 from isrflow.cli import cli
-from isrflow.exposure_io import read_exposure
-from isrflow.formats import BAD, CR, EDGE, INTRP, NO_DATA, SAT, SUSPECT
-from isrflow.ops.png import encode_png, png_size
-from isrflow.ops.previews import mosaic_uri, preview_uri, thumbnail_uri
-from isrflow.ops.zscale import zscale
+from isrflow.io.exposure_io import read_exposure
+from isrflow.io.formats import BAD, CR, EDGE, INTRP, NO_DATA, SAT, SUSPECT
 from isrflow.registry import ingest, uri_to_path
+from isrflow.render.png import encode_png, png_size
+from isrflow.render.previews import mosaic_uri, preview_uri, thumbnail_uri
+from isrflow.render.zscale import zscale
 
 RUN = "Generic/runs/previews"
 HIGHER_THAN_BAD = NO_DATA | SAT  # planes whose colour wins over BAD's

@@ -16,7 +16,7 @@ from isrflow.cli import cli
 from isrflow.local.records import load_record
 from isrflow.local.runtime import LocalRuntime
 from isrflow.local.sfn_api import LocalStepFunctionsServer
-from isrflow.messages import IngestOutcome, QuarantineRecord
+from isrflow.model.messages import IngestOutcome, QuarantineRecord
 from isrflow.prompt.watch import UploadWatcher, md5_etag, object_created_event
 from isrflow.registry import uri_to_path
 
@@ -148,8 +148,8 @@ def test_ingest_watch_once_uploads_from_another_directory(tmp_path):
 def test_plan_of_explicit_quanta_waits_for_their_raws(tmp_path):
     """Plan raises QuantaNotFoundError (which the state machine retries) until the writer has applied
     the raws an upload's execution names: first the raw collection is missing, then the raw."""
-    from isrflow.errors import QuantaNotFoundError
-    from isrflow.messages import PlanEvent, ProcessVisitInput, QuantumKey
+    from isrflow.model.errors import QuantaNotFoundError
+    from isrflow.model.messages import PlanEvent, ProcessVisitInput, QuantumKey
     from isrflow.process_visit.plan import plan_visit
     from isrflow.registry import ingest
 

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from isrflow.cli import cli
-from isrflow.errors import ConfigError
 from isrflow.local.lambdas import LocalFunction
+from isrflow.model.errors import ConfigError
 from isrflow.ops.prices import load_prices
 from isrflow.ops.tune import Invocation, Measurement, cpu_share, judge, parse_settings, tune
 

@@ -13,8 +13,14 @@ from functions.isr.app import lambda_handler as isr_handler
 from functions.plan.app import lambda_handler as plan_handler
 from functions.registry_writer.app import parse_records
 from functions.summarize.app import lambda_handler as summarize_handler
-from isrflow.custom_resource import CustomResourceRequest
-from isrflow.messages import (
+from isrflow.infra.custom_resource import CustomResourceRequest
+from isrflow.infra.settings import (
+    ENV_DATASTORE_ROOT,
+    ENV_REGISTRY_QUEUE_URL,
+    ENV_REGISTRY_SECRET_ARN,
+    ENV_REGISTRY_URL,
+)
+from isrflow.model.messages import (
     BuildCalibrationInput,
     CalibPlanEvent,
     CalibStepEvent,
@@ -29,12 +35,6 @@ from isrflow.messages import (
     SummarizeEvent,
 )
 from isrflow.registry import Registry
-from isrflow.settings import (
-    ENV_DATASTORE_ROOT,
-    ENV_REGISTRY_QUEUE_URL,
-    ENV_REGISTRY_SECRET_ARN,
-    ENV_REGISTRY_URL,
-)
 from tests.event_chains import (
     BUCKET,
     EVENTS,

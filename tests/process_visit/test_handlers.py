@@ -13,10 +13,10 @@ from functions.isr.app import lambda_handler as isr_handler
 from functions.plan.app import lambda_handler as plan_handler
 from functions.registry_writer.app import lambda_handler as writer_handler
 from functions.summarize.app import lambda_handler as summarize_handler
+from isrflow.io.storage import storage_for
 from isrflow.local.event_source import QueuePoller
 from isrflow.process_visit.summary import TooManyFailuresError
 from isrflow.registry import uri_to_path
-from isrflow.storage import storage_for
 
 
 def _input(**extra):

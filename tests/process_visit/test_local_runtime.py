@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 from visit_helpers import CALIB_COLLECTION, make_repo, visit_input
 
-from isrflow.calib_import import import_calibrations
 from isrflow.cli import cli
 from isrflow.local.runtime import LocalRuntime
 from isrflow.registry import ingest, uri_to_path
+from isrflow.registry.calib_import import import_calibrations
 from isrflow.simulate import SimulationRequest, simulate
 
 MACHINE = "ProcessVisitStateMachine"

@@ -10,8 +10,8 @@ import pytest
 from moto import mock_aws
 from sqlalchemy.engine import make_url
 
-from isrflow.errors import ConfigError
-from isrflow.settings import SECRETS, Settings, registry_roles, registry_url
+from isrflow.infra.settings import SECRETS, Settings, registry_roles, registry_url
+from isrflow.model.errors import ConfigError
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from isrflow.errors import ConfigError
-from isrflow.settings import SECRETS, Settings, registry_url
+from isrflow.infra.settings import SECRETS, Settings, registry_url
+from isrflow.model.errors import ConfigError
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ from visit_helpers import make_repo, visit_input
 
 from functions.plan.app import lambda_handler as plan_handler
 from functions.summarize.app import lambda_handler as summarize_handler
+from isrflow.io.storage import storage_for
 from isrflow.local.asl import FakeClock, TaskFailure
 from isrflow.local.asl.integrations import LAMBDA_INVOKE, TaskContext
 from isrflow.local.runtime import LocalRuntime
 from isrflow.local.throttle import THROTTLE_ERROR, ConcurrencyGate, LambdaThrottled
 from isrflow.process_visit.summary import WorkerThrottledError
-from isrflow.storage import storage_for
 
 MACHINE = "ProcessVisitStateMachine"
 ISR = "IsrFunction"

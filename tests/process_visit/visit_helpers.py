@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from isrflow.calib_import import import_calibrations
+from isrflow.infra.settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_URL
 from isrflow.local.queue import LocalQueue
 from isrflow.registry import create_repo, ingest
-from isrflow.settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_URL
+from isrflow.registry.calib_import import import_calibrations
 from isrflow.simulate import SimulationRequest, simulate
 
 CALIB_RUN = "Generic/calib/truth"

@@ -71,7 +71,7 @@ class Backend:
         return f"{self.url}?options=-csearch_path%3D{self.schema}" if self.schema else self.url
 
     def env(self) -> dict[str, str]:
-        """Environment variables pointing the functions (isrflow.settings) at this database."""
+        """Environment variables pointing the functions (isrflow.infra.settings) at this database."""
         return {"ISRFLOW_REGISTRY_URL": self.url_with_schema}
 
     def close(self) -> None:
@@ -114,7 +114,7 @@ def handler_module(backend: Backend, registry: Registry, monkeypatch):
 
     from registry_helpers import REPO_ROOT
 
-    import isrflow.settings
+    import isrflow.infra.settings
 
     for key, value in backend.env().items():
         monkeypatch.setenv(key, value)
@@ -123,6 +123,6 @@ def handler_module(backend: Backend, registry: Registry, monkeypatch):
     monkeypatch.syspath_prepend(str(REPO_ROOT))
     app = importlib.import_module("functions.registry_writer.app")
     yield app
-    cached = isrflow.settings._REGISTRIES.pop(backend.url_with_schema, None)
+    cached = isrflow.infra.settings._REGISTRIES.pop(backend.url_with_schema, None)
     if cached is not None:
         cached.close()

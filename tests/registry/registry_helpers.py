@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from isrflow.messages import (
+from isrflow.model.messages import (
     CertifyMessage,
     DatasetMessage,
     DetectorRecord,

@@ -13,8 +13,8 @@ import pytest
 from pydantic import ValidationError
 from registry_helpers import REPO_ROOT, T0, calib_msg, output_msg, raw_msg
 
-from isrflow.errors import CollectionError, DataIdError
-from isrflow.messages import (
+from isrflow.model.errors import CollectionError, DataIdError
+from isrflow.model.messages import (
     CertifyMessage,
     ExecutionCompleteMessage,
     ExposureRecord,
@@ -24,7 +24,7 @@ from isrflow.messages import (
     dump_message,
     parse_message,
 )
-from isrflow.observation import ObservationInfo
+from isrflow.model.observation import ObservationInfo
 from isrflow.registry.datastore import dataset_uri, normalize_root, path_to_uri, uri_to_path
 from isrflow.registry.ids import (
     DATASET_NAMESPACE,
@@ -150,7 +150,7 @@ def test_uri_template_calibrations_and_sanitising() -> None:
 
 
 def test_normalize_root_rejects_unknown_schemes() -> None:
-    from isrflow.errors import RegistryError
+    from isrflow.model.errors import RegistryError
 
     with pytest.raises(RegistryError, match="unsupported datastore root"):
         normalize_root("gs://bucket")
@@ -287,7 +287,7 @@ def test_dataset_message_rejects_self_and_duplicate_inputs() -> None:
 
 _IMPORT_CHECK = """
 import sys
-import isrflow.registry, isrflow.messages
+import isrflow.registry, isrflow.model.messages
 from isrflow.registry import Registry, apply_batch, find_quanta, open_repo, ingest, dataset_id
 import isrflow.registry.writer, isrflow.registry.quanta, isrflow.registry.ingest, isrflow.registry.repo
 heavy = sorted(m for m in ("numpy", "astropy", "scipy") if m in sys.modules)

@@ -14,7 +14,7 @@ from registry_helpers import T0, calib_msg, utc
 from isrflow.registry import REPO_CONFIG, Registry, dataset_uri, ingest, open_repo, uri_to_path
 from isrflow.registry.ingest import file_digest
 
-pytest.importorskip("isrflow.rawio")
+pytest.importorskip("isrflow.io.rawio")
 fits = pytest.importorskip("astropy.io.fits")
 np = pytest.importorskip("numpy")
 

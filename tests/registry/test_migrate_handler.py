@@ -16,14 +16,14 @@ import pytest
 import sqlalchemy as sa
 from registry_helpers import REPO_ROOT
 
-import isrflow.settings
-from isrflow.custom_resource import (
+import isrflow.infra.settings
+from isrflow.infra.custom_resource import (
     MAX_RESPONSE_BYTES,
     REPLY_MARGIN_S,
     CustomResourceReplyError,
     handle_request,
 )
-from isrflow.errors import ConfigError
+from isrflow.model.errors import ConfigError
 from isrflow.registry.schema import SCHEMA_REVISION
 
 EVENT = REPO_ROOT / "events" / "migrate_create.json"
@@ -86,8 +86,8 @@ def handler(backend, monkeypatch):
     monkeypatch.syspath_prepend(str(REPO_ROOT))
     app = importlib.import_module("functions.migrate.app")
     yield app
-    for key in [k for k in isrflow.settings._REGISTRIES if backend.schema and backend.schema in k]:
-        isrflow.settings._REGISTRIES.pop(key).close()  # type: ignore[attr-defined]
+    for key in [k for k in isrflow.infra.settings._REGISTRIES if backend.schema and backend.schema in k]:
+        isrflow.infra.settings._REGISTRIES.pop(key).close()  # type: ignore[attr-defined]
 
 
 def _event(url: str, **changes: Any) -> dict[str, Any]:

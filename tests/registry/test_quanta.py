@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from registry_helpers import T0, calib_msg, certify_msg, dims, output_msg, raw_msg
 
-from isrflow.errors import CalibrationLookupError, CollectionError, OutputExistsError, RegistryError
+from isrflow.model.errors import CalibrationLookupError, CollectionError, OutputExistsError, RegistryError
 from isrflow.registry import QuantumPlan, Registry, dataset_id, dataset_uri
 from isrflow.registry import schema as s
 

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from registry_helpers import T0, count, dims, raw_msg, utc
 
-from isrflow.errors import QueryError, QueryFieldError, QuerySyntaxError, QueryTypeError
+from isrflow.model.errors import QueryError, QueryFieldError, QuerySyntaxError, QueryTypeError
 from isrflow.registry import Registry
 from isrflow.registry.core import query_columns
 from isrflow.registry.query import And, Compare, InList, Not, Or, Range, compile_where, parse_query

@@ -16,7 +16,7 @@ from moto import mock_aws
 from registry_helpers import REPO_ROOT
 from test_migrate_handler import FakeContext, ResponseServer, _event
 
-import isrflow.settings
+import isrflow.infra.settings
 from isrflow.registry.rotation import RotationError, is_rotation_event
 from isrflow.registry.scram import verifier_matches
 
@@ -35,7 +35,7 @@ def secrets(backend, pg_admin, monkeypatch) -> Iterator[dict]:
     monkeypatch.delenv("ISRFLOW_AWS_ENDPOINT_URL", raising=False)
     tag = uuid.uuid4().hex[:8]
     names = {"writer": f"isrflow_t{tag}_writer", "reader": f"isrflow_t{tag}_reader"}
-    isrflow.settings.SECRETS.clear()
+    isrflow.infra.settings.SECRETS.clear()
     with mock_aws():
         client = boto3.client("secretsmanager")
         arns = {
@@ -50,9 +50,9 @@ def secrets(backend, pg_admin, monkeypatch) -> Iterator[dict]:
         monkeypatch.setenv("ISRFLOW_REGISTRY_WRITER_SECRET_ARN", arns["writer"])
         monkeypatch.setenv("ISRFLOW_REGISTRY_READER_SECRET_ARN", arns["reader"])
         yield {"client": client, "arns": arns, "names": names}
-    isrflow.settings.SECRETS.clear()
-    for key in [k for k in isrflow.settings._REGISTRIES if backend.schema and backend.schema in k]:
-        isrflow.settings._REGISTRIES.pop(key).close()  # type: ignore[attr-defined]
+    isrflow.infra.settings.SECRETS.clear()
+    for key in [k for k in isrflow.infra.settings._REGISTRIES if backend.schema and backend.schema in k]:
+        isrflow.infra.settings._REGISTRIES.pop(key).close()  # type: ignore[attr-defined]
     with pg_admin.begin() as conn:
         for name in names.values():
             if conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :n"), {"n": name}).scalar():

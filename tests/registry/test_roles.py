@@ -20,7 +20,7 @@ from registry_helpers import PG_URL
 from sqlalchemy.engine import make_url
 from test_writer import EX, good_batch, items
 
-from isrflow.errors import ConfigError
+from isrflow.model.errors import ConfigError
 from isrflow.registry import Registry, apply_batch
 from isrflow.registry.roles import RoleSpec, ensure_roles
 from isrflow.registry.scram import keys, scram_verifier, verifier_matches

@@ -25,11 +25,11 @@ import pytest
 import sqlalchemy as sa
 from moto import mock_aws
 
-import isrflow.settings as settings_module
-from isrflow.errors import ConfigError, RegistryUnavailableError
+import isrflow.infra.settings as settings_module
+from isrflow.infra.secret_cache import ENV_SECRET_MAX_AGE_S, SecretCache
+from isrflow.infra.settings import Settings, open_registry
+from isrflow.model.errors import ConfigError, RegistryUnavailableError
 from isrflow.registry import Registry
-from isrflow.secret_cache import ENV_SECRET_MAX_AGE_S, SecretCache
-from isrflow.settings import Settings, open_registry
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 ROLE = "isrflow_rotating"

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 from registry_helpers import T0, calib_msg, certify_msg, dims, raw_msg
 
-from isrflow.errors import CollectionError, RegistryError
+from isrflow.model.errors import CollectionError, RegistryError
 from isrflow.registry import Registry
 from isrflow.registry import schema as s
 from isrflow.registry.migrate import current_revision, head_revision

@@ -24,14 +24,14 @@ from registry_helpers import (
     raw_msg,
 )
 
-from isrflow.errors import (
+from isrflow.model.errors import (
     CertificationConflictError,
     MissingParentError,
     RegistryUnavailableError,
     RejectedMessageError,
     WaitTimeoutError,
 )
-from isrflow.messages import (
+from isrflow.model.messages import (
     DetectorRecord,
     ExecutionCompleteMessage,
     ProcessingRecordMessage,

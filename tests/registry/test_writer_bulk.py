@@ -20,7 +20,13 @@ import pytest
 import sqlalchemy as sa
 from registry_helpers import count
 
-from isrflow.messages import DatasetMessage, DetectorRecord, InstrumentRecord, ProvenanceInput, dump_message
+from isrflow.model.messages import (
+    DatasetMessage,
+    DetectorRecord,
+    InstrumentRecord,
+    ProvenanceInput,
+    dump_message,
+)
 from isrflow.registry import BatchItem, Registry, apply_batch
 from isrflow.registry import writer as writer_module
 from isrflow.registry.copy_pg import array_literal
@@ -244,7 +250,7 @@ def test_a_connection_lost_under_pipelined_writes_is_an_outage_and_nothing_is_wr
     fails as RegistryUnavailableError (redeliver the batch), no row stays, and the next try applies."""
     if backend.name != "postgresql":
         pytest.skip("pipelined writes are PostgreSQL's")
-    from isrflow.errors import RegistryUnavailableError
+    from isrflow.model.errors import RegistryUnavailableError
 
     msgs = _parents_and_outputs(20)
     batch = [BatchItem(f"m{i}", dump_message(m)) for i, m in enumerate(msgs)]

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from registry_helpers import T0, count
 
-from isrflow.messages import DetectorRecord, ExposureRecord, InstrumentRecord, dump_message
+from isrflow.model.messages import DetectorRecord, ExposureRecord, InstrumentRecord, dump_message
 from isrflow.registry import BatchItem, Registry, apply_batch
 from isrflow.registry import writer as writer_module
 

@@ -19,11 +19,11 @@ from moto import mock_aws
 from registry_helpers import dims, raw_msg
 
 from functions.registry_writer import app as writer_app
-from isrflow import queues
-from isrflow.errors import CollectionError
+from isrflow.infra import queues
 from isrflow.local.event_source import QueuePoller
 from isrflow.local.queue import LocalQueue
-from isrflow.messages import dump_message
+from isrflow.model.errors import CollectionError
+from isrflow.model.messages import dump_message
 from isrflow.registry import BatchItem, BatchResult, Registry
 from isrflow.registry.redelivery import (
     SQS_MAX_VISIBILITY_S,
@@ -51,7 +51,7 @@ class Clock:
 
 @pytest.fixture
 def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
-    import isrflow.settings
+    import isrflow.infra.settings
 
     url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
     reg = Registry.open(url, tmp_path / "datastore", create=True)
@@ -65,7 +65,7 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Regist
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setattr(queues, "_VISIBILITY", {})
     yield reg
-    cached = isrflow.settings._REGISTRIES.pop(url, None)
+    cached = isrflow.infra.settings._REGISTRIES.pop(url, None)
     if cached is not None:
         cached.close()
     reg.close()

@@ -6,11 +6,11 @@ import json
 
 from functions.isr.app import lambda_handler as isr_handler
 from functions.plan.app import lambda_handler as plan_handler
+from isrflow.infra.settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_URL
+from isrflow.io.storage import storage_for
 from isrflow.local.queue import LocalQueue
-from isrflow.messages import QuantumResult
+from isrflow.model.messages import QuantumResult
 from isrflow.process_visit import layout
-from isrflow.settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_URL
-from isrflow.storage import storage_for
 
 
 def plan_and_isr_one(

@@ -15,10 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from functions.registry_writer import app as writer_app
-from isrflow import queues
+from isrflow.infra import queues
 from isrflow.local.event_source import QueuePoller
 from isrflow.local.queue import LocalQueue
-from isrflow.messages import DatasetMessage, DetectorRecord, ExposureRecord, InstrumentRecord, dump_message
+from isrflow.model.messages import (
+    DatasetMessage,
+    DetectorRecord,
+    ExposureRecord,
+    InstrumentRecord,
+    dump_message,
+)
 
 T0 = 1_800_000_000.0  # s; the fake clock starts here
 QUEUE_ARN = "arn:aws:sqs:local:000000000000:RegistryQueue"

@@ -326,8 +326,8 @@ def _drop_hdu(hdul):
     ids=["exptime", "gain", "datasec", "missing-amp", "control-byte"],
 )
 def test_header_only_reader(small_night, tmp_path, edit, error):
-    from isrflow.errors import IsrflowError
-    from isrflow.fitsheader import read_hdu_headers
+    from isrflow.io.fitsheader import read_hdu_headers
+    from isrflow.model.errors import IsrflowError
     from isrflow.prompt.headers import observations_from_headers
 
     path = tmp_path / "upload.fits"
@@ -351,9 +351,9 @@ def test_header_only_reader(small_night, tmp_path, edit, error):
 def test_all_nan_raw_in_a_run_is_a_recorded_detector_failure(tmp_path, monkeypatch):
     from one_cluster import plan_and_isr_one
 
-    from isrflow.calib_import import import_calibrations
     from isrflow.local.queue import LocalQueue
     from isrflow.registry import create_repo, ingest
+    from isrflow.registry.calib_import import import_calibrations
     from isrflow.simulate import SimulationRequest, simulate
 
     registry = create_repo(tmp_path / "repo")

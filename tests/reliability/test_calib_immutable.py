@@ -8,10 +8,10 @@ from astropy.io import fits
 from click.testing import CliRunner
 from one_cluster import plan_and_isr_one
 
-from isrflow.calib_import import import_calibrations
 from isrflow.cli import cli
 from isrflow.local.queue import LocalQueue
 from isrflow.registry import create_repo, ingest, uri_to_path
+from isrflow.registry.calib_import import import_calibrations
 from isrflow.simulate import SimulationRequest, simulate
 
 CALIB_RUN = "Generic/calib/truth"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from isrflow.errors import UnsafeKeyError
+from isrflow.model.errors import UnsafeKeyError
 from isrflow.prompt.ingest import object_uri
 
 

@@ -23,8 +23,8 @@ import pytest
 from queue_backlog import RAW_RUN, T0, Clock, backlog, instrument, poller_for, run_until_empty, writer_setup
 
 from functions.registry_writer import app as writer_app
-from isrflow.errors import RegistryUnavailableError
 from isrflow.local.lambdas import LambdaError
+from isrflow.model.errors import RegistryUnavailableError
 from isrflow.registry import Registry
 from isrflow.registry.redelivery import retrier_budget_s
 
@@ -38,7 +38,7 @@ BACKLOG_BATCH = int(os.environ.get("ISRFLOW_BACKLOG_BATCH", "1000"))
 
 @pytest.fixture
 def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    import isrflow.settings
+    import isrflow.infra.settings
 
     url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
     reg = Registry.open(url, tmp_path / "datastore", create=True)
@@ -46,7 +46,7 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("ISRFLOW_REGISTRY_URL", url)
     monkeypatch.delenv("ISRFLOW_REGISTRY_SECRET_ARN", raising=False)
     yield reg
-    cached = isrflow.settings._REGISTRIES.pop(url, None)
+    cached = isrflow.infra.settings._REGISTRIES.pop(url, None)
     if cached is not None:
         cached.close()
     reg.close()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from isrflow.errors import UnsafeKeyError
-from isrflow.messages import S3ObjectCreatedEvent
+from isrflow.model.errors import UnsafeKeyError
+from isrflow.model.messages import S3ObjectCreatedEvent
 from isrflow.prompt import ingest as ingest_module
 from isrflow.prompt.config import PromptConfig
 from isrflow.prompt.ingest import ingest_upload

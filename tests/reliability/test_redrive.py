@@ -15,8 +15,8 @@ from queue_backlog import RAW_RUN, Clock, backlog, instrument, poller_for, run_u
 
 from functions.registry_writer import app as writer_app
 from isrflow.cli import cli
+from isrflow.infra.redrive import redrive_local, redrive_sqs
 from isrflow.local.queue import LocalQueue
-from isrflow.redrive import redrive_local, redrive_sqs
 from isrflow.registry import Registry
 
 REGION = "us-east-1"
@@ -54,7 +54,7 @@ def test_local_redrive_cli_moves_every_dead_letter_back(tmp_path: Path) -> None:
 
 
 def test_local_redrive_then_the_writer_applies_every_row(tmp_path, monkeypatch) -> None:
-    import isrflow.settings
+    import isrflow.infra.settings
 
     url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
     registry = Registry.open(url, tmp_path / "datastore", create=True)
@@ -71,7 +71,7 @@ def test_local_redrive_then_the_writer_applies_every_row(tmp_path, monkeypatch) 
         assert len(registry.query_datasets("raw", [RAW_RUN])) == 20 and registry.rejects() == []
         assert queue.counts() == {"visible": 0, "in_flight": 0, "dead_letter": 0}
     finally:
-        cached = isrflow.settings._REGISTRIES.pop(url, None)
+        cached = isrflow.infra.settings._REGISTRIES.pop(url, None)
         if cached is not None:
             cached.close()
         registry.close()
@@ -161,7 +161,7 @@ def test_aws_redrive_deletes_only_what_was_sent(aws) -> None:
                 ],
             }
 
-    from isrflow.redrive import RedriveError
+    from isrflow.infra.redrive import RedriveError
 
     with pytest.raises(RedriveError, match="2 not sent.*1 moved"):
         redrive_sqs(HalfFailing(), dlq, queue, visibility_s=0)

@@ -10,9 +10,9 @@ from astropy.io import fits
 from click.testing import CliRunner
 
 from isrflow.cli import cli
-from isrflow.errors import CalibrationMismatchError, IsrInputError, MissingHeaderKeywordError
+from isrflow.io.rawio import read_raw
 from isrflow.isr import load_calibrations, run_isr
-from isrflow.rawio import read_raw
+from isrflow.model.errors import CalibrationMismatchError, IsrInputError, MissingHeaderKeywordError
 
 
 def _run_cli(args):

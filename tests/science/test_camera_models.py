@@ -9,9 +9,9 @@ import yaml
 
 from isrflow.camera import load_camera
 from isrflow.camera.model import Camera
-from isrflow.errors import CameraError, MissingHeaderKeywordError
-from isrflow.geometry import format_section, parse_section
-from isrflow.translators import translate
+from isrflow.model.errors import CameraError, MissingHeaderKeywordError
+from isrflow.model.geometry import format_section, parse_section
+from isrflow.model.translators import translate
 
 
 class _AnyTagLoader(yaml.SafeLoader):

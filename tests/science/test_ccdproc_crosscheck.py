@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from isrflow.exposure_io import read_exposure
+from isrflow.io.exposure_io import read_exposure
+from isrflow.io.rawio import read_raw
 from isrflow.isr import IsrConfig, load_calibrations, run_isr
 from isrflow.isr.assembly import flip
-from isrflow.rawio import read_raw
 
 ccdproc = pytest.importorskip("ccdproc")
 from astropy.nddata import CCDData  # noqa: E402

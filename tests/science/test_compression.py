@@ -1,5 +1,5 @@
 """Compressed products: the tile codec against astropy's decoder, the compression setting, and
-ISR residuals against the simulator's truth with compression on (isrflow.compression states
+ISR residuals against the simulator's truth with compression on (isrflow.io.compression states
 the tolerances)."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from isrflow import formats, tiled
-from isrflow.compression import QUANTIZE_LEVEL, VARIANCE_QUANTIZE_LEVEL, codec_for
-from isrflow.errors import CalibrationError, ConfigError
-from isrflow.exposure_io import Exposure, exposure_to_bytes, read_exposure, write_exposure
+from isrflow.infra.settings import ENV_COMPRESSION
+from isrflow.io import formats, tiled
+from isrflow.io.compression import QUANTIZE_LEVEL, VARIANCE_QUANTIZE_LEVEL, codec_for
+from isrflow.io.exposure_io import Exposure, exposure_to_bytes, read_exposure, write_exposure
+from isrflow.io.rawio import read_raw
 from isrflow.isr import IsrConfig, load_calibrations, run_isr
 from isrflow.isr.pipeline import calibration_from_bytes
-from isrflow.rawio import read_raw
-from isrflow.settings import ENV_COMPRESSION
+from isrflow.model.errors import CalibrationError, ConfigError
 from isrflow.simulate import truth_residuals
 
 PRIMARY = fits.PrimaryHDU().header.tostring().encode("ascii")
@@ -183,7 +183,7 @@ def _stats(chi):
 
 def test_isr_residuals_against_truth_with_compression(small_night):
     """Compressed outputs: chi mean |mu| < 0.05 and std 1 +- 0.05 against the truth, and against
-    the same frames uncompressed mu and std move by < 0.002 (isrflow.compression)."""
+    the same frames uncompressed mu and std move by < 0.002 (isrflow.io.compression)."""
     moved = []
     for raw in small_night.raws_of("science"):
         for det in raw.detectors:

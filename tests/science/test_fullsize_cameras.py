@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from isrflow.exposure_io import read_defects, read_exposure
+from isrflow.io.exposure_io import read_defects, read_exposure
+from isrflow.io.rawio import read_observations, read_raw
 from isrflow.isr import IsrConfig, load_calibrations, run_isr
-from isrflow.rawio import read_observations, read_raw
 from isrflow.simulate import SimulationRequest, simulate, truth_residuals
 
 pytestmark = pytest.mark.fullsize

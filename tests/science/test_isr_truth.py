@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from isrflow import formats
 from isrflow.camera import load_camera
-from isrflow.exposure_io import read_defects, read_exposure
+from isrflow.io import formats
+from isrflow.io.exposure_io import read_defects, read_exposure
+from isrflow.io.rawio import read_raw
 from isrflow.isr import IsrConfig, load_calibrations, run_isr
 from isrflow.isr.assembly import flip
-from isrflow.rawio import read_raw
 from isrflow.simulate import SimulationRequest, simulate
 from isrflow.simulate import truth_residuals as residual_chi
 

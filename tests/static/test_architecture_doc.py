@@ -2,7 +2,7 @@
 
 - Its package table lists exactly the packages (directories with ``__init__.py``) under
   ``layers/isrflow/isrflow/``: a new package, or a removed one, fails here until the page says so.
-- Its error tree names every class of ``isrflow/errors.py`` and every ``IsrflowError`` subclass
+- Its error tree names every class of ``isrflow/model/errors.py`` and every ``IsrflowError`` subclass
   defined elsewhere in the package, and no class that no longer exists.
 - ``docs/architecture.svg`` is what ``docs/make_diagram.py`` generates from the current
   ``template.yaml`` and ``statemachines/*.asl.json``.

@@ -3,7 +3,7 @@ only the actions its code calls, S3 write access is limited by prefix, and no po
 action on ``Resource: "*"``.
 
 The table below says, per function, which actions its code uses (read from the handler and the
-library code it calls: isrflow.storage, isrflow.queues, isrflow.secret_cache, ...). Policies are
+library code it calls: isrflow.io.storage, isrflow.infra.queues, isrflow.infra.secret_cache, ...). Policies are
 expanded from explicit statements and from the few SAM policy templates the template uses
 (:data:`SAM_TEMPLATES`, transcribed from samtranslator's policy_templates.json and checked against
 it when the tools venv is there); a template not in that table fails the test.

@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     """``from isrflow import Client`` (imported on first use, so ``import isrflow`` stays cheap)."""
     if name in ("Client", "Execution"):
-        from . import client
+        from isrflow import client
 
         return getattr(client, name)
     raise AttributeError(f"module 'isrflow' has no attribute {name!r}")

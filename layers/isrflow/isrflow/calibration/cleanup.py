@@ -6,7 +6,7 @@ Once a master is built from them they are only provenance, so by default the sta
 DeleteIntermediates state (the calib_plan function) deletes the inputs of every master whose
 result says ``succeeded``, from the datastore the same way locally (``file://``) and on AWS (S3
 DeleteObjects, 1,000 keys a request). Inputs of masters that failed are kept for diagnosis (on
-AWS the bucket's lifecycle rule expires them, :mod:`isrflow.lifecycle`); ``keep_intermediates``
+AWS the bucket's lifecycle rule expires them, :mod:`isrflow.io.lifecycle`); ``keep_intermediates``
 in the input skips the state. The registry keeps the intermediates' rows: they are the masters'
 provenance, their files are gone. Defects have no intermediates (their inputs are masters) and
 are never touched.
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..messages import CalibStepEvent, IntermediatesDeleted, MasterResult
-from ..storage import ObjectNotFoundError, storage_for
-from .plan import read_groups
-from .steps import spec
+from isrflow.calibration.plan import read_groups
+from isrflow.calibration.steps import spec
+from isrflow.io.storage import ObjectNotFoundError, storage_for
+from isrflow.model.messages import CalibStepEvent, IntermediatesDeleted, MasterResult
 
 
 def _built(prefix: str, key: str) -> bool:

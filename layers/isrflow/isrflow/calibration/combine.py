@@ -20,14 +20,14 @@ inputs share: ISR added ``f^2 V`` to every input's variance, which the mean divi
 than two values, else 1). Without it a master dark's residuals against the truth have a
 standard deviation ~20% above its variance plane.
 
-Output (the calibration MEF of :mod:`isrflow.formats`), only the planes ISR reads: IMAGE
+Output (the calibration MEF of :mod:`isrflow.io.formats`), only the planes ISR reads: IMAGE
 (float32), MASK (int32: BAD where no input was usable, which ISR ORs into every frame; those
 pixels' image and variance are set to the median of the rest of their strip, cp_pipe's rule)
 and VARIANCE (float32: ISR adds it, scaled, to every frame's variance, and the next combine
 reads it as the inputs' common noise), with provenance in the primary header: the inputs,
 their scales, the statistic and the clipping parameters. NINPUTS (int16, the number of inputs
 used per pixel) is written only with ``CombineSettings.ninputs_plane`` (a diagnostic: ISR
-does not read it). Planes are compressed as :mod:`isrflow.compression` says.
+does not read it). Planes are compressed as :mod:`isrflow.io.compression` says.
 """
 
 from __future__ import annotations
@@ -42,11 +42,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__, formats
-from ..errors import CalibrationError, CalibrationMismatchError, ConfigError
-from . import routing
-from .kernel import STATISTICS, CombineOutput, Workspace, combine_stack, default_threads
-from .mef import MefReader, MefWriter, PlaneSpec
+from isrflow import __version__
+from isrflow.calibration import routing
+from isrflow.calibration.kernel import STATISTICS, CombineOutput, Workspace, combine_stack, default_threads
+from isrflow.calibration.mef import MefReader, MefWriter, PlaneSpec
+from isrflow.io import formats
+from isrflow.model.errors import CalibrationError, CalibrationMismatchError, ConfigError
 
 EXT_NINPUTS = "NINPUTS"
 

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import formats
-from ..camera.model import Box
-from ..errors import CalibrationError
-from .kernel import IQR_TO_SIGMA, combine_stack
+from isrflow.calibration.kernel import IQR_TO_SIGMA, combine_stack
+from isrflow.camera.model import Box
+from isrflow.io import formats
+from isrflow.model.errors import CalibrationError
 
 N_SIGMA_HOT = 4.8
 N_SIGMA_COLD = 5.0

@@ -45,7 +45,7 @@ from typing import Literal
 
 import numpy as np
 
-from .routing import chunk_pixels
+from isrflow.calibration.routing import chunk_pixels
 
 Statistic = Literal["median", "mean", "meanclip"]
 STATISTICS: tuple[str, ...] = ("median", "mean", "meanclip")

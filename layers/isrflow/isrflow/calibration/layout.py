@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import re
 
-from ..process_visit.layout import execution_key, manifest_uri  # noqa: F401  (re-exported)
-from ..storage import join
+from isrflow.io.storage import join
+from isrflow.process_visit.layout import execution_key, manifest_uri  # noqa: F401  (re-exported)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 

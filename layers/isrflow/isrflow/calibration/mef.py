@@ -4,20 +4,20 @@ Reading: :class:`MefReader` finds every HDU's header and data offset with a few 
 range reads (``file://``: ``pread`` on an open descriptor; ``s3://``: ranged GETs), then reads
 any band of rows of an image extension as one contiguous byte range (FITS images are stored
 row by row, big-endian), converting to native float32/int32 while copying into the caller's
-buffer. A tile-compressed image extension (:mod:`isrflow.tiled`: tiles of whole rows) is read
+buffer. A tile-compressed image extension (:mod:`isrflow.io.tiled`: tiles of whole rows) is read
 the same way: its small tile table once, then per band one range of the heap, decoded tile by
 tile into the caller's buffer.
 
 Writing: :class:`MefWriter` lays out the primary header and every image extension up front
 in a temporary file, takes row strips at their final offsets (``pwrite``), and on
 :meth:`MefWriter.commit` publishes the file atomically. With compression (``compression=``,
-default the configured mode of :mod:`isrflow.compression`) each plane's strips, written in row
+default the configured mode of :mod:`isrflow.io.compression`) each plane's strips, written in row
 order, are encoded as they come into a spool file of their own; ``commit`` assembles headers,
 tile tables and spools into the temporary file. Either way the file is published atomically: renamed into place for ``file://``,
 uploaded (multipart, streamed from disk) for ``s3://``. Until then nothing is visible at the
 target; :meth:`MefWriter.abort` (or an exception inside ``with``) removes the temporary file.
-The layout is the isrflow calibration MEF (:mod:`isrflow.formats`), so
-:func:`isrflow.exposure_io.read_exposure` reads the result.
+The layout is the isrflow calibration MEF (:mod:`isrflow.io.formats`), so
+:func:`isrflow.io.exposure_io.read_exposure` reads the result.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-from ..errors import CalibrationError
-from ..filemode import honour_umask
-from ..registry.datastore import uri_to_path
-from ..storage import split_s3, storage_for
-from ..tiled import PlaneEncoder, TiledImage, is_tiled
+from isrflow.io.filemode import honour_umask
+from isrflow.io.storage import split_s3, storage_for
+from isrflow.io.tiled import PlaneEncoder, TiledImage, is_tiled
+from isrflow.model.errors import CalibrationError
+from isrflow.registry.datastore import uri_to_path
 
 BLOCK = 2880
 #: Bytes hashed at a time when a written file is checksummed.
@@ -378,7 +378,7 @@ class MefWriter:
     """Writes a MEF strip by strip; publishes it atomically on :meth:`commit`.
 
     ``header`` is the primary header (key -> value or (value, comment)); every plane has shape
-    ``shape`` (rows, columns). ``compression``: a mode of :mod:`isrflow.compression` (default:
+    ``shape`` (rows, columns). ``compression``: a mode of :mod:`isrflow.io.compression` (default:
     the configured one); compressed planes must be written in row order.
     """
 
@@ -390,7 +390,7 @@ class MefWriter:
         planes: list[PlaneSpec],
         compression: str | None = None,
     ):
-        from ..compression import codec_for, resolve
+        from isrflow.io.compression import codec_for, resolve
 
         self.uri = uri
         self.shape = shape

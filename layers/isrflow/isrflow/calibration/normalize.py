@@ -23,7 +23,7 @@ import math
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 
-from ..errors import CalibrationError
+from isrflow.model.errors import CalibrationError
 
 ITERATIONS = 10
 

@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import json
 
-from ..errors import CalibrationLookupError, CollectionError, OutputExistsError
-from ..messages import CalibPlanEvent, CalibPlanResult, MasterGroup, MasterInput, QuantumResult
-from ..process_visit import layout as pv_layout
-from ..process_visit.plan import make_clusters
-from ..registry.datastore import dataset_uri
-from ..registry.ids import dataset_id, normalize_data_id
-from ..storage import storage_for
-from . import layout
-from .steps import isr_config_for, spec
+from isrflow.calibration import layout
+from isrflow.calibration.steps import isr_config_for, spec
+from isrflow.io.storage import storage_for
+from isrflow.model.errors import CalibrationLookupError, CollectionError, OutputExistsError
+from isrflow.model.messages import CalibPlanEvent, CalibPlanResult, MasterGroup, MasterInput, QuantumResult
+from isrflow.process_visit import layout as pv_layout
+from isrflow.process_visit.plan import make_clusters
+from isrflow.registry.datastore import dataset_uri
+from isrflow.registry.ids import dataset_id, normalize_data_id
 
 
 def with_obs_type(where: str | None, obs_type: str) -> str:

@@ -6,7 +6,7 @@
 - :func:`prepare_combine`: per master, its successfully ISR'd inputs, their scales (dark time,
   the Normalize scale, or 1), the calibrations their ISR subtracted (whose noise the inputs
   share), the route (:func:`isrflow.calibration.routing.choose_route`) and one
-  :class:`~isrflow.messages.CombineRequest` in the datastore; the combine manifest lists them.
+  :class:`~isrflow.model.messages.CombineRequest` in the datastore; the combine manifest lists them.
   A master with fewer than ``min_inputs`` good inputs is recorded as failed here.
 
 Pure Python (these run in the plan Lambda, which has no numpy).
@@ -18,7 +18,12 @@ import json
 import os
 from collections import defaultdict
 
-from ..messages import (
+from isrflow.calibration import layout, routing
+from isrflow.calibration.normalize import normalize
+from isrflow.calibration.plan import read_groups
+from isrflow.calibration.steps import DEFAULT_MASK_PLANES
+from isrflow.io.storage import ObjectNotFoundError, storage_for
+from isrflow.model.messages import (
     CalibStepEvent,
     CombineInputRef,
     CombineItem,
@@ -31,12 +36,7 @@ from ..messages import (
     PrepareCombineResult,
     QuantumResult,
 )
-from ..process_visit import layout as pv_layout
-from ..storage import ObjectNotFoundError, storage_for
-from . import layout, routing
-from .normalize import normalize
-from .plan import read_groups
-from .steps import DEFAULT_MASK_PLANES
+from isrflow.process_visit import layout as pv_layout
 
 #: Lambda settings of the combine function, from the plan function's environment (template.yaml);
 #: these fallbacks are the template's defaults (3008 MB: the most a new AWS account allows).

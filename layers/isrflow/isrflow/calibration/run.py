@@ -1,10 +1,10 @@
 """One combine, as the ``combine`` Lambda and the Fargate task run it (the same call).
 
-:func:`run_combine` reads the :class:`~isrflow.messages.CombineRequest` at a datastore URI,
+:func:`run_combine` reads the :class:`~isrflow.model.messages.CombineRequest` at a datastore URI,
 builds the master (:func:`isrflow.calibration.combine.combine_files`, or the defects of
 :mod:`isrflow.calibration.defects` from a master dark and flat), sends its dataset message
 (with the inputs as provenance) to the registry queue, and writes the
-:class:`~isrflow.messages.MasterResult` next to the execution's other results. A failure is
+:class:`~isrflow.model.messages.MasterResult` next to the execution's other results. A failure is
 recorded in that result with its reason (``ErrorClass: message``) rather than raised, so a
 Lambda answers normally and the Fargate entry point exits 1.
 
@@ -20,13 +20,14 @@ import os
 import time
 from datetime import UTC, datetime
 
-from .. import __version__, formats
-from ..errors import ConfigError
-from ..messages import CombineRequest, DatasetMessage, MasterResult, ProvenanceInput
-from ..process_visit.worker import message_id, peak_memory_mb
-from ..queues import QueueSender
-from ..storage import storage_for
-from . import routing
+from isrflow import __version__
+from isrflow.calibration import routing
+from isrflow.infra.queues import QueueSender
+from isrflow.io import formats
+from isrflow.io.storage import storage_for
+from isrflow.model.errors import ConfigError
+from isrflow.model.messages import CombineRequest, DatasetMessage, MasterResult, ProvenanceInput
+from isrflow.process_visit.worker import message_id, peak_memory_mb
 
 DEFAULT_MEMORY_MB = 4096
 
@@ -46,7 +47,7 @@ def read_request(uri: str) -> CombineRequest:
 
 
 def _build_master(request: CombineRequest, budget: int) -> tuple[int, str, dict]:
-    from .combine import CombineInput, CombineSettings, CommonCalibration, combine_files
+    from isrflow.calibration.combine import CombineInput, CombineSettings, CommonCalibration, combine_files
 
     settings = CombineSettings(
         statistic=request.statistic,
@@ -74,9 +75,9 @@ def _build_master(request: CombineRequest, budget: int) -> tuple[int, str, dict]
 
 
 def _build_defects(request: CombineRequest) -> tuple[int, str, dict]:
-    from ..exposure_io import read_exposure, write_defects
-    from .defects import boxes_of, find_defects
-    from .mef import publish, temp_file
+    from isrflow.calibration.defects import boxes_of, find_defects
+    from isrflow.calibration.mef import publish, temp_file
+    from isrflow.io.exposure_io import read_exposure, write_defects
 
     def load(uri: str):
         return read_exposure(storage_for(uri).read_bytes(uri), uri)

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .. import formats
-from .kernel import IQR_TO_SIGMA
+from isrflow.calibration.kernel import IQR_TO_SIGMA
+from isrflow.io import formats
 
 #: Per-input statistics use every ``SUBSAMPLE``-th pixel in each direction: the level of a
 #: million-pixel detector is known to 1e-5 from a sixteenth of its pixels, 16x faster.

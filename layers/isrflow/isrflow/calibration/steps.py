@@ -27,8 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..errors import ConfigError
-from ..isr.config import IsrConfig
+from isrflow.isr.config import IsrConfig
+from isrflow.model.errors import ConfigError
 
 CalibType = Literal["bias", "dark", "flat", "defects"]
 CALIB_TYPES: tuple[str, ...] = ("bias", "dark", "flat", "defects")

@@ -21,10 +21,14 @@ from __future__ import annotations
 import json
 import logging
 
-from ..edge import add_count
-from ..errors import RejectedMessageError
-from ..local.queue import awaiting_consumer
-from ..messages import (
+from isrflow.calibration import layout
+from isrflow.calibration.plan import read_groups
+from isrflow.infra.edge import add_count
+from isrflow.infra.queues import QueueSender
+from isrflow.io.storage import ObjectNotFoundError, storage_for
+from isrflow.local.queue import awaiting_consumer
+from isrflow.model.errors import RejectedMessageError
+from isrflow.model.messages import (
     CalibStepEvent,
     CalibSummary,
     CertifyMessage,
@@ -35,12 +39,8 @@ from ..messages import (
     ProcessingRecordMessage,
     QuantumResult,
 )
-from ..process_visit.summary import MAX_FAILURES_LISTED, TooManyFailuresError
-from ..process_visit.worker import message_id
-from ..queues import QueueSender
-from ..storage import ObjectNotFoundError, storage_for
-from . import layout
-from .plan import read_groups
+from isrflow.process_visit.summary import MAX_FAILURES_LISTED, TooManyFailuresError
+from isrflow.process_visit.worker import message_id
 
 logger = logging.getLogger("isrflow.calibration.summary")
 
@@ -127,7 +127,7 @@ def record_combine_failure(event: CombineFailureEvent) -> dict:
 
 
 def _calib_type_of(request_uri: str) -> str:
-    from .run import read_request
+    from isrflow.calibration.run import read_request
 
     return read_request(request_uri).calib_type
 

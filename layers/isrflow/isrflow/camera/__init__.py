@@ -14,8 +14,8 @@ from importlib import resources
 import yaml
 from pydantic import ValidationError
 
-from ..errors import CameraError
-from .model import Amplifier, Box, Camera, Detector, Electronics
+from isrflow.camera.model import Amplifier, Box, Camera, Detector, Electronics
+from isrflow.model.errors import CameraError
 
 __all__ = [
     "CAMERA_NAMES",

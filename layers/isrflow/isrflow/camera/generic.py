@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import IsrInputError, MissingHeaderKeywordError
-from ..geometry import parse_section
-from ..validation import summary
-from .model import Amplifier, Box, Camera, Detector
+from isrflow.camera.model import Amplifier, Box, Camera, Detector
+from isrflow.model.errors import IsrInputError, MissingHeaderKeywordError
+from isrflow.model.geometry import parse_section
+from isrflow.model.validation import summary
 
 
 def _number(header: Mapping[str, Any], key: str, source: str) -> float:

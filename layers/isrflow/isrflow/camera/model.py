@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..errors import CameraError
+from isrflow.model.errors import CameraError
 
 ReadoutCorner = Literal["LL", "LR", "UR", "UL"]
 RawFormat = Literal["single_hdu", "amp_hdus", "exposure_mef"]

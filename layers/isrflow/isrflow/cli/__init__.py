@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from ..errors import InvalidArgumentError, IsrflowError
+from isrflow.model.errors import InvalidArgumentError, IsrflowError
 
 # Modules that add commands to the group, in the order they appear in --help.
 COMMAND_MODULES = (

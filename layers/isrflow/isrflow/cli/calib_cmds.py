@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
-from ..client.inputs import build_input
-from .options import FiniteFloatRange, count, json_option, list_option, subgroup, workers_option
+from isrflow.cli.options import FiniteFloatRange, count, json_option, list_option, subgroup, workers_option
+from isrflow.client.inputs import build_input
 
 STATE_MACHINE = "BuildCalibrationStateMachine"
 
@@ -29,9 +29,9 @@ def build_local(repo: Path, payload: dict, workers: int | None, *, progress: boo
     """Run BuildCalibration in the embedded runtime through the Python API (the certification
     collection is created if needed; a query selecting no input is refused before the start);
     returns the finished Execution."""
-    from ..client.inputs import selected_inputs
-    from ..registry import open_repo
-    from .run_cmds import run_local
+    from isrflow.cli.run_cmds import run_local
+    from isrflow.client.inputs import selected_inputs
+    from isrflow.registry import open_repo
 
     registry = open_repo(repo)
     try:
@@ -160,7 +160,7 @@ def build_command(
     """Build master calibrations of TYPE per detector (the BuildCalibration state machine)."""
     import yaml
 
-    from .registry_cmds import _parse_time
+    from isrflow.cli.registry_cmds import _parse_time
 
     t0, t1 = _parse_time(begin, "--begin"), _parse_time(end, "--end")
     if (begin or end or collection) and not certify:
@@ -183,8 +183,8 @@ def build_command(
         keep_intermediates=keep_intermediates,
     )
     if use_aws:
-        from ..aws_client import run_on_aws
-        from ..messages import BuildCalibrationInput
+        from isrflow.infra.stack_client import run_on_aws
+        from isrflow.model.messages import BuildCalibrationInput
 
         if (
             not input_collections
@@ -210,7 +210,7 @@ def build_command(
         sys.exit(0 if result.get("status") == "SUCCEEDED" else 1)
     if repo_dir is None:
         raise click.UsageError("--repo is required for local runs")
-    from ..registry import open_repo
+    from isrflow.registry import open_repo
 
     registry = open_repo(repo_dir)
     try:
@@ -259,7 +259,7 @@ def build_command(
         if summary:
             _print_summary(summary)
         else:
-            from .run_cmds import _cause_text
+            from isrflow.cli.run_cmds import _cause_text
 
             click.echo(f"error: {execution.error}: {_cause_text(execution.cause)}", err=True)
     if execution.status != "SUCCEEDED":

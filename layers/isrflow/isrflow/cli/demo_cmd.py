@@ -15,7 +15,7 @@
 
 Disk: the raws are ingested as links to the simulated files, the ISR'd calibration inputs
 (cpBiasProc, cpDarkProc, cpFlatProc) are deleted by BuildCalibration once their master is built,
-and products are tile-compressed (:mod:`isrflow.compression`). A second run reuses the
+and products are tile-compressed (:mod:`isrflow.io.compression`). A second run reuses the
 simulated night but adds its own calibration and output runs (:func:`disk_usage` says how much).
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import click
 
-from .options import IdList, frames, workers_option
+from isrflow.cli.options import IdList, frames, workers_option
 
 
 def register(group: click.Group) -> None:
@@ -44,11 +44,11 @@ def _prepare(
     true_calibrations: bool,
     small: bool = False,
 ):
-    from ..calib_import import import_calibrations
-    from ..errors import CertificationConflictError
-    from ..registry import create_repo, ingest, open_repo
-    from ..registry.repo import REPO_CONFIG
-    from ..simulate import SimulationRequest, load_manifest, simulate
+    from isrflow.model.errors import CertificationConflictError
+    from isrflow.registry import create_repo, ingest, open_repo
+    from isrflow.registry.calib_import import import_calibrations
+    from isrflow.registry.repo import REPO_CONFIG
+    from isrflow.simulate import SimulationRequest, load_manifest, simulate
 
     registry = open_repo(repo) if (repo / REPO_CONFIG).exists() else create_repo(repo)
     counts = "-".join(f"{k[0]}{v}" for k, v in frames.items())
@@ -98,7 +98,7 @@ def _prepare(
 
 def _readable(uri: str) -> Path:
     """A local path holding the dataset at ``uri`` (s3:// objects are fetched to a temporary file)."""
-    from ..registry import uri_to_path
+    from isrflow.registry import uri_to_path
 
     if not uri.startswith("s3://"):
         return uri_to_path(uri)
@@ -106,7 +106,7 @@ def _readable(uri: str) -> Path:
     import shutil
     import tempfile
 
-    from ..storage import storage_for
+    from isrflow.io.storage import storage_for
 
     global _SCRATCH
     if _SCRATCH is None:
@@ -124,7 +124,7 @@ def _truth_check(calib_type: str, uri: str, manifest, detector: int) -> str:
     """How a built master compares with the simulator's truth (a short text)."""
     import numpy as np
 
-    from ..exposure_io import read_defects, read_exposure
+    from isrflow.io.exposure_io import read_defects, read_exposure
 
     truth = manifest.calibrations[detector]
     if calib_type == "defects":
@@ -152,7 +152,7 @@ def _build_calibrations(
     repo: Path, registry, manifest, detectors: list[int], stamp: str, workers, containers=None
 ) -> str:
     """Build and certify bias, dark, flat and defects; returns the CALIBRATION collection."""
-    from .calib_cmds import build_input, build_local
+    from isrflow.cli.calib_cmds import build_input, build_local
 
     instrument = manifest.instrument
     collection = f"{instrument}/calib/demo-{stamp}"
@@ -233,7 +233,7 @@ def _point_default_chain(registry, instrument: str, collection: str) -> None:
 
 def _deleted_text(execution) -> str:
     """What the execution's DeleteIntermediates state removed, as a clause ('' if it did not run)."""
-    from ..ops.usage import state_output
+    from isrflow.ops.usage import state_output
 
     deleted = (state_output(execution.history, "DeleteIntermediates") or {}).get("intermediates")
     n = ((deleted or {}).get("result") or {}).get("deleted", 0)
@@ -265,7 +265,7 @@ def _flat_scale(registry, manifest, calib_collection: str | None) -> float:
     number (1 with the true calibrations)."""
     import numpy as np
 
-    from ..exposure_io import read_exposure
+    from isrflow.io.exposure_io import read_exposure
 
     if calib_collection is None:
         return 1.0
@@ -284,8 +284,8 @@ def _residuals(
 ) -> dict[tuple[int, int], tuple[float, float, float]]:
     """(exposure, detector) -> (chi mean, chi std, masked %) of each output against the truth
     (the output multiplied by ``scale``, the flats' normalisation constant)."""
-    from ..exposure_io import read_exposure
-    from ..simulate import truth_residuals
+    from isrflow.io.exposure_io import read_exposure
+    from isrflow.simulate import truth_residuals
 
     truth = {(r.exposure, d): p for r in manifest.raws for d, p in r.truth.items()}
     out = {}
@@ -366,7 +366,7 @@ def demo_command(
             repo, registry, manifest, detectors, stamp, workers, true_calibrations, None
         )
         return
-    from .demo_containers import containers_demo
+    from isrflow.cli.demo_containers import containers_demo
 
     with containers_demo(repo, manifest, registry_base, stamp) as (crepo, cregistry, session):
         _calibrate_process_report(
@@ -386,7 +386,7 @@ def next_steps(repo: Path, execution: str, run: str) -> str:
 
 def _print_container_figures(reports: list[dict]) -> None:
     """Cold start, duration and peak memory per function, as measured inside the containers."""
-    from .demo_containers import summarize_reports
+    from isrflow.cli.demo_containers import summarize_reports
 
     click.echo(
         f"{'function':>24} {'invocations':>11} {'init ms':>8} {'median ms':>10} {'max ms':>8} {'peak MiB':>9}"
@@ -402,7 +402,7 @@ def _calibrate_process_report(
     repo: Path, registry, manifest, detectors, stamp, workers, true_calibrations, containers
 ) -> None:
     """Build the calibrations (unless true ones are used), run ProcessVisit, print the residual table."""
-    from .run_cmds import process_visit_input, run_local
+    from isrflow.cli.run_cmds import process_visit_input, run_local
 
     instrument = manifest.instrument
     calib_collection = (

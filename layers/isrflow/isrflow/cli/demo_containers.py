@@ -58,7 +58,7 @@ def object_created_event(bucket: str, key: str, size: int, etag: str, region: st
 def _create_schema(base_url: str, schema: str) -> None:
     import sqlalchemy as sa
 
-    from ..registry.engine import normalize_url
+    from isrflow.registry.engine import normalize_url
 
     engine = sa.create_engine(normalize_url(base_url), connect_args={"connect_timeout": 5})
     with engine.begin() as conn:
@@ -69,7 +69,7 @@ def _create_schema(base_url: str, schema: str) -> None:
 def _drop_schema(base_url: str, schema: str) -> None:
     import sqlalchemy as sa
 
-    from ..registry.engine import normalize_url
+    from isrflow.registry.engine import normalize_url
 
     engine = sa.create_engine(normalize_url(base_url), connect_args={"connect_timeout": 5})
     with engine.begin() as conn:
@@ -81,7 +81,7 @@ def ingest_through_lambda(
     session: Any, registry: Any, raws: list, instrument: str, timeout_s: float = 900.0
 ) -> None:
     """Upload every raw under raw/, invoke the ingest container per upload, wait for the registry."""
-    from ..local.containers.invoke_api import InvokeApiLambdas
+    from isrflow.local.containers.invoke_api import InvokeApiLambdas
 
     stack = session.stack
     s3 = stack.client("s3")
@@ -123,8 +123,8 @@ def ingest_through_lambda(
 
 
 def _registered_raws(registry: Any, instrument: str) -> int:
-    from ..errors import CollectionError
-    from ..registry.ids import raw_collection
+    from isrflow.model.errors import CollectionError
+    from isrflow.registry.ids import raw_collection
 
     try:
         return len(registry.query_datasets("raw", [raw_collection(instrument)]))
@@ -137,9 +137,9 @@ def containers_demo(
     repo: Path, manifest: Any, registry_base: str, stamp: str
 ) -> Iterator[tuple[Path, Any, Any]]:
     """Images built, moto and start-lambda up, a PostgreSQL + S3 repository holding the demo's raws."""
-    from ..local.containers import prepare_images
-    from ..local.containers.session import ContainerSession, create_containers_repo
-    from ..local.runtime import PROJECT_ROOT
+    from isrflow.local.containers import prepare_images
+    from isrflow.local.containers.session import ContainerSession, create_containers_repo
+    from isrflow.local.runtime import PROJECT_ROOT
 
     project = prepare_images(PROJECT_ROOT, "x86_64", log=click.echo)
     schema = f"isrflow_demo_{stamp.lower()}"

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ..errors import ConfigError, InvalidArgumentError
+from isrflow.model.errors import ConfigError, InvalidArgumentError
 
 NAMES_FILE = "names.json"
 #: names.json keys -> what a valid replacement looks like (AWS's naming rules for each resource)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import camera_option
+from isrflow.cli.options import camera_option
 
 
 def register(group: click.Group) -> None:
@@ -38,10 +38,10 @@ def isr_command(raw, camera, detector, bias, dark, flat, defects, config_path, o
     Steps whose calibration is not given are skipped and recorded as not applied. Calibrations
     made by other tools (a plain FITS image, no DETECTOR keyword) are accepted with a warning.
     """
-    from ..calib_foreign import load_foreign_calibrations
-    from ..exposure_io import write_exposure
-    from ..isr import IsrConfig, run_isr
-    from ..rawio import read_raw
+    from isrflow.io.calib_foreign import load_foreign_calibrations
+    from isrflow.io.exposure_io import write_exposure
+    from isrflow.io.rawio import read_raw
+    from isrflow.isr import IsrConfig, run_isr
 
     config = IsrConfig.from_file(config_path) if config_path else IsrConfig()
     det = int(detector) if detector is not None and str(detector).isdigit() else detector

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .options import subgroup, workers_option
+from isrflow.cli.options import subgroup, workers_option
 
 DEFAULT_PORT = 8083  # the port Step Functions Local uses
 
@@ -72,8 +72,8 @@ def serve_command(repo_dir, port, workers, parameters, verbose, token):
 
     Only requests addressed to 127.0.0.1 or localhost (Host header) with a body of at most 1 MiB are
     served; with --token, only those that carry the token."""
-    from ..local.runtime import LocalRuntime
-    from ..local.sfn_api import LocalStepFunctionsServer
+    from isrflow.local.runtime import LocalRuntime
+    from isrflow.local.sfn_api import LocalStepFunctionsServer
 
     runtime = LocalRuntime(repo_dir, processes=workers, parameters=parse_parameters(parameters)).start()
     try:
@@ -119,9 +119,9 @@ def watch(
     """Feed uploads under ``watch_dir`` through the ingest function until Ctrl-C (``once``: one poll,
     then wait for the executions it started). Returns how many executions ended other than
     SUCCEEDED (the caller's exit status: a failed prompt execution is not exit 0)."""
-    from ..local.runtime import LocalRuntime
-    from ..local.sfn_api import LocalStepFunctionsServer
-    from ..prompt.watch import UploadWatcher
+    from isrflow.local.runtime import LocalRuntime
+    from isrflow.local.sfn_api import LocalStepFunctionsServer
+    from isrflow.prompt.watch import UploadWatcher
 
     parameters = {"PromptProcessing": "true", **parameters}
     runtime = LocalRuntime(repo_dir, processes=workers, parameters=parameters).start()

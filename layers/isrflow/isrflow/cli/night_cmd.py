@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .options import FiniteFloatRange, count, json_option
+from isrflow.cli.options import FiniteFloatRange, count, json_option
 
 
 def register(group: click.Group) -> None:
@@ -20,7 +20,7 @@ def register(group: click.Group) -> None:
 def _template_settings() -> dict:
     """Memory of each function, the writer's batch, the ISR concurrency and the lifecycle days, from
     template.yaml's defaults."""
-    from ..ops.tune_workload import find_function, template_app
+    from isrflow.ops.tune_workload import find_function, template_app
 
     app = template_app()
     mapping = next(m for m in app.event_source_mappings if m.enabled)
@@ -118,7 +118,7 @@ def plan_night_command(
 ):
     """Model one night: wall time at a concurrency and the cost per service, with its assumptions,
     checked against the $10 budget."""
-    from ..ops.night import (
+    from isrflow.ops.night import (
         DEFAULT_S3_MBPS,
         NightSetup,
         camera_pixels,
@@ -127,7 +127,7 @@ def plan_night_command(
         model_night,
         report_lines,
     )
-    from ..ops.prices import load_prices
+    from isrflow.ops.prices import load_prices
 
     if (execution is None) != (repo_dir is None):
         raise click.UsageError("--from-execution and --repo go together")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from .options import json_option, workers_option
+from isrflow.cli.options import json_option, workers_option
 
 _repo_option = click.option(
     "--repo",
@@ -40,7 +40,7 @@ def _usd(value: float) -> str:
 
 
 def status_json(st) -> dict:
-    from ..ops.cost import breakdown_json
+    from isrflow.ops.cost import breakdown_json
 
     cost = breakdown_json(st.cost)
     usage = st.usage.model_dump(mode="json", exclude={"lambda_invocations", "fargate_tasks", "notes"})
@@ -127,7 +127,7 @@ def _print_status(st) -> None:
         f"{t.skipped_existing} skipped as existing; ISR {t.isr_seconds:.2f} s; max peak memory {mem}"
     )
     if st.reads is not None:
-        from ..ops.reads import reads_line
+        from isrflow.ops.reads import reads_line
 
         click.echo(reads_line(st.reads))
     c, b = st.cost, st.cost.breakdown
@@ -156,7 +156,7 @@ def _print_status(st) -> None:
 
 def _list_executions(repo_dir: Path | None, as_json: bool) -> None:
     """The repository's executions, newest first (killed ones show as ABORTED)."""
-    from ..client import Client
+    from isrflow.client import Client
 
     if repo_dir is None:
         raise click.UsageError("give an EXECUTION, or --repo DIR to list the repository's executions")
@@ -206,7 +206,7 @@ def status_command(execution, repo_dir, prices_path, as_json):
     """Per-detector status, duration, peak memory, retries and errors of an execution, its totals and
     its estimated AWS cost (Lambda, Fargate, Step Functions, SQS, S3). Without EXECUTION: the
     executions recorded in --repo, newest first."""
-    from ..client import Client
+    from isrflow.client import Client
 
     if execution is None:
         _list_executions(repo_dir, as_json)
@@ -238,7 +238,7 @@ def status_command(execution, repo_dir, prices_path, as_json):
 def rerun_command(execution, repo_dir, failed_only, workers, dry_run, as_json):
     """Start a new execution with exactly the failed quanta of EXECUTION, into the same output run
     (mode replace; see isrflow.ops.rerun)."""
-    from ..client import Client
+    from isrflow.client import Client
 
     if not failed_only:
         raise click.UsageError("only --failed reruns are supported")
@@ -267,8 +267,8 @@ def rerun_command(execution, repo_dir, failed_only, workers, dry_run, as_json):
         result = handle.result()
         click.echo(json.dumps(result, indent=1, default=str))
         sys.exit(0 if result.get("status") == "SUCCEEDED" else 1)
-    from ..registry import open_repo
-    from .run_cmds import _report
+    from isrflow.cli.run_cmds import _report
+    from isrflow.registry import open_repo
 
     if not as_json:
         click.echo(f"started {handle.arn} (isrflow status {handle.name} --repo {repo_dir})", err=True)
@@ -284,10 +284,10 @@ def rerun_command(execution, repo_dir, failed_only, workers, dry_run, as_json):
 def preview_command(repo_dir, run, where, as_json):
     """Write a PNG per detector (zscale, masked pixels coloured) and a focal-plane mosaic per exposure
     next to the outputs of a run."""
-    from ..exposure_io import read_exposure
-    from ..ops.previews import exposure_directories, write_detector_preview, write_mosaic
-    from ..registry import open_repo
-    from ..storage import storage_for
+    from isrflow.io.exposure_io import read_exposure
+    from isrflow.io.storage import storage_for
+    from isrflow.registry import open_repo
+    from isrflow.render.previews import exposure_directories, write_detector_preview, write_mosaic
 
     registry = open_repo(repo_dir)
     try:

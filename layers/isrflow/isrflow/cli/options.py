@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..camera import CAMERA_NAMES
+from isrflow.camera import CAMERA_NAMES
 
 
 def parse_id_list(text: str) -> list[int]:

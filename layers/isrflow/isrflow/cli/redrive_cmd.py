@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import count, subgroup
+from isrflow.cli.options import count, subgroup
 
 
 def register(group: click.Group) -> None:
@@ -27,7 +27,7 @@ def register(group: click.Group) -> None:
     ) -> None:
         """Move dead-lettered registry messages back to the registry queue, where the writer
         applies them (idempotently: a message applied before changes nothing)."""
-        from ..redrive import RedriveError, redrive_local, redrive_stack
+        from isrflow.infra.redrive import RedriveError, redrive_local, redrive_stack
 
         if on_aws == bool(repo_dir):
             raise RedriveError("give either --repo DIR (local queue) or --aws --stack NAME (SQS), not both")

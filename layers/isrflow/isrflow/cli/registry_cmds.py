@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 import click
 
-from ..errors import RegistryError
-from .options import subgroup, workers_option
+from isrflow.cli.options import subgroup, workers_option
+from isrflow.model.errors import RegistryError
 
 #: Exit code of ``isrflow ingest`` when some files were skipped (not raws, conflicts).
 EXIT_SKIPPED = 3
@@ -46,8 +46,8 @@ _repo_option = click.option(
 
 def _upload_to_stack(destination: str, files, transfer: str, run: str | None, camera: str | None) -> None:
     """``ingest --repo s3://bucket[/prefix]``: upload under raw/, where the stack's ingest function
-    registers each file (see :mod:`isrflow.raw_upload`)."""
-    from ..client import Client
+    registers each file (see :mod:`isrflow.infra.raw_upload`)."""
+    from isrflow.client import Client
 
     if run or camera or transfer != "copy":
         raise click.UsageError(
@@ -84,7 +84,7 @@ def register(group: click.Group) -> None:
         directory: str, registry_url: str | None, datastore: str | None, schema: str | None
     ) -> None:
         """Create a repository in DIRECTORY: config file, registry schema, datastore root."""
-        from ..registry import create_repo
+        from isrflow.registry import create_repo
 
         registry = create_repo(directory, registry_url, datastore, schema)
         try:
@@ -146,7 +146,7 @@ def register(group: click.Group) -> None:
         if watch_dir is not None:
             from pathlib import Path
 
-            from .local_cmds import parse_parameters, watch
+            from isrflow.cli.local_cmds import parse_parameters, watch
 
             if files:
                 raise click.UsageError("give FILES or --watch RAWDIR, not both")
@@ -167,7 +167,7 @@ def register(group: click.Group) -> None:
             _upload_to_stack(repo_dir, files, transfer, run, camera)
             return
 
-        from ..client import Client
+        from isrflow.client import Client
 
         result = Client.local(repo_dir).ingest(files, transfer=transfer, run=run, camera=camera)
         for name, reason in result.skipped:
@@ -205,7 +205,7 @@ def register(group: click.Group) -> None:
         as_json: bool,
     ) -> None:
         """List datasets."""
-        from ..client import Client
+        from isrflow.client import Client
 
         refs = Client.local(repo_dir).datasets(
             where=where, type=dataset_type, collections=list(collections) or None
@@ -244,7 +244,7 @@ def register(group: click.Group) -> None:
     def collections_cmd(repo_dir: str, as_json: bool) -> None:
         """List collections (RUN, CALIBRATION, CHAINED) with the datasets each holds
         (certifications for a CALIBRATION collection; a chain's: its search path's)."""
-        from ..client import Client
+        from isrflow.client import Client
 
         found = Client.local(repo_dir).collections()
         if as_json:
@@ -290,13 +290,13 @@ def register(group: click.Group) -> None:
         repo_dir: str, dataset_type: str, run: str, collection: str | None, begin: str | None, end: str | None
     ) -> None:
         """Certify every TYPE dataset of RUN into a CALIBRATION collection for [BEGIN, END)."""
-        from ..registry import calib_collection, open_repo
+        from isrflow.registry import calib_collection, open_repo
 
         t0, t1 = _parse_time(begin, "--begin"), _parse_time(end, "--end")
         if t0 is not None and t1 is not None and not t0 < t1:
             raise click.BadParameter("--begin must be before --end", param_hint="--begin")
         if collection is not None:
-            from ..registry.ids import check_collection_name
+            from isrflow.registry.ids import check_collection_name
 
             check_collection_name(collection)  # a CollectionError line, not a pydantic traceback
         registry = open_repo(repo_dir)
@@ -306,7 +306,7 @@ def register(group: click.Group) -> None:
             refs = registry.query_datasets(dataset_type, [run])
             if not refs:
                 raise RegistryError(f"no {dataset_type} datasets in {run!r}")
-            from ..messages import CertifyMessage
+            from isrflow.model.messages import CertifyMessage
 
             messages = [
                 CertifyMessage(

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from ..client.inputs import default_collections, process_visit_input  # noqa: F401 (the CLI's names for them)
-from .options import FiniteFloatRange, count, json_option, list_option, subgroup, workers_option
+from isrflow.cli.options import FiniteFloatRange, count, json_option, list_option, subgroup, workers_option
+from isrflow.client.inputs import default_collections, process_visit_input  # noqa: F401 (the CLI's names for them)
 
 STATE_MACHINE = "ProcessVisitStateMachine"
 
@@ -40,7 +40,7 @@ def run_local(
     """Run ProcessVisit (or ``state_machine``) in the embedded runtime through the Python API
     (:meth:`isrflow.Client.start`); returns the finished interpreter Execution.
     ``containers``: a started ContainerSession to run the functions in their Lambda containers."""
-    from ..client import Client
+    from isrflow.client import Client
 
     handle = Client.local(repo, workers=workers).start(
         state_machine, payload, name=name, total=total, containers=containers
@@ -108,9 +108,9 @@ def process_visit_command(
     as_json,
 ):
     """Run ISR on every detector the query selects (the ProcessVisit state machine)."""
-    from ..client import Client
-    from ..isr.config import IsrConfig
-    from ..registry import open_repo
+    from isrflow.client import Client
+    from isrflow.isr.config import IsrConfig
+    from isrflow.registry import open_repo
 
     isr_config = IsrConfig.from_file(isr_config_path).model_dump(mode="json") if isr_config_path else {}
     if use_aws:
@@ -184,8 +184,8 @@ def _cause_text(cause: str | None) -> str:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
 def calib_import_command(repo_dir, run, files):
     """Copy calibration files (bias, dark, flat, defects in the isrflow format) into a RUN."""
-    from ..calib_import import import_calibrations
-    from ..registry import open_repo
+    from isrflow.registry import open_repo
+    from isrflow.registry.calib_import import import_calibrations
 
     refs = import_calibrations(open_repo(repo_dir), files, run)
     for ref in refs:

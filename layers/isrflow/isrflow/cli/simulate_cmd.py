@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import IdList, frames, json_option, workers_option
+from isrflow.cli.options import IdList, frames, json_option, workers_option
 
 
 def register(group: click.Group) -> None:
@@ -58,11 +58,11 @@ def simulate_command(
 
     Frames are made by a pool of ``--workers`` processes (default: all cores; in-process for a
     few small frames); the files are the same whatever the number of workers."""
-    from ..simulate import SimulationRequest, simulate
+    from isrflow.simulate import SimulationRequest, simulate
 
     if small:
         camera = "generic"
-    from ..progress import Progress
+    from isrflow.infra.progress import Progress
 
     with Progress("simulate", bias + dark + flat + science, enabled=not as_json) as bar:
         manifest = simulate(

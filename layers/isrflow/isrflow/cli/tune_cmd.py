@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from .options import FiniteFloatRange, IdList, count, frames, json_option
+from isrflow.cli.options import FiniteFloatRange, IdList, count, frames, json_option
 
 
 def register(group: click.Group) -> None:
@@ -26,9 +26,9 @@ def register(group: click.Group) -> None:
 def _isr_workload(
     app, env, repo: Path, where, input_collections, calib_collection, cluster_size
 ) -> tuple[list, int]:
-    from ..ops.tune_workload import isr_events
-    from ..registry import open_repo
-    from .run_cmds import process_visit_input
+    from isrflow.cli.run_cmds import process_visit_input
+    from isrflow.ops.tune_workload import isr_events
+    from isrflow.registry import open_repo
 
     registry = open_repo(repo)
     try:
@@ -150,9 +150,9 @@ def tune_command(
     """Run FUNCTION's handler at several memory settings (CPU share and memory limit of Lambda
     emulated on this machine) and print the cost per 1,000 detectors of each: like AWS Lambda
     Power Tuning, on this machine."""
-    from ..ops.prices import load_prices
-    from ..ops.tune import DEFAULT_SETTINGS_MB, parse_settings, report_lines, tune
-    from ..ops.tune_workload import (
+    from isrflow.ops.prices import load_prices
+    from isrflow.ops.tune import DEFAULT_SETTINGS_MB, parse_settings, report_lines, tune
+    from isrflow.ops.tune_workload import (
         events_from_file,
         find_function,
         local_function,

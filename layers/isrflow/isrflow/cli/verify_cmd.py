@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .options import json_option, subgroup
+from isrflow.cli.options import json_option, subgroup
 
 
 def register(group: click.Group) -> None:
@@ -45,8 +45,8 @@ def register(group: click.Group) -> None:
         """Check that every registered dataset's file exists with its registered size and sha256, and
         list files no dataset points at and temporary files left by interrupted writes. Exit 1 on
         any missing, mismatched or shared file (with --strict, on any finding)."""
-        from ..registry import open_repo
-        from ..registry.verify import verify_registry
+        from isrflow.registry import open_repo
+        from isrflow.registry.verify import verify_registry
 
         registry = open_repo(repo_dir)
         try:

@@ -10,7 +10,7 @@ Both backends have the same methods: :class:`~.local.LocalBackend` runs the temp
 machines on this machine against a repository directory (the embedded runtime; safe in a script
 without an ``if __name__ == "__main__"`` guard and in Jupyter), :class:`~.aws.AwsBackend` starts
 the deployed stack's. A query that selects nothing raises
-:class:`~isrflow.errors.NothingSelectedError` before anything starts.
+:class:`~isrflow.model.errors.NothingSelectedError` before anything starts.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, IsrflowError
-from .execution import Execution
-from .local import CollectionInfo, LocalBackend
+from isrflow.client.execution import Execution
+from isrflow.client.local import CollectionInfo, LocalBackend
+from isrflow.model.errors import ConfigError, IsrflowError
 
 PROCESS_VISIT = "ProcessVisitStateMachine"
 BUILD_CALIBRATION = "BuildCalibrationStateMachine"
@@ -66,10 +66,10 @@ class Client:
     def local(cls, repo: str | Path, *, workers: int | None = None, create: bool = False) -> Client:
         """A repository directory on this machine (``create``: make it if it does not exist);
         ``workers``: Lambda worker processes (default: all cores)."""
-        from ..registry.repo import REPO_CONFIG
+        from isrflow.registry.repo import REPO_CONFIG
 
         if create and not (Path(repo) / REPO_CONFIG).exists():
-            from ..registry import create_repo
+            from isrflow.registry import create_repo
 
             create_repo(repo).close()
         return cls(LocalBackend(repo, workers=workers))
@@ -87,7 +87,7 @@ class Client:
     ) -> Client:
         """The deployed stack ``stack`` (boto3 credentials); ``repo``: a repository directory on the
         stack's registry, for datasets, collections, ingest and default collections."""
-        from .aws import AwsBackend
+        from isrflow.client.aws import AwsBackend
 
         return cls(AwsBackend(stack, repo=repo, region=region, sfn=sfn, cfn=cfn, poll_s=poll_s))
 
@@ -107,7 +107,7 @@ class Client:
         progress: bool = True,
     ):
         """Register raw files (:func:`isrflow.registry.ingest`); returns its IngestResult."""
-        from ..progress import Progress
+        from isrflow.infra.progress import Progress
 
         files = [str(f) for f in files]
         with Progress("ingest", len(files), enabled=progress) as bar:
@@ -118,10 +118,10 @@ class Client:
     @staticmethod
     def upload_raws(destination: str, files: Sequence[str | Path], *, progress: bool = True) -> list[str]:
         """PUT raw files under ``<destination>/raw/`` (``s3://bucket[/prefix]``), where a deployed
-        stack's ingest function registers each one (:func:`isrflow.raw_upload.upload_raws`); returns
+        stack's ingest function registers each one (:func:`isrflow.infra.raw_upload.upload_raws`); returns
         the URIs written. Every file is checked (readable, FITS) before the first upload."""
-        from ..progress import Progress
-        from ..raw_upload import upload_raws
+        from isrflow.infra.progress import Progress
+        from isrflow.infra.raw_upload import upload_raws
 
         files = [str(f) for f in files]
         with Progress("upload", len(files), enabled=progress) as bar:
@@ -185,7 +185,7 @@ class Client:
         progress: bool = True,
     ) -> Execution:
         """Run ISR on every detector the query selects (the ProcessVisit state machine)."""
-        from .inputs import process_visit_input, selected_inputs
+        from isrflow.client.inputs import process_visit_input, selected_inputs
 
         if not output_run:
             raise ConfigError("process_visit needs an output_run (the RUN collection for the outputs)")
@@ -254,7 +254,7 @@ class Client:
         """Build master ``calib_type`` (bias, dark, flat, defects) per detector (BuildCalibration);
         ``certify``: certify them into ``collection`` for [begin, end). ``options``: statistic, clip,
         iterations, min_inputs, mode, route, isr_config, max_failure_fraction, keep_intermediates."""
-        from .inputs import build_input, selected_inputs
+        from isrflow.client.inputs import build_input, selected_inputs
 
         if not output_run:
             raise ConfigError("calib_build needs an output_run (the RUN collection for the masters)")
@@ -289,7 +289,7 @@ class Client:
                     "on AWS without a repository give input_collections, calib_collection (dark, "
                     "flat) and collection (with certify)"
                 )
-            from ..messages import BuildCalibrationInput
+            from isrflow.model.messages import BuildCalibrationInput
 
             spec = {"collection": collection, "begin": begin, "end": end} if certify else None
             payload = BuildCalibrationInput(
@@ -334,7 +334,7 @@ class Client:
     def plan_rerun(self, execution: str, *, dry_run: bool = False) -> RerunPlan:
         """What ``rerun_failed`` would start. Unless ``dry_run``, first applies what the registry
         queue still holds and removes the unregistered outputs of an aborted execution."""
-        from ..ops.rerun import failed_quanta, remove_unregistered_outputs, rerun_input, rerun_name
+        from isrflow.ops.rerun import failed_quanta, remove_unregistered_outputs, rerun_input, rerun_name
 
         repo = getattr(self.backend, "repo", None)
         if repo is not None and not dry_run:
@@ -378,9 +378,9 @@ class Client:
         self, output_run: str, where: str | None = None, *, progress: bool = True
     ) -> dict[str, list[str]]:
         """PNG per postISRCCD dataset of ``output_run`` (selected by ``where``) and a mosaic per exposure."""
-        from ..errors import NothingSelectedError
-        from ..ops.previews import write_run_previews
-        from ..progress import Progress
+        from isrflow.infra.progress import Progress
+        from isrflow.model.errors import NothingSelectedError
+        from isrflow.render.previews import write_run_previews
 
         refs = self.datasets(where=where, type="postISRCCD", collections=[output_run])
         if not refs:

@@ -1,6 +1,6 @@
 """The AWS backend of :class:`isrflow.Client`: the deployed stack's state machines (boto3).
 
-State machine ARNs come from the stack's outputs (:func:`isrflow.aws_client.stack_output`);
+State machine ARNs come from the stack's outputs (:func:`isrflow.infra.stack_client.stack_output`);
 executions are followed with DescribeExecution; their per-detector rows and cost come from
 :func:`isrflow.ops.status.aws_status`. Registry reads (datasets, collections, ingest) need a
 repository directory configured on the AWS registry (``repo=``), as the CLI's ``--repo`` does.
@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from .local import LocalBackend
+from isrflow.client.local import LocalBackend
+from isrflow.model.errors import ConfigError
 
 
 class AwsRun:
@@ -120,7 +120,7 @@ class AwsBackend:
 
     def state_machine_arn(self, state_machine: str) -> str:
         """A state machine's ARN: an ARN as is, else the stack's ``<LogicalId>Arn`` output."""
-        from ..aws_client import stack_output
+        from isrflow.infra.stack_client import stack_output
 
         if state_machine.startswith("arn:"):
             return state_machine
@@ -140,7 +140,7 @@ class AwsBackend:
         return {}  # the deployed writer drains its queue by itself
 
     def status(self, execution: str, prices_path=None, progress=None):
-        from ..ops.status import execution_status
+        from isrflow.ops.status import execution_status
 
         return execution_status(
             execution, repo=self.repo, prices_path=prices_path, sfn=self._sfn, progress=progress

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from . import Client
+    from isrflow.client import Client
 
 #: Columns of :meth:`Execution.detectors`: name, dtype, unit.
 DETECTOR_COLUMNS = (
@@ -83,7 +83,7 @@ class Execution:
     def wait(self, progress: bool = True, timeout: float | None = None) -> Execution:
         """Block until the execution ends (``timeout`` s at most), showing quanta done of the total
         with an ETA when ``progress`` (a bar on a terminal, plain lines elsewhere)."""
-        from ..progress import Progress
+        from isrflow.infra.progress import Progress
 
         if self._run is None:
             return self
@@ -179,7 +179,7 @@ class Execution:
         ``{"previews": [...], "mosaics": [...]}`` (URIs)."""
         st = self.info()
         if not st.output_run:
-            from ..errors import ConfigError
+            from isrflow.model.errors import ConfigError
 
             raise ConfigError(f"{self.name} has no output run to preview")
         return self.client.previews(st.output_run, st.input.get("where"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..errors import ConfigError, NothingSelectedError
+from isrflow.model.errors import ConfigError, NothingSelectedError
 
 
 def default_collections(
@@ -51,7 +51,7 @@ def process_visit_input(
     previews=False,
 ) -> dict:
     """The ProcessVisit input (``messages.ProcessVisitInput`` as JSON) with default collections."""
-    from ..messages import ProcessVisitInput
+    from isrflow.model.messages import ProcessVisitInput
 
     inputs, calib = default_collections(registry, input_collections, calib_collection)
     payload = ProcessVisitInput(
@@ -85,7 +85,7 @@ def build_input(
     **options,
 ) -> dict:
     """The BuildCalibration input, with the default collections of the repository's one instrument."""
-    from ..messages import BuildCalibrationInput
+    from isrflow.model.messages import BuildCalibrationInput
 
     raws, calib = default_collections(
         registry, [] if calib_type == "defects" else input_collections, calib_collection
@@ -109,8 +109,8 @@ def build_input(
 def selected_inputs(registry, payload: dict) -> int:
     """How many input datasets a ProcessVisit or BuildCalibration input selects (raws; for a
     defects build, the master darks and flats). Raises NothingSelectedError when none."""
-    from ..calibration.plan import with_obs_type
-    from ..calibration.steps import spec
+    from isrflow.calibration.plan import with_obs_type
+    from isrflow.calibration.steps import spec
 
     collections = payload.get("input_collections") or []
     where = payload.get("where")

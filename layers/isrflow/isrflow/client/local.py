@@ -34,7 +34,7 @@ class CollectionInfo:
 
 
 def _open(repo: Path):
-    from ..registry import open_repo
+    from isrflow.registry import open_repo
 
     return open_repo(repo)
 
@@ -66,8 +66,8 @@ class LocalRun:
     def results_done(self) -> int:
         """How many quanta (ISR'd detectors; for a calibration build, ISR'd inputs) have written
         their result file so far."""
-        from ..process_visit import layout
-        from ..storage import storage_for
+        from isrflow.io.storage import storage_for
+        from isrflow.process_visit import layout
 
         prefix = layout.results_prefix(
             self.runtime.datastore_root.rstrip("/"), layout.execution_key(self.execution.execution_arn)
@@ -130,7 +130,7 @@ class LocalBackend:
         camera: str | None = None,
         progress: Callable[[int, int], None] | None = None,
     ):
-        from ..registry import ingest
+        from isrflow.registry import ingest
 
         registry = _open(self.repo)
         try:
@@ -174,7 +174,7 @@ class LocalBackend:
         self, state_machine: str, payload: dict, *, name: str | None = None, containers=None
     ) -> LocalRun:
         """Start ``state_machine`` (a name of the template's) with ``payload`` on a new local runtime."""
-        from ..local.runtime import LocalRuntime
+        from isrflow.local.runtime import LocalRuntime
 
         runtime = LocalRuntime(self.repo, processes=self.workers, containers=containers)
         try:
@@ -187,23 +187,23 @@ class LocalBackend:
 
     def drain_registry_queue(self) -> dict[str, int]:
         """Apply what the registry queue still holds (a killed run's workers' messages, say)."""
-        from ..local.runtime import LocalRuntime
+        from isrflow.local.runtime import LocalRuntime
 
         with LocalRuntime(self.repo, processes=self.workers) as runtime:
             return runtime.drain_registry_queue()
 
     def status(self, execution: str, prices_path: str | Path | None = None, progress=None):
-        from ..ops.status import execution_status
+        from isrflow.ops.status import execution_status
 
         return execution_status(execution, repo=self.repo, prices_path=prices_path, progress=progress)
 
     def executions(self) -> list:
-        from ..local.records import list_records
+        from isrflow.local.records import list_records
 
         return sorted(list_records(self.repo), key=lambda r: r.start_date, reverse=True)
 
     def describe(self, execution: str) -> dict:
-        from ..local.records import load_record
+        from isrflow.local.records import load_record
 
         return load_record(self.repo, execution).describe()
 

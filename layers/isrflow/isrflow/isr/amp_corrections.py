@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..camera.model import Amplifier
-from ..errors import ConfigError
-from .assembly import assembled_view, readout_view
+from isrflow.camera.model import Amplifier
+from isrflow.isr.assembly import assembled_view, readout_view
+from isrflow.model.errors import ConfigError
 
 
 def linearize(values: np.ndarray, coefficients: Sequence[float]) -> None:

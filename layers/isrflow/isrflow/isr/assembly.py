@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..camera.model import Amplifier
+from isrflow.camera.model import Amplifier
 
 
 def flip(array: np.ndarray, flip_x: bool, flip_y: bool) -> np.ndarray:

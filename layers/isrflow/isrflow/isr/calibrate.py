@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .. import formats
-from ..camera.model import Amplifier
-from ..errors import CalibrationError, CalibrationMismatchError
-from ..exposure_io import Exposure
+from isrflow.camera.model import Amplifier
+from isrflow.io import formats
+from isrflow.io.exposure_io import Exposure
+from isrflow.model.errors import CalibrationError, CalibrationMismatchError
 
 Region = tuple[tuple[slice, slice], Amplifier]
 

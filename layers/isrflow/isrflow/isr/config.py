@@ -8,7 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import ConfigError
+from isrflow.model.errors import ConfigError
 
 OverscanFit = Literal["MEDIAN", "MEAN", "MEDIAN_PER_ROW", "MEAN_PER_ROW", "POLY"]
 

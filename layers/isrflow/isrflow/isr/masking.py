@@ -1,6 +1,6 @@
 """Mask planes: saturation and bleed trails, defects, non-finite pixels, edges, cosmic rays.
 
-Masks are int32 bit planes with the afw bit numbers from :mod:`isrflow.formats`.
+Masks are int32 bit planes with the afw bit numbers from :mod:`isrflow.io.formats`.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .. import formats
-from ..camera.model import Box
+from isrflow.camera.model import Box
+from isrflow.io import formats
 
 
 def grow(mask: np.ndarray, pixels: int) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import OverscanConfig
+from isrflow.isr.config import OverscanConfig
 
 #: IQR -> Gaussian sigma.
 IQR_TO_SIGMA = 0.7413

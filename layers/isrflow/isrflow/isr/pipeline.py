@@ -25,15 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__, formats
-from ..camera.model import Box
-from ..errors import ConfigError
-from ..exposure_io import Exposure, check_calibration, read_defects, read_exposure
-from ..rawio import RawDetector
-from . import masking
-from .amp_corrections import apply_crosstalk, apply_linearity
-from .assembly import flip
-from .calibrate import (
+from isrflow import __version__
+from isrflow.camera.model import Box
+from isrflow.io import formats
+from isrflow.io.exposure_io import Exposure, check_calibration, read_defects, read_exposure
+from isrflow.io.rawio import RawDetector
+from isrflow.isr import masking
+from isrflow.isr.amp_corrections import apply_crosstalk, apply_linearity
+from isrflow.isr.assembly import flip
+from isrflow.isr.calibrate import (
     amp_regions,
     apply_gain,
     check_calibration_pixels,
@@ -43,9 +43,10 @@ from .calibrate import (
     subtract_bias,
     subtract_dark,
 )
-from .config import IsrConfig
-from .interpolate import interpolate_rows
-from .overscan import parallel_levels, serial_levels
+from isrflow.isr.config import IsrConfig
+from isrflow.isr.interpolate import interpolate_rows
+from isrflow.isr.overscan import parallel_levels, serial_levels
+from isrflow.model.errors import ConfigError
 
 STEP_NAMES = (
     "SATURATION",
@@ -91,7 +92,7 @@ class Calibrations:
 def _read_bytes(source: str | os.PathLike[str] | bytes, label: str) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray)):
         return bytes(source), label or "<bytes>"
-    from ..errors import CalibrationError
+    from isrflow.model.errors import CalibrationError
 
     try:
         return Path(source).read_bytes(), label or str(source)
@@ -111,7 +112,7 @@ def calibration_from_bytes(
         raise ConfigError(f"unknown calibration type {kind!r}")
     sha = hashlib.sha256(data).hexdigest()
     if expected_sha256 is not None and sha != expected_sha256:
-        from ..errors import ChecksumMismatchError
+        from isrflow.model.errors import ChecksumMismatchError
 
         raise ChecksumMismatchError(
             f"{label}: {kind} sha256 is {sha[:16]}..., the registry recorded "
@@ -291,7 +292,7 @@ def run_isr(
     Parameters
     ----------
     raw : RawDetector
-        One detector's raw amplifiers (ADU) and its camera geometry (:func:`isrflow.rawio.read_raw`).
+        One detector's raw amplifiers (ADU) and its camera geometry (:func:`isrflow.io.rawio.read_raw`).
     calibs : Calibrations or PendingCalibrations, optional
         Master bias (e-), dark (e-/s), flat (normalised, unitless) and defects of this detector.
         :class:`PendingCalibrations` (:func:`load_calibrations_async`) are resolved after the
@@ -304,7 +305,7 @@ def run_isr(
     -------
     Exposure
         IMAGE in electrons (float32), VARIANCE in e-^2 (float32), MASK bit planes (int32,
-        :mod:`isrflow.formats`), with the steps applied and the overscan statistics in its metadata.
+        :mod:`isrflow.io.formats`), with the steps applied and the overscan statistics in its metadata.
 
     Raises
     ------

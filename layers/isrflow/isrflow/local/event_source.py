@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .queue import LocalQueue, ReceivedMessage
+from isrflow.local.queue import LocalQueue, ReceivedMessage
 
 
 def sqs_event(messages: list[ReceivedMessage], queue_arn: str) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from multiprocessing.context import ForkServerContext, ForkServerProcess, SpawnC
 from pathlib import Path
 from typing import Any
 
-from .processes import die_with
+from isrflow.local.processes import die_with
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ContextManager
 
-from .processes import ProcessIdentity
+from isrflow.local.processes import ProcessIdentity
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS message (

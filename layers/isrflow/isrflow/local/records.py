@@ -21,10 +21,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ..errors import ExecutionNotFoundError
-from ..ops.usage import TaskInterval, states_entered, task_intervals
-from ..storage import FileStorage
-from .processes import ProcessIdentity
+from isrflow.io.storage import FileStorage
+from isrflow.local.processes import ProcessIdentity
+from isrflow.model.errors import ExecutionNotFoundError
+from isrflow.ops.usage import TaskInterval, states_entered, task_intervals
 
 EXECUTIONS_DIR = "executions"
 #: The error of an execution whose process was killed while it ran.

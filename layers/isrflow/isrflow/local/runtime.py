@@ -23,11 +23,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..calib_cache import ENV_CACHE_DIR
-from ..registry.repo import read_repo_config
-from ..settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_SECRET_ARN, ENV_REGISTRY_URL
-from ..storage import ObjectNotFoundError, storage_for
-from .asl import (
+from isrflow.infra.settings import (
+    ENV_DATASTORE_ROOT,
+    ENV_REGISTRY_QUEUE_URL,
+    ENV_REGISTRY_SECRET_ARN,
+    ENV_REGISTRY_URL,
+)
+from isrflow.io.calib_cache import ENV_CACHE_DIR
+from isrflow.io.storage import ObjectNotFoundError, storage_for
+from isrflow.local.asl import (
     ECS_RUN_TASK_SYNC,
     Execution,
     ExecutionAlreadyExists,
@@ -36,13 +40,14 @@ from .asl import (
     StateMachine,
     TaskFailure,
 )
-from .event_source import QueuePoller
-from .lambdas import LambdaError, LambdaPool, LocalFunction, invoke_here
-from .queue import LocalQueue
-from .records import ExecutionRecorder, InvocationRecord
-from .tasks import LocalTasks
-from .template import LocalApp, load_app
-from .throttle import ConcurrencyGate, LambdaThrottled
+from isrflow.local.event_source import QueuePoller
+from isrflow.local.lambdas import LambdaError, LambdaPool, LocalFunction, invoke_here
+from isrflow.local.queue import LocalQueue
+from isrflow.local.records import ExecutionRecorder, InvocationRecord
+from isrflow.local.tasks import LocalTasks
+from isrflow.local.template import LocalApp, load_app
+from isrflow.local.throttle import ConcurrencyGate, LambdaThrottled
+from isrflow.registry.repo import read_repo_config
 
 #: The project root (template.yaml, functions/, statemachines/).
 PROJECT_ROOT = Path(__file__).resolve().parents[4]
@@ -50,8 +55,13 @@ QUEUE_FILE = "queue.sqlite3"
 #: Library modules the handlers import lazily (short cold starts on Lambda: the science stack is
 #: loaded by the invocations that use it). A local pool worker is a warm Lambda of every function,
 #: so it imports them when it starts instead of inside an execution's first ISR invocation.
-WARM_IMPORTS = ("isrflow.isr.pipeline", "isrflow.rawio", "isrflow.exposure_io", "isrflow.calib_cache")
-#: The calibration cache's disk tier of the local pool, under the repository (:mod:`isrflow.calib_cache`).
+WARM_IMPORTS = (
+    "isrflow.isr.pipeline",
+    "isrflow.io.rawio",
+    "isrflow.io.exposure_io",
+    "isrflow.io.calib_cache",
+)
+#: The calibration cache's disk tier of the local pool, under the repository (:mod:`isrflow.io.calib_cache`).
 CALIB_CACHE_DIR = "cache/calibs"
 
 
@@ -316,6 +326,6 @@ def _invoke_in_process(fn: LocalFunction, event: dict) -> Any:
 
 def storage_root(root: str) -> str:
     """A datastore root as a URI (plain paths become file://)."""
-    from ..registry.datastore import normalize_root
+    from isrflow.registry.datastore import normalize_root
 
     return normalize_root(root)

@@ -38,8 +38,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .asl import ExecutionAlreadyExists, ExecutionDoesNotExist
-from .records import list_records, load_record
+from isrflow.local.asl import ExecutionAlreadyExists, ExecutionDoesNotExist
+from isrflow.local.records import list_records, load_record
 
 TARGET_PREFIX = "AWSStepFunctions."
 CONTENT_TYPE = "application/x-amz-json-1.0"

@@ -36,9 +36,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .asl import TaskContext, TaskFailure
-from .processes import die_with_parent
-from .template import LocalApp, LocalTaskDefinition
+from isrflow.local.asl import TaskContext, TaskFailure
+from isrflow.local.processes import die_with_parent
+from isrflow.local.template import LocalApp, LocalTaskDefinition
 
 #: ECS's limit on the size of a RunTask's overrides (characters of their JSON).
 OVERRIDES_LIMIT = 8192

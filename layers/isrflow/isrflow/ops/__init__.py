@@ -1,5 +1,5 @@
-"""Operations: execution status and its estimated AWS cost, reruns, previews (metrics: the
-functions' Powertools EMF lines, :mod:`isrflow.edge`).
+"""Operations: execution status and its estimated AWS cost, reruns, tuning, the night model (metrics: the
+functions' Powertools EMF lines, :mod:`isrflow.infra.edge`).
 
 - :mod:`.prices` the price table (``prices.yaml``, overridable) (no numpy);
 - :mod:`.usage` what an execution used: Lambda GB-s and requests, Fargate vCPU-s and GB-s,
@@ -10,5 +10,5 @@ functions' Powertools EMF lines, :mod:`isrflow.edge`).
 - :mod:`.tune` (:mod:`.tune_child`, :mod:`.tune_workload`) a function's real handler at several
   memory settings, Lambda's CPU share and memory limit emulated, priced per 1,000 detectors;
 - :mod:`.night` the night model: a night's wall time and cost per service from measured figures;
-- :mod:`.png`, :mod:`.zscale`, :mod:`.previews` PNG previews and focal-plane mosaics (numpy).
+Images (PNG previews and focal-plane mosaics) are :mod:`isrflow.render`'s.
 """

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .prices import PriceTable
-from .usage import Usage
+from isrflow.ops.prices import PriceTable
+from isrflow.ops.usage import Usage
 
 
 class LambdaCost(BaseModel):

@@ -44,11 +44,11 @@ from collections import Counter
 
 from pydantic import BaseModel, Field
 
-from ..errors import ConfigError
-from .cost import CostEstimate, estimate
-from .prices import PriceTable
-from .tune import LAMBDA_MB_PER_VCPU
-from .usage import LambdaUse, Usage, visit_requests, writer_use
+from isrflow.model.errors import ConfigError
+from isrflow.ops.cost import CostEstimate, estimate
+from isrflow.ops.prices import PriceTable
+from isrflow.ops.tune import LAMBDA_MB_PER_VCPU
+from isrflow.ops.usage import LambdaUse, Usage, visit_requests, writer_use
 
 #: Calibrations one ISR quantum looks up (bias, dark, flat, defects).
 CALIBRATIONS_PER_DETECTOR = 4
@@ -63,7 +63,7 @@ DEFAULT_TRANSITIONS_PER_CLUSTER = 1
 #: Defaults per megapixel of an assembled detector (used without a measured execution). ISR: the
 #: warm seconds of ``isrflow tune IsrFunction --camera lsstcam --exposures 2 --cluster-size 2`` at
 #: one vCPU on this project's 2-core VM (AMD EPYC, x86_64): ~2.9 s per 16.4 Mpix detector.
-#: Sizes: the tile-compressed products of an HSC demo (isrflow.compression): masters bias + dark +
+#: Sizes: the tile-compressed products of an HSC demo (isrflow.io.compression): masters bias + dark +
 #: flat 45 MB, postISRCCD 12.7 MB per 8.55 Mpix detector. Raws: the camera model's pixels x 2 bytes.
 DEFAULT_ISR_SECONDS_PER_MPIX = 0.18
 DEFAULT_CALIB_MB_PER_MPIX = 5.3
@@ -155,7 +155,7 @@ class NightModel(BaseModel):
 
 def camera_pixels(camera: str) -> tuple[float, float, int]:
     """(mean assembled megapixels, mean raw megapixels, detectors) of a built-in camera."""
-    from ..camera import load_camera
+    from isrflow.camera import load_camera
 
     cam = load_camera(camera)
     assembled, raw = [], []
@@ -196,10 +196,10 @@ def figures_from_execution(repo, execution: str, camera: str) -> NightFigures:
     """Per-detector figures measured by one local ProcessVisit execution of ``repo`` (its record,
     per-quantum results and registry rows, as ``isrflow status`` reads them), scaled to
     ``camera`` by assembled pixels when the execution ran on another built-in camera."""
-    from ..camera import camera_for_instrument
-    from ..local.records import load_record
-    from .prices import load_prices
-    from .status import _manifest, _results, local_status, plan_result
+    from isrflow.camera import camera_for_instrument
+    from isrflow.local.records import load_record
+    from isrflow.ops.prices import load_prices
+    from isrflow.ops.status import _manifest, _results, local_status, plan_result
 
     record = load_record(repo, execution)
     st = local_status(repo, execution, load_prices())

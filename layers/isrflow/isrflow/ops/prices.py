@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import PriceTableError
+from isrflow.model.errors import PriceTableError
 
 ARCHITECTURES = ("arm64", "x86_64")
 

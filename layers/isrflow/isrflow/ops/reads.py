@@ -1,14 +1,14 @@
 """Datastore reads of an execution: calibration cache hit rate and bytes read per detector.
 
-Summarises the ``reads`` of the per-quantum result files (:class:`isrflow.messages.QuantumReads`,
-filled by the ISR worker from :mod:`isrflow.calib_cache`). Sizes in bytes.
+Summarises the ``reads`` of the per-quantum result files (:class:`isrflow.model.messages.QuantumReads`,
+filled by the ISR worker from :mod:`isrflow.io.calib_cache`). Sizes in bytes.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel
 
-from ..messages import QuantumReads
+from isrflow.model.messages import QuantumReads
 
 
 class ReadsSummary(BaseModel):

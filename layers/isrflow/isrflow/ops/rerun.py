@@ -30,12 +30,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import IsrflowError
-from ..local.records import ABORTED_ERROR
-from ..messages import ProcessVisitInput, QuantumKey
-from ..registry.models import Quantum
-from ..storage import ObjectNotFoundError, storage_for
-from .status import DetectorRow, _history, detector_rows, is_aws_arn, plan_result
+from isrflow.io.storage import ObjectNotFoundError, storage_for
+from isrflow.local.records import ABORTED_ERROR
+from isrflow.model.errors import IsrflowError
+from isrflow.model.messages import ProcessVisitInput, QuantumKey
+from isrflow.ops.status import DetectorRow, _history, detector_rows, is_aws_arn, plan_result
+from isrflow.registry.models import Quantum
 
 
 @dataclass
@@ -56,8 +56,8 @@ class FailedQuanta:
 
 def failed_quanta(execution: str, repo: Path | None = None, sfn=None) -> FailedQuanta:
     """The failed quanta of an execution (local record under ``repo``, or an AWS ARN)."""
-    from ..errors import ExecutionNotFoundError
-    from ..local.records import load_record
+    from isrflow.local.records import load_record
+    from isrflow.model.errors import ExecutionNotFoundError
 
     if repo is not None:
         try:
@@ -99,9 +99,9 @@ def failed_quanta(execution: str, repo: Path | None = None, sfn=None) -> FailedQ
 
 def _planned(repo: Path, execution_arn: str) -> list[Quantum] | None:
     """The quanta an execution's plan wrote to its manifest (None: it never planned)."""
-    from ..process_visit import layout
-    from ..registry.datastore import normalize_root
-    from ..registry.repo import read_repo_config
+    from isrflow.process_visit import layout
+    from isrflow.registry.datastore import normalize_root
+    from isrflow.registry.repo import read_repo_config
 
     root = normalize_root(read_repo_config(repo).datastore_root(repo))
     uri = layout.manifest_uri(root, layout.execution_key(execution_arn))
@@ -114,7 +114,7 @@ def _planned(repo: Path, execution_arn: str) -> list[Quantum] | None:
 
 def _registered_uris(repo: Path, planned: list[Quantum]) -> set[str]:
     """The URIs registered in the output runs of ``planned`` (runs that do not exist yet hold none)."""
-    from ..registry import open_repo
+    from isrflow.registry import open_repo
 
     registry = open_repo(repo)
     try:
@@ -158,10 +158,10 @@ def remove_unregistered_outputs(repo: Path, execution_arn: str) -> list[str]:
     manifest that no registry row points at, and the temporary files of interrupted writes beside
     them and in its own results, manifest, map-result and record directories. Returns the removed
     URIs (file datastores; on S3 a PUT is atomic and unregistered objects are left to lifecycle rules)."""
-    from ..local.records import EXECUTIONS_DIR, split_execution_arn
-    from ..process_visit import layout
-    from ..registry.datastore import normalize_root, uri_to_path
-    from ..registry.repo import read_repo_config
+    from isrflow.local.records import EXECUTIONS_DIR, split_execution_arn
+    from isrflow.process_visit import layout
+    from isrflow.registry.datastore import normalize_root, uri_to_path
+    from isrflow.registry.repo import read_repo_config
 
     root = normalize_root(read_repo_config(repo).datastore_root(repo))
     if not root.startswith("file://"):

@@ -26,12 +26,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..errors import ExecutionNotFoundError, IsrflowError
-from ..storage import ObjectNotFoundError, storage_for
-from .cost import CostEstimate, estimate
-from .prices import PriceTable, load_prices
-from .reads import ReadsSummary, summarize_reads
-from .usage import (
+from isrflow.io.storage import ObjectNotFoundError, storage_for
+from isrflow.model.errors import ExecutionNotFoundError, IsrflowError
+from isrflow.ops.cost import CostEstimate, estimate
+from isrflow.ops.prices import PriceTable, load_prices
+from isrflow.ops.reads import ReadsSummary, summarize_reads
+from isrflow.ops.usage import (
     LambdaUse,
     Usage,
     fargate_use,
@@ -121,7 +121,7 @@ def is_aws_arn(execution: str) -> bool:
 def _rows_from_registry(repo: Path | None, execution_arn: str) -> list[DetectorRow]:
     if repo is None:
         return []
-    from ..registry import open_repo
+    from isrflow.registry import open_repo
 
     registry = open_repo(repo)
     try:
@@ -162,9 +162,9 @@ def _results_location(repo: Path | None, execution_arn: str) -> dict | None:
     keeps its per-quantum result files: the layout's results prefix in the repository's datastore."""
     if repo is None:
         return None
-    from ..process_visit import layout
-    from ..registry.datastore import normalize_root
-    from ..registry.repo import read_repo_config
+    from isrflow.process_visit import layout
+    from isrflow.registry.datastore import normalize_root
+    from isrflow.registry.repo import read_repo_config
 
     root = normalize_root(read_repo_config(repo).datastore_root(repo))
     return {"results_prefix": layout.results_prefix(root, layout.execution_key(execution_arn))}
@@ -283,7 +283,7 @@ def _assemble(
     prices: PriceTable,
     notes: list[str],
 ) -> ExecutionStatus:
-    from ..local.template import load_app
+    from isrflow.local.template import load_app
 
     plan = plan_result(history) or _results_location(repo, arn)
     rows, rows_from, results = detector_rows(repo, arn, plan)
@@ -345,7 +345,7 @@ def _assemble(
 
 
 def local_status(repo: Path, execution: str, prices: PriceTable) -> ExecutionStatus:
-    from ..local.records import load_record
+    from isrflow.local.records import load_record
 
     record = load_record(repo, execution)
     lambdas = [
@@ -441,7 +441,7 @@ def aws_status(
     lambda_client=None,
     progress: Progress | None = None,
 ) -> ExecutionStatus:
-    from ..local.template import load_app
+    from isrflow.local.template import load_app
 
     if sfn is None or lambda_client is None:
         import boto3
@@ -526,7 +526,7 @@ def execution_status(
 ) -> ExecutionStatus:
     """The status of an execution by name or ARN: local if ``repo`` holds its record, else AWS for
     an ARN with a real region."""
-    from ..local.records import load_record
+    from isrflow.local.records import load_record
 
     prices = load_prices(prices_path)
     if repo is not None:

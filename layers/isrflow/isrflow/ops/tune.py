@@ -43,12 +43,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from ..calib_cache import ENV_CACHE_DIR
-from ..errors import ConfigError
-from ..local.lambdas import LocalFunction
-from .cost import estimate
-from .prices import PriceTable
-from .usage import LambdaUse, Usage
+from isrflow.io.calib_cache import ENV_CACHE_DIR
+from isrflow.local.lambdas import LocalFunction
+from isrflow.model.errors import ConfigError
+from isrflow.ops.cost import estimate
+from isrflow.ops.prices import PriceTable
+from isrflow.ops.usage import LambdaUse, Usage
 
 #: Lambda's CPU allocation: one vCPU per this many MB of configured memory.
 LAMBDA_MB_PER_VCPU = 1769

@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    from ..local.lambdas import LocalFunction, invoke_here_timed
+    from isrflow.local.lambdas import LocalFunction, invoke_here_timed
 
     spec = json.loads(Path(argv[1]).read_text())
     fn = LocalFunction(**spec["function"])

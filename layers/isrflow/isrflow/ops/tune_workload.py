@@ -18,15 +18,20 @@ import json
 import uuid
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..local.lambdas import LocalFunction, invoke_here
-from ..local.queue import LocalQueue
-from ..local.runtime import PROJECT_ROOT, storage_root
-from ..local.template import LocalApp, load_app
-from ..messages import IsrClusterEvent, PlanResult
-from ..registry.repo import read_repo_config
-from ..settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_SECRET_ARN, ENV_REGISTRY_URL
-from ..storage import storage_for
+from isrflow.infra.settings import (
+    ENV_DATASTORE_ROOT,
+    ENV_REGISTRY_QUEUE_URL,
+    ENV_REGISTRY_SECRET_ARN,
+    ENV_REGISTRY_URL,
+)
+from isrflow.io.storage import storage_for
+from isrflow.local.lambdas import LocalFunction, invoke_here
+from isrflow.local.queue import LocalQueue
+from isrflow.local.runtime import PROJECT_ROOT, storage_root
+from isrflow.local.template import LocalApp, load_app
+from isrflow.model.errors import ConfigError
+from isrflow.model.messages import IsrClusterEvent, PlanResult
+from isrflow.registry.repo import read_repo_config
 
 
 def template_app(template: Path | None = None) -> LocalApp:
@@ -81,9 +86,9 @@ def simulated_repo(
     """(repository, instrument): a fresh repository with ``exposures`` simulated science exposures
     of ``detectors`` and the simulator's true calibrations certified (unbounded) into
     ``<INSTRUMENT>/calib``."""
-    from ..calib_import import import_calibrations
-    from ..registry import create_repo, ingest
-    from ..simulate import SimulationRequest, simulate
+    from isrflow.registry import create_repo, ingest
+    from isrflow.registry.calib_import import import_calibrations
+    from isrflow.simulate import SimulationRequest, simulate
 
     repo = scratch / "repo"
     registry = create_repo(repo)

@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ..local.asl.history import count_state_transitions
+from isrflow.local.asl.history import count_state_transitions
 
 #: Registry writer throughput assumed when attributing its cost (the bench target: >= 5,000 msg/s).
 WRITER_SECONDS_PER_MESSAGE = 0.0002
@@ -201,7 +201,7 @@ def fargate_use(task: TaskInterval, sizes: dict[str, tuple[float, float, str]]) 
 
 def template_task_sizes(template_path) -> dict[str, tuple[float, float, str]]:
     """Logical id -> (vCPU, GB, architecture) of every ECS task definition in a template."""
-    from ..local.template import load_template
+    from isrflow.local.template import load_template
 
     template = load_template(template_path)
     params = {k: (v or {}).get("Default") for k, v in (template.get("Parameters") or {}).items()}

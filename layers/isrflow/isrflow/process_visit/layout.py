@@ -6,7 +6,7 @@ import hashlib
 import re
 from urllib.parse import urlsplit
 
-from ..storage import join
+from isrflow.io.storage import join
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 

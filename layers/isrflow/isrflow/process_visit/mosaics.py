@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-from ..messages import Cluster, MosaicEvent
-from ..storage import storage_for
+from isrflow.io.storage import storage_for
+from isrflow.model.messages import Cluster, MosaicEvent
 
 
 def make_mosaics(event: MosaicEvent) -> dict:
     """Assemble the mosaic of every exposure the execution planned, from the thumbnails next to
     its outputs (detectors without one, e.g. failed ones, are left out)."""
-    from ..ops.previews import exposure_directories, write_mosaic
+    from isrflow.render.previews import exposure_directories, write_mosaic
 
     clusters = [
         Cluster.model_validate(c)

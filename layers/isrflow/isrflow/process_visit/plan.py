@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from ..errors import QuantaNotFoundError
-from ..isr.config import IsrConfig
-from ..messages import Cluster, PlanEvent, PlanResult, QuantumKey, QuantumResult
-from ..registry.models import Quantum
-from ..storage import storage_for
-from . import layout
+from isrflow.io.storage import storage_for
+from isrflow.isr.config import IsrConfig
+from isrflow.model.errors import QuantaNotFoundError
+from isrflow.model.messages import Cluster, PlanEvent, PlanResult, QuantumKey, QuantumResult
+from isrflow.process_visit import layout
+from isrflow.registry.models import Quantum
 
 CALIB_STEPS = ("bias", "dark", "flat", "defects")
 

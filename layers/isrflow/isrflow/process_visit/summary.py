@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
-from ..edge import add_count
-from ..errors import IsrflowError
-from ..local.queue import awaiting_consumer
-from ..messages import (
+from isrflow.infra.edge import add_count
+from isrflow.infra.queues import QueueSender
+from isrflow.io.storage import ObjectNotFoundError, storage_for
+from isrflow.local.queue import awaiting_consumer
+from isrflow.model.errors import IsrflowError
+from isrflow.model.messages import (
     Cluster,
     ExecutionCompleteMessage,
     ProcessingRecordMessage,
@@ -16,12 +18,10 @@ from ..messages import (
     SummarizeEvent,
     VisitSummary,
 )
-from ..queues import QueueSender
-from ..registry.limits import storable_text  # an error text with a NUL would make its record poison
-from ..registry.redelivery import SUMMARIZE_WAIT_S
-from ..storage import ObjectNotFoundError, storage_for
-from . import layout
-from .worker import log_detector_failure, message_id
+from isrflow.process_visit import layout
+from isrflow.process_visit.worker import log_detector_failure, message_id
+from isrflow.registry.limits import storable_text  # an error text with a NUL would make its record poison
+from isrflow.registry.redelivery import SUMMARIZE_WAIT_S
 
 MAX_FAILURES_LISTED = 50
 

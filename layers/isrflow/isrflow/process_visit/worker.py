@@ -10,8 +10,10 @@ import time
 import uuid
 from concurrent.futures import Future
 
-from ..edge import add_count
-from ..messages import (
+from isrflow.infra.edge import add_count
+from isrflow.infra.queues import QueueSender
+from isrflow.io.storage import storage_for
+from isrflow.model.messages import (
     ClusterSummary,
     DatasetMessage,
     IsrClusterEvent,
@@ -19,10 +21,8 @@ from ..messages import (
     QuantumReads,
     QuantumResult,
 )
-from ..queues import QueueSender
-from ..registry.models import Quantum
-from ..storage import storage_for
-from . import layout
+from isrflow.process_visit import layout
+from isrflow.registry.models import Quantum
 
 OUTPUT_TYPE = "postISRCCD"
 _MESSAGE_NS = uuid.UUID("6f1d7b8e-3c1a-5d7e-9a53-1f0c2b7d4e91")
@@ -42,7 +42,7 @@ def peak_memory_mb() -> float:
 
 class _ClusterCalibrations:
     """The calibrations of one cluster, each looked up once in the process's calibration cache
-    (:mod:`isrflow.calib_cache`: read, sha256-verified and decoded there) in a background thread.
+    (:mod:`isrflow.io.calib_cache`: read, sha256-verified and decoded there) in a background thread.
     The first quantum that needs a calibration owns its lookup; later quanta of the cluster count
     it as a memory hit."""
 
@@ -51,8 +51,8 @@ class _ClusterCalibrations:
         self._owner: dict[str, tuple[str, int, int]] = {}
 
     def prefetch(self, q: Quantum) -> None:
-        from ..calib_cache import calibration_cache
-        from ..isr.pipeline import _pool
+        from isrflow.io.calib_cache import calibration_cache
+        from isrflow.isr.pipeline import _pool
 
         cache = calibration_cache()
         for kind, ref in q.calibs.items():
@@ -62,7 +62,7 @@ class _ClusterCalibrations:
 
     def calibrations(self, q: Quantum):
         """The quantum's calibrations, pending (run_isr resolves them after the overscan stage)."""
-        from ..isr.pipeline import PendingCalibrations
+        from isrflow.isr.pipeline import PendingCalibrations
 
         self.prefetch(q)
         return PendingCalibrations(
@@ -104,10 +104,10 @@ def _quantum_key(q: Quantum) -> tuple[str, int, int]:
 def process_quantum(
     q: Quantum, event: IsrClusterEvent, cache: _ClusterCalibrations, sender: QueueSender
 ) -> QuantumResult:
-    from ..exposure_io import exposure_to_bytes
-    from ..isr import IsrConfig
-    from ..isr.pipeline import run_isr
-    from ..rawio import read_raw
+    from isrflow.io.exposure_io import exposure_to_bytes
+    from isrflow.io.rawio import read_raw
+    from isrflow.isr import IsrConfig
+    from isrflow.isr.pipeline import run_isr
 
     start = time.perf_counter()
     base = dict(instrument=q.instrument, exposure=q.exposure, detector=q.detector)
@@ -144,7 +144,7 @@ def process_quantum(
             _write_preview(result, q, data)
         stats = None
         if event.measure:  # calibration inputs: the statistics flat normalisation and routing use
-            from ..calibration.stats import measure_input
+            from isrflow.calibration.stats import measure_input
 
             stats = measure_input(result.image, result.mask, result.header)
         return QuantumResult(
@@ -173,9 +173,9 @@ def _write_preview(exposure, q: Quantum, data: bytes) -> None:
     """PNG + mosaic thumbnail next to the output; best effort (a preview never fails a quantum).
     Rendered from the stored pixels: a quantized output (``data``) decodes to slightly other
     values than ``exposure``, and ``isrflow preview`` re-renders from the file: the same PNG."""
-    from ..compression import current_mode
-    from ..exposure_io import read_exposure
-    from ..ops.previews import write_detector_preview
+    from isrflow.io.compression import current_mode
+    from isrflow.io.exposure_io import read_exposure
+    from isrflow.render.previews import write_detector_preview
 
     try:
         if current_mode() == "quantized":
@@ -219,7 +219,7 @@ def process_cluster(event: IsrClusterEvent, sender: QueueSender) -> ClusterSumma
 
 def _log_reads(cluster_id: str, reads: QuantumReads) -> None:
     """One structured log line per invocation: this cluster's reads and the warm process's cache totals."""
-    from ..calib_cache import calibration_cache
+    from isrflow.io.calib_cache import calibration_cache
 
     logger.info(
         "calibration reads",

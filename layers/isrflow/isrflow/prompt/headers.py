@@ -1,7 +1,7 @@
 """Raw headers -> observations, from parsed header cards (no astropy, no pixels).
 
-The same decisions :func:`isrflow.rawio.read_observations` makes on an open file, made on
-:class:`isrflow.fitsheader.HduHeader` lists instead, so the ingest Lambda (registry-only
+The same decisions :func:`isrflow.io.rawio.read_observations` makes on an open file, made on
+:class:`isrflow.io.fitsheader.HduHeader` lists instead, so the ingest Lambda (registry-only
 layer) translates an upload from its header blocks alone:
 
 - camera: INSTRUME (or an HSC frame id in EXP-ID), else ``generic`` when an extension carries
@@ -17,12 +17,12 @@ A test checks that both paths agree on simulated raws of every camera.
 
 from __future__ import annotations
 
-from ..camera import camera_for_instrument, load_camera
-from ..camera.generic import camera_from_headers
-from ..errors import CameraError, IsrInputError
-from ..fitsheader import HduHeader, merged_cards
-from ..observation import ObservationInfo
-from ..translators import translate
+from isrflow.camera import camera_for_instrument, load_camera
+from isrflow.camera.generic import camera_from_headers
+from isrflow.io.fitsheader import HduHeader, merged_cards
+from isrflow.model.errors import CameraError, IsrInputError
+from isrflow.model.observation import ObservationInfo
+from isrflow.model.translators import translate
 
 
 def detect_camera(hdus: list[HduHeader], name: str) -> str:

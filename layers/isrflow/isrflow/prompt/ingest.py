@@ -28,23 +28,23 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..edge import add_count, add_metadata
-from ..errors import CameraError, IsrflowError, IsrInputError, UnsafeKeyError
-from ..fitsheader import read_hdu_headers
-from ..messages import (
+from isrflow.infra.edge import add_count, add_metadata
+from isrflow.infra.queues import QueueSender
+from isrflow.io.fitsheader import read_hdu_headers
+from isrflow.io.storage import ObjectChangedError, ObjectNotFoundError, join, storage_for
+from isrflow.model.errors import CameraError, IsrflowError, IsrInputError, UnsafeKeyError
+from isrflow.model.messages import (
     DatasetMessage,
     IngestOutcome,
     QuarantineRecord,
     S3ObjectCreatedEvent,
     dimension_records,
 )
-from ..queues import QueueSender
-from ..registry.datastore import check_key, contained_path
-from ..registry.ids import raw_collection
-from ..storage import ObjectChangedError, ObjectNotFoundError, join, storage_for
-from .config import PromptConfig
-from .headers import observations_from_headers
-from .starter import ExecutionStarter, execution_name
+from isrflow.prompt.config import PromptConfig
+from isrflow.prompt.headers import observations_from_headers
+from isrflow.prompt.starter import ExecutionStarter, execution_name
+from isrflow.registry.datastore import check_key, contained_path
+from isrflow.registry.ids import raw_collection
 
 QUARANTINE_PREFIX = "quarantine"
 RAW_PREFIX = "raw"  # the only prefix whose uploads are ingested (the EventBridge rule's)
@@ -100,7 +100,7 @@ def quarantine_uri(datastore_root: str, key: str) -> str:
 def object_size(uri: str) -> int:
     """The object's size in bytes (when the event does not carry it)."""
     if uri.startswith("s3://"):
-        from ..storage import split_s3
+        from isrflow.io.storage import split_s3
 
         bucket, key = split_s3(uri)
         store = storage_for(uri)
@@ -110,7 +110,7 @@ def object_size(uri: str) -> int:
             if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise ObjectNotFoundError(f"{uri}: no such object") from None
             raise
-    from ..registry.datastore import uri_to_path
+    from isrflow.registry.datastore import uri_to_path
 
     try:
         return uri_to_path(uri).stat().st_size
@@ -132,7 +132,7 @@ def ingest_upload(
     starter: ExecutionStarter | None,
 ) -> IngestOutcome:
     """Handle one Object Created event (see the module docstring). Its metrics go into the
-    invocation's Powertools metric set (:func:`isrflow.edge.add_count`), flushed by the handler."""
+    invocation's Powertools metric set (:func:`isrflow.infra.edge.add_count`), flushed by the handler."""
     bucket, key = event.bucket, event.key
     etag = event.etag
     uri = object_uri(datastore_root, bucket, key)  # UnsafeKeyError before any read

@@ -19,7 +19,7 @@ import json
 import os
 from typing import Any, Protocol
 
-from ..messages import PromptExecution
+from isrflow.model.messages import PromptExecution
 
 NAME_PREFIX = "prompt-"
 
@@ -44,7 +44,7 @@ _CLIENTS: dict[tuple[str, str], Any] = {}
 
 def stepfunctions_client() -> Any:
     """A boto3 Step Functions client for the current environment (cached per endpoint and region)."""
-    from ..awsclients import aws_client, endpoint_override
+    from isrflow.infra.aws_clients import aws_client, endpoint_override
 
     key = (
         endpoint_override() or os.environ.get("AWS_ENDPOINT_URL_STEPFUNCTIONS", ""),

@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from . import schema as s
+from isrflow.registry import schema as s
 
 
 def pg_type(column: sa.Column) -> str:

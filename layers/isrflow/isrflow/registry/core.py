@@ -1,7 +1,7 @@
 """The :class:`Registry`: one database (SQLite file or PostgreSQL) plus a datastore root.
 
 Reads go straight to the database. Writes go through registry messages
-(:mod:`isrflow.messages`): synchronously with :meth:`Registry.apply` (CLI ``ingest`` and
+(:mod:`isrflow.model.messages`): synchronously with :meth:`Registry.apply` (CLI ``ingest`` and
 ``calib certify``), or in batches with :meth:`Registry.apply_batch` (the SQS writer).
 All times are timezone-aware UTC.
 """
@@ -20,15 +20,22 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import URL, Engine
 
-from ..errors import CollectionError, RegistryError, WaitTimeoutError
-from . import schema as s
-from .datastore import dataset_uri, normalize_root
-from .engine import ConnectCredentials, check_schema, create_registry_engine, transaction
-from .ids import COLLECTION_TYPES, check_collection_name, normalize_data_id
-from .migrate import upgrade
-from .models import AppliedStatus, CertifiedRef, DatasetRef, QuantumPlan, RejectedRecord, Validity
-from .query import compile_where
-from .writer import BatchItem, BatchResult, PhaseHook, apply_batch, apply_messages
+from isrflow.model.errors import CollectionError, RegistryError, WaitTimeoutError
+from isrflow.registry import schema as s
+from isrflow.registry.datastore import dataset_uri, normalize_root
+from isrflow.registry.engine import ConnectCredentials, check_schema, create_registry_engine, transaction
+from isrflow.registry.ids import COLLECTION_TYPES, check_collection_name, normalize_data_id
+from isrflow.registry.migrate import upgrade
+from isrflow.registry.models import (
+    AppliedStatus,
+    CertifiedRef,
+    DatasetRef,
+    QuantumPlan,
+    RejectedRecord,
+    Validity,
+)
+from isrflow.registry.query import compile_where
+from isrflow.registry.writer import BatchItem, BatchResult, PhaseHook, apply_batch, apply_messages
 
 
 def query_columns() -> tuple[dict[str, Any], Any]:
@@ -144,7 +151,7 @@ class Registry:
 
         CertificationConflictError (nothing written) if any range would overlap an existing one.
         """
-        from ..messages import CertifyMessage
+        from isrflow.model.messages import CertifyMessage
 
         msgs = [
             CertifyMessage(dataset_id=i, collection=collection, begin=begin, end=end) for i in dataset_ids
@@ -448,7 +455,7 @@ class Registry:
         **kwargs: Any,
     ) -> QuantumPlan:
         """Plan ISR quanta; see :func:`isrflow.registry.quanta.find_quanta`."""
-        from .quanta import find_quanta
+        from isrflow.registry.quanta import find_quanta
 
         return find_quanta(self, where, input_collections, calib_collection, output_run, **kwargs)
 

@@ -42,7 +42,7 @@ def normalize_root(root: str | Path) -> str:
     if text.startswith("file://"):
         return path_to_uri(uri_to_path(text))
     if "://" in text:
-        from ..errors import RegistryError
+        from isrflow.model.errors import RegistryError
 
         raise RegistryError(f"unsupported datastore root {text!r}: use a path, file:// or s3://")
     return path_to_uri(Path(text))
@@ -57,7 +57,7 @@ def uri_to_path(uri: str) -> Path:
     """The local path of a ``file://`` URI; RegistryError for any other scheme."""
     parts = urlsplit(uri)
     if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
-        from ..errors import RegistryError
+        from isrflow.model.errors import RegistryError
 
         raise RegistryError(f"{uri!r} is not a local file:// URI")
     return Path(unquote(parts.path))
@@ -70,7 +70,7 @@ def check_key(key: str, *, prefix: str | None = None) -> str:
     ``prefix``, e.g. ``"raw"``) a key whose first segment is not ``prefix``. Pure text: nothing
     is read, so it is the check to make before any read on S3.
     """
-    from ..errors import UnsafeKeyError
+    from isrflow.model.errors import UnsafeKeyError
 
     segments = key.split("/")
     if not key or key.startswith("/") or "\0" in key or any(s in (".", "..") for s in segments):
@@ -86,7 +86,7 @@ def contained_path(root: str | Path, key: str, *, prefix: str | None = None) -> 
     The key passes :func:`check_key`, then the joined path is resolved (through symlinks, as
     far as it exists) and must stay inside the resolved root: UnsafeKeyError naming the key if not.
     """
-    from ..errors import UnsafeKeyError
+    from isrflow.model.errors import UnsafeKeyError
 
     check_key(key, prefix=prefix)
     base = uri_to_path(normalize_root(root))

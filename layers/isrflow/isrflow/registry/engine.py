@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from ..errors import RegistryError, RegistryUnavailableError
+from isrflow.model.errors import RegistryError, RegistryUnavailableError
 
 _WRITE = "isrflow_write"
 

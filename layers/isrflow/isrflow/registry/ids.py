@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import CollectionError, DataIdError
+from isrflow.model.errors import CollectionError, DataIdError
 
 #: Fixed project namespace for dataset ids. Never change it: every stored id depends on it.
 DATASET_NAMESPACE = uuid.UUID("9ed22e66-ebcd-410e-8586-52fb72202ddb")

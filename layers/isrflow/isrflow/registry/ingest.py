@@ -1,6 +1,6 @@
 """Ingest raw files: read their headers, place them in the datastore, register them.
 
-For each file: :func:`isrflow.rawio.read_observations` gives one observation per detector
+For each file: :func:`isrflow.io.rawio.read_observations` gives one observation per detector
 (imported lazily: the registry itself never needs numpy/astropy). The file is staged beside
 its target under a hidden temporary name, its instrument, detector, exposure and raw dataset
 records are written in one transaction into ``<INSTRUMENT>/raw/all`` (or ``run``), and only
@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..errors import RegistryError, RegistryUnavailableError
-from .datastore import dataset_uri, path_to_uri, uri_to_path
-from .ids import check_collection_name, dataset_id, normalize_data_id, raw_collection
-from .models import DatasetRef
+from isrflow.model.errors import RegistryError, RegistryUnavailableError
+from isrflow.registry.datastore import dataset_uri, path_to_uri, uri_to_path
+from isrflow.registry.ids import check_collection_name, dataset_id, normalize_data_id, raw_collection
+from isrflow.registry.models import DatasetRef
 
 Transfer = Literal["copy", "move", "link", "direct"]
 TRANSFERS = ("copy", "move", "link", "direct")
@@ -143,8 +143,8 @@ def ingest(
     are listed in ``skipped``; nothing is raised for them. ``progress(done, total)`` is called
     after each file.
     """
-    from ..messages import DatasetMessage, dimension_records
-    from ..rawio import read_observations
+    from isrflow.io.rawio import read_observations
+    from isrflow.model.messages import DatasetMessage, dimension_records
 
     if transfer not in TRANSFERS:
         raise RegistryError(f"unknown transfer mode {transfer!r}; use one of {', '.join(TRANSFERS)}")

@@ -22,7 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from . import schema as s
+from isrflow.registry import schema as s
 
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
@@ -91,7 +91,7 @@ def _rows(message: Any) -> Iterator[tuple[sa.Table, dict[str, Any], str]]:
     ids = {"execution_id": message.execution_id, "message_id": message.message_id}
     yield s.applied_message, ids, ""
     if kind == "dataset":
-        from .writer import _dataset_row  # the exact row the writer inserts
+        from isrflow.registry.writer import _dataset_row  # the exact row the writer inserts
 
         row = _dataset_row(message, None)  # type: ignore[arg-type]
         row["data_id"] = message.data_id_json

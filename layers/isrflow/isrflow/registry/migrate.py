@@ -11,9 +11,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ..errors import RegistryError
-from .engine import is_postgres, lock, transaction
-from .schema import SCHEMA_REVISION
+from isrflow.model.errors import RegistryError
+from isrflow.registry.engine import is_postgres, lock, transaction
+from isrflow.registry.schema import SCHEMA_REVISION
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

@@ -26,13 +26,19 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from ..errors import CalibrationLookupError, CollectionError, OutputExistsError, RegistryError
-from . import schema as s
-from .datastore import dataset_uri, normalize_root
-from .engine import transaction
-from .ids import CALIBRATION_TYPES, DATASET_TYPES, check_collection_name, dataset_id, normalize_data_id
-from .models import DatasetRef, Quantum, QuantumPlan, QuantumProblem
-from .query import compile_where
+from isrflow.model.errors import CalibrationLookupError, CollectionError, OutputExistsError, RegistryError
+from isrflow.registry import schema as s
+from isrflow.registry.datastore import dataset_uri, normalize_root
+from isrflow.registry.engine import transaction
+from isrflow.registry.ids import (
+    CALIBRATION_TYPES,
+    DATASET_TYPES,
+    check_collection_name,
+    dataset_id,
+    normalize_data_id,
+)
+from isrflow.registry.models import DatasetRef, Quantum, QuantumPlan, QuantumProblem
+from isrflow.registry.query import compile_where
 
 OutputMode = Literal["fail", "skip-existing", "replace"]
 OUTPUT_MODES = ("fail", "skip-existing", "replace")
@@ -98,7 +104,7 @@ def find_quanta(
         raise RegistryError("find_quanta needs a datastore root for the output URIs")
     root = normalize_root(root)
 
-    from .core import query_columns
+    from isrflow.registry.core import query_columns
 
     columns, join = query_columns()
     cond = compile_where(where, columns)

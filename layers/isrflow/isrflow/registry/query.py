@@ -15,7 +15,7 @@ Strings are single-quoted; a quote inside is doubled (``'it''s'``). Times ``T'20
 are UTC (an explicit offset is converted; a date alone is midnight UTC). Fields and their
 types are in :data:`FIELDS`. Nothing in the text is ever turned into SQL: literals become
 bound parameters and field names are looked up in a fixed table. Every error is a
-:class:`~isrflow.errors.QueryError` carrying the 0-based position of the offending character.
+:class:`~isrflow.model.errors.QueryError` carrying the 0-based position of the offending character.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Union
 
-from ..errors import QueryError, QueryFieldError, QuerySyntaxError, QueryTypeError
+from isrflow.model.errors import QueryError, QueryFieldError, QuerySyntaxError, QueryTypeError
 
 #: Query fields -> value type ("int", "float", "str", "time").
 FIELDS: dict[str, str] = {

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import RepoError
-from .core import Registry
-from .engine import normalize_url
+from isrflow.model.errors import RepoError
+from isrflow.registry.core import Registry
+from isrflow.registry.engine import normalize_url
 
 REPO_CONFIG = "isrflow-repo.yaml"
 DEFAULT_REGISTRY = "sqlite:///registry.sqlite3"

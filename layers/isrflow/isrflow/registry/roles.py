@@ -27,10 +27,10 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ..errors import ConfigError, RegistryError
-from . import schema as s
-from .engine import is_postgres, lock, transaction
-from .scram import scram_verifier
+from isrflow.model.errors import ConfigError, RegistryError
+from isrflow.registry import schema as s
+from isrflow.registry.engine import is_postgres, lock, transaction
+from isrflow.registry.scram import scram_verifier
 
 Access = Literal["writer", "reader"]
 ACCESS_LEVELS: tuple[str, ...] = ("writer", "reader")

@@ -12,7 +12,7 @@ Secrets Manager invokes the rotation function with ``{"SecretId", "ClientRequest
 4. ``finishSecret``: ``AWSCURRENT`` moves to the token's version.
 
 Between steps 2 and 4 new connections that still hold the old password are refused; the
-functions re-read the secret on such a refusal and retry (:mod:`isrflow.settings`), and the
+functions re-read the secret on such a refusal and retry (:mod:`isrflow.infra.settings`), and the
 state machines retry RegistryUnavailableError, so a rotation costs at most a retry.
 
 The role secret holds ``username``, ``password`` and ``access`` (``writer`` or ``reader``).
@@ -27,9 +27,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ..errors import ConfigError, RegistryError
-from .engine import create_registry_engine
-from .roles import ensure_roles, role_from_secret
+from isrflow.model.errors import ConfigError, RegistryError
+from isrflow.registry.engine import create_registry_engine
+from isrflow.registry.roles import ensure_roles, role_from_secret
 
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
 PENDING, CURRENT = "AWSPENDING", "AWSCURRENT"

@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import os
 
-from ..errors import ConfigError
+from isrflow.model.errors import ConfigError
 
 #: PBKDF2 iterations (PostgreSQL's default ``scram_iterations``).
 DEFAULT_ITERATIONS = 4096

@@ -26,10 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..storage import ObjectNotFoundError, StorageError, storage_for
-from .datastore import normalize_root, uri_to_path
-from .ingest import file_digest
-from .models import DatasetRef
+from isrflow.io.storage import ObjectNotFoundError, StorageError, storage_for
+from isrflow.registry.datastore import normalize_root, uri_to_path
+from isrflow.registry.ingest import file_digest
+from isrflow.registry.models import DatasetRef
 
 DATA_SUFFIXES = (".fits", ".fits.fz")
 

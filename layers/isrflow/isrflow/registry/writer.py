@@ -64,13 +64,13 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import Connection
 
-from ..errors import (
+from isrflow.model.errors import (
     CertificationConflictError,
     MissingParentError,
     RegistryError,
     RejectedMessageError,
 )
-from ..messages import (
+from isrflow.model.messages import (
     KIND_ORDER,
     CertifyMessage,
     DatasetMessage,
@@ -82,13 +82,13 @@ from ..messages import (
     message_error_summary,
     parse_message,
 )
-from . import copy_pg, copy_pipeline
-from . import schema as s
-from .engine import is_postgres, lock, transaction
-from .ids import CALIBRATION_TYPES
-from .limits import limit_violation, storable_ids, storable_text
-from .redelivery import VisibilityChange, retry_visibility_s
-from .writer_limits import certainly_storable, data_id_json, ids_storable
+from isrflow.registry import copy_pg, copy_pipeline
+from isrflow.registry import schema as s
+from isrflow.registry.engine import is_postgres, lock, transaction
+from isrflow.registry.ids import CALIBRATION_TYPES
+from isrflow.registry.limits import limit_violation, storable_ids, storable_text
+from isrflow.registry.redelivery import VisibilityChange, retry_visibility_s
+from isrflow.registry.writer_limits import certainly_storable, data_id_json, ids_storable
 
 #: Largest IN list sent in one statement.
 _CHUNK = 5000

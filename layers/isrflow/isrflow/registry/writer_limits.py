@@ -18,8 +18,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from . import schema as s
-from .limits import INT32, INT64
+from isrflow.registry import schema as s
+from isrflow.registry.limits import INT32, INT64
 
 
 def _length(*columns: sa.Column) -> int | None:

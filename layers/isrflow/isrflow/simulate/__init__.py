@@ -26,15 +26,15 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .. import formats
-from ..camera import Camera, load_camera
-from ..camera.model import Detector
-from ..errors import ConfigError
-from ..exposure_io import Exposure
-from ..observation import ObservationInfo, ObsType
-from . import frames, writers
-from .scene import bleed, cosmic_ray_count, cosmic_rays, science_truth
-from .truth import TrueSignatures
+from isrflow.camera import Camera, load_camera
+from isrflow.camera.model import Detector
+from isrflow.io import formats
+from isrflow.io.exposure_io import Exposure
+from isrflow.model.errors import ConfigError
+from isrflow.model.observation import ObservationInfo, ObsType
+from isrflow.simulate import frames, writers
+from isrflow.simulate.scene import bleed, cosmic_ray_count, cosmic_rays, science_truth
+from isrflow.simulate.truth import TrueSignatures
 
 SimCamera = Literal["hsc", "lsstcam", "decam", "generic"]
 START = datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)
@@ -292,7 +292,7 @@ def load_manifest(directory: str | Path) -> SimulationManifest:
 
 def truth_residuals(result: Exposure, truth_path: str | Path) -> np.ndarray:
     """(image - truth) / sqrt(variance) over unmasked pixels: ~N(0, 1) for a correct ISR."""
-    from ..exposure_io import read_exposure
+    from isrflow.io.exposure_io import read_exposure
 
     truth = read_exposure(truth_path).image
     good = result.mask == 0

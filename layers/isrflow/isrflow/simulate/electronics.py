@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..camera.model import Camera, Detector
-from ..isr.amp_corrections import delinearize
-from ..isr.assembly import flip, readout_view
+from isrflow.camera.model import Camera, Detector
+from isrflow.isr.amp_corrections import delinearize
+from isrflow.isr.assembly import flip, readout_view
 
 
 def _drift(rows: int, rng: np.random.Generator) -> np.ndarray:

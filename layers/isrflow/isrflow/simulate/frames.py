@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ..exposure_io import Exposure, read_exposure, write_defects, write_exposure
-from ..observation import ObservationInfo
+from isrflow.io.exposure_io import Exposure, read_exposure, write_defects, write_exposure
+from isrflow.model.observation import ObservationInfo
 
 #: Detectors whose signatures (bias, dark, flat: ~100 MB for an HSC CCD) a process keeps.
 SIGNATURE_CACHE = 2
@@ -78,8 +78,8 @@ def _remember(key: tuple, planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> 
 
 def true_calibrations(req, physical: str, det_id: int):
     """Make detector ``det_id``'s signatures and write its true calibrations; their file names."""
-    from . import INSTRUMENTS, TrueCalibrationFiles, _calib_header, _safe, sim_camera
-    from .truth import make_signatures
+    from isrflow.simulate import INSTRUMENTS, TrueCalibrationFiles, _calib_header, _safe, sim_camera
+    from isrflow.simulate.truth import make_signatures
 
     camera = sim_camera(req.camera, req.small)
     det = camera.detector(det_id)
@@ -131,10 +131,10 @@ def _planes(req, det_id: int, files) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def frame(req, index: int, obs_type: str, physical_filter: str, det_id: int, files) -> FrameResult:
     """Simulate exposure ``index`` of detector ``det_id``: write its truth signal (and its raw file)."""
-    from .. import formats
-    from . import INSTRUMENTS, _calib_header, _electrons, _observation, sim_camera, writers
-    from .electronics import raw_pixels
-    from .truth import TrueSignatures
+    from isrflow.io import formats
+    from isrflow.simulate import INSTRUMENTS, _calib_header, _electrons, _observation, sim_camera, writers
+    from isrflow.simulate.electronics import raw_pixels
+    from isrflow.simulate.truth import TrueSignatures
 
     camera = sim_camera(req.camera, req.small)
     det = camera.detector(det_id)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..camera.model import Box, Camera, Detector
+from isrflow.camera.model import Box, Camera, Detector
 
 #: Focal-plane radius (mm) at which vignetting reaches its full depth, per instrument.
 VIGNETTING_RADIUS_MM = {"HSC": 270.0, "LSSTCam": 320.0, "DECam": 220.0}

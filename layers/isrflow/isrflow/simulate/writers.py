@@ -9,10 +9,10 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 
-from ..camera.model import Camera, Detector
-from ..exposure_io import atomic_write_bytes
-from ..geometry import format_section
-from ..observation import ObservationInfo
+from isrflow.camera.model import Camera, Detector
+from isrflow.io.exposure_io import atomic_write_bytes
+from isrflow.model.geometry import format_section
+from isrflow.model.observation import ObservationInfo
 
 _HSC_TYPES = {"bias": "BIAS", "dark": "DARK", "flat": "DOMEFLAT", "science": "OBJECT"}
 _DECAM_TYPES = {"bias": "zero", "dark": "dark", "flat": "dome flat", "science": "object"}
@@ -110,7 +110,7 @@ def write_decam(path: Path, camera: Camera, dets: list[tuple[Detector, Observati
 
 
 def _union(a, b):
-    from ..camera.model import Box
+    from isrflow.camera.model import Box
 
     x0, y0 = min(a.x0, b.x0), min(a.y0, b.y0)
     return Box.of(x0, y0, max(a.x1, b.x1) - x0, max(a.y1, b.y1) - y0)

@@ -22,9 +22,9 @@ load with :class:`UnsupportedFeatureError`: ItemBatcher, ToleratedFailure*, EXPR
 other ItemReader kinds, a ResultWriter with only WriterConfig, JSONata, variables (Assign).
 """
 
-from .clock import Clock, FakeClock, RealClock
-from .definition import StateMachine
-from .errors import (
+from isrflow.local.asl.clock import Clock, FakeClock, RealClock
+from isrflow.local.asl.definition import StateMachine
+from isrflow.local.asl.errors import (
     AslError,
     DefinitionError,
     ExecutionAlreadyExists,
@@ -33,8 +33,8 @@ from .errors import (
     TaskFailure,
     UnsupportedFeatureError,
 )
-from .history import count_state_transitions
-from .integrations import (
+from isrflow.local.asl.history import count_state_transitions
+from isrflow.local.asl.integrations import (
     ECS_RUN_TASK_SYNC,
     LAMBDA_INVOKE,
     SQS_SEND_MESSAGE,
@@ -46,7 +46,7 @@ from .integrations import (
     TaskContext,
     lambda_error,
 )
-from .interpreter import (
+from isrflow.local.asl.interpreter import (
     ABORTED,
     FAILED,
     PAYLOAD_LIMIT,
@@ -57,7 +57,7 @@ from .interpreter import (
     Interpreter,
     MapRun,
 )
-from .result_writer import read_manifest_results
+from isrflow.local.asl.result_writer import read_manifest_results
 
 __all__ = [
     "ABORTED",

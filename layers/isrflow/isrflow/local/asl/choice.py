@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from .jsonpath import MISSING, Path, PathNotFound, PathSyntaxError
+from isrflow.local.asl.jsonpath import MISSING, Path, PathNotFound, PathSyntaxError
 
 _TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 

@@ -20,11 +20,18 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from .choice import ChoiceRuleError, Rule, compile_rule, parse_timestamp, rule_uses_context
-from .errors import DefinitionError, UnsupportedFeatureError
-from .intrinsics import Call, IntrinsicSyntaxError, parse_intrinsic
-from .jsonpath import MISSING, ROOT, Path, PathSyntaxError, compile_path, compile_reference_path
-from .template import Template, TemplateError
+from isrflow.local.asl.choice import ChoiceRuleError, Rule, compile_rule, parse_timestamp, rule_uses_context
+from isrflow.local.asl.errors import DefinitionError, UnsupportedFeatureError
+from isrflow.local.asl.intrinsics import Call, IntrinsicSyntaxError, parse_intrinsic
+from isrflow.local.asl.jsonpath import (
+    MISSING,
+    ROOT,
+    Path,
+    PathSyntaxError,
+    compile_path,
+    compile_reference_path,
+)
+from isrflow.local.asl.template import Template, TemplateError
 
 STATES_ALL = "States.ALL"
 STATES_TASK_FAILED = "States.TaskFailed"

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .errors import IntegrationNotConfigured, TaskFailure
+from isrflow.local.asl.errors import IntegrationNotConfigured, TaskFailure
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 ECS_RUN_TASK_SYNC = "arn:aws:states:::ecs:runTask.sync"

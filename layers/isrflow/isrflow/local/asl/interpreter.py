@@ -55,9 +55,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from .choice import ChoiceRuntimeError, parse_timestamp
-from .clock import Clock, RealClock
-from .definition import (
+from isrflow.local.asl.choice import ChoiceRuntimeError, parse_timestamp
+from isrflow.local.asl.clock import Clock, RealClock
+from isrflow.local.asl.definition import (
     ChoiceState,
     FailState,
     Graph,
@@ -71,13 +71,18 @@ from .definition import (
     WaitState,
     error_matches,
 )
-from .errors import ExecutionAlreadyExists, ExecutionDoesNotExist, IntegrationNotConfigured, TaskFailure
-from .history import History, JsonText, count_state_transitions, to_datetime
-from .integrations import Integrations, TaskContext, is_lambda_arn, split_resource
-from .intrinsics import Call, IntrinsicError
-from .jsonpath import MISSING, ROOT, Path, PathNotFound, PathSetError
-from .result_writer import PENDING, ChildRecord, export_files
-from .template import TemplateEvalError
+from isrflow.local.asl.errors import (
+    ExecutionAlreadyExists,
+    ExecutionDoesNotExist,
+    IntegrationNotConfigured,
+    TaskFailure,
+)
+from isrflow.local.asl.history import History, JsonText, count_state_transitions, to_datetime
+from isrflow.local.asl.integrations import Integrations, TaskContext, is_lambda_arn, split_resource
+from isrflow.local.asl.intrinsics import Call, IntrinsicError
+from isrflow.local.asl.jsonpath import MISSING, ROOT, Path, PathNotFound, PathSetError
+from isrflow.local.asl.result_writer import PENDING, ChildRecord, export_files
+from isrflow.local.asl.template import TemplateEvalError
 
 UNCATCHABLE = frozenset({"States.Runtime", "States.DataLimitExceeded"})
 PAYLOAD_LIMIT = 262_144

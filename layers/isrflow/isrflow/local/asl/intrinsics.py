@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from .jsonpath import Path, PathSyntaxError
+from isrflow.local.asl.jsonpath import Path, PathSyntaxError
 
 _ESC_OPEN, _ESC_CLOSE = "\ue000", "\ue001"  # escaped braces inside a literal template
 _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")

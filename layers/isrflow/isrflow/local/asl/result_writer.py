@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .history import to_datetime
+from isrflow.local.asl.history import to_datetime
 
 SUCCEEDED, FAILED, PENDING = "SUCCEEDED", "FAILED", "PENDING"
 GROUPS = (FAILED, PENDING, SUCCEEDED)  # the manifest's key order

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .intrinsics import IntrinsicError, IntrinsicSyntaxError, parse_intrinsic
-from .jsonpath import Path, PathNotFound, PathSyntaxError
+from isrflow.local.asl.intrinsics import IntrinsicError, IntrinsicSyntaxError, parse_intrinsic
+from isrflow.local.asl.jsonpath import Path, PathNotFound, PathSyntaxError
 
 _CONST, _OBJ, _ARR, _PATH, _CALL = range(5)
 

@@ -14,9 +14,9 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from .engine import ensure_engine
-from .sam import SamProject
-from .standin import ensure_standin
+from isrflow.local.containers.engine import ensure_engine
+from isrflow.local.containers.sam import SamProject
+from isrflow.local.containers.standin import ensure_standin
 
 
 def prepare_images(

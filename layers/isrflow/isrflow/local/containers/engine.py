@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ...errors import IsrflowError
+from isrflow.model.errors import IsrflowError
 
 DOCKERD_LOG = Path("/tmp/isrflow-dockerd.log")
 START_TIMEOUT_S = 90.0

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..lambdas import LambdaError, LocalFunction
+from isrflow.local.lambdas import LambdaError, LocalFunction
 
 
 class InvokeApiLambdas:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .engine import ContainerEngineError
+from isrflow.local.containers.engine import ContainerEngineError
 
 BASE_TAG = "public.ecr.aws/lambda/python:3.12"
 #: The image resources' Metadata (``DockerBuildTarget: isr|combine``), where the pin is written.

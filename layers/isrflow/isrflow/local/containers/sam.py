@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .engine import ContainerEngineError
-from .standin import host_python_prefix
+from isrflow.local.containers.engine import ContainerEngineError
+from isrflow.local.containers.standin import host_python_prefix
 
 REPORT_PREFIX = "ISRFLOW-STANDIN-REPORT "
 
@@ -106,7 +106,7 @@ class SamProject:
     def source_template(self) -> Path:
         """template.yaml, or beside it a copy whose pinned base digest is taken back to its tag
         (the stand-in answers to the tag only; see :mod:`.pin`)."""
-        from .pin import unpinned_template
+        from isrflow.local.containers.pin import unpinned_template
 
         template = self.repo / "template.yaml"
         text = template.read_text()

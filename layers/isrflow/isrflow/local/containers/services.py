@@ -62,7 +62,7 @@ def bridge_gateway() -> str:
     for word in out.stdout.split():
         if word.count(".") == 3 and "/" in word:
             return word.split("/")[0]
-    from .engine import ContainerEngineError
+    from isrflow.local.containers.engine import ContainerEngineError
 
     raise ContainerEngineError("cannot find the Docker bridge's gateway address (docker0)")
 

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ...awsclients import ENV_AWS_ENDPOINT_URL
-from .invoke_api import InvokeApiLambdas, SqsEventSource
-from .sam import LambdaEndpoint, SamProject
-from .services import LocalAwsStack, free_port
+from isrflow.infra.aws_clients import ENV_AWS_ENDPOINT_URL
+from isrflow.local.containers.invoke_api import InvokeApiLambdas, SqsEventSource
+from isrflow.local.containers.sam import LambdaEndpoint, SamProject
+from isrflow.local.containers.services import LocalAwsStack, free_port
 
 
 class ContainerSession:
@@ -99,6 +99,6 @@ class ContainerSession:
 
 def create_containers_repo(directory: Path, registry_url: str, bucket: str):
     """A repository whose registry is ``registry_url`` and whose datastore is ``s3://bucket``."""
-    from ...registry import create_repo
+    from isrflow.registry import create_repo
 
     return create_repo(directory, registry_url=registry_url, datastore=f"s3://{bucket}")

@@ -24,7 +24,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from .engine import ContainerEngineError, ensure_debootstrap
+from isrflow.local.containers.engine import ContainerEngineError, ensure_debootstrap
 
 HERE = Path(__file__).resolve().parent / "standin"
 ROOTFS_IMAGE = "isrflow/bookworm-minbase:latest"
@@ -188,7 +188,7 @@ def ensure_standin(architecture: str = "x86_64", log=print) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use: python -m isrflow.local.containers.standin
-    from .engine import ensure_engine
+    from isrflow.local.containers.engine import ensure_engine
 
     ensure_engine()
     print(ensure_standin(sys.argv[1] if len(sys.argv) > 1 else "x86_64"))

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import InvalidArgumentError
-from .storage import join, split_s3, storage_for
+from isrflow.io.storage import join, split_s3, storage_for
+from isrflow.model.errors import InvalidArgumentError
 
 #: What a FITS file starts with (the first card of its primary header).
 FITS_MAGIC = b"SIMPLE  ="

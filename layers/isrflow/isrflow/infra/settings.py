@@ -9,7 +9,7 @@ worker process. Names (set by template.yaml and by the local runtime alike):
 - ``ISRFLOW_REGISTRY_SECRET_ARN``: a Secrets Manager secret with its credentials (an
   RDS-managed secret: ``username`` and ``password``; others may add ``host``, ``port``,
   ``dbname``), merged into the URL by :func:`registry_url`. The secret is cached for
-  ``ISRFLOW_SECRET_MAX_AGE_S`` seconds (default 300; :mod:`isrflow.secret_cache`) and re-read
+  ``ISRFLOW_SECRET_MAX_AGE_S`` seconds (default 300; :mod:`isrflow.infra.secret_cache`) and re-read
   when the database rejects its password, because RDS rotates it.
 
 TLS: a URL built from a secret's ``host`` asks for ``sslmode=require`` unless the secret says
@@ -29,15 +29,15 @@ import os
 
 from pydantic import BaseModel
 
-from .errors import ConfigError
-from .secret_cache import SecretCache
+from isrflow.infra.secret_cache import SecretCache
+from isrflow.model.errors import ConfigError
 
 ENV_DATASTORE_ROOT = "ISRFLOW_DATASTORE_ROOT"
 ENV_REGISTRY_QUEUE_URL = "ISRFLOW_REGISTRY_QUEUE_URL"
 ENV_REGISTRY_URL = "ISRFLOW_REGISTRY_URL"
 ENV_REGISTRY_SECRET_ARN = "ISRFLOW_REGISTRY_SECRET_ARN"
 #: How products (postISRCCD and every dataset ISR writes, master calibrations) are compressed:
-#: ``quantized`` (default), ``lossless`` or ``none`` (:mod:`isrflow.compression`).
+#: ``quantized`` (default), ``lossless`` or ``none`` (:mod:`isrflow.io.compression`).
 ENV_COMPRESSION = "ISRFLOW_COMPRESSION"
 ENV_REGISTRY_WRITER_SECRET_ARN = "ISRFLOW_REGISTRY_WRITER_SECRET_ARN"
 ENV_REGISTRY_READER_SECRET_ARN = "ISRFLOW_REGISTRY_READER_SECRET_ARN"
@@ -78,7 +78,7 @@ def settings() -> Settings:
 def compression_mode() -> str:
     """The product compression mode named by ``ISRFLOW_COMPRESSION`` (default ``quantized``);
     ConfigError for another value. Read at call time, like every setting here."""
-    from .compression import DEFAULT_MODE, MODES
+    from isrflow.io.compression import DEFAULT_MODE, MODES
 
     mode = (os.environ.get(ENV_COMPRESSION) or DEFAULT_MODE).strip().lower()
     if mode not in MODES:
@@ -168,7 +168,7 @@ def open_registry(config: Settings | None = None, *, create: bool = False):
     after their maximum age, and once when the database rejects the password), so a warm
     Lambda survives a rotation. ``create=True`` creates the schema in an empty database.
     """
-    from .registry import Registry
+    from isrflow.registry import Registry
 
     config = config or settings()
     credentials = None
@@ -192,7 +192,7 @@ def open_registry(config: Settings | None = None, *, create: bool = False):
 def registry_roles(cache: SecretCache | None = None) -> list:
     """The least-privilege roles the migration step sets up: one RoleSpec per configured role secret
     (``ISRFLOW_REGISTRY_WRITER_SECRET_ARN``, ``ISRFLOW_REGISTRY_READER_SECRET_ARN``; unset = none)."""
-    from .registry.roles import role_from_secret
+    from isrflow.registry.roles import role_from_secret
 
     cache = cache if cache is not None else SECRETS
     roles = []

@@ -22,12 +22,12 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
-from .camera import Camera, Detector, camera_for_instrument, load_camera
-from .camera.generic import camera_from_headers
-from .camera.model import Amplifier
-from .errors import CameraError, IsrInputError, MissingHeaderKeywordError
-from .observation import ObservationInfo
-from .translators import generic_detector_id, translate
+from isrflow.camera import Camera, Detector, camera_for_instrument, load_camera
+from isrflow.camera.generic import camera_from_headers
+from isrflow.camera.model import Amplifier
+from isrflow.model.errors import CameraError, IsrInputError, MissingHeaderKeywordError
+from isrflow.model.observation import ObservationInfo
+from isrflow.model.translators import generic_detector_id, translate
 
 Source = str | os.PathLike[str] | bytes
 

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from .errors import IsrflowError
-from .messages import dump_message
+from isrflow.model.errors import IsrflowError
+from isrflow.model.messages import dump_message
 
 #: SQS limits: 10 entries and 256 KiB per SendMessageBatch.
 SQS_BATCH_ENTRIES = 10
@@ -39,7 +39,7 @@ class SqsSender:
     @property
     def client(self):
         if self._client is None:
-            from .awsclients import aws_client
+            from isrflow.infra.aws_clients import aws_client
 
             self._client = aws_client("sqs")
         return self._client
@@ -64,7 +64,7 @@ class LocalSender:
     """The local durable queue (``sqlite:///path#name``)."""
 
     def __init__(self, url: str):
-        from .local.queue import LocalQueue, parse_local_url
+        from isrflow.local.queue import LocalQueue, parse_local_url
 
         path, name = parse_local_url(url)
         self.queue = LocalQueue(path, name)
@@ -95,13 +95,13 @@ class SqsVisibility:
     @property
     def client(self):
         if self._client is None:
-            from .awsclients import aws_client
+            from isrflow.infra.aws_clients import aws_client
 
             self._client = aws_client("sqs")
         return self._client
 
     def change(self, changes: Sequence[tuple[str, int]]) -> list[tuple[str, str]]:
-        from .registry.redelivery import SQS_CHANGE_BATCH_ENTRIES
+        from isrflow.registry.redelivery import SQS_CHANGE_BATCH_ENTRIES
 
         failed: list[tuple[str, str]] = []
         for start in range(0, len(changes), SQS_CHANGE_BATCH_ENTRIES):
@@ -126,7 +126,7 @@ class LocalVisibility:
     (POSIX seconds, default real time) must be the one the queue's consumers use."""
 
     def __init__(self, url: str, *, clock=None):
-        from .local.queue import LocalQueue, parse_local_url
+        from isrflow.local.queue import LocalQueue, parse_local_url
 
         path, name = parse_local_url(url)
         self.queue = LocalQueue(path, name) if clock is None else LocalQueue(path, name, clock=clock)

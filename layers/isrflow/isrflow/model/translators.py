@@ -28,11 +28,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .camera import load_camera
-from .errors import CameraError, MissingHeaderKeywordError
-from .observation import ObservationInfo, ObsType
-from .timescales import tai_to_utc
-from .validation import summary
+from isrflow.camera import load_camera
+from isrflow.model.errors import CameraError, MissingHeaderKeywordError
+from isrflow.model.observation import ObservationInfo, ObsType
+from isrflow.model.timescales import tai_to_utc
+from isrflow.model.validation import summary
 
 Header = Mapping[str, Any]
 

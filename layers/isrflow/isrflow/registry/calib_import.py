@@ -15,14 +15,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from . import formats
-from .errors import CalibrationError, ImmutableCalibrationError
-from .messages import DatasetMessage, DetectorRecord, InstrumentRecord
-from .registry.datastore import dataset_uri
-from .registry.ids import check_collection_name
-from .registry.models import DatasetRef
-from .storage import storage_for
-from .validation import summary
+from isrflow.io import formats
+from isrflow.io.storage import storage_for
+from isrflow.model.errors import CalibrationError, ImmutableCalibrationError
+from isrflow.model.messages import DatasetMessage, DetectorRecord, InstrumentRecord
+from isrflow.model.validation import summary
+from isrflow.registry.datastore import dataset_uri
+from isrflow.registry.ids import check_collection_name
+from isrflow.registry.models import DatasetRef
 
 
 def _header(path: Path) -> dict:
@@ -87,8 +87,8 @@ def calibration_message(path: Path, run: str, root: str) -> tuple[DatasetMessage
 
 def _check_pixels(path: Path, calib_type: str, data: bytes) -> None:
     """Refuse an all-NaN bias/dark or a zero flat at import, as ISR would refuse it at use."""
-    from .exposure_io import read_exposure
-    from .isr.calibrate import check_calibration_pixels
+    from isrflow.io.exposure_io import read_exposure
+    from isrflow.isr.calibrate import check_calibration_pixels
 
     check_calibration_pixels(str(path), calib_type, read_exposure(data, name=str(path)))
 
@@ -102,8 +102,8 @@ def registered_identical(registry, message: DatasetMessage, source: Path) -> boo
     """
     import sqlalchemy as sa
 
-    from .registry import schema as s
-    from .registry.engine import transaction
+    from isrflow.registry import schema as s
+    from isrflow.registry.engine import transaction
 
     d = s.dataset.c
     with transaction(registry.engine, write=False) as conn:

@@ -1,10 +1,10 @@
-"""Processed exposures and calibrations on disk (the MEF layout in :mod:`isrflow.formats`).
+"""Processed exposures and calibrations on disk (the MEF layout in :mod:`isrflow.io.formats`).
 
 Writes are atomic: the file is written under a temporary name in the target directory and
 renamed into place, so a crash never leaves a partial output. Readers accept a path or bytes
 (S3 objects arrive as bytes).
 
-Planes are tile-compressed as :mod:`isrflow.compression` says (``ISRFLOW_COMPRESSION``; a
+Planes are tile-compressed as :mod:`isrflow.io.compression` says (``ISRFLOW_COMPRESSION``; a
 ``compression=`` argument overrides it, e.g. ``"none"`` for the simulator's truth); readers
 accept compressed and uncompressed files alike, and files with planes they do not use.
 """
@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-from . import formats
-from .camera.model import Box
-from .errors import CalibrationError, CalibrationMismatchError, OutputWriteError
-from .filemode import honour_umask
+from isrflow.camera.model import Box
+from isrflow.io import formats
+from isrflow.io.filemode import honour_umask
+from isrflow.model.errors import CalibrationError, CalibrationMismatchError, OutputWriteError
 
 Source = str | os.PathLike[str] | bytes
 
@@ -72,7 +72,7 @@ def _planes(exposure: Exposure) -> list[tuple[str, np.ndarray, list[tuple[str, A
 
 
 def _compressed_bytes(exposure: Exposure, mode: str) -> bytes:
-    from .compression import plane_bytes
+    from isrflow.io.compression import plane_bytes
 
     parts = [_primary(exposure).header.tostring().encode("ascii")]
     parts += [plane_bytes(name, data, mode, cards) for name, data, cards in _planes(exposure)]
@@ -80,7 +80,7 @@ def _compressed_bytes(exposure: Exposure, mode: str) -> bytes:
 
 
 def _mode(compression: str | None) -> str:
-    from .compression import resolve
+    from isrflow.io.compression import resolve
 
     return resolve(compression)
 

@@ -4,7 +4,7 @@ One small interface, chosen by the URI's scheme, so the same handler code runs a
 local file datastore and against S3. Writes are atomic: a local file is written under a
 temporary name and renamed; an S3 PUT is atomic by nature. Nothing here imports numpy.
 
-An S3 PUT of a dataset object carries its lifecycle tag (:mod:`isrflow.lifecycle`), which the
+An S3 PUT of a dataset object carries its lifecycle tag (:mod:`isrflow.io.lifecycle`), which the
 data bucket's lifecycle rules select on. ``delete`` removes objects (missing ones are no error).
 """
 
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from .errors import IsrflowError
-from .filemode import honour_umask
-from .registry.datastore import path_to_uri, uri_to_path
+from isrflow.io.filemode import honour_umask
+from isrflow.model.errors import IsrflowError
+from isrflow.registry.datastore import path_to_uri, uri_to_path
 
 
 class StorageError(IsrflowError):
@@ -48,7 +48,7 @@ class Storage(Protocol):
     def delete(self, uris: list[str]) -> int: ...
 
 
-logger = logging.getLogger("isrflow.storage")
+logger = logging.getLogger("isrflow.io.storage")
 #: Keys per S3 DeleteObjects request (the API's maximum).
 S3_DELETE_BATCH = 1000
 
@@ -123,7 +123,7 @@ class S3Storage:
 
     @property
     def client(self):
-        from .awsclients import aws_client, endpoint_override
+        from isrflow.infra.aws_clients import aws_client, endpoint_override
 
         # a client made for another endpoint override (a test's moto server that has gone) is remade
         if self._client is None or (not self._given and self._endpoint != endpoint_override()):
@@ -142,7 +142,7 @@ class S3Storage:
         """PUT the object, tagged with its lifecycle class when it has one. A PUT refused with
         AccessDenied while tagged (a role without s3:PutObjectTagging) is retried untagged and
         logged: the object is written, the bucket's lifecycle rules just do not see it."""
-        from .lifecycle import tagging_for
+        from isrflow.io.lifecycle import tagging_for
 
         bucket, key = split_s3(uri)
         tagging = tagging_for(key)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import NotFitsError, TruncatedFitsError
+from isrflow.model.errors import NotFitsError, TruncatedFitsError
 
 BLOCK = 2880
 CARD = 80

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from .errors import IsrflowError
+from isrflow.model.errors import IsrflowError
 
 
 class StackError(IsrflowError):

@@ -28,9 +28,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .errors import ConfigError, IsrflowError
+from isrflow.model.errors import ConfigError, IsrflowError
 
-logger = logging.getLogger("isrflow.custom_resource")
+logger = logging.getLogger("isrflow.infra.custom_resource")
 
 SUCCESS = "SUCCESS"
 FAILED = "FAILED"

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import formats
-from .errors import CalibrationError
-from .exposure_io import Exposure
-from .isr.pipeline import CALIBRATION_KINDS, CalibrationInput, Calibrations, calibration_from_bytes
+from isrflow.io import formats
+from isrflow.io.exposure_io import Exposure
+from isrflow.isr.pipeline import CALIBRATION_KINDS, CalibrationInput, Calibrations, calibration_from_bytes
+from isrflow.model.errors import CalibrationError
 
 
 def _plain_image(data: bytes, label: str) -> Exposure:

@@ -23,7 +23,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.parameters.base import BaseProvider, ExpirableValue
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
-from .errors import ConfigError
+from isrflow.model.errors import ConfigError
 
 ENV_SECRET_MAX_AGE_S = "ISRFLOW_SECRET_MAX_AGE_S"
 #: Default maximum age of a cached secret (s).
@@ -34,7 +34,7 @@ Fetch = Callable[[str], dict[str, Any]]
 
 def fetch_secret(arn: str) -> dict[str, Any]:
     """The JSON object stored in a Secrets Manager secret (one GetSecretValue call)."""
-    from .awsclients import aws_client
+    from isrflow.infra.aws_clients import aws_client
 
     text = aws_client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
     try:
@@ -97,7 +97,7 @@ class SecretCache:
 
     The caching is Powertools' Parameters (a :class:`BaseProvider` ``get`` with ``max_age`` and
     ``force_fetch``). ``fetch`` reads one secret (default: Secrets Manager, through
-    :mod:`isrflow.awsclients` so a test endpoint applies); ``clock`` returns seconds on a
+    :mod:`isrflow.infra.aws_clients` so a test endpoint applies); ``clock`` returns seconds on a
     monotonic scale. ``reads`` counts the fetches made. A fetch error is raised as it was
     raised (not as Powertools' ``GetParameterError``), e.g. :class:`ConfigError` for a secret
     that is not a JSON object.

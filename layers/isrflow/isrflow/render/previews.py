@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..formats import MASK_BITS
-from ..storage import storage_for
-from .png import encode_png
-from .zscale import zscale
+from isrflow.io.formats import MASK_BITS
+from isrflow.io.storage import storage_for
+from isrflow.render.png import encode_png
+from isrflow.render.zscale import zscale
 
 DETECTOR_MAX = 1024
 THUMB_MAX = 256
@@ -181,8 +181,8 @@ def write_detector_preview(exposure, output_uri: str, instrument: str, detector:
 
 
 def _camera_for(instrument: str):
-    from ..camera import camera_for_instrument, load_camera
-    from ..errors import CameraError
+    from isrflow.camera import camera_for_instrument, load_camera
+    from isrflow.model.errors import CameraError
 
     name = camera_for_instrument(instrument)
     if name is None and instrument == load_camera("generic").instrument:
@@ -197,7 +197,7 @@ def _placements(thumbs: list[Thumbnail], camera) -> list[tuple[float, float, int
     """Per thumbnail: (x centre, y centre) in native pixels on the focal plane, quarter turns."""
     dets = []
     if camera is not None:
-        from ..errors import CameraError
+        from isrflow.model.errors import CameraError
 
         try:
             dets = [camera.detector(t.detector) for t in thumbs]
@@ -283,7 +283,7 @@ def exposure_directories(outputs: list[tuple[str, int, str]]) -> dict[tuple[str,
 def write_run_previews(refs, progress=None) -> tuple[list[str], list[str]]:
     """PNG previews of the postISRCCD datasets ``refs`` (registry refs) and a mosaic per exposure;
     returns (preview URIs, mosaic URIs). ``progress(done, total)`` after each detector."""
-    from ..exposure_io import read_exposure
+    from isrflow.io.exposure_io import read_exposure
 
     pngs = []
     for i, ref in enumerate(refs, 1):

@@ -27,7 +27,7 @@ Written (:class:`Codec`):
 
 Decoded: ``RICE_1``, ``GZIP_1``, ``GZIP_2`` and ``NOCOMPRESS`` tiles of whole rows, quantized
 or not, any dither method, with the lossless fallback columns. Other algorithms (``PLIO_1``,
-``HCOMPRESS_1``) or tiles narrower than a row raise :class:`~isrflow.errors.CalibrationError`.
+``HCOMPRESS_1``) or tiles narrower than a row raise :class:`~isrflow.model.errors.CalibrationError`.
 
 The RICE_1 bit coder is astropy's (C); quantization, dithering and the table are done here with
 numpy, about five times faster than astropy's quantizer, which estimates the noise by sorting.
@@ -46,7 +46,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from astropy.io import fits
 
-from .errors import CalibrationError
+from isrflow.model.errors import CalibrationError
 
 BLOCK = 2880
 #: Length of the standard's table of dither values; the sequence must never change.

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from .camera.model import Box
-from .errors import MissingHeaderKeywordError
+from isrflow.camera.model import Box
+from isrflow.model.errors import MissingHeaderKeywordError
 
 _SECTION = re.compile(r"^\s*\[\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*\]\s*$")
 

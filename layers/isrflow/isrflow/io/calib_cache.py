@@ -50,13 +50,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .errors import ChecksumMismatchError, ConfigError
-from .filemode import honour_umask
-from .storage import storage_for
+from isrflow.io.filemode import honour_umask
+from isrflow.io.storage import storage_for
+from isrflow.model.errors import ChecksumMismatchError, ConfigError
 
 if TYPE_CHECKING:
-    from .isr.pipeline import CalibrationInput
-    from .registry.models import DatasetRef
+    from isrflow.isr.pipeline import CalibrationInput
+    from isrflow.registry.models import DatasetRef
 
 #: Directory of the disk tier (unset or empty: no disk tier).
 ENV_CACHE_DIR = "ISRFLOW_CALIB_CACHE_DIR"
@@ -76,7 +76,7 @@ _TEMP_PREFIX = ".tmp-"
 Source = Literal["memory", "disk", "datastore"]
 Key = tuple[str, str]
 
-logger = logging.getLogger("isrflow.calib_cache")
+logger = logging.getLogger("isrflow.io.calib_cache")
 
 
 @dataclass(frozen=True)
@@ -336,7 +336,7 @@ def _freeze(item: CalibrationInput) -> None:
 def _local_file(uri: str) -> Path | None:
     if uri.startswith("s3://"):
         return None
-    from .registry.datastore import uri_to_path
+    from isrflow.registry.datastore import uri_to_path
 
     return uri_to_path(uri) if uri.startswith("file://") else Path(uri)
 
@@ -410,7 +410,7 @@ class CalibrationCache:
 
     @staticmethod
     def _decode(kind: str, data: bytes, ref: DatasetRef, sha256: str | None) -> CalibrationInput:
-        from .isr.pipeline import calibration_from_bytes
+        from isrflow.isr.pipeline import calibration_from_bytes
 
         item = calibration_from_bytes(kind, data, ref.uri, expected_sha256=sha256)
         _freeze(item)

@@ -33,8 +33,8 @@ from pydantic import (
     model_validator,
 )
 
-from .observation import ObservationInfo
-from .registry.ids import (
+from isrflow.model.observation import ObservationInfo
+from isrflow.registry.ids import (
     CALIBRATION_TYPES,
     DATASET_TYPES,
     canonical_json,
@@ -338,7 +338,7 @@ def message_error_summary(exc: ValidationError, limit: int = 3) -> str:
 # goes into a manifest in the datastore, and per-quantum results into small JSON files under
 # ``results/<execution>/``.
 
-from .registry.models import Quantum  # noqa: E402  (pydantic only; keeps the section self-contained)
+from isrflow.registry.models import Quantum  # noqa: E402  (pydantic only; keeps the section self-contained)
 
 OutputRunMode = Literal["fail", "skip-existing", "replace"]
 
@@ -439,7 +439,7 @@ class IsrClusterEvent(BaseModel):
 
 class QuantumReads(BaseModel):
     """What one quantum read: datastore (S3 GET) bytes, and where each calibration came from
-    (:mod:`isrflow.calib_cache`). A calibration already decoded in the worker (for an earlier
+    (:mod:`isrflow.io.calib_cache`). A calibration already decoded in the worker (for an earlier
     quantum of the cluster, or a warm earlier invocation) is a memory hit."""
 
     raw_bytes: int = Field(default=0, ge=0, description="bytes of the raw read from the datastore")

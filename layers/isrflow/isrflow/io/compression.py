@@ -1,6 +1,6 @@
 """How isrflow's image products are compressed on disk: one policy, one setting.
 
-The setting is ``ISRFLOW_COMPRESSION`` (:func:`isrflow.settings.compression_mode`, read at call
+The setting is ``ISRFLOW_COMPRESSION`` (:func:`isrflow.infra.settings.compression_mode`, read at call
 time by the CLI, the local runtime and the Lambda/Fargate handlers alike):
 
 - ``quantized`` (default): float planes (IMAGE, VARIANCE) are quantized and RICE_1-coded,
@@ -8,10 +8,10 @@ time by the CLI, the local runtime and the Lambda/Fargate handlers alike):
 - ``lossless``: float planes GZIP_2 (bit-exact, about 1.4x smaller), integer planes RICE_1;
 - ``none``: plain IMAGE extensions, the layout before compression.
 
-Quantized floats (:mod:`isrflow.tiled` has the encoding): per tile of ``TILE_ROWS`` rows the
+Quantized floats (:mod:`isrflow.io.tiled` has the encoding): per tile of ``TILE_ROWS`` rows the
 step is ``sigma / q``, ``sigma`` the tile's noise, with subtractive dither
 (``SUBTRACTIVE_DITHER_1``: NaN stays NaN; zeros are quantized like any value, see
-:mod:`isrflow.tiled` for why not ``SUBTRACTIVE_DITHER_2``) seeded with the fixed
+:mod:`isrflow.io.tiled` for why not ``SUBTRACTIVE_DITHER_2``) seeded with the fixed
 ``DITHER_SEED``, so the same pixels always give the same bytes (a retried worker writes the
 same sha256). The error is uniform, unbiased and independent of the signal, of variance
 ``step^2 / 12 = sigma^2 / (12 q^2)``:
@@ -29,8 +29,8 @@ Tested against the simulator's truth in ``tests/science/test_compression.py``: c
 0.05 of 0 and standard deviation 1 +- 0.05, as uncompressed, and against the same frames
 uncompressed the chi mean moves by < 0.002 and the standard deviation by < 0.002.
 
-What is compressed: everything written through :func:`isrflow.exposure_io.write_exposure` /
-:func:`~isrflow.exposure_io.exposure_to_bytes` (ISR outputs: ``postISRCCD`` and the ISR'd
+What is compressed: everything written through :func:`isrflow.io.exposure_io.write_exposure` /
+:func:`~isrflow.io.exposure_io.exposure_to_bytes` (ISR outputs: ``postISRCCD`` and the ISR'd
 calibration inputs) and the masters :func:`isrflow.calibration.combine.combine_files` writes.
 Never quantized: the simulator's truth (its noiseless signals are written ``lossless``,
 bit-exact, its true calibrations uncompressed). Not compressed: raws, defects tables. Readers
@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from . import formats
-from .tiled import Codec, encode_image
+from isrflow.io import formats
+from isrflow.io.tiled import Codec, encode_image
 
 MODES = ("quantized", "lossless", "none")
 DEFAULT_MODE = "quantized"
@@ -62,7 +62,7 @@ TILE_ROWS = 16
 
 def current_mode() -> str:
     """The mode the environment names (``ISRFLOW_COMPRESSION``)."""
-    from .settings import compression_mode
+    from isrflow.infra.settings import compression_mode
 
     return compression_mode()
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import IsrflowError
+from isrflow.model.errors import IsrflowError
 
 #: The local runtime's queue file in a repository (as :mod:`isrflow.local.runtime` names it).
 LOCAL_QUEUE_FILE = "queue.sqlite3"
@@ -56,8 +56,8 @@ class RedriveResult:
 
 def _local_names(template: str | Path | None) -> tuple[str, str]:
     """(registry queue name, dead-letter queue name) as the local runtime names them."""
-    from .local.runtime import PROJECT_ROOT
-    from .local.template import load_app
+    from isrflow.local.runtime import PROJECT_ROOT
+    from isrflow.local.template import load_app
 
     app = load_app(template or PROJECT_ROOT / "template.yaml")
     mappings = [m for m in app.event_source_mappings if m.enabled]
@@ -77,7 +77,7 @@ def redrive_local(
 ) -> RedriveResult:
     """Move the dead-lettered messages of the repository's local registry queue back to it
     (visible now, receive count 0). ``names``: (queue, dead-letter queue), default from the template."""
-    from .local.queue import LocalQueue
+    from isrflow.local.queue import LocalQueue
 
     repo = Path(repo)
     if not repo.is_dir():
@@ -168,7 +168,7 @@ def redrive_stack(
     ``RegistryDeadLetterQueueUrl`` and ``RegistryQueueUrl``."""
     import boto3
 
-    from .aws_client import StackError, stack_output
+    from isrflow.infra.stack_client import StackError, stack_output
 
     cfn = cfn or boto3.client("cloudformation", region_name=region)
     try:
