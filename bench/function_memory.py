@@ -5,9 +5,14 @@ Each function runs in a fresh process at its template memory and full CPU throug
 ``isrflow.ops.tune.measure`` (the ``isrflow tune`` machinery: the local runtime's Lambda
 invocation, peak RSS from wait4), on the payloads a finished local run sent it, replayed:
 
-- Plan, Summarize (ProcessVisit) and CalibPlan (BuildCalibration: plan, normalize, prepare_combine,
-  delete_intermediates), from the Task parameters in the execution records' histories;
+- every function a parent execution's Task state invoked (ProcessVisit: Plan, Mosaics with
+  previews, Summarize; BuildCalibration: Plan, Normalize, PrepareCombine, DeleteIntermediates,
+  Certify, Summarize), from the Task parameters in the execution records' histories, keyed by the
+  function the Task named (one function per step);
 - IsrFunction: one cluster of the ProcessVisit manifest, as the map's ItemSelector builds it;
+- RecordFailureFunction: that cluster as the map's Catch sends it after a worker timed out;
+- RecordCombineFailureFunction: the first master of a BuildCalibration combine manifest, as the
+  combine Map's Catch sends it after a Fargate task was killed (exit code 137);
 - RegistryWriterFunction: one SQS batch of the template's batch size (5,000) of processing
   records for the repository's detectors;
 - IngestFunction: an S3 ``Object Created`` event for one raw copied under ``raw/``;
@@ -42,22 +47,53 @@ def _records(repo: Path):
         yield ExecutionRecord.model_validate_json(path.read_text())
 
 
-def _payloads(repo: Path) -> dict[str, list[dict]]:
+def _payloads(repo: Path, app) -> dict[str, list[dict]]:
     """Function logical id -> recorded Lambda payloads of the parents' histories."""
-    from isrflow.ops.usage import task_intervals
+    from isrflow.local.usage import task_intervals
 
     out: dict[str, list[dict]] = {}
     for record in _records(repo):
         for task in task_intervals(record.history, record.execution_arn):
             params = task.parameters if isinstance(task.parameters, dict) else {}
             name, payload = str(params.get("FunctionName", "")), params.get("Payload")
-            if isinstance(payload, dict):
-                key = next(
-                    (k for k in ("CalibPlanFunction", "PlanFunction", "SummarizeFunction") if k in name), None
-                )
-                if key is not None:  # CalibPlanFunction first: its name contains "PlanFunction"
-                    out.setdefault(key, []).append(payload)
+            if isinstance(payload, dict) and name:
+                try:
+                    key = app.function(name).logical_id
+                except KeyError:
+                    continue
+                out.setdefault(key, []).append(payload)
     return out
+
+
+def _record_failure_event(isr: dict) -> dict:
+    """The ISR map's Catch payload for the cluster of ``isr`` (a worker that timed out)."""
+    cause = json.dumps({"errorMessage": "Task timed out after 900.00 seconds"})
+    return {
+        "cluster": isr["cluster"],
+        "results_prefix": isr["results_prefix"],
+        "error": {"Error": "Sandbox.Timedout", "Cause": cause},
+    }
+
+
+def _record_combine_failure_event(repo: Path) -> dict | None:
+    """The combine Map's Catch payload for the first master of a BuildCalibration execution."""
+    from isrflow.build_calibration import layout
+    from isrflow.io.storage import ObjectNotFoundError, storage_for
+    from isrflow.ops.status import plan_result
+
+    for record in _records(repo):
+        plan = plan_result(record.history) if "BuildCalibration" in record.state_machine_arn else None
+        if not plan or not plan.get("masters"):
+            continue
+        uri = layout.combine_manifest_uri(layout.root_of(plan["groups_uri"]), plan["execution_key"])
+        try:
+            items = json.loads(storage_for(uri).read_bytes(uri))
+        except ObjectNotFoundError:  # a build whose PrepareCombine never ran
+            continue
+        task = {"Containers": [{"ExitCode": 137, "Reason": "OutOfMemoryError: Container killed"}]}
+        error = {"Error": "States.TaskFailed", "Cause": json.dumps(task)}
+        return {"state": {"item": items[0], "error": error, "task": task, "exit_code": 137}}
+    return None
 
 
 def _isr_event(repo: Path) -> dict | None:
@@ -197,10 +233,14 @@ def main() -> int:
         datastore = Path(runtime.datastore_root.removeprefix("file://"))
         bucket = next(iter(app.buckets.values())).name
         mapping = next(m for m in app.event_source_mappings if m.enabled)
-        workloads = {k: v for k, v in _payloads(repo).items()}
+        workloads = _payloads(repo, app)
         isr = _isr_event(repo)
         if isr is not None:
             workloads["IsrFunction"] = [isr]
+            workloads["RecordFailureFunction"] = [_record_failure_event(isr)]
+        combine_failure = _record_combine_failure_event(repo)
+        if combine_failure is not None:
+            workloads["RecordCombineFailureFunction"] = [combine_failure]
         workloads["RegistryWriterFunction"] = [_writer_event(repo, mapping.batch_size)]
         workloads["IngestFunction"] = [_ingest_event(repo, datastore, bucket)]
         cores = tuple(sorted(os.sched_getaffinity(0)))

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import Any
 
 from isrflow.io.rawio import read_observations
 from isrflow.local.containers.services import event_names
@@ -38,20 +39,21 @@ WriterDraining = Callable[[], ContextManager[None]]
 FUNCTION_OF_EVENT = {
     "plan.json": "PlanFunction",
     "isr_cluster.json": "IsrFunction",
-    "isr_mosaic.json": "IsrFunction",
+    "isr_mosaic.json": "MosaicFunction",
     "summarize.json": "SummarizeFunction",
-    "summarize_record_failure.json": "SummarizeFunction",
+    "summarize_record_failure.json": "RecordFailureFunction",
     "registry_writer_sqs_batch.json": "RegistryWriterFunction",
     "ingest_object_created.json": "IngestFunction",
     "ingest_object_created_not_fits.json": "IngestFunction",
     "calib_plan.json": "CalibPlanFunction",
     "calib_isr_cluster.json": "IsrFunction",
-    "calib_normalize.json": "CalibPlanFunction",
-    "calib_prepare_combine.json": "CalibPlanFunction",
+    "calib_normalize.json": "NormalizeFlatsFunction",
+    "calib_prepare_combine.json": "PrepareCombineFunction",
     "combine.json": "CombineFunction",
-    "calib_certify.json": "SummarizeFunction",
-    "calib_summarize.json": "SummarizeFunction",
-    "calib_record_combine_failure.json": "SummarizeFunction",
+    "calib_delete_intermediates.json": "DeleteIntermediatesFunction",
+    "calib_certify.json": "CertifyCalibFunction",
+    "calib_summarize.json": "SummarizeCalibFunction",
+    "calib_record_combine_failure.json": "RecordCombineFailureFunction",
     "migrate_create.json": "MigrateFunction",
     "process_visit_input.json": "ProcessVisitStateMachine",
     "build_calibration_input.json": "BuildCalibrationStateMachine",
@@ -141,7 +143,7 @@ def _manifest(s3, key: str) -> list:
 def run_calib_chain(call: Call, check: Check, s3, writer_draining: WriterDraining) -> dict:
     """The BuildCalibration calls for the sample input, in the order the state machine makes them."""
     spec = event("build_calibration_input.json")
-    ev = {"action": "plan", "input": spec, "execution_id": CALIB_EXECUTION}
+    ev = {"input": spec, "execution_id": CALIB_EXECUTION}
     check("calib_plan.json", ev)
     plan = call("CalibPlanFunction", ev)
     for i, cluster in enumerate(_manifest(s3, plan["manifest_key"])):
@@ -156,12 +158,12 @@ def run_calib_chain(call: Call, check: Check, s3, writer_draining: WriterDrainin
         if i == 0:
             check("calib_isr_cluster.json", ev)
         assert call("IsrFunction", ev)["failed"] == 0
-    ev = {"action": "normalize", "plan": plan}
+    ev = {"plan": plan}
     check("calib_normalize.json", ev)
-    normalized = call("CalibPlanFunction", ev)
-    ev = {"action": "prepare_combine", "plan": plan}
+    normalized = call("NormalizeFlatsFunction", ev)
+    ev = {"plan": plan}
     check("calib_prepare_combine.json", ev)
-    prepared = call("CalibPlanFunction", ev)
+    prepared = call("PrepareCombineFunction", ev)
     items = _manifest(s3, prepared["manifest_key"])
     combined = []
     for i, item in enumerate(items):
@@ -169,13 +171,16 @@ def run_calib_chain(call: Call, check: Check, s3, writer_draining: WriterDrainin
         if i == 0:
             check("combine.json", ev)
         combined.append(call("CombineFunction", ev))
-    ev = {"action": "certify_calib", "plan": plan}
+    ev = {"plan": plan}
+    check("calib_delete_intermediates.json", ev)
+    deleted = call("DeleteIntermediatesFunction", ev)
+    ev = {"plan": plan}
     check("calib_certify.json", ev)
-    certified = call("SummarizeFunction", ev)
+    certified = call("CertifyCalibFunction", ev)
     with writer_draining():
-        ev = {"action": "summarize_calib", "plan": plan}
+        ev = {"plan": plan}
         check("calib_summarize.json", ev)
-        summary = call("SummarizeFunction", ev)
+        summary = call("SummarizeCalibFunction", ev)
     # what the state machine passes after a Fargate task stopped with a non-zero exit: the Catch's
     # States.TaskFailed error (Cause = the described task as JSON), that task parsed back, its exit code
     task = {
@@ -192,7 +197,6 @@ def run_calib_chain(call: Call, check: Check, s3, writer_draining: WriterDrainin
         "StoppedReason": "Essential container in task exited",
     }
     ev = {
-        "action": "record_combine_failure",
         "state": {
             "item": items[1],
             "error": {"Error": "States.TaskFailed", "Cause": json.dumps(task, separators=(",", ":"))},
@@ -201,12 +205,13 @@ def run_calib_chain(call: Call, check: Check, s3, writer_draining: WriterDrainin
         },
     }
     check("calib_record_combine_failure.json", ev)
-    recorded = call("SummarizeFunction", ev)
+    recorded = call("RecordCombineFailureFunction", ev)
     return {
         "plan": plan,
         "normalized": normalized,
         "prepared": prepared,
         "combined": combined,
+        "deleted": deleted,
         "certified": certified,
         "summary": summary,
         "recorded": recorded,

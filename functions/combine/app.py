@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from isrflow.calibration.run import run_combine
+from isrflow.build_calibration.run import run_combine
 from isrflow.infra.edge import lambda_edge
 from isrflow.infra.queues import sender_for
 from isrflow.infra.settings import settings
@@ -18,11 +18,12 @@ from isrflow.model.messages import CombineEvent
 
 @lambda_edge
 def lambda_handler(event: dict, context: LambdaContext | None = None) -> dict:
-    config = settings().require("registry_queue_url")
+    queue_url = settings().require("registry_queue_url").registry_queue_url
+    assert queue_url is not None  # require() raised otherwise
     memory = getattr(context, "memory_limit_in_mb", None)
     result = run_combine(
         CombineEvent.model_validate(event).request_uri,
-        sender_for(config.registry_queue_url),
+        sender_for(queue_url),
         memory_mb=float(memory) if memory else None,
     )
     return result.model_dump(

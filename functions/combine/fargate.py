@@ -20,7 +20,7 @@ ENV_REQUEST = "ISRFLOW_COMBINE_REQUEST"
 
 
 def main() -> int:
-    from isrflow.calibration.run import run_combine
+    from isrflow.build_calibration.run import run_combine
     from isrflow.infra.queues import sender_for
     from isrflow.infra.settings import settings
     from isrflow.model.errors import IsrflowError
@@ -30,8 +30,9 @@ def main() -> int:
         print(f"error: {ENV_REQUEST} is not set (the combine request's datastore URI)", file=sys.stderr)
         return 2
     try:
-        config = settings().require("registry_queue_url")
-        result = run_combine(uri, sender_for(config.registry_queue_url))
+        queue_url = settings().require("registry_queue_url").registry_queue_url
+        assert queue_url is not None  # require() raised otherwise
+        result = run_combine(uri, sender_for(queue_url))
     except IsrflowError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

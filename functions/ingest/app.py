@@ -21,10 +21,12 @@ from isrflow.prompt.starter import StepFunctionsStarter
 @lambda_edge
 def lambda_handler(event: dict, context: LambdaContext | None = None) -> dict:
     config = settings().require("datastore_root", "registry_queue_url")
+    root, queue_url = config.datastore_root, config.registry_queue_url
+    assert root is not None and queue_url is not None  # require() raised otherwise
     outcome = ingest_upload(
         S3ObjectCreatedEvent.model_validate(event),
-        datastore_root=config.datastore_root,
-        sender=sender_for(config.registry_queue_url),
+        datastore_root=root,
+        sender=sender_for(queue_url),
         prompt=PromptConfig.from_env(),
         starter=StepFunctionsStarter(),
     )

@@ -1,5 +1,9 @@
-"""ISR Lambda (container image): process one cluster of quanta from a ProcessVisit map item, or
-(``action: mosaic``, ProcessVisit with previews) assemble the focal-plane mosaics of an execution."""
+"""The ISR image's handlers (functions/Dockerfile, target ``isr``), one per function of template.yaml:
+
+- :func:`isr_handler` (IsrFunction): ISR of one cluster of quanta, an item of ProcessVisit's or
+  BuildCalibration's ISR map;
+- :func:`mosaic_handler` (MosaicFunction): ProcessVisit's Mosaics state (with ``previews``), the
+  focal-plane mosaic PNG of every exposure of the execution."""
 
 from __future__ import annotations
 
@@ -9,15 +13,22 @@ from isrflow.infra.edge import lambda_edge
 from isrflow.infra.queues import sender_for
 from isrflow.infra.settings import settings
 from isrflow.model.messages import IsrClusterEvent, MosaicEvent
-from isrflow.process_visit.worker import process_cluster
 
 
 @lambda_edge
-def lambda_handler(event: dict, context: LambdaContext | None = None) -> dict:
-    if event.get("action") == "mosaic":
-        from isrflow.process_visit.mosaics import make_mosaics
+def isr_handler(event: dict, context: LambdaContext | None = None) -> dict:
+    """One cluster: its outputs written, one result per quantum under results/, registry messages sent."""
+    from isrflow.process_visit.worker import process_cluster
 
-        return make_mosaics(MosaicEvent.model_validate(event))
-    config = settings().require("registry_queue_url")
-    summary = process_cluster(IsrClusterEvent.model_validate(event), sender_for(config.registry_queue_url))
+    url = settings().require("registry_queue_url").registry_queue_url
+    assert url is not None  # require() raised otherwise
+    summary = process_cluster(IsrClusterEvent.model_validate(event), sender_for(url))
     return summary.model_dump(mode="json")
+
+
+@lambda_edge
+def mosaic_handler(event: dict, context: LambdaContext | None = None) -> dict:
+    """The mosaics of the manifest's exposures, from the thumbnails the workers wrote: ``{"mosaics": [uri, ...]}``."""
+    from isrflow.process_visit.mosaics import make_mosaics
+
+    return make_mosaics(MosaicEvent.model_validate(event))

@@ -10,12 +10,12 @@ import pytest
 from calib_helpers import CALIB, DETECTORS, build_payload
 from click.testing import CliRunner
 
-from isrflow.calibration.summary import record_combine_failure
+from isrflow.build_calibration.summary import record_combine_failure
 from isrflow.cli import cli
 from isrflow.io.storage import storage_for
 from isrflow.local.asl import TaskContext, TaskFailure
+from isrflow.local.sam_template import load_app
 from isrflow.local.tasks import LocalTasks
-from isrflow.local.template import load_app
 from isrflow.model.messages import CombineFailureEvent, MasterResult
 
 
@@ -232,7 +232,6 @@ def test_a_task_that_died_without_a_result_is_recorded_with_its_exit_code(tmp_pa
     result_uri = str(tmp_path / "results" / "Generic-0.json")
     event = CombineFailureEvent.model_validate(
         {
-            "action": "record_combine_failure",
             "state": {
                 "item": {
                     "key": "Generic-0",

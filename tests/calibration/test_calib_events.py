@@ -4,7 +4,7 @@ order the state machine calls them, against moto S3/SQS and a registry with s3:/
 
 Each event the chain makes is compared with its file, so the files stay what the handlers
 really receive. After a deliberate change, rewrite them with
-``python tests/calibration/test_calib_events.py --write``.
+``python -m tests.calibration.test_calib_events --write`` (from the repository root).
 The same chain runs in the Lambda containers in tests/containers (tests/event_chains.py).
 """
 
@@ -18,6 +18,19 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from functions.calib_plan.app import (
+    delete_intermediates_handler,
+    normalize_handler,
+    plan_handler,
+    prepare_combine_handler,
+)
+from functions.combine.app import lambda_handler as combine_handler
+from functions.isr.app import isr_handler
+from functions.summarize.app import (
+    certify_calib_handler,
+    record_combine_failure_handler,
+    summarize_calib_handler,
+)
 from isrflow.infra.settings import (
     ENV_DATASTORE_ROOT,
     ENV_REGISTRY_QUEUE_URL,
@@ -33,13 +46,6 @@ from isrflow.model.messages import (
     IsrClusterEvent,
 )
 from isrflow.registry import Registry
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-from functions.calib_plan.app import lambda_handler as calib_plan_handler
-from functions.combine.app import lambda_handler as combine_handler
-from functions.isr.app import lambda_handler as isr_handler
-from functions.summarize.app import lambda_handler as summarize_handler
 from tests.event_chains import BUCKET, EVENTS, ROOT, run_calib_chain, stage_calib_inputs
 from tests.sqs_writer_drain import writer_draining
 
@@ -50,6 +56,7 @@ FILES = {
     "calib_normalize.json": CalibStepEvent.model_validate,
     "calib_prepare_combine.json": CalibStepEvent.model_validate,
     "combine.json": CombineEvent.model_validate,
+    "calib_delete_intermediates.json": CalibStepEvent.model_validate,
     "calib_certify.json": CalibStepEvent.model_validate,
     "calib_summarize.json": CalibStepEvent.model_validate,
     "calib_record_combine_failure.json": CombineFailureEvent.model_validate,
@@ -66,10 +73,15 @@ def test_event_file_validates(name):
 
 
 HANDLERS = {
-    "CalibPlanFunction": calib_plan_handler,
+    "CalibPlanFunction": plan_handler,
     "IsrFunction": isr_handler,
+    "NormalizeFlatsFunction": normalize_handler,
+    "PrepareCombineFunction": prepare_combine_handler,
     "CombineFunction": combine_handler,
-    "SummarizeFunction": summarize_handler,
+    "DeleteIntermediatesFunction": delete_intermediates_handler,
+    "CertifyCalibFunction": certify_calib_handler,
+    "SummarizeCalibFunction": summarize_calib_handler,
+    "RecordCombineFailureFunction": record_combine_failure_handler,
 }
 
 
@@ -103,6 +115,7 @@ def run_chain(tmp: Path, check) -> dict:
     )
     assert out["prepared"]["masters"] == 2 and out["prepared"]["routes"] == {"lambda": 2, "fargate": 0}
     assert all(answer["status"] == "succeeded" for answer in out["combined"]), out["combined"]
+    assert out["deleted"] == {"masters": 2, "deleted": 6}  # the 3 cpFlatProc of each master
     assert out["certified"]["certified"] == 2
     return {**out, "registry": registry}
 

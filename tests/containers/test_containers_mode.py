@@ -64,6 +64,11 @@ def test_demo_in_containers_matches_the_truth(sam_project, tmp_path):
         "IsrFunction",
         "CombineFunction",
         "CalibPlanFunction",
+        "NormalizeFlatsFunction",
+        "PrepareCombineFunction",
+        "DeleteIntermediatesFunction",
+        "CertifyCalibFunction",
+        "SummarizeCalibFunction",
         "PlanFunction",
         "SummarizeFunction",
     } <= functions, out

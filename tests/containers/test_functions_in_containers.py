@@ -13,6 +13,7 @@ import http.server
 import io
 import json
 import threading
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -161,14 +162,14 @@ def test_process_visit_events(lambdas, stack, registry, tmp_path, monkeypatch):
         Key=key_of(mosaic["manifest_uri"]),
         Body=json.dumps([event("isr_cluster.json")["cluster"]]),
     )
-    (png,) = lambdas("IsrFunction", mosaic)["mosaics"]
+    (png,) = lambdas("MosaicFunction", mosaic)["mosaics"]
     assert s3.get_object(Bucket=BUCKET, Key=key_of(png))["Body"].read()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_summarize_records_a_crashed_cluster(lambdas, stack):
     """The Catch of a cluster whose worker died: its detectors are recorded as failed, with the error."""
     s3 = stack.client("s3")
-    assert lambdas("SummarizeFunction", event("summarize_record_failure.json")) == {"recorded": 1}
+    assert lambdas("RecordFailureFunction", event("summarize_record_failure.json")) == {"recorded": 1}
     prefix = key_of(event("summarize_record_failure.json")["results_prefix"])
     (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]]
     body = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
@@ -189,6 +190,7 @@ def test_calibration_events(lambdas, stack, registry, tmp_path):
         n for n, f in FUNCTION_OF_EVENT.items() if n.startswith(("calib_", "combine"))
     )
     assert [c["status"] for c in out["combined"]] == ["succeeded", "succeeded"]
+    assert out["deleted"] == {"masters": 2, "deleted": 6}
     summary = out["summary"]
     assert (summary["masters"], summary["succeeded"], summary["certified"], summary["inputs"]) == (2, 2, 2, 6)
     certified = registry.query_datasets("flat", ["Generic/calib"])
@@ -205,7 +207,7 @@ def test_calibration_events(lambdas, stack, registry, tmp_path):
 class _ResponseReceiver(http.server.BaseHTTPRequestHandler):
     """Stands in for CloudFormation's pre-signed response URL (an S3 PUT)."""
 
-    bodies: list[dict] = []
+    bodies: ClassVar[list[dict]] = []
 
     def do_PUT(self):
         self.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))

@@ -20,27 +20,43 @@ results whatever the order of the calls.
   :func:`manifest_key_for` the execution. The PlanResult carries one extra field,
   ``stub_failed_quanta``: the quanta of the clusters whose id contains "bad".
 - isr: a ClusterSummary, or :class:`IsrInputError` for a cluster whose id contains "bad"
-  (caught by the Map item's Catch, which sends it to RecordFailure); ``action: mosaic`` answers
-  ``{"mosaics": [...]}``, or raises :class:`MosaicError` when the output run contains "bad".
-- summarize: ``record_failure`` answers ``{"recorded": n}``; ``summarize`` builds a VisitSummary
-  from the plan alone and raises :class:`TooManyFailuresError` past ``max_failure_fraction``.
+  (caught by the Map item's Catch, which sends it to RecordFailure);
+- mosaic: ``{"mosaics": [...]}``, or :class:`MosaicError` when the output run contains "bad";
+- record_failure: ``{"recorded": n}``;
+- summarize: a VisitSummary from the plan alone, :class:`TooManyFailuresError` past
+  ``max_failure_fraction``.
+
+One stub per function of template.yaml, as there is one handler per function: each stub is
+registered under its own function name and parses its own event.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from isrflow.build_calibration import layout as calib_layout
 from isrflow.model.messages import (
+    CalibPlanEvent,
+    CalibPlanResult,
+    CalibStepEvent,
+    CalibSummary,
     ClusterSummary,
+    CombineEvent,
+    CombineFailureEvent,
+    CombineItem,
+    IntermediatesDeleted,
     IsrClusterEvent,
     MosaicEvent,
+    NormalizeResult,
     PlanEvent,
     PlanResult,
+    PrepareCombineResult,
     QuantumResult,
     RecordFailureEvent,
     SummarizeEvent,
@@ -56,6 +72,8 @@ DATASTORE_ROOT = f"s3://{BUCKET}"
 PLAN_FUNCTION = "isrflow-crosscheck-plan"
 ISR_FUNCTION = "isrflow-crosscheck-isr"
 SUMMARIZE_FUNCTION = "isrflow-crosscheck-summarize"
+MOSAIC_FUNCTION = "isrflow-crosscheck-mosaic"
+RECORD_FAILURE_FUNCTION = "isrflow-crosscheck-record-failure"
 
 ISR_SECONDS_PER_QUANTUM = 1.25  # the stub's "duration" of one quantum, so the summary has numbers in it
 _NS = uuid.UUID("6f1d3c52-8a7e-4f0b-9a57-5f0c1f6a2c11")
@@ -86,6 +104,8 @@ def substitutions() -> dict[str, str]:
     return {
         "PlanFunctionArn": function_arn(PLAN_FUNCTION),
         "IsrFunctionArn": function_arn(ISR_FUNCTION),
+        "RecordFailureFunctionArn": function_arn(RECORD_FAILURE_FUNCTION),
+        "MosaicFunctionArn": function_arn(MOSAIC_FUNCTION),
         "SummarizeFunctionArn": function_arn(SUMMARIZE_FUNCTION),
         "DataBucketName": BUCKET,
     }
@@ -228,13 +248,15 @@ def plan(event: dict, context: Any = None) -> dict:
     return result
 
 
+def mosaic(event: dict, context: Any = None) -> dict:
+    ev = MosaicEvent.model_validate(event)
+    if is_bad(ev.output_run):
+        raise MosaicError(f"no thumbnails under {ev.output_run}")
+    key = ev.manifest_uri.rstrip("/").split("/")[-2]  # manifests/<execution key>/clusters.json
+    return {"mosaics": [f"{DATASTORE_ROOT}/{ev.output_run}/mosaic/{key}.png"]}
+
+
 def isr(event: dict, context: Any = None) -> dict:
-    if event.get("action") == "mosaic":
-        mosaic = MosaicEvent.model_validate(event)
-        if is_bad(mosaic.output_run):
-            raise MosaicError(f"no thumbnails under {mosaic.output_run}")
-        key = mosaic.manifest_uri.rstrip("/").split("/")[-2]  # manifests/<execution key>/clusters.json
-        return {"mosaics": [f"{DATASTORE_ROOT}/{mosaic.output_run}/mosaic/{key}.png"]}
     ev = IsrClusterEvent.model_validate(event)
     if is_bad(ev.cluster.cluster_id):
         raise IsrInputError(f"cluster {ev.cluster.cluster_id}: unreadable raw {ev.cluster.quanta[0].raw.uri}")
@@ -243,10 +265,11 @@ def isr(event: dict, context: Any = None) -> dict:
     ).model_dump(mode="json")
 
 
+def record_failure(event: dict, context: Any = None) -> dict:
+    return {"recorded": len(RecordFailureEvent.model_validate(event).cluster.quanta)}
+
+
 def summarize(event: dict, context: Any = None) -> dict:
-    if event.get("action") == "record_failure":
-        ev = RecordFailureEvent.model_validate(event)
-        return {"recorded": len(ev.cluster.quanta)}
     plan_result = SummarizeEvent.model_validate(event).plan
     failed_keys = sorted(tuple(k) for k in event["plan"].get("stub_failed_quanta", []))
     failures = [
@@ -279,7 +302,13 @@ def summarize(event: dict, context: Any = None) -> dict:
     return summary.model_dump(mode="json")
 
 
-HANDLERS = {PLAN_FUNCTION: plan, ISR_FUNCTION: isr, SUMMARIZE_FUNCTION: summarize}
+HANDLERS = {
+    PLAN_FUNCTION: plan,
+    ISR_FUNCTION: isr,
+    RECORD_FAILURE_FUNCTION: record_failure,
+    MOSAIC_FUNCTION: mosaic,
+    SUMMARIZE_FUNCTION: summarize,
+}
 """The stub handlers keyed by Lambda function name (both interpreters dispatch through this)."""
 
 
@@ -292,23 +321,14 @@ HANDLERS = {PLAN_FUNCTION: plan, ISR_FUNCTION: isr, SUMMARIZE_FUNCTION: summariz
 # ``status: failed``, 9's combine Lambda raises CombineError. Every combine is routed to the
 # Lambda: moto cannot run ecs:runTask.sync (tests/calibration runs the Fargate route locally).
 
-import re  # noqa: E402
-
-from isrflow.calibration import layout as calib_layout  # noqa: E402
-from isrflow.model.messages import (
-    CalibPlanEvent,
-    CalibPlanResult,
-    CalibStepEvent,
-    CalibSummary,
-    CombineEvent,
-    CombineFailureEvent,
-    CombineItem,
-    NormalizeResult,
-    PrepareCombineResult,
-)
-
 CALIB_PLAN_FUNCTION = "isrflow-crosscheck-calib-plan"
+NORMALIZE_FUNCTION = "isrflow-crosscheck-normalize-flats"
+PREPARE_COMBINE_FUNCTION = "isrflow-crosscheck-prepare-combine"
 COMBINE_FUNCTION = "isrflow-crosscheck-combine"
+RECORD_COMBINE_FAILURE_FUNCTION = "isrflow-crosscheck-record-combine-failure"
+DELETE_INTERMEDIATES_FUNCTION = "isrflow-crosscheck-delete-intermediates"
+CERTIFY_FUNCTION = "isrflow-crosscheck-certify-calib"
+SUMMARIZE_CALIB_FUNCTION = "isrflow-crosscheck-summarize-calib"
 ISR_FAILS, COMBINE_ANSWERS_FAILED, COMBINE_RAISES = 7, 5, 9
 
 
@@ -320,8 +340,14 @@ def calib_substitutions() -> dict[str, str]:
     return {
         "CalibPlanFunctionArn": function_arn(CALIB_PLAN_FUNCTION),
         "IsrFunctionArn": function_arn(ISR_FUNCTION),
+        "RecordFailureFunctionArn": function_arn(RECORD_FAILURE_FUNCTION),
+        "NormalizeFlatsFunctionArn": function_arn(NORMALIZE_FUNCTION),
+        "PrepareCombineFunctionArn": function_arn(PREPARE_COMBINE_FUNCTION),
         "CombineFunctionArn": function_arn(COMBINE_FUNCTION),
-        "SummarizeFunctionArn": function_arn(SUMMARIZE_FUNCTION),
+        "RecordCombineFailureFunctionArn": function_arn(RECORD_COMBINE_FAILURE_FUNCTION),
+        "DeleteIntermediatesFunctionArn": function_arn(DELETE_INTERMEDIATES_FUNCTION),
+        "CertifyCalibFunctionArn": function_arn(CERTIFY_FUNCTION),
+        "SummarizeCalibFunctionArn": function_arn(SUMMARIZE_CALIB_FUNCTION),
         "DataBucketName": BUCKET,
         "CombineClusterArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/combine",
         "CombineTaskDefinitionArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/isrflow-combine:1",
@@ -376,8 +402,8 @@ def calib_items(plan: dict[str, Any]) -> list[dict[str, Any]]:
 
 def calib_objects(execution_id: str, spec: dict[str, Any]) -> dict[str, str]:
     """The ISR and combine manifests the plan and PrepareCombine stubs "wrote" for this input."""
-    plan = calib_plan({"action": "plan", "input": spec, "execution_id": execution_id})
-    prepared = calib_plan({"action": "prepare_combine", "plan": plan})
+    plan = calib_plan({"input": spec, "execution_id": execution_id})
+    prepared = prepare_combine({"plan": plan})
     return {
         plan["manifest_key"]: json.dumps(calib_clusters(spec), sort_keys=True),
         prepared["manifest_key"]: json.dumps(calib_items(plan), sort_keys=True),
@@ -385,52 +411,55 @@ def calib_objects(execution_id: str, spec: dict[str, Any]) -> dict[str, str]:
 
 
 def calib_plan(event: dict, context: Any = None) -> dict:
-    action = event.get("action", "plan")
-    if action == "plan":
-        ev = CalibPlanEvent.model_validate(event)
-        spec = ev.input.model_dump(mode="json", exclude_none=True)
-        key = layout.execution_key(ev.execution_id)
-        detectors = calib_detectors(spec)
-        clusters = calib_clusters(spec)
-        result = CalibPlanResult(
-            execution_id=ev.execution_id,
-            execution_key=key,
-            calib_type=ev.input.calib_type,
-            output_run=ev.input.output_run,
-            mode=ev.input.mode,
-            manifest_key=manifest_key_for(ev.execution_id),
-            manifest_uri=layout.manifest_uri(DATASTORE_ROOT, key),
-            clusters=len(clusters),
-            inputs=3 * len(clusters) or 2 * len(detectors),
-            failed_at_plan=0,
-            groups_uri=calib_layout.groups_uri(DATASTORE_ROOT, key),
-            masters=len(detectors),
-            isr_results_prefix=calib_layout.isr_results_prefix(DATASTORE_ROOT, key),
-            master_results_prefix=calib_layout.master_results_prefix(DATASTORE_ROOT, key),
-            requests_prefix=calib_layout.requests_prefix(DATASTORE_ROOT, key),
-            isr_config=ev.input.isr_config,
-            statistic=ev.input.statistic,
-            clip=ev.input.clip,
-            iterations=ev.input.iterations,
-            min_inputs=ev.input.min_inputs,
-            route=ev.input.route,
-            certify=ev.input.certify,
-            certify_requested=ev.input.certify is not None,
-            max_concurrency=ev.input.max_concurrency,
-            max_failure_fraction=ev.input.max_failure_fraction,
-        ).model_dump(mode="json")
-        result["stub_detectors"] = detectors
-        return result
+    ev = CalibPlanEvent.model_validate(event)
+    spec = ev.input.model_dump(mode="json", exclude_none=True)
+    key = layout.execution_key(ev.execution_id)
+    detectors = calib_detectors(spec)
+    clusters = calib_clusters(spec)
+    result = CalibPlanResult(
+        execution_id=ev.execution_id,
+        execution_key=key,
+        calib_type=ev.input.calib_type,
+        output_run=ev.input.output_run,
+        mode=ev.input.mode,
+        manifest_key=manifest_key_for(ev.execution_id),
+        manifest_uri=layout.manifest_uri(DATASTORE_ROOT, key),
+        clusters=len(clusters),
+        inputs=3 * len(clusters) or 2 * len(detectors),
+        failed_at_plan=0,
+        groups_uri=calib_layout.groups_uri(DATASTORE_ROOT, key),
+        masters=len(detectors),
+        isr_results_prefix=calib_layout.isr_results_prefix(DATASTORE_ROOT, key),
+        master_results_prefix=calib_layout.master_results_prefix(DATASTORE_ROOT, key),
+        requests_prefix=calib_layout.requests_prefix(DATASTORE_ROOT, key),
+        isr_config=ev.input.isr_config,
+        statistic=ev.input.statistic,
+        clip=ev.input.clip,
+        iterations=ev.input.iterations,
+        min_inputs=ev.input.min_inputs,
+        route=ev.input.route,
+        certify=ev.input.certify,
+        certify_requested=ev.input.certify is not None,
+        max_concurrency=ev.input.max_concurrency,
+        max_failure_fraction=ev.input.max_failure_fraction,
+    ).model_dump(mode="json")
+    result["stub_detectors"] = detectors
+    return result
+
+
+def normalize(event: dict, context: Any = None) -> dict:
     step = CalibStepEvent.model_validate(event)
-    plan_doc = event["plan"]
-    if action == "normalize":
-        return NormalizeResult(
-            scales_uri=calib_layout.scales_uri(DATASTORE_ROOT, step.plan.execution_key),
-            filters=1,
-            exposures=3,
-            detectors=len(plan_doc["stub_detectors"]),
-        ).model_dump(mode="json")
-    items = calib_items(plan_doc)
+    return NormalizeResult(
+        scales_uri=calib_layout.scales_uri(DATASTORE_ROOT, step.plan.execution_key),
+        filters=1,
+        exposures=3,
+        detectors=len(event["plan"]["stub_detectors"]),
+    ).model_dump(mode="json")
+
+
+def prepare_combine(event: dict, context: Any = None) -> dict:
+    step = CalibStepEvent.model_validate(event)
+    items = calib_items(event["plan"])
     manifest = calib_layout.combine_manifest_uri(DATASTORE_ROOT, step.plan.execution_key)
     return PrepareCombineResult(
         manifest_key=layout.bucket_key(manifest, DATASTORE_ROOT),
@@ -465,26 +494,37 @@ def _calib_failed(plan_doc: dict) -> list[int]:
     return [d for d in plan_doc["stub_detectors"] if d in bad]
 
 
-def calib_summarize(event: dict, context: Any = None) -> dict:
-    action = event.get("action")
-    if action == "record_combine_failure":
-        ev = CombineFailureEvent.model_validate(event)
-        return {
-            "recorded": 1,
-            "key": ev.state.item.key,
-            "error": (ev.state.error or {}).get("Error", "failed"),
-        }
+def record_combine_failure(event: dict, context: Any = None) -> dict:
+    ev = CombineFailureEvent.model_validate(event)
+    return {"recorded": 1, "key": ev.state.item.key, "error": (ev.state.error or {}).get("Error", "failed")}
+
+
+def delete_intermediates(event: dict, context: Any = None) -> dict:
     step = CalibStepEvent.model_validate(event)
-    plan_doc = event["plan"]
-    failed = _calib_failed(plan_doc)
+    built = step.plan.masters - len(_calib_failed(event["plan"]))
+    return IntermediatesDeleted(masters=built, deleted=3 * built).model_dump(mode="json")
+
+
+def _too_many(step: CalibStepEvent, failed: list[int]) -> bool:
     masters = step.plan.masters
-    too_many = masters and len(failed) / masters > step.plan.max_failure_fraction
-    if action == "certify_calib":
-        return {
-            "certified": 0 if too_many else masters - len(failed),
-            "collection": step.plan.certify.collection,
-        }
-    if too_many:
+    return bool(masters and len(failed) / masters > step.plan.max_failure_fraction)
+
+
+def certify_calib(event: dict, context: Any = None) -> dict:
+    step = CalibStepEvent.model_validate(event)
+    failed = _calib_failed(event["plan"])
+    certify = step.plan.certify
+    return {
+        "certified": 0 if _too_many(step, failed) else step.plan.masters - len(failed),
+        "collection": certify.collection if certify else None,
+    }
+
+
+def calib_summarize(event: dict, context: Any = None) -> dict:
+    step = CalibStepEvent.model_validate(event)
+    failed = _calib_failed(event["plan"])
+    masters = step.plan.masters
+    if _too_many(step, failed):
         raise TooManyFailuresError(
             f"{len(failed)} of {masters} {step.plan.calib_type} masters failed "
             f"(tolerated fraction {step.plan.max_failure_fraction:g})"
@@ -505,12 +545,15 @@ def calib_summarize(event: dict, context: Any = None) -> dict:
     ).model_dump(mode="json")
 
 
-def _summarize_any(event: dict, context: Any = None) -> dict:
-    if event.get("action") in ("record_combine_failure", "certify_calib", "summarize_calib"):
-        return calib_summarize(event, context)
-    return summarize(event, context)
-
-
 HANDLERS.update(
-    {CALIB_PLAN_FUNCTION: calib_plan, COMBINE_FUNCTION: combine, SUMMARIZE_FUNCTION: _summarize_any}
+    {
+        CALIB_PLAN_FUNCTION: calib_plan,
+        NORMALIZE_FUNCTION: normalize,
+        PREPARE_COMBINE_FUNCTION: prepare_combine,
+        COMBINE_FUNCTION: combine,
+        RECORD_COMBINE_FAILURE_FUNCTION: record_combine_failure,
+        DELETE_INTERMEDIATES_FUNCTION: delete_intermediates,
+        CERTIFY_FUNCTION: certify_calib,
+        SUMMARIZE_CALIB_FUNCTION: calib_summarize,
+    }
 )

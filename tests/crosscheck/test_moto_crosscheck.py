@@ -108,33 +108,29 @@ def _process_visit_objects(machine_name: str, scenario: Scenario) -> dict[str, s
     return {stubs.manifest_key_for(eid): stubs.manifest_bytes(scenario.input).decode()}
 
 
-def _calls(result: dict, function: str, action: str | None = None) -> list[dict]:
-    return [
-        c["event"]
-        for c in result["invocations"]
-        if c["function"] == function and (action is None or c["event"].get("action") == action)
-    ]
+def _calls(result: dict, function: str) -> list[dict]:
+    return [c["event"] for c in result["invocations"] if c["function"] == function]
 
 
 def _expect_all_succeed(r: dict) -> None:
     assert r["output"]["quanta"] == 6 and r["output"]["failed"] == 0
     assert len(_calls(r, stubs.ISR_FUNCTION)) == 4  # no previews: WantMosaics' Default skips Mosaics
-    assert not _calls(r, stubs.SUMMARIZE_FUNCTION, "record_failure")
+    assert not _calls(r, stubs.RECORD_FAILURE_FUNCTION)
     assert r["map_runs"][0]["maxConcurrency"] == 2  # from MaxConcurrencyPath
 
 
 def _expect_one_caught(r: dict) -> None:
     assert r["output"]["failed"] == 1 and r["output"]["failures"][0]["instrument"] == "BadCam"
-    (recorded,) = _calls(r, stubs.SUMMARIZE_FUNCTION, "record_failure")
+    (recorded,) = _calls(r, stubs.RECORD_FAILURE_FUNCTION)
     assert recorded["cluster"]["cluster_id"] == "BadCam-0-904000"
     assert recorded["error"]["Error"] == "IsrInputError"
     assert all(e["previews"] is True for e in _calls(r, stubs.ISR_FUNCTION) if "cluster" in e)
-    assert len(_calls(r, stubs.ISR_FUNCTION, "mosaic")) == 1
+    assert len(_calls(r, stubs.MOSAIC_FUNCTION)) == 1
 
 
 def _expect_mosaic_caught(r: dict) -> None:
     assert r["output"]["failed"] == 0
-    assert [c["error"] for c in r["invocations"] if c["event"].get("action") == "mosaic"] == ["MosaicError"]
+    assert [c["error"] for c in r["invocations"] if c["function"] == stubs.MOSAIC_FUNCTION] == ["MosaicError"]
 
 
 def _expect_plan_retried(r: dict) -> None:
@@ -152,7 +148,7 @@ def _expect_zero_clusters(r: dict) -> None:
 
 
 def _expect_too_many_failures(r: dict) -> None:
-    assert len(_calls(r, stubs.SUMMARIZE_FUNCTION, "record_failure")) == 2
+    assert len(_calls(r, stubs.RECORD_FAILURE_FUNCTION)) == 2
 
 
 PROCESS_VISIT = Case(
@@ -164,7 +160,7 @@ PROCESS_VISIT = Case(
         Scenario("all-succeed", _visit_input(GOOD, cluster_size=2), "SUCCEEDED", expect=_expect_all_succeed),
         Scenario(
             "one-cluster-fails-and-is-caught",
-            _visit_input(GOOD + [("BadCam", 904000, 0)], max_failure_fraction=0.25, previews=True),
+            _visit_input([*GOOD, ("BadCam", 904000, 0)], max_failure_fraction=0.25, previews=True),
             "SUCCEEDED",
             expect=_expect_one_caught,
         ),
@@ -177,7 +173,7 @@ PROCESS_VISIT = Case(
         Scenario(
             "too-many-failures",
             _visit_input(
-                GOOD[:2] + [("BadCam", 904000, 0), ("BadCam", 904002, 0)],
+                [*GOOD[:2], ("BadCam", 904000, 0), ("BadCam", 904002, 0)],
                 max_concurrency=1,
                 max_failure_fraction=0.25,
             ),
@@ -193,7 +189,7 @@ PROCESS_VISIT = Case(
         ),
         Scenario(
             "plan-retried-until-the-raws-are-registered",
-            _visit_input(GOOD + [("LateCam", 904000, 7)]),
+            _visit_input([*GOOD, ("LateCam", 904000, 7)]),
             "SUCCEEDED",
             expect=_expect_plan_retried,
         ),
@@ -228,17 +224,17 @@ def _expect_calib_all_succeed(r: dict) -> None:
     assert (r["output"]["succeeded"], r["output"]["failed"], r["output"]["certified"]) == (2, 0, 2)
     assert len(_calls(r, stubs.ISR_FUNCTION)) == 2 and len(_calls(r, stubs.COMBINE_FUNCTION)) == 2
     assert all(e["measure"] is True for e in _calls(r, stubs.ISR_FUNCTION))
-    assert not _calls(r, stubs.CALIB_PLAN_FUNCTION, "normalize")
+    assert not _calls(r, stubs.NORMALIZE_FUNCTION)
 
 
 def _expect_flat_failures_recorded(r: dict) -> None:
     assert r["output"]["failed"] == 2 and r["output"]["certified"] == 0
-    assert len(_calls(r, stubs.CALIB_PLAN_FUNCTION, "normalize")) == 1
-    (isr_failure,) = _calls(r, stubs.SUMMARIZE_FUNCTION, "record_failure")
+    assert len(_calls(r, stubs.NORMALIZE_FUNCTION)) == 1
+    (isr_failure,) = _calls(r, stubs.RECORD_FAILURE_FUNCTION)
     assert isr_failure["error"]["Error"] == "IsrInputError"
-    (combine_failure,) = _calls(r, stubs.SUMMARIZE_FUNCTION, "record_combine_failure")
+    (combine_failure,) = _calls(r, stubs.RECORD_COMBINE_FAILURE_FUNCTION)
     assert combine_failure["state"]["item"]["detector"] == 5  # answered status failed: the Choice caught it
-    assert not _calls(r, stubs.SUMMARIZE_FUNCTION, "certify_calib")
+    assert not _calls(r, stubs.CERTIFY_FUNCTION)
 
 
 def _expect_defects_skip_isr(r: dict) -> None:
@@ -247,7 +243,7 @@ def _expect_defects_skip_isr(r: dict) -> None:
 
 
 def _expect_combine_error_caught(r: dict) -> None:
-    (failure,) = _calls(r, stubs.SUMMARIZE_FUNCTION, "record_combine_failure")
+    (failure,) = _calls(r, stubs.RECORD_COMBINE_FAILURE_FUNCTION)
     assert failure["state"]["error"]["Error"] == "CombineError"
 
 
@@ -576,7 +572,7 @@ def test_the_project_has_asl_files_to_check():
     assert ASL_FILES, "no statemachines/*.asl.json found"
 
 
-@pytest.mark.parametrize("path, scenario", _params())
+@pytest.mark.parametrize(("path", "scenario"), _params())
 def test_local_and_moto_interpreters_agree(path: Path, scenario: Scenario | None, request):
     if scenario is None:
         pytest.fail(str(_lookup_error(path)))

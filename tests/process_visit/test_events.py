@@ -9,10 +9,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from functions.isr.app import lambda_handler as isr_handler
+from functions.isr.app import isr_handler
 from functions.plan.app import lambda_handler as plan_handler
 from functions.registry_writer.app import parse_records
-from functions.summarize.app import lambda_handler as summarize_handler
+from functions.summarize.app import record_failure_handler, summarize_handler
 from isrflow.infra.custom_resource import CustomResourceRequest
 from isrflow.infra.settings import (
     ENV_DATASTORE_ROOT,
@@ -62,6 +62,7 @@ MODELS = {
     "calib_normalize.json": CalibStepEvent.model_validate,
     "calib_prepare_combine.json": CalibStepEvent.model_validate,
     "combine.json": CombineEvent.model_validate,
+    "calib_delete_intermediates.json": CalibStepEvent.model_validate,
     "calib_certify.json": CalibStepEvent.model_validate,
     "calib_summarize.json": CalibStepEvent.model_validate,
     "calib_record_combine_failure.json": CombineFailureEvent.model_validate,
@@ -143,7 +144,7 @@ def test_events_run_through_their_handlers(aws):
 
 def test_record_failure_event(aws):
     s3, _, _ = aws
-    assert summarize_handler(_event("summarize_record_failure.json")) == {"recorded": 1}
+    assert record_failure_handler(_event("summarize_record_failure.json")) == {"recorded": 1}
     prefix = _event("summarize_record_failure.json")["results_prefix"][len(ROOT) + 1 :]
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]]
     body = json.loads(s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read())

@@ -9,10 +9,10 @@ import pytest
 from astropy.io import fits
 from visit_helpers import CALIB_COLLECTION
 
-from functions.isr.app import lambda_handler as isr_handler
+from functions.isr.app import isr_handler
 from functions.plan.app import lambda_handler as plan_handler
 from functions.registry_writer.app import lambda_handler as writer_handler
-from functions.summarize.app import lambda_handler as summarize_handler
+from functions.summarize.app import record_failure_handler, summarize_handler
 from isrflow.io.storage import storage_for
 from isrflow.local.event_source import QueuePoller
 from isrflow.process_visit.summary import TooManyFailuresError
@@ -46,7 +46,7 @@ def _run(repo, execution_id="arn:aws:states:local:0:execution:ProcessVisit:t1", 
         )
     poller = QueuePoller(repo.queue, writer_handler, batch_size=1000, window_s=0, retry_delay_s=0).start()
     try:
-        return plan, clusters, summarize_handler({"action": "summarize", "plan": plan})
+        return plan, clusters, summarize_handler({"plan": plan})
     finally:
         poller.stop()
 
@@ -62,7 +62,7 @@ def test_plan_clusters_by_detector(local_repo):
 
 
 def test_end_to_end_outputs_and_registry_rows(local_repo):
-    plan, clusters, summary = _run(local_repo)
+    plan, _clusters, summary = _run(local_repo)
     assert summary["succeeded"] == 4 and summary["failed"] == 0
     outputs = local_repo.registry.query_datasets("postISRCCD", ["Generic/runs/test"])
     assert len(outputs) == 4
@@ -82,7 +82,7 @@ def test_corrupt_raw_is_recorded_and_tolerated(local_repo):
     path = victim.uri.replace("file://", "")
     with open(path, "r+b") as fh:
         fh.truncate(5000)
-    plan, _, summary = _run(local_repo, max_failure_fraction=0.5)
+    _plan, _, summary = _run(local_repo, max_failure_fraction=0.5)
     assert summary["failed"] == 1 and summary["succeeded"] == 3
     failure = summary["failures"][0]
     assert (failure["exposure"], failure["detector"]) == (
@@ -103,7 +103,7 @@ def test_too_many_failures_fail_the_summary(local_repo):
 
 def test_skip_existing_rerun_does_nothing(local_repo):
     _run(local_repo)
-    plan, clusters, summary = _run(local_repo, execution_id="exec-2", mode="skip-existing")
+    plan, clusters, _summary = _run(local_repo, execution_id="exec-2", mode="skip-existing")
     assert plan["quanta"] == 0 and plan["skipped_existing"] == 4 and clusters == []
     assert len(local_repo.registry.query_datasets("postISRCCD", ["Generic/runs/test"])) == 4
 
@@ -111,9 +111,8 @@ def test_skip_existing_rerun_does_nothing(local_repo):
 def test_record_failure_marks_the_cluster(local_repo):
     plan = plan_handler({"input": _input(), "execution_id": "exec-3"})
     cluster = json.loads(storage_for(plan["manifest_uri"]).read_bytes(plan["manifest_uri"]))[0]
-    out = summarize_handler(
+    out = record_failure_handler(
         {
-            "action": "record_failure",
             "cluster": cluster,
             "results_prefix": plan["results_prefix"],
             "error": {"Error": "Sandbox.Timedout", "Cause": json.dumps({"errorMessage": "timed out"})},

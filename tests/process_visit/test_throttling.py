@@ -13,7 +13,7 @@ import pytest
 from visit_helpers import make_repo, visit_input
 
 from functions.plan.app import lambda_handler as plan_handler
-from functions.summarize.app import lambda_handler as summarize_handler
+from functions.summarize.app import record_failure_handler
 from isrflow.io.storage import storage_for
 from isrflow.local.asl import FakeClock, TaskFailure
 from isrflow.local.asl.integrations import LAMBDA_INVOKE, TaskContext
@@ -46,9 +46,11 @@ def test_gate_enforces_reserved_concurrency_and_injected_throttles():
     assert "Status Code: 429" in json.loads(info.value.cause)["errorMessage"]
     with gate.slot("A"):  # the slot was given back
         assert gate.in_flight("A") == 1
-    with pytest.raises(LambdaThrottled):
-        with gate.slot("Off"):  # reserved concurrency 0: the function is off, as on AWS
-            pass
+    with (
+        pytest.raises(LambdaThrottled),
+        gate.slot("Off"),
+    ):  # reserved concurrency 0: the function is off, as on AWS
+        pass
     gate.inject("B", 2)
     for _ in range(2):
         with pytest.raises(LambdaThrottled, match="injected"), gate.slot("B"):
@@ -66,9 +68,10 @@ def test_runtime_takes_queue_mapping_and_concurrency_from_the_template(one_clust
         assert runtime.throttles.reserved == {
             "PlanFunction": 10,
             ISR: 1,
-            "SummarizeFunction": 20,
+            "SummarizeFunction": 15,
             "RegistryWriterFunction": 2,
             "CalibPlanFunction": 5,
+            "SummarizeCalibFunction": 5,
         }
         # a second concurrent invoke of the ISR function is refused as the Lambda service refuses it
         context = TaskContext("arn:exec", "exec", "arn:sm", "IsrCluster")
@@ -95,7 +98,7 @@ def test_injected_throttles_are_retried_with_jitter_and_no_detector_fails(one_cl
     assert throttled == 10
     # ten back-offs, each uniform in [0, min(2 * 2^k, 120)] s: jittered, not the bare 2, 4, 8, ...
     bounds = [min(2 * 2**k, 120) for k in range(10)]
-    assert len(clock.sleeps) == 10 and all(0 <= s <= b for s, b in zip(clock.sleeps, bounds))
+    assert len(clock.sleeps) == 10 and all(0 <= s <= b for s, b in zip(clock.sleeps, bounds, strict=True))
     assert clock.sleeps != bounds
 
 
@@ -109,7 +112,9 @@ def test_throttles_past_the_budget_fail_the_item_without_failed_detector_rows(on
     assert child.status == "FAILED" and child.error == "WorkerThrottledError"
     assert "not recorded as failed" in child.cause
     scheduled = [json.dumps(e, default=str) for e in child.history if e["type"] == "TaskScheduled"]
-    assert len(scheduled) == 31 and not [e for e in scheduled if "SummarizeFunction" in e]  # no RecordFailure
+    assert len(scheduled) == 31 and not [
+        e for e in scheduled if "RecordFailureFunction" in e
+    ]  # no RecordFailure
     assert repo.registry.processing_records(execution.execution_arn) == []
 
 
@@ -117,12 +122,11 @@ def test_record_failure_refuses_to_record_a_throttle(local_repo):
     plan = plan_handler({"input": _input(output_run="Generic/runs/t"), "execution_id": "exec-throttle"})
     cluster = json.loads(storage_for(plan["manifest_uri"]).read_bytes(plan["manifest_uri"]))[0]
     event = {
-        "action": "record_failure",
         "cluster": cluster,
         "results_prefix": plan["results_prefix"],
         "error": {"Error": THROTTLE_ERROR, "Cause": json.dumps({"errorMessage": "Rate Exceeded."})},
     }
     with pytest.raises(WorkerThrottledError, match="not recorded as failed"):
-        summarize_handler(event)
+        record_failure_handler(event)
     store = storage_for(plan["results_prefix"])
     assert [u for u in store.list(plan["results_prefix"]) if u.endswith(".json")] == []

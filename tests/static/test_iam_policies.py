@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from isrflow.local.template import load_template
+from isrflow.local.sam_template import load_template
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = Path(os.environ.get("ISRFLOW_STATIC_ROOT", REPO)).resolve()
@@ -41,11 +41,14 @@ NOT_FOUND = {"s3:ListBucket"}
 USED: dict[str, set[str]] = {
     # manifests/ and results/ written (plan_visit); the registry read as the reader role
     "PlanFunction": {"s3:PutObject"} | SECRET | VPC,
-    # raws/calibrations read, outputs written with their lifecycle tag, mosaics list the exposure
-    # directory (process_cluster, make_mosaics); registry messages
+    # raws/calibrations read, outputs written with their lifecycle tag (process_cluster); registry messages
     "IsrFunction": {"s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"} | NOT_FOUND | SEND,
-    # results read and listed, failure records written (summarize, record_failure, calibration summary)
-    "SummarizeFunction": {"s3:GetObject", "s3:PutObject"} | NOT_FOUND | SEND | SECRET | VPC,
+    # manifest and thumbnails read, the exposure directory listed, the mosaic written tagged (make_mosaics)
+    "MosaicFunction": {"s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"} | NOT_FOUND,
+    # the cluster's results read (a success is kept), the failed ones written (record_failure)
+    "RecordFailureFunction": {"s3:GetObject", "s3:PutObject"} | NOT_FOUND,
+    # manifest and results read and listed; processing records sent; the registry read (summarize)
+    "SummarizeFunction": {"s3:GetObject"} | NOT_FOUND | SEND | SECRET | VPC,
     # the event source mapping receives/deletes; the handler changes visibilities
     "RegistryWriterFunction": {
         "sqs:ReceiveMessage",
@@ -59,8 +62,20 @@ USED: dict[str, set[str]] = {
     "IngestFunction": {"s3:GetObject", "s3:PutObject", "states:StartExecution", "states:DescribeExecution"}
     | NOT_FOUND
     | SEND,
-    # plan/normalize/prepare_combine read and write manifests and results; delete_intermediates
-    "CalibPlanFunction": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"} | NOT_FOUND | SECRET | VPC,
+    # manifests and the results of inputs planned as failed written; the registry read (plan_build)
+    "CalibPlanFunction": {"s3:PutObject"} | SECRET | VPC,
+    # groups and ISR results read, the flat scales written (normalize_flats)
+    "NormalizeFlatsFunction": {"s3:GetObject", "s3:PutObject"} | NOT_FOUND,
+    # groups, ISR results and scales read; requests, their manifest, short masters' results written
+    "PrepareCombineFunction": {"s3:GetObject", "s3:PutObject"} | NOT_FOUND,
+    # request and existing result read, the master's failed result written (record_combine_failure)
+    "RecordCombineFailureFunction": {"s3:GetObject", "s3:PutObject"} | NOT_FOUND,
+    # groups and masters' results read, intermediates deleted (delete_intermediates)
+    "DeleteIntermediatesFunction": {"s3:GetObject", "s3:DeleteObject"} | NOT_FOUND,
+    # groups and masters' results read, the certification marker written, CertifyMessages sent (certify)
+    "CertifyCalibFunction": {"s3:GetObject", "s3:PutObject"} | NOT_FOUND | SEND,
+    # groups and results read and listed; processing records sent; the registry read (summarize)
+    "SummarizeCalibFunction": {"s3:GetObject"} | NOT_FOUND | SEND | SECRET | VPC,
     # request and inputs read (ranged), the master uploaded in parts (upload_file aborts on failure)
     "CombineFunction": {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"} | NOT_FOUND | SEND,
     "CombineTaskRole": {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"} | NOT_FOUND | SEND,
@@ -79,9 +94,17 @@ USED: dict[str, set[str]] = {
 WRITES: dict[str, set[str]] = {
     "PlanFunction": {"manifests/*", "results/*"},
     "IsrFunction": {"*/postISRCCD/*", "*/cpBiasProc/*", "*/cpDarkProc/*", "*/cpFlatProc/*", "results/*"},
-    "SummarizeFunction": {"results/*"},
+    "MosaicFunction": {"*/postISRCCD/*"},
+    "RecordFailureFunction": {"results/*"},
+    "SummarizeFunction": set(),
     "IngestFunction": {"quarantine/*"},
     "CalibPlanFunction": {"manifests/*", "results/*"},
+    "NormalizeFlatsFunction": {"manifests/*"},
+    "PrepareCombineFunction": {"manifests/*", "results/*"},
+    "RecordCombineFailureFunction": {"results/*"},
+    "DeleteIntermediatesFunction": set(),
+    "CertifyCalibFunction": {"results/*"},
+    "SummarizeCalibFunction": set(),
     "CombineFunction": {"*/bias/*", "*/dark/*", "*/flat/*", "*/defects/*", "results/*"},
     "CombineTaskRole": {"*/bias/*", "*/dark/*", "*/flat/*", "*/defects/*", "results/*"},
 }
@@ -201,7 +224,7 @@ def test_each_function_is_granted_only_the_actions_its_code_uses(template):
 
 def test_no_policy_grants_s3_actions_on_every_resource(template):
     problems = []
-    for lid, statements in policies_of(template).items():
+    for statements in policies_of(template).values():
         for s in statements:
             actions = [a for a in _as_list(s.get("Action", [])) if isinstance(a, str)]
             if s.get("Effect") != "Allow" or not any(a.startswith("s3:") or a == "*" for a in actions):
@@ -232,10 +255,10 @@ def test_s3_writes_are_limited_to_each_functions_prefixes(template):
         for p in _strings(r)
     }
     assert "arn:${AWS::Partition}:s3:::${DataBucket}/raw/*" in isr_denied
-    # only the calibration plan deletes, and only intermediates
+    # only DeleteIntermediates deletes, and only intermediates
     deleters = {lid: _key_patterns(st, {"s3:DeleteObject"}) for lid, st in statements.items()}
     assert {lid: p for lid, p in deleters.items() if p} == {
-        "CalibPlanFunction": {"*/cpBiasProc/*", "*/cpDarkProc/*", "*/cpFlatProc/*"}
+        "DeleteIntermediatesFunction": {"*/cpBiasProc/*", "*/cpDarkProc/*", "*/cpFlatProc/*"}
     }
 
 

@@ -1,4 +1,4 @@
-"""isrflow.local.template: the local runtime reads template.yaml the way CloudFormation/SAM would.
+"""isrflow.local.sam_template: the local runtime reads template.yaml the way CloudFormation/SAM would.
 
 Most checks run on the real template.yaml, so they also pin the properties the local runtime and
 the deployment both rely on (batched writer, redrive, ISR outside the VPC, substitutions).
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from isrflow.local.template import (
+from isrflow.local.sam_template import (
     LocalApp,
     Reference,
     TemplateError,
@@ -34,15 +34,42 @@ REGISTRY_FUNCTIONS = {
     "SummarizeFunction",
     "RegistryWriterFunction",
     "CalibPlanFunction",
+    "SummarizeCalibFunction",
     "MigrateFunction",
 }
-ALL_FUNCTIONS = REGISTRY_FUNCTIONS | {"IsrFunction", "IngestFunction", "CombineFunction"}
-SUBSTITUTIONS = {"PlanFunctionArn", "IsrFunctionArn", "SummarizeFunctionArn", "DataBucketName"}
+#: zip functions on the registry layer that never open the registry (one step each, outside the VPC)
+STEP_FUNCTIONS = {
+    "RecordFailureFunction",
+    "NormalizeFlatsFunction",
+    "PrepareCombineFunction",
+    "RecordCombineFailureFunction",
+    "DeleteIntermediatesFunction",
+    "CertifyCalibFunction",
+}
+ALL_FUNCTIONS = (
+    REGISTRY_FUNCTIONS
+    | STEP_FUNCTIONS
+    | {"IsrFunction", "MosaicFunction", "IngestFunction", "CombineFunction"}
+)
+SUBSTITUTIONS = {
+    "PlanFunctionArn",
+    "IsrFunctionArn",
+    "RecordFailureFunctionArn",
+    "MosaicFunctionArn",
+    "SummarizeFunctionArn",
+    "DataBucketName",
+}
 CALIB_SUBSTITUTIONS = {
     "CalibPlanFunctionArn",
     "IsrFunctionArn",
+    "RecordFailureFunctionArn",
+    "NormalizeFlatsFunctionArn",
+    "PrepareCombineFunctionArn",
     "CombineFunctionArn",
-    "SummarizeFunctionArn",
+    "RecordCombineFailureFunctionArn",
+    "DeleteIntermediatesFunctionArn",
+    "CertifyCalibFunctionArn",
+    "SummarizeCalibFunctionArn",
     "DataBucketName",
     "CombineClusterArn",
     "CombineTaskDefinitionArn",
@@ -279,7 +306,7 @@ def test_resolver_supplies_local_values(small):
 
 
 @pytest.mark.parametrize(
-    "parameters, message",
+    ("parameters", "message"),
     [
         ({"Nope": "1"}, "unknown template parameter"),
         ({"Env": "staging"}, "is not one of"),
@@ -359,10 +386,10 @@ def test_default_resolver_placeholders():
 
 def test_functions_and_handlers(app):
     assert set(app.functions) == ALL_FUNCTIONS
-    for lid in REGISTRY_FUNCTIONS:
+    for lid in REGISTRY_FUNCTIONS | STEP_FUNCTIONS:
         fn = app.functions[lid]
         assert fn.package_type == "Zip" and fn.runtime == "python3.12"
-        assert fn.handler == "app.lambda_handler"
+        assert fn.handler.startswith("app.") and fn.handler.endswith("_handler")
         assert fn.layers == ["RegistryLayer"] and fn.layer_dirs == [REPO / "layers" / "isrflow"]
     assert app.functions["PlanFunction"].handler_file == REPO / "functions" / "plan" / "app.py"
     assert app.functions["SummarizeFunction"].handler_file == REPO / "functions" / "summarize" / "app.py"
@@ -373,7 +400,7 @@ def test_functions_and_handlers(app):
     isr = app.functions["IsrFunction"]
     assert isr.package_type == "Image" and isr.runtime is None and isr.layers == []
     assert isr.dockerfile == REPO / "functions" / "Dockerfile" and isr.docker_context == REPO
-    assert isr.code_dir == REPO / "functions" / "isr" and isr.handler == "app.lambda_handler"
+    assert isr.code_dir == REPO / "functions" / "isr" and isr.handler == "app.isr_handler"
     assert isr.handler_file == REPO / "functions" / "isr" / "app.py"
     assert (isr.memory_mb, isr.timeout_s) == (1769, 900)  # one vCPU, sized from the measured peak
     assert {a for f in app.functions.values() for a in f.architectures} == {"arm64"}  # one architecture
@@ -432,6 +459,7 @@ def test_registry_secret_parameter_and_created_registry():
         "PlanFunction": "Reader",
         "SummarizeFunction": "Reader",
         "CalibPlanFunction": "Reader",
+        "SummarizeCalibFunction": "Reader",
         "RegistryWriterFunction": "Writer",
     }
     for lid, which in expected.items():
@@ -509,7 +537,7 @@ def test_build_calibration_state_machine(app):
         ("CalibPlanFunctionArn", "CalibPlanFunction"),
         ("IsrFunctionArn", "IsrFunction"),
         ("CombineFunctionArn", "CombineFunction"),
-        ("SummarizeFunctionArn", "SummarizeFunction"),
+        ("SummarizeCalibFunctionArn", "SummarizeCalibFunction"),
     ]:
         assert app.function(sm.substitutions[key]).logical_id == function
     assert sm.substitutions["CombineAssignPublicIp"] == "DISABLED"  # private tasks unless asked otherwise
@@ -518,7 +546,7 @@ def test_build_calibration_state_machine(app):
     assert (
         combine.package_type == "Image" and combine.handler_file == REPO / "functions" / "combine" / "app.py"
     )
-    plan_env = app.functions["CalibPlanFunction"].environment
+    plan_env = app.functions["PrepareCombineFunction"].environment
     assert (
         int(plan_env["ISRFLOW_COMBINE_LAMBDA_MEMORY_MB"]),
         int(plan_env["ISRFLOW_COMBINE_LAMBDA_TIMEOUT_S"]),
@@ -536,7 +564,7 @@ def test_outputs_cover_every_arn_bucket_and_queue(app):
 
 def test_importable_without_the_science_stack():
     code = (
-        "import sys, isrflow.local.template; "
+        "import sys, isrflow.local.sam_template; "
         "heavy = {'numpy', 'astropy', 'scipy'} & set(sys.modules); "
         "assert not heavy, heavy"
     )

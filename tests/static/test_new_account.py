@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from isrflow.calibration import prepare, routing
-from isrflow.local.template import load_app, load_template
+from isrflow.build_calibration import prepare
+from isrflow.calibration import routing
+from isrflow.local.sam_template import load_app, load_template
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
@@ -146,10 +147,10 @@ def test_every_function_fits_a_new_accounts_memory_quota(template):
 
 def test_combine_routing_at_the_default_combine_memory():
     app = load_app(TEMPLATE)
-    env = app.functions["CalibPlanFunction"].environment
+    env = app.functions["PrepareCombineFunction"].environment
     memory_mb, timeout_s = int(env[routing.ENV_LAMBDA_MEMORY]), int(env[routing.ENV_LAMBDA_TIMEOUT])
     assert memory_mb == app.functions["CombineFunction"].memory_mb == NEW_ACCOUNT_MAX_MEMORY_MB
-    assert memory_mb == prepare.DEFAULT_LAMBDA_MEMORY_MB  # the plan function's fallback matches the template
+    assert memory_mb == prepare.DEFAULT_LAMBDA_MEMORY_MB  # PrepareCombine's fallback matches the template
     hsc_frame = 2048 * 4176 * 12  # bytes of one ISR'd HSC detector (image, mask, variance)
     for n_inputs in (16, 100, 360):  # HSC masters up to ~370 inputs stay on the Lambda at 3008 MB
         typical = routing.choose_route(

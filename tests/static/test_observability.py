@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from isrflow.local.template import load_template
+from isrflow.local.sam_template import load_template
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = Path(os.environ.get("ISRFLOW_STATIC_ROOT", REPO)).resolve()
@@ -181,7 +181,7 @@ def dashboard_problems(template: dict) -> list[str]:
     for widget in widgets:
         for metric in widget.get("properties", {}).get("metrics", []):
             names = [m for m in metric if isinstance(m, str)]
-            namespace, dims = names[0], dict(zip(names[2::2], names[3::2]))
+            namespace, dims = names[0], dict(zip(names[2::2], names[3::2], strict=False))
             if namespace == APP_NAMESPACE:
                 if set(dims) != {"service"} or dims["service"] not in services:
                     problems.append(f"dashboard metric {names} is no function's service")
@@ -283,7 +283,7 @@ def test_checks_can_fail(template):
     body["Fn::Sub"] = (
         text.replace("${IsrFunction}", "${NoSuchFunction}")
         .replace("${IngestDeadLetterQueue.QueueName}", "${DataBucket.QueueName}")
-        .replace('"isrflow-summarize"', '"isrflow-nobody"')
+        .replace('"isrflow-record-failure"', '"isrflow-nobody"')
     )
     problems = dashboard_problems(broken)
     assert "dashboard names ${NoSuchFunction}, which is not in the template" in problems

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from isrflow.local.template import load_app
+from isrflow.local.sam_template import load_app
 from isrflow.registry.redelivery import (
     SUMMARIZE_WAIT_S,
     redelivery_span_s,
@@ -130,8 +130,8 @@ def test_a_throttled_worker_is_never_recorded_as_failed(path: Path) -> None:
             c
             for c in catch
             if c["ErrorEquals"] == ["States.ALL"]
-            and siblings.get(c["Next"], {}).get("Parameters", {}).get("Payload", {}).get("action")
-            == "record_failure"
+            and siblings.get(c["Next"], {}).get("Parameters", {}).get("FunctionName")
+            == "${RecordFailureFunctionArn}"
         ]
         if not records:
             continue
@@ -145,8 +145,17 @@ def test_a_throttled_worker_is_never_recorded_as_failed(path: Path) -> None:
 
 def test_reserved_concurrency(app) -> None:
     reserved = {lid: f.reserved_concurrency for lid, f in app.functions.items()}
-    for lid in ("PlanFunction", "SummarizeFunction", "RegistryWriterFunction", "CalibPlanFunction"):
+    registry = (
+        "PlanFunction",
+        "SummarizeFunction",
+        "RegistryWriterFunction",
+        "CalibPlanFunction",
+        "SummarizeCalibFunction",
+    )
+    for lid in registry:
         assert reserved[lid] is not None and 1 <= reserved[lid] <= 50, lid
+    # the 37 the ReserveConcurrency parameter and docs/deploy.md add to the account's limit
+    assert sum(reserved[lid] for lid in registry) == 37
     (mapping,) = [m for m in app.event_source_mappings if m.enabled]
     assert reserved[mapping.function] >= (mapping.max_concurrency or 0)
     assert reserved["IsrFunction"] == int(app.parameters["IsrMaxConcurrency"]) > 0
