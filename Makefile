@@ -4,43 +4,45 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit lint test-containers pin-base-images venv bench clean tools npm-tools
+.PHONY: demo test unit lint test-containers pin-base-images venv bench clean tools npm-tools freeze-constraints
 
-# Deployment and lint tools for the static template tests (tests/static). aws-sam-cli and awscli
-# pin their own boto3/click, so they get a venv of their own; bumping a version reinstalls it.
-TOOLS_VENV       := .tools-venv
-SAM_CLI_VERSION  := 1.170.0
-CFN_LINT_VERSION := 1.58.0
-AWSCLI_VERSION   := 1.46.3
-TOOLS_STAMP      := $(TOOLS_VENV)/.installed-sam$(SAM_CLI_VERSION)-cfnlint$(CFN_LINT_VERSION)-awscli$(AWSCLI_VERSION)
-# checkov (the template's security checks, `make lint`) pins boto3 1.35, which aws-sam-cli's pin
-# excludes: it gets a venv of its own, pinned the same way; bumping the version reinstalls it.
-CHECKOV_VENV     := .checkov-venv
-CHECKOV_VERSION  := 3.3.30
-CHECKOV_STAMP    := $(CHECKOV_VENV)/.installed-checkov$(CHECKOV_VERSION)
+# Every pinned Python version is in a constraints file, none in this Makefile: constraints.txt
+# (.venv, the container images, the registry layer), constraints-tools.txt (.tools-venv: SAM CLI,
+# cfn-lint, AWS CLI), constraints-checkov.txt (.checkov-venv), constraints-bench.txt (`make bench`).
+# The tools get venvs of their own because their pins conflict: aws-sam-cli and awscli pin their own
+# boto3/click, and checkov pins a boto3 that aws-sam-cli excludes. Editing a constraints file
+# reinstalls the venv it pins.
+CONSTRAINTS         := constraints.txt
+TOOLS_CONSTRAINTS   := constraints-tools.txt
+CHECKOV_CONSTRAINTS := constraints-checkov.txt
+BENCH_CONSTRAINTS   := constraints-bench.txt
+TOOLS_VENV          := .tools-venv
+TOOLS_STAMP         := $(TOOLS_VENV)/.installed
+CHECKOV_VENV        := .checkov-venv
+CHECKOV_STAMP       := $(CHECKOV_VENV)/.installed
 # asl-validator, pinned in package.json + package-lock.json (node_modules/ is not committed).
 NPM_STAMP        := node_modules/.installed
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-$(TOOLS_STAMP):
+$(TOOLS_STAMP): $(TOOLS_CONSTRAINTS)
 	rm -rf $(TOOLS_VENV)
 	$(PYTHON) -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/pip install --quiet --upgrade pip
-	$(TOOLS_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION) cfn-lint==$(CFN_LINT_VERSION) awscli==$(AWSCLI_VERSION)
+	$(TOOLS_VENV)/bin/pip install --quiet -c $(TOOLS_CONSTRAINTS) aws-sam-cli cfn-lint awscli
 	touch $(TOOLS_STAMP)
 
-$(CHECKOV_STAMP):
+$(CHECKOV_STAMP): $(CHECKOV_CONSTRAINTS)
 	rm -rf $(CHECKOV_VENV)
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
-	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	$(CHECKOV_VENV)/bin/pip install --quiet -c $(CHECKOV_CONSTRAINTS) checkov
 	touch $(CHECKOV_STAMP)
 
 ## sam, cfn-lint and aws in .tools-venv/bin; checkov in .checkov-venv/bin.
@@ -66,9 +68,13 @@ test: $(STAMP) $(TOOLS_STAMP) $(CHECKOV_STAMP) $(NPM_STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -m "not fullsize and not postgres" --ignore=tests/containers -x
 
-## The template's linters: cfn-lint, and checkov against checkov-baseline.yaml (accepted findings,
-## each with its reason). `make test` runs both too (tests/static).
+## All linters: ruff (lint + format check) and mypy with pyproject.toml's settings, the venv's pinned
+## versions (the pre-commit hooks run the same binaries); cfn-lint on the template, and checkov against
+## checkov-baseline.yaml (accepted findings, each with its reason). `make test` runs them too (tests/static).
 lint: $(STAMP) $(TOOLS_STAMP) $(CHECKOV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(TOOLS_VENV)/bin/cfn-lint template.yaml
 	$(BIN)/python tests/static/checkov_gate.py
 
@@ -83,8 +89,19 @@ pin-base-images: $(STAMP)
 ## Benchmarks that print JSON figures (not part of the tests).
 bench: $(STAMP)
 	$(BIN)/python bench/isr.py
-	$(BIN)/pip install --quiet --no-deps lco-banzai==1.40.0  # BANZAI's compiled median, for bench/combine.py
+	$(BIN)/pip install --quiet --no-deps -c $(BENCH_CONSTRAINTS) lco-banzai  # BANZAI's compiled median, for bench/combine.py
 	$(BIN)/python bench/combine.py
+
+# $(call freeze,VENV,FILE): FILE's comment header, then what VENV runs (pip freeze, without isrflow
+# itself and without the bench-only packages of $(BENCH_CONSTRAINTS)).
+freeze = { grep '^\#' $(2); $(1)/bin/pip freeze --exclude-editable --exclude lco-banzai; } > $(2).new && mv $(2).new $(2)
+
+## Rewrite the constraints files from what the venvs run now (after installing a new version in one).
+freeze-constraints: $(STAMP) $(TOOLS_STAMP) $(CHECKOV_STAMP)
+	$(call freeze,$(VENV),$(CONSTRAINTS))
+	$(call freeze,$(TOOLS_VENV),$(TOOLS_CONSTRAINTS))
+	$(call freeze,$(CHECKOV_VENV),$(CHECKOV_CONSTRAINTS))
+	touch $(STAMP) $(TOOLS_STAMP) $(CHECKOV_STAMP)  # the venvs are what the files now say
 
 clean:
 	rm -rf $(VENV) demo-repo .pytest_cache
