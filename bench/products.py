@@ -126,7 +126,7 @@ def main(argv=None) -> dict:
     repeat = 1 if args.quick else args.repeat
     work = Path(tempfile.mkdtemp(prefix="isrflow-products-bench-"))
     atexit.register(shutil.rmtree, work, True)  # leave no frames behind
-    counts = dict(bias=3, dark=3, flat=3, science=1)
+    counts = {"bias": 3, "dark": 3, "flat": 3, "science": 1}
     request = (
         SimulationRequest(camera="generic", small=True, detectors=[0], out=work / "sim", **counts)
         if args.quick
@@ -155,7 +155,7 @@ def main(argv=None) -> dict:
                 out = work / f"{calib_type}-master-{mode}.fits"
                 common = [CommonCalibration(masters[r], 1.0, f2) for r, f2 in built["commons"][calib_type]]
                 seconds, _ = _best(
-                    lambda: combine_files(
+                    lambda calib_type=calib_type, out=out, common=common: combine_files(
                         [CombineInput(p, s) for p, s in built["inputs"][calib_type]],
                         str(out),
                         calib_type,
@@ -169,10 +169,10 @@ def main(argv=None) -> dict:
             blobs = {k: Path(v).read_bytes() for k, v in masters.items()} | {
                 "defects": Path(defects).read_bytes()
             }
-            load_s, calibs = _best(lambda: load_calibrations(**blobs), repeat)
+            load_s, calibs = _best(lambda blobs=blobs: load_calibrations(**blobs), repeat)
             result = run_isr(frame, calibs, IsrConfig())
-            write_s, data = _best(lambda: exposure_to_bytes(result), repeat)
-            read_s, back = _best(lambda: read_exposure(data), repeat)
+            write_s, data = _best(lambda result=result: exposure_to_bytes(result), repeat)
+            read_s, back = _best(lambda data=data: read_exposure(data), repeat)
             chi = truth_residuals(back, raw.truth[det])
             entry["postISRCCD"] = {
                 "bytes": len(data),

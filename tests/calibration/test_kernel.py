@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 from calib_reference import combine as reference
 
-from isrflow.calibration.kernel import combine_stack, sorting_network
+from isrflow.calibration import kernel
+from isrflow.calibration.kernel import combine_stack
+from isrflow.calibration.network import (
+    block_views,
+    compile_network,
+    median_ranks,
+    quantile_ranks,
+    run_views,
+    sorting_network,
+)
 
 STATISTICS = ("median", "mean", "meanclip")
 
@@ -33,6 +42,57 @@ def test_sorting_network_sorts(n):
         low, high = np.minimum(data[i], data[j]), np.maximum(data[i], data[j])
         data[i], data[j] = low, high
     assert np.all(np.diff(data, axis=0) >= 0)
+
+
+def _select(n: int, ranks: frozenset[int], data: np.ndarray) -> dict[int, np.ndarray]:
+    program = compile_network(n, ranks)
+    buffer = np.full((2 * n, data.shape[1]), np.nan, dtype=np.float32)
+    buffer[:n] = data
+    run_views(block_views(program, buffer))
+    return {k: buffer[program.rank_rows[k]] for k in ranks}
+
+
+@pytest.mark.parametrize("n", range(1, 13))
+def test_selection_network_delivers_its_ranks_for_every_zero_one_input(n):
+    """0-1 principle: a min/max network that orders every 0/1 input orders every input."""
+    data = ((np.arange(2**n)[None, :] >> np.arange(n)[:, None]) & 1).astype(np.float32)
+    want = np.sort(data, axis=0)
+    for ranks in (median_ranks(n), quantile_ranks(n, (0.25, 0.5, 0.75)), frozenset(range(n))):
+        for k, got in _select(n, ranks, data).items():
+            assert np.array_equal(got, want[k]), (n, sorted(ranks), k)
+
+
+@pytest.mark.parametrize("n", [13, 16, 17, 24, 33])
+def test_selection_network_delivers_its_ranks(n):
+    rng = np.random.default_rng(n)
+    data = rng.normal(size=(n, 500)).astype(np.float32)
+    data[:, :100] = np.round(data[:, :100])  # ties
+    want = np.sort(data, axis=0)
+    ranks = median_ranks(n) | quantile_ranks(n, (0.25, 0.75))
+    assert len(compile_network(n, ranks).blocks) < len(sorting_network(n))  # fewer calls than row pairs
+    for k, got in _select(n, ranks, data).items():
+        assert np.array_equal(got, want[k])
+
+
+@pytest.mark.parametrize("statistic", STATISTICS)
+@pytest.mark.parametrize("masked", [0.002, 0.3])
+def test_partial_pixels_sorted_apart_or_by_the_network_agree(statistic, masked, monkeypatch):
+    """Pixels with fewer usable values than inputs: sorted apart (few) or ranked by the chunk's
+    extended network (many) give the same bits, and match the reference."""
+    rng = np.random.default_rng(7)
+    values = rng.normal(100.0, 5.0, (9, 20_000)).astype(np.float32)
+    values[rng.random(values.shape) < masked] = np.nan
+    variances = rng.uniform(20.0, 30.0, values.shape).astype(np.float32)
+    results = []
+    for dense in (0.0, 2.0):  # every chunk dense, none
+        monkeypatch.setattr(kernel, "_DENSE_PARTIAL", dense)
+        results.append(combine_stack(values, variances, statistic))
+    for a, b in zip(results[0].__dict__.values(), results[1].__dict__.values(), strict=True):
+        assert np.array_equal(a, b, equal_nan=True)
+    want, want_var, want_n = reference(values, variances, statistic)
+    assert np.array_equal(results[0].n_used, want_n)
+    assert np.allclose(results[0].image, want, rtol=2e-6, atol=1e-4, equal_nan=True)
+    assert np.allclose(results[0].variance, want_var, rtol=1e-5, equal_nan=True)
 
 
 @pytest.mark.parametrize("statistic", STATISTICS)

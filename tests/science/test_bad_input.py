@@ -16,8 +16,7 @@ from isrflow.model.errors import CalibrationMismatchError, IsrInputError, Missin
 
 
 def _run_cli(args):
-    result = CliRunner().invoke(cli, args)
-    return result
+    return CliRunner().invoke(cli, args)
 
 
 def _assert_cli_fails(tmp_path, args, error_name):
@@ -36,7 +35,7 @@ def test_truncated_file(small_night, tmp_path):
     data = Path(raw.path).read_bytes()
     cut = tmp_path / "truncated.fits"
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(IsrInputError, match="truncated.fits"):
+    with pytest.raises(IsrInputError, match=r"truncated\.fits"):
         read_raw(cut)
     with pytest.raises(IsrInputError):
         read_raw(data[:2000], name="s3://bucket/raw.fits")
@@ -46,7 +45,7 @@ def test_truncated_file(small_night, tmp_path):
 def test_not_fits(tmp_path):
     junk = tmp_path / "junk.fits"
     junk.write_bytes(b"this is not FITS" * 100)
-    with pytest.raises(IsrInputError, match="junk.fits"):
+    with pytest.raises(IsrInputError, match=r"junk\.fits"):
         read_raw(junk)
     _assert_cli_fails(tmp_path, [str(junk)], "IsrInputError")
 

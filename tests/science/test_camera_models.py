@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from isrflow.camera import load_camera
+from isrflow.camera.geometry import format_section, parse_section
 from isrflow.camera.model import Camera
+from isrflow.camera.translators import translate
 from isrflow.model.errors import CameraError, MissingHeaderKeywordError
-from isrflow.model.geometry import format_section, parse_section
-from isrflow.model.translators import translate
 
 
 class _AnyTagLoader(yaml.SafeLoader):
@@ -69,7 +69,7 @@ def test_detector_counts_and_ids():
     }
 
 
-@pytest.mark.parametrize("name,shape", [("hsc", (4176, 2048)), ("decam", (4096, 2048))])
+@pytest.mark.parametrize(("name", "shape"), [("hsc", (4176, 2048)), ("decam", (4096, 2048))])
 def test_trimmed_sizes(name, shape):
     cam = load_camera(name)
     assert cam.assembled_shape(cam.detectors[0]) == shape
@@ -120,7 +120,7 @@ def test_decam_sections_match_real_header(headers):
     )
 
 
-@pytest.mark.parametrize("key,detector", [("itl", "R01_S01"), ("e2v", "R12_S10")])
+@pytest.mark.parametrize(("key", "detector"), [("itl", "R01_S01"), ("e2v", "R12_S10")])
 def test_lsstcam_segment_matches_real_header(headers, key, detector):
     h = headers[key]
     cam = load_camera("lsstcam")

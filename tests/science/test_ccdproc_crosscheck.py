@@ -35,7 +35,10 @@ def test_matches_ccdproc_within_1e5(small_night):
     with fits.open(raw.path) as hdul:
         for amp in frame.amplifiers:
             hdu = hdul[amp.hdu]
-            on_disk = lambda plane: flip(plane[amp.assembled.slices], amp.flip_x, amp.flip_y)  # noqa: E731
+
+            def on_disk(plane, amp=amp):  # the calibration's pixels of this amp, in on-disk order
+                return flip(plane[amp.assembled.slices], amp.flip_x, amp.flip_y)
+
             d, so = amp.data, amp.serial_overscan
             # ccdproc needs an overscan as tall as the frame: give it the data rows only
             ccd = CCDData(hdu.data[d.y0 : d.y1].astype(np.float64), unit="adu")

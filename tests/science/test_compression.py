@@ -115,7 +115,7 @@ def test_tile_shapes_and_algorithms_not_read_by_bands_are_refused():
             fits.CompImageHDU(np.zeros((8, 8), np.int32), name="MASK", compression_type="PLIO_1"),
         ]
     ).writeto(buffer)
-    with pytest.raises(CalibrationError, match="mem.fits: MASK.*PLIO_1"):
+    with pytest.raises(CalibrationError, match=r"mem\.fits: MASK.*PLIO_1"):
         _bands(buffer.getvalue())
 
 

@@ -18,9 +18,17 @@ def test_one_and_two_workers_write_identical_files(tmp_path, camera):
     """Every raw, truth signal and true calibration is byte-identical with 1 and 2 workers
     (each frame has its own seeded generator), and the manifests list the same files."""
     if camera == "generic":  # tiny frames: every obs type
-        kwargs = dict(camera=camera, small=True, detectors=[0, 1, 2], bias=1, dark=1, flat=1, science=1)
+        kwargs = {
+            "camera": camera,
+            "small": True,
+            "detectors": [0, 1, 2],
+            "bias": 1,
+            "dark": 1,
+            "flat": 1,
+            "science": 1,
+        }
     else:  # full size, one file per exposure holding every detector (the pixels come back from the workers)
-        kwargs = dict(camera=camera, detectors=[1, 2], bias=1, science=1)
+        kwargs = {"camera": camera, "detectors": [1, 2], "bias": 1, "science": 1}
     kwargs.update(seed=7, crosstalk=True, nonlinearity=True)
     exposures = sum(kwargs.get(k, 0) for k in ("bias", "dark", "flat", "science"))
     progress: list[tuple[int, int]] = []
@@ -45,7 +53,7 @@ def test_one_and_two_workers_write_identical_files(tmp_path, camera):
 
 def test_other_seed_changes_the_frames(tmp_path):
     """The comparison above can fail: another seed gives other raw bytes."""
-    kwargs = dict(camera="generic", small=True, detectors=[0], science=1)
+    kwargs = {"camera": "generic", "small": True, "detectors": [0], "science": 1}
     simulate(SimulationRequest(out=tmp_path / "a", seed=1, **kwargs), workers=2)
     simulate(SimulationRequest(out=tmp_path / "b", seed=2, **kwargs), workers=2)
     raw = lambda root: next((root / "raw").glob("*.fits")).read_bytes()  # noqa: E731

@@ -27,17 +27,24 @@ sample variance of the used values divided by ``n_used``. For the median of more
 values either is multiplied by ``pi / 2`` (the large-n variance of the median of Gaussian
 values relative to their mean).
 
-Speed: the stack is processed in chunks of pixels sized for the CPU cache; order statistics
-come from a Batcher odd-even merge sorting network applied to whole pixel planes
-(elementwise ``minimum``/``maximum`` vectorised over a chunk), and the clipping passes are
-array expressions over the whole chunk, so no per-pixel Python or sort call runs. Chunks are
-spread over ``threads`` threads (numpy releases the GIL).
+Speed: the stack is processed in chunks of pixels sized for a core's L2 cache
+(:func:`routing.chunk_pixels`); order statistics come from a selection network
+(:mod:`isrflow.calibration.network`: Batcher's odd-even merge sort pruned to the ranks the
+statistic reads, about 3/4 of its operations for the median) applied to whole pixel planes,
+one numpy call per block of rows, and the clipping passes are array expressions over the
+whole chunk, so no per-pixel Python or sort call runs. Pixels with fewer usable values than
+inputs need other ranks: a few are sorted apart (``np.sort`` of their columns), many make
+the chunk's network deliver their ranks too. Elementwise work avoids numpy's slow paths
+(scalar operands of ``fmin``/``fmax``, multiplying by booleans, float64 reductions of float32),
+which cost 3-6x. Chunks are spread over ``threads`` threads (numpy releases the GIL; the
+Python between its calls, about 80 a chunk, does not).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -45,6 +52,7 @@ from typing import Literal
 
 import numpy as np
 
+from isrflow.calibration import network
 from isrflow.calibration.routing import chunk_pixels
 
 Statistic = Literal["median", "mean", "meanclip"]
@@ -72,98 +80,158 @@ class CombineOutput:
         return cls(np.empty(pixels, np.float32), np.empty(pixels, np.float32), np.empty(pixels, np.int16))
 
 
-@cache
-def sorting_network(n: int) -> tuple[tuple[int, int], ...]:
-    """Batcher's odd-even merge sort comparators ``(i, j)``, ``i < j``, for ``n`` inputs.
-
-    Replacing ``a[i], a[j]`` by their minimum and maximum for every pair, in order, sorts any
-    ``n`` values.
-    """
-    pairs: list[tuple[int, int]] = []
-    p = 1
-    while p < n:
-        k = p
-        while k >= 1:
-            for j in range(k % p, n - k, 2 * k):
-                for i in range(min(k, n - j - k)):
-                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
-                        pairs.append((i + j, i + j + k))
-            k //= 2
-        p *= 2
-    return tuple(pairs)
+#: A chunk with more than this fraction of partial pixels (fewer usable values than inputs)
+#: orders them with the chunk's network (extended to the ranks they need) instead of sorting
+#: them apart (``np.sort`` of a few columns is cheaper than extra network rows, not of many).
+_DENSE_PARTIAL = 0.125
+#: Chunks of at least this many pixels keep their network's block views (see ``_Work.network``).
+_KEEP_VIEWS = 1024
 
 
 class _Work:
-    """Reusable buffers of one thread."""
+    """Reusable buffers of one thread (two allocations: a float32 and a boolean one), each
+    plane viewed as a contiguous ``(rows, c)`` array for a chunk of ``c <= size`` pixels
+    (contiguous so that a chunk stays in the core's cache)."""
+
+    #: float32 planes of ``n`` rows after the network's two banks, then the rows of _FAR and 0
+    PLANES = ("x", "d", "a", "f", "v")
+    MASKS = ("keep", "good")
 
     def __init__(self, n: int, size: int):
         self.n, self.size = n, size
-        self.sorted = np.empty((n + 1, size), dtype=np.float32)  # sorted planes + one spare row
-        self.x = np.empty((n, size), dtype=np.float32)  # the values, unusable ones set to _FAR
-        self.d = np.empty((n, size), dtype=np.float32)
-        self.a = np.empty((n, size), dtype=np.float32)
-        self.v = np.empty((n, size), dtype=np.float32)
-        self.keep = np.empty((n, size), dtype=bool)
-        self.good = np.empty((n, size), dtype=bool)
+        planes = 2 + len(self.PLANES)
+        self._f32 = np.empty((planes * n + 2) * size, dtype=np.float32)
+        self._bool = np.empty(len(self.MASKS) * n * size, dtype=bool)
+        rows = self._f32[planes * n * size :].reshape(2, 1, size)
+        rows[0] = _FAR
+        rows[1] = 0.0
+        self.far, self.zero = rows[0], rows[1]
+        self._programs: dict[tuple[frozenset[int], int], list[network.View]] = {}
+
+    def network(
+        self, ranks: frozenset[int], c: int
+    ) -> tuple[network.Program, np.ndarray, Iterable[network.View]]:
+        """The selection network of ``ranks``, its ``(2 n, c)`` buffer and its block views of it:
+        kept for one chunk width (a strip's chunks share it but the last), made as they run for
+        chunks under ``_KEEP_VIEWS`` pixels (those of small budgets: 16 inputs' views take 25 kB)."""
+        buf = self._f32[: 2 * self.n * c].reshape(2 * self.n, c)
+        program = network.compile_network(self.n, ranks)
+        if c < _KEEP_VIEWS:
+            return program, buf, network.block_views(program, buf)
+        key = (ranks, c)
+        if key not in self._programs:
+            self._programs = {k: v for k, v in self._programs.items() if k[1] == c}
+            self._programs[key] = list(network.block_views(program, buf))
+        return program, buf, self._programs[key]
+
+    def f32(self, name: str, c: int) -> np.ndarray:
+        start = (2 + self.PLANES.index(name)) * self.n * self.size
+        return self._f32[start : start + self.n * c].reshape(self.n, c)
+
+    def mask(self, name: str, c: int) -> np.ndarray:
+        start = self.MASKS.index(name) * self.n * self.size
+        return self._bool[start : start + self.n * c].reshape(self.n, c)
 
 
-class _Sorted:
-    """The chunk sorted along the stack axis (NaN last): rank ``k`` is row ``order[k]``."""
+@cache
+def _ranks(m: int, quantiles: tuple[float, ...], dense: bool) -> frozenset[int]:
+    """Ranks the network delivers: those of ``quantiles`` of ``m`` values, and when ``dense``
+    those of every pixel with fewer usable values too."""
+    ranks = network.quantile_ranks(m, quantiles)
+    return ranks | _partial_ranks(m, quantiles) if dense else ranks
 
-    def __init__(self, work: _Work, x: np.ndarray, n: np.ndarray, all_good: bool):
+
+@cache
+def _partial_ranks(m: int, quantiles: tuple[float, ...]) -> frozenset[int]:
+    """Every rank a pixel with ``1..m - 1`` usable values reads (both interpolation ends)."""
+    ranks: set[int] = set()
+    for count in range(1, m):
+        for q in quantiles:
+            lo = math.floor(q * (count - 1))
+            ranks.update((lo, min(lo + 1, count - 1)))
+    return frozenset(ranks)
+
+
+class _Ranks:
+    """The ranks of a chunk's values that ``quantiles`` need (unusable values, at ``_FAR``, rank
+    last), from the selection network; pixels with fewer usable values than inputs (``partial``)
+    get theirs from a sort of their columns, or from the network extended to their ranks when
+    they are many."""
+
+    def __init__(
+        self,
+        work: _Work,
+        x: np.ndarray,
+        n: np.ndarray,
+        all_good: bool,
+        quantiles: tuple[float, ...],
+        nan: bool = False,
+    ):
+        """``x``: the chunk's values, unusable ones at ``_FAR``, or NaN when ``nan``."""
         m, c = x.shape
-        self.buf = work.sorted[:, :c]
-        self.buf[:m] = x  # x has unusable values at _FAR: they sort last
-        order = list(range(m))
-        spare = m
-        buf = self.buf
-        for i, j in sorting_network(m):
-            a, b = order[i], order[j]
-            np.minimum(buf[a], buf[b], out=buf[spare])
-            np.maximum(buf[a], buf[b], out=buf[b])
-            order[i], spare = spare, a
-        self.order = np.asarray(order, dtype=np.intp)
-        self.m, self.n, self.all_good = m, n, all_good
+        self.m, self.n = m, n
         self.partial = None if all_good else np.flatnonzero(n < m)
+        self.dense = self.partial is not None and self.partial.size > _DENSE_PARTIAL * c
+        ranks = _ranks(m, quantiles, self.dense)
+        program, self.buf, views = work.network(ranks, c)
+        first = self.buf[:m]
+        if nan and not all_good:
+            np.fmin(x, work.far[:, :c], out=first)  # NaN -> _FAR (a row operand: a scalar one is slow)
+        else:
+            np.copyto(first, x)
+        self.apart = None
+        if self.partial is not None and self.partial.size and not self.dense:
+            self.apart = np.sort(first[:, self.partial], axis=0)
+        network.run_views(views)
+        self.rows = program.rank_rows
+        self.rank_rows = np.asarray(program.rank_rows, dtype=np.intp)
 
     def quantile(self, q: float) -> np.ndarray:
         """Linear interpolation at index ``q (n - 1)`` of each pixel's usable values (float64)."""
         pos = q * (self.m - 1)
-        lo = int(math.floor(pos))
+        lo = math.floor(pos)
         frac = pos - lo
-        out = self.buf[self.order[lo]].astype(np.float64)
+        out = self.buf[self.rows[lo]].astype(np.float64)
         if frac:
-            out += frac * (self.buf[self.order[lo + 1]] - out)
+            out += frac * (self.buf[self.rows[lo + 1]] - out)
         idx = self.partial
         if idx is not None and idx.size:
             count = np.maximum(self.n[idx], 1)
             pos_p = q * (count - 1)
             lo_p = np.floor(pos_p).astype(np.intp)
             hi_p = np.minimum(lo_p + 1, count - 1)
-            low = self.buf[self.order[lo_p], idx].astype(np.float64)
-            high = self.buf[self.order[hi_p], idx].astype(np.float64)
+            if self.apart is None:
+                low = self.buf[self.rank_rows[lo_p], idx].astype(np.float64)
+                high = self.buf[self.rank_rows[hi_p], idx].astype(np.float64)
+            else:
+                cols = np.arange(idx.size)
+                low = self.apart[lo_p, cols].astype(np.float64)
+                high = self.apart[hi_p, cols].astype(np.float64)
             out[idx] = low + (pos_p - lo_p) * (high - low)
         return out
 
 
-def _sums(work: _Work, x: np.ndarray, center: np.ndarray, limit: np.ndarray | None, good: np.ndarray):
-    """Over the values kept (``|x - center| <= limit``, or every usable value when ``limit`` is
-    None): (count, sum of deviations, sum of squared deviations) and the keep mask. ``x`` holds
-    unusable values at ``_FAR``."""
-    m, c = x.shape
-    d, keep = work.d[:, :c], work.keep[:, :c]
+def _sums(
+    work: _Work, x: np.ndarray, center: np.ndarray, limit: np.ndarray | None, used: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Over the values kept, ``|x - center| <= limit`` (or, when ``limit`` is None, those of
+    the float mask ``used``, every value when it is None too): (sum of deviations, sum of
+    squared deviations, the float32 keep mask of a clipping pass); ``x`` holds unusable values
+    at ``_FAR``. The keep mask is returned as ``work``'s ``"f"`` plane, boolean in ``"keep"``."""
+    _, c = x.shape
+    d = work.f32("d", c)
     np.subtract(x, center.astype(np.float32)[None, :], out=d)
-    if limit is None:
-        keep = good
-    else:
-        a = work.a[:, :c]
+    if limit is not None:
+        a, keep = work.f32("a", c), work.mask("keep", c)
         np.abs(d, out=a)
         np.less_equal(a, limit.astype(np.float32)[None, :], out=keep)  # never true for _FAR
-    np.multiply(d, keep, out=d)
+        used = work.f32("f", c)
+        np.copyto(used, keep)  # a float mask: multiplying by bools casts, several times slower
+    if used is not None:
+        np.multiply(d, used, out=d)
     s = np.add.reduce(d, axis=0)
     np.square(d, out=d)
-    ss = np.add.reduce(d, axis=0)
-    return _count(keep), s, ss, keep
+    return s, np.add.reduce(d, axis=0), used
 
 
 def _count(mask: np.ndarray) -> np.ndarray:
@@ -173,7 +241,9 @@ def _count(mask: np.ndarray) -> np.ndarray:
     return np.add.reduce(mask, axis=0, dtype=np.int32)
 
 
-def _moments(center: np.ndarray, count: np.ndarray, s: np.ndarray, ss: np.ndarray):
+def _moments(
+    center: np.ndarray, count: np.ndarray, s: np.ndarray, ss: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(mean, sample standard deviation) from the float32 sums of deviations about ``center``
     (float64); the mean is NaN and the deviation 0 where nothing was counted."""
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -185,13 +255,16 @@ def _moments(center: np.ndarray, count: np.ndarray, s: np.ndarray, ss: np.ndarra
         return center + shift, np.sqrt(var)
 
 
-def _variance_sum(work: _Work, var: np.ndarray, used: np.ndarray) -> np.ndarray:
-    """Sum of the input variances over the used values (float64)."""
-    m, c = var.shape
-    v = work.v[:, :c]
-    np.fmax(var, np.float32(0.0), out=v)  # NaN -> 0
-    np.multiply(v, used, out=v)
-    return np.add.reduce(v, axis=0, dtype=np.float64)
+def _variance_sum(work: _Work, var: np.ndarray, used: np.ndarray | None) -> np.ndarray:
+    """Sum of the input variances (negative or NaN ones count 0) over the values of the float
+    mask ``used`` (every value when None), float64. Summed in float32: relative error below
+    ``N x 6e-8``, well within the variance's own."""
+    _, c = var.shape
+    v = work.f32("v", c)
+    np.fmax(var, work.zero[:, :c], out=v)  # NaN -> 0 (a row operand: a scalar one is not vectorised)
+    if used is not None:
+        np.multiply(v, used, out=v)
+    return np.add.reduce(v, axis=0).astype(np.float64)
 
 
 def _combine_chunk(
@@ -205,53 +278,78 @@ def _combine_chunk(
     sl: slice,
 ) -> None:
     m, c = x.shape
-    good = work.good[:, :c]
+    good = work.mask("good", c)
     np.isfinite(x, out=good)
     n = _count(good)
     all_good = bool(n.min() == m)
-    x = np.fmin(x, _FAR, out=work.x[:, :c])  # a copy with NaN -> _FAR
+    good_f = None  # float mask of the usable values; None when all are
+    if not all_good:
+        good_f = work.f32("f", c)
+        np.copyto(good_f, good)
+    if statistic == "median" and var is not None:  # only the network reads the values
+        med = _Ranks(work, x, n, all_good, (0.5,), nan=True).quantile(0.5)
+        _finish(statistic, var, med, n, None, good_f, work, out, sl)
+        return
+    if not all_good:
+        x = np.fmin(x, work.far[:, :c], out=work.f32("x", c))  # a copy with NaN -> _FAR
+    std: np.ndarray | None = None
+    used: np.ndarray | None = good_f
     if statistic == "mean":
         center = np.zeros(c)
-        count, s, ss, used = _sums(work, x, center, None, good)
+        s, ss, _ = _sums(work, x, center, None, good_f)
+        count = n
         result, std = _moments(center, count, s, ss)
+    elif statistic == "median":
+        med = _Ranks(work, x, n, all_good, (0.5,)).quantile(0.5)
+        result, count = med, n
+        if var is None:
+            s, ss, _ = _sums(work, x, med, None, good_f)
+            _, std = _moments(med, count, s, ss)
     else:
-        ordered = _Sorted(work, x, n, all_good)
-        med = ordered.quantile(0.5)
-        if statistic == "median":
-            result, count, used = med, n, good
-            std = None
-            if var is None:
-                k, s, ss, _ = _sums(work, x, med, None, good)
-                _, std = _moments(med, k, s, ss)
-        else:
-            width = IQR_TO_SIGMA * (ordered.quantile(0.75) - ordered.quantile(0.25))
-            center = med
-            mean, std = med, width
-            count = np.zeros(c, dtype=np.int32)
-            used = None
-            for _ in range(max(1, iterations)):
-                k, s, ss, keep = _sums(work, x, center, clip * width, good)
-                new_mean, new_std = _moments(center, k, s, ss)
-                kept = k > 0
-                if kept.all():
-                    mean, std, count = new_mean, new_std, k
-                else:
-                    mean, std, count = (
-                        np.where(kept, new_mean, mean),
-                        np.where(kept, new_std, std),
-                        np.where(kept, k, count),
-                    )
-                used = keep
-                center, width = mean, std
-            result = mean
-            if not all_good:
-                count = np.where(n > 0, count, 0)
+        ranks = _Ranks(work, x, n, all_good, (0.25, 0.5, 0.75))
+        med = ranks.quantile(0.5)
+        width = IQR_TO_SIGMA * (ranks.quantile(0.75) - ranks.quantile(0.25))
+        center, mean, std = med, med, width
+        count = np.zeros(c, dtype=np.int32)
+        for _ in range(max(1, iterations)):
+            s, ss, used = _sums(work, x, center, clip * width, None)
+            k = _count(work.mask("keep", c))
+            new_mean, new_std = _moments(center, k, s, ss)
+            kept = k > 0
+            if kept.all():
+                mean, std, count = new_mean, new_std, k
+            else:
+                mean, std, count = (
+                    np.where(kept, new_mean, mean),
+                    np.where(kept, new_std, std),
+                    np.where(kept, k, count),
+                )
+            center, width = mean, std
+        result = mean
+        if not all_good:
+            count = np.where(n > 0, count, 0)
+    _finish(statistic, var, result, count, std, used, work, out, sl)
+
+
+def _finish(
+    statistic: str,
+    var: np.ndarray | None,
+    result: np.ndarray,
+    count: np.ndarray,
+    std: np.ndarray | None,
+    used: np.ndarray | None,
+    work: _Work,
+    out: CombineOutput,
+    sl: slice,
+) -> None:
+    """The variance of the result (see the module docstring), NaN where nothing was used, into ``out``."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        k = count.astype(np.float64)
+        k64 = count.astype(np.float64)
         if var is not None:
-            variance = _variance_sum(work, var, used) / (k * k)
+            variance = _variance_sum(work, var, used) / (k64 * k64)
         else:
-            variance = std * std / k
+            assert std is not None  # every statistic computes it without variance planes
+            variance = std * std / k64
         if statistic == "median":  # for 1 or 2 values the median is their mean
             variance *= np.where(count > 2, MEDIAN_VARIANCE_FACTOR, 1.0)
     none = count == 0
@@ -355,12 +453,14 @@ def combine_stack(
         raise ValueError("a stack needs at least one input")
     out = out or CombineOutput.empty(p)
     own = workspace is None
-    if own:
+    if workspace is None:
         size = max(1, min(chunk_pixels(m, threads), chunk or p, p))
-        workspace = Workspace(m, size, min(threads, -(-p // size)))
+        ws = Workspace(m, size, min(threads, -(-p // size)))
     elif workspace.n_inputs != m:
         raise ValueError(f"workspace is for {workspace.n_inputs} inputs, the stack has {m}")
-    size = workspace.chunk
+    else:
+        ws = workspace
+    size = ws.chunk
     starts = list(range(0, p, size))
 
     def run(job: tuple[_Work, list[int]]) -> None:
@@ -379,14 +479,14 @@ def combine_stack(
             )
 
     try:
-        n = min(workspace.threads, len(starts))
-        jobs = [(workspace.works[i], starts[i::n]) for i in range(n)]
-        if workspace.pool is None or n == 1:
+        n = min(ws.threads, len(starts))
+        jobs = [(ws.works[i], starts[i::n]) for i in range(n)]
+        if ws.pool is None or n == 1:
             for job in jobs:
                 run(job)
         else:
-            list(workspace.pool.map(run, jobs))
+            list(ws.pool.map(run, jobs))
     finally:
         if own:
-            workspace.close()
+            ws.close()
     return out

@@ -32,6 +32,7 @@ Pure Python: the plan Lambda (no numpy) routes.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Literal
@@ -67,26 +68,38 @@ ENV_LAMBDA_MEMORY = "ISRFLOW_COMBINE_LAMBDA_MEMORY_MB"
 ENV_LAMBDA_TIMEOUT = "ISRFLOW_COMBINE_LAMBDA_TIMEOUT_S"
 ENV_TASK_MEMORY = "ISRFLOW_COMBINE_MEMORY_MB"
 
-#: The kernel's chunk (pixels; see :mod:`isrflow.calibration.kernel`): cache-sized for one
-#: thread; four times larger when several threads share the work, so that each numpy call is
-#: long enough for the threads to overlap (at 16k pixels the call overhead, which holds the
-#: GIL, is as long as the work).
+#: The kernel's chunk (pixels; see :mod:`isrflow.calibration.kernel`): planes of 1 MiB for 16
+#: inputs (deeper stacks get fewer pixels, planes of the same size). Measured on whole stacks
+#: (bench/combine.py's, one thread, CPU time per pixel): 8k pixels 47 ns median / 123 ns
+#: meanclip, 16k 42 / 118, 32k 50 / 133 (the inputs stream from memory at any size; larger
+#: chunks spill the caches, smaller ones pay numpy's per-call dispatch, which holds the GIL,
+#: about 100 times a chunk). The same for several threads: each has its own core's caches.
 CHUNK_PIXELS = 16384
-CHUNK_PIXELS_THREADED = 65536
+CHUNK_PIXELS_THREADED = 16384
 
 
 def chunk_pixels(n_inputs: int, threads: int = 1) -> int:
-    """Pixels per kernel chunk for a stack of ``n_inputs`` (fewer for very deep stacks)."""
-    size, cap = (CHUNK_PIXELS, 1 << 24) if threads <= 1 else (CHUNK_PIXELS_THREADED, 1 << 26)
-    return int(max(1024, min(size, cap // max(1, 4 * n_inputs))))
+    """Pixels per kernel chunk for a stack of ``n_inputs``: the constants above up to 16
+    inputs, proportionally fewer for deeper stacks (planes of the same bytes), at least 1024."""
+    size = CHUNK_PIXELS if threads <= 1 else CHUNK_PIXELS_THREADED
+    return int(max(1024, min(size, size * 16 // max(1, n_inputs))))
 
 
 def scratch_bytes(n_inputs: int, pixels: int | None = None, threads: int = 1) -> int:
-    """Kernel working memory of one combining thread for chunks of at most ``pixels`` pixels
-    (sorted planes, clipping temporaries)."""
+    """Kernel working memory of one combining thread for chunks of at most ``pixels`` pixels:
+    the selection network's two banks, five float32 and two boolean planes, per-pixel rows,
+    and the network's views (:func:`network_bytes`)."""
     full = chunk_pixels(n_inputs, threads)
     c = full if pixels is None else max(1, min(full, pixels))
-    return c * ((n_inputs + 1) * 4 + n_inputs * (4 + 4 + 4 + 4 + 1 + 1 + 4) + 256)
+    views = network_bytes(n_inputs) if c >= 1024 else 0  # the kernel keeps them for chunks of 1024+ pixels
+    return c * (2 * n_inputs * 4 + n_inputs * (5 * 4 + 2 * 1) + 256) + views
+
+
+def network_bytes(n_inputs: int) -> int:
+    """Bound on the Python objects of one thread's compiled selection network (its block views:
+    about ``n log2(n)^2 / 4`` of them, 0.5 KB each; measured up to 200 inputs)."""
+    depth = max(1, math.ceil(math.log2(max(2, n_inputs))))
+    return 160 * n_inputs * depth * depth + 4096
 
 
 def strip_row_bytes(n_inputs: int, columns: int, with_variance: bool, read_threads: int) -> int:
@@ -169,14 +182,15 @@ def choose_route(
     estimated = input_bytes / rate
     minimal = strip_bytes(MIN_STRIP_ROWS, n_inputs, columns, with_variance, threads, read_threads)
     needed_mb = RUNTIME_OVERHEAD_MB + minimal / BUDGET_FRACTION / (1 << 20)
-    args = dict(
-        estimated_s=round(estimated, 3),
-        lambda_timeout_s=lambda_timeout_s,
-        needed_mb=round(needed_mb, 1),
-        lambda_memory_mb=lambda_memory_mb,
-    )
+    args = {
+        "estimated_s": round(estimated, 3),
+        "lambda_timeout_s": lambda_timeout_s,
+        "needed_mb": round(needed_mb, 1),
+        "lambda_memory_mb": lambda_memory_mb,
+    }
     if forced in ("lambda", "fargate"):
-        return RouteDecision(route=forced, reason=f"route forced to {forced}", **args)  # type: ignore[arg-type]
+        route: Route = "lambda" if forced == "lambda" else "fargate"
+        return RouteDecision(route=route, reason=f"route forced to {forced}", **args)
     if estimated > TIME_SAFETY * lambda_timeout_s:
         return RouteDecision(
             route="fargate",

@@ -83,6 +83,6 @@ def crosstalk_subtrahends(
 def apply_crosstalk(image: np.ndarray, amps: Sequence[Amplifier], matrix: Sequence[Sequence[float]]) -> None:
     """Remove crosstalk in place (coefficients dimensionless, on overscan-subtracted ADU)."""
     subtrahends = crosstalk_subtrahends(image, amps, matrix)
-    for amp, sub in zip(amps, subtrahends):
+    for amp, sub in zip(amps, subtrahends, strict=True):
         if sub is not None:
             readout_view(image, amp)[...] -= sub

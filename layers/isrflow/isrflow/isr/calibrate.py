@@ -90,15 +90,14 @@ def divide_flat(
         mask[bad] |= formats.BAD
         image[bad] = 0.0
     image /= response
-    if variance is not None:
-        square = np.multiply(response, response, out=scratch)
-        variance /= square
+    if variance is not None:  # (variance + image^2 var_flat) / flat^2, image already divided
+        square = scratch if scratch is not None else np.empty(image.shape, dtype=np.float32)
         if flat.variance is not None:
             np.multiply(image, image, out=square)
             square *= flat.variance
-            square /= response
-            square /= response
             variance += square
+        np.multiply(response, response, out=square)
+        variance /= square
 
 
 def check_calibration_pixels(label: str, kind: str, exposure: Exposure) -> None:

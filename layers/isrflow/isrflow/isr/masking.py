@@ -42,10 +42,12 @@ def widen_trails(sat: np.ndarray) -> np.ndarray:
     padded[:, 1:-1] = sub
     edges = np.diff(padded, axis=1)
     r_start, c_start = np.nonzero(edges == 1)
-    r_end, c_end = np.nonzero(edges == -1)  # exclusive end column
+    _, c_end = np.nonzero(edges == -1)  # exclusive end column
     extra = _extra_columns(c_end - c_start)
     width = sat.shape[1]
-    for r, a, b, e in zip(r_start[extra > 0], c_start[extra > 0], c_end[extra > 0], extra[extra > 0]):
+    for r, a, b, e in zip(
+        r_start[extra > 0], c_start[extra > 0], c_end[extra > 0], extra[extra > 0], strict=True
+    ):
         out[rows[r], max(0, a - e) : min(width, b + e)] = True
     return out
 

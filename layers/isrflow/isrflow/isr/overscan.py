@@ -19,7 +19,7 @@ def _clip_rows(oscan: np.ndarray, clip_sigma: float | None) -> np.ndarray:
     """Mask (NaN) pixels further than clip_sigma robust sigmas from their row's median."""
     if clip_sigma is None:
         return oscan
-    row_median = _row_stat(oscan, np.median, np.nanmedian)
+    row_median = row_medians(oscan)
     resid = oscan - row_median[:, None]
     finite = resid[np.isfinite(resid)]
     if finite.size < 4:
@@ -34,6 +34,21 @@ def _clip_rows(oscan: np.ndarray, clip_sigma: float | None) -> np.ndarray:
     clipped = oscan.copy()
     clipped[bad] = np.nan
     return clipped
+
+
+def row_medians(values: np.ndarray) -> np.ndarray:
+    """Median of each row ignoring NaN (NaN where a row has none), float32: ``np.nanmedian(values,
+    axis=1)`` by one sort of the rows (NaN sorts last). Overscan rows are short (tens of pixels),
+    where a sort is ~10x faster than numpy's median, whose NaN-aware form loops over rows."""
+    ordered = np.sort(values, axis=1)
+    if ordered.shape[1] == 0:
+        return np.full(ordered.shape[0], np.nan, dtype=np.float32)
+    count = np.count_nonzero(~np.isnan(ordered), axis=1)
+    lo = np.take_along_axis(ordered, np.maximum(count - 1, 0)[:, None] // 2, axis=1)[:, 0]
+    hi = np.take_along_axis(ordered, (count // 2)[:, None], axis=1)[:, 0]
+    median = (lo.astype(np.float64) + hi) * 0.5
+    median[count == 0] = np.nan
+    return median.astype(np.float32)
 
 
 def _row_stat(values: np.ndarray, fast, nan_aware) -> np.ndarray:
@@ -99,7 +114,7 @@ def serial_levels(oscan: np.ndarray, config: OverscanConfig) -> np.ndarray:
         return np.full(rows, _clipped_mean(oscan, config.clip_sigma), dtype=np.float32)
     clipped = _clip_rows(oscan, config.clip_sigma)
     if fit == "MEDIAN_PER_ROW":
-        return _fill_empty_rows(_row_stat(clipped, np.median, np.nanmedian))
+        return _fill_empty_rows(row_medians(clipped))
     row_means = _fill_empty_rows(_row_stat(clipped, np.mean, np.nanmean))
     if fit == "MEAN_PER_ROW":
         return row_means
@@ -117,6 +132,6 @@ def parallel_levels(parallel: np.ndarray, corner: np.ndarray | None, config: Ove
     """
     block = parallel.astype(np.float32)
     if corner is not None and corner.size:
-        block = block - _row_stat(corner.astype(np.float32), np.median, np.nanmedian)[:, None]
+        block = block - row_medians(corner.astype(np.float32))[:, None]
     clipped = _clip_rows(block.T.copy(), config.clip_sigma)
-    return _fill_empty_rows(_row_stat(clipped, np.median, np.nanmedian))
+    return _fill_empty_rows(row_medians(clipped))

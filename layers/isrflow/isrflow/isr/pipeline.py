@@ -17,11 +17,14 @@ skipped and recorded as not applied):
 from __future__ import annotations
 
 import hashlib
+import itertools
+import math
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -76,6 +79,11 @@ class CalibrationInput:
     exposure: Exposure | None = None
     defects: list[Box] | None = None
     header: dict[str, Any] = field(default_factory=dict)
+    #: Set by the first ISR that uses it (a cached calibration serves many quanta): its pixels
+    #: passed :func:`check_calibration_pixels`, and whether its mask holds any BAD pixel (the only
+    #: plane ISR ORs into the output's mask; without one that pass is skipped).
+    pixels_checked: bool = False
+    has_bad: bool = True
 
 
 CALIBRATION_KINDS = ("bias", "dark", "flat", "defects")
@@ -153,15 +161,27 @@ def load_calibrations_async(**sources: str | os.PathLike[str] | bytes | None) ->
     )
 
 
+class _Resolvable(Protocol):
+    """A calibration being read: a Future, or anything whose ``result()`` waits for one."""
+
+    def result(self) -> CalibrationInput: ...
+
+
 class PendingCalibrations:
     """Calibrations being read in background threads; :meth:`result` waits for them in the
     caller's thread (never in a pool thread, so the pool cannot deadlock on itself)."""
 
-    def __init__(self, parts: dict[str, Future]):
+    def __init__(self, parts: Mapping[str, _Resolvable]):
         self.parts = parts
 
     def result(self) -> Calibrations:
         return Calibrations(**{kind: future.result() for kind, future in self.parts.items()})
+
+
+def _level(threshold: float, data: np.ndarray) -> float | int:
+    """``threshold`` (ADU) for comparing with ``data``: for integer pixels the smallest integer
+    >= it (the same pixels pass), so the comparison runs in the pixels' own type, not float64."""
+    return math.ceil(threshold) if data.dtype.kind in "iu" and math.isfinite(threshold) else threshold
 
 
 def _overscan_subtract(
@@ -176,12 +196,12 @@ def _overscan_subtract(
     for amp in raw.amplifiers:
         hdu = raw.amp_pixels(amp)
         data = hdu[amp.data.slices]
-        if config.saturation.enabled:
-            sat[amp.assembled.slices] = flip(data >= amp.saturation, amp.flip_x, amp.flip_y)
-            if config.saturation.suspect and amp.suspect is not None:
-                suspect[amp.assembled.slices] = flip(data >= amp.suspect, amp.flip_x, amp.flip_y)
-        target = image[amp.assembled.slices]
         source = flip(data, amp.flip_x, amp.flip_y)
+        if config.saturation.enabled:  # compared straight into the assembled flag planes
+            np.greater_equal(source, _level(amp.saturation, data), out=sat[amp.assembled.slices])
+            if config.saturation.suspect and amp.suspect is not None:
+                np.greater_equal(source, _level(amp.suspect, data), out=suspect[amp.assembled.slices])
+        target = image[amp.assembled.slices]
         if not config.overscan.enabled:
             target[...] = source
             continue
@@ -202,10 +222,13 @@ def _overscan_subtract(
             target -= columns[None, :]
 
 
-def _band_exposure(exposure: Exposure, rows: slice) -> Exposure:
+def _band_exposure(item: CalibrationInput, rows: slice) -> Exposure:
+    """The calibration's rows ``rows``; no mask when it has no BAD pixel to OR in."""
+    exposure = item.exposure
+    assert exposure is not None  # image calibrations only (bias, dark, flat)
     return Exposure(
         image=exposure.image[rows],
-        mask=None if exposure.mask is None else exposure.mask[rows],
+        mask=None if exposure.mask is None or not item.has_bad else exposure.mask[rows],
         variance=None if exposure.variance is None else exposure.variance[rows],
     )
 
@@ -236,14 +259,13 @@ class _ElectronSteps:
             if (self.applied["DARK"] or self.applied["FLAT"])
             else None
         )
-        if self.applied["BIAS"]:
-            subtract_bias(image, var, mask, _band_exposure(self.calibs.bias.exposure, rows))
-        if self.applied["DARK"]:
-            subtract_dark(
-                image, var, mask, _band_exposure(self.calibs.dark.exposure, rows), self.darktime, scratch
-            )
-        if self.applied["FLAT"]:
-            divide_flat(image, var, mask, _band_exposure(self.calibs.flat.exposure, rows), scratch)
+        bias, dark, flat = self.calibs.bias, self.calibs.dark, self.calibs.flat
+        if self.applied["BIAS"] and bias is not None:
+            subtract_bias(image, var, mask, _band_exposure(bias, rows))
+        if self.applied["DARK"] and dark is not None:
+            subtract_dark(image, var, mask, _band_exposure(dark, rows), self.darktime, scratch)
+        if self.applied["FLAT"] and flat is not None:
+            divide_flat(image, var, mask, _band_exposure(flat, rows), scratch)
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -251,7 +273,12 @@ _BAND_ROWS = 256
 
 
 def _threads() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    """Threads for the per-pixel steps: the CPUs this process may run on, at most 4."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus))
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -265,7 +292,7 @@ def _bands(rows: int) -> list[slice]:
     """Row bands for the per-pixel steps: one per thread, or one band for small images."""
     n = _threads() if rows >= 2 * _BAND_ROWS else 1
     edges = np.linspace(0, rows, n + 1).astype(int)
-    return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+    return [slice(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 
 def _check(label: str, item: CalibrationInput, kind: str, raw: RawDetector, shape: tuple[int, int]) -> None:
@@ -273,8 +300,11 @@ def _check(label: str, item: CalibrationInput, kind: str, raw: RawDetector, shap
     check_calibration(label, item.header, kind, raw.obs.instrument, raw.detector.id, shape, calib_shape)
     if kind == "flat":
         check_flat_filter(label, item.header, raw.obs.physical_filter)
-    if item.exposure is not None:
+    if item.exposure is not None and not item.pixels_checked:  # once per (cached) calibration
         check_calibration_pixels(label, kind, item.exposure)
+        mask = item.exposure.mask
+        item.has_bad = mask is not None and bool(np.bitwise_and(mask, formats.BAD).any())
+        item.pixels_checked = True
 
 
 def run_isr(

@@ -27,6 +27,7 @@ currency.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -45,10 +46,10 @@ from pydantic import BaseModel, Field
 
 from isrflow.io.calib_cache import ENV_CACHE_DIR
 from isrflow.local.lambdas import LocalFunction
+from isrflow.local.usage import LambdaUse, Usage
 from isrflow.model.errors import ConfigError
 from isrflow.ops.cost import estimate
 from isrflow.ops.prices import PriceTable
-from isrflow.ops.usage import LambdaUse, Usage
 
 #: Lambda's CPU allocation: one vCPU per this many MB of configured memory.
 LAMBDA_MB_PER_VCPU = 1769
@@ -142,10 +143,8 @@ def _duty_cycle(pid: int, duty: float, period_s: float, stop: threading.Event) -
     except ProcessLookupError:
         return
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
 
 
 def _exited(pid: int) -> bool:
@@ -169,8 +168,7 @@ def measure(
     spec_path.write_text(json.dumps({"function": asdict(fn), "events": list(events)}))
     out_path.unlink(missing_ok=True)
     cores = list(share.cores)
-    log = open(workdir / "child.log", "wb")
-    try:
+    with open(workdir / "child.log", "wb") as log:  # the child keeps its own descriptor
         proc = subprocess.Popen(
             [sys.executable, "-m", "isrflow.ops.tune_child", str(spec_path), str(out_path)],
             stdin=subprocess.DEVNULL,
@@ -178,8 +176,6 @@ def measure(
             stderr=subprocess.STDOUT,
             preexec_fn=lambda: os.sched_setaffinity(0, cores),
         )
-    finally:
-        log.close()
     stop = threading.Event()
     duty = None
     if share.duty < 1.0:
@@ -399,7 +395,9 @@ def report_lines(report: TuneReport) -> list[str]:
     if report.cheapest_mb is None:
         lines.append("no setting fits")
     else:
-        c, f = by_mb[report.cheapest_mb], by_mb[report.fastest_mb]
+        # a setting that fits is both the cheapest and the fastest of one at least
+        c = by_mb[report.cheapest_mb]
+        f = by_mb[report.fastest_mb if report.fastest_mb is not None else report.cheapest_mb]
         lines.append(
             f"cheapest: {c.memory_mb} MB, {report.currency} {c.cost_per_1000_detectors:.5f} per 1,000 "
             f"detectors (warm {c.warm_s:.2f} s, peak {c.peak_rss_mb:.0f} MiB)"

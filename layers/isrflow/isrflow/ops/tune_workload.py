@@ -28,7 +28,7 @@ from isrflow.io.storage import storage_for
 from isrflow.local.lambdas import LocalFunction, invoke_here
 from isrflow.local.queue import LocalQueue
 from isrflow.local.runtime import PROJECT_ROOT, storage_root
-from isrflow.local.template import LocalApp, load_app
+from isrflow.local.sam_template import LocalApp, load_app
 from isrflow.model.errors import ConfigError
 from isrflow.model.messages import IsrClusterEvent, PlanResult
 from isrflow.registry.repo import read_repo_config
@@ -86,8 +86,9 @@ def simulated_repo(
     """(repository, instrument): a fresh repository with ``exposures`` simulated science exposures
     of ``detectors`` and the simulator's true calibrations certified (unbounded) into
     ``<INSTRUMENT>/calib``."""
-    from isrflow.registry import create_repo, ingest
+    from isrflow.registry import create_repo
     from isrflow.registry.calib_import import import_calibrations
+    from isrflow.registry.ingest import ingest
     from isrflow.simulate import SimulationRequest, simulate
 
     repo = scratch / "repo"

@@ -9,10 +9,12 @@ import resource
 import time
 import uuid
 from concurrent.futures import Future
+from typing import TYPE_CHECKING
 
 from isrflow.infra.edge import add_count
 from isrflow.infra.queues import QueueSender
 from isrflow.io.storage import storage_for
+from isrflow.model.datasets import Quantum
 from isrflow.model.messages import (
     ClusterSummary,
     DatasetMessage,
@@ -22,7 +24,9 @@ from isrflow.model.messages import (
     QuantumResult,
 )
 from isrflow.process_visit import layout
-from isrflow.registry.models import Quantum
+
+if TYPE_CHECKING:
+    from isrflow.isr.pipeline import CalibrationInput
 
 OUTPUT_TYPE = "postISRCCD"
 _MESSAGE_NS = uuid.UUID("6f1d7b8e-3c1a-5d7e-9a53-1f0c2b7d4e91")
@@ -74,7 +78,7 @@ class _ClusterCalibrations:
         reads = QuantumReads(raw_bytes=raw_bytes)
         for ref in q.calibs.values():
             lookup = self._lookups.get(str(ref.id)) if ref is not None else None
-            if lookup is None or not lookup.done() or lookup.exception() is not None:
+            if ref is None or lookup is None or not lookup.done() or lookup.exception() is not None:
                 continue
             fetched = lookup.result()
             if self._owner[str(ref.id)] != _quantum_key(q) or fetched.source == "memory":
@@ -93,7 +97,7 @@ class _ItemOf:
     def __init__(self, lookup: Future):
         self.lookup = lookup
 
-    def result(self):
+    def result(self) -> CalibrationInput:
         return self.lookup.result().item
 
 
@@ -110,7 +114,7 @@ def process_quantum(
     from isrflow.isr.pipeline import run_isr
 
     start = time.perf_counter()
-    base = dict(instrument=q.instrument, exposure=q.exposure, detector=q.detector)
+    base = {"instrument": q.instrument, "exposure": q.exposure, "detector": q.detector}
     raw_bytes = 0
     try:
         calibs = cache.calibrations(q)  # read in the background while the raw is read and assembled
@@ -119,6 +123,7 @@ def process_quantum(
         frame = read_raw(raw, detector=q.detector, name=q.raw.uri)
         del raw
         result = run_isr(frame, calibs, IsrConfig.model_validate(event.isr_config))
+        del frame  # the raw's pixels are not needed past ISR: not held while the output is encoded
         data = exposure_to_bytes(result)
         storage_for(q.output.uri).write_bytes(q.output.uri, data)
         inputs = [ProvenanceInput(dataset_id=q.raw.id, role="raw")]
