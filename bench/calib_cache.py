@@ -126,12 +126,12 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
 
-    from functions.isr.app import lambda_handler as isr_handler
+    from functions.isr.app import isr_handler
     from functions.plan.app import lambda_handler as plan_handler
     from isrflow.infra.settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_URL
     from isrflow.io import calib_cache
     from isrflow.local.queue import LocalQueue
-    from isrflow.local.template import load_template
+    from isrflow.local.sam_template import load_template
     from isrflow.registry import create_repo, ingest
     from isrflow.registry.calib_import import import_calibrations
     from isrflow.simulate import SimulationRequest, simulate

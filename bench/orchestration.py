@@ -24,6 +24,7 @@ import tempfile
 import time
 from datetime import UTC
 from pathlib import Path
+from typing import ClassVar
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +55,7 @@ def map_overhead(items: int, workers: int) -> dict:
     env = {"BENCH_PLAN_RESULT": json.dumps(plan)}
 
     class Runtime:  # the slice of LocalRuntime the integrations use
-        functions = {
+        functions: ClassVar[dict] = {
             "Plan": LocalFunction("Plan", handler_file, "plan", env, 60.0),
             "Isr": LocalFunction("Isr", handler_file, "noop", {}, 60.0),
             "Summarize": LocalFunction("Summarize", handler_file, "noop", {}, 60.0),

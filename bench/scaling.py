@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/combine.py's frame maker
@@ -110,7 +111,7 @@ def combine_scaling(
     for stat in STATISTICS:
         seconds = {}
         for n in counts:
-            seconds[n] = _best(lambda: combine_stack(values, variances, stat, threads=n), repeat)
+            seconds[n] = _best(partial(combine_stack, values, variances, stat, threads=n), repeat)
             log(f"combine in memory {stat} threads={n}: {seconds[n]:.3f} s")
         mb_s = {n: memory_bytes / 1e6 / s for n, s in seconds.items()}
         result["in_memory"][stat] = {
@@ -123,7 +124,7 @@ def combine_scaling(
     seconds = {}
     for n in counts:
         seconds[n] = _best(
-            lambda: combine_stack(values, variances, "meanclip", threads=n, chunk=CHUNK_16K), repeat
+            partial(combine_stack, values, variances, "meanclip", threads=n, chunk=CHUNK_16K), repeat
         )
         log(f"combine in memory meanclip chunk {CHUNK_16K} threads={n}: {seconds[n]:.3f} s")
     mb_s = {n: memory_bytes / 1e6 / s for n, s in seconds.items()}
@@ -140,7 +141,7 @@ def combine_scaling(
         for n in counts:
             settings = CombineSettings(statistic=stat, threads=n, read_threads=2 * n if n > 1 else 1)
             inputs = [CombineInput(str(p)) for p in paths]
-            seconds[n] = _best(lambda: combine_files(inputs, out, "bias", settings), repeat)
+            seconds[n] = _best(partial(combine_files, inputs, out, "bias", settings), repeat)
             log(f"combine from files {stat} threads={n}: {seconds[n]:.3f} s")
         mb_s = {n: file_bytes / 1e6 / s for n, s in seconds.items()}
         result["files"][stat] = {
@@ -151,7 +152,7 @@ def combine_scaling(
 
     floor = {}
     for n in counts:
-        floor[n] = file_bytes / 1e6 / _best(lambda: parallel_read(paths, n), repeat)
+        floor[n] = file_bytes / 1e6 / _best(partial(parallel_read, paths, n), repeat)
         log(f"parallel read threads={n}: {floor[n]:.0f} MB/s")
     result["io_floor"] = {"mb_s": {n: round(v, 1) for n, v in floor.items()}, "speedup": _speedups(floor)}
     result["files_over_io_floor"] = {
@@ -229,7 +230,12 @@ def isr_scaling(counts: list[int], night, work: Path, detectors_for, result: dic
         jobs.append(
             (
                 raw.path,
-                dict(bias=cal.bias, dark=cal.dark, flat=cal.flat[raw.physical_filter], defects=cal.defects),
+                {
+                    "bias": cal.bias,
+                    "dark": cal.dark,
+                    "flat": cal.flat[raw.physical_filter],
+                    "defects": cal.defects,
+                },
                 str(work / f"isr-{det:03d}.fits"),
             )
         )
@@ -323,7 +329,7 @@ def plot(figures: dict, path: str) -> None:
         ("ISR (worker processes)", [k for k in curves if k.startswith("isr")]),
         ("end to end (local runtime workers)", [k for k in curves if k.startswith("end_to_end")]),
     ]
-    for ax, (title, keys) in zip(axes, groups):
+    for ax, (title, keys) in zip(axes, groups, strict=False):
         ax.plot(counts, counts, "k:", label="ideal")
         for key in keys:
             xs = [n for n in counts if str(n) in curves[key] or n in curves[key]]

@@ -35,7 +35,7 @@ from xml.sax.saxutils import escape
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "layers" / "isrflow"))
 
-from isrflow.local.template import load_template  # noqa: E402  (path set just above)
+from isrflow.local.sam_template import load_template  # noqa: E402  (path set just above)
 
 OUTPUT = ROOT / "docs" / "architecture.svg"
 
@@ -59,7 +59,7 @@ LOCAL_EQUIVALENTS = [
     ("RDS PostgreSQL registry", "SQLite (or PostgreSQL) registry", "isrflow/registry/engine.py"),
     ("S3 -> EventBridge -> ingest", "isrflow ingest --watch", "isrflow/prompt/watch.py"),
     ("Step Functions API", "isrflow local serve", "isrflow/local/sfn_api.py"),
-    ("template.yaml wiring", "same template, read locally", "isrflow/local/template.py"),
+    ("template.yaml wiring", "same template, read locally", "isrflow/local/sam_template/app.py"),
 ]
 
 
@@ -478,7 +478,7 @@ def draw(model: Model) -> str:
     col_w = 330
     machine_boxes = {}
     bottom = 0.0
-    for (logical_id, path, states), mx in zip(model.machines, col_x):
+    for (logical_id, path, states), mx in zip(model.machines, col_x, strict=False):
         svg.text(mx, 80, logical_id.replace("StateMachine", ""), size=13, weight="bold")
         svg.text(mx, 94, path, size=9, color="#555555")
         h = _height(states) + 24
@@ -601,7 +601,7 @@ def draw(model: Model) -> str:
             color="#555555",
         )
     height = int(by + 14 + 26 * ((len(LOCAL_EQUIVALENTS) + cols - 1) // cols) + 16)
-    used = ARROW_COLORS + [FARGATE_COLOR]
+    used = [*ARROW_COLORS, FARGATE_COLOR]
     return svg.render(width, height, used)
 
 

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 from isrflow.io.storage import ObjectNotFoundError
-from isrflow.registry.models import DatasetRef
+from isrflow.model.datasets import DatasetRef
 
 
 class FakeS3:

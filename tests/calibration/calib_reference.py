@@ -13,14 +13,14 @@ IQR_TO_SIGMA = 0.7413011092528009
 def quantile(sorted_values: list[float], q: float) -> float:
     n = len(sorted_values)
     pos = q * (n - 1)
-    lo = int(math.floor(pos))
+    lo = math.floor(pos)
     hi = min(lo + 1, n - 1)
     return sorted_values[lo] + (pos - lo) * (sorted_values[hi] - sorted_values[lo])
 
 
 def combine_pixel(values, variances, statistic: str, clip: float = 3.0, iterations: int = 3):
     """(value, variance, n_used) of one pixel's stack; NaN values are unusable."""
-    pairs = [(float(v), float(w)) for v, w in zip(values, variances) if np.isfinite(v)]
+    pairs = [(float(v), float(w)) for v, w in zip(values, variances, strict=False) if np.isfinite(v)]
     if not pairs:
         return math.nan, math.nan, 0
     sample = sorted(v for v, _ in pairs)

@@ -60,7 +60,7 @@ def test_two_strips_in_flight_give_the_same_master(inputs, tmp_path, monkeypatch
         out = tmp_path / f"master-{budget}.fits"
         reports.append(combine_files(inputs, str(out), "flat", settings))
         masters.append(read_exposure(out))
-        threads_used.append(set(name.split("_")[0] for name in writers))
+        threads_used.append({name.split("_")[0] for name in writers})
         writers.clear()
     assert threads_used == [{"combine-write"}, {threading.main_thread().name}], [
         (r.rows_per_strip, r.strips) for r in reports

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from calib_helpers import COUNTS, DETECTORS
 
-from isrflow.ops.usage import state_output
+from isrflow.local.usage import state_output
 from isrflow.registry import uri_to_path
 
 

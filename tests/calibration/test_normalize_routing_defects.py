@@ -161,7 +161,7 @@ def test_step_sets_follow_cp_pipe():
         "normalize",
     )
     assert isr_config_for("dark", {"overscan": {"fit_type": "MEAN"}}).overscan.fit_type == "MEAN"
-    with pytest.raises(ConfigError, match="overscan.fit_type"):
+    with pytest.raises(ConfigError, match=r"overscan\.fit_type"):
         isr_config_for("bias", {"overscan": {"fit_type": "SPLINE"}})
     with pytest.raises(ConfigError, match="unknown calibration type"):
         spec("fringe")

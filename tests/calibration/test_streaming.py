@@ -209,15 +209,15 @@ def test_no_partial_output_and_typed_errors(inputs, tmp_path):
     files = [CombineInput(str(p)) for p, *_ in inputs]
     truncated = tmp_path / "short.fits"
     truncated.write_bytes(inputs[0][0].read_bytes()[:20000])
-    with pytest.raises(CalibrationError, match="short.fits"):
+    with pytest.raises(CalibrationError, match=r"short\.fits"):
         combine_files(
-            files + [CombineInput(str(truncated))], str(out), "bias", CombineSettings(budget_bytes=600_000)
+            [*files, CombineInput(str(truncated))], str(out), "bias", CombineSettings(budget_bytes=600_000)
         )
     assert not out.exists() and not list(tmp_path.glob(".never.fits*"))
     other = tmp_path / "other.fits"
     write_exposure(other, Exposure(np.zeros((5, 5), np.float32), header={formats.KW_DETECTOR: 1}))
-    with pytest.raises(CalibrationMismatchError, match="other.fits"):
-        combine_files(files + [CombineInput(str(other))], str(out), "bias")
+    with pytest.raises(CalibrationMismatchError, match=r"other\.fits"):
+        combine_files([*files, CombineInput(str(other))], str(out), "bias")
     with pytest.raises(CombineBudgetError, match="cannot hold one row"):
         combine_files(files, str(out), "bias", CombineSettings(budget_bytes=1000))
     assert not out.exists()

@@ -284,7 +284,7 @@ def test_ingest_into_an_s3_datastore_uploads_under_raw(one_detector, bucket, tmp
     for path in raws:
         name = path.rsplit("/", 1)[-1]
         body = bucket.get_object(Bucket="isrflow-data", Key=f"night1/raw/{name}")["Body"].read()
-        assert body == open(path, "rb").read()
+        assert body == Path(path).read_bytes()
     assert f"uploaded {len(raws)} raw file(s)" in result.output
 
 

@@ -31,8 +31,8 @@ from isrflow.local.asl import (
     TaskFailure,
 )
 from isrflow.local.asl.integrations import TaskContext
+from isrflow.local.sam_template import load_app
 from isrflow.local.tasks import LocalTasks
-from isrflow.local.template import load_app
 from isrflow.model.messages import MasterResult
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +61,7 @@ def _summarize_handler():
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.lambda_handler
+    return module.record_combine_failure_handler
 
 
 def _combine_masters_machine() -> StateMachine:
@@ -129,7 +129,7 @@ def _master(tmp_path: Path, detector: int) -> dict:
 def _run(tmp_path: Path, detectors: list[int], **task_options):
     (tmp_path / "template.yaml").write_text(TASK_TEMPLATE)
     tasks = LocalTasks(load_app(tmp_path / "template.yaml"), {}, tmp_path / "logs", **task_options)
-    integrations = LocalIntegrations({"SummarizeFunction": _summarize_handler()})
+    integrations = LocalIntegrations({"RecordCombineFailureFunction": _summarize_handler()})
     integrations.register_service(ECS_RUN_TASK_SYNC, tasks.run_task_sync)
     objects = {"masters.json": json.dumps([_master(tmp_path, d) for d in detectors]).encode()}
     interp = Interpreter(

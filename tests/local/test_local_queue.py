@@ -59,9 +59,9 @@ def test_acknowledged_message_survives_a_crash(tmp_path):
     """A message acknowledged by send() is there after the sending process dies abruptly."""
     path = tmp_path / "q.sqlite3"
     code = (
-        "import os, sys; sys.path[:0] = %r; from isrflow.local.queue import LocalQueue; "
-        "LocalQueue(%r).send(['durable']); os._exit(9)"
-    ) % (sys.path, str(path))
+        f"import os, sys; sys.path[:0] = {sys.path!r}; from isrflow.local.queue import LocalQueue; "
+        f"LocalQueue({str(path)!r}).send(['durable']); os._exit(9)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 9
     assert [m.body for m in LocalQueue(path).receive()] == ["durable"]
 

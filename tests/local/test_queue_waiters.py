@@ -9,10 +9,10 @@ import threading
 
 import pytest
 
-from isrflow.infra.queues import LocalSender
+from isrflow.infra.queues import LocalSender, awaiting_consumer
 from isrflow.local.event_source import QueuePoller
 from isrflow.local.lambdas import LocalFunction, _handler, preload_handlers
-from isrflow.local.queue import LocalQueue, Waiter, awaiting_consumer
+from isrflow.local.queue import LocalQueue, Waiter
 
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="abstract Unix sockets are Linux's"

@@ -115,9 +115,10 @@ def header_dump(path: Path) -> tuple[list[tuple[str, object]], list[tuple[str, o
         list(data.items()) if isinstance(data, dict) else [(r[0], r[2]) for r in data if isinstance(r, list)]
     )
     split = next((i for i, (k, _) in enumerate(rows) if k == "XTENSION"), len(rows))
-    keep = lambda part: [
-        (k, v) for k, v in part if k not in STRUCTURAL and k not in ("COMMENT", "HISTORY", "")
-    ]
+
+    def keep(part):
+        return [(k, v) for k, v in part if k not in STRUCTURAL and k not in ("COMMENT", "HISTORY", "")]
+
     return keep(rows[:split]), keep(rows[split:])
 
 

@@ -17,7 +17,7 @@ def test_demo_links_raws_deletes_intermediates_and_reports_its_footprint(tmp_pat
         cli, ["demo", "--camera", "generic", "--small", "--repo", str(repo), "--workers", "2"]
     )
     assert result.exit_code == 0, result.output
-    raws = [p for p in (repo / "Generic" / "raw").rglob("*.fits")]
+    raws = list((repo / "Generic" / "raw").rglob("*.fits"))
     assert raws and all(p.is_symlink() and p.resolve().is_relative_to(repo / "sim") for p in raws)
     frames = [p for p in repo.rglob("*.fits") if p.parent.parent.parent.name.startswith("cp")]
     assert frames == []

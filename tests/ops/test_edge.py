@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from functions.summarize.app import lambda_handler as summarize_handler
+from functions.summarize.app import record_failure_handler
 from isrflow.infra import edge
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -59,13 +59,12 @@ def test_record_failure_logs_and_counts_every_failed_detector(local_repo, captur
     cluster = json.loads(storage_for(plan["manifest_uri"]).read_bytes(plan["manifest_uri"]))[0]
     capsys.readouterr()
     event = {
-        "action": "record_failure",
         "cluster": cluster,
         "results_prefix": plan["results_prefix"],
         "execution_id": "exec-edge",
         "error": {"Error": "Sandbox.Timedout", "Cause": json.dumps({"errorMessage": "timed out"})},
     }
-    assert summarize_handler(event) == {"recorded": len(cluster["quanta"])}
+    assert record_failure_handler(event) == {"recorded": len(cluster["quanta"])}
 
     failed = [line for line in captured() if line["message"] == "detector failed"]
     assert sorted(line["detector"] for line in failed) == sorted(q["detector"] for q in cluster["quanta"])

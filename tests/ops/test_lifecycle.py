@@ -7,17 +7,17 @@ import json
 
 import pytest
 
-from isrflow.calibration.cleanup import delete_intermediates
+from isrflow.build_calibration.cleanup import delete_intermediates
+from isrflow.io.datastore import dataset_type_of, dataset_uri
 from isrflow.io.lifecycle import lifecycle_class, tagging_for
 from isrflow.io.storage import FileStorage, S3Storage, StorageError
 from isrflow.model.messages import CalibPlanResult, CalibStepEvent, MasterGroup, MasterInput, MasterResult
-from isrflow.registry.datastore import dataset_type_of, dataset_uri
 
 EXPOSURE_ID = {"instrument": "HSC", "exposure": 904000, "detector": 12}
 
 
 @pytest.mark.parametrize(
-    "dataset_type, expected",
+    ("dataset_type", "expected"),
     [("cpBiasProc", "intermediate"), ("cpFlatProc", "intermediate"), ("postISRCCD", "output"), ("raw", None)],
 )
 def test_class_follows_the_dataset_type_in_the_layout(dataset_type, expected):
@@ -84,7 +84,7 @@ def test_s3_delete_batches_1000_keys_per_request_and_reports_failures():
     assert S3Storage(client).delete(uris) == 2500
     assert [len(keys) for _, keys in client.deletes] == [1000, 1000, 500]
     failing = _FakeS3(delete_errors=[{"Key": "k/1", "Code": "AccessDenied", "Message": "no"}])
-    with pytest.raises(StorageError, match="k/1.*AccessDenied"):
+    with pytest.raises(StorageError, match=r"k/1.*AccessDenied"):
         S3Storage(failing).delete(["s3://bucket/k/1"])
 
 

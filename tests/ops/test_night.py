@@ -59,19 +59,19 @@ def round_prices(tmp_path_factory):
 
 
 def _setup(**kw) -> NightSetup:
-    base = dict(
-        camera="lsstcam",
-        visits=2,
-        detectors_per_visit=3,
-        concurrency=2,
-        isr_memory_mb=1769,
-        plan_memory_mb=1024,
-        summarize_memory_mb=1024,
-        ingest_memory_mb=512,
-        writer_memory_mb=1024,
-        writer_batch=5000,
-        s3_mbps=10.0,
-    )
+    base = {
+        "camera": "lsstcam",
+        "visits": 2,
+        "detectors_per_visit": 3,
+        "concurrency": 2,
+        "isr_memory_mb": 1769,
+        "plan_memory_mb": 1024,
+        "summarize_memory_mb": 1024,
+        "ingest_memory_mb": 512,
+        "writer_memory_mb": 1024,
+        "writer_batch": 5000,
+        "s3_mbps": 10.0,
+    }
     return NightSetup(**(base | kw))
 
 

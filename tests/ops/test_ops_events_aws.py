@@ -14,7 +14,7 @@ from moto import mock_aws
 from ops_helpers import hsc_raw_bytes
 
 from functions.ingest.app import lambda_handler as ingest_handler
-from functions.isr.app import lambda_handler as isr_handler
+from functions.isr.app import mosaic_handler
 from isrflow.io.exposure_io import Exposure
 from isrflow.io.formats import BAD
 from isrflow.model.messages import IngestOutcome, QuarantineRecord, parse_message
@@ -178,6 +178,6 @@ def test_mosaic_event_writes_the_exposure_mosaic(aws):
     mask[:, 700] = BAD
     output = cluster["quanta"][0]["output"]["uri"]
     write_detector_preview(Exposure(image=image, mask=mask), output, "HSC", 50)
-    assert isr_handler(mosaic) == {"mosaics": [output.rsplit("/", 1)[0] + "/mosaic_HSC_904000.png"]}
+    assert mosaic_handler(mosaic) == {"mosaics": [output.rsplit("/", 1)[0] + "/mosaic_HSC_904000.png"]}
     png = s3.get_object(Bucket=BUCKET, Key="HSC/runs/example/postISRCCD/HSC/904000/mosaic_HSC_904000.png")
     assert png["Body"].read()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -101,7 +101,7 @@ def test_real_lsstcam_amplifier_hdus(tmp_path, reference_dir, dump):
 def test_truncated_and_non_fits_objects_are_refused(small_night):
     data = Path(small_night.raws[0].path).read_bytes()
     for cut in (len(data) - 1, len(data) - BLOCK, BLOCK + 100, 3 * BLOCK):
-        with pytest.raises(TruncatedFitsError, match="truncat|ends inside"):
+        with pytest.raises(TruncatedFitsError, match=r"truncat|ends inside"):
             read_hdu_headers(Reads(data[:cut]), cut, "cut.fits")
     with pytest.raises(NotFitsError, match="SIMPLE"):
         read_hdu_headers(Reads(b"# observing log\n" * 400), 6400, "log.txt")

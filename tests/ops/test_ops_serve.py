@@ -17,8 +17,9 @@ import boto3
 import pytest
 from ops_helpers import CALIB_COLLECTION, make_prompt_repo
 
+from isrflow.ops.aws_status import aws_status
 from isrflow.ops.prices import load_prices
-from isrflow.ops.status import aws_status, execution_status
+from isrflow.ops.status import execution_status
 from isrflow.registry import ingest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from isrflow.local.template import load_app, load_template
+from isrflow.local.sam_template import load_app, load_template
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"

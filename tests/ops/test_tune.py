@@ -34,7 +34,7 @@ def handler(event, context):
 
 
 @pytest.mark.parametrize(
-    "memory, cores, expected",
+    ("memory", "cores", "expected"),
     [
         (1024, [0, 1], ((0,), 1024 / 1769, False)),
         (1769, [0, 1], ((0,), 1.0, False)),

@@ -13,7 +13,15 @@ import pytest
 from pydantic import ValidationError
 from registry_helpers import REPO_ROOT, T0, calib_msg, output_msg, raw_msg
 
+from isrflow.io.datastore import dataset_uri, normalize_root, path_to_uri, uri_to_path
 from isrflow.model.errors import CollectionError, DataIdError
+from isrflow.model.ids import (
+    DATASET_NAMESPACE,
+    canonical_json,
+    check_collection_name,
+    dataset_id,
+    normalize_data_id,
+)
 from isrflow.model.messages import (
     CertifyMessage,
     ExecutionCompleteMessage,
@@ -25,14 +33,6 @@ from isrflow.model.messages import (
     parse_message,
 )
 from isrflow.model.observation import ObservationInfo
-from isrflow.registry.datastore import dataset_uri, normalize_root, path_to_uri, uri_to_path
-from isrflow.registry.ids import (
-    DATASET_NAMESPACE,
-    canonical_json,
-    check_collection_name,
-    dataset_id,
-    normalize_data_id,
-)
 
 RAW_ID = {"instrument": "HSC", "exposure": 903334, "detector": 50}
 
@@ -61,7 +61,7 @@ def test_dataset_id_ignores_key_order_and_int_flavour_but_not_content() -> None:
 
 _SUBPROCESS_IDS = """
 import json, sys
-from isrflow.registry.ids import dataset_id
+from isrflow.model.ids import dataset_id
 cases = json.loads(sys.argv[1])
 print(json.dumps([str(dataset_id(t, r, d)) for t, r, d in cases]))
 """
@@ -91,7 +91,7 @@ def test_dataset_ids_equal_across_processes() -> None:
 
 
 @pytest.mark.parametrize(
-    "dataset_type,data_id,message",
+    ("dataset_type", "data_id", "message"),
     [
         ("raw", {"instrument": "HSC", "detector": 1}, "missing exposure"),
         ("bias", {"instrument": "HSC", "detector": 1, "exposure": 5}, "unexpected exposure"),
@@ -231,7 +231,7 @@ def test_dataset_message_computes_and_checks_its_id() -> None:
 
 
 @pytest.mark.parametrize(
-    "patch,message",
+    ("patch", "message"),
     [
         ({"kind": "nonsense"}, "kind"),
         ({"dataset_type": "postISR"}, "unknown dataset type"),

@@ -193,8 +193,8 @@ def test_an_undeliverable_reply_raises_so_lambda_retries(responses):
     responses.status = 403
     with pytest.raises(CustomResourceReplyError, match="403"):
         handle_request(_event(responses.url), None, lambda request: {}, default_physical_id="x")
+    nowhere = _event(f"http://127.0.0.1:{_closed_port()}/r")
     with pytest.raises(CustomResourceReplyError, match="cannot deliver"):
-        nowhere = _event(f"http://127.0.0.1:{_closed_port()}/r")
         handle_request(nowhere, None, lambda r: {}, default_physical_id="x")
 
 

@@ -110,7 +110,7 @@ def test_ambiguous_validity_is_an_error(registry: Registry, calibrated: dict) ->
             )
         )
     with pytest.raises(
-        CalibrationLookupError, match="bias for HSC exposure 5 detector 0 .* ambiguous"
+        CalibrationLookupError, match=r"bias for HSC exposure 5 detector 0 .* ambiguous"
     ) as info:
         plan(registry)
     assert str(other.id) in str(info.value) and str(calibrated["bias"]["C"].id) in str(info.value)

@@ -10,7 +10,7 @@ from registry_helpers import T0, count, dims, raw_msg, utc
 
 from isrflow.model.errors import QueryError, QueryFieldError, QuerySyntaxError, QueryTypeError
 from isrflow.registry import Registry
-from isrflow.registry.core import query_columns
+from isrflow.registry.columns import query_columns
 from isrflow.registry.query import And, Compare, InList, Not, Or, Range, compile_where, parse_query
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -108,7 +108,7 @@ ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("query,error,position,text", ERRORS, ids=[e[0] for e in ERRORS])
+@pytest.mark.parametrize(("query", "error", "position", "text"), ERRORS, ids=[e[0] for e in ERRORS])
 def test_errors_point_at_the_position(query: str, error: type[QueryError], position: int, text: str) -> None:
     with pytest.raises(error) as info:
         parse_query(query)
@@ -179,7 +179,7 @@ def _keys(refs) -> set[tuple[int, int]]:
 
 
 @pytest.mark.parametrize(
-    "where,expected",
+    ("where", "expected"),
     [
         ("instrument = 'HSC' AND exposure = 100 AND detector IN (0..2, 9)", {(100, d) for d in (0, 1, 2, 9)}),
         ("detector_name = 'D3' AND physical_filter = 'HSC-R'", {(100, 3), (102, 3)}),

@@ -105,9 +105,11 @@ def test_the_reader_cannot_insert_and_the_writer_cannot_change_the_schema(backen
         "INSERT INTO collection_chain (parent, child, position) VALUES ('a', 'b', 0)",
     ]
     for statement in forbidden:
-        with writer.engine.connect() as conn:
-            with pytest.raises(sa.exc.ProgrammingError, match="permission denied|must be owner"):
-                conn.execute(sa.text(statement))
+        with (
+            writer.engine.connect() as conn,
+            pytest.raises(sa.exc.ProgrammingError, match=r"permission denied|must be owner"),
+        ):
+            conn.execute(sa.text(statement))
 
 
 @ON_POSTGRES
@@ -178,7 +180,7 @@ def test_scram_verifier_against_rfc_7677():
     assert base64.b64encode(server_signature).decode() == "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
     client_signature = hmac.new(stored, auth, hashlib.sha256).digest()
     proof = base64.b64decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
-    client_key = bytes(a ^ b for a, b in zip(proof, client_signature))
+    client_key = bytes(a ^ b for a, b in zip(proof, client_signature, strict=True))
     assert hashlib.sha256(client_key).digest() == stored
     verifier = scram_verifier("pencil", salt=salt)
     assert verifier.startswith("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$") and verifier_matches(

@@ -57,7 +57,7 @@ def test_sqlite_uses_wal_and_foreign_keys(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    "url,message",
+    ("url", "message"),
     [
         ("mysql://x/y", "unsupported registry database"),
         ("sqlite://", "needs a SQLite file"),
@@ -104,8 +104,8 @@ def test_collections_and_chains(registry: Registry) -> None:
 def test_query_datasets_over_runs_and_calibration_collections(registry: Registry) -> None:
     bias = calib_msg("bias", 1, "HSC/calib/bias")
     registry.apply(
-        dims(detectors=(1, 2))
-        + [
+        [
+            *dims(detectors=(1, 2)),
             raw_msg(100, 1),
             raw_msg(100, 2),
             bias,

@@ -38,8 +38,8 @@ from isrflow.model.messages import (
     dump_message,
 )
 from isrflow.registry import BatchItem, Registry, apply_batch
-from isrflow.registry import writer as writer_module
 from isrflow.registry.engine import create_registry_engine
+from isrflow.registry.writer import certify as certify_module
 
 TABLES = (
     "instrument",
@@ -177,7 +177,7 @@ def test_dimension_records_in_the_same_batch_are_parents(registry: Registry) -> 
 
 
 def test_a_poison_record_among_good_ones_is_the_only_one_rejected(registry: Registry) -> None:
-    registry.apply(dims(detectors=(1, 2)) + [raw_msg(100, 2, uri="file:///original.fits")])
+    registry.apply([*dims(detectors=(1, 2)), raw_msg(100, 2, uri="file:///original.fits")])
     good = [raw_msg(100, 1, execution_id=EX), calib_msg("bias", 1, "HSC/calib/bias", execution_id=EX)]
     wrong_id = json.loads(dump_message(raw_msg(100, 1)))
     wrong_id["data_id"]["detector"] = 2  # id no longer matches the data id
@@ -405,7 +405,7 @@ def test_the_race_test_detects_a_missing_lock(backend, registry, monkeypatch) ->
     """Without the advisory lock both PostgreSQL writers would win: the test above can fail."""
     if backend.name != "postgresql":
         pytest.skip("on SQLite the lock is the write transaction itself (BEGIN IMMEDIATE)")
-    monkeypatch.setattr(writer_module, "lock", lambda conn, name: None)
+    monkeypatch.setattr(certify_module, "lock", lambda conn, name: None)
     ra, rb = _race(backend, registry, locked=False)
     assert ra.applied == ["a0"] and rb.applied == ["b0"]
     assert count(registry, "calib_validity") == 2  # overlapping ranges: what the lock prevents
@@ -416,7 +416,7 @@ def test_the_race_test_detects_a_missing_lock(backend, registry, monkeypatch) ->
 
 def test_a_crash_mid_batch_leaves_no_partial_rows_and_redelivery_completes(registry: Registry) -> None:
     msgs, *_ = good_batch()
-    batch = items(msgs + ["{poison"])
+    batch = items([*msgs, "{poison"])
     empty = counts(registry)
 
     def crash(phase: str, conn) -> None:
@@ -526,7 +526,7 @@ def test_wait_applied_polls_until_the_writer_catches_up(registry: Registry) -> N
 
 
 def test_wait_applied_times_out_without_real_sleeping(registry: Registry) -> None:
-    registry.apply(dims(detectors=(1,)) + [raw_msg(100, 1, execution_id=EX)])
+    registry.apply([*dims(detectors=(1,)), raw_msg(100, 1, execution_id=EX)])
     clock = FakeClock()
     start = time.monotonic()
     with pytest.raises(

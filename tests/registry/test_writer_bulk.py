@@ -28,9 +28,10 @@ from isrflow.model.messages import (
     dump_message,
 )
 from isrflow.registry import BatchItem, Registry, apply_batch
-from isrflow.registry import writer as writer_module
 from isrflow.registry.copy_pg import array_literal
 from isrflow.registry.limits import limit_violation
+from isrflow.registry.writer import batch as batch_module
+from isrflow.registry.writer import items as items_module
 from isrflow.registry.writer_limits import certainly_storable
 
 EX = "exec-bulk"
@@ -86,16 +87,16 @@ def test_array_literal_refuses_a_value_of_the_wrong_type() -> None:
 
 
 def _dataset(**kw) -> DatasetMessage:
-    fields = dict(
-        dataset_type="postISRCCD",
-        run="u/bulk/run",
-        data_id={"instrument": "HSC", "exposure": 7, "detector": 3},
-        uri="s3://b/x.fits",
-        size=10,
-        sha256="a" * 64,
-        execution_id=EX,
-        inputs=[ProvenanceInput(dataset_id=uuid.UUID(int=1), role="raw")],
-    )
+    fields = {
+        "dataset_type": "postISRCCD",
+        "run": "u/bulk/run",
+        "data_id": {"instrument": "HSC", "exposure": 7, "detector": 3},
+        "uri": "s3://b/x.fits",
+        "size": 10,
+        "sha256": "a" * 64,
+        "execution_id": EX,
+        "inputs": [ProvenanceInput(dataset_id=uuid.UUID(int=1), role="raw")],
+    }
     fields.update(kw)
     return DatasetMessage(**fields)
 
@@ -190,8 +191,8 @@ def test_a_dataset_only_the_database_refuses_is_rejected_alone(
 ) -> None:
     """Both up-front checks off: a NUL in a URI (PostgreSQL) / a 2**63 size (both engines) reaches the
     bulk INSERT; bisection finds it and everything else of the batch is applied with its provenance."""
-    monkeypatch.setattr(writer_module, "limit_violation", lambda message: None)
-    monkeypatch.setattr(writer_module, "certainly_storable", lambda message: False)
+    monkeypatch.setattr(items_module, "limit_violation", lambda message: None)
+    monkeypatch.setattr(items_module, "certainly_storable", lambda message: False)
     msgs = _parents_and_outputs(60)
     bad = msgs[-1].model_copy(update={"size": 2**63})
     if backend.name == "postgresql":
@@ -272,9 +273,40 @@ def test_without_pipelining_the_writes_wait_in_turn_with_the_same_outcome(
     registry: Registry, monkeypatch
 ) -> None:
     """An old libpq cannot pipeline: the writer then executes each bulk statement directly."""
-    monkeypatch.setattr(writer_module, "_PIPELINE", False)
+    monkeypatch.setattr(batch_module, "_PIPELINE", False)
     msgs = _parents_and_outputs(30)
     result = apply_batch(registry, [BatchItem(f"m{i}", m) for i, m in enumerate(msgs)])
     assert len(result.applied) == len(msgs)
     assert count(registry, "dataset") == 34 and count(registry, "dataset_provenance") == 30
+    assert registry.applied_status(EX).applied == len(msgs)
+
+
+def test_datasets_a_concurrent_writer_commits_first_are_applied_by_a_second_run(
+    backend, registry: Registry, monkeypatch
+) -> None:
+    """PostgreSQL inserts the datasets it found absent with plain INSERTs: when another writer commits
+    some of them between this batch's lookups and its INSERTs, the unique violation makes the writer
+    run the batch again with ON CONFLICT, and every row is there once."""
+    if backend.name != "postgresql":
+        pytest.skip("the optimistic plain INSERTs are PostgreSQL's")
+    msgs = _parents_and_outputs(20)
+    parents, outputs = msgs[:9], msgs[9:]
+    assert not apply_batch(registry, [BatchItem(f"p{i}", m) for i, m in enumerate(parents)]).rejected
+    other = backend.open()
+    original = batch_module.Batch.select_many
+    optimism: list[bool] = []
+
+    def racing(self, lookups):
+        optimism.append(self.optimistic)
+        found = original(self, lookups)
+        if len(optimism) == 1:  # the other writer wins the race for five of the datasets
+            won = apply_batch(other, [BatchItem(f"o{i}", m) for i, m in enumerate(outputs[:5])])
+            assert len(won.applied) == 5
+        return found
+
+    monkeypatch.setattr(batch_module.Batch, "select_many", racing)
+    result = apply_batch(registry, [BatchItem(f"m{i}", dump_message(m)) for i, m in enumerate(outputs)])
+    assert optimism == [True, True, False]  # this batch, the other writer's, this batch again
+    assert len(result.applied) == 20 and result.rejected == [] and result.retry == []
+    assert count(registry, "dataset") == 24 and count(registry, "dataset_provenance") == 20
     assert registry.applied_status(EX).applied == len(msgs)

@@ -16,7 +16,9 @@ from registry_helpers import T0, count
 
 from isrflow.model.messages import DetectorRecord, ExposureRecord, InstrumentRecord, dump_message
 from isrflow.registry import BatchItem, Registry, apply_batch
-from isrflow.registry import writer as writer_module
+from isrflow.registry.writer import apply as apply_module
+from isrflow.registry.writer import items as items_module
+from isrflow.registry.writer import poison as poison_module
 
 GOOD = 1000
 EX = "exec-poison"
@@ -104,15 +106,16 @@ def test_a_poison_the_checks_miss_is_found_by_bisection(
     that item is rejected, with the database's own error."""
     if kind == "nul_character" and backend.name == "sqlite":
         pytest.skip("SQLite stores NUL characters: only the up-front check refuses them there")
-    monkeypatch.setattr(writer_module, "limit_violation", lambda message: None)
+    monkeypatch.setattr(items_module, "limit_violation", lambda message: None)
     trials = []
-    real_run = writer_module._run
+    real_run = poison_module.run_batch
 
     def counting_run(registry, items, **kw):
         trials.append(len(items))
         return real_run(registry, items, **kw)
 
-    monkeypatch.setattr(writer_module, "_run", counting_run)
+    monkeypatch.setattr(apply_module, "run_batch", counting_run)
+    monkeypatch.setattr(poison_module, "run_batch", counting_run)
     poison = POISONS[kind][0]()
     result = apply_batch(registry, batch_with(poison))
     reason = assert_isolated(registry, result, f"m{GOOD // 2}")

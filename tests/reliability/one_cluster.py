@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from functions.isr.app import lambda_handler as isr_handler
+from functions.isr.app import isr_handler
 from functions.plan.app import lambda_handler as plan_handler
 from isrflow.infra.settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_URL
 from isrflow.io.storage import storage_for

@@ -8,11 +8,11 @@ import stat
 
 import pytest
 
-from isrflow.calibration.mef import publish, temp_file
+from isrflow.calibration.mef_writer import publish, temp_file
+from isrflow.io.datastore import path_to_uri
 from isrflow.io.exposure_io import atomic_write_bytes
 from isrflow.io.filemode import current_umask
 from isrflow.io.storage import FileStorage
-from isrflow.registry.datastore import path_to_uri
 
 
 @pytest.fixture(params=[(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)], ids=["022", "002", "077"])

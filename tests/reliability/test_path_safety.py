@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from isrflow.io.datastore import check_key, contained_path
 from isrflow.model.errors import UnsafeKeyError
 from isrflow.model.messages import S3ObjectCreatedEvent
 from isrflow.prompt import ingest as ingest_module
 from isrflow.prompt.config import PromptConfig
 from isrflow.prompt.ingest import ingest_upload
 from isrflow.prompt.watch import object_created_event
-from isrflow.registry.datastore import check_key, contained_path
 
 
 class _Sender:

@@ -163,6 +163,6 @@ def test_aws_redrive_deletes_only_what_was_sent(aws) -> None:
 
     from isrflow.infra.redrive import RedriveError
 
-    with pytest.raises(RedriveError, match="2 not sent.*1 moved"):
+    with pytest.raises(RedriveError, match=r"2 not sent.*1 moved"):
         redrive_sqs(HalfFailing(), dlq, queue, visibility_s=0)
     assert len(_all_bodies(aws, queue)) == 1 and len(_all_bodies(aws, dlq)) == 2

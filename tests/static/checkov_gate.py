@@ -77,10 +77,10 @@ def run_checkov(template: Path = TEMPLATE, checkov: Path = CHECKOV) -> Report:
     )
     try:
         doc = json.loads(result.stdout)
-    except ValueError:
+    except ValueError as exc:
         raise RuntimeError(
             f"checkov gave no JSON report (exit {result.returncode}):\n{result.stderr[-2000:]}"
-        )
+        ) from exc
     if isinstance(doc, list):  # one report per framework
         (doc,) = [d for d in doc if d.get("check_type") == "cloudformation"]
     results, summary = doc.get("results", {}), doc.get("summary", {})

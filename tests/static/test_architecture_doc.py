@@ -65,7 +65,7 @@ def _classes(path: Path) -> list[tuple[str, list[str]]]:
 
 
 def errors_py_classes(root: Path = PACKAGE) -> set[str]:
-    return {name for name, _ in _classes(root / "errors.py")}
+    return {name for name, _ in _classes(root / "model" / "errors.py")}
 
 
 def isrflow_error_classes(root: Path = PACKAGE) -> set[str]:

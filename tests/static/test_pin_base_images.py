@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from isrflow.local.containers.pin import BASE_TAG, pin_template, unpinned_template
-from isrflow.local.template import load_template
+from isrflow.local.sam_template import load_template
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 DIGEST = "sha256:" + "ab" * 32
@@ -29,10 +29,10 @@ def test_pin_sets_every_image_resources_base_and_unpin_restores_the_text(tmp_pat
     assert "@sha256:" not in original, "template.yaml is pinned: make sure the stand-in path still builds"
     pinned = pin_template(original, f"{BASE_TAG}@{DIGEST}")
     args = _build_args(pinned, tmp_path)
-    assert set(args) == {"IsrFunction", "CombineFunction", "CombineTaskDefinition"}
+    assert set(args) == {"IsrFunction", "MosaicFunction", "CombineFunction", "CombineTaskDefinition"}
     assert all(a == {"BASE_IMAGE": f"{BASE_TAG}@{DIGEST}"} for a in args.values())
     repinned = pin_template(pinned, f"{BASE_TAG}@sha256:{'cd' * 32}")  # a second pin replaces the first
-    assert repinned.count("BASE_IMAGE:") == 3 and DIGEST not in repinned
+    assert repinned.count("BASE_IMAGE:") == 4 and DIGEST not in repinned
     unpinned = unpinned_template(pinned)
     assert all(a == {"BASE_IMAGE": BASE_TAG} for a in _build_args(unpinned, tmp_path).values())
 

@@ -13,7 +13,7 @@ from isrflow.isr.pipeline import run_isr
 
 
 @pytest.mark.parametrize(
-    "obj, sections",
+    ("obj", "sections"),
     [
         (run_isr, ("Parameters", "Returns", "Raises")),
         (combine_stack, ("Parameters", "Returns", "Raises")),

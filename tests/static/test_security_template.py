@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from isrflow.local.template import load_app, load_template
+from isrflow.local.sam_template import load_app, load_template
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = Path(os.environ.get("ISRFLOW_STATIC_ROOT", REPO)).resolve()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from isrflow.local.template import load_app, load_template
+from isrflow.local.sam_template import load_app, load_template
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = Path(os.environ.get("ISRFLOW_STATIC_ROOT", REPO)).resolve()
@@ -283,10 +283,7 @@ def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
 
 def _copy_sources(args: str) -> tuple[list[str], str]:
     """COPY/ADD sources and destination (flags such as --chown dropped); ([], dest) for --from."""
-    if args.startswith("["):
-        parts = json.loads(args)
-    else:
-        parts = shlex.split(args)
+    parts = json.loads(args) if args.startswith("[") else shlex.split(args)
     flags = [p for p in parts if p.startswith("--")]
     parts = [p for p in parts if not p.startswith("--")]
     if any(f.startswith("--from") for f in flags):

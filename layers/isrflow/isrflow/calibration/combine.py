@@ -44,8 +44,16 @@ import numpy as np
 
 from isrflow import __version__
 from isrflow.calibration import routing
-from isrflow.calibration.kernel import STATISTICS, CombineOutput, Workspace, combine_stack, default_threads
-from isrflow.calibration.mef import MefReader, MefWriter, PlaneSpec
+from isrflow.calibration.kernel import (
+    STATISTICS,
+    CombineOutput,
+    Statistic,
+    Workspace,
+    combine_stack,
+    default_threads,
+)
+from isrflow.calibration.mef import MefReader
+from isrflow.calibration.mef_writer import MefWriter, PlaneSpec
 from isrflow.io import formats
 from isrflow.model.errors import CalibrationError, CalibrationMismatchError, ConfigError
 
@@ -83,7 +91,7 @@ class CommonCalibration:
 
 @dataclass
 class CombineSettings:
-    statistic: str = "meanclip"
+    statistic: Statistic = "meanclip"
     clip: float = 3.0
     iterations: int = 3
     mask_planes: tuple[str, ...] = ("BAD", "SAT", "INTRP", "CR", "DETECTED", "NO_DATA")
@@ -174,7 +182,7 @@ def _header(
     header["CALIBNIT"] = (int(settings.iterations), "clipping passes (meanclip)")
     header["CALIBMSK"] = (",".join(settings.mask_planes), "input mask planes not used")
     header["NINPUTS"] = (len(inputs), "input frames")
-    for i, (item, reader) in enumerate(zip(inputs, readers)):
+    for i, (item, reader) in enumerate(zip(inputs, readers, strict=True)):
         exposure = reader.primary.get(formats.KW_EXPOSURE)
         header[f"HIERARCH CALIB INPUT {i}"] = item.label or (
             str(exposure) if exposure is not None else item.uri[-60:]
@@ -367,9 +375,10 @@ def combine_files(
                     out=out,
                     workspace=workspace,
                 )
-                for j, (calib, reader) in enumerate(zip(common, shared)):
+                for j, (calib, reader) in enumerate(zip(common, shared, strict=True)):
                     _add_common(out, calib, reader, y0, y1, strip.values[m + j, :k], settings.statistic)
                 if double:
+                    assert write_pool is not None, "two strips in flight have a writer thread"
                     writing.append(write_pool.submit(write, y0, k, out))
                 else:  # one strip at a time: nothing overlaps, as the budget requires
                     no_data += write(y0, k, out)

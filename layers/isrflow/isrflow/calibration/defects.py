@@ -123,7 +123,10 @@ def boxes_of(defects: np.ndarray) -> list[Box]:
     # np.nonzero on the transpose walks column by column, rows ascending: starts and ends pair up
     start_cols, start_rows = np.nonzero(edges.T == 1)
     _, end_rows = np.nonzero(edges.T == -1)
-    return [Box.of(int(c), int(y0), 1, int(y1 - y0)) for c, y0, y1 in zip(start_cols, start_rows, end_rows)]
+    return [
+        Box.of(int(c), int(y0), 1, int(y1 - y0))
+        for c, y0, y1 in zip(start_cols, start_rows, end_rows, strict=True)
+    ]
 
 
 def find_defects(
@@ -143,7 +146,7 @@ def find_defects(
     for flat in flats:
         cold |= cold_pixels(*flat)
     no_data = np.zeros(shape, dtype=bool)
-    for image, mask in images:
+    for _image, mask in images:
         if mask is not None:
             no_data |= (mask & formats.BAD) != 0
     defects = fill_columns(hot | cold | no_data)

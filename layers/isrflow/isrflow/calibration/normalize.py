@@ -35,7 +35,8 @@ class FlatScales:
 
 
 def normalize(
-    levels: Mapping[tuple[Hashable, Hashable], tuple[float, float]], iterations: int = ITERATIONS
+    levels: Mapping[tuple[Hashable, Hashable], tuple[float | None, float | None]],
+    iterations: int = ITERATIONS,
 ) -> FlatScales:
     """Solve ``B[d, e] ~ E[e] G[d]`` for ``levels`` = {(detector, exposure): (level, weight)}.
 

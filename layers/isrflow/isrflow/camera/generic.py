@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from isrflow.camera.geometry import parse_section
 from isrflow.camera.model import Amplifier, Box, Camera, Detector
 from isrflow.model.errors import IsrInputError, MissingHeaderKeywordError
-from isrflow.model.geometry import parse_section
 from isrflow.model.validation import summary
 
 

@@ -40,7 +40,7 @@ class _Group(click.Group):
     and what is wrong, not as a traceback.
     """
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         for i, arg in enumerate(args):
             if "\x00" in arg:
                 shown = arg.replace(chr(0), "<NUL>")[:60]
@@ -52,7 +52,7 @@ class _Group(click.Group):
                 sys.exit(1)
         return super().parse_args(ctx, args)
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context):
         from pydantic import ValidationError
 
         try:

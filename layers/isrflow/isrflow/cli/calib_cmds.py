@@ -4,6 +4,9 @@ Locally by default (the embedded runtime, against ``--repo``), or ``--aws`` agai
 deployed stack. With ``--certify`` the masters are certified into ``--collection`` for
 ``[--begin, --end)`` and the command returns only once the certification is visible in the
 registry (the state machine's Summarize waits for the registry writer; the command checks).
+
+The command's options arrive grouped (:mod:`.calib_options`): what to build, where from, how
+to combine, what to certify, how to run.
 """
 
 from __future__ import annotations
@@ -11,11 +14,23 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from isrflow.cli.calib_options import (
+    BuildSource,
+    BuildTarget,
+    Certification,
+    CombineOptions,
+    RunOptions,
+    grouped_build_options,
+)
 from isrflow.cli.options import FiniteFloatRange, count, json_option, list_option, subgroup, workers_option
 from isrflow.client.inputs import build_input
+
+if TYPE_CHECKING:
+    from isrflow.registry.core import Registry
 
 STATE_MACHINE = "BuildCalibrationStateMachine"
 
@@ -25,7 +40,14 @@ def register(group: click.Group) -> None:
     calib.add_command(build_command)
 
 
-def build_local(repo: Path, payload: dict, workers: int | None, *, progress: bool = True, containers=None):
+def build_local(
+    repo: Path,
+    payload: dict[str, Any],
+    workers: int | None,
+    *,
+    progress: bool = True,
+    containers: Any = None,
+) -> Any:
     """Run BuildCalibration in the embedded runtime through the Python API (the certification
     collection is created if needed; a query selecting no input is refused before the start);
     returns the finished Execution."""
@@ -52,14 +74,14 @@ def build_local(repo: Path, payload: dict, workers: int | None, *, progress: boo
     )
 
 
-def certified_visible(registry, summary: dict, collection: str) -> bool:
+def certified_visible(registry: Registry, summary: dict[str, Any], collection: str) -> bool:
     """Whether every master the execution built is certified in ``collection`` (per the registry)."""
     uris = set(summary.get("outputs") or [])
     found = {ref.uri for ref in registry.query_datasets(summary["calib_type"], [collection])}
     return uris <= found
 
 
-def _print_summary(summary: dict) -> None:
+def _print_summary(summary: dict[str, Any]) -> None:
     click.echo(
         f"{summary['calib_type']}: {summary['succeeded']} of {summary['masters']} masters built into "
         f"{summary['output_run']} ({summary['inputs_failed']} of {summary['inputs']} inputs failed), routes "
@@ -132,106 +154,115 @@ def _print_summary(summary: dict) -> None:
 @click.option("--aws", "use_aws", is_flag=True, help="start the deployed state machine instead")
 @click.option("--stack", default="isrflow", show_default=True, help="CloudFormation stack (with --aws)")
 @json_option
+@grouped_build_options
 def build_command(
-    calib_type,
-    repo_dir,
-    where,
-    output_run,
-    input_collections,
-    calib_collection,
-    statistic,
-    clip,
-    iterations,
-    min_inputs,
-    mode,
-    route,
-    isr_config_path,
-    max_failure_fraction,
-    keep_intermediates,
-    certify,
-    collection,
-    begin,
-    end,
-    workers,
-    use_aws,
-    stack,
-    as_json,
-):
+    target: BuildTarget,
+    source: BuildSource,
+    combine: CombineOptions,
+    certification: Certification,
+    run: RunOptions,
+) -> None:
     """Build master calibrations of TYPE per detector (the BuildCalibration state machine)."""
-    import yaml
-
-    from isrflow.cli.registry_cmds import _parse_time
-
-    t0, t1 = _parse_time(begin, "--begin"), _parse_time(end, "--end")
-    if (begin or end or collection) and not certify:
-        raise click.UsageError("--collection, --begin and --end go with --certify")
-    overrides = {}
-    if isr_config_path is not None:
-        try:
-            overrides = yaml.safe_load(isr_config_path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise click.BadParameter(f"{isr_config_path}: {exc}", param_hint="--isr-config") from None
-    options = dict(
-        statistic=statistic,
-        clip=clip,
-        iterations=iterations,
-        min_inputs=min_inputs,
-        mode=mode,
-        route=route,
-        max_failure_fraction=max_failure_fraction,
-        isr_config=overrides or None,
-        keep_intermediates=keep_intermediates,
-    )
-    if use_aws:
-        from isrflow.infra.stack_client import run_on_aws
-        from isrflow.model.messages import BuildCalibrationInput
-
-        if (
-            not input_collections
-            or (calib_type in ("dark", "flat") and not calib_collection)
-            or (certify and not collection)
-        ):
-            raise click.UsageError(
-                "with --aws give --input-collections, --calib-collection (dark, flat) and "
-                "--collection (with --certify)"
-            )
-        spec = {"collection": collection, "begin": t0, "end": t1} if certify else None
-        payload = BuildCalibrationInput(
-            calib_type=calib_type,
-            where=where,
-            input_collections=list(input_collections),
-            calib_collection=calib_collection,
-            output_run=output_run,
-            certify=spec,
-            **{k: v for k, v in options.items() if v is not None},
-        ).model_dump(mode="json", exclude_none=True)
-        result = run_on_aws(stack, STATE_MACHINE, payload)
-        click.echo(json.dumps(result, indent=1, default=str))
-        sys.exit(0 if result.get("status") == "SUCCEEDED" else 1)
-    if repo_dir is None:
+    options = _payload_options(target, combine)
+    if run.use_aws:
+        _build_on_aws(target, source, certification, run, options)
+        return
+    if run.repo_dir is None:
         raise click.UsageError("--repo is required for local runs")
+    execution, summary = _build_locally(run.repo_dir, target, source, certification, run, options)
+    _report(execution, summary, run.as_json)
+    if execution.status != "SUCCEEDED":
+        sys.exit(1)
+
+
+def _payload_options(target: BuildTarget, combine: CombineOptions) -> dict[str, Any]:
+    """The BuildCalibration input fields of the output mode and the combine options."""
+    overrides = combine.isr_overrides()
+    return {
+        "statistic": combine.statistic,
+        "clip": combine.clip,
+        "iterations": combine.iterations,
+        "min_inputs": combine.min_inputs,
+        "mode": target.mode,
+        "route": combine.route,
+        "max_failure_fraction": combine.max_failure_fraction,
+        "isr_config": overrides or None,
+        "keep_intermediates": combine.keep_intermediates,
+    }
+
+
+def _build_on_aws(
+    target: BuildTarget,
+    source: BuildSource,
+    certification: Certification,
+    run: RunOptions,
+    options: dict[str, Any],
+) -> None:
+    """Start the deployed state machine, print its result and exit 0 if it succeeded, else 1."""
+    from isrflow.infra.stack_client import run_on_aws
+    from isrflow.model.messages import BuildCalibrationInput
+
+    if (
+        not source.input_collections
+        or (target.calib_type in ("dark", "flat") and not source.calib_collection)
+        or (certification.certify and not certification.collection)
+    ):
+        raise click.UsageError(
+            "with --aws give --input-collections, --calib-collection (dark, flat) and "
+            "--collection (with --certify)"
+        )
+    spec = (
+        {"collection": certification.collection, "begin": certification.begin, "end": certification.end}
+        if certification.certify
+        else None
+    )
+    payload = BuildCalibrationInput(
+        calib_type=target.calib_type,
+        where=source.where,
+        input_collections=list(source.input_collections),
+        calib_collection=source.calib_collection,
+        output_run=target.output_run,
+        certify=spec,
+        **{k: v for k, v in options.items() if v is not None},
+    ).model_dump(mode="json", exclude_none=True)
+    result = run_on_aws(run.stack, STATE_MACHINE, payload)
+    click.echo(json.dumps(result, indent=1, default=str))
+    sys.exit(0 if result.get("status") == "SUCCEEDED" else 1)
+
+
+def _build_locally(
+    repo_dir: Path,
+    target: BuildTarget,
+    source: BuildSource,
+    certification: Certification,
+    run: RunOptions,
+    options: dict[str, Any],
+) -> tuple[Any, dict[str, Any] | None]:
+    """Run the build in the embedded runtime; returns the finished Execution and, if it
+    succeeded, its summary. With ``--certify`` a success whose certifications are not in the
+    registry is a ClickException."""
     from isrflow.registry import open_repo
 
     registry = open_repo(repo_dir)
     try:
         payload = build_input(
             registry,
-            calib_type,
-            where,
-            output_run,
-            input_collections=input_collections,
-            calib_collection=calib_collection,
-            certify=certify,
-            collection=collection,
-            begin=t0,
-            end=t1,
+            target.calib_type,
+            source.where,
+            target.output_run,
+            input_collections=source.input_collections,
+            calib_collection=source.calib_collection,
+            certify=certification.certify,
+            collection=certification.collection,
+            begin=certification.begin,
+            end=certification.end,
             **options,
         )
     finally:
         registry.close()
-    execution = build_local(repo_dir, payload, workers, progress=not as_json)
+    execution = build_local(repo_dir, payload, run.workers, progress=not run.as_json)
     summary = execution.output if execution.status == "SUCCEEDED" else None
-    if summary and certify:
+    if summary and certification.certify:
         registry = open_repo(repo_dir)
         try:
             if not certified_visible(registry, summary, payload["certify"]["collection"]):
@@ -240,6 +271,11 @@ def build_command(
                 )
         finally:
             registry.close()
+    return execution, summary
+
+
+def _report(execution: Any, summary: dict[str, Any] | None, as_json: bool) -> None:
+    """Print the execution's outcome: JSON, or its summary / error as text."""
     if as_json:
         click.echo(
             json.dumps(
@@ -254,13 +290,11 @@ def build_command(
                 default=str,
             )
         )
+        return
+    click.echo(f"execution {execution.execution_arn}: {execution.status}")
+    if summary:
+        _print_summary(summary)
     else:
-        click.echo(f"execution {execution.execution_arn}: {execution.status}")
-        if summary:
-            _print_summary(summary)
-        else:
-            from isrflow.cli.run_cmds import _cause_text
+        from isrflow.cli.run_cmds import _cause_text
 
-            click.echo(f"error: {execution.error}: {_cause_text(execution.cause)}", err=True)
-    if execution.status != "SUCCEEDED":
-        sys.exit(1)
+        click.echo(f"error: {execution.error}: {_cause_text(execution.cause)}", err=True)

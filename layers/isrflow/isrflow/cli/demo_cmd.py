@@ -45,8 +45,9 @@ def _prepare(
     small: bool = False,
 ):
     from isrflow.model.errors import CertificationConflictError
-    from isrflow.registry import create_repo, ingest, open_repo
+    from isrflow.registry import create_repo, open_repo
     from isrflow.registry.calib_import import import_calibrations
+    from isrflow.registry.ingest import ingest
     from isrflow.registry.repo import REPO_CONFIG
     from isrflow.simulate import SimulationRequest, load_manifest, simulate
 
@@ -143,6 +144,7 @@ def _truth_check(calib_type: str, uri: str, manifest, detector: int) -> str:
         good = (built.mask == 0) & np.isfinite(ratio)
         return f"flat / true response: median {np.median(ratio[good]):.4f}, robust scatter {np.subtract(*np.percentile(ratio[good], [75, 25])) * 0.7413:.4f}"
     expected = read_exposure(truth.bias if calib_type == "bias" else truth.dark).image
+    assert built.variance is not None, f"{uri}: a master has a VARIANCE plane"
     chi = (built.image - expected) / np.sqrt(built.variance)
     good = built.mask == 0
     return f"(master - truth)/sigma: mean {chi[good].mean():.3f}, std {chi[good].std():.3f}"
@@ -233,7 +235,7 @@ def _point_default_chain(registry, instrument: str, collection: str) -> None:
 
 def _deleted_text(execution) -> str:
     """What the execution's DeleteIntermediates state removed, as a clause ('' if it did not run)."""
-    from isrflow.ops.usage import state_output
+    from isrflow.local.usage import state_output
 
     deleted = (state_output(execution.history, "DeleteIntermediates") or {}).get("intermediates")
     n = ((deleted or {}).get("result") or {}).get("deleted", 0)
@@ -293,6 +295,9 @@ def _residuals(
         key = (ref.data_id["exposure"], ref.data_id["detector"])
         if key in truth:
             exposure = read_exposure(_readable(ref.uri))
+            assert exposure.variance is not None and exposure.mask is not None, (
+                f"{ref.uri}: postISRCCD planes"
+            )
             if scale != 1.0:
                 exposure.image *= scale
                 exposure.variance *= scale * scale

@@ -124,7 +124,7 @@ def ingest_through_lambda(
 
 def _registered_raws(registry: Any, instrument: str) -> int:
     from isrflow.model.errors import CollectionError
-    from isrflow.registry.ids import raw_collection
+    from isrflow.model.ids import raw_collection
 
     try:
         return len(registry.query_datasets("raw", [raw_collection(instrument)]))

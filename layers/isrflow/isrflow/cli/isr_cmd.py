@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -13,7 +14,7 @@ def register(group: click.Group) -> None:
     group.add_command(isr_command)
 
 
-_calib = dict(type=click.Path(dir_okay=False, path_type=Path), default=None)
+_calib: dict[str, Any] = {"type": click.Path(dir_okay=False, path_type=Path), "default": None}
 
 
 @click.command("isr")
@@ -38,10 +39,10 @@ def isr_command(raw, camera, detector, bias, dark, flat, defects, config_path, o
     Steps whose calibration is not given are skipped and recorded as not applied. Calibrations
     made by other tools (a plain FITS image, no DETECTOR keyword) are accepted with a warning.
     """
-    from isrflow.io.calib_foreign import load_foreign_calibrations
     from isrflow.io.exposure_io import write_exposure
     from isrflow.io.rawio import read_raw
     from isrflow.isr import IsrConfig, run_isr
+    from isrflow.isr.calib_foreign import load_foreign_calibrations
 
     config = IsrConfig.from_file(config_path) if config_path else IsrConfig()
     det = int(detector) if detector is not None and str(detector).isdigit() else detector

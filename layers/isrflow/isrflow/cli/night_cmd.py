@@ -37,8 +37,8 @@ def _template_settings() -> dict:
         "writer_memory_mb": app.functions[mapping.function].memory_mb,
         "writer_batch": mapping.batch_size,
         "architecture": (find_function(app, "IsrFunction").architectures or ["arm64"])[0],
-        "concurrency": int(params.get("IsrMaxConcurrency") or 500) or 500,
-        "outputs_ia_days": int(params["OutputsInfrequentAccessDays"])
+        "concurrency": int(str(params.get("IsrMaxConcurrency") or 500)) or 500,
+        "outputs_ia_days": int(str(params["OutputsInfrequentAccessDays"]))
         if params.get("OutputsInfrequentAccessDays")
         else None,
     }

@@ -7,6 +7,7 @@ An EXECUTION is a name or an execution ARN: with ``--repo`` a local execution (i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -101,10 +102,8 @@ def _print_status(st) -> None:
         )
     if st.error:
         cause = st.cause or ""
-        try:
+        with contextlib.suppress(ValueError, AttributeError):
             cause = json.loads(cause).get("errorMessage", cause)
-        except (ValueError, AttributeError):
-            pass
         click.echo(f"  error: {st.error}: {cause[:300]}")
     if st.masters:
         _print_masters(st.masters)

@@ -25,14 +25,13 @@ def parse_id_list(text: str) -> list[int]:
                 ids.append(int(part))
         except ValueError:
             raise click.BadParameter(f"{part!r} is not an id or an a-b range (e.g. 0-3,7)") from None
-    seen: set[int] = set()
-    return [i for i in ids if not (i in seen or seen.add(i))]
+    return list(dict.fromkeys(ids))  # first occurrence of each, in order
 
 
 class IdList(click.ParamType):
     name = "IDS"
 
-    def convert(self, value, param, ctx):  # type: ignore[override]
+    def convert(self, value, param, ctx):
         return value if isinstance(value, list) else parse_id_list(value)
 
 
@@ -54,7 +53,7 @@ MAX_COUNT = 1_000_000
 class FiniteFloatRange(click.FloatRange):
     """A FloatRange that also refuses nan and +-inf (which pass every range comparison)."""
 
-    def convert(self, value, param, ctx):  # type: ignore[override]
+    def convert(self, value, param, ctx):
         import math
 
         number = super().convert(value, param, ctx)
@@ -100,7 +99,7 @@ class ListOption(click.Option):
         kwargs["multiple"] = True
         super().__init__(*args, **kwargs)
 
-    def add_to_parser(self, parser, ctx) -> None:  # type: ignore[override]
+    def add_to_parser(self, parser, ctx) -> None:
         super().add_to_parser(parser, ctx)
         for name in self.opts:
             option = parser._long_opt.get(name) or parser._short_opt.get(name)
@@ -116,7 +115,7 @@ class ListOption(click.Option):
             option.process = process
             option._isrflow_greedy = True
 
-    def type_cast_value(self, ctx, value):  # type: ignore[override]
+    def type_cast_value(self, ctx, value):
         words = super().type_cast_value(ctx, value) or ()
         return tuple(w for item in words for w in str(item).replace(",", " ").split())
 

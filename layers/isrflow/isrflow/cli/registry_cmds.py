@@ -296,7 +296,7 @@ def register(group: click.Group) -> None:
         if t0 is not None and t1 is not None and not t0 < t1:
             raise click.BadParameter("--begin must be before --end", param_hint="--begin")
         if collection is not None:
-            from isrflow.registry.ids import check_collection_name
+            from isrflow.model.ids import check_collection_name
 
             check_collection_name(collection)  # a CollectionError line, not a pydantic traceback
         registry = open_repo(repo_dir)

@@ -347,7 +347,7 @@ class Client:
         sfn = self.backend.sfn_for(execution) if self.backend.kind == "aws" else None
         found = failed_quanta(execution, repo, sfn)
         removed: list[str] = []
-        if found.aborted and not dry_run:
+        if found.aborted and not dry_run and repo is not None:
             removed = list(remove_unregistered_outputs(repo, found.execution_arn) or [])
         if not found.failed and not found.aborted_before_plan:
             return RerunPlan(found=found, payload=None, name="", removed=removed)

@@ -2,7 +2,7 @@
 
 State machine ARNs come from the stack's outputs (:func:`isrflow.infra.stack_client.stack_output`);
 executions are followed with DescribeExecution; their per-detector rows and cost come from
-:func:`isrflow.ops.status.aws_status`. Registry reads (datasets, collections, ingest) need a
+:func:`isrflow.ops.aws_status.aws_status`. Registry reads (datasets, collections, ingest) need a
 repository directory configured on the AWS registry (``repo=``), as the CLI's ``--repo`` does.
 """
 

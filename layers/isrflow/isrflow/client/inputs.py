@@ -109,7 +109,7 @@ def build_input(
 def selected_inputs(registry, payload: dict) -> int:
     """How many input datasets a ProcessVisit or BuildCalibration input selects (raws; for a
     defects build, the master darks and flats). Raises NothingSelectedError when none."""
-    from isrflow.calibration.plan import with_obs_type
+    from isrflow.build_calibration.plan import with_obs_type
     from isrflow.calibration.steps import spec
 
     collections = payload.get("input_collections") or []
@@ -122,6 +122,8 @@ def selected_inputs(registry, payload: dict) -> int:
         what = "master darks or flats"
     elif calib_type:
         obs_type = spec(calib_type).obs_type
+        if obs_type is None:  # only defects are built from masters rather than raws: handled above
+            raise ValueError(f"calibration type {calib_type!r} names no raw observation type")
         count = len(registry.query_datasets("raw", collections, with_obs_type(where, obs_type)))
         what = f"{obs_type} raws"
     else:

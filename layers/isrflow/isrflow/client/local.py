@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 #: Seconds between two looks at a running execution's progress.
 POLL_S = 0.25
@@ -125,12 +125,12 @@ class LocalBackend:
         self,
         files: Sequence[str | Path],
         *,
-        transfer: str = "copy",
+        transfer: Literal["copy", "move", "link", "direct"] = "copy",
         run: str | None = None,
         camera: str | None = None,
         progress: Callable[[int, int], None] | None = None,
     ):
-        from isrflow.registry import ingest
+        from isrflow.registry.ingest import ingest
 
         registry = _open(self.repo)
         try:
@@ -139,7 +139,7 @@ class LocalBackend:
                 files,
                 transfer=transfer,
                 run=run,
-                camera=camera,  # type: ignore[arg-type]
+                camera=camera,
                 progress=progress,
             )
         finally:

@@ -104,7 +104,9 @@ def correlation_ids(event: Any) -> dict[str, Any]:
     if not isinstance(event, Mapping):
         return {}
     ids: dict[str, Any] = {}
-    plan = event.get("plan") if isinstance(event.get("plan"), Mapping) else {}
+    plan = event.get("plan")
+    if not isinstance(plan, Mapping):
+        plan = {}
     execution = event.get("execution_id") or plan.get("execution_id")
     if isinstance(execution, str):
         ids["execution"] = execution
@@ -142,7 +144,7 @@ def _xray_sdk_installed() -> bool:
 
 
 @functools.cache
-def _tracer():  # type: ignore[no-untyped-def]
+def _tracer():
     from aws_lambda_powertools import Tracer  # imports the X-Ray SDK: only where traces are sent
 
     return Tracer(service=service_name())
@@ -160,7 +162,7 @@ def _traced(handler: Handler, keys: dict[str, Any]) -> Handler:
                 tracer.put_annotation(key=name, value=keys[name])
         return handler(event, context, *args, **kwargs)
 
-    return traced  # type: ignore[return-value]
+    return traced
 
 
 def _flush() -> None:

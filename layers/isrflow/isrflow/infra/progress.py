@@ -49,7 +49,7 @@ class Progress:
         if not self.total:
             return f"{self.label}: {self.done} done, {_seconds(elapsed)}"
         fraction = min(self.done / self.total, 1.0)
-        filled = int(round(fraction * BAR_WIDTH))
+        filled = round(fraction * BAR_WIDTH)
         eta = (
             ""
             if self.done == 0

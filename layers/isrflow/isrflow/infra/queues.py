@@ -3,14 +3,20 @@
 Handlers call :func:`sender_for` with the configured queue URL and :meth:`send` a list of
 message models; nothing else in a handler knows which queue is behind it. The registry writer
 shortens the visibility of the items it returns for retry through :func:`visibility_for`
-(ChangeMessageVisibilityBatch on SQS, the same operation on the local queue).
+(ChangeMessageVisibilityBatch on SQS, the same operation on the local queue). The summaries
+wait for the registry writer to catch up with what they sent through :func:`awaiting_consumer`.
+
+The local queue itself is the local runtime's (:mod:`isrflow.local.queue`, not in the registry
+layer nor in the images): only a ``sqlite://`` URL, which only the local runtime hands out,
+imports it (lazily, in :class:`LocalSender` and :class:`LocalVisibility`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -174,3 +180,39 @@ _SENDERS: dict[str, QueueSender] = {}
 def sender_for(url: str) -> QueueSender:
     """The sender for a queue URL (cached per process)."""
     return _per_url(_SENDERS, url, LocalSender, SqsSender)
+
+
+class ConsumerSignal(Protocol):
+    """What a waitable queue's :meth:`WaitableQueue.waiting` yields (the local queue's ``Waiter``)."""
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` (s) for the consumer's signal; True if one came."""
+        ...
+
+
+@runtime_checkable
+class WaitableQueue(Protocol):
+    """A queue whose consumer signals the senders waiting on it after each batch (the local queue;
+    SQS has no such signal)."""
+
+    def waiting(self, seconds: float) -> AbstractContextManager[ConsumerSignal]:
+        """Mark for ``seconds`` (s) that a caller waits for the consumer; yields its signal."""
+        ...
+
+
+def awaiting_consumer(sender: Any, seconds: float) -> AbstractContextManager[Callable[[float], object]]:
+    """``with awaiting_consumer(sender, seconds) as sleep:`` around a wait for what ``sender``
+    sent to be processed, ``sleep(s)`` being the wait (s) between two checks: when the sender
+    writes to a queue whose consumer signals (a ``queue`` with ``waiting``, as the local queue's
+    :class:`LocalSender` has), that queue's waiter, which the local event source wakes after each
+    batch, marked for ``seconds`` (s); otherwise (SQS has no such signal) ``time.sleep``."""
+    queue = getattr(sender, "queue", None)
+    if not isinstance(queue, WaitableQueue):
+        return nullcontext(time.sleep)
+    return _waiting_sleep(queue, seconds)
+
+
+@contextmanager
+def _waiting_sleep(queue: WaitableQueue, seconds: float) -> Iterator[Callable[[float], object]]:
+    with queue.waiting(seconds) as waiter:
+        yield waiter.sleep

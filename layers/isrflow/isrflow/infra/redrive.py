@@ -57,7 +57,7 @@ class RedriveResult:
 def _local_names(template: str | Path | None) -> tuple[str, str]:
     """(registry queue name, dead-letter queue name) as the local runtime names them."""
     from isrflow.local.runtime import PROJECT_ROOT
-    from isrflow.local.template import load_app
+    from isrflow.local.sam_template import load_app
 
     app = load_app(template or PROJECT_ROOT / "template.yaml")
     mappings = [m for m in app.event_source_mappings if m.enabled]

@@ -73,7 +73,7 @@ class _SecretStore(BaseProvider):
         self.reads = 0
         self.max_age_s = 0.0
 
-    def _get(self, name: str, **sdk_options: Any) -> dict[str, Any]:  # type: ignore[override]
+    def _get(self, name: str, **sdk_options: Any) -> dict[str, Any]:
         value = self._fetch(name)
         self.reads += 1
         return value

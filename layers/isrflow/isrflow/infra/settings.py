@@ -100,7 +100,7 @@ def _credentials(secret: dict, arn: str) -> tuple[str, str]:
         raise ConfigError(f"registry secret {arn} has no {exc.args[0]!r} field") from None
 
 
-def _secret_url(config: Settings, secret: dict):  # type: ignore[no-untyped-def]
+def _secret_url(config: Settings, secret: dict):
     """The registry URL of a secret-configured registry, with the secret's user name, without password."""
     from sqlalchemy.engine import URL, make_url
 

@@ -11,6 +11,7 @@ accept compressed and uncompressed files alike, and files with planes they do no
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
@@ -45,7 +46,7 @@ class Exposure:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.image.shape)  # type: ignore[return-value]
+        return int(self.image.shape[0]), int(self.image.shape[1])
 
 
 def _label(source: Source, name: str) -> str:
@@ -61,7 +62,9 @@ def _primary(exposure: Exposure) -> fits.PrimaryHDU:
 
 def _planes(exposure: Exposure) -> list[tuple[str, np.ndarray, list[tuple[str, Any, str]]]]:
     """(extension name, data, extra header cards) of each plane present, in file order."""
-    planes = [(formats.EXT_IMAGE, np.asarray(exposure.image, dtype=np.float32), [])]
+    planes: list[tuple[str, np.ndarray, list[tuple[str, Any, str]]]] = [
+        (formats.EXT_IMAGE, np.asarray(exposure.image, dtype=np.float32), [])
+    ]
     if exposure.mask is not None:
         planes.append(
             (formats.EXT_MASK, np.asarray(exposure.mask, dtype=np.int32), formats.mask_plane_cards())
@@ -110,10 +113,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], writer) -> Path:
             writer(handle)
         os.replace(tmp, target)
     except BaseException as exc:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         if isinstance(exc, OSError):  # disk full, the target is a directory, ...
             raise OutputWriteError(f"{target}: cannot be written ({exc.strerror or exc})") from None
         raise
@@ -211,7 +212,7 @@ def read_defects(source: Source, name: str = "") -> tuple[list[Box], dict[str, A
         try:
             boxes = [
                 Box.of(int(r[0]), int(r[1]), int(r[2]), int(r[3]))
-                for r in zip(*(data[c] for c in formats.DEFECT_COLUMNS))
+                for r in zip(*(data[c] for c in formats.DEFECT_COLUMNS), strict=True)
             ]
         except ValueError as exc:
             raise CalibrationError(f"{label}: DEFECTS table has an invalid box ({exc})") from None

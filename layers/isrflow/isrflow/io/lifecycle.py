@@ -15,7 +15,7 @@ Raws, masters, manifests and results carry no tag and stay in S3 Standard (calib
 read by every detector's ISR; Standard-IA would charge a retrieval fee per GB read).
 :class:`isrflow.io.storage.S3Storage` tags each PUT of a dataset object from its key
 (:func:`tagging_for`); BuildCalibration also deletes the intermediates of the masters it
-built unless asked to keep them (:mod:`isrflow.calibration.cleanup`), so the expiry rule is
+built unless asked to keep them (:mod:`isrflow.build_calibration.cleanup`), so the expiry rule is
 the backstop for kept ones and for those of failed masters.
 
 Pure Python.
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from isrflow.registry.datastore import dataset_type_of
+from isrflow.io.datastore import dataset_type_of
 
 #: The S3 object tag key the lifecycle rules filter on.
 TAG_KEY = "isrflow-class"

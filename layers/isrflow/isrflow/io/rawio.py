@@ -25,9 +25,9 @@ from astropy.utils.exceptions import AstropyUserWarning
 from isrflow.camera import Camera, Detector, camera_for_instrument, load_camera
 from isrflow.camera.generic import camera_from_headers
 from isrflow.camera.model import Amplifier
+from isrflow.camera.translators import generic_detector_id, translate
 from isrflow.model.errors import CameraError, IsrInputError, MissingHeaderKeywordError
 from isrflow.model.observation import ObservationInfo
-from isrflow.model.translators import generic_detector_id, translate
 
 Source = str | os.PathLike[str] | bytes
 

@@ -10,6 +10,7 @@ data bucket's lifecycle rules select on. ``delete`` removes objects (missing one
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import tempfile
@@ -17,9 +18,9 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from isrflow.io.datastore import path_to_uri, uri_to_path
 from isrflow.io.filemode import honour_umask
 from isrflow.model.errors import IsrflowError
-from isrflow.registry.datastore import path_to_uri, uri_to_path
 
 
 class StorageError(IsrflowError):
@@ -41,11 +42,11 @@ class Storage(Protocol):
 
     def exists(self, uri: str) -> bool: ...
 
-    def list(self, prefix_uri: str) -> list[str]: ...
+    def list(self, prefix_uri: str) -> builtins.list[str]: ...
 
     def read_range(self, uri: str, start: int, length: int, if_match: str | None = None) -> bytes: ...
 
-    def delete(self, uris: list[str]) -> int: ...
+    def delete(self, uris: builtins.list[str]) -> int: ...
 
 
 logger = logging.getLogger("isrflow.io.storage")
@@ -92,13 +93,13 @@ class FileStorage:
         except OSError as exc:
             raise StorageError(f"{uri}: cannot read ({exc.strerror})") from None
 
-    def list(self, prefix_uri: str) -> list[str]:
+    def list(self, prefix_uri: str) -> builtins.list[str]:
         root = _local(prefix_uri)
         if not root.is_dir():
             return []
         return sorted(path_to_uri(p) for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
 
-    def delete(self, uris: list[str]) -> int:
+    def delete(self, uris: builtins.list[str]) -> int:
         """Remove the files at ``uris``; returns how many existed."""
         removed = 0
         for uri in uris:
@@ -192,17 +193,17 @@ class S3Storage:
                 return False
             raise
 
-    def list(self, prefix_uri: str) -> list[str]:
+    def list(self, prefix_uri: str) -> builtins.list[str]:
         bucket, prefix = split_s3(prefix_uri)
-        uris: list[str] = []
+        uris: builtins.list[str] = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             uris.extend(f"s3://{bucket}/{obj['Key']}" for obj in page.get("Contents", []))
         return sorted(uris)
 
-    def delete(self, uris: list[str]) -> int:
+    def delete(self, uris: builtins.list[str]) -> int:
         """DeleteObjects in batches of 1,000 keys per bucket; returns how many keys were asked for
         (S3 does not say which existed). A key S3 could not delete raises StorageError."""
-        by_bucket: dict[str, list[str]] = {}
+        by_bucket: dict[str, builtins.list[str]] = {}
         for uri in uris:
             bucket, key = split_s3(uri)
             by_bucket.setdefault(bucket, []).append(key)

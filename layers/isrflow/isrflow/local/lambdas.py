@@ -15,6 +15,7 @@ the fork server) while ``__main__`` is replaced by an empty module.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
@@ -186,21 +187,15 @@ def preload_handlers(functions: Sequence[LocalFunction], modules: Sequence[str] 
     or module that fails to load here is skipped; the invocation that needs it reports the error."""
     _load_handlers(functions)
     for name in modules:
-        try:
+        with contextlib.suppress(Exception):  # reported by the invocation that needs it
             importlib.import_module(name)
-        except Exception:  # reported by the invocation that needs it
-            pass
 
 
 def _load_handlers(functions: Sequence[LocalFunction]) -> None:
     for fn in functions:
-        with _function_environment(fn):
-            try:
-                _handler(fn)
-            except (
-                Exception
-            ):  # reported by the invocation that needs it, as Runtime.ImportModuleError would be
-                pass
+        # A failure is reported by the invocation that needs it, as Runtime.ImportModuleError would be.
+        with _function_environment(fn), contextlib.suppress(Exception):
+            _handler(fn)
 
 
 def _start_worker(owner_pid: int, preload: Sequence[LocalFunction], modules: Sequence[str]) -> None:

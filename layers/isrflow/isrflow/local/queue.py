@@ -25,10 +25,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ContextManager
 
 from isrflow.local.processes import ProcessIdentity
 
@@ -115,6 +114,21 @@ class LocalQueue:
             self._local.conn = conn
         return conn
 
+    @contextmanager
+    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """``with self._write_transaction() as conn:`` one write transaction on this thread's
+        connection: ``BEGIN IMMEDIATE`` (the write lock is taken at once, so concurrent writers
+        wait up to the connection timeout instead of failing on upgrade), ``COMMIT`` when the
+        block ends, ``ROLLBACK`` and re-raise on any exception (KeyboardInterrupt included)."""
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
@@ -128,17 +142,11 @@ class LocalQueue:
         bodies = list(bodies)
         ids = list(message_ids) if message_ids is not None else [uuid.uuid4().hex for _ in bodies]
         now = self.clock()
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write_transaction() as conn:
             conn.executemany(
                 "INSERT INTO message (queue, message_id, body, sent, visible_at) VALUES (?, ?, ?, ?, ?)",
-                [(self.name, mid, body, now, now) for mid, body in zip(ids, bodies)],
+                [(self.name, mid, body, now, now) for mid, body in zip(ids, bodies, strict=False)],
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return ids
 
     # --- consumer side ---------------------------------------------------------------------
@@ -153,9 +161,7 @@ class LocalQueue:
         """
         vt = self.visibility_timeout if visibility_timeout is None else visibility_timeout
         now = self.clock()
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write_transaction() as conn:
             rows = conn.execute(
                 "SELECT seq, message_id, body, receive_count, sent FROM message "
                 "WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq LIMIT ?",
@@ -181,10 +187,6 @@ class LocalQueue:
                 "WHERE seq = ?",
                 [(visible_at, receipt, self._receiver, seq) for visible_at, receipt, seq in updates],
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return out
 
     def delete(self, receipts: Iterable[str]) -> int:
@@ -192,19 +194,13 @@ class LocalQueue:
         receipts = list(receipts)
         if not receipts:
             return 0
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write_transaction() as conn:
             n = 0
             for chunk in range(0, len(receipts), 500):
                 part = receipts[chunk : chunk + 500]
                 n += conn.execute(
                     f"DELETE FROM message WHERE receipt IN ({','.join('?' * len(part))})", part
                 ).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return n
 
     def change_visibility(self, receipts: Iterable[str], timeout: float) -> list[str]:
@@ -227,10 +223,8 @@ class LocalQueue:
                     f"visibility timeout {seconds!r} s for {receipt!r} is outside [0, {MAX_VISIBILITY_S}]"
                 )
         now = self.clock()
-        conn = self._connect()
         stale = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write_transaction() as conn:
             for receipt, seconds in changes:
                 n = conn.execute(
                     "UPDATE message SET visible_at = ? WHERE receipt = ? AND queue = ? AND visible_at > ?",
@@ -238,10 +232,6 @@ class LocalQueue:
                 ).rowcount
                 if n == 0:
                     stale.append(receipt)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return stale
 
     def release(self, receipts: Iterable[str]) -> int:
@@ -251,9 +241,7 @@ class LocalQueue:
         never moves a message towards the dead-letter queue). Returns how many changed."""
         receipts = list(receipts)
         now = self.clock()
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write_transaction() as conn:
             n = 0
             for receipt in receipts:
                 n += conn.execute(
@@ -261,10 +249,6 @@ class LocalQueue:
                     "WHERE receipt = ? AND queue = ?",
                     (now, receipt, self.name),
                 ).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return n
 
     def release_abandoned(self) -> int:
@@ -283,8 +267,7 @@ class LocalQueue:
         gone = [r for (r,) in rows if (ident := ProcessIdentity.parse(r)) is not None and ident.is_dead()]
         if not gone:
             return 0
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write_transaction() as conn:
             n = 0
             for receiver in gone:
                 n += conn.execute(
@@ -292,29 +275,18 @@ class LocalQueue:
                     "receive_count = MAX(receive_count - 1, 0) WHERE queue = ? AND receiver = ? AND visible_at > ?",
                     (now, self.name, receiver, now),
                 ).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return n
 
     def redrive(self, limit: int | None = None) -> int:
         """Move dead-lettered messages back to this queue (oldest first), visible now with a
         receive count of 0, like SQS's dead-letter queue redrive; returns how many moved."""
         now = self.clock()
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            n = conn.execute(
+        with self._write_transaction() as conn:
+            return conn.execute(
                 "UPDATE message SET queue = ?, visible_at = ?, receive_count = 0, receipt = NULL WHERE seq IN "
                 "(SELECT seq FROM message WHERE queue = ? ORDER BY seq LIMIT ?)",
                 (self.name, now, self.dead_letter, -1 if limit is None else int(limit)),
             ).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return n
 
     # --- waiters (local only) ------------------------------------------------------------------
 
@@ -391,24 +363,6 @@ def parse_local_url(url: str) -> tuple[Path, str]:
     rest = url[len("sqlite://") :]
     path, _, name = rest.partition("#")
     return Path(path), name or "registry"
-
-
-def awaiting_consumer(sender: Any, seconds: float) -> ContextManager[Callable[[float], None]]:
-    """``with awaiting_consumer(sender, seconds) as sleep:`` around a wait for what ``sender``
-    sent to be processed, ``sleep(s)`` being the wait between two checks: when the sender writes
-    to a local queue (it has a ``queue`` that is a :class:`LocalQueue`), :meth:`LocalQueue.waiting`
-    and its :meth:`Waiter.sleep`, which the local event source ends after each batch; otherwise
-    (SQS has no such signal) ``time.sleep``."""
-    queue = getattr(sender, "queue", None)
-    if not isinstance(queue, LocalQueue):
-        return nullcontext(time.sleep)
-    return _waiting_sleep(queue, seconds)
-
-
-@contextmanager
-def _waiting_sleep(queue: LocalQueue, seconds: float) -> Iterator[Callable[[float], None]]:
-    with queue.waiting(seconds) as waiter:
-        yield waiter.sleep
 
 
 class Waiter:

@@ -7,7 +7,7 @@ the execution and all its Distributed Map children, every Lambda invocation made
 configured memory, architecture, duration measured in the worker process, success), and its
 non-Lambda tasks such as ECS ``runTask.sync`` (with their parameters, from the histories) and
 the states entered. ``isrflow status``
-prices these (:mod:`isrflow.ops.usage`), ``isrflow local serve`` answers Describe/List/
+prices these (:mod:`isrflow.local.usage`), ``isrflow local serve`` answers Describe/List/
 GetExecutionHistory from them after a restart, and a new execution may not reuse a recorded
 name (Step Functions keeps names unique per state machine).
 """
@@ -23,8 +23,8 @@ from pydantic import BaseModel, Field
 
 from isrflow.io.storage import FileStorage
 from isrflow.local.processes import ProcessIdentity
+from isrflow.local.usage import TaskInterval, states_entered, task_intervals
 from isrflow.model.errors import ExecutionNotFoundError
-from isrflow.ops.usage import TaskInterval, states_entered, task_intervals
 
 EXECUTIONS_DIR = "executions"
 #: The error of an execution whose process was killed while it ran.
@@ -258,7 +258,7 @@ class ExecutionRecorder:
     def flush(self, timeout: float = 60.0) -> None:
         """Wait until the records of the tracked executions that have ended are written."""
         with self._lock:
-            pairs = list(zip(self._tracked, self._threads))
+            pairs = list(zip(self._tracked, self._threads, strict=False))
         for execution, thread in pairs:
             if execution.done:
                 thread.join(timeout)

@@ -44,8 +44,8 @@ from isrflow.local.event_source import QueuePoller
 from isrflow.local.lambdas import LambdaError, LambdaPool, LocalFunction, invoke_here
 from isrflow.local.queue import LocalQueue
 from isrflow.local.records import ExecutionRecorder, InvocationRecord
+from isrflow.local.sam_template import LocalApp, load_app
 from isrflow.local.tasks import LocalTasks
-from isrflow.local.template import LocalApp, load_app
 from isrflow.local.throttle import ConcurrencyGate, LambdaThrottled
 from isrflow.registry.repo import read_repo_config
 
@@ -132,6 +132,7 @@ class LocalRuntime:
         self.recorder = ExecutionRecorder(self.repo)
         queue_spec = self.app.queues[self._writer_mapping().queue]
         dlq = queue_spec.dead_letter_target or f"{queue_spec.name}-dlq"
+        self.queue: LocalQueue | None
         if containers is None:
             self.queue = LocalQueue(
                 self.repo / QUEUE_FILE,
@@ -151,7 +152,7 @@ class LocalRuntime:
             env = containers.function_env()
         self.functions: dict[str, LocalFunction] = {}
         for spec in self.app.functions.values():
-            environment = {k: v for k, v in spec.environment.items()} | env
+            environment = dict(spec.environment) | env
             if (
                 containers is None and ENV_CACHE_DIR in environment
             ):  # the pool's processes share one disk cache
@@ -192,6 +193,7 @@ class LocalRuntime:
         # As on AWS: items the writer returns come back when it says (ChangeMessageVisibility) or
         # after the queue's visibility timeout; no local shortcut (retry_delay_s=None).
         if containers is None:
+            assert self.queue is not None  # the local queue is made above when containers is None
             self.poller = QueuePoller(
                 self.queue,
                 lambda event: _invoke_in_process(writer, event),
@@ -326,6 +328,6 @@ def _invoke_in_process(fn: LocalFunction, event: dict) -> Any:
 
 def storage_root(root: str) -> str:
     """A datastore root as a URI (plain paths become file://)."""
-    from isrflow.registry.datastore import normalize_root
+    from isrflow.io.datastore import normalize_root
 
     return normalize_root(root)

@@ -29,6 +29,7 @@ first execution runs returns that execution; otherwise an existing name is
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import re
@@ -75,10 +76,8 @@ def _wire(value: Any) -> Any:
         out = {}
         for k, v in value.items():
             if isinstance(v, str) and (k == "timestamp" or k.endswith("Date")):
-                try:
+                with contextlib.suppress(ValueError):
                     v = datetime.fromisoformat(v.replace("Z", "+00:00"))
-                except ValueError:
-                    pass
             out[k] = _wire(v)
         return out
     if isinstance(value, list):
@@ -280,6 +279,7 @@ ACTIONS = frozenset(
 class _Handler(BaseHTTPRequestHandler):
     server_version = "isrflow-local-stepfunctions"
     protocol_version = "HTTP/1.1"
+    server: LocalStepFunctionsServer
 
     def log_message(self, format: str, *args: Any) -> None:
         if getattr(self.server, "verbose", False):

@@ -38,7 +38,7 @@ from typing import Any
 
 from isrflow.local.asl import TaskContext, TaskFailure
 from isrflow.local.processes import die_with_parent
-from isrflow.local.template import LocalApp, LocalTaskDefinition
+from isrflow.local.sam_template import LocalApp, LocalTaskDefinition
 
 #: ECS's limit on the size of a RunTask's overrides (characters of their JSON).
 OVERRIDES_LIMIT = 8192
@@ -108,7 +108,7 @@ class LocalTasks:
         if not td.containers:
             raise _invalid(f"task definition {td.logical_id} has no container")
         container = td.containers[0]
-        override = next(
+        override: dict[str, Any] = next(
             (o for o in overrides.get("ContainerOverrides") or [] if o.get("Name") == container.name), {}
         )
         env = dict(os.environ) | container.environment | self.environment

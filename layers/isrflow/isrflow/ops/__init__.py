@@ -2,7 +2,8 @@
 functions' Powertools EMF lines, :mod:`isrflow.infra.edge`).
 
 - :mod:`.prices` the price table (``prices.yaml``, overridable) (no numpy);
-- :mod:`.usage` what an execution used: Lambda GB-s and requests, Fargate vCPU-s and GB-s,
+- :mod:`isrflow.local.usage` (not here: the local runtime records it too) what an execution used:
+  Lambda GB-s and requests, Fargate vCPU-s and GB-s,
   state transitions, SQS and S3 requests (no numpy);
 - :mod:`.cost` usage x prices;
 - :mod:`.status` per-detector rows, totals and cost of a local or AWS execution;

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from isrflow.local.usage import Usage
 from isrflow.ops.prices import PriceTable
-from isrflow.ops.usage import Usage
 
 
 class LambdaCost(BaseModel):

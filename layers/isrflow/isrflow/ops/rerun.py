@@ -32,10 +32,11 @@ from typing import Any
 
 from isrflow.io.storage import ObjectNotFoundError, storage_for
 from isrflow.local.records import ABORTED_ERROR
+from isrflow.model.datasets import Quantum
 from isrflow.model.errors import IsrflowError
 from isrflow.model.messages import ProcessVisitInput, QuantumKey
-from isrflow.ops.status import DetectorRow, _history, detector_rows, is_aws_arn, plan_result
-from isrflow.registry.models import Quantum
+from isrflow.ops.aws_status import execution_history
+from isrflow.ops.status import DetectorRow, detector_rows, is_aws_arn, plan_result
 
 
 @dataclass
@@ -86,7 +87,7 @@ def failed_quanta(execution: str, repo: Path | None = None, sfn=None) -> FailedQ
 
         sfn = boto3.client("stepfunctions", region_name=execution.split(":")[3])
     desc = sfn.describe_execution(executionArn=execution)
-    rows, _, _ = detector_rows(repo, execution, plan_result(_history(sfn, execution)))
+    rows, _, _ = detector_rows(repo, execution, plan_result(execution_history(sfn, execution)))
     return FailedQuanta(
         "aws",
         execution,
@@ -99,8 +100,8 @@ def failed_quanta(execution: str, repo: Path | None = None, sfn=None) -> FailedQ
 
 def _planned(repo: Path, execution_arn: str) -> list[Quantum] | None:
     """The quanta an execution's plan wrote to its manifest (None: it never planned)."""
+    from isrflow.io.datastore import normalize_root
     from isrflow.process_visit import layout
-    from isrflow.registry.datastore import normalize_root
     from isrflow.registry.repo import read_repo_config
 
     root = normalize_root(read_repo_config(repo).datastore_root(repo))
@@ -158,9 +159,9 @@ def remove_unregistered_outputs(repo: Path, execution_arn: str) -> list[str]:
     manifest that no registry row points at, and the temporary files of interrupted writes beside
     them and in its own results, manifest, map-result and record directories. Returns the removed
     URIs (file datastores; on S3 a PUT is atomic and unregistered objects are left to lifecycle rules)."""
+    from isrflow.io.datastore import normalize_root, uri_to_path
     from isrflow.local.records import EXECUTIONS_DIR, split_execution_arn
     from isrflow.process_visit import layout
-    from isrflow.registry.datastore import normalize_root, uri_to_path
     from isrflow.registry.repo import read_repo_config
 
     root = normalize_root(read_repo_config(repo).datastore_root(repo))

@@ -5,10 +5,8 @@ Two sources, one result (:class:`ExecutionStatus`):
 - **local** (the execution ran on the embedded runtime): its record under
   ``<repo>/executions/`` (:mod:`isrflow.local.records`) gives the history, the transitions of
   the whole execution tree and every Lambda invocation with its measured duration;
-- **AWS** (an execution ARN with a real region): GetExecutionHistory of the execution and of
-  every child of its Distributed Map runs (ListMapRuns, ListExecutions), through boto3; each
-  Lambda task's duration from its history, each function's memory from GetFunctionConfiguration
-  (else the template's MemorySize).
+- **AWS** (an execution ARN with a real region): its histories, through boto3
+  (:mod:`isrflow.ops.aws_status`).
 
 Per-detector rows come from the registry's processing records when a repository is given and
 holds them, else from the per-quantum result files under the execution's ``results/`` prefix
@@ -27,22 +25,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from isrflow.io.storage import ObjectNotFoundError, storage_for
-from isrflow.model.errors import ExecutionNotFoundError, IsrflowError
-from isrflow.ops.cost import CostEstimate, estimate
-from isrflow.ops.prices import PriceTable, load_prices
-from isrflow.ops.reads import ReadsSummary, summarize_reads
-from isrflow.ops.usage import (
+from isrflow.local.usage import (
     LambdaUse,
     Usage,
     fargate_use,
     state_output,
-    states_entered,
-    task_intervals,
     template_task_sizes,
-    transitions,
     visit_requests,
     writer_use,
 )
+from isrflow.model.errors import ExecutionNotFoundError, IsrflowError
+from isrflow.ops.cost import CostEstimate, estimate
+from isrflow.ops.prices import PriceTable, load_prices
+from isrflow.ops.reads import ReadsSummary, summarize_reads
 
 PROJECT_ROOT = Path(__file__).resolve().parents[4]
 Progress = Callable[[str], None]
@@ -162,8 +157,8 @@ def _results_location(repo: Path | None, execution_arn: str) -> dict | None:
     keeps its per-quantum result files: the layout's results prefix in the repository's datastore."""
     if repo is None:
         return None
+    from isrflow.io.datastore import normalize_root
     from isrflow.process_visit import layout
-    from isrflow.registry.datastore import normalize_root
     from isrflow.registry.repo import read_repo_config
 
     root = normalize_root(read_repo_config(repo).datastore_root(repo))
@@ -261,7 +256,7 @@ def _writer(app) -> tuple[int, str, int]:
     return fn.memory_mb, (fn.architectures or ["x86_64"])[0], mapping.batch_size
 
 
-def _assemble(
+def assemble_status(
     source,
     *,
     arn,
@@ -283,7 +278,7 @@ def _assemble(
     prices: PriceTable,
     notes: list[str],
 ) -> ExecutionStatus:
-    from isrflow.local.template import load_app
+    from isrflow.local.sam_template import load_app
 
     plan = plan_result(history) or _results_location(repo, arn)
     rows, rows_from, results = detector_rows(repo, arn, plan)
@@ -359,7 +354,7 @@ def local_status(repo: Path, execution: str, prices: PriceTable) -> ExecutionSta
         for i in record.invocations
     ]
     ecs = [t for t in record.tasks if t.resource_type == "ecs"]
-    return _assemble(
+    return assemble_status(
         "local",
         arn=record.execution_arn,
         name=record.name,
@@ -379,139 +374,6 @@ def local_status(repo: Path, execution: str, prices: PriceTable) -> ExecutionSta
         repo=repo,
         prices=prices,
         notes=[],
-    )
-
-
-# --------------------------------------------------------------------------- AWS
-
-
-def _history(sfn, arn: str) -> list[dict]:
-    events: list[dict] = []
-    for page in sfn.get_paginator("get_execution_history").paginate(
-        executionArn=arn, includeExecutionData=True
-    ):
-        events.extend(page["events"])
-    return events
-
-
-def _children(sfn, arn: str) -> list[str]:
-    runs = [
-        r["mapRunArn"]
-        for page in sfn.get_paginator("list_map_runs").paginate(executionArn=arn)
-        for r in page.get("mapRuns", [])
-    ]
-    return [
-        e["executionArn"]
-        for run in runs
-        for page in sfn.get_paginator("list_executions").paginate(mapRunArn=run)
-        for e in page.get("executions", [])
-    ]
-
-
-class _FunctionMemory:
-    """Function reference -> (memory MB, architecture): GetFunctionConfiguration, else the template."""
-
-    def __init__(self, lambda_client, app):
-        self.client, self.app, self.cache = lambda_client, app, {}
-
-    def __call__(self, ref: str) -> tuple[int, str, bool]:
-        if ref not in self.cache:
-            self.cache[ref] = self._lookup(ref)
-        return self.cache[ref]
-
-    def _lookup(self, ref: str) -> tuple[int, str, bool]:
-        if self.client is not None:
-            try:
-                conf = self.client.get_function_configuration(FunctionName=ref)
-                return int(conf["MemorySize"]), (conf.get("Architectures") or ["x86_64"])[0], True
-            except Exception:
-                pass
-        for fn in self.app.functions.values():
-            if fn.logical_id in ref:
-                return fn.memory_mb, (fn.architectures or ["x86_64"])[0], False
-        return 128, "x86_64", False
-
-
-def aws_status(
-    execution_arn: str,
-    prices: PriceTable,
-    *,
-    repo: Path | None = None,
-    sfn=None,
-    lambda_client=None,
-    progress: Progress | None = None,
-) -> ExecutionStatus:
-    from isrflow.local.template import load_app
-
-    if sfn is None or lambda_client is None:
-        import boto3
-
-        region = execution_arn.split(":")[3]
-        sfn = sfn or boto3.client("stepfunctions", region_name=region)
-        lambda_client = lambda_client or boto3.client("lambda", region_name=region)
-    try:
-        desc = sfn.describe_execution(executionArn=execution_arn)
-    except Exception as exc:
-        raise ExecutionNotFoundError(f"{execution_arn}: {exc}") from None
-    history = _history(sfn, execution_arn)
-    children = _children(sfn, execution_arn)
-    histories = [history]
-    for i, child in enumerate(children, 1):
-        histories.append(_history(sfn, child))
-        if progress is not None:
-            progress(f"child execution histories: {i}/{len(children)}")
-    memory = _FunctionMemory(lambda_client, load_app(PROJECT_ROOT / "template.yaml"))
-    lambdas, ecs, notes = [], [], []
-    for h, arn in zip(histories, [execution_arn, *children]):
-        for t in task_intervals(h, arn):
-            if t.resource_type == "lambda":
-                ref = str((t.parameters or {}).get("FunctionName", t.resource))
-                mb, arch, exact = memory(ref)
-                if not exact:
-                    note = f"memory of {ref} taken from template.yaml"
-                    if note not in notes:
-                        notes.append(note)
-                lambdas.append(
-                    LambdaUse(
-                        function=ref.rsplit(":", 1)[-1],
-                        memory_mb=mb,
-                        architecture=arch,
-                        duration_s=t.duration_s,
-                        ok=t.ok,
-                    )
-                )
-            elif t.resource_type == "ecs":
-                ecs.append(t)
-    notes.append(
-        "Lambda durations from TaskStarted -> end in the histories (a little above the billed duration)"
-    )
-
-    def text(value):
-        try:
-            return json.loads(value) if value else None
-        except ValueError:
-            return None
-
-    return _assemble(
-        "aws",
-        arn=execution_arn,
-        name=desc["name"],
-        sm_arn=desc["stateMachineArn"],
-        status=desc["status"],
-        start=desc.get("startDate"),
-        stop=desc.get("stopDate"),
-        error=desc.get("error"),
-        cause=desc.get("cause"),
-        input_=text(desc.get("input")),
-        output=text(desc.get("output")),
-        history=history,
-        lambdas=lambdas,
-        ecs_tasks=ecs,
-        transitions_count=transitions(histories),
-        states=states_entered(histories),
-        repo=repo,
-        prices=prices,
-        notes=notes,
     )
 
 
@@ -537,6 +399,8 @@ def execution_status(
             if not is_aws_arn(execution):
                 raise
     if is_aws_arn(execution):
+        from isrflow.ops.aws_status import aws_status
+
         return aws_status(
             execution, prices, repo=repo, sfn=sfn, lambda_client=lambda_client, progress=progress
         )
@@ -550,7 +414,6 @@ __all__ = [
     "ExecutionStatus",
     "MasterRow",
     "Totals",
-    "aws_status",
     "detector_rows",
     "execution_status",
     "is_aws_arn",

@@ -7,10 +7,10 @@ from collections import defaultdict
 
 from isrflow.io.storage import storage_for
 from isrflow.isr.config import IsrConfig
+from isrflow.model.datasets import Quantum
 from isrflow.model.errors import QuantaNotFoundError
 from isrflow.model.messages import Cluster, PlanEvent, PlanResult, QuantumKey, QuantumResult
 from isrflow.process_visit import layout
-from isrflow.registry.models import Quantum
 
 CALIB_STEPS = ("bias", "dark", "flat", "defects")
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 from isrflow.infra.edge import add_count
-from isrflow.infra.queues import QueueSender
+from isrflow.infra.queues import QueueSender, awaiting_consumer
 from isrflow.io.storage import ObjectNotFoundError, storage_for
-from isrflow.local.queue import awaiting_consumer
 from isrflow.model.errors import IsrflowError
 from isrflow.model.messages import (
     Cluster,

@@ -31,9 +31,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from isrflow.model.errors import ConfigError
+from isrflow.model.ids import calib_collection, check_collection_name, raw_collection
 from isrflow.model.messages import ProcessVisitInput, QuantumKey
 from isrflow.model.observation import ObservationInfo
-from isrflow.registry.ids import calib_collection, check_collection_name, raw_collection
 
 ENV_PROMPT_PROCESSING = "ISRFLOW_PROMPT_PROCESSING"
 ENV_PROCESS_VISIT_ARN = "ISRFLOW_PROCESS_VISIT_ARN"

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from isrflow.camera import camera_for_instrument, load_camera
 from isrflow.camera.generic import camera_from_headers
+from isrflow.camera.translators import translate
 from isrflow.io.fitsheader import HduHeader, merged_cards
 from isrflow.model.errors import CameraError, IsrInputError
 from isrflow.model.observation import ObservationInfo
-from isrflow.model.translators import translate
 
 
 def detect_camera(hdus: list[HduHeader], name: str) -> str:

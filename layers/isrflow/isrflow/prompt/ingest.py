@@ -27,12 +27,15 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from isrflow.infra.edge import add_count, add_metadata
 from isrflow.infra.queues import QueueSender
+from isrflow.io.datastore import check_key, contained_path
 from isrflow.io.fitsheader import read_hdu_headers
 from isrflow.io.storage import ObjectChangedError, ObjectNotFoundError, join, storage_for
 from isrflow.model.errors import CameraError, IsrflowError, IsrInputError, UnsafeKeyError
+from isrflow.model.ids import raw_collection
 from isrflow.model.messages import (
     DatasetMessage,
     IngestOutcome,
@@ -43,8 +46,6 @@ from isrflow.model.messages import (
 from isrflow.prompt.config import PromptConfig
 from isrflow.prompt.headers import observations_from_headers
 from isrflow.prompt.starter import ExecutionStarter, execution_name
-from isrflow.registry.datastore import check_key, contained_path
-from isrflow.registry.ids import raw_collection
 
 QUARANTINE_PREFIX = "quarantine"
 RAW_PREFIX = "raw"  # the only prefix whose uploads are ingested (the EventBridge rule's)
@@ -60,12 +61,12 @@ class _CountingReader:
     uri: str
     etag: str | None
     reads: int = 0
-    bytes: int = 0
+    bytes_read: int = 0
 
     def __call__(self, offset: int, length: int) -> bytes:
         data = storage_for(self.uri).read_range(self.uri, offset, length, if_match=self.etag)
         self.reads += 1
-        self.bytes += len(data)
+        self.bytes_read += len(data)
         return data
 
 
@@ -110,7 +111,7 @@ def object_size(uri: str) -> int:
             if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise ObjectNotFoundError(f"{uri}: no such object") from None
             raise
-    from isrflow.registry.datastore import uri_to_path
+    from isrflow.io.datastore import uri_to_path
 
     try:
         return uri_to_path(uri).stat().st_size
@@ -137,7 +138,7 @@ def ingest_upload(
     etag = event.etag
     uri = object_uri(datastore_root, bucket, key)  # UnsafeKeyError before any read
     quarantine_uri(datastore_root, key)
-    base = dict(bucket=bucket, key=key, etag=etag)
+    base: dict[str, Any] = {"bucket": bucket, "key": key, "etag": etag}
     reader = _CountingReader(uri, etag)
     try:
         size = event.size if event.size is not None else object_size(uri)
@@ -149,7 +150,11 @@ def ingest_upload(
             raise IsrInputError(f"{key}: holds detectors of {len(exposures)} exposures")
     except (ObjectChangedError, ObjectNotFoundError) as exc:
         outcome = IngestOutcome(
-            **base, status="superseded", reason=str(exc), header_reads=reader.reads, header_bytes=reader.bytes
+            **base,
+            status="superseded",
+            reason=str(exc),
+            header_reads=reader.reads,
+            header_bytes=reader.bytes_read,
         )
         add_count("UploadSuperseded", key=key, reason=outcome.reason)
         logger.info("upload superseded", extra={"key": key, "reason": outcome.reason})
@@ -180,7 +185,7 @@ def ingest_upload(
         )
         for o in observations
     ]
-    sender.send(messages + datasets)
+    sender.send([*messages, *datasets])
     add_count("RawIngested", len(datasets))
 
     execution = None
@@ -204,17 +209,17 @@ def ingest_upload(
         messages_sent=len(messages) + len(datasets),
         execution=execution,
         header_reads=reader.reads,
-        header_bytes=reader.bytes,
+        header_bytes=reader.bytes_read,
     )
-    details = dict(
-        key=key,
-        instrument=first.instrument,
-        exposure=first.exposure,
-        obs_type=first.obs_type,
-        detectors=len(datasets),
-        execution=execution.name if execution else None,
-        header_reads=reader.reads,
-    )
+    details = {
+        "key": key,
+        "instrument": first.instrument,
+        "exposure": first.exposure,
+        "obs_type": first.obs_type,
+        "detectors": len(datasets),
+        "execution": execution.name if execution else None,
+        "header_reads": reader.reads,
+    }
     add_metadata(**details)
     logger.info("upload ingested", extra={k: v for k, v in details.items() if v is not None})
     return outcome
@@ -244,7 +249,7 @@ def _quarantine(
         reason=f"{record.error}: {record.reason}",
         quarantine_uri=target,
         header_reads=reader.reads,
-        header_bytes=reader.bytes,
+        header_bytes=reader.bytes_read,
     )
 
 

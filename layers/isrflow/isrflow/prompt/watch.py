@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from isrflow.io.datastore import uri_to_path
 from isrflow.model.errors import ConfigError
 from isrflow.model.messages import IngestOutcome
-from isrflow.registry.datastore import uri_to_path
 
 INGEST_FUNCTION = "IngestFunction"
 STATE_FILE = "ingest-watch.json"

@@ -3,13 +3,17 @@ validity, provenance, processing records and the batched writer.
 
 Submodules:
 
-- :mod:`.ids` dataset types, data ids, dataset ids (pure Python)
-- :mod:`.datastore` the datastore URI template (pure Python)
-- :mod:`.models` result models: DatasetRef, Quantum, QuantumPlan, ... (pydantic only)
+- dataset types, data ids and dataset ids are :mod:`isrflow.model.ids`'s, the result models
+  (DatasetRef, Quantum, QuantumPlan, ...) :mod:`isrflow.model.datasets`'s and the datastore URI
+  template :mod:`isrflow.io.datastore`'s: workers use them without the registry. The names are
+  re-exported here, lazily.
 - :mod:`.query` the ``--where`` language
 - :mod:`.schema`, :mod:`.engine`, :mod:`.migrate` tables, engines/locks, Alembic migrations
+- :mod:`.columns` the columns a ``--where`` query names; :mod:`.search_path` CHAINED collections
+  flattened (both shared by :mod:`.core` and :mod:`.quanta`)
 - :mod:`.core` the :class:`Registry`
-- :mod:`.writer` ``apply_batch`` (the SQS registry writer's logic)
+- :mod:`.writer` ``apply_batch`` (the SQS registry writer's logic; a package, one module per
+  concern); :mod:`.dataset_row` the dataset row it inserts and :mod:`.limits` checks
 - :mod:`.quanta` ``find_quanta`` (planning)
 - :mod:`.ingest` raw ingest; :mod:`.repo` repository directories (``open_repo``)
 
@@ -23,12 +27,13 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    ".core": ("Registry", "query_columns"),
+    ".core": ("Registry",),
+    ".columns": ("query_columns",),
     ".writer": ("BatchItem", "BatchResult", "apply_batch", "apply_messages"),
     ".quanta": ("find_quanta", "OUTPUT_MODES"),
     ".ingest": ("ingest", "IngestResult", "TRANSFERS"),
     ".repo": ("create_repo", "open_repo", "read_repo_config", "RepoConfig", "REPO_CONFIG"),
-    ".ids": (
+    "isrflow.model.ids": (
         "dataset_id",
         "normalize_data_id",
         "DATASET_TYPES",
@@ -38,9 +43,9 @@ _EXPORTS = {
         "calib_collection",
         "canonical_json",
     ),
-    ".datastore": ("dataset_uri", "normalize_root", "uri_to_path", "path_to_uri"),
+    "isrflow.io.datastore": ("dataset_uri", "normalize_root", "uri_to_path", "path_to_uri"),
     ".query": ("parse_query", "compile_where", "FIELDS"),
-    ".models": (
+    "isrflow.model.datasets": (
         "DatasetRef",
         "CertifiedRef",
         "Validity",

@@ -16,13 +16,13 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from isrflow.io import formats
+from isrflow.io.datastore import dataset_uri
 from isrflow.io.storage import storage_for
+from isrflow.model.datasets import DatasetRef
 from isrflow.model.errors import CalibrationError, ImmutableCalibrationError
+from isrflow.model.ids import check_collection_name
 from isrflow.model.messages import DatasetMessage, DetectorRecord, InstrumentRecord
 from isrflow.model.validation import summary
-from isrflow.registry.datastore import dataset_uri
-from isrflow.registry.ids import check_collection_name
-from isrflow.registry.models import DatasetRef
 
 
 def _header(path: Path) -> dict:

@@ -16,6 +16,17 @@ error as a single-row ``INSERT`` would, which the writer's poison search relies 
 
 Array elements are typed by the column's base type (``int4``, ``int8``, ``float8``, ``uuid``,
 ``text``); :class:`~.schema.UtcTime` values (aware datetimes) are sent as int8 microseconds.
+Arrays of uuids go as lists dumped by psycopg in binary (:func:`array_param`): parsing 32 hex
+digits per element was a noticeable part of the server's work.
+
+``conflict=None`` (:func:`columns_statement`) makes a plain INSERT, for rows the writer has just
+found absent: it skips ``ON CONFLICT``'s speculative insertion (an extra WAL record per row);
+a row a concurrent writer committed meanwhile raises a unique violation instead.
+
+COPY was measured as an alternative (issue 12): ``COPY ... FROM STDIN`` into a temporary staging
+table, then ``INSERT ... SELECT ... ON CONFLICT``, costs the same as the array INSERT; COPY straight
+into the tables (binary or text) is a little cheaper on the server than a plain array INSERT but
+cannot do ``ON CONFLICT`` and cannot run in pipeline mode (two extra round trips per table).
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -147,6 +158,15 @@ def array_literal(values: Iterable[Any], type_name: str) -> str:
     return "{" + ",".join([element(v) for v in values]) + "}"
 
 
+def array_param(values: Sequence[Any], type_name: str) -> tuple[str, Any]:
+    """The placeholder and parameter of one array: :func:`array_literal` (``%s``, text) for most
+    types; a non-empty list of uuids (or None) goes as it is, dumped by psycopg in binary
+    (``%b``): the server then reads 16 bytes per element instead of parsing 32 hex digits."""
+    if type_name == "uuid" and values and all(type(v) is uuid.UUID or v is None for v in values):
+        return "%b", values if isinstance(values, list) else list(values)
+    return "%s", array_literal(values, type_name)
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -154,27 +174,41 @@ def _quote(name: str) -> str:
 def insert_statement(
     table: sa.Table,
     rows: Sequence[dict[str, Any]],
-    conflict: Sequence[str],
+    conflict: Sequence[str] | None,
     update: Sequence[str] = (),
-) -> tuple[str, tuple[str, ...]]:
+) -> tuple[str, tuple[Any, ...]]:
     """SQL and parameters of ``INSERT ... ON CONFLICT (conflict) DO NOTHING / DO UPDATE SET
-    update`` of all rows in one statement (every row must have the keys of the first). Rows must
-    not repeat a conflict key when ``update`` is given (PostgreSQL refuses to update one row
-    twice in a statement)."""
-    cols = list(rows[0])
+    update`` of all rows in one statement (every row must have the keys of the first); see
+    :func:`columns_statement`."""
+    names = list(rows[0])
+    return columns_statement(table, {c: [r[c] for r in rows] for c in names}, conflict, update)
+
+
+def columns_statement(
+    table: sa.Table,
+    columns: Mapping[str, Sequence[Any]],
+    conflict: Sequence[str] | None,
+    update: Sequence[str] = (),
+) -> tuple[str, tuple[Any, ...]]:
+    """SQL and parameters of one INSERT of rows given column by column (``columns``: column
+    name -> its values, all of one length): ``ON CONFLICT (conflict) DO NOTHING``, or ``DO UPDATE
+    SET update``; ``conflict=None``: a plain INSERT (a row whose key exists raises a unique
+    violation). Rows must not repeat a conflict key when ``update`` is given (PostgreSQL refuses
+    to update one row twice in a statement)."""
+    cols = list(columns)
     types = [pg_type(table.c[c]) for c in cols]
+    params = [array_param(columns[c], t) for c, t in zip(cols, types, strict=True)]
     names = ", ".join(_quote(c) for c in cols)
-    arrays = ", ".join(f"%s::{t}[]" for t in types)
-    target = ", ".join(_quote(c) for c in conflict)
-    if update:
-        action = "DO UPDATE SET " + ", ".join(f"{_quote(c)} = EXCLUDED.{_quote(c)}" for c in update)
-    else:
-        action = "DO NOTHING"
-    sql = (
-        f"INSERT INTO {_quote(table.name)} ({names}) SELECT * FROM unnest({arrays}) "
-        f"ON CONFLICT ({target}) {action}"
-    )
-    return sql, tuple(array_literal([r[c] for r in rows], t) for c, t in zip(cols, types))
+    arrays = ", ".join(f"{p}::{t}[]" for (p, _), t in zip(params, types, strict=True))
+    sql = f"INSERT INTO {_quote(table.name)} ({names}) SELECT * FROM unnest({arrays})"
+    if conflict is not None:
+        target = ", ".join(_quote(c) for c in conflict)
+        if update:
+            action = "DO UPDATE SET " + ", ".join(f"{_quote(c)} = EXCLUDED.{_quote(c)}" for c in update)
+        else:
+            action = "DO NOTHING"
+        sql += f" ON CONFLICT ({target}) {action}"
+    return sql, tuple(value for _, value in params)
 
 
 def insert_rows(
@@ -189,17 +223,42 @@ def insert_rows(
         conn.exec_driver_sql(*insert_statement(table, rows, conflict, update))
 
 
-def delete_statement(column: sa.Column, values: Iterable[Any]) -> tuple[str, tuple[str, ...]]:
+def delete_statement(column: sa.Column, values: Iterable[Any]) -> tuple[str, tuple[Any, ...]]:
     """SQL and parameters of ``DELETE FROM table WHERE column = ANY(values)``."""
     t = pg_type(column)
-    sql = f"DELETE FROM {_quote(column.table.name)} WHERE {_quote(column.name)} = ANY(%s::{t}[])"
-    return sql, (array_literal(list(values), t),)
+    mark, param = array_param(list(values), t)
+    sql = f"DELETE FROM {_quote(column.table.name)} WHERE {_quote(column.name)} = ANY({mark}::{t}[])"
+    return sql, (param,)
 
 
 def plain_result(columns: Sequence[sa.Column]) -> bool:
     """Whether raw driver results of these columns equal SQLAlchemy's (no result conversion:
     :class:`~.schema.UtcTime` columns come back as datetimes only through SQLAlchemy)."""
     return not any(isinstance(c.type, sa.types.TypeDecorator) for c in columns)
+
+
+def select_statement(
+    columns: Sequence[sa.Column], keys: Sequence[sa.Column], values: Iterable[Any]
+) -> tuple[str, tuple[Any, ...]] | None:
+    """SQL and parameters of :func:`select_any` (None when there are no values)."""
+    vals = list(set(values))
+    if not vals:
+        return None
+    table = keys[0].table
+    cols = ", ".join(f"t.{_quote(c.name)}" for c in columns)
+    # int4 keys are compared as int8: a value beyond 32 bits simply matches no row
+    types = ["int8" if pg_type(k) == "int4" else pg_type(k) for k in keys]
+    if len(keys) == 1:
+        key = _quote(keys[0].name)
+        mark, param = array_param(vals, types[0])
+        sql = f"SELECT {cols} FROM {_quote(table.name)} t WHERE t.{key} = ANY({mark}::{types[0]}[])"
+        return sql, (param,)
+    names = [f"k{i}" for i in range(len(keys))]
+    on = " AND ".join(f"t.{_quote(k.name)} = u.{n}" for k, n in zip(keys, names, strict=True))
+    params = [array_param([v[i] for v in vals], t) for i, t in enumerate(types)]
+    arrays = ", ".join(f"{p}::{t}[]" for (p, _), t in zip(params, types, strict=True))
+    sql = f"SELECT {cols} FROM {_quote(table.name)} t JOIN unnest({arrays}) AS u({', '.join(names)}) ON {on}"
+    return sql, tuple(value for _, value in params)
 
 
 def select_any(
@@ -209,24 +268,7 @@ def select_any(
     ``key = ANY(array)``, for several a join with ``unnest(array1, array2, ...)``. ``values``:
     key values, or tuples of them for several keys; duplicates are removed. The columns must all
     be of one table and :func:`plain_result`; rows have the column names as attributes."""
-    vals = list(set(values))
-    if not vals:
+    statement = select_statement(columns, keys, values)
+    if statement is None:
         return []
-    table = keys[0].table
-    cols = ", ".join(f"t.{_quote(c.name)}" for c in columns)
-    # int4 keys are compared as int8: a value beyond 32 bits simply matches no row
-    types = ["int8" if pg_type(k) == "int4" else pg_type(k) for k in keys]
-    if len(keys) == 1:
-        key = _quote(keys[0].name)
-        sql = f"SELECT {cols} FROM {_quote(table.name)} t WHERE t.{key} = ANY(%s::{types[0]}[])"
-        params: tuple[str, ...] = (array_literal(vals, types[0]),)
-    else:
-        names = [f"k{i}" for i in range(len(keys))]
-        on = " AND ".join(f"t.{_quote(k.name)} = u.{n}" for k, n in zip(keys, names))
-        arrays = ", ".join(f"%s::{t}[]" for t in types)
-        sql = (
-            f"SELECT {cols} FROM {_quote(table.name)} t "
-            f"JOIN unnest({arrays}) AS u({', '.join(names)}) ON {on}"
-        )
-        params = tuple(array_literal([v[i] for v in vals], t) for i, t in enumerate(types))
-    return list(conn.exec_driver_sql(sql, params).all())
+    return list(conn.exec_driver_sql(*statement).all())

@@ -3,7 +3,8 @@
 The batch writer's bulk INSERTs (datasets, provenance, processing records, bookkeeping) return
 nothing it needs, so :class:`Sender` sends them in psycopg's pipeline mode on the transaction's
 own connection: the server executes one while the writer builds the next statement's arrays,
-and the writer waits once, in :meth:`Sender.drain`, instead of once per statement. The writer
+and the writer waits once, in :meth:`Sender.drain`, instead of once per statement. Lookups the
+writer needs together (:meth:`Sender.select_all`) go the same way: one round trip for all. The writer
 drains before anything that reads or writes through SQLAlchemy, before its test hooks, before
 committing and before ending a trial transaction, so every statement still runs in the batch's
 one transaction, in the order it was sent, and any error of theirs (a poison value) is raised
@@ -16,6 +17,8 @@ handling treat them exactly like errors of statements executed through SQLAlchem
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,6 +46,26 @@ class Sender:
 
     def send(self, sql: str, params: tuple[Any, ...]) -> None:
         """Send one statement; its result (and any error) is collected by :meth:`drain`."""
+        self._execute(None, sql, params)
+
+    def select_all(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> list[list[Any]]:
+        """Run SELECT statements in one round trip (after the statements sent before): each one's
+        rows, as named tuples (the columns' names as attributes), in the order given."""
+        from psycopg.rows import namedtuple_row
+
+        cursors = []
+        try:
+            for sql, params in statements:
+                cursor = self._raw.cursor(row_factory=namedtuple_row)
+                cursors.append(cursor)
+                self._execute(cursor, sql, params)
+            self.drain()
+            return [cursor.fetchall() for cursor in cursors]
+        finally:
+            for cursor in cursors:
+                cursor.close()
+
+    def _execute(self, cursor: Any, sql: str, params: tuple[Any, ...]) -> None:
         import psycopg
 
         if self._pipeline is None:
@@ -51,7 +74,7 @@ class Sender:
             self._cursor = self._raw.cursor()
         self._last = (sql, params)
         try:
-            self._cursor.execute(sql, params)
+            (cursor or self._cursor).execute(sql, params)
         except psycopg.Error as exc:
             self.close()
             raise self._wrapped(exc) from exc
@@ -87,18 +110,16 @@ class Sender:
         except Exception:
             pass
         finally:
-            try:
+            with contextlib.suppress(Exception):
                 cursor.close()
-            except Exception:
-                pass
 
-    def _wrapped(self, exc: BaseException) -> sa.exc.DBAPIError:
+    def _wrapped(self, exc: BaseException) -> BaseException:
         import psycopg
 
         broken = bool(getattr(self._raw, "broken", False) or self._raw.closed)
         if broken:
             self._conn.invalidate(exc)
-        sql, params = self._last
+        sql = self._last[0]
         return sa.exc.DBAPIError.instance(
             sql,
             None,  # array parameters can be megabytes: not repeated in the message

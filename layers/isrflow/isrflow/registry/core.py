@@ -20,13 +20,8 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import URL, Engine
 
-from isrflow.model.errors import CollectionError, RegistryError, WaitTimeoutError
-from isrflow.registry import schema as s
-from isrflow.registry.datastore import dataset_uri, normalize_root
-from isrflow.registry.engine import ConnectCredentials, check_schema, create_registry_engine, transaction
-from isrflow.registry.ids import COLLECTION_TYPES, check_collection_name, normalize_data_id
-from isrflow.registry.migrate import upgrade
-from isrflow.registry.models import (
+from isrflow.io.datastore import dataset_uri, normalize_root
+from isrflow.model.datasets import (
     AppliedStatus,
     CertifiedRef,
     DatasetRef,
@@ -34,29 +29,17 @@ from isrflow.registry.models import (
     RejectedRecord,
     Validity,
 )
+from isrflow.model.errors import CollectionError, RegistryError, WaitTimeoutError
+from isrflow.model.ids import COLLECTION_TYPES, check_collection_name, normalize_data_id
+from isrflow.model.messages import CertifyMessage
+from isrflow.registry import schema as s
+from isrflow.registry.columns import query_columns
+from isrflow.registry.engine import ConnectCredentials, check_schema, create_registry_engine, transaction
+from isrflow.registry.migrate import upgrade
+from isrflow.registry.quanta import find_quanta
 from isrflow.registry.query import compile_where
+from isrflow.registry.search_path import resolve_search_path
 from isrflow.registry.writer import BatchItem, BatchResult, PhaseHook, apply_batch, apply_messages
-
-
-def query_columns() -> tuple[dict[str, Any], Any]:
-    """The ``--where`` field -> column mapping over dataset ⟕ exposure ⋈ detector, and that join."""
-    d, e, det = s.dataset.c, s.exposure.c, s.detector.c
-    join = s.dataset.outerjoin(s.exposure, sa.and_(e.instrument == d.instrument, e.id == d.exposure)).join(
-        s.detector, sa.and_(det.instrument == d.instrument, det.id == d.detector)
-    )
-    columns = {
-        "instrument": d.instrument,
-        "detector": d.detector,
-        "detector_name": det.name,
-        "exposure": d.exposure,
-        "obs_type": e.obs_type,
-        "physical_filter": sa.func.coalesce(e.physical_filter, d.physical_filter),
-        "band": e.band,
-        "day_obs": e.day_obs,
-        "exptime": e.exptime,
-        "exposure_begin": e.begin,
-    }
-    return columns, join
 
 
 def _ref(row: Any) -> DatasetRef:
@@ -151,8 +134,6 @@ class Registry:
 
         CertificationConflictError (nothing written) if any range would overlap an existing one.
         """
-        from isrflow.model.messages import CertifyMessage
-
         msgs = [
             CertifyMessage(dataset_id=i, collection=collection, begin=begin, end=end) for i in dataset_ids
         ]
@@ -223,7 +204,7 @@ class Registry:
                     sa.insert(s.collection_chain),
                     [{"parent": name, "position": i, "child": ch} for i, ch in enumerate(children)],
                 )
-            self._resolve(conn, [name])  # refuses cycles (and rolls back)
+            resolve_search_path(conn, [name])  # refuses cycles (and rolls back)
 
     def get_chain(self, name: str) -> list[str]:
         with transaction(self.engine, write=False) as conn:
@@ -239,32 +220,7 @@ class Registry:
         are CollectionError.
         """
         with transaction(self.engine, write=False) as conn:
-            return self._resolve(conn, [names] if isinstance(names, str) else list(names))
-
-    @staticmethod
-    def _resolve(conn: sa.Connection, names: list[str]) -> list[tuple[str, str]]:
-        c, cc = s.collection.c, s.collection_chain.c
-        out: list[tuple[str, str]] = []
-        seen: set[str] = set()
-
-        def visit(name: str, stack: tuple[str, ...]) -> None:
-            if name in stack:
-                raise CollectionError(f"collection chain cycle: {' -> '.join((*stack, name))}")
-            ctype = conn.execute(sa.select(c.type).where(c.name == name)).scalar()
-            if ctype is None:
-                raise CollectionError(f"unknown collection {name!r}")
-            if ctype == "CHAINED":
-                for child in conn.execute(
-                    sa.select(cc.child).where(cc.parent == name).order_by(cc.position)
-                ).scalars():
-                    visit(child, (*stack, name))
-            elif name not in seen:
-                seen.add(name)
-                out.append((name, ctype))
-
-        for n in names:
-            visit(n, ())
-        return out
+            return resolve_search_path(conn, [names] if isinstance(names, str) else list(names))
 
     # --- datasets ----------------------------------------------------------------------------
 
@@ -308,7 +264,7 @@ class Registry:
                     )
                 ]
             else:
-                resolved = self._resolve(
+                resolved = resolve_search_path(
                     conn, [collections] if isinstance(collections, str) else list(collections)
                 )
             out: list[DatasetRef] = []
@@ -393,7 +349,7 @@ class Registry:
         """Applied/rejected message counts of an execution, and the count its marker announced."""
         a = s.applied_message.c
         with transaction(self.engine, write=False) as conn:
-            counts = dict(
+            counts: dict[str, int] = dict(
                 conn.execute(
                     sa.select(a.status, sa.func.count())
                     .where(a.execution_id == execution_id)
@@ -455,9 +411,7 @@ class Registry:
         **kwargs: Any,
     ) -> QuantumPlan:
         """Plan ISR quanta; see :func:`isrflow.registry.quanta.find_quanta`."""
-        from isrflow.registry.quanta import find_quanta
-
         return find_quanta(self, where, input_collections, calib_collection, output_run, **kwargs)
 
 
-__all__ = ["COLLECTION_TYPES", "Registry", "query_columns"]
+__all__ = ["COLLECTION_TYPES", "Registry"]

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,7 +64,7 @@ def is_authentication_failure(exc: BaseException) -> bool:
     return "password authentication failed" in str(exc)
 
 
-def _connect_with(credentials: ConnectCredentials):  # type: ignore[no-untyped-def]
+def _connect_with(credentials: ConnectCredentials) -> Callable[..., Any]:
     """A ``do_connect`` hook: connect with the current credentials; on an authentication
     failure re-read them once and try once more."""
 
@@ -115,7 +115,7 @@ def create_registry_engine(
     return engine
 
 
-def _sqlite_connect(dbapi_connection, connection_record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:
     dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -26,12 +26,15 @@ import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+from isrflow.io.datastore import dataset_uri, path_to_uri, uri_to_path
+from isrflow.model.datasets import DatasetRef
 from isrflow.model.errors import RegistryError, RegistryUnavailableError
-from isrflow.registry.datastore import dataset_uri, path_to_uri, uri_to_path
-from isrflow.registry.ids import check_collection_name, dataset_id, normalize_data_id, raw_collection
-from isrflow.registry.models import DatasetRef
+from isrflow.model.ids import check_collection_name, dataset_id, normalize_data_id, raw_collection
+
+if TYPE_CHECKING:
+    from isrflow.registry.core import Registry
 
 Transfer = Literal["copy", "move", "link", "direct"]
 TRANSFERS = ("copy", "move", "link", "direct")
@@ -128,10 +131,10 @@ def _one_line(exc: BaseException) -> str:
 
 
 def ingest(
-    registry,
+    registry: Registry,
     files: Iterable[str | Path],
     transfer: Transfer = "copy",
-    *,  # type: ignore[no-untyped-def]
+    *,
     run: str | None = None,
     camera: str | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -205,7 +208,7 @@ def ingest(
             if transfer != "direct":
                 staged = _stage(path, uri_to_path(uri), transfer, size, sha)
             try:
-                registry.apply(messages + datasets)
+                registry.apply([*messages, *datasets])
             except BaseException:
                 if staged is not None:
                     staged.discard()
@@ -214,7 +217,7 @@ def ingest(
                 staged.publish()
             result.ingested.extend(
                 DatasetRef(
-                    id=m.id,
+                    id=m.dataset_id,
                     dataset_type="raw",
                     run=target_run,
                     data_id=m.data_id,

@@ -17,12 +17,13 @@ integer and ``VARCHAR(n)`` columns.)
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from isrflow.registry import schema as s
+from isrflow.registry.dataset_row import dataset_row
 
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
@@ -91,9 +92,7 @@ def _rows(message: Any) -> Iterator[tuple[sa.Table, dict[str, Any], str]]:
     ids = {"execution_id": message.execution_id, "message_id": message.message_id}
     yield s.applied_message, ids, ""
     if kind == "dataset":
-        from isrflow.registry.writer import _dataset_row  # the exact row the writer inserts
-
-        row = _dataset_row(message, None)  # type: ignore[arg-type]
+        row = dataset_row(message, None)  # the exact row the writer inserts
         row["data_id"] = message.data_id_json
         yield s.dataset, row, ""
         yield s.collection, {"name": message.run}, "run:"
@@ -159,4 +158,4 @@ def storable_ids(message: Any) -> bool:
     )
 
 
-__all__: Iterable[str] = ("limit_violation", "storable_ids", "storable_text", "value_problem")
+__all__: Sequence[str] = ("limit_violation", "storable_ids", "storable_text", "value_problem")

@@ -7,6 +7,7 @@ up-to-date registry costs one small query.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -14,6 +15,9 @@ from sqlalchemy.engine import Connection, Engine
 from isrflow.model.errors import RegistryError
 from isrflow.registry.engine import is_postgres, lock, transaction
 from isrflow.registry.schema import SCHEMA_REVISION
+
+if TYPE_CHECKING:  # alembic is imported only when a migration runs (not by the writer Lambda)
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -25,7 +29,7 @@ def current_revision(conn: Connection) -> str | None:
     return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def _config():  # type: ignore[no-untyped-def]
+def _config() -> Config:
     from alembic.config import Config
 
     cfg = Config()

@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Union
+from typing import Any
 
 from isrflow.model.errors import QueryError, QueryFieldError, QuerySyntaxError, QueryTypeError
 
@@ -110,16 +110,16 @@ def _number(text: str, integer: bool, query: str, pos: int) -> int | float:
     """A numeric literal; integers must fit 64 bits and floats must be finite (QueryTypeError)."""
     if integer:
         digits = text.lstrip("-")
-        value = int(text) if len(digits) <= 20 else None  # int() of thousands of digits is refused by Python
-        if value is None or not INT_MIN <= value <= INT_MAX:
+        number = int(text) if len(digits) <= 20 else None  # int() of thousands of digits is refused by Python
+        if number is None or not INT_MIN <= number <= INT_MAX:
             raise QueryTypeError(
                 f"integer {text[:24]}{'...' if len(text) > 24 else ''} is out of the 64-bit range", query, pos
             )
-        return value
-    value = float(text)
-    if not math.isfinite(value):
+        return number
+    real = float(text)
+    if not math.isfinite(real):
         raise QueryTypeError(f"number {text[:24]} is out of range", query, pos)
-    return value
+    return real
 
 
 def tokenize(query: str) -> list[Token]:
@@ -127,6 +127,7 @@ def tokenize(query: str) -> list[Token]:
     tokens: list[Token] = []
     i = 0
     n = len(query)
+    value: Any
     while i < n:
         ch = query[i]
         if ch.isspace():
@@ -147,7 +148,7 @@ def tokenize(query: str) -> list[Token]:
             if m is None:
                 raise QuerySyntaxError(f"invalid number starting with {ch!r}", query, i)
             text = m.group(0)
-            value: Any = _number(text, m.group(1) is None and m.group(2) is None, query, i)
+            value = _number(text, m.group(1) is None and m.group(2) is None, query, i)
             end = m.end()
             if end < n and (query[end].isalpha() or query[end] == "_"):
                 raise QuerySyntaxError(f"invalid number {query[i : end + 1]!r}", query, i)
@@ -229,7 +230,7 @@ class Not:
     operand: Node
 
 
-Node = Union[Compare, InList, And, Or, Not]
+Node = Compare | InList | And | Or | Not
 
 
 # --- parser ----------------------------------------------------------------------------------
@@ -398,11 +399,10 @@ class _Parser:
         elif kind == "str":
             if tok.kind != "STRING":
                 raise QueryTypeError(f"{field!r} needs a 'string', got {tok.text}", self.query, tok.pos)
-        elif kind == "time":
-            if tok.kind != "TIME":
-                raise QueryTypeError(
-                    f"{field!r} needs a time like T'2026-11-20T03:00:00', got {tok.text}", self.query, tok.pos
-                )
+        elif kind == "time" and tok.kind != "TIME":
+            raise QueryTypeError(
+                f"{field!r} needs a time like T'2026-11-20T03:00:00', got {tok.text}", self.query, tok.pos
+            )
         self._next()
         return value
 
@@ -433,10 +433,11 @@ def compile_node(node: Node, columns: Mapping[str, Any], query: str = "") -> Any
     def chain(n: And | Or) -> list[Node]:
         """The operands of a left-deep run of one operator, without recursion (a AND b AND ... z)."""
         kind, operands = type(n), []
-        while isinstance(n, kind):
-            operands.append(n.right)
-            n = n.left
-        operands.append(n)
+        node: Node = n
+        while isinstance(node, kind):
+            operands.append(node.right)
+            node = node.left
+        operands.append(node)
         return operands[::-1]
 
     def walk(n: Node) -> Any:

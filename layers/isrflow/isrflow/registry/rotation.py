@@ -87,10 +87,10 @@ def rotate(event: dict[str, Any], *, client: Any, admin_engine: Callable[[], Eng
             )
         return step
     if step == "finishSecret":
-        current = next((v for v, st in stages.items() if CURRENT in st), None)
-        if current != token:
+        current_version = next((v for v, st in stages.items() if CURRENT in st), None)
+        if current_version != token:
             client.update_secret_version_stage(
-                SecretId=arn, VersionStage=CURRENT, MoveToVersionId=token, RemoveFromVersionId=current
+                SecretId=arn, VersionStage=CURRENT, MoveToVersionId=token, RemoveFromVersionId=current_version
             )
         return step
     pending = _pending(client, arn, token)

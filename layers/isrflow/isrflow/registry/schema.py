@@ -34,6 +34,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 #: Alembic head revision the code expects.
@@ -66,12 +67,14 @@ class UtcTime(TypeDecorator[datetime]):
     impl = BigInteger
     cache_ok = True
 
-    def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
+    def process_bind_param(self, value: datetime | int | None, dialect: Dialect) -> int | None:
+        """An aware datetime -> microseconds since the epoch (UTC); ints pass unchanged."""
         if value is None or isinstance(value, int):
             return value
         return to_micros(value)
 
-    def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
+    def process_result_value(self, value: int | None, dialect: Dialect) -> datetime | None:
+        """Microseconds since the epoch -> an aware UTC datetime."""
         return None if value is None else from_micros(value)
 
 

@@ -26,10 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from isrflow.io.datastore import normalize_root, uri_to_path
 from isrflow.io.storage import ObjectNotFoundError, StorageError, storage_for
-from isrflow.registry.datastore import normalize_root, uri_to_path
+from isrflow.model.datasets import DatasetRef
 from isrflow.registry.ingest import file_digest
-from isrflow.registry.models import DatasetRef
 
 DATA_SUFFIXES = (".fits", ".fits.fz")
 

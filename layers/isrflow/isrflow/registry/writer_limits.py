@@ -19,12 +19,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from isrflow.registry import schema as s
+from isrflow.registry.dataset_row import data_id_json
 from isrflow.registry.limits import INT32, INT64
 
 
 def _length(*columns: sa.Column) -> int | None:
     """The strictest declared length of these text columns (None = unlimited)."""
-    lengths = [c.type.length for c in columns if getattr(c.type, "length", None) is not None]
+    lengths = [n for c in columns if (n := getattr(c.type, "length", None)) is not None]
     return min(lengths) if lengths else None
 
 
@@ -62,13 +63,6 @@ def _text_ok(value: Any, length: int | None) -> bool:
 def _int_ok(value: Any, bounds: tuple[int, int]) -> bool:
     """None, or an int (not a bool) within ``bounds``."""
     return value is None or (type(value) is int and bounds[0] <= value <= bounds[1])
-
-
-def data_id_json(message: Any) -> str:
-    """A dataset message's canonical data id JSON, read from the value its validator stored
-    (pydantic's private-attribute lookup costs more than the rest of this module's checks)."""
-    private = getattr(message, "__pydantic_private__", None) or {}
-    return private.get("_data_id_json") or message.data_id_json
 
 
 def ids_storable(message: Any) -> bool:

@@ -20,6 +20,7 @@ Rows are flipped in every PNG so that the image's +y axis points up. Writes are 
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -204,20 +205,22 @@ def _placements(thumbs: list[Thumbnail], camera) -> list[tuple[float, float, int
         except CameraError:
             dets = []
     if dets and len({(d.x_mm, d.y_mm) for d in dets}) == len(dets):
-        turns = [int(round(d.rotation_deg / 90.0)) % 4 for d in dets]
+        turns = [round(d.rotation_deg / 90.0) % 4 for d in dets]
         sizes = [
-            t.shape[::-1] if k % 2 == 0 else t.shape for t, k in zip(thumbs, turns)
+            t.shape[::-1] if k % 2 == 0 else t.shape for t, k in zip(thumbs, turns, strict=False)
         ]  # (cols, rows) as placed
         pitch = camera.pixel_size_um
         needs = []
         for axis, extent in ((0, max(s[0] for s in sizes)), (1, max(s[1] for s in sizes))):
             coords = sorted({round((d.x_mm, d.y_mm)[axis], 3) for d in dets})
-            steps = [b - a for a, b in zip(coords, coords[1:]) if b - a > 0]
+            steps = [b - a for a, b in itertools.pairwise(coords) if b - a > 0]
             if steps:
                 needs.append(min(steps) * 1000.0 / (extent * (1 + GAP)))
         if needs:
             pitch = max(pitch, min(needs))  # sparse positions (small frames): close the gaps
-        return [(d.x_mm * 1000.0 / pitch, d.y_mm * 1000.0 / pitch, k) for d, k in zip(dets, turns)]
+        return [
+            (d.x_mm * 1000.0 / pitch, d.y_mm * 1000.0 / pitch, k) for d, k in zip(dets, turns, strict=False)
+        ]
     # No usable positions: a grid by detector id.
     order = sorted(range(len(thumbs)), key=lambda i: thumbs[i].detector)
     columns = math.ceil(math.sqrt(len(thumbs)))
@@ -235,7 +238,7 @@ def mosaic_image(thumbs: list[Thumbnail], camera=None, max_size: int = MOSAIC_MA
         raise ValueError("no thumbnails to make a mosaic of")
     places = _placements(thumbs, camera)
     boxes = []
-    for t, (x, y, k) in zip(thumbs, places):
+    for t, (x, y, k) in zip(thumbs, places, strict=False):
         rows, cols = t.shape if k % 2 == 0 else t.shape[::-1]
         boxes.append((x - cols / 2.0, y - rows / 2.0, rows, cols))
     x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
@@ -246,13 +249,13 @@ def mosaic_image(thumbs: list[Thumbnail], camera=None, max_size: int = MOSAIC_MA
     values = np.full((out_rows, out_cols), np.nan, dtype=np.float32)
     mask = np.zeros((out_rows, out_cols), dtype=np.int32)
     present = np.zeros((out_rows, out_cols), dtype=bool)
-    for t, (bx, by, rows, cols), (_, _, k) in zip(thumbs, boxes, places):
+    for t, (bx, by, rows, cols), (_, _, k) in zip(thumbs, boxes, places, strict=False):
         v, m = np.rot90(t.values, k), np.rot90(t.mask, k)
         r_out, c_out = max(1, math.ceil(rows / factor)), max(1, math.ceil(cols / factor))
         ri = np.minimum((np.arange(r_out) * v.shape[0]) // r_out, v.shape[0] - 1)
         ci = np.minimum((np.arange(c_out) * v.shape[1]) // c_out, v.shape[1] - 1)
-        r0 = min(int(round((by - y0) / factor)), out_rows - r_out)
-        c0 = min(int(round((bx - x0) / factor)), out_cols - c_out)
+        r0 = min(round((by - y0) / factor), out_rows - r_out)
+        c0 = min(round((bx - x0) / factor), out_cols - c_out)
         values[r0 : r0 + r_out, c0 : c0 + c_out] = v[np.ix_(ri, ci)]
         mask[r0 : r0 + r_out, c0 : c0 + c_out] = m[np.ix_(ri, ci)]
         present[r0 : r0 + r_out, c0 : c0 + c_out] = True

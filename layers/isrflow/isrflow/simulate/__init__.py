@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -49,7 +49,7 @@ PHYSICAL_FILTERS = {
         "z": "z DECam SDSS c0004 9260.0 1520.0",
         "y": "Y DECam c0005 10095.0 1130.0",
     },
-    "lsstcam": {b: f"{b}_{n}" for b, n in zip("ugrizy", ("24", "6", "57", "39", "20", "10"))},
+    "lsstcam": {b: f"{b}_{n}" for b, n in zip("ugrizy", ("24", "6", "57", "39", "20", "10"), strict=False)},
     "generic": {b: b for b in "ugrizy"},
 }
 INSTRUMENTS = {"hsc": "HSC", "decam": "DECam", "lsstcam": "LSSTCam", "generic": "Generic"}
@@ -232,7 +232,11 @@ def simulate(req: SimulationRequest, progress=None, workers: int | None = None) 
     workers = min(max(1, int(workers)), tasks_total)
     with frames.executor(workers) as pool:
         calib_files = dict(
-            zip(req.detectors, pool.map(partial(frames.true_calibrations, req, physical), req.detectors))
+            zip(
+                req.detectors,
+                pool.map(partial(frames.true_calibrations, req, physical), req.detectors),
+                strict=False,
+            )
         )
         # tasks in exposure order; results taken in that order, so progress counts whole exposures
         tasks = [
@@ -243,7 +247,7 @@ def simulate(req: SimulationRequest, progress=None, workers: int | None = None) 
             for index, (obs_type, pf) in enumerate(exposures)
         ]
         raws: list[SimulatedRaw] = []
-        for index, ((obs_type, pf), futures) in enumerate(zip(exposures, tasks)):
+        for index, ((obs_type, pf), futures) in enumerate(zip(exposures, tasks, strict=False)):
             done = [f.result() for f in futures]
             exposure = done[0].exposure
             truth_paths = {d.detector: d.truth_path for d in done}
@@ -295,5 +299,7 @@ def truth_residuals(result: Exposure, truth_path: str | Path) -> np.ndarray:
     from isrflow.io.exposure_io import read_exposure
 
     truth = read_exposure(truth_path).image
+    if result.mask is None or result.variance is None:
+        raise ValueError("truth residuals need the MASK and VARIANCE planes of the result")
     good = result.mask == 0
     return (result.image - truth)[good] / np.sqrt(result.variance[good])

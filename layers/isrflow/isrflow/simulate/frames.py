@@ -121,10 +121,11 @@ def _planes(req, det_id: int, files) -> tuple[np.ndarray, np.ndarray, np.ndarray
         _signatures.move_to_end(key)
         return _signatures[key]
     flat_path = next(iter(files.flat.values()))
-    planes = tuple(
+    bias, dark, flat = (
         np.ascontiguousarray(read_exposure(p).image, dtype=np.float32)
         for p in (files.bias, files.dark, flat_path)
     )
+    planes = (bias, dark, flat)
     _remember(key, planes)
     return planes
 

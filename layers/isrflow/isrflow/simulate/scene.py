@@ -31,7 +31,7 @@ def science_truth(
     ys = rng.uniform(0, rows, n_stars)
     xs = rng.uniform(0, cols, n_stars)
     grid = np.arange(-STAR_STAMP_HALF, STAR_STAMP_HALF + 1, dtype=np.float32)
-    for peak, yc, xc in zip(peaks, ys, xs):
+    for peak, yc, xc in zip(peaks, ys, xs, strict=False):
         iy, ix = int(yc), int(xc)
         y0, y1 = max(0, iy - STAR_STAMP_HALF), min(rows, iy + STAR_STAMP_HALF + 1)
         x0, x1 = max(0, ix - STAR_STAMP_HALF), min(cols, ix + STAR_STAMP_HALF + 1)

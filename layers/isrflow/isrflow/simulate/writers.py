@@ -9,9 +9,9 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 
+from isrflow.camera.geometry import format_section
 from isrflow.camera.model import Camera, Detector
 from isrflow.io.exposure_io import atomic_write_bytes
-from isrflow.model.geometry import format_section
 from isrflow.model.observation import ObservationInfo
 
 _HSC_TYPES = {"bias": "BIAS", "dark": "DARK", "flat": "DOMEFLAT", "science": "OBJECT"}
@@ -80,7 +80,7 @@ def _decam_primary(obs: ObservationInfo, n_ext: int) -> fits.Header:
 def write_decam(path: Path, camera: Camera, dets: list[tuple[Detector, ObservationInfo, dict]]) -> Path:
     primary = fits.PrimaryHDU(header=_decam_primary(dets[0][1], len(dets)))
     hdus: list = [primary]
-    for det, obs, pixels in dets:
+    for det, _obs, pixels in dets:
         header = fits.Header()
         amps = {a.name: a for a in camera.amplifiers(det)}
         a, b = amps["A"], amps["B"]

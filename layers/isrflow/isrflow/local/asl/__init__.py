@@ -33,6 +33,7 @@ from isrflow.local.asl.errors import (
     TaskFailure,
     UnsupportedFeatureError,
 )
+from isrflow.local.asl.execution import ABORTED, FAILED, RUNNING, SUCCEEDED, TIMED_OUT, Execution, MapRun
 from isrflow.local.asl.history import count_state_transitions
 from isrflow.local.asl.integrations import (
     ECS_RUN_TASK_SYNC,
@@ -46,18 +47,9 @@ from isrflow.local.asl.integrations import (
     TaskContext,
     lambda_error,
 )
-from isrflow.local.asl.interpreter import (
-    ABORTED,
-    FAILED,
-    PAYLOAD_LIMIT,
-    RUNNING,
-    SUCCEEDED,
-    TIMED_OUT,
-    Execution,
-    Interpreter,
-    MapRun,
-)
+from isrflow.local.asl.interpreter import Interpreter
 from isrflow.local.asl.result_writer import read_manifest_results
+from isrflow.local.asl.run_context import PAYLOAD_LIMIT
 
 __all__ = [
     "ABORTED",

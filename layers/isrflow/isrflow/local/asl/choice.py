@@ -111,8 +111,21 @@ class Rule:
 
     __slots__ = ("children", "family", "kind", "next", "op", "operand", "operand_path", "variable")
 
-    def __init__(self):
-        self.children: tuple = ()
+    kind: str
+    """And, Or, Not (``children``), IsPresent, type (a type test), match (StringMatches) or cmp."""
+    children: tuple[Rule, ...]
+    variable: Path | None
+    """None only for And/Or/Not."""
+    op: Callable[..., Any] | None
+    """The type test (kind ``type``) or the comparison operator (kind ``cmp``)."""
+    operand: Any
+    operand_path: Path | None
+    family: str | None
+    """Comparison family (kind ``cmp``): String, Numeric, Boolean or Timestamp."""
+    next: str | None
+
+    def __init__(self) -> None:
+        self.children = ()
         self.variable = self.op = self.operand = self.operand_path = self.family = self.next = None
 
     def matches(self, data: Any, ctx_obj: Any = MISSING) -> bool:
@@ -123,23 +136,28 @@ class Rule:
             return any(c.matches(data, ctx_obj) for c in self.children)
         if kind == "Not":
             return not self.children[0].matches(data, ctx_obj)
+        variable = self.variable
+        assert variable is not None  # a data-test rule always has one (compile_rule)
         try:
-            value = self.variable.apply(data, ctx_obj)
+            value = variable.apply(data, ctx_obj)
         except PathNotFound:
             if kind == "IsPresent":
                 return not self.operand
             raise ChoiceRuntimeError(
-                f"Invalid path '{self.variable.text}': The choice state's condition "
+                f"Invalid path '{variable.text}': The choice state's condition "
                 f"path references an invalid value."
             ) from None
         if kind == "IsPresent":
             return bool(self.operand)
-        if kind == "type":
-            return self.op(value) == self.operand
         if kind == "match":
             return isinstance(value, str) and self.operand.fullmatch(value) is not None
+        op, family = self.op, self.family
+        assert op is not None  # type tests and comparisons have one (compile_rule)
+        if kind == "type":
+            return op(value) == self.operand
         # comparison
-        check, convert = _FAMILIES[self.family]
+        assert family is not None  # comparisons have one (compile_rule)
+        check, convert = _FAMILIES[family]
         if self.operand_path is not None:
             try:
                 other = self.operand_path.apply(data, ctx_obj)
@@ -155,7 +173,7 @@ class Rule:
             other = self.operand
         if not check(value):
             return False
-        return self.op(convert(value), other)
+        return op(convert(value), other)
 
 
 _RULE_META = {"Next", "Comment"}

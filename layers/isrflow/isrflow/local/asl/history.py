@@ -44,6 +44,16 @@ def to_datetime(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+def compact_json(value: Any) -> str:
+    """``value`` as compact JSON text (no spaces, non-ASCII kept), as Step Functions writes payloads."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def iso_timestamp(ts: float) -> str:
+    """A POSIX time ``ts`` (seconds) as ISO 8601 UTC with milliseconds, e.g. ``2026-01-02T03:04:05.678Z``."""
+    return to_datetime(ts).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class History:
     """An append-only, thread-safe event log for one execution."""
 
@@ -77,7 +87,7 @@ class History:
         for i, (typ, prev, ts, details) in enumerate(raw, 1):
             ev: dict[str, Any] = {"timestamp": to_datetime(ts), "type": typ, "id": i, "previousEventId": prev}
             if details is not None:
-                d = {}
+                d: dict[str, Any] = {}
                 for k, v in details.items():
                     if k in _JSON_FIELDS:
                         d[k] = to_json_text(v)

@@ -19,7 +19,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from isrflow.local.asl.jsonpath import Path, PathSyntaxError
 
@@ -83,13 +83,18 @@ def _need_int(v: Any, what: str) -> int:
     return int(v)
 
 
-def _need(v: Any, typ: type | tuple, what: str) -> Any:
+def _need(v: Any, typ: type | tuple[type, ...], what: str) -> Any:
     if not isinstance(v, typ) or (isinstance(v, bool) and typ is not bool):
         raise IntrinsicError(f"{what} must be {_TYPE_NAMES.get(typ, str(typ))}, got {json.dumps(v)}")
     return v
 
 
-_TYPE_NAMES = {str: "a string", list: "an array", dict: "an object", bool: "a boolean"}
+_TYPE_NAMES: dict[type | tuple[type, ...], str] = {
+    str: "a string",
+    list: "an array",
+    dict: "an object",
+    bool: "a boolean",
+}
 
 
 def _key(v: Any) -> str:
@@ -122,7 +127,7 @@ def _format(call: Call, args: list, env) -> str:
             f"the template has {len(pieces) - 1} '{{}}' placeholders but {len(args) - 1} values were given"
         )
     out = [pieces[0]]
-    for value, piece in zip(args[1:], pieces[1:]):
+    for value, piece in zip(args[1:], pieces[1:], strict=True):  # lengths checked just above
         out.append(_format_value(value))
         out.append(piece)
     return "".join(out).replace(_ESC_OPEN, "{").replace(_ESC_CLOSE, "}")
@@ -159,7 +164,7 @@ def _array_contains(call, args, env):
 
 
 def _array_range(call, args, env):
-    start, end, step = (_need_int(a, w) for a, w in zip(args, ("start", "end", "step")))
+    start, end, step = (_need_int(a, w) for a, w in zip(args, ("start", "end", "step"), strict=False))
     if step == 0:
         raise IntrinsicError("the step must not be 0")
     out = list(range(start, end + (1 if step > 0 else -1), step))
@@ -180,7 +185,7 @@ def _array_length(call, args, env):
     return len(_need(args[0], list, "the argument"))
 
 
-def _array_unique(call, args, env):
+def _array_unique(call: Call, args: list[Any], env: Any) -> list[Any]:
     seen: set[str] = set()
     out = []
     for v in _need(args[0], list, "the argument"):
@@ -275,7 +280,7 @@ class _Parser:
         self.s = text
         self.i = 0
 
-    def fail(self, msg: str):
+    def fail(self, msg: str) -> NoReturn:
         raise IntrinsicSyntaxError(f"intrinsic function {self.s!r}: {msg} (at position {self.i})")
 
     def ws(self):
@@ -320,9 +325,10 @@ class _Parser:
             self.fail(f"{name} takes {want} arguments, {len(args)} given")
         call = Call(name, args, fn, self.s[start : self.i])
         if name == "States.Format" and isinstance(args[0], _Literal):
-            if not isinstance(args[0].value, str):
+            marked = args[0].marked
+            if not isinstance(args[0].value, str) or marked is None:
                 self.fail("States.Format: the template must be a string")
-            n = args[0].marked.count("{}")
+            n = marked.count("{}")
             if n != len(args) - 1:
                 self.fail(
                     f"States.Format: the template has {n} '{{}}' placeholders but {len(args) - 1} values"

@@ -94,6 +94,8 @@ class SamProject:
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": self.region,
+            # the registry layer's wheels (layers/isrflow/Makefile: SAM does not pass the architecture on)
+            "ISRFLOW_ARCHITECTURE": self.architecture,
         }
         # sam build checks the runtime's interpreter (python3.12) on PATH.
         env["PATH"] = f"{host_python_prefix() / 'bin'}{os.pathsep}{env.get('PATH', '')}"
@@ -201,16 +203,16 @@ class SamProject:
             "LAZY",
             *self._overrides(),
         ]
-        log = open(log_path, "ab")
-        proc = subprocess.Popen(
-            argv,
-            cwd=self.repo,
-            env=self._env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        with open(log_path, "ab") as log:  # the child has its own descriptor once started
+            proc = subprocess.Popen(
+                argv,
+                cwd=self.repo,
+                env=self._env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         endpoint = LambdaEndpoint(f"http://127.0.0.1:{port}", proc, log_path)
         endpoint.wait_ready()
         return endpoint

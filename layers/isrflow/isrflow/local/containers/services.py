@@ -11,6 +11,7 @@ deployed stack in account 123456789012 would name them in the sample events (eve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -101,10 +102,8 @@ class TcpForwarder:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self._stop.set()

@@ -14,13 +14,16 @@ Pure Python (these run in the plan Lambda, which has no numpy).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import defaultdict
+from collections.abc import Hashable
 
-from isrflow.calibration import layout, routing
+from isrflow.build_calibration import layout
+from isrflow.build_calibration.plan import read_groups
+from isrflow.calibration import routing
 from isrflow.calibration.normalize import normalize
-from isrflow.calibration.plan import read_groups
 from isrflow.calibration.steps import DEFAULT_MASK_PLANES
 from isrflow.io.storage import ObjectNotFoundError, storage_for
 from isrflow.model.messages import (
@@ -44,18 +47,19 @@ DEFAULT_LAMBDA_MEMORY_MB = 3008
 DEFAULT_LAMBDA_TIMEOUT_S = 900
 
 
-def _isr_results(plan, groups: list[MasterGroup]) -> dict[tuple[str, int, int], QuantumResult]:
+def _isr_results(plan, groups: list[MasterGroup]) -> dict[tuple[str, int | None, int], QuantumResult]:
+    """Each input's ISR result by (instrument, exposure, detector); inputs without one are left out."""
     store = storage_for(plan.isr_results_prefix)
-    out: dict[tuple[str, int, int], QuantumResult] = {}
+    out: dict[tuple[str, int | None, int], QuantumResult] = {}
     for g in groups:
         for item in g.inputs:
+            if item.exposure is None:  # a master (the inputs of defects) has no ISR result
+                continue
             uri = pv_layout.result_uri(plan.isr_results_prefix, g.instrument, item.exposure, g.detector)
-            try:
+            with contextlib.suppress(ObjectNotFoundError):  # never recorded by the worker: treated as failed
                 out[(g.instrument, item.exposure, g.detector)] = QuantumResult.model_validate_json(
                     store.read_bytes(uri)
                 )
-            except ObjectNotFoundError:
-                pass  # the worker never recorded it: treated as failed
     return out
 
 
@@ -64,7 +68,7 @@ def normalize_flats(event: CalibStepEvent) -> NormalizeResult:
     plan = event.plan
     groups = read_groups(plan.groups_uri)
     results = _isr_results(plan, groups)
-    levels: dict[str, dict[tuple[int, int], tuple[float, float]]] = defaultdict(dict)
+    levels: dict[str, dict[tuple[Hashable, Hashable], tuple[float | None, float | None]]] = defaultdict(dict)
     for g in groups:
         for item in g.inputs:
             r = results.get((g.instrument, item.exposure, g.detector))
@@ -129,14 +133,13 @@ def prepare_combine(event: CalibStepEvent) -> PrepareCombineResult:
     plan = event.plan
     groups = read_groups(plan.groups_uri)
     results = _isr_results(plan, groups) if plan.calib_type != "defects" else {}
-    scales: FlatScalesDoc | None = None
+    scales = FlatScalesDoc(exposure={}, detector={})
     if plan.calib_type == "flat":
         root = layout.root_of(plan.groups_uri)
         uri = layout.scales_uri(root, plan.execution_key)
-        try:
+        # no scales written: every flat input is recorded as having no usable scale
+        with contextlib.suppress(ObjectNotFoundError):
             scales = FlatScalesDoc.model_validate_json(storage_for(uri).read_bytes(uri))
-        except ObjectNotFoundError:
-            scales = FlatScalesDoc(exposure={}, detector={})
     memory = float(os.environ.get(routing.ENV_LAMBDA_MEMORY) or DEFAULT_LAMBDA_MEMORY_MB)
     timeout = float(os.environ.get(routing.ENV_LAMBDA_TIMEOUT) or DEFAULT_LAMBDA_TIMEOUT_S)
     items: list[CombineItem] = []

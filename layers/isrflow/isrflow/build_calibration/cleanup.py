@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from isrflow.calibration.plan import read_groups
+from isrflow.build_calibration.plan import read_groups
 from isrflow.calibration.steps import spec
 from isrflow.io.storage import ObjectNotFoundError, storage_for
 from isrflow.model.messages import CalibStepEvent, IntermediatesDeleted, MasterResult

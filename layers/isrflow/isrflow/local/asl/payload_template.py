@@ -5,7 +5,7 @@ be a string, is replaced: ``$...`` is a Path applied to the template's input, ``
 a Path applied to the Context Object, anything else an intrinsic function call.
 Templates are compiled once at load; objects and arrays are walked however deeply nested.
 
-Run-time failures raise :class:`TemplateEvalError` carrying the ASL error name: a path that
+Run-time failures raise :class:`PayloadTemplateEvalError` carrying the ASL error name: a path that
 selects nothing is ``States.Runtime`` (what AWS reports, e.g. "The JSONPath '$.JobName'
 specified for the field 'JobName.$' could not be found in the input '{}'"); a failing
 intrinsic is ``States.IntrinsicFailure``.
@@ -22,7 +22,7 @@ from isrflow.local.asl.jsonpath import Path, PathNotFound, PathSyntaxError
 _CONST, _OBJ, _ARR, _PATH, _CALL = range(5)
 
 
-class TemplateError(ValueError):
+class PayloadTemplateError(ValueError):
     """A malformed Payload Template (load time). ``field`` names the offending key."""
 
     def __init__(self, field: str, message: str):
@@ -31,7 +31,7 @@ class TemplateError(ValueError):
         super().__init__(f"{field}: {message}" if field else message)
 
 
-class TemplateEvalError(Exception):
+class PayloadTemplateEvalError(Exception):
     def __init__(self, error: str, cause: str):
         self.error, self.cause = error, cause
         super().__init__(f"{error}: {cause}")
@@ -44,9 +44,9 @@ def _dumps(v: Any) -> str:
         return repr(v)
 
 
-def _compile(node: Any, where: str) -> tuple:
+def _compile(node: Any, where: str) -> tuple[Any, ...]:
     if isinstance(node, dict):
-        entries = []
+        entries: list[tuple[str, tuple[Any, ...]]] = []
         dynamic = False
         seen: dict[str, str] = {}
         for key, value in node.items():
@@ -54,7 +54,7 @@ def _compile(node: Any, where: str) -> tuple:
             if key.endswith(".$"):
                 out = key[:-2]
                 if not isinstance(value, str):
-                    raise TemplateError(
+                    raise PayloadTemplateError(
                         loc,
                         "the value of a field ending in '.$' must be a string "
                         "(a Path or an intrinsic function)",
@@ -63,12 +63,12 @@ def _compile(node: Any, where: str) -> tuple:
                     try:
                         entries.append((out, (_PATH, Path(value), key)))
                     except PathSyntaxError as exc:
-                        raise TemplateError(loc, str(exc)) from None
+                        raise PayloadTemplateError(loc, str(exc)) from None
                 else:
                     try:
                         entries.append((out, (_CALL, parse_intrinsic(value), key)))
                     except IntrinsicSyntaxError as exc:
-                        raise TemplateError(
+                        raise PayloadTemplateError(
                             loc, f"not a Path (must begin with '$') nor a valid intrinsic function: {exc}"
                         ) from None
                 dynamic = True
@@ -78,7 +78,7 @@ def _compile(node: Any, where: str) -> tuple:
                 dynamic = dynamic or sub[0] != _CONST
                 entries.append((out, sub))
             if out in seen:
-                raise TemplateError(
+                raise PayloadTemplateError(
                     loc, f"duplicate field {out!r} once '.$' is stripped (also {seen[out]!r})"
                 )
             seen[out] = key
@@ -93,7 +93,7 @@ def _compile(node: Any, where: str) -> tuple:
     return (_CONST, node)
 
 
-def _eval(node: tuple, data: Any, env: Any) -> Any:
+def _eval(node: tuple[Any, ...], data: Any, env: Any) -> Any:
     kind = node[0]
     if kind == _CONST:
         return node[1]
@@ -107,7 +107,7 @@ def _eval(node: tuple, data: Any, env: Any) -> Any:
                     out[key] = path.apply(data, env.context_object if path.context else None)
                 except PathNotFound:
                     source = env.context_object if path.context else data
-                    raise TemplateEvalError(
+                    raise PayloadTemplateEvalError(
                         "States.Runtime",
                         f"The JSONPath '{path.text}' specified for the field '{sub[2]}' could not be "
                         f"found in the input '{_dumps(source)}'",
@@ -116,12 +116,12 @@ def _eval(node: tuple, data: Any, env: Any) -> Any:
                 try:
                     out[key] = sub[1].evaluate(data, env)
                 except IntrinsicError as exc:
-                    raise TemplateEvalError(
+                    raise PayloadTemplateEvalError(
                         "States.IntrinsicFailure",
                         f"The value for the field '{sub[2]}' could not be computed: {exc}",
                     ) from None
                 except PathNotFound as exc:
-                    raise TemplateEvalError(
+                    raise PayloadTemplateEvalError(
                         "States.Runtime",
                         f"The JSONPath '{exc}' in the intrinsic function for the field '{sub[2]}' could not "
                         f"be found in the input '{_dumps(data)}'",
@@ -134,7 +134,7 @@ def _eval(node: tuple, data: Any, env: Any) -> Any:
     raise AssertionError(kind)
 
 
-class Template:
+class PayloadTemplate:
     """A compiled Payload Template; ``evaluate(data, env)`` builds the payload.
 
     ``env`` provides ``context_object`` (the Context Object, for ``$$`` paths) and may
@@ -145,7 +145,7 @@ class Template:
 
     def __init__(self, source: Any, where: str = ""):
         if not isinstance(source, dict):
-            raise TemplateError("", "a Payload Template must be a JSON object")
+            raise PayloadTemplateError("", "a Payload Template must be a JSON object")
         self.source = source
         self._root = _compile(source, "")
 

@@ -1,4 +1,4 @@
-"""What one execution used, in the units AWS bills: the quantities :mod:`.cost` prices.
+"""What one execution used, in the units AWS bills: the quantities :mod:`isrflow.ops.cost` prices.
 
 Counted:
 
@@ -201,7 +201,7 @@ def fargate_use(task: TaskInterval, sizes: dict[str, tuple[float, float, str]]) 
 
 def template_task_sizes(template_path) -> dict[str, tuple[float, float, str]]:
     """Logical id -> (vCPU, GB, architecture) of every ECS task definition in a template."""
-    from isrflow.local.template import load_template
+    from isrflow.local.sam_template import load_template
 
     template = load_template(template_path)
     params = {k: (v or {}).get("Default") for k, v in (template.get("Parameters") or {}).items()}

@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import json
 
-from isrflow.calibration import layout
+from isrflow.build_calibration import layout
 from isrflow.calibration.steps import isr_config_for, spec
+from isrflow.io.datastore import dataset_uri
 from isrflow.io.storage import storage_for
-from isrflow.model.errors import CalibrationLookupError, CollectionError, OutputExistsError
+from isrflow.model.datasets import DatasetRef
+from isrflow.model.errors import CalibrationLookupError, CollectionError, ConfigError, OutputExistsError
+from isrflow.model.ids import dataset_id, normalize_data_id
 from isrflow.model.messages import CalibPlanEvent, CalibPlanResult, MasterGroup, MasterInput, QuantumResult
 from isrflow.process_visit import layout as pv_layout
 from isrflow.process_visit.plan import make_clusters
-from isrflow.registry.datastore import dataset_uri
-from isrflow.registry.ids import dataset_id, normalize_data_id
 
 
 def with_obs_type(where: str | None, obs_type: str) -> str:
@@ -66,6 +67,8 @@ def _group(
 def _isr_groups(event: CalibPlanEvent, registry, root: str, isr_prefix: str):
     inp = event.input
     build = spec(inp.calib_type)
+    if build.obs_type is None:
+        raise ConfigError(f"{inp.calib_type} is built from master calibrations, not from raws")
     plan = registry.find_quanta(
         with_obs_type(inp.where, build.obs_type),
         inp.input_collections,
@@ -115,7 +118,7 @@ def _defects_groups(event: CalibPlanEvent, registry, root: str) -> dict[str, Mas
     inp = event.input
     groups: dict[str, MasterGroup] = {}
     for calib_type in ("dark", "flat"):
-        chosen: dict[tuple, tuple[str, object]] = {}
+        chosen: dict[tuple, tuple[str, DatasetRef]] = {}
         for ref in registry.query_datasets(calib_type, inp.input_collections, inp.where):
             collection = getattr(getattr(ref, "validity", None), "collection", ref.run)
             slot = (ref.data_id["instrument"], ref.data_id["detector"], ref.data_id.get("physical_filter"))

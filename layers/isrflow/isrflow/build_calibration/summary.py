@@ -21,12 +21,11 @@ from __future__ import annotations
 import json
 import logging
 
-from isrflow.calibration import layout
-from isrflow.calibration.plan import read_groups
+from isrflow.build_calibration import layout
+from isrflow.build_calibration.plan import read_groups
 from isrflow.infra.edge import add_count
-from isrflow.infra.queues import QueueSender
+from isrflow.infra.queues import QueueSender, awaiting_consumer
 from isrflow.io.storage import ObjectNotFoundError, storage_for
-from isrflow.local.queue import awaiting_consumer
 from isrflow.model.errors import RejectedMessageError
 from isrflow.model.messages import (
     CalibStepEvent,
@@ -42,7 +41,7 @@ from isrflow.model.messages import (
 from isrflow.process_visit.summary import MAX_FAILURES_LISTED, TooManyFailuresError
 from isrflow.process_visit.worker import message_id
 
-logger = logging.getLogger("isrflow.calibration.summary")
+logger = logging.getLogger("isrflow.build_calibration.summary")
 
 
 def _read(uri: str, model):
@@ -95,13 +94,13 @@ def record_combine_failure(event: CombineFailureEvent) -> dict:
         base = (
             existing.model_dump()
             if existing is not None
-            else dict(
-                key=item.key,
-                calib_type=_calib_type_of(item.request_uri),
-                instrument=item.instrument,
-                detector=item.detector,
-                physical_filter=item.physical_filter,
-            )
+            else {
+                "key": item.key,
+                "calib_type": _calib_type_of(item.request_uri),
+                "instrument": item.instrument,
+                "detector": item.detector,
+                "physical_filter": item.physical_filter,
+            }
         )
         base.update(
             status="failed",
@@ -127,7 +126,7 @@ def record_combine_failure(event: CombineFailureEvent) -> dict:
 
 
 def _calib_type_of(request_uri: str) -> str:
-    from isrflow.calibration.run import read_request
+    from isrflow.build_calibration.run import read_request
 
     return read_request(request_uri).calib_type
 

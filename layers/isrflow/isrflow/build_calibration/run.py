@@ -76,7 +76,7 @@ def _build_master(request: CombineRequest, budget: int) -> tuple[int, str, dict]
 
 def _build_defects(request: CombineRequest) -> tuple[int, str, dict]:
     from isrflow.calibration.defects import boxes_of, find_defects
-    from isrflow.calibration.mef import publish, temp_file
+    from isrflow.calibration.mef_writer import publish, temp_file
     from isrflow.io.exposure_io import read_exposure, write_defects
 
     def load(uri: str):
@@ -121,15 +121,15 @@ def run_combine(request_uri: str, sender: QueueSender, *, memory_mb: float | Non
     """Build one master from its request; always writes and returns its result (see the module docstring)."""
     start = time.perf_counter()
     request = read_request(request_uri)
-    base = dict(
-        key=request.key,
-        calib_type=request.calib_type,
-        instrument=request.instrument,
-        detector=request.detector,
-        physical_filter=request.physical_filter,
-        route=request.route,
-        n_inputs=len(request.inputs),
-    )
+    base = {
+        "key": request.key,
+        "calib_type": request.calib_type,
+        "instrument": request.instrument,
+        "detector": request.detector,
+        "physical_filter": request.physical_filter,
+        "route": request.route,
+        "n_inputs": len(request.inputs),
+    }
     try:
         if request.calib_type == "defects":
             size, sha, extra = _build_defects(request)

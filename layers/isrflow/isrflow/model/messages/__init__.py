@@ -1,0 +1,147 @@
+"""Every message isrflow components exchange, as pydantic models, one module per concern.
+
+- :mod:`.common`: the UTC time type, collection names, message ids;
+- :mod:`.registry`: registry messages (what the batched writer applies) and their JSON helpers;
+- :mod:`.process_visit`: ProcessVisit's Step Functions events;
+- :mod:`.ingest`: S3 Object Created -> ingest -> prompt processing;
+- :mod:`.calibration`: BuildCalibration's Step Functions events.
+
+Every public name is re-exported here, so ``from isrflow.model.messages import X`` works for all
+of them. All times are timezone-aware UTC datetimes; a naive datetime is refused rather than
+guessed. The package imports only pydantic, Powertools' S3 event model and the pure-Python parts
+of the registry (no SQLAlchemy, numpy or astropy), so every Lambda can use it.
+"""
+
+from isrflow.model.ids import CALIBRATION_TYPES
+from isrflow.model.messages.calibration import (
+    BuildCalibrationInput,
+    CalibBuildType,
+    CalibPlanEvent,
+    CalibPlanResult,
+    CalibStepEvent,
+    CalibSummary,
+    CertifyResult,
+    CertifySpec,
+    CombineChildState,
+    CombineEvent,
+    CombineFailureEvent,
+    CombineInputRef,
+    CombineItem,
+    CombineRequest,
+    CombineRouteChoice,
+    CombineStatistic,
+    CommonCalibrationRef,
+    FlatScalesDoc,
+    IntermediatesDeleted,
+    MasterGroup,
+    MasterInput,
+    MasterResult,
+    NormalizeResult,
+    PrepareCombineResult,
+)
+from isrflow.model.messages.common import (
+    CollectionName,
+    UtcDatetime,
+    new_message_id,
+)
+from isrflow.model.messages.ingest import (
+    IngestOutcome,
+    PromptExecution,
+    QuarantineRecord,
+    S3ObjectCreatedEvent,
+)
+from isrflow.model.messages.process_visit import (
+    Cluster,
+    ClusterSummary,
+    IsrClusterEvent,
+    MosaicEvent,
+    OutputRunMode,
+    PlanEvent,
+    PlanResult,
+    ProcessVisitInput,
+    QuantumKey,
+    QuantumReads,
+    QuantumResult,
+    RecordFailureEvent,
+    SummarizeEvent,
+    VisitSummary,
+)
+from isrflow.model.messages.registry import (
+    KIND_ORDER,
+    CertifyMessage,
+    DatasetMessage,
+    DetectorRecord,
+    ExecutionCompleteMessage,
+    ExposureRecord,
+    InstrumentRecord,
+    ProcessingRecordMessage,
+    ProvenanceInput,
+    RegistryMessage,
+    dimension_records,
+    dump_message,
+    message_error_summary,
+    parse_message,
+)
+
+__all__ = [
+    "CALIBRATION_TYPES",
+    "KIND_ORDER",
+    "BuildCalibrationInput",
+    "CalibBuildType",
+    "CalibPlanEvent",
+    "CalibPlanResult",
+    "CalibStepEvent",
+    "CalibSummary",
+    "CertifyMessage",
+    "CertifyResult",
+    "CertifySpec",
+    "Cluster",
+    "ClusterSummary",
+    "CollectionName",
+    "CombineChildState",
+    "CombineEvent",
+    "CombineFailureEvent",
+    "CombineInputRef",
+    "CombineItem",
+    "CombineRequest",
+    "CombineRouteChoice",
+    "CombineStatistic",
+    "CommonCalibrationRef",
+    "DatasetMessage",
+    "DetectorRecord",
+    "ExecutionCompleteMessage",
+    "ExposureRecord",
+    "FlatScalesDoc",
+    "IngestOutcome",
+    "InstrumentRecord",
+    "IntermediatesDeleted",
+    "IsrClusterEvent",
+    "MasterGroup",
+    "MasterInput",
+    "MasterResult",
+    "MosaicEvent",
+    "NormalizeResult",
+    "OutputRunMode",
+    "PlanEvent",
+    "PlanResult",
+    "PrepareCombineResult",
+    "ProcessVisitInput",
+    "ProcessingRecordMessage",
+    "PromptExecution",
+    "ProvenanceInput",
+    "QuantumKey",
+    "QuantumReads",
+    "QuantumResult",
+    "QuarantineRecord",
+    "RecordFailureEvent",
+    "RegistryMessage",
+    "S3ObjectCreatedEvent",
+    "SummarizeEvent",
+    "UtcDatetime",
+    "VisitSummary",
+    "dimension_records",
+    "dump_message",
+    "message_error_summary",
+    "new_message_id",
+    "parse_message",
+]
