@@ -59,6 +59,8 @@ def map_overhead(items: int, workers: int) -> dict:
             "Plan": LocalFunction("Plan", handler_file, "plan", env, 60.0),
             "Isr": LocalFunction("Isr", handler_file, "noop", {}, 60.0),
             "Summarize": LocalFunction("Summarize", handler_file, "noop", {}, 60.0),
+            "RecordFailure": LocalFunction("RecordFailure", handler_file, "noop", {}, 60.0),
+            "Mosaic": LocalFunction("Mosaic", handler_file, "noop", {}, 60.0),
         }
         pool = LambdaPool(workers)
 
@@ -67,6 +69,8 @@ def map_overhead(items: int, workers: int) -> dict:
         "PlanFunctionArn": "arn:aws:lambda:local:000000000000:function:Plan",
         "IsrFunctionArn": "arn:aws:lambda:local:000000000000:function:Isr",
         "SummarizeFunctionArn": "arn:aws:lambda:local:000000000000:function:Summarize",
+        "RecordFailureFunctionArn": "arn:aws:lambda:local:000000000000:function:RecordFailure",
+        "MosaicFunctionArn": "arn:aws:lambda:local:000000000000:function:Mosaic",
         "DataBucketName": "bench",
     }
     machine = StateMachine.from_file(

@@ -23,7 +23,22 @@ RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED = "RUNNING", "SUCCEEDED", "FAILED
 # --------------------------------------------------------------------------- public objects
 
 
-class MapRun:
+class _Timed:
+    """``start_date``/``stop_date`` (UTC datetimes) of something that keeps epoch seconds."""
+
+    start_ts: float
+    stop_ts: float | None
+
+    @property
+    def start_date(self) -> datetime:
+        return to_datetime(self.start_ts)
+
+    @property
+    def stop_date(self) -> datetime | None:
+        return None if self.stop_ts is None else to_datetime(self.stop_ts)
+
+
+class MapRun(_Timed):
     """A Distributed Map run: its child executions and counters (cf. DescribeMapRun)."""
 
     def __init__(
@@ -46,14 +61,6 @@ class MapRun:
         self.stop_ts: float | None = None
         self.executions: list[Execution | None] = [None] * total
         self.results_written = 0  # child results exported by a ResultWriter
-
-    @property
-    def start_date(self) -> datetime:
-        return to_datetime(self.start_ts)
-
-    @property
-    def stop_date(self) -> datetime | None:
-        return None if self.stop_ts is None else to_datetime(self.stop_ts)
 
     def counts(self) -> dict:
         c = {"pending": 0, "running": 0, "succeeded": 0, "failed": 0, "timedOut": 0, "aborted": 0}
@@ -91,7 +98,7 @@ class MapRun:
         return out
 
 
-class Execution:
+class Execution(_Timed):
     """One execution (top level, or a Distributed Map child). Fields follow DescribeExecution:
     ``execution_arn, state_machine_arn, name, status, start_date, stop_date, input, output,
     error, cause, map_run_arn``; ``history`` is the GetExecutionHistory event list."""
@@ -134,14 +141,6 @@ class Execution:
 
     def __repr__(self) -> str:
         return f"<Execution {self.name!r} {self.status}>"
-
-    @property
-    def start_date(self) -> datetime:
-        return to_datetime(self.start_ts)
-
-    @property
-    def stop_date(self) -> datetime | None:
-        return None if self.stop_ts is None else to_datetime(self.stop_ts)
 
     @property
     def history(self) -> list[dict]:
