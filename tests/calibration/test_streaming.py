@@ -51,6 +51,8 @@ def inputs(tmp_path):
         mask[3, 4] = formats.BAD  # no usable input here
         if i == 2:
             image[10, 10] = np.nan
+        if i == 3:  # infinite values are unusable too (and -inf must not sort first)
+            image[20, 20], image[21, 21] = -np.inf, np.inf
         header = {
             formats.KW_INSTRUMENT: "Generic",
             formats.KW_DETECTOR: 1,

@@ -222,6 +222,9 @@ def _load(
     inverse = np.float32(1.0 / item.scale)
     if inverse != 1.0:
         values *= inverse
+    _, infinite = strip.mask_buffers(rows)  # the kernel takes NaN for every unusable value
+    np.isinf(values, out=infinite)
+    np.copyto(values, np.float32(np.nan), where=infinite)
     if strip.variances is not None:
         var = strip.variances[index, :rows]
         reader.read_rows(formats.EXT_VARIANCE, y0, y1, var)
