@@ -26,9 +26,8 @@ def plan_handler(event: dict, context: LambdaContext | None = None) -> dict:
     """The CalibPlanResult the later states read (manifests written under manifests/)."""
     from isrflow.build_calibration.plan import plan_build
 
-    config = settings().require("datastore_root")
-    root = config.datastore_root
-    assert root is not None  # require() raised otherwise
+    config = settings()
+    root = config.required("datastore_root")
     result = plan_build(CalibPlanEvent.model_validate(event), open_registry(config), root)
     return result.model_dump(mode="json")
 

@@ -18,8 +18,7 @@ from isrflow.model.messages import CombineEvent
 
 @lambda_edge
 def lambda_handler(event: dict, context: LambdaContext | None = None) -> dict:
-    queue_url = settings().require("registry_queue_url").registry_queue_url
-    assert queue_url is not None  # require() raised otherwise
+    queue_url = settings().required("registry_queue_url")
     memory = getattr(context, "memory_limit_in_mb", None)
     result = run_combine(
         CombineEvent.model_validate(event).request_uri,

@@ -30,8 +30,7 @@ def main() -> int:
         print(f"error: {ENV_REQUEST} is not set (the combine request's datastore URI)", file=sys.stderr)
         return 2
     try:
-        queue_url = settings().require("registry_queue_url").registry_queue_url
-        assert queue_url is not None  # require() raised otherwise
+        queue_url = settings().required("registry_queue_url")
         result = run_combine(uri, sender_for(queue_url))
     except IsrflowError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)

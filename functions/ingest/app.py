@@ -21,8 +21,7 @@ from isrflow.prompt.starter import StepFunctionsStarter
 @lambda_edge
 def lambda_handler(event: dict, context: LambdaContext | None = None) -> dict:
     config = settings().require("datastore_root", "registry_queue_url")
-    root, queue_url = config.datastore_root, config.registry_queue_url
-    assert root is not None and queue_url is not None  # require() raised otherwise
+    root, queue_url = config.required("datastore_root"), config.required("registry_queue_url")
     outcome = ingest_upload(
         S3ObjectCreatedEvent.model_validate(event),
         datastore_root=root,

@@ -20,8 +20,7 @@ def isr_handler(event: dict, context: LambdaContext | None = None) -> dict:
     """One cluster: its outputs written, one result per quantum under results/, registry messages sent."""
     from isrflow.process_visit.worker import process_cluster
 
-    url = settings().require("registry_queue_url").registry_queue_url
-    assert url is not None  # require() raised otherwise
+    url = settings().required("registry_queue_url")
     summary = process_cluster(IsrClusterEvent.model_validate(event), sender_for(url))
     return summary.model_dump(mode="json")
 

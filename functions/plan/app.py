@@ -12,8 +12,7 @@ from isrflow.process_visit.plan import plan_visit
 
 @lambda_edge
 def lambda_handler(event: dict, context: LambdaContext | None = None) -> dict:
-    config = settings().require("datastore_root")
-    root = config.datastore_root
-    assert root is not None  # require() raised otherwise
+    config = settings()
+    root = config.required("datastore_root")
     result = plan_visit(PlanEvent.model_validate(event), open_registry(config), root)
     return result.model_dump(mode="json")

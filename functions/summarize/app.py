@@ -32,9 +32,7 @@ from isrflow.model.messages import CalibStepEvent, CombineFailureEvent, RecordFa
 
 def _queue_url() -> str:
     """The registry queue's URL (ConfigError when ISRFLOW_REGISTRY_QUEUE_URL is unset)."""
-    url = settings().require("registry_queue_url").registry_queue_url
-    assert url is not None  # require() raised otherwise
-    return url
+    return settings().required("registry_queue_url")
 
 
 @lambda_edge

@@ -26,6 +26,7 @@ secrets, never the master's.
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -63,6 +64,12 @@ class Settings(BaseModel):
             }
             raise ConfigError("missing configuration: " + ", ".join(env.get(n, n) for n in missing))
         return self
+
+    def required(self, name: Literal["datastore_root", "registry_queue_url"]) -> str:
+        """The value of one setting, or ConfigError (as :meth:`require`) when it is unset."""
+        value = getattr(self.require(name), name)
+        assert isinstance(value, str)  # require() raised otherwise
+        return value
 
 
 def settings() -> Settings:
