@@ -168,10 +168,6 @@ class MemoryTier:
         with self._lock:
             return list(self._entries)
 
-    def __iter__(self) -> Iterator[Key]:
-        """The keys held, least recently used first (a snapshot, like :meth:`keys`)."""
-        return iter(self.keys())
-
     def get(self, key: Key) -> CalibrationInput | None:
         with self._lock:
             entry = self._entries.get(key)
