@@ -63,8 +63,7 @@ def _calibration_files(night, image_only: bool, out: Path) -> list[Path]:
 def _run_pass(name: str, env: dict, plan_handler, isr_handler, instrument: str) -> list[dict]:
     """Plan and run one ProcessVisit pass in this process, one cluster per quantum; its results."""
     from isrflow.io.storage import storage_for
-    from isrflow.model.messages import QuantumResult
-    from isrflow.process_visit import layout
+    from isrflow.process_visit.results import cluster_file_uri, read_file
 
     os.environ.update(env)
     spec = {
@@ -87,9 +86,7 @@ def _run_pass(name: str, env: dict, plan_handler, isr_handler, instrument: str) 
                 "isr_config": plan["isr_config"],
             }
         )
-        for q in cluster["quanta"]:
-            uri = layout.result_uri(plan["results_prefix"], q["instrument"], q["exposure"], q["detector"])
-            results.append(QuantumResult.model_validate_json(storage_for(uri).read_bytes(uri)))
+        results += read_file(cluster_file_uri(plan["results_prefix"], cluster["cluster_id"]))
     failed = [r.error for r in results if r.status != "succeeded"]
     if failed:
         raise SystemExit(f"{name}: {len(failed)} quanta failed: {failed[0]}")

@@ -114,13 +114,10 @@ def test_master_flat_keeps_the_focal_plane_response(built_night):
 
 
 def _isr_results(night, calib_type):
-    from isrflow.io.storage import storage_for
-    from isrflow.model.messages import QuantumResult
+    from isrflow.process_visit.results import read_results
 
     plan_key = night.executions[calib_type].output["execution_id"].split(":")[-2:]
-    prefix = f"{night.registry.datastore_root}/results/{'-'.join(plan_key)}/isr/"
-    store = storage_for(prefix)
-    return [QuantumResult.model_validate_json(store.read_bytes(u)) for u in store.list(prefix)]
+    return list(read_results(f"{night.registry.datastore_root}/results/{'-'.join(plan_key)}/isr/").values())
 
 
 def test_defects_found(built_night):

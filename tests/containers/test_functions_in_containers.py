@@ -172,7 +172,7 @@ def test_summarize_records_a_crashed_cluster(lambdas, stack):
     assert lambdas("RecordFailureFunction", event("summarize_record_failure.json")) == {"recorded": 1}
     prefix = key_of(event("summarize_record_failure.json")["results_prefix"])
     (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]]
-    body = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    (body,) = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())  # one file per cluster
     assert body["status"] == "failed" and body["error"].startswith("Sandbox.Timedout: Task timed out")
 
 

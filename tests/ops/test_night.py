@@ -112,8 +112,10 @@ def test_clusters_of_several_visits_read_calibrations_once_per_cluster(round_pri
     four = model_night(_setup(visits=4, visits_per_execution=4, cluster_size=4), FIGURES, round_prices)
     assert (one.executions, one.clusters, four.clusters) == (1, 12, 3)
     assert four.cluster_seconds == pytest.approx(4 * 2.0 + 4 * 20 / 10 + 20 / 10)
-    # 4 calibration GETs per cluster: 9 clusters fewer -> 36 GETs fewer
-    assert _service(one, "S3 requests") - _service(four, "S3 requests") == pytest.approx(36 * 0.1)
+    # per cluster 4 calibration GETs, a results file PUT and its GET by Summarize: 9 clusters fewer
+    assert _service(one, "S3 requests") - _service(four, "S3 requests") == pytest.approx(
+        (36 + 9) * 0.1 + 9 * 1.0
+    )
     assert _service(four, "Step Functions") == pytest.approx(5 + 3)
 
 

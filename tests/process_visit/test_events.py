@@ -147,5 +147,8 @@ def test_record_failure_event(aws):
     assert record_failure_handler(_event("summarize_record_failure.json")) == {"recorded": 1}
     prefix = _event("summarize_record_failure.json")["results_prefix"][len(ROOT) + 1 :]
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]]
-    body = json.loads(s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read())
+    assert keys[0].endswith(
+        "/cluster-" + _event("summarize_record_failure.json")["cluster"]["cluster_id"] + ".json"
+    )
+    (body,) = json.loads(s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read())
     assert body["status"] == "failed" and body["error"].startswith("Sandbox.Timedout: Task timed out")

@@ -15,6 +15,14 @@ from functions.registry_writer.app import lambda_handler as writer_handler
 from functions.summarize.app import record_failure_handler, summarize_handler
 from isrflow.io.storage import storage_for
 from isrflow.local.event_source import QueuePoller
+from isrflow.model.messages import QuantumResult
+from isrflow.process_visit.results import (
+    ResultsFileError,
+    cluster_file_uri,
+    read_file,
+    read_results,
+    write_results,
+)
 from isrflow.process_visit.summary import TooManyFailuresError
 from isrflow.registry import uri_to_path
 
@@ -119,3 +127,60 @@ def test_record_failure_marks_the_cluster(local_repo):
         }
     )
     assert out == {"recorded": 2}
+
+
+def test_each_cluster_writes_one_results_file(local_repo):
+    """One S3 PUT per cluster, not per detector: the worker writes its cluster's results together."""
+    plan, clusters, _summary = _run(local_repo, execution_id="exec-4")
+    store = storage_for(plan["results_prefix"])
+    files = sorted(store.list(plan["results_prefix"]))
+    assert files == sorted(cluster_file_uri(plan["results_prefix"], c["cluster_id"]) for c in clusters)
+    for uri, cluster in zip(files, sorted(clusters, key=lambda c: c["cluster_id"]), strict=True):
+        written = read_file(uri)
+        assert [(r.exposure, r.detector) for r in written] == [
+            (q["exposure"], q["detector"]) for q in cluster["quanta"]
+        ]
+        assert all(r.status == "succeeded" and r.output_uri for r in written)
+
+
+def test_record_failure_keeps_what_the_worker_recorded(local_repo):
+    """A worker that wrote its results and then failed: RecordFailure keeps its succeeded quanta,
+    records the others as failed, and the file stays one per cluster."""
+    plan = plan_handler({"input": _input(), "execution_id": "exec-5"})
+    cluster = json.loads(storage_for(plan["manifest_uri"]).read_bytes(plan["manifest_uri"]))[0]
+    first, second = cluster["quanta"]
+    uri = cluster_file_uri(plan["results_prefix"], cluster["cluster_id"])
+    done = QuantumResult(
+        instrument=first["instrument"],
+        exposure=first["exposure"],
+        detector=first["detector"],
+        status="succeeded",
+    )
+    write_results(uri, [done])
+    out = record_failure_handler(
+        {
+            "cluster": cluster,
+            "results_prefix": plan["results_prefix"],
+            "error": {"Error": "Runtime.OutOfMemory"},
+        }
+    )
+    assert out == {"recorded": 1}
+    recorded = {(r.exposure, r.status, r.error) for r in read_file(uri)}
+    assert recorded == {
+        (first["exposure"], "succeeded", None),
+        (second["exposure"], "failed", "Runtime.OutOfMemory"),
+    }
+    assert storage_for(uri).list(plan["results_prefix"]) == [uri]
+
+
+def test_results_of_older_executions_are_still_read(tmp_path):
+    """One result object per file (the layout before one file per cluster); a succeeded result wins."""
+    prefix = tmp_path.as_uri() + "/"
+    ok = QuantumResult(instrument="HSC", exposure=1, detector=2, status="succeeded")
+    bad = ok.model_copy(update={"status": "failed", "error": "Sandbox.Timedout"})
+    storage_for(prefix).write_bytes(prefix + "HSC_1_2.json", ok.model_dump_json().encode())
+    write_results(cluster_file_uri(prefix, "HSC-2-1"), [bad])
+    assert read_results(prefix) == {("HSC", 1, 2): ok}
+    storage_for(prefix).write_bytes(prefix + "bad.json", b'{"results": 1}')
+    with pytest.raises(ResultsFileError, match=r"bad\.json: not a quantum results file"):
+        read_results(prefix)

@@ -10,7 +10,7 @@ from isrflow.infra.settings import ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, E
 from isrflow.io.storage import storage_for
 from isrflow.local.queue import LocalQueue
 from isrflow.model.messages import QuantumResult
-from isrflow.process_visit import layout
+from isrflow.process_visit.results import cluster_file_uri, read_file
 
 
 def plan_and_isr_one(
@@ -52,6 +52,5 @@ def plan_and_isr_one(
             "isr_config": plan["isr_config"],
         }
     )
-    (q,) = cluster["quanta"]
-    uri = layout.result_uri(plan["results_prefix"], q["instrument"], q["exposure"], q["detector"])
-    return summary, QuantumResult.model_validate_json(storage_for(uri).read_bytes(uri))
+    (result,) = read_file(cluster_file_uri(plan["results_prefix"], cluster["cluster_id"]))
+    return summary, result

@@ -7,7 +7,8 @@ Under the datastore root, for execution key ``K`` (see :func:`isrflow.process_vi
 - ``manifests/K/flat_scales.json``: Normalize's exposure scales (flats);
 - ``manifests/K/combine/<master>.json``: one combine request per master;
 - ``manifests/K/combine.json``: the combine items (the combine Map's ItemReader);
-- ``results/K/isr/<instrument>_<exposure>_<detector>.json``: each input's ISR result;
+- ``results/K/isr/cluster-<cluster id>.json``, ``results/K/isr/plan.json``: the inputs' ISR results,
+  one file per cluster (:mod:`isrflow.process_visit.results`);
 - ``results/K/masters/<master>.json``: each master's result;
 - ``results/K/certified.json``: what Certify sent.
 

@@ -26,9 +26,10 @@ from isrflow.io.storage import storage_for
 from isrflow.model.datasets import DatasetRef
 from isrflow.model.errors import CalibrationLookupError, CollectionError, ConfigError, OutputExistsError
 from isrflow.model.ids import dataset_id, normalize_data_id
-from isrflow.model.messages import CalibPlanEvent, CalibPlanResult, MasterGroup, MasterInput, QuantumResult
+from isrflow.model.messages import CalibPlanEvent, CalibPlanResult, MasterGroup, MasterInput
 from isrflow.process_visit import layout as pv_layout
 from isrflow.process_visit.plan import make_clusters
+from isrflow.process_visit.results import write_plan_failures
 
 
 def with_obs_type(where: str | None, obs_type: str) -> str:
@@ -79,7 +80,6 @@ def _isr_groups(event: CalibPlanEvent, registry, root: str, isr_prefix: str):
         mode=inp.mode,
         datastore_root=root,
     )
-    store = storage_for(root)
     groups: dict[str, MasterGroup] = {}
     ready = []
     for q in plan.quanta:
@@ -94,22 +94,9 @@ def _isr_groups(event: CalibPlanEvent, registry, root: str, isr_prefix: str):
         group.inputs.append(
             MasterInput(dataset_id=q.output.id, uri=q.output.uri, exposure=q.exposure, calibs=calibs)
         )
-        if q.missing_calibs:
-            failed = QuantumResult(
-                instrument=q.instrument,
-                exposure=q.exposure,
-                detector=q.detector,
-                status="failed",
-                error="MissingCalibrationError: no certified "
-                + ", ".join(q.missing_calibs)
-                + f" in {inp.calib_collection} valid at {q.exposure_begin.isoformat()}",
-            )
-            store.write_bytes(
-                pv_layout.result_uri(isr_prefix, q.instrument, q.exposure, q.detector),
-                failed.model_dump_json().encode(),
-            )
-        else:
+        if not q.missing_calibs:
             ready.append(q)
+    write_plan_failures(isr_prefix, plan.quanta, inp.calib_collection)
     clusters = make_clusters(ready, inp.cluster_size)
     return groups, clusters, len(plan.quanta), len(plan.quanta) - len(ready)
 

@@ -40,6 +40,7 @@ from isrflow.model.messages import (
     QuantumResult,
 )
 from isrflow.process_visit import layout as pv_layout
+from isrflow.process_visit import results
 
 #: Lambda settings of the combine function, from the plan function's environment (template.yaml);
 #: these fallbacks are the template's defaults (3008 MB: the most a new AWS account allows).
@@ -47,31 +48,21 @@ DEFAULT_LAMBDA_MEMORY_MB = 3008
 DEFAULT_LAMBDA_TIMEOUT_S = 900
 
 
-def _isr_results(plan, groups: list[MasterGroup]) -> dict[tuple[str, int | None, int], QuantumResult]:
-    """Each input's ISR result by (instrument, exposure, detector); inputs without one are left out."""
-    store = storage_for(plan.isr_results_prefix)
-    out: dict[tuple[str, int | None, int], QuantumResult] = {}
-    for g in groups:
-        for item in g.inputs:
-            if item.exposure is None:  # a master (the inputs of defects) has no ISR result
-                continue
-            uri = pv_layout.result_uri(plan.isr_results_prefix, g.instrument, item.exposure, g.detector)
-            with contextlib.suppress(ObjectNotFoundError):  # never recorded by the worker: treated as failed
-                out[(g.instrument, item.exposure, g.detector)] = QuantumResult.model_validate_json(
-                    store.read_bytes(uri)
-                )
-    return out
+def _isr_results(plan) -> dict[tuple[str, int | None, int], QuantumResult]:
+    """Each input's ISR result by (instrument, exposure, detector); inputs without one (never
+    recorded by the worker) are absent, and treated as failed."""
+    return dict(results.read_results(plan.isr_results_prefix).items())
 
 
 def normalize_flats(event: CalibStepEvent) -> NormalizeResult:
     """Solve the flat levels for one scale per exposure (per physical filter); write the scales."""
     plan = event.plan
     groups = read_groups(plan.groups_uri)
-    results = _isr_results(plan, groups)
+    isr_results = _isr_results(plan)
     levels: dict[str, dict[tuple[Hashable, Hashable], tuple[float | None, float | None]]] = defaultdict(dict)
     for g in groups:
         for item in g.inputs:
-            r = results.get((g.instrument, item.exposure, g.detector))
+            r = isr_results.get((g.instrument, item.exposure, g.detector))
             if r is not None and r.status == "succeeded" and r.stats:
                 levels[g.physical_filter or ""][(g.detector, item.exposure)] = (
                     r.stats.get("mean"),
@@ -132,7 +123,7 @@ def prepare_combine(event: CalibStepEvent) -> PrepareCombineResult:
     """Write one combine request per master that has enough good inputs, and the combine manifest."""
     plan = event.plan
     groups = read_groups(plan.groups_uri)
-    results = _isr_results(plan, groups) if plan.calib_type != "defects" else {}
+    isr_results = _isr_results(plan) if plan.calib_type != "defects" else {}
     scales = FlatScalesDoc(exposure={}, detector={})
     if plan.calib_type == "flat":
         root = layout.root_of(plan.groups_uri)
@@ -152,7 +143,7 @@ def prepare_combine(event: CalibStepEvent) -> PrepareCombineResult:
         else:
             good, problems = [], []
             for item in g.inputs:
-                r = results.get((g.instrument, item.exposure, g.detector))
+                r = isr_results.get((g.instrument, item.exposure, g.detector))
                 if r is None or r.status != "succeeded" or not r.output_uri:
                     problems.append(f"{item.exposure}: {r.error if r is not None else 'no ISR result'}")
                     continue

@@ -38,6 +38,7 @@ from isrflow.model.messages import (
     ProcessingRecordMessage,
     QuantumResult,
 )
+from isrflow.process_visit import results
 from isrflow.process_visit.summary import MAX_FAILURES_LISTED, TooManyFailuresError
 from isrflow.process_visit.worker import message_id
 
@@ -196,12 +197,8 @@ def certify(event: CalibStepEvent, sender: QueueSender) -> CertifyResult:
 
 
 def _inputs(plan) -> list[QuantumResult]:
-    store = storage_for(plan.isr_results_prefix)
-    out = []
-    for uri in store.list(plan.isr_results_prefix):
-        if uri.endswith(".json"):
-            out.append(QuantumResult.model_validate_json(store.read_bytes(uri)))
-    return sorted(out, key=lambda r: (r.instrument, r.exposure, r.detector))
+    found = results.read_results(plan.isr_results_prefix)
+    return [found[k] for k in sorted(found)]
 
 
 def summarize(

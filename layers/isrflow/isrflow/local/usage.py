@@ -11,12 +11,12 @@ Counted:
 - **Fargate**: each ``ecs:runTask.sync`` task's vCPU and memory (task overrides, else the
   template's task definition) x its duration, at least the per-task minimum.
 
-Estimated from counted artifacts (the manifest, the per-quantum results, the states entered),
+Estimated from counted artifacts (the manifest, the quantum results, the states entered),
 because neither AWS nor the local runtime meters them per execution — the access pattern of
 the ProcessVisit code (see :func:`visit_requests`):
 
 - **S3 requests** (PUT/COPY/POST/LIST vs GET): manifest written and read, raws and each
-  cluster's calibrations read once, outputs and result files written, previews, results listed
+  cluster's calibrations read once, outputs and one results file per cluster written, previews, results listed
   and read by Summarize;
 - **SQS requests**: one SendMessageBatch per worker quantum and per 10 summary records, plus a
   ReceiveMessage and a DeleteMessageBatch per 10 messages drained by the writer's event source
@@ -232,7 +232,7 @@ def visit_requests(
     plan: dict | None, clusters: list[dict] | None, results: list[dict], states: Counter, messages: int
 ) -> tuple[int, int, int, list[str]]:
     """(S3 PUT/COPY/POST/LIST, S3 GET, SQS requests, notes) of one ProcessVisit execution, from
-    its plan result, manifest clusters, per-quantum results and states entered (the model in the
+    its plan result, manifest clusters, quantum results and states entered (the model in the
     module docstring)."""
     notes: list[str] = []
     puts = gets = 0
@@ -245,8 +245,9 @@ def visit_requests(
         if by_key.get((q["instrument"], q["exposure"], q["detector"]), {}).get("status") == "succeeded"
     ]
     previews = bool(plan and plan.get("previews"))
+    plan_file = int(bool(plan and plan.get("failed_at_plan")))  # plan-time failures: one results file
     if plan is not None:
-        puts += 1 + int(plan.get("failed_at_plan", 0))  # the manifest, plan-time failure results
+        puts += 1 + plan_file  # the manifest
     if clusters:
         gets += 1  # the Map's ItemReader
         for c in clusters:
@@ -259,22 +260,20 @@ def visit_requests(
                 }
             )
         gets += len(quanta)  # raws
-        puts += len(quanta) + len(succeeded)  # result files, outputs
+        puts += len(clusters) + len(succeeded)  # a results file per cluster, outputs
         if previews:
             puts += 2 * len(succeeded)  # detector PNG + thumbnail
     crashed = states.get("RecordFailure", 0)
-    if crashed and clusters:
-        per_cluster = len(quanta) / len(clusters)
-        gets += round(crashed * per_cluster)
-        puts += round(crashed * per_cluster)
-        notes.append("S3 requests of crashed workers' clusters estimated at the mean cluster size")
+    gets += crashed  # RecordFailure reads its cluster's results file (if the worker wrote one) ...
+    puts += crashed  # ... and writes it
     if states.get("Mosaics", 0):
         exposures = {(q["instrument"], q["exposure"]) for q in quanta}
         gets += 1 + (len(succeeded) if previews else 0)  # manifest + thumbnails
         puts += 2 * len(exposures)  # LIST of each exposure directory + the mosaic
     if states.get("Summarize", 0):
-        puts += max(1, math.ceil(len(results) / S3_LIST_PAGE))  # LIST results/
-        gets += len(results) + (1 if clusters else 0)
+        files = len(clusters) + plan_file
+        puts += max(1, math.ceil(files / S3_LIST_PAGE))  # LIST results/
+        gets += files + (1 if clusters else 0)  # the results files, the manifest
     records = len(results)
     sqs = (
         len(succeeded) + math.ceil(records / SQS_BATCH) + 1 + 2 * math.ceil(messages / SQS_BATCH)

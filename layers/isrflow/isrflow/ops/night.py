@@ -86,7 +86,9 @@ DEFAULT_PLAN_SECONDS = 1.0
 DEFAULT_SUMMARIZE_SECONDS = 6.0  # most of it waiting for the writer's 5 s batching window
 DEFAULT_FIGURES_DETECTORS = 189
 PLAN_SECONDS_PER_DETECTOR = 0.003  # a quantum through the registry query and the manifest
-SUMMARIZE_SECONDS_PER_DETECTOR = 0.015  # one result file read (an S3 GET) per detector
+SUMMARIZE_SECONDS_PER_DETECTOR = (
+    0.015  # a result parsed, its processing record sent (results: a GET per cluster)
+)
 DEFAULT_INGEST_SECONDS = 0.3
 #: The nightly budget the model is checked against.
 BUDGET_USD = 10.0
@@ -215,7 +217,7 @@ def default_figures(camera: str) -> NightFigures:
 
 def figures_from_execution(repo, execution: str, camera: str) -> NightFigures:
     """Per-detector figures measured by one local ProcessVisit execution of ``repo`` (its record,
-    per-quantum results and registry rows, as ``isrflow status`` reads them), scaled to
+    quantum results and registry rows, as ``isrflow status`` reads them), scaled to
     ``camera`` by assembled pixels when the execution ran on another built-in camera."""
     from isrflow.camera import camera_for_instrument
     from isrflow.local.records import load_record

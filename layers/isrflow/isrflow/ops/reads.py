@@ -1,6 +1,6 @@
 """Datastore reads of an execution: calibration cache hit rate and bytes read per detector.
 
-Summarises the ``reads`` of the per-quantum result files (:class:`isrflow.model.messages.QuantumReads`,
+Summarises the ``reads`` of the quantum results (:class:`isrflow.model.messages.QuantumReads`,
 filled by the ISR worker from :mod:`isrflow.io.calib_cache`). Sizes in bytes.
 """
 

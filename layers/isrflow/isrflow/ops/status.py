@@ -9,7 +9,7 @@ Two sources, one result (:class:`ExecutionStatus`):
   (:mod:`isrflow.ops.aws_status`).
 
 Per-detector rows come from the registry's processing records when a repository is given and
-holds them, else from the per-quantum result files under the execution's ``results/`` prefix
+holds them, else from the result files (one per cluster) under the execution's ``results/`` prefix
 (named in the Plan state's output). Usage and cost: :mod:`.usage`, :mod:`.cost`.
 """
 
@@ -135,7 +135,12 @@ def _results(plan: dict | None) -> list[dict]:
         return []
     prefix = plan["results_prefix"]
     store = storage_for(prefix)
-    return [json.loads(store.read_bytes(u)) for u in store.list(prefix) if u.endswith(".json")]
+    found: list[dict] = []
+    for uri in store.list(prefix):  # a file per cluster (a list), or per quantum (older executions)
+        if uri.endswith(".json"):
+            data = json.loads(store.read_bytes(uri))
+            found += data if isinstance(data, list) else [data]
+    return found
 
 
 def _manifest(plan: dict | None) -> list[dict]:
@@ -154,7 +159,7 @@ def plan_result(history: list[dict]) -> dict | None:
 
 def _results_location(repo: Path | None, execution_arn: str) -> dict | None:
     """Where a local execution that has not recorded its Plan output (still running, or killed)
-    keeps its per-quantum result files: the layout's results prefix in the repository's datastore."""
+    keeps its result files: the layout's results prefix in the repository's datastore."""
     if repo is None:
         return None
     from isrflow.io.datastore import normalize_root
@@ -169,7 +174,7 @@ def detector_rows(
     repo: Path | None, execution_arn: str, plan: dict | None
 ) -> tuple[list[DetectorRow], str, list[dict] | None]:
     """(rows, where they came from, the result files if they were read): the registry's processing
-    records when ``repo`` holds them, else the per-quantum result files of the execution."""
+    records when ``repo`` holds them, else the result files of the execution."""
     rows = _rows_from_registry(repo, execution_arn)
     rows_from = "registry" if rows else "none"
     results: list[dict] | None = None

@@ -49,10 +49,6 @@ def results_prefix(root: str, key: str) -> str:
     return join(root, "results", key) + "/"
 
 
-def result_uri(prefix: str, instrument: str, exposure: int, detector: int) -> str:
-    return f"{prefix}{instrument}_{exposure}_{detector}.json"
-
-
 def bucket_key(uri: str, root: str) -> str:
     """The object key an ItemReader uses: the S3 key, or the path below a file:// root."""
     if uri.startswith("s3://"):

@@ -9,8 +9,9 @@ from isrflow.io.storage import storage_for
 from isrflow.isr.config import IsrConfig
 from isrflow.model.datasets import Quantum
 from isrflow.model.errors import QuantaNotFoundError
-from isrflow.model.messages import Cluster, PlanEvent, PlanResult, QuantumKey, QuantumResult
+from isrflow.model.messages import Cluster, PlanEvent, PlanResult, QuantumKey
 from isrflow.process_visit import layout
+from isrflow.process_visit.results import write_plan_failures
 
 CALIB_STEPS = ("bias", "dark", "flat", "defects")
 
@@ -99,21 +100,7 @@ def plan_visit(event: PlanEvent, registry, datastore_root: str) -> PlanResult:
     results = layout.results_prefix(datastore_root, key)
     storage = storage_for(datastore_root)
     ready = [_with_unique_output(q, event.execution_id) for q in plan.quanta if not q.missing_calibs]
-    for q in plan.quanta:
-        if q.missing_calibs:
-            failed = QuantumResult(
-                instrument=q.instrument,
-                exposure=q.exposure,
-                detector=q.detector,
-                status="failed",
-                error="MissingCalibrationError: no certified "
-                + ", ".join(q.missing_calibs)
-                + f" in {spec.calib_collection} valid at {q.exposure_begin.isoformat()}",
-            )
-            storage.write_bytes(
-                layout.result_uri(results, q.instrument, q.exposure, q.detector),
-                failed.model_dump_json().encode(),
-            )
+    write_plan_failures(results, plan.quanta, spec.calib_collection)
     clusters = make_clusters(ready, spec.cluster_size)
     manifest = layout.manifest_uri(datastore_root, key)
     storage.write_bytes(manifest, json.dumps([c.model_dump(mode="json") for c in clusters]).encode())

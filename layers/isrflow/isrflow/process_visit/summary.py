@@ -6,7 +6,7 @@ import json
 
 from isrflow.infra.edge import add_count
 from isrflow.infra.queues import QueueSender, awaiting_consumer
-from isrflow.io.storage import ObjectNotFoundError, storage_for
+from isrflow.io.storage import storage_for
 from isrflow.model.errors import IsrflowError
 from isrflow.model.messages import (
     Cluster,
@@ -17,7 +17,7 @@ from isrflow.model.messages import (
     SummarizeEvent,
     VisitSummary,
 )
-from isrflow.process_visit import layout
+from isrflow.process_visit import results
 from isrflow.process_visit.worker import log_detector_failure, message_id
 from isrflow.registry.limits import storable_text  # an error text with a NUL would make its record poison
 from isrflow.registry.redelivery import SUMMARIZE_WAIT_S
@@ -59,7 +59,6 @@ def record_failure(event: RecordFailureEvent) -> dict:
     A throttle is not a failure of the quanta: for ``Lambda.TooManyRequestsException`` nothing is
     written and :class:`WorkerThrottledError` is raised, which fails the map item (and so the
     execution) with that name instead of recording FAILED detectors."""
-    store = storage_for(event.results_prefix)
     error = str(event.error.get("Error", "WorkerFailed"))
     if error in THROTTLE_ERRORS:
         raise WorkerThrottledError(
@@ -73,14 +72,13 @@ def record_failure(event: RecordFailureEvent) -> dict:
         detail = json.loads(cause).get("errorMessage", cause) if cause else ""
     except (ValueError, AttributeError):
         detail = cause
+    uri = results.cluster_file_uri(event.results_prefix, event.cluster.cluster_id)
+    written = results.merge(results.read_file(uri))  # the worker may have written its file, then failed
     recorded = 0
     for q in event.cluster.quanta:
-        uri = layout.result_uri(event.results_prefix, q.instrument, q.exposure, q.detector)
-        try:
-            if QuantumResult.model_validate_json(store.read_bytes(uri)).status == "succeeded":
-                continue
-        except ObjectNotFoundError:
-            pass
+        key = (q.instrument, q.exposure, q.detector)
+        if key in written and written[key].status == "succeeded":
+            continue
         result = QuantumResult(
             instrument=q.instrument,
             exposure=q.exposure,
@@ -88,9 +86,11 @@ def record_failure(event: RecordFailureEvent) -> dict:
             status="failed",
             error=f"{error}: {detail}"[:2000] if detail else error,
         )
-        store.write_bytes(uri, result.model_dump_json().encode())
+        written[key] = result
         log_detector_failure(result, cluster=event.cluster.cluster_id, results_prefix=event.results_prefix)
         recorded += 1
+    if recorded:
+        results.write_results(uri, list(written.values()))
     add_count("DetectorsFailed", recorded)
     return {"recorded": recorded}
 
@@ -111,22 +111,17 @@ def summarize(
     (which the state machine retries); :mod:`isrflow.registry.redelivery` shows why 300 s
     covers the writer's retries of out-of-order messages several times over."""
     plan = event.plan
-    store = storage_for(plan.results_prefix)
-    results: dict[tuple[str, int, int], QuantumResult] = {}
-    for uri in store.list(plan.results_prefix):
-        if uri.endswith(".json"):
-            r = QuantumResult.model_validate_json(store.read_bytes(uri))
-            results[(r.instrument, r.exposure, r.detector)] = r
+    found = results.read_results(plan.results_prefix)
     for key in _manifest_keys(plan) if plan.clusters else []:
-        if key not in results:
-            results[key] = QuantumResult(
+        if key not in found:
+            found[key] = QuantumResult(
                 instrument=key[0],
                 exposure=key[1],
                 detector=key[2],
                 status="failed",
                 error="NoResult: the worker recorded no result for this quantum",
             )
-    ordered = [results[k] for k in sorted(results)]
+    ordered = [found[k] for k in sorted(found)]
     records = [
         ProcessingRecordMessage(
             execution_id=plan.execution_id,

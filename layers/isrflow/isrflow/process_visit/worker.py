@@ -1,4 +1,4 @@
-"""ISR of one cluster: read inputs, run ISR per quantum, write outputs and results, send
+"""ISR of one cluster: read inputs, run ISR per quantum, write outputs and the cluster's results, send
 dataset + provenance messages. One bad quantum never fails the others."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from isrflow.model.messages import (
     QuantumReads,
     QuantumResult,
 )
-from isrflow.process_visit import layout
+from isrflow.process_visit import results
 
 if TYPE_CHECKING:
     from isrflow.isr.pipeline import CalibrationInput
@@ -199,23 +199,22 @@ def _write_preview(exposure, q: Quantum, data: bytes) -> None:
 
 
 def process_cluster(event: IsrClusterEvent, sender: QueueSender) -> ClusterSummary:
-    """Run every quantum of the cluster; write each one's result JSON next to the others."""
+    """Run every quantum of the cluster, then write their results as one file (one PUT per
+    cluster: :mod:`isrflow.process_visit.results`)."""
     cache = _ClusterCalibrations()
-    results_store = storage_for(event.results_prefix)
     ok = failed = 0
     reads = QuantumReads()
+    outcomes = []
     for q in event.cluster.quanta:
         outcome = process_quantum(q, event, cache, sender)
-        results_store.write_bytes(
-            layout.result_uri(event.results_prefix, q.instrument, q.exposure, q.detector),
-            outcome.model_dump_json().encode(),
-        )
+        outcomes.append(outcome)
         ok += outcome.status == "succeeded"
         failed += outcome.status == "failed"
         if outcome.status == "failed":
             log_detector_failure(outcome, execution=event.execution_id, cluster=event.cluster.cluster_id)
         for name, value in outcome.reads or QuantumReads():
             setattr(reads, name, getattr(reads, name) + value)
+    results.write_results(results.cluster_file_uri(event.results_prefix, event.cluster.cluster_id), outcomes)
     _log_reads(event.cluster.cluster_id, reads)
     add_count("DetectorsSucceeded", ok)
     add_count("DetectorsFailed", failed)
