@@ -28,6 +28,7 @@ from pathlib import Path
 import click
 
 from isrflow.cli.options import IdList, frames, workers_option
+from isrflow.model.defaults import DEFAULT_CLUSTER_SIZE
 
 
 def register(group: click.Group) -> None:
@@ -52,7 +53,7 @@ def _prepare(
     from isrflow.simulate import SimulationRequest, load_manifest, simulate
 
     registry = open_repo(repo) if (repo / REPO_CONFIG).exists() else create_repo(repo)
-    counts = "-".join(f"{k[0]}{v}" for k, v in frames.items())
+    counts = "-".join(f"{k[0]}{v}" for k, v in (frames | {"science": science}).items())
     sim_dir = (
         repo / "sim" / f"{camera}-{'-'.join(map(str, detectors))}-s{seed}-{counts}{'-small' if small else ''}"
     )
@@ -314,7 +315,13 @@ def _residuals(
     "--camera", type=click.Choice(["hsc", "lsstcam", "decam", "generic"]), default="hsc", show_default=True
 )
 @click.option("--detectors", type=IdList(), default=None, help="native ids (default 0-3; DECam 1-4)")
-@click.option("--science", type=frames(1), default=2, show_default=True, help="science exposures")
+@click.option(
+    "--science",
+    type=frames(1),
+    default=DEFAULT_CLUSTER_SIZE,
+    show_default=True,
+    help="science exposures (the default fills one ISR cluster per detector)",
+)
 @click.option("--bias", "n_bias", type=frames(1), default=5, show_default=True, help="bias exposures")
 @click.option("--dark", "n_dark", type=frames(1), default=5, show_default=True, help="dark exposures")
 @click.option("--flat", "n_flat", type=frames(1), default=5, show_default=True, help="flat exposures")
@@ -421,7 +428,9 @@ def _calibrate_process_report(
         f"instrument = '{instrument}' AND exposure IN ({', '.join(map(str, exposures))}) "
         f"AND detector IN ({', '.join(map(str, detectors))})"
     )
-    payload = process_visit_input(registry, where, None, [], calib_collection, run, "fail", 2, 0.0, {})
+    payload = process_visit_input(
+        registry, where, None, [], calib_collection, run, "fail", DEFAULT_CLUSTER_SIZE, 0.0, {}
+    )
     where_run = "in the Lambda containers" if containers is not None else "locally"
     click.echo(f"running ProcessVisit {where_run} with {payload['calib_collection']}: {where}")
     t0 = time.perf_counter()

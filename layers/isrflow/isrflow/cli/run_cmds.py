@@ -15,6 +15,7 @@ import click
 
 from isrflow.cli.options import FiniteFloatRange, count, json_option, list_option, subgroup, workers_option
 from isrflow.client.inputs import default_collections, process_visit_input  # noqa: F401 (the CLI's names for them)
+from isrflow.model.defaults import DEFAULT_CLUSTER_SIZE
 
 STATE_MACHINE = "ProcessVisitStateMachine"
 
@@ -81,7 +82,7 @@ def _print_records(records: list[dict], summary: dict | None) -> None:
 @click.option(
     "--mode", type=click.Choice(["fail", "skip-existing", "replace"]), default="fail", show_default=True
 )
-@click.option("--cluster-size", type=count(1), default=4, show_default=True)
+@click.option("--cluster-size", type=count(1), default=DEFAULT_CLUSTER_SIZE, show_default=True)
 @click.option("--max-failure-fraction", type=FiniteFloatRange(0, 1), default=0.0, show_default=True)
 @click.option(
     "--isr-config", "isr_config_path", type=click.Path(dir_okay=False, path_type=Path), default=None

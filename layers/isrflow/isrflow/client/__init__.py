@@ -22,6 +22,7 @@ from typing import Any
 
 from isrflow.client.execution import Execution
 from isrflow.client.local import CollectionInfo, LocalBackend
+from isrflow.model.defaults import DEFAULT_CLUSTER_SIZE
 from isrflow.model.errors import ConfigError, IsrflowError
 
 PROCESS_VISIT = "ProcessVisitStateMachine"
@@ -176,7 +177,7 @@ class Client:
         input_collections: Sequence[str] | None = None,
         calib_collection: str | None = None,
         mode: str = "fail",
-        cluster_size: int = 4,
+        cluster_size: int = DEFAULT_CLUSTER_SIZE,
         max_failure_fraction: float = 0.0,
         isr_config: dict | None = None,
         previews: bool = False,

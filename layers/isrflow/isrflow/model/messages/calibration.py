@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from isrflow.model.defaults import DEFAULT_CLUSTER_SIZE
 from isrflow.model.messages.common import CollectionName, UtcDatetime
 from isrflow.model.messages.process_visit import (
     QuantumResult,
@@ -74,7 +75,7 @@ class BuildCalibrationInput(BaseModel):
     clip: float = Field(default=3.0, gt=0)
     iterations: int = Field(default=3, ge=1, le=20)
     min_inputs: int = Field(default=3, ge=1)
-    cluster_size: int = Field(default=4, ge=1, le=1000)
+    cluster_size: int = Field(default=DEFAULT_CLUSTER_SIZE, ge=1, le=1000)
     max_concurrency: int = Field(default=100, ge=1, le=10000)
     max_failure_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
     isr_config: dict[str, Any] = Field(default_factory=dict)

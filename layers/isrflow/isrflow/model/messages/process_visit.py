@@ -2,8 +2,8 @@
 Summarize and mosaics.
 
 Only small JSON travels through the state machine (256 KB payload limit): the cluster list
-goes into a manifest in the datastore, and per-quantum results into small JSON files under
-``results/<execution>/``. Durations in seconds, memory in MB, sizes in bytes (see each field).
+goes into a manifest in the datastore, and the quantum results into small JSON files (one per
+cluster, :mod:`isrflow.process_visit.results`) under ``results/<execution>/``. Durations in seconds, memory in MB, sizes in bytes (see each field).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from isrflow.model.datasets import Quantum
+from isrflow.model.defaults import DEFAULT_CLUSTER_SIZE
 from isrflow.model.messages.common import CollectionName
 
 OutputRunMode = Literal["fail", "skip-existing", "replace"]
@@ -49,7 +50,7 @@ class ProcessVisitInput(BaseModel):
     calib_collection: str
     output_run: CollectionName
     mode: OutputRunMode = "fail"
-    cluster_size: int = Field(default=4, ge=1, le=1000)
+    cluster_size: int = Field(default=DEFAULT_CLUSTER_SIZE, ge=1, le=1000)
     max_concurrency: int = Field(default=100, ge=1, le=10000)
     max_failure_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
     isr_config: dict[str, Any] = Field(default_factory=dict)
