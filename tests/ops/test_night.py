@@ -137,6 +137,23 @@ def test_prompt_processing_runs_one_execution_per_raw_file(round_prices):
     )
 
 
+def test_plan_and_summarize_scale_with_every_visit_of_an_execution(round_prices):
+    m = model_night(_setup(visits=4, visits_per_execution=4), FIGURES, round_prices)
+    assert (m.executions, m.detectors) == (1, 12)
+    # measured on 3 detectors, one execution holds 12: nine detectors' share more
+    assert _service(m, "Lambda Plan") == pytest.approx(1 + 1.0 + 9 * PLAN_SECONDS_PER_DETECTOR)
+    assert _service(m, "Lambda Summarize") == pytest.approx(1 + 2.0 + 9 * SUMMARIZE_SECONDS_PER_DETECTOR)
+    assert not any(a.startswith("WARNING") for a in m.assumptions)
+
+
+def test_an_execution_too_big_for_summarize_is_flagged(round_prices):
+    m = model_night(
+        _setup(visits=1000, visits_per_execution=1000, detectors_per_visit=189), FIGURES, round_prices
+    )
+    (warning,) = [a for a in m.assumptions if a.startswith("WARNING")]
+    assert "189,000 detectors" in warning and "900 s limit" in warning
+
+
 def test_default_figures_scale_with_the_camera():
     lsst, hsc = camera_pixels("lsstcam"), camera_pixels("hsc")
     assert lsst[2] == 189 and hsc[2] == 112

@@ -90,6 +90,8 @@ SUMMARIZE_SECONDS_PER_DETECTOR = (
     0.015  # a result parsed, its processing record sent (results: a GET per cluster)
 )
 DEFAULT_INGEST_SECONDS = 0.3
+#: The longest a Lambda invocation may run (its Timeout's maximum), s.
+LAMBDA_TIMEOUT_LIMIT_S = 900
 #: The nightly budget the model is checked against.
 BUDGET_USD = 10.0
 
@@ -325,7 +327,7 @@ def model_night(setup: NightSetup, figures: NightFigures, prices: PriceTable) ->
             n * (figures.raw_mb + figures.output_mb) + figures.calib_mb * (1.0 - setup.cache_hit_rate)
         ) / setup.s3_mbps
 
-    more = det_per_exec - figures.figures_detectors
+    more = quanta - figures.figures_detectors  # detectors of one execution: every visit's
     plan_s = max(figures.plan_seconds + PLAN_SECONDS_PER_DETECTOR * more, 0.1 * figures.plan_seconds)
     summarize_s = max(
         figures.summarize_seconds + SUMMARIZE_SECONDS_PER_DETECTOR * more, 0.1 * figures.summarize_seconds
@@ -428,7 +430,7 @@ def model_night(setup: NightSetup, figures: NightFigures, prices: PriceTable) ->
         f"{figures.raw_mb:.1f} MB + output {figures.output_mb:.1f} MB per detector, calibrations "
         f"{figures.calib_mb:.1f} MB per cluster x {1 - setup.cache_hit_rate:.0%} (warm-cache hit rate "
         f"{setup.cache_hit_rate:.0%})",
-        f"Plan {plan_s:.2f} s and Summarize {summarize_s:.2f} s per execution of {det_per_exec} detector(s) "
+        f"Plan {plan_s:.2f} s and Summarize {summarize_s:.2f} s per execution of {quanta:,} detector(s) "
         f"({figures.plan_seconds:.2f} s and {figures.summarize_seconds:.2f} s measured at {figures.figures_detectors}, "
         f"{PLAN_SECONDS_PER_DETECTOR * 1000:g} and {SUMMARIZE_SECONDS_PER_DETECTOR * 1000:g} ms per detector more); "
         f"ingest {figures.ingest_seconds:.2f} s per raw file ({setup.ingest_memory_mb} MB)",
@@ -438,6 +440,11 @@ def model_night(setup: NightSetup, figures: NightFigures, prices: PriceTable) ->
         "execution's Plan and Summarize",
         f"prices: {prices.source} ({prices.region}); free tiers not subtracted; storage not in the nightly total",
     ]
+    if max(plan_s, summarize_s) > LAMBDA_TIMEOUT_LIMIT_S:
+        assumptions.append(
+            f"WARNING: an execution of {quanta:,} detectors needs Plan {plan_s:.0f} s / Summarize "
+            f"{summarize_s:.0f} s, past Lambda's {LAMBDA_TIMEOUT_LIMIT_S} s limit: use fewer visits per execution"
+        )
     return NightModel(
         setup=setup,
         figures=figures,
