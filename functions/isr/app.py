@@ -17,7 +17,7 @@ from isrflow.model.messages import IsrClusterEvent, MosaicEvent
 
 @lambda_edge
 def isr_handler(event: dict, context: LambdaContext | None = None) -> dict:
-    """One cluster: its outputs written, one result per quantum under results/, registry messages sent."""
+    """One cluster: its outputs written, its quanta's results in one file under results/, registry messages sent."""
     from isrflow.process_visit.worker import process_cluster
 
     url = settings().required("registry_queue_url")

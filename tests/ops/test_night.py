@@ -150,8 +150,10 @@ def test_an_execution_too_big_for_summarize_is_flagged(round_prices):
     m = model_night(
         _setup(visits=1000, visits_per_execution=1000, detectors_per_visit=189), FIGURES, round_prices
     )
-    (warning,) = [a for a in m.assumptions if a.startswith("WARNING")]
-    assert "189,000 detectors" in warning and "900 s limit" in warning
+    warnings = [a for a in m.assumptions if a.startswith("WARNING")]
+    assert [w.split(" needs ")[1].split(" ")[0] for w in warnings] == ["Plan", "Summarize"]
+    assert "189,000 detectors" in warnings[1] and "past its 900 s timeout" in warnings[1]
+    assert "past its 300 s timeout" in warnings[0]
 
 
 def test_default_figures_scale_with_the_camera():

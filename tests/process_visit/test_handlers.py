@@ -184,3 +184,17 @@ def test_results_of_older_executions_are_still_read(tmp_path):
     storage_for(prefix).write_bytes(prefix + "bad.json", b'{"results": 1}')
     with pytest.raises(ResultsFileError, match=r"bad\.json: not a quantum results file"):
         read_results(prefix)
+
+
+def test_quanta_without_calibrations_are_recorded_by_the_plan_in_one_file(local_repo):
+    local_repo.registry.register_collection("Generic/calib/empty", "CALIBRATION")
+    plan, clusters, summary = _run(
+        local_repo, execution_id="exec-6", calib_collection="Generic/calib/empty", max_failure_fraction=1.0
+    )
+    assert plan["failed_at_plan"] == 4 and clusters == []
+    store = storage_for(plan["results_prefix"])
+    assert store.list(plan["results_prefix"]) == [plan["results_prefix"] + "plan.json"]
+    assert summary["failed"] == 4 and summary["succeeded"] == 0
+    assert all(
+        f["error"].startswith("MissingCalibrationError: no certified bias") for f in summary["failures"]
+    )

@@ -18,8 +18,8 @@ def register(group: click.Group) -> None:
 
 
 def _template_settings() -> dict:
-    """Memory of each function, the writer's batch, the ISR concurrency and the lifecycle days, from
-    template.yaml's defaults."""
+    """Memory of each function, Plan's and Summarize's timeouts, the writer's batch, the ISR
+    concurrency and the lifecycle days, from template.yaml's defaults."""
     from isrflow.ops.tune_workload import find_function, template_app
 
     app = template_app()
@@ -36,6 +36,8 @@ def _template_settings() -> dict:
         "ingest_memory_mb": memory("IngestFunction"),
         "writer_memory_mb": app.functions[mapping.function].memory_mb,
         "writer_batch": mapping.batch_size,
+        "plan_timeout_s": find_function(app, "PlanFunction").timeout_s,
+        "summarize_timeout_s": find_function(app, "SummarizeFunction").timeout_s,
         "architecture": (find_function(app, "IsrFunction").architectures or ["arm64"])[0],
         "concurrency": int(str(params.get("IsrMaxConcurrency") or 500)) or 500,
         "outputs_ia_days": int(str(params["OutputsInfrequentAccessDays"]))
@@ -125,8 +127,8 @@ def plan_night_command(
         default_figures,
         figures_from_execution,
         model_night,
-        report_lines,
     )
+    from isrflow.ops.night_report import report_lines
     from isrflow.ops.prices import load_prices
 
     if (execution is None) != (repo_dir is None):

@@ -85,7 +85,7 @@ class LocalRun:
 
     def wait(self, timeout: float | None = None, on_poll: Callable[[int], None] | None = None) -> None:
         """Until the execution ends (``timeout`` s at most; then it keeps running); ``on_poll(done)``
-        gets the number of result files now and then. Closes the runtime once it has ended."""
+        gets the number of quanta with a recorded result now and then. Closes the runtime once it has ended."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.done:
             if deadline is not None and time.monotonic() >= deadline:

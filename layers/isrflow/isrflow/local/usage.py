@@ -245,6 +245,7 @@ def visit_requests(
         if by_key.get((q["instrument"], q["exposure"], q["detector"]), {}).get("status") == "succeeded"
     ]
     previews = bool(plan and plan.get("previews"))
+    crashed = states.get("RecordFailure", 0)  # clusters whose worker failed: it wrote no results file
     plan_file = int(bool(plan and plan.get("failed_at_plan")))  # plan-time failures: one results file
     if plan is not None:
         puts += 1 + plan_file  # the manifest
@@ -260,12 +261,11 @@ def visit_requests(
                 }
             )
         gets += len(quanta)  # raws
-        puts += len(clusters) + len(succeeded)  # a results file per cluster, outputs
+        puts += len(clusters) - crashed + len(succeeded)  # a results file per cluster, outputs
         if previews:
             puts += 2 * len(succeeded)  # detector PNG + thumbnail
-    crashed = states.get("RecordFailure", 0)
-    gets += crashed  # RecordFailure reads its cluster's results file (if the worker wrote one) ...
-    puts += crashed  # ... and writes it
+    gets += crashed  # RecordFailure looks for its cluster's results file (the worker wrote none) ...
+    puts += crashed  # ... and writes it with the cluster's quanta failed
     if states.get("Mosaics", 0):
         exposures = {(q["instrument"], q["exposure"]) for q in quanta}
         gets += 1 + (len(succeeded) if previews else 0)  # manifest + thumbnails

@@ -86,12 +86,12 @@ DEFAULT_PLAN_SECONDS = 1.0
 DEFAULT_SUMMARIZE_SECONDS = 6.0  # most of it waiting for the writer's 5 s batching window
 DEFAULT_FIGURES_DETECTORS = 189
 PLAN_SECONDS_PER_DETECTOR = 0.003  # a quantum through the registry query and the manifest
-SUMMARIZE_SECONDS_PER_DETECTOR = (
-    0.015  # a result parsed, its processing record sent (results: a GET per cluster)
-)
+#: a result parsed and its processing record sent (set when each result was its own S3 GET; kept)
+SUMMARIZE_SECONDS_PER_DETECTOR = 0.015
 DEFAULT_INGEST_SECONDS = 0.3
-#: The longest a Lambda invocation may run (its Timeout's maximum), s.
-LAMBDA_TIMEOUT_LIMIT_S = 900
+#: Plan's and Summarize's Timeout (s) unless the setup says (the CLI takes template.yaml's).
+DEFAULT_PLAN_TIMEOUT_S = 300
+DEFAULT_SUMMARIZE_TIMEOUT_S = 900
 #: The nightly budget the model is checked against.
 BUDGET_USD = 10.0
 
@@ -145,6 +145,8 @@ class NightSetup(BaseModel):
     ingest_memory_mb: int = Field(ge=128)
     writer_memory_mb: int = Field(ge=128)
     writer_batch: int = Field(ge=1)
+    plan_timeout_s: int = Field(default=DEFAULT_PLAN_TIMEOUT_S, ge=1)
+    summarize_timeout_s: int = Field(default=DEFAULT_SUMMARIZE_TIMEOUT_S, ge=1)
     architecture: str = "arm64"
     outputs_ia_days: int | None = None
 
@@ -440,11 +442,15 @@ def model_night(setup: NightSetup, figures: NightFigures, prices: PriceTable) ->
         "execution's Plan and Summarize",
         f"prices: {prices.source} ({prices.region}); free tiers not subtracted; storage not in the nightly total",
     ]
-    if max(plan_s, summarize_s) > LAMBDA_TIMEOUT_LIMIT_S:
-        assumptions.append(
-            f"WARNING: an execution of {quanta:,} detectors needs Plan {plan_s:.0f} s / Summarize "
-            f"{summarize_s:.0f} s, past Lambda's {LAMBDA_TIMEOUT_LIMIT_S} s limit: use fewer visits per execution"
-        )
+    for name, seconds, limit in (
+        ("Plan", plan_s, setup.plan_timeout_s),
+        ("Summarize", summarize_s, setup.summarize_timeout_s),
+    ):
+        if seconds > limit:
+            assumptions.append(
+                f"WARNING: an execution of {quanta:,} detectors needs {name} {seconds:.0f} s, past its "
+                f"{limit} s timeout: use fewer visits per execution"
+            )
     return NightModel(
         setup=setup,
         figures=figures,
@@ -465,31 +471,6 @@ def model_night(setup: NightSetup, figures: NightFigures, prices: PriceTable) ->
     )
 
 
-def report_lines(m: NightModel, currency: str = "USD") -> list[str]:
-    """The model as ``isrflow plan-night`` prints it."""
-    s = m.setup
-    lines = [
-        f"night: {s.visits:,} visits x {s.detectors_per_visit} detectors ({s.camera}) = {m.detectors:,} "
-        f"detector-ISRs",
-        f"modelled wall time at concurrency {s.concurrency}: {m.wall_seconds / 3600:.2f} h "
-        f"({m.clusters:,} ISR invocations of {m.cluster_seconds:.1f} s)",
-        f"{'service':<24} {currency:>10}  detail",
-    ]
-    for svc in m.services:
-        lines.append(f"{svc.service:<24} {svc.usd:>10.2f}  {svc.detail}")
-    lines.append(
-        f"{'total per night':<24} {m.total_usd:>10.2f}  ({m.per_1000_detectors_usd:.4f} per 1,000 detectors)"
-    )
-    verdict = "within" if m.within_budget else "OVER"
-    lines.append(f"{verdict} the {currency} {m.budget_usd:.0f} budget per night")
-    store = ", ".join(f"{cls} {usd:,.2f}" for cls, usd in m.storage_month_usd.items())
-    after = f" (to STANDARD_IA after {s.outputs_ia_days} days)" if s.outputs_ia_days else ""
-    lines.append(f"storage of one night's outputs: {m.output_tb:.2f} TB, per month {store}{after}")
-    lines.append("assumptions:")
-    lines.extend(f"  - {a}" for a in m.assumptions)
-    return lines
-
-
 __all__ = [
     "BUDGET_USD",
     "NightFigures",
@@ -499,5 +480,4 @@ __all__ = [
     "default_figures",
     "figures_from_execution",
     "model_night",
-    "report_lines",
 ]

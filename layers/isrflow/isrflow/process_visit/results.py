@@ -10,11 +10,19 @@ file (under the prefix)        written by
 ``plan.json``                  the plan: quanta failed before any worker ran (missing calibrations)
 ============================== ==================================================================
 
-One S3 PUT per cluster instead of one per detector (at clusters of 10 visits, 171k fewer PUTs in
-an LSST night, $0.86), and Summarize reads one object per cluster. The price: a worker that
-dies in the middle of its cluster (timeout, out of memory) has written no results, so
-RecordFailure records all of its quanta as failed, including any whose output it had already
-written and registered; ``isrflow rerun --failed`` (mode ``replace``) makes them consistent again.
+One S3 PUT per cluster instead of one per detector (at clusters of 10 visits, 170k fewer PUTs in
+an LSST night, $0.85), and Summarize reads one object per cluster. The price: a worker that dies
+in the middle of its cluster (timeout, out of memory) has written no results, so RecordFailure
+records all of its quanta as failed, including any whose output it had already written and sent
+to the registry. Then:
+
+- ProcessVisit: those quanta are FAILED in the processing records while their datasets may be
+  registered, and Summarize's expected message count leaves their dataset messages out (it may
+  finish before the writer applies them; a rejection of one goes unreported, the quantum being
+  failed already). ``isrflow rerun --failed`` (mode ``replace``) reprocesses them and makes the
+  registry consistent.
+- BuildCalibration: those inputs count as failed in NormalizeFlats and PrepareCombine, so a
+  master may have fewer inputs (below ``min_inputs``: not built); build it again.
 
 Files holding a single result object (the layout before this module: one file per quantum) are
 still read, so ``isrflow status`` works on older executions. Where two files name the same
@@ -126,11 +134,6 @@ def read_results(prefix: str) -> dict[ResultKey, QuantumResult]:
     return merge(found)
 
 
-def result_files(prefix: str) -> int:
-    """How many results files are under ``prefix`` (what Summarize reads)."""
-    return sum(1 for uri in storage_for(prefix).list(prefix) if uri.endswith(".json"))
-
-
 __all__ = [
     "PLAN_FILE",
     "ResultsFileError",
@@ -140,7 +143,6 @@ __all__ = [
     "parse_results",
     "read_file",
     "read_results",
-    "result_files",
     "results_file_uri",
     "write_plan_failures",
     "write_results",
