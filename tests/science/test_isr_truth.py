@@ -180,3 +180,18 @@ def test_provenance_header(small_night):
     assert "DARK" not in header["ISRSTEPS"].split(",") and "BIAS" in header["ISRSTEPS"].split(",")
     assert len(header["BIASSHA"]) == 64 and "DARKSHA" not in header
     assert header["BUNIT"] == "electron"
+
+
+@pytest.mark.parametrize("kind", ["bias", "dark", "flat"])
+def test_a_calibrations_bad_pixels_are_bad_in_the_output(small_night, kind):
+    """A master's BAD pixels (where its combine had no usable input, say) are BAD in every frame
+    it corrects, for the flat as for bias and dark; its other mask bits are not carried over."""
+    raw = small_night.raws_of("science")[0]
+    calibs = _calibs(small_night, raw, 0)
+    master = getattr(calibs, kind).exposure
+    master.mask = np.zeros(master.image.shape, np.int32)
+    master.mask[10, 20] = formats.BAD
+    master.mask[30, 40] = formats.SAT
+    result = run_isr(read_raw(raw.path), calibs, IsrConfig())
+    assert result.mask[10, 20] & formats.BAD
+    assert not result.mask[30, 40] & formats.SAT

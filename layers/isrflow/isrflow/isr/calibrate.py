@@ -81,8 +81,11 @@ def divide_flat(
     flat: Exposure,
     scratch: np.ndarray | None = None,
 ) -> None:
-    """image /= flat; variance /= flat^2 (+ image^2 var_flat / flat^2). Non-positive or
-    non-finite flat pixels are masked BAD and their image set to 0."""
+    """image /= flat; variance /= flat^2 (+ image^2 var_flat / flat^2); ORs the flat's BAD
+    pixels, as bias and dark do. Non-positive or non-finite flat pixels are masked BAD and their
+    image set to 0."""
+    if flat.mask is not None:
+        mask |= flat.mask & formats.BAD
     response = flat.image
     if not (response.min() > 0):  # also catches NaN
         bad = ~(response > 0)
