@@ -198,3 +198,9 @@ def test_quanta_without_calibrations_are_recorded_by_the_plan_in_one_file(local_
     assert all(
         f["error"].startswith("MissingCalibrationError: no certified bias") for f in summary["failures"]
     )
+
+
+def test_a_cluster_results_file_stays_one_path_component(tmp_path):
+    prefix = tmp_path.as_uri() + "/"
+    assert cluster_file_uri(prefix, "HSC-3-904030") == prefix + "cluster-HSC-3-904030.json"
+    assert cluster_file_uri(prefix, "../My Cam/x-3-7") == prefix + "cluster-.._My_Cam_x-3-7.json"

@@ -11,11 +11,17 @@ from isrflow.io.storage import join
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
+def path_safe(text: str) -> str:
+    """``text`` with every character but letters, digits, ``.``, ``_`` and ``-`` replaced by ``_``:
+    one path component, whatever an instrument or execution name holds."""
+    return _UNSAFE.sub("_", text)
+
+
 def execution_key(execution_id: str) -> str:
     """A path-safe key for an execution: state machine name + execution name from an ARN."""
     parts = execution_id.split(":")
     tail = "-".join(parts[-2:]) if len(parts) >= 2 and execution_id.startswith("arn:") else execution_id
-    return _UNSAFE.sub("_", tail)[:200]
+    return path_safe(tail)[:200]
 
 
 def execution_token(execution_id: str) -> str:

@@ -39,6 +39,7 @@ from isrflow.io.storage import ObjectNotFoundError, storage_for
 from isrflow.model.datasets import Quantum
 from isrflow.model.errors import IsrflowError
 from isrflow.model.messages import QuantumResult
+from isrflow.process_visit.layout import path_safe
 
 #: The plan's file of quanta it failed itself.
 PLAN_FILE = "plan"
@@ -56,8 +57,8 @@ def results_file_uri(prefix: str, name: str) -> str:
 
 
 def cluster_file_uri(prefix: str, cluster_id: str) -> str:
-    """The results file of one cluster."""
-    return results_file_uri(prefix, f"cluster-{cluster_id}")
+    """The results file of one cluster (its id made one path component: it holds the instrument name)."""
+    return results_file_uri(prefix, f"cluster-{path_safe(cluster_id)}")
 
 
 def missing_calibration_result(q: Quantum, calib_collection: str | None) -> QuantumResult:
