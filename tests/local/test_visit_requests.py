@@ -27,7 +27,7 @@ def test_requests_of_two_clusters_of_three_one_crashed_and_a_plan_failure():
     results += [_result(e, "failed") for e in (4, 5, 6, 9)]  # 4-6: the crashed worker's; 9: no calibration
     states = Counter({"RecordFailure": 1, "Summarize": 1})
     messages = 3 + 7 + 1  # datasets, processing records, the completion marker
-    puts, gets, sqs, _ = visit_requests(
+    puts, gets, sqs = visit_requests(
         {"previews": False, "failed_at_plan": 1}, clusters, results, states, messages
     )
     # PUT: manifest + plan.json; the surviving worker's results file + its 3 outputs; RecordFailure's
@@ -46,7 +46,7 @@ def test_a_cluster_writes_one_results_file_whatever_its_size():
     results = [_result(e, "succeeded") for e in range(1, 7)]
     states = Counter({"Summarize": 1})
     plan = {"previews": False, "failed_at_plan": 0}
-    puts_1, gets_1, _, _ = visit_requests(plan, one_each, results, states, 13)
-    puts_6, gets_6, _, _ = visit_requests(plan, together, results, states, 13)
+    puts_1, gets_1, _ = visit_requests(plan, one_each, results, states, 13)
+    puts_6, gets_6, _ = visit_requests(plan, together, results, states, 13)
     assert puts_1 - puts_6 == 5  # five results files fewer
     assert gets_1 - gets_6 == 5 * 4 + 5  # five clusters' calibrations and results files fewer

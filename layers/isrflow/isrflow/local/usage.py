@@ -230,11 +230,10 @@ def template_task_sizes(template_path) -> dict[str, tuple[float, float, str]]:
 
 def visit_requests(
     plan: dict | None, clusters: list[dict] | None, results: list[dict], states: Counter, messages: int
-) -> tuple[int, int, int, list[str]]:
-    """(S3 PUT/COPY/POST/LIST, S3 GET, SQS requests, notes) of one ProcessVisit execution, from
+) -> tuple[int, int, int]:
+    """(S3 PUT/COPY/POST/LIST, S3 GET, SQS requests) of one ProcessVisit execution, from
     its plan result, manifest clusters, quantum results and states entered (the model in the
     module docstring)."""
-    notes: list[str] = []
     puts = gets = 0
     clusters = clusters or []
     quanta = [q for c in clusters for q in c.get("quanta", [])]
@@ -280,7 +279,7 @@ def visit_requests(
         if messages
         else 0
     )
-    return puts, gets, sqs, notes
+    return puts, gets, sqs
 
 
 def writer_use(messages: int, memory_mb: int, architecture: str, batch: int) -> list[LambdaUse]:

@@ -319,7 +319,7 @@ def model_night(setup: NightSetup, figures: NightFigures, prices: PriceTable) ->
     plan, clusters, results = _synthetic_execution("CAM", det_per_exec, visits_per_exec, k)
     quanta = len(results)
     messages = 2 * quanta + 1  # a dataset message and a processing record per detector, the completion marker
-    puts, gets, sqs, _ = visit_requests(plan, clusters, results, Counter({"Summarize": 1}), messages)
+    puts, gets, sqs = visit_requests(plan, clusters, results, Counter({"Summarize": 1}), messages)
     calib_gets = len(clusters) * CALIBRATIONS_PER_DETECTOR
     gets -= round(calib_gets * setup.cache_hit_rate)
     cpu = max(1.0, LAMBDA_MB_PER_VCPU / setup.isr_memory_mb)

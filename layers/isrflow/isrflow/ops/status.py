@@ -304,9 +304,7 @@ def assemble_status(
             notes.append(f"Fargate task {t.resource} of unknown size: not priced")
         else:
             fargate.append(use)
-    puts, gets, sqs, model_notes = visit_requests(
-        plan, _manifest(plan), [r.model_dump() for r in rows], states, messages
-    )
+    puts, gets, sqs = visit_requests(plan, _manifest(plan), [r.model_dump() for r in rows], states, messages)
     usage = Usage(
         lambda_invocations=lambdas + writer_use(messages, w_mem, w_arch, w_batch),
         fargate_tasks=fargate,
@@ -316,7 +314,7 @@ def assemble_status(
         s3_get_requests=gets,
         detectors=len(rows),
         registry_messages=messages,
-        notes=notes + model_notes,
+        notes=notes,
     )
     spec = input_ if isinstance(input_, dict) else {}
     masters = master_rows(master_results_prefix(history, repo, arn)) if "BuildCalibration" in sm_arn else []
