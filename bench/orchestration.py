@@ -121,10 +121,7 @@ def end_to_end(workers: int, quick: bool) -> dict:
         "cluster_size": 2,
     }
     with LocalRuntime(work / "repo", processes=workers) as runtime:
-        warm = [
-            runtime.pool.submit(runtime.functions["IsrFunction"], {"warm-up": True}) for _ in range(workers)
-        ]
-        [w.result() for w in warm]  # workers import the science stack before the clock starts (a warm Lambda)
+        runtime.pool.start_workers()  # workers import the science stack before the clock starts (a warm Lambda)
         t0 = time.perf_counter()
         execution = runtime.run("ProcessVisitStateMachine", payload)
         wall = time.perf_counter() - t0

@@ -16,8 +16,9 @@ cores unless ``--max-workers`` says otherwise; the cap is printed on stderr and 
   ``detectors(n)`` detectors; wall seconds, summed ISR seconds (the registry's processing
   records) and ``wall x workers / summed ISR`` (1 = no overhead; goal <= 1.25).
 
-``detectors(n) = min(--detectors, max(4, 3 n))`` so that the largest run has 48 detectors with
-16 workers while the small counts stay short. Speedups are throughput over the 1-thread (or
+``detectors(n) = min(--detectors, max(4, --per-worker x n))`` (default 3 per worker) so that the
+largest run has 48 detectors with 16 workers while the small counts stay short; ``--per-worker 24``
+gives 48 detectors to 2 workers on a 2-core machine. Speedups are throughput over the 1-thread (or
 1-worker) throughput of the same measurement. ``--out-png`` draws the speedup curves.
 Best of ``--repeat`` for the combine and the I/O floor; one run for ISR and end to end.
 
@@ -286,12 +287,7 @@ def end_to_end_scaling(counts: list[int], night, work: Path, detectors_for, resu
             "cluster_size": 1,
         }
         with LocalRuntime(work / "repo", processes=n) as runtime:
-            # workers import the science stack before the clock starts (a warm Lambda), as bench/orchestration.py
-            # does: the empty event is refused after the imports (its error log goes to stderr)
-            warm = [
-                runtime.pool.submit(runtime.functions["IsrFunction"], {"warm-up": True}) for _ in range(n)
-            ]
-            [w.result() for w in warm]
+            runtime.pool.start_workers()  # workers import the science stack before the clock starts (a warm Lambda)
             t0 = time.perf_counter()
             execution = runtime.run("ProcessVisitStateMachine", payload)
             wall = time.perf_counter() - t0
@@ -364,6 +360,12 @@ def main(argv=None) -> dict:
         "--detectors", type=int, default=48, help="detectors of the largest ISR/end-to-end run"
     )
     parser.add_argument(
+        "--per-worker",
+        type=int,
+        default=3,
+        help="detectors per worker of each ISR/end-to-end run (at least 4, at most --detectors)",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=None, help="best of N for the combine (default 2; 1 with --quick)"
     )
     parser.add_argument("--parts", default="combine,isr,end_to_end", help="which measurements to run")
@@ -388,7 +390,7 @@ def main(argv=None) -> dict:
     atexit.register(shutil.rmtree, work, True)  # leave no frames behind
 
     def detectors_for(n: int) -> int:
-        return max(1, min(args.detectors, max(4, 3 * n)))
+        return max(1, min(args.detectors, max(4, args.per_worker * n)))
 
     # everything the measured code and its worker processes print (the local runtime's function logs) goes
     # to stderr: stdout carries only the JSON document

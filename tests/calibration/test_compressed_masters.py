@@ -11,11 +11,11 @@ from calib_helpers import CALIB, DETECTORS
 from calib_reference import combine as reference
 
 from isrflow.calibration.combine import CombineInput, CombineSettings, CommonCalibration, combine_files
-from isrflow.calibration.mef import MefReader
 from isrflow.calibration.mef_writer import MefWriter, PlaneSpec
 from isrflow.infra.settings import ENV_COMPRESSION
 from isrflow.io import formats
 from isrflow.io.exposure_io import Exposure, read_exposure, write_exposure
+from isrflow.io.mef import MefReader
 from isrflow.io.rawio import read_raw
 from isrflow.isr import IsrConfig, load_calibrations, run_isr
 from isrflow.registry import uri_to_path

@@ -20,10 +20,10 @@ from isrflow.calibration.combine import (
     CommonCalibration,
     combine_files,
 )
-from isrflow.calibration.mef import MefReader
 from isrflow.infra.settings import ENV_COMPRESSION
 from isrflow.io import formats
 from isrflow.io.exposure_io import Exposure, read_exposure, write_exposure
+from isrflow.io.mef import MefReader
 from isrflow.model.errors import CalibrationError, CalibrationMismatchError
 
 SHAPE = (61, 47)

@@ -11,7 +11,7 @@ import pytest
 
 from isrflow.infra.queues import LocalSender, awaiting_consumer
 from isrflow.local.event_source import QueuePoller
-from isrflow.local.lambdas import LocalFunction, _handler, preload_handlers
+from isrflow.local.lambdas import LambdaPool, LocalFunction, _handler, preload_handlers
 from isrflow.local.queue import LocalQueue, Waiter
 
 linux_only = pytest.mark.skipif(
@@ -143,3 +143,21 @@ def test_preload_imports_handlers_with_their_environment_and_skips_broken_ones(t
     assert _handler(fn)(None, None) == "yes"  # already loaded, with the function's environment
     with pytest.raises(RuntimeError, match="broken at import"):  # the invocation reports it
         _handler(broken)
+
+
+def test_start_workers_starts_every_worker_process_without_invoking_a_handler(tmp_path):
+    marker = tmp_path / "invoked"
+    module = tmp_path / "probe.py"
+    module.write_text(
+        f"def handler(event, context):\n    open({str(marker)!r}, 'w').close()\n    return 'ran'\n"
+    )
+    fn = LocalFunction(name="Probe", handler_file=str(module), handler_attr="handler")
+    pool = LambdaPool(2, preload=[fn])
+    try:
+        pool.start_workers()
+        pids = {p.pid for p in pool._pool._processes.values()}  # type: ignore[union-attr]
+        assert len(pids) == 2 and all(pids)
+        assert not marker.exists() and pool.invocations == 0  # nothing was invoked
+        assert pool.invoke(fn, {}) == "ran" and marker.exists()
+    finally:
+        pool.close()

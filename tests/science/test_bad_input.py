@@ -126,3 +126,36 @@ def test_bad_config_is_a_clear_error(small_night, tmp_path):
     config = tmp_path / "isr.yaml"
     config.write_text("overscan:\n  fit_type: SPLINE\n")
     _assert_cli_fails(tmp_path, [raw.path, "--config", str(config)], "ConfigError")
+
+
+@pytest.mark.parametrize(
+    ("kind", "fill", "fraction", "usable"),
+    [
+        ("bias", np.nan, 0.4, True),
+        ("bias", np.nan, 0.6, False),
+        ("dark", np.inf, 0.6, False),
+        ("bias", "inf-pair", 0.1, True),  # +inf and -inf: the float64 sum is NaN, the count decides
+        ("flat", 0.0, 0.4, True),
+        ("flat", 0.0, 0.6, False),
+        ("flat", -1.0, 0.6, False),
+        ("flat", np.inf, 0.6, False),
+        ("flat", np.nan, 0.0, True),  # every pixel finite and > 0
+    ],
+)
+def test_calibration_pixels_usable_only_when_half_or_more_are(kind, fill, fraction, usable):
+    from isrflow.io.exposure_io import Exposure
+    from isrflow.isr.calibrate import check_calibration_pixels
+    from isrflow.model.errors import CalibrationError
+
+    image = np.full((40, 50), 1.5 if kind == "flat" else 300.0, np.float32)
+    flat = image.reshape(-1)
+    n = int(fraction * flat.size)
+    if fill == "inf-pair":
+        flat[: n // 2], flat[n // 2 : n] = np.inf, -np.inf
+    else:
+        flat[:n] = fill
+    if usable:
+        check_calibration_pixels("c.fits", kind, Exposure(image))
+    else:
+        with pytest.raises(CalibrationError, match=r"c\.fits: only 40\.0% of the"):
+            check_calibration_pixels("c.fits", kind, Exposure(image))

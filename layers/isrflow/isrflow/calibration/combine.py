@@ -52,9 +52,9 @@ from isrflow.calibration.kernel import (
     combine_stack,
     default_threads,
 )
-from isrflow.calibration.mef import MefReader
 from isrflow.calibration.mef_writer import MefWriter, PlaneSpec
 from isrflow.io import formats
+from isrflow.io.mef import MefReader
 from isrflow.model.errors import CalibrationError, CalibrationMismatchError, ConfigError
 
 EXT_NINPUTS = "NINPUTS"

@@ -10,7 +10,7 @@ renamed into place for ``file://``, uploaded (multipart, streamed from disk) for
 Until then nothing is visible at the target; :meth:`MefWriter.abort` (or an exception inside
 ``with``) removes the temporary file. The layout is the isrflow calibration MEF
 (:mod:`isrflow.io.formats`), so :func:`isrflow.io.exposure_io.read_exposure` and
-:class:`isrflow.calibration.mef.MefReader` read the result. Sizes in bytes.
+:class:`isrflow.io.mef.MefReader` read the result. Sizes in bytes.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-from isrflow.calibration.mef import padded
 from isrflow.io.datastore import uri_to_path
 from isrflow.io.filemode import honour_umask
+from isrflow.io.mef import padded
 from isrflow.io.storage import split_s3, storage_for
 from isrflow.io.tiled import PlaneEncoder
 

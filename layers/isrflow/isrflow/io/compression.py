@@ -35,7 +35,7 @@ calibration inputs) and the masters :func:`isrflow.calibration.combine.combine_f
 Never quantized: the simulator's truth (its noiseless signals are written ``lossless``,
 bit-exact, its true calibrations uncompressed). Not compressed: raws, defects tables. Readers
 need no setting: astropy (``read_exposure``) decodes compressed HDUs itself,
-:class:`isrflow.calibration.mef.MefReader` reads bands of either kind, and older uncompressed
+:class:`isrflow.io.mef.MefReader` reads bands of either kind, and older uncompressed
 files are read as before.
 """
 

@@ -26,7 +26,12 @@ from astropy.io import fits
 from isrflow.camera.model import Box
 from isrflow.io import formats
 from isrflow.io.filemode import honour_umask
-from isrflow.model.errors import CalibrationError, CalibrationMismatchError, OutputWriteError
+from isrflow.model.errors import (
+    CalibrationError,
+    CalibrationMismatchError,
+    OutputWriteError,
+    TruncatedCalibrationError,
+)
 
 Source = str | os.PathLike[str] | bytes
 
@@ -155,9 +160,25 @@ def _open(source: Source, label: str) -> fits.HDUList:
         raise CalibrationError(f"{label}: not a readable FITS file ({type(exc).__name__}: {exc})") from None
 
 
+#: The planes an Exposure reads, and the type each is converted to.
+_PLANE_TYPES = (
+    (formats.EXT_IMAGE, np.float32),
+    (formats.EXT_MASK, np.int32),
+    (formats.EXT_VARIANCE, np.float32),
+)
+
+
 def read_exposure(source: Source, name: str = "") -> Exposure:
-    """Read an isrflow MEF (IMAGE required; MASK and VARIANCE optional)."""
+    """Read an isrflow MEF (IMAGE required; MASK and VARIANCE optional).
+
+    The usual file (2-D planes, uncompressed or tile-compressed) is read by
+    :class:`isrflow.io.mef.MefReader`: each plane's bytes converted once into its array, with no
+    copy of the file (for bytes, about 2.5x less CPU than astropy on an uncompressed HSC master).
+    Anything else, and every unreadable file, goes through astropy, whose errors are reported."""
     label = _label(source, name)
+    indexed = _read_indexed(source, label)
+    if indexed is not None:
+        return indexed
     with _open(source, label) as hdul:
         names = [h.name for h in hdul]
         if formats.EXT_IMAGE not in names:
@@ -183,6 +204,54 @@ def read_exposure(source: Source, name: str = "") -> Exposure:
                 )
         header = {k: v for k, v in hdul[0].header.items() if k not in ("COMMENT", "HISTORY", "")}
     return Exposure(image=image, mask=mask, variance=variance, header=header)
+
+
+def _read_indexed(source: Source, label: str) -> Exposure | None:
+    """The exposure as :class:`~isrflow.io.mef.MefReader` reads it, or None where it cannot be
+    sure to read it as astropy does: no readable index, no 2-D IMAGE, a plane named twice or not a
+    2-D image, planes of different shapes, scaled (BSCALE/BZERO) or BLANK-coded uncompressed pixels,
+    or a read that fails (astropy then reads the file, or says what is wrong with it). A file cut
+    short raises TruncatedCalibrationError here: astropy would drop the cut extension unnoticed."""
+    from isrflow.io.mef import ImageHdu, MefReader
+
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            reader = MefReader.from_bytes(source, label)
+        else:
+            reader = MefReader.open(os.fspath(source))
+    except TruncatedCalibrationError:
+        raise  # astropy would drop the cut extension (a master without its VARIANCE) unnoticed
+    except Exception:  # not FITS, no such file, ...: astropy's reading says which
+        return None
+    with reader:
+        planes: dict[str, np.ndarray] = {}
+        for plane, dtype in _PLANE_TYPES:
+            count = reader.extensions.count(plane)
+            if count == 0:
+                continue
+            hdu = reader.images.get(plane)
+            if count > 1 or hdu is None:
+                return None
+            if isinstance(hdu, ImageHdu):  # scaled pixels too: astropy's own arithmetic decides them
+                coded_blank = hdu.blank is not None or hdu.bscale != 1.0 or hdu.bzero != 0.0
+            else:
+                coded_blank = not hdu.quantized and ("ZBLANK" in hdu.header or "BLANK" in hdu.header)
+            if coded_blank or hdu.shape != reader.images.get(formats.EXT_IMAGE, hdu).shape:
+                return None
+            try:
+                planes[plane] = reader.read_rows(plane, 0, hdu.shape[0], np.empty(hdu.shape, dtype=dtype))
+            except TruncatedCalibrationError:
+                raise
+            except Exception:
+                return None
+        if formats.EXT_IMAGE not in planes:
+            return None
+        return Exposure(
+            image=planes[formats.EXT_IMAGE],
+            mask=planes.get(formats.EXT_MASK),
+            variance=planes.get(formats.EXT_VARIANCE),
+            header=dict(reader.primary),
+        )
 
 
 def write_defects(path: str | os.PathLike[str], boxes: Iterable[Box], header: dict[str, Any]) -> Path:

@@ -13,7 +13,7 @@ import numpy as np
 from astropy.io import fits
 
 from isrflow.io.tiled_common import DITHER_METHODS, ZERO_VALUE, dither, rice_codec
-from isrflow.model.errors import CalibrationError
+from isrflow.model.errors import CalibrationError, TruncatedCalibrationError
 
 _DTYPE = {-32: ">f4", -64: ">f8", 8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8"}
 _TFORM = re.compile(r"^\s*(\d*)([LXBIJKAEDCMPQ])([A-Z]?)")
@@ -140,7 +140,7 @@ class TiledImage:
             length = self.row_dtype.itemsize * -(-self.shape[0] // self.tile_rows)
             data = read(self.table_offset, length)
             if len(data) != length:
-                raise CalibrationError(f"{self.label}: table is truncated")
+                raise TruncatedCalibrationError(f"{self.label}: table is truncated")
             self._table = np.frombuffer(data, dtype=self.row_dtype)
         return self._table
 
@@ -166,7 +166,7 @@ class TiledImage:
         hi = max((b for _, b in spans), default=0)
         heap = read(self.heap_offset + lo, hi - lo) if hi > lo else b""
         if len(heap) != hi - lo:
-            raise CalibrationError(f"{self.label}: heap is truncated (tiles {first}-{last})")
+            raise TruncatedCalibrationError(f"{self.label}: heap is truncated (tiles {first}-{last})")
         for tile in range(first, last + 1):
             t0 = tile * self.tile_rows
             t1 = min(rows, t0 + self.tile_rows)

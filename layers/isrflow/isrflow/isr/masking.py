@@ -85,7 +85,7 @@ def mask_non_finite(image: np.ndarray, variance: np.ndarray | None, mask: np.nda
         bad |= ~np.isfinite(variance)
     count = int(np.count_nonzero(bad))
     if count:
-        mask[bad] |= formats.BAD
+        np.bitwise_or(mask, formats.BAD, out=mask, where=bad)
     return count
 
 

@@ -32,6 +32,10 @@ class CalibrationError(IsrflowError):
     """A calibration file is unreadable or malformed."""
 
 
+class TruncatedCalibrationError(CalibrationError):
+    """A calibration (or other image product) file ends before its headers say it should."""
+
+
 class CalibrationMismatchError(CalibrationError):
     """A calibration belongs to another detector, or its shape does not match the frame."""
 

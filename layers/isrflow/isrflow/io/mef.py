@@ -1,7 +1,8 @@
 """Row strips of multi-extension FITS files, read without holding whole images.
 
 :class:`MefReader` finds every HDU's header and data offset with a few small range reads
-(``file://``: ``pread`` on an open descriptor; ``s3://``: ranged GETs), then reads any band of
+(``file://``: ``pread`` on an open descriptor; ``s3://``: ranged GETs; bytes already in memory,
+:meth:`MefReader.from_bytes`: slices of them, no copy), then reads any band of
 rows of an image extension as one contiguous byte range (FITS images are stored row by row,
 big-endian), converting to native float32/int32 while copying into the caller's buffer. A
 tile-compressed image extension (:mod:`isrflow.io.tiled`: tiles of whole rows) is read the same
@@ -24,7 +25,7 @@ from astropy.io import fits
 from isrflow.io.datastore import uri_to_path
 from isrflow.io.storage import split_s3, storage_for
 from isrflow.io.tiled import TiledImage, is_tiled
-from isrflow.model.errors import CalibrationError
+from isrflow.model.errors import CalibrationError, TruncatedCalibrationError
 
 #: Bytes in a FITS block: headers and data are padded to a multiple of it.
 BLOCK = 2880
@@ -39,6 +40,8 @@ def padded(n: int) -> int:
 
 class _Source:
     """Byte ranges of one object: ``file://`` (or a plain path) or ``s3://``."""
+
+    _fd: int | None
 
     def __init__(self, uri: str):
         self.uri = uri
@@ -99,6 +102,30 @@ class _Source:
             self._fd = None
 
 
+class _MemorySource(_Source):
+    """Byte ranges of an object already in memory (an S3 GET's body, a calibration's bytes):
+    zero-copy slices."""
+
+    def __init__(self, data: bytes | bytearray | memoryview, label: str):
+        self.uri = label
+        self._fd = None
+        self._data = memoryview(data).cast("B")
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self._data[offset : offset + max(length, 0)]  # type: ignore[return-value]  # a view reads as bytes
+
+    def read_into(self, offset: int, buffer: memoryview) -> int:
+        chunk = self._data[offset : offset + len(buffer)]
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def size(self) -> int:
+        return len(self._data)
+
+    def close(self) -> None:
+        self._data.release()
+
+
 @dataclass
 class ImageHdu:
     """Where one image extension's pixels are and how they are encoded."""
@@ -109,6 +136,7 @@ class ImageHdu:
     dtype: np.dtype  # on-disk (big-endian)
     bzero: float = 0.0
     bscale: float = 1.0
+    blank: int | None = None  # BLANK: the integer that codes an undefined pixel
 
     @property
     def row_bytes(self) -> int:
@@ -123,16 +151,27 @@ class MefReader:
     primary: dict[str, Any]
     images: dict[str, ImageHdu | TiledImage]
     _source: _Source = field(repr=False)
+    #: EXTNAME (or ``HDU<n>``) of every extension, images or not, in file order.
+    extensions: list[str] = field(default_factory=list)
 
     @classmethod
     def open(cls, uri: str) -> MefReader:
-        source = _Source(uri)
+        return cls._indexed(_Source(uri))
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview, label: str) -> MefReader:
+        """A reader of a whole file already in memory (``label`` names it in errors); its
+        reads are views of ``data``, which must not change while the reader is used."""
+        return cls._indexed(_MemorySource(data, label))
+
+    @classmethod
+    def _indexed(cls, source: _Source) -> MefReader:
         try:
-            primary, images = _index(source)
+            primary, images, extensions = _index(source)
         except BaseException:
             source.close()
             raise
-        return cls(uri=uri, primary=primary, images=images, _source=source)
+        return cls(uri=source.uri, primary=primary, images=images, _source=source, extensions=extensions)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -184,7 +223,7 @@ class MefReader:
         length = (y1 - y0) * hdu.row_bytes
         data = self._source.read(hdu.offset + y0 * hdu.row_bytes, length)
         if len(data) != length:
-            raise CalibrationError(
+            raise TruncatedCalibrationError(
                 f"{self.uri}: {name} is truncated (rows {y0}-{y1} end past the end of the file)"
             )
         return np.frombuffer(data, dtype=hdu.dtype).reshape(y1 - y0, cols)
@@ -213,7 +252,7 @@ class MefReader:
         with memoryview(out).cast("B") as view:
             got = self._source.read_into(hdu.offset + y0 * hdu.row_bytes, view)
         if got != length:
-            raise CalibrationError(
+            raise TruncatedCalibrationError(
                 f"{self.uri}: {name} is truncated (rows {y0}-{y1} end past the end of the file)"
             )
         if not hdu.dtype.isnative:
@@ -238,8 +277,12 @@ def _header_at(source: _Source, offset: int, uri: str) -> tuple[fits.Header, int
         if not chunk:
             if not text:
                 return None
-            raise CalibrationError(f"{uri}: header at byte {offset} has no END card (truncated file?)")
+            raise TruncatedCalibrationError(
+                f"{uri}: header at byte {offset} has no END card (truncated file?)"
+            )
         text += chunk
+        if offset == 0 and not text.startswith(b"SIMPLE  ="):
+            raise CalibrationError(f"{uri}: not a FITS file")
         for start in range(0, len(text) - 79, 80):
             if text[start : start + 8] == b"END     ":
                 length = padded(start + 80)
@@ -254,7 +297,7 @@ def _header_at(source: _Source, offset: int, uri: str) -> tuple[fits.Header, int
             raise CalibrationError(f"{uri}: header at byte {offset} is implausibly long")
 
 
-def _index(source: _Source) -> tuple[dict[str, Any], dict[str, ImageHdu | TiledImage]]:
+def _index(source: _Source) -> tuple[dict[str, Any], dict[str, ImageHdu | TiledImage], list[str]]:
     uri = source.uri
     first = _header_at(source, 0, uri)
     if first is None or first[0].get("SIMPLE") is not True:
@@ -263,6 +306,7 @@ def _index(source: _Source) -> tuple[dict[str, Any], dict[str, ImageHdu | TiledI
     primary = {k: v for k, v in primary_header.items() if k not in ("COMMENT", "HISTORY", "")}
     size = source.size()
     images: dict[str, ImageHdu | TiledImage] = {}
+    extensions: list[str] = []
     header = primary_header
     index = 0
     while True:
@@ -273,6 +317,8 @@ def _index(source: _Source) -> tuple[dict[str, Any], dict[str, ImageHdu | TiledI
         data_bytes = (
             (abs(bitpix) // 8) * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + count)
         )
+        if index > 0:
+            extensions.append(str(header.get("EXTNAME", f"HDU{index}")).strip().upper())
         if index > 0 and header.get("XTENSION") == "IMAGE" and naxis == 2:
             name = str(header.get("EXTNAME", f"HDU{index}")).strip().upper()
             if bitpix not in _DTYPES:
@@ -284,13 +330,14 @@ def _index(source: _Source) -> tuple[dict[str, Any], dict[str, ImageHdu | TiledI
                 dtype=np.dtype(_DTYPES[bitpix]),
                 bzero=float(header.get("BZERO", 0.0)),
                 bscale=float(header.get("BSCALE", 1.0)),
+                blank=int(header["BLANK"]) if "BLANK" in header else None,
             )
         elif index > 0 and is_tiled(header):
             tiled = TiledImage.from_header(header, offset, uri)
             images[tiled.name or f"HDU{index}"] = tiled
         offset += padded(data_bytes)
         if offset > size:
-            raise CalibrationError(
+            raise TruncatedCalibrationError(
                 f"{uri}: truncated (HDU {index} ends at byte {offset}, the file has {size})"
             )
         index += 1
@@ -299,7 +346,7 @@ def _index(source: _Source) -> tuple[dict[str, Any], dict[str, ImageHdu | TiledI
             break
         header, length = following
         offset += length
-    return primary, images
+    return primary, images, extensions
 
 
 # --------------------------------------------------------------------------- writing
