@@ -27,8 +27,8 @@ sample variance of the used values divided by ``n_used``. For the median of more
 values either is multiplied by ``pi / 2`` (the large-n variance of the median of Gaussian
 values relative to their mean).
 
-Speed: the stack is processed in chunks of pixels sized for a core's L2 cache
-(:func:`routing.chunk_pixels`); order statistics come from a selection network
+Speed: the stack is processed in chunks of pixels sized for a core's L2 cache, 4x larger with
+several threads, whose GIL hand-overs cost more than the caches (:func:`routing.chunk_pixels`); order statistics come from a selection network
 (:mod:`isrflow.calibration.network`: Batcher's odd-even merge sort pruned to the ranks the
 statistic reads, about 3/4 of its operations for the median) applied to whole pixel planes,
 one numpy call per block of rows, and the clipping passes are array expressions over the

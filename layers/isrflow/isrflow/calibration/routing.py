@@ -75,9 +75,14 @@ ENV_TASK_MEMORY = "ISRFLOW_COMBINE_MEMORY_MB"
 #: (bench/combine.py's, one thread, CPU time per pixel): 8k pixels 47 ns median / 123 ns
 #: meanclip, 16k 42 / 118, 32k 50 / 133 (the inputs stream from memory at any size; larger
 #: chunks spill the caches, smaller ones pay numpy's per-call dispatch, which holds the GIL,
-#: about 100 times a chunk). The same for several threads: each has its own core's caches.
+#: about 100 times a chunk). Several threads take 4x larger chunks: every numpy call hands the
+#: GIL over, and at 16k pixels the hand-overs, not the caches, bound them. Measured on 2 cores,
+#: 16 inputs in memory, speedup over one thread at 16k (bench/scaling.py and a sweep of chunk
+#: sizes): 2 threads 1.13x at 16k, 1.38x at 32k, 1.51x at 64k, 1.52x at 128k (median; meanclip
+#: 1.19 / 1.38 / 1.50 / 1.40); 4 and 8 threads on the 2 cores (more hand-overs, a proxy for more
+#: cores) lose least at 64k too (4: 0.88x at 16k, 1.33x at 64k). The 16-core figure is unmeasured.
 CHUNK_PIXELS = 16384
-CHUNK_PIXELS_THREADED = 16384
+CHUNK_PIXELS_THREADED = 65536
 
 
 def chunk_pixels(n_inputs: int, threads: int = 1) -> int:
