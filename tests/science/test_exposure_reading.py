@@ -132,3 +132,42 @@ def test_a_file_cut_short_is_refused_not_read_without_its_last_plane(mode):
 def _astropy_planes(data: bytes) -> list[str]:
     with fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=False) as hdul:
         return [h.name for h in hdul[1:]]
+
+
+def test_bytes_after_the_last_hdu_and_a_missing_last_padding_are_read_as_astropy_does():
+    data = exposure_to_bytes(_exposure(), "none")
+    plane_bytes = 70 * 48 * 4  # the last plane's data; the rest of its last block is padding
+    padding = -plane_bytes % 2880
+    assert padding > 500
+    for variant in (data + b"\0" * 2880, data + b"junk", data[: len(data) - 500]):
+        indexed = _read_indexed(variant, "odd-end.fits")
+        assert indexed is not None
+        _same(indexed, _astropy(variant))
+
+
+def test_scaled_compressed_planes_and_names_astropy_reads_otherwise_are_left_to_it():
+    rng = np.random.default_rng(5)
+    ints = rng.integers(-1000, 1000, (64, 80)).astype(np.int32)
+    scaled = fits.CompImageHDU(ints, name=formats.EXT_IMAGE, compression_type="RICE_1")
+    scaled.header["BSCALE"] = 0.1234567
+    scaled.header["BZERO"] = 3.3
+    buffer = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), scaled]).writeto(buffer)
+    data = buffer.getvalue()
+    assert _read_indexed(data, "scaled.fits") is None
+    _same(read_exposure(data, "scaled.fits"), _astropy(data))
+
+    image = _exposure().image
+    lower = _hdul_bytes(fits.ImageHDU(image, name="image"))
+    lower = lower.replace(b"EXTNAME = 'IMAGE   '", b"EXTNAME = 'image   '")  # astropy upper-cases on write
+    assert _read_indexed(lower, "lower.fits") is None
+    with pytest.raises(CalibrationError, match=r"lower\.fits: has no IMAGE extension"):
+        read_exposure(lower, "lower.fits")  # as before: the name is not IMAGE
+
+    primary = fits.PrimaryHDU(image * 3)
+    primary.header["EXTNAME"] = formats.EXT_IMAGE
+    buffer = io.BytesIO()
+    fits.HDUList([primary, fits.ImageHDU(image, name=formats.EXT_IMAGE)]).writeto(buffer)
+    both = buffer.getvalue()
+    assert _read_indexed(both, "both.fits") is None
+    assert np.array_equal(read_exposure(both, "both.fits").image, image * 3, equal_nan=True)  # the primary

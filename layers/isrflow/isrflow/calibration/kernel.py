@@ -28,9 +28,10 @@ values either is multiplied by ``pi / 2`` (the large-n variance of the median of
 values relative to their mean).
 
 Speed: the stack is processed in chunks of pixels sized for a core's L2 cache, 4x larger with
-several threads, whose GIL hand-overs cost more than the caches (:func:`routing.chunk_pixels`); order statistics come from a selection network
-(:mod:`isrflow.calibration.network`: Batcher's odd-even merge sort pruned to the ranks the
-statistic reads, about 3/4 of its operations for the median) applied to whole pixel planes,
+several threads, whose GIL hand-overs cost more than the caches (:func:`routing.chunk_pixels`);
+order statistics come from a selection network (:mod:`isrflow.calibration.network`: Batcher's
+odd-even merge sort pruned to the ranks the statistic reads, about 3/4 of its operations for
+the median) applied to whole pixel planes,
 one numpy call per block of rows, and the clipping passes are array expressions over the
 whole chunk, so no per-pixel Python or sort call runs. Pixels with fewer usable values than
 inputs need other ranks: a few are sorted apart (``np.sort`` of their columns), many make

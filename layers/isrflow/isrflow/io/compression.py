@@ -34,9 +34,9 @@ What is compressed: everything written through :func:`isrflow.io.exposure_io.wri
 calibration inputs) and the masters :func:`isrflow.calibration.combine.combine_files` writes.
 Never quantized: the simulator's truth (its noiseless signals are written ``lossless``,
 bit-exact, its true calibrations uncompressed). Not compressed: raws, defects tables. Readers
-need no setting: astropy (``read_exposure``) decodes compressed HDUs itself,
-:class:`isrflow.io.mef.MefReader` reads bands of either kind, and older uncompressed
-files are read as before.
+need no setting: :class:`isrflow.io.mef.MefReader` reads whole planes (``read_exposure``) or
+bands of either kind, astropy reads what it does not (and any other reader can), and older
+uncompressed files are read as before.
 """
 
 from __future__ import annotations

@@ -208,8 +208,8 @@ def read_exposure(source: Source, name: str = "") -> Exposure:
 
 def _read_indexed(source: Source, label: str) -> Exposure | None:
     """The exposure as :class:`~isrflow.io.mef.MefReader` reads it, or None where it cannot be
-    sure to read it as astropy does: no readable index, no 2-D IMAGE, a plane named twice or not a
-    2-D image, planes of different shapes, scaled (BSCALE/BZERO) or BLANK-coded uncompressed pixels,
+    sure to read it as astropy does: no readable index, no 2-D IMAGE, a plane named twice, by the
+    primary HDU or not a 2-D image, planes of different shapes, scaled (BSCALE/BZERO) or BLANK-coded pixels,
     or a read that fails (astropy then reads the file, or says what is wrong with it). A file cut
     short raises TruncatedCalibrationError here: astropy would drop the cut extension unnoticed."""
     from isrflow.io.mef import ImageHdu, MefReader
@@ -218,7 +218,7 @@ def _read_indexed(source: Source, label: str) -> Exposure | None:
         if isinstance(source, (bytes, bytearray)):
             reader = MefReader.from_bytes(source, label)
         else:
-            reader = MefReader.open(os.fspath(source))
+            reader = MefReader.open(os.fspath(source), label)
     except TruncatedCalibrationError:
         raise  # astropy would drop the cut extension (a master without its VARIANCE) unnoticed
     except Exception:  # not FITS, no such file, ...: astropy's reading says which
@@ -226,17 +226,20 @@ def _read_indexed(source: Source, label: str) -> Exposure | None:
     with reader:
         planes: dict[str, np.ndarray] = {}
         for plane, dtype in _PLANE_TYPES:
-            count = reader.extensions.count(plane)
-            if count == 0:
+            exact = reader.extensions.count(plane)  # as written: astropy's lookup above is exact
+            alike = sum(name.strip().upper() == plane for name in reader.extensions)  # MefReader's keys
+            if exact == alike == 0:
                 continue
             hdu = reader.images.get(plane)
-            if count > 1 or hdu is None:
-                return None
-            if isinstance(hdu, ImageHdu):  # scaled pixels too: astropy's own arithmetic decides them
-                coded_blank = hdu.blank is not None or hdu.bscale != 1.0 or hdu.bzero != 0.0
+            if exact != 1 or alike != 1 or hdu is None:
+                return None  # named twice or otherwise ("image"), by the primary HDU, or not a 2-D image
+            # scaled pixels (BSCALE/BZERO) too: astropy's float64 arithmetic decides their values
+            odd = hdu.bscale != 1.0 or hdu.bzero != 0.0
+            if isinstance(hdu, ImageHdu):
+                odd = odd or hdu.blank is not None
             else:
-                coded_blank = not hdu.quantized and ("ZBLANK" in hdu.header or "BLANK" in hdu.header)
-            if coded_blank or hdu.shape != reader.images.get(formats.EXT_IMAGE, hdu).shape:
+                odd = odd or (not hdu.quantized and ("ZBLANK" in hdu.header or "BLANK" in hdu.header))
+            if odd or hdu.shape != reader.images.get(formats.EXT_IMAGE, hdu).shape:
                 return None
             try:
                 planes[plane] = reader.read_rows(plane, 0, hdu.shape[0], np.empty(hdu.shape, dtype=dtype))

@@ -109,7 +109,7 @@ class _MemorySource(_Source):
     def __init__(self, data: bytes | bytearray | memoryview, label: str):
         self.uri = label
         self._fd = None
-        self._data = memoryview(data).cast("B")
+        self._data = memoryview(data).toreadonly().cast("B")
 
     def read(self, offset: int, length: int) -> bytes:
         return self._data[offset : offset + max(length, 0)]  # type: ignore[return-value]  # a view reads as bytes
@@ -151,12 +151,17 @@ class MefReader:
     primary: dict[str, Any]
     images: dict[str, ImageHdu | TiledImage]
     _source: _Source = field(repr=False)
-    #: EXTNAME (or ``HDU<n>``) of every extension, images or not, in file order.
+    #: EXTNAME of every HDU as written (as astropy names them: the primary ``PRIMARY`` and other
+    #: HDUs ``""`` when they have none), images or not, the primary first.
     extensions: list[str] = field(default_factory=list)
 
     @classmethod
-    def open(cls, uri: str) -> MefReader:
-        return cls._indexed(_Source(uri))
+    def open(cls, uri: str, label: str = "") -> MefReader:
+        """A reader of ``uri`` (``file://``, a path or ``s3://``), named ``label`` (default: the
+        URI) in its errors."""
+        source = _Source(uri)
+        source.uri = label or uri
+        return cls._indexed(source)
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview, label: str) -> MefReader:
@@ -283,6 +288,8 @@ def _header_at(source: _Source, offset: int, uri: str) -> tuple[fits.Header, int
         text += chunk
         if offset == 0 and not text.startswith(b"SIMPLE  ="):
             raise CalibrationError(f"{uri}: not a FITS file")
+        if offset > 0 and not b"XTENSION=".startswith(bytes(text[:9])):
+            return None  # bytes after the last HDU (zeros, an upload's leftovers) are no HDU: as astropy
         for start in range(0, len(text) - 79, 80):
             if text[start : start + 8] == b"END     ":
                 length = padded(start + 80)
@@ -317,8 +324,7 @@ def _index(source: _Source) -> tuple[dict[str, Any], dict[str, ImageHdu | TiledI
         data_bytes = (
             (abs(bitpix) // 8) * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + count)
         )
-        if index > 0:
-            extensions.append(str(header.get("EXTNAME", f"HDU{index}")).strip().upper())
+        extensions.append(str(header.get("EXTNAME", "" if index else "PRIMARY")))
         if index > 0 and header.get("XTENSION") == "IMAGE" and naxis == 2:
             name = str(header.get("EXTNAME", f"HDU{index}")).strip().upper()
             if bitpix not in _DTYPES:
@@ -335,11 +341,11 @@ def _index(source: _Source) -> tuple[dict[str, Any], dict[str, ImageHdu | TiledI
         elif index > 0 and is_tiled(header):
             tiled = TiledImage.from_header(header, offset, uri)
             images[tiled.name or f"HDU{index}"] = tiled
-        offset += padded(data_bytes)
-        if offset > size:
+        if offset + data_bytes > size:  # the last block's padding may be missing: astropy reads that
             raise TruncatedCalibrationError(
-                f"{uri}: truncated (HDU {index} ends at byte {offset}, the file has {size})"
+                f"{uri}: truncated (HDU {index} ends at byte {offset + data_bytes}, the file has {size})"
             )
+        offset += padded(data_bytes)
         index += 1
         following = _header_at(source, offset, uri) if offset < size else None
         if following is None:

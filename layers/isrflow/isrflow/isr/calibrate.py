@@ -14,6 +14,7 @@ import numpy as np
 from isrflow.camera.model import Amplifier
 from isrflow.io import formats
 from isrflow.io.exposure_io import Exposure
+from isrflow.isr.masking import all_finite
 from isrflow.model.errors import CalibrationError, CalibrationMismatchError
 
 Region = tuple[tuple[slice, slice], Amplifier]
@@ -110,9 +111,7 @@ def check_calibration_pixels(label: str, kind: str, exposure: Exposure) -> None:
     image = exposure.image
     if kind not in ("bias", "dark", "flat") or image.size == 0:
         return
-    with np.errstate(invalid="ignore"):  # inf - inf: nan, counted below
-        every_finite = bool(np.isfinite(image.sum(dtype=np.float64)))  # float64: no overflow of float32s
-    if every_finite and (kind != "flat" or float(image.min()) > 0.0):
+    if all_finite(image) and (kind != "flat" or float(image.min()) > 0.0):
         return  # two reductions, no temporary planes: the usual, fully usable calibration
     usable = np.isfinite(image) if kind != "flat" else (image > 0) & np.isfinite(image)
     fraction = float(np.count_nonzero(usable)) / image.size

@@ -13,6 +13,19 @@ from isrflow.camera.model import Box
 from isrflow.io import formats
 
 
+def set_bits(mask: np.ndarray, where: np.ndarray, bits: int) -> None:
+    """``mask[where] |= bits`` for a boolean plane ``where`` of the mask's shape, in one pass
+    (no index arrays: about 2x faster on a detector)."""
+    np.bitwise_or(mask, bits, out=mask, where=where)
+
+
+def all_finite(*planes: np.ndarray | None) -> bool:
+    """Whether every value of the float planes given (None skipped) is finite, by one reduction
+    each: a float64 sum of finite float32 values cannot overflow, so it is finite exactly then."""
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, the answer is no
+        return all(p is None or bool(np.isfinite(p.sum(dtype=np.float64))) for p in planes)
+
+
 def grow(mask: np.ndarray, pixels: int) -> np.ndarray:
     """Boolean dilation by ``pixels`` in the 4-neighbourhood (Manhattan distance)."""
     out = mask
@@ -76,16 +89,14 @@ def mask_boxes(mask: np.ndarray, boxes: Iterable[Box], bit: int) -> None:
 
 def mask_non_finite(image: np.ndarray, variance: np.ndarray | None, mask: np.ndarray) -> int:
     """Non-finite image or variance pixels -> BAD; returns how many."""
-    if np.isfinite(image.sum(dtype=np.float64)) and (
-        variance is None or np.isfinite(variance.sum(dtype=np.float64))
-    ):
-        return 0  # a float64 sum of finite float32 values cannot overflow: nothing to mask
+    if all_finite(image, variance):
+        return 0  # nothing to mask
     bad = ~np.isfinite(image)
     if variance is not None:
         bad |= ~np.isfinite(variance)
     count = int(np.count_nonzero(bad))
     if count:
-        np.bitwise_or(mask, formats.BAD, out=mask, where=bad)
+        set_bits(mask, bad, formats.BAD)
     return count
 
 

@@ -307,11 +307,6 @@ def _check(label: str, item: CalibrationInput, kind: str, raw: RawDetector, shap
         item.pixels_checked = True
 
 
-def _set_bits(mask: np.ndarray, where: np.ndarray, bits: int) -> None:
-    """``mask[where] |= bits`` for a boolean plane ``where``, in one pass (no index arrays)."""
-    np.bitwise_or(mask, bits, out=mask, where=where)
-
-
 def run_isr(
     raw: RawDetector,
     calibs: Calibrations | PendingCalibrations | None = None,
@@ -403,8 +398,8 @@ def run_isr(
         applied["EDGE"] = True
     if config.saturation.enabled:
         sat = masking.saturation_planes(sat, config.saturation.grow, config.saturation.widen_trails)
-        _set_bits(mask, sat, formats.SAT)
-        _set_bits(mask, suspect, formats.SUSPECT)
+        masking.set_bits(mask, sat, formats.SAT)
+        masking.set_bits(mask, suspect, formats.SUSPECT)
     if config.cosmic_rays.enabled and variance is not None:
         crs = masking.find_cosmic_rays(
             image,
@@ -414,7 +409,7 @@ def run_isr(
             config.cosmic_rays.sharpness,
             config.cosmic_rays.grow,
         )
-        _set_bits(mask, crs, formats.CR)
+        masking.set_bits(mask, crs, formats.CR)
         applied["CRMASK"] = True
     n_interp = 0
     if config.interpolate:

@@ -19,6 +19,7 @@ import contextlib
 import importlib.util
 import os
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -204,6 +205,17 @@ def _start_worker(owner_pid: int, preload: Sequence[LocalFunction], modules: Seq
     preload_handlers(preload, modules)
 
 
+def _rendezvous(directory: str, count: int, timeout_s: float) -> int:
+    """A pool task: mark this process in ``directory``, wait until ``count`` processes have
+    (polling every 10 ms, at most ``timeout_s`` seconds), return this process's id."""
+    pid = os.getpid()
+    Path(directory, str(pid)).touch()
+    deadline = time.monotonic() + timeout_s
+    while len(os.listdir(directory)) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return pid
+
+
 class LambdaPool:
     """Invoke local functions in worker processes (``processes=0``: in threads of this process).
 
@@ -228,13 +240,20 @@ class LambdaPool:
             self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lambda")
         self.invocations = 0
 
-    def start_workers(self) -> None:
+    def start_workers(self, timeout_s: float = 120.0) -> list[int]:
         """Start every worker process now and wait until each has loaded its preloaded handlers
         (the pool's initializer), so that the first invocations find warm workers, as benchmarks
-        need before their clock starts. The tasks sent do nothing; no handler is invoked."""
-        if self.processes > 0:
-            for started in [self._pool.submit(os.getpid) for _ in range(self.processes)]:
-                started.result()
+        need before their clock starts. Each worker takes one task that waits (at most
+        ``timeout_s`` seconds) until every worker holds one, so no worker can take two and leave
+        another still starting. No handler is invoked. Returns the workers' process ids."""
+        if self.processes <= 0:
+            return []
+        with tempfile.TemporaryDirectory(prefix="isrflow-pool-") as directory:
+            tasks = [
+                self._pool.submit(_rendezvous, directory, self.processes, timeout_s)
+                for _ in range(self.processes)
+            ]
+            return [task.result() for task in tasks]
 
     def submit(self, fn: LocalFunction, event: Any) -> Future:
         self.invocations += 1
