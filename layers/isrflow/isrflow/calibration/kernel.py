@@ -31,11 +31,10 @@ Speed: the stack is processed in chunks of pixels sized for a core's L2 cache, 4
 several threads, whose GIL hand-overs cost more than the caches (:func:`routing.chunk_pixels`);
 order statistics come from a selection network (:mod:`isrflow.calibration.network`: Batcher's
 odd-even merge sort pruned to the ranks the statistic reads, about 3/4 of its operations for
-the median) applied to whole pixel planes,
-one numpy call per block of rows, and the clipping passes are array expressions over the
-whole chunk, so no per-pixel Python or sort call runs. Pixels with fewer usable values than
-inputs need other ranks: a few are sorted apart (``np.sort`` of their columns), many make
-the chunk's network deliver their ranks too. Elementwise work avoids numpy's slow paths
+the median) applied to whole pixel planes, one numpy call per block of rows, and the clipping
+passes are array expressions over the whole chunk, so no per-pixel Python or sort call runs.
+Pixels with fewer usable values than inputs need other ranks: a few are sorted apart
+(``np.sort`` of their columns), many make the chunk's network deliver their ranks too. Elementwise work avoids numpy's slow paths
 (scalar operands of ``fmin``/``fmax``, multiplying by booleans, float64 reductions of float32),
 which cost 3-6x. Chunks are spread over ``threads`` threads (numpy releases the GIL; the
 Python between its calls, about 80 a chunk, does not).

@@ -27,9 +27,8 @@ from astropy.io import fits
 
 from isrflow.io.datastore import uri_to_path
 from isrflow.io.filemode import honour_umask
-from isrflow.io.mef import padded
 from isrflow.io.storage import split_s3, storage_for
-from isrflow.io.tiled import PlaneEncoder
+from isrflow.io.tiled import PlaneEncoder, padded
 
 #: Bytes hashed at a time when a written file is checksummed.
 HASH_BLOCK = 1 << 18

@@ -24,18 +24,11 @@ from astropy.io import fits
 
 from isrflow.io.datastore import uri_to_path
 from isrflow.io.storage import split_s3, storage_for
-from isrflow.io.tiled import TiledImage, is_tiled
+from isrflow.io.tiled import BLOCK, TiledImage, is_tiled, padded, scale_into
 from isrflow.model.errors import CalibrationError, TruncatedCalibrationError
 
-#: Bytes in a FITS block: headers and data are padded to a multiple of it.
-BLOCK = 2880
 _HEADER_READ = 16 * BLOCK
 _DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
-
-
-def padded(n: int) -> int:
-    """``n`` bytes rounded up to whole FITS blocks."""
-    return (n + BLOCK - 1) // BLOCK * BLOCK
 
 
 class _Source:
@@ -206,13 +199,7 @@ class MefReader:
             and out.flags.c_contiguous
         ):
             return self.raw_rows_into(name, y0, y1, out)
-        raw = self.raw_rows(name, y0, y1)
-        if hdu.bscale != 1.0 or hdu.bzero != 0.0:
-            np.multiply(raw, hdu.bscale, out=out, casting="unsafe")
-            out += np.asarray(hdu.bzero).astype(out.dtype)
-        else:
-            np.copyto(out, raw, casting="unsafe")
-        return out
+        return scale_into(out, self.raw_rows(name, y0, y1), hdu.bscale, hdu.bzero)
 
     def raw_rows(self, name: str, y0: int, y1: int) -> np.ndarray:
         """Rows ``[y0, y1)`` of extension ``name`` as stored (big-endian, before BZERO/BSCALE):

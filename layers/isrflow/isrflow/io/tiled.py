@@ -46,6 +46,7 @@ from isrflow.io.tiled_common import (
     padded,
     randoms,
     rice_codec,
+    scale_into,
 )
 from isrflow.io.tiled_decode import TiledImage, is_tiled
 from isrflow.io.tiled_encode import Codec, PlaneEncoder, encode_image, hdu_bytes
@@ -66,4 +67,5 @@ __all__ = [
     "padded",
     "randoms",
     "rice_codec",
+    "scale_into",
 ]

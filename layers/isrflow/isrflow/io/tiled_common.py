@@ -1,5 +1,6 @@
 """Parts of the tile-compressed image format (:mod:`isrflow.io.tiled`) that both the encoder and
-the decoder use: the standard's constants, its dither sequence and the RICE_1 codec."""
+the decoder use: the standard's constants, its dither sequence and the RICE_1 codec; and what
+every FITS image reader here shares (blocks, BSCALE/BZERO scaling)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,17 @@ DITHER_METHODS = {"NO_DITHER": -1, "SUBTRACTIVE_DITHER_1": 1, "SUBTRACTIVE_DITHE
 def padded(n: int) -> int:
     """``n`` bytes rounded up to whole FITS blocks."""
     return (n + BLOCK - 1) // BLOCK * BLOCK
+
+
+def scale_into(out: np.ndarray, stored: np.ndarray, bscale: float, bzero: float) -> np.ndarray:
+    """``stored * bscale + bzero`` (the physical values of stored pixels) into ``out``, converted to
+    its dtype; a plain converting copy when the scaling is the identity. Returns ``out``."""
+    if bscale != 1.0 or bzero != 0.0:
+        np.multiply(stored, bscale, out=out, casting="unsafe")
+        out += np.asarray(bzero).astype(out.dtype)
+    else:
+        np.copyto(out, stored, casting="unsafe")
+    return out
 
 
 _RANDOMS: np.ndarray | None = None

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-from isrflow.io.tiled_common import DITHER_METHODS, ZERO_VALUE, dither, rice_codec
+from isrflow.io.tiled_common import DITHER_METHODS, ZERO_VALUE, dither, rice_codec, scale_into
 from isrflow.model.errors import CalibrationError, TruncatedCalibrationError
 
 _DTYPE = {-32: ">f4", -64: ">f8", 8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8"}
@@ -173,12 +173,7 @@ class TiledImage:
             values = self._decode(table[tile], tile, heap, lo, (t1 - t0) * cols).reshape(t1 - t0, cols)
             a, b = max(y0, t0), min(y1, t1)
             part = values[a - t0 : b - t0]
-            target = out[a - y0 : b - y0]
-            if self.bscale != 1.0 or self.bzero != 0.0:
-                np.multiply(part, self.bscale, out=target, casting="unsafe")
-                target += np.asarray(self.bzero).astype(target.dtype)
-            else:
-                np.copyto(target, part, casting="unsafe")
+            scale_into(out[a - y0 : b - y0], part, self.bscale, self.bzero)
         return out
 
     def _span(self, row: np.void, column: str) -> tuple[int, int]:
