@@ -6,7 +6,9 @@ subprocess (clean peak memory, its own thread settings), single-threaded and wit
 - ours, from files: :func:`isrflow.calibration.combine.combine_files` (read strips of IMAGE,
   MASK, VARIANCE, combine, write the master MEF, checksum), under a 1 GiB strip budget;
   wall time, traced peak (tracemalloc) and process peak RSS;
-- ours, in memory: :func:`isrflow.calibration.kernel.combine_stack` on the stacked pixels;
+- ours, in memory: :func:`isrflow.calibration.kernel.combine_stack` on the stacked pixels (with
+  all cores: that many forked worker processes over the stack in shared memory, forked in the
+  timed call);
 - BANZAI's compiled median (``banzai/utils/median_utils``: quickselect in C, OpenMP rows),
   on the same in-memory stack, called as BANZAI's ``stats.median(stack, axis=0, mask)`` does
   (move the stack axis last, make it contiguous, ``median2d``), threads by OMP_NUM_THREADS;
@@ -17,7 +19,8 @@ subprocess (clean peak memory, its own thread settings), single-threaded and wit
 
 Ratios: BANZAI's median time over ours (in memory, same threads), ccdproc's median over ours
 (files); the ``*_1_cpu`` ones compare the CPU seconds of the single-threaded runs instead (the
-same on an idle machine, and still meaningful on a shared one, where wall times are not). Goals: >= 2x BANZAI's median, >= 20x ccdproc's median, peak within the budget.
+same on an idle machine, and still meaningful on a shared one, where wall times are not; worker
+processes' CPU is counted once they are reaped, at the end of each call). Goals: >= 2x BANZAI's median, >= 20x ccdproc's median, peak within the budget.
 ``throughput_mb_s`` (input bytes / our meanclip wall time from files, all cores) is the
 figure behind :data:`isrflow.calibration.routing.COMBINE_THROUGHPUT_BPS`.
 
@@ -140,11 +143,28 @@ def _job(spec: dict):
 
         return run
     if kind == "kernel":
-        from isrflow.calibration.kernel import combine_stack
+        from isrflow.calibration.forked import ALIGN, SharedArena
+        from isrflow.calibration.kernel import CombineOutput, Workspace, combine_stack
+        from isrflow.calibration.routing import chunk_pixels
 
         _, nan_values, _, variances = _stack(paths)
-        # value, variance and n_used per pixel, as the streaming combine computes them
-        return lambda: combine_stack(nan_values, variances, spec["statistic"], threads=threads) and {}
+        if threads == 1:  # value, variance and n_used per pixel, as the streaming combine computes them
+            return lambda: combine_stack(nan_values, variances, spec["statistic"], threads=1) and {}
+        # several workers: forked processes over the stack in shared memory, as combine_files runs them
+        # (forked in every run: their start is part of the time)
+        m, p = nan_values.shape
+        arena = SharedArena(nan_values.nbytes + variances.nbytes + p * 10 + 4 * ALIGN)
+        values, shared_variances = arena.empty((m, p), np.float32), arena.empty((m, p), np.float32)
+        values[:], shared_variances[:] = nan_values, variances
+        del nan_values, variances
+        out = CombineOutput.empty(p, arena.empty)
+
+        def run_forked():
+            with Workspace(m, chunk_pixels(m, 1), threads, arena) as workspace:
+                combine_stack(values, shared_variances, spec["statistic"], out=out, workspace=workspace)
+            return {"processes": threads}
+
+        return run_forked
     if kind == "banzai":
         module = _banzai_module()
         values, _, bad, _ = _stack(paths)
@@ -187,20 +207,25 @@ def measure(spec: dict) -> dict:
     for _ in range(spec.get("repeat", 1)):
         tracemalloc.start()
         usage0 = resource.getrusage(resource.RUSAGE_SELF)
+        children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         extra = job()
         seconds = time.perf_counter() - t0
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # worker processes, once reaped
         rss0, rss = usage0.ru_maxrss, usage.ru_maxrss
         cpu = usage.ru_utime + usage.ru_stime - usage0.ru_utime - usage0.ru_stime
+        cpu += children.ru_utime + children.ru_stime - children0.ru_utime - children0.ru_stime
         result = {
             "seconds": round(seconds, 4),
             "cpu_seconds": round(cpu, 4),
             "peak_traced_mb": round(peak / 2**20, 1),
             "peak_rss_mb": round(rss / 1024, 1),
             "rss_growth_mb": round((rss - rss0) / 1024, 1),
+            # the largest worker process's peak (its shared pages included): 0 without processes
+            "peak_rss_worker_mb": round(children.ru_maxrss / 1024, 1),
             **extra,
         }
         if best is None or result["seconds"] < best["seconds"]:

@@ -4,11 +4,13 @@ For every count ``n`` of threads or worker processes (1, 2, 4, 8, 16, capped at 
 cores unless ``--max-workers`` says otherwise; the cap is printed on stderr and in the JSON):
 
 - **combine in memory**: :func:`isrflow.calibration.kernel.combine_stack` on the stacked pixels
-  of ``--frames`` ISR'd frames (values with NaN at masked pixels, variance planes), ``threads=n``;
+  of ``--frames`` ISR'd frames (values with NaN at masked pixels, variance planes), ``threads=n``,
+  and (``*_processes``) ``n`` forked worker processes over the same stack in a SharedArena;
   seconds and input MB/s (image + variance bytes);
 - **combine from files**: :func:`isrflow.calibration.combine.combine_files` on the same frames
-  (strips of IMAGE, MASK, VARIANCE, combine, write the master), ``threads=n``; seconds and input
-  MB/s (file bytes), against the **I/O floor**: a plain parallel read (``n`` threads, ``pread``
+  (strips of IMAGE, MASK, VARIANCE, combine, write the master), ``threads=n`` worker processes
+  (the default), and threads for the median (``median_threads``); seconds and input MB/s (file
+  bytes), against the **I/O floor**: a plain parallel read (``n`` threads, ``pread``
   of every file into a reused buffer; warm page cache) of the same files, in MB/s;
 - **ISR**: full ISR of ``detectors(n)`` HSC-size detectors (read raw + calibrations, every
   step, write the output) in a pool of ``n`` worker processes; detectors/s;
@@ -85,7 +87,9 @@ def combine_scaling(
     from combine import make_frames  # bench/combine.py
 
     from isrflow.calibration.combine import CombineInput, CombineSettings, combine_files
-    from isrflow.calibration.kernel import combine_stack
+    from isrflow.calibration.forked import ALIGN, SharedArena
+    from isrflow.calibration.kernel import CombineOutput, Workspace, combine_stack
+    from isrflow.calibration.routing import chunk_pixels
     from isrflow.io import formats
     from isrflow.io.exposure_io import read_exposure
 
@@ -109,17 +113,37 @@ def combine_scaling(
         }
     )
 
+    def record(section: str, key: str, seconds: dict[int, float], size: float) -> None:
+        mb_s = {n: size / 1e6 / s for n, s in seconds.items()}
+        result[section][key] = {
+            "seconds": {n: round(s, 4) for n, s in seconds.items()},
+            "mb_s": {n: round(v, 1) for n, v in mb_s.items()},
+            "speedup": _speedups(mb_s),
+        }
+
+    # the same stack in shared memory, for worker processes (the combine's default with several workers)
+    arena = SharedArena(values.nbytes + variances.nbytes + values.shape[1] * 10 + 4 * ALIGN)
+    shared_values, shared_variances = (
+        arena.empty(values.shape, np.float32),
+        arena.empty(values.shape, np.float32),
+    )
+    shared_values[:], shared_variances[:] = values, variances
+    shared_out = CombineOutput.empty(values.shape[1], arena.empty)
     for stat in STATISTICS:
         seconds = {}
         for n in counts:
             seconds[n] = _best(partial(combine_stack, values, variances, stat, threads=n), repeat)
             log(f"combine in memory {stat} threads={n}: {seconds[n]:.3f} s")
-        mb_s = {n: memory_bytes / 1e6 / s for n, s in seconds.items()}
-        result["in_memory"][stat] = {
-            "seconds": {n: round(s, 4) for n, s in seconds.items()},
-            "mb_s": {n: round(v, 1) for n, v in mb_s.items()},
-            "speedup": _speedups(mb_s),
-        }
+        record("in_memory", stat, seconds, memory_bytes)
+        for n in counts[1:]:  # one worker is one thread either way
+            with Workspace(n_frames, chunk_pixels(n_frames, 1), n, arena) as workspace:
+                run = partial(
+                    combine_stack, shared_values, shared_variances, stat, out=shared_out, workspace=workspace
+                )
+                seconds[n] = _best(run, repeat)
+            log(f"combine in memory {stat} processes={n}: {seconds[n]:.3f} s")
+        record("in_memory", f"{stat}_processes", seconds, memory_bytes)
+    del shared_values, shared_variances, shared_out, arena
     # the kernel's chunk: the default for several threads (routing.CHUNK_PIXELS_THREADED) against the
     # cache-sized single-thread chunk, to see which scales on this machine
     seconds = {}
@@ -128,28 +152,23 @@ def combine_scaling(
             partial(combine_stack, values, variances, "meanclip", threads=n, chunk=CHUNK_16K), repeat
         )
         log(f"combine in memory meanclip chunk {CHUNK_16K} threads={n}: {seconds[n]:.3f} s")
-    mb_s = {n: memory_bytes / 1e6 / s for n, s in seconds.items()}
-    result["in_memory"]["meanclip_chunk16k"] = {
-        "seconds": {n: round(s, 4) for n, s in seconds.items()},
-        "mb_s": {n: round(v, 1) for n, v in mb_s.items()},
-        "speedup": _speedups(mb_s),
-    }
+    record("in_memory", "meanclip_chunk16k", seconds, memory_bytes)
     del values, variances
 
     out = str(work / "master.fits")
-    for stat in STATISTICS:
+    inputs = [CombineInput(str(p)) for p in paths]
+    # worker processes (the default) for both statistics; threads for the median, to compare
+    for key, stat, processes in [(s, s, True) for s in STATISTICS] + [("median_threads", "median", False)]:
         seconds = {}
         for n in counts:
-            settings = CombineSettings(statistic=stat, threads=n, read_threads=2 * n if n > 1 else 1)
-            inputs = [CombineInput(str(p)) for p in paths]
+            settings = CombineSettings(
+                statistic=stat, threads=n, read_threads=2 * n if n > 1 else 1, processes=processes
+            )
             seconds[n] = _best(partial(combine_files, inputs, out, "bias", settings), repeat)
-            log(f"combine from files {stat} threads={n}: {seconds[n]:.3f} s")
-        mb_s = {n: file_bytes / 1e6 / s for n, s in seconds.items()}
-        result["files"][stat] = {
-            "seconds": {n: round(s, 4) for n, s in seconds.items()},
-            "mb_s": {n: round(v, 1) for n, v in mb_s.items()},
-            "speedup": _speedups(mb_s),
-        }
+            log(
+                f"combine from files {stat} {'processes' if processes else 'threads'}={n}: {seconds[n]:.3f} s"
+            )
+        record("files", key, seconds, file_bytes)
 
     floor = {}
     for n in counts:
@@ -449,9 +468,9 @@ def main(argv=None) -> dict:
 
     curves = {}
     combine = figures.get("combine")
-    for stat in (*STATISTICS, "meanclip_chunk16k"):
+    for stat in (*STATISTICS, *(f"{s}_processes" for s in STATISTICS), "meanclip_chunk16k"):
         curves[f"combine_in_memory_{stat}"] = curve(combine, "in_memory", stat, "mb_s")
-    for stat in STATISTICS:
+    for stat in (*STATISTICS, "median_threads"):
         curves[f"combine_files_{stat}"] = curve(combine, "files", stat, "mb_s")
     curves["io_floor_parallel_read"] = curve(combine, "io_floor", "mb_s")
     curves["isr"] = curve(figures.get("isr"), "detectors_per_s")

@@ -38,13 +38,14 @@ def inputs(tmp_path):
     return paths
 
 
+@pytest.mark.parametrize("processes", [False, True])
 @pytest.mark.parametrize("statistic", ["meanclip", "median"])
-def test_two_strips_in_flight_give_the_same_master(inputs, tmp_path, monkeypatch, statistic):
+def test_two_strips_in_flight_give_the_same_master(inputs, tmp_path, monkeypatch, statistic, processes):
     threads, read_threads = 2, 3
     monkeypatch.setattr(routing, "CHUNK_PIXELS_THREADED", 1024)  # small kernel scratch; results are per pixel
-    whole = routing.strip_bytes(20, N, SHAPE[1], True, threads, read_threads)
+    whole = routing.strip_bytes(20, N, SHAPE[1], True, threads, read_threads, processes)
     monkeypatch.setattr(
-        routing, "STRIP_TARGET_BYTES", whole - routing.fixed_bytes(N, threads)
+        routing, "STRIP_TARGET_BYTES", whole - routing.fixed_bytes(N, threads, processes=processes)
     )  # strips of 20 rows
     writers: list[str] = []  # the threads that wrote strips: the overlapped path writes in the background
     write_strip = combine._write_strip
@@ -55,7 +56,11 @@ def test_two_strips_in_flight_give_the_same_master(inputs, tmp_path, monkeypatch
     # 1 GiB holds two strips; 1.5 x one strip's working memory holds one (the same strip height)
     for budget in (1 << 30, int(1.5 * whole)):
         settings = CombineSettings(
-            statistic=statistic, budget_bytes=budget, threads=threads, read_threads=read_threads
+            statistic=statistic,
+            budget_bytes=budget,
+            threads=threads,
+            read_threads=read_threads,
+            processes=processes,
         )
         out = tmp_path / f"master-{budget}.fits"
         reports.append(combine_files(inputs, str(out), "flat", settings))
@@ -67,6 +72,7 @@ def test_two_strips_in_flight_give_the_same_master(inputs, tmp_path, monkeypatch
     ]
     assert reports[0].rows_per_strip == reports[1].rows_per_strip
     assert reports[0].strips == reports[1].strips > 3
+    assert {r.workers for r in reports} == {"processes" if processes else "threads"}
     assert reports[0].no_data_pixels == reports[1].no_data_pixels == 1
     a, b = masters
     np.testing.assert_array_equal(a.image, b.image)

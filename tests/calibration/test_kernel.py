@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from calib_reference import combine as reference
 
-from isrflow.calibration import kernel
+from isrflow.calibration import chunk
 from isrflow.calibration.kernel import combine_stack
 from isrflow.calibration.network import (
     block_views,
@@ -85,7 +85,7 @@ def test_partial_pixels_sorted_apart_or_by_the_network_agree(statistic, masked, 
     variances = rng.uniform(20.0, 30.0, values.shape).astype(np.float32)
     results = []
     for dense in (0.0, 2.0):  # every chunk dense, none
-        monkeypatch.setattr(kernel, "_DENSE_PARTIAL", dense)
+        monkeypatch.setattr(chunk, "_DENSE_PARTIAL", dense)
         results.append(combine_stack(values, variances, statistic))
     for a, b in zip(results[0].__dict__.values(), results[1].__dict__.values(), strict=True):
         assert np.array_equal(a, b, equal_nan=True)

@@ -70,6 +70,7 @@ def _build_master(request: CombineRequest, budget: int) -> tuple[int, str, dict]
             "strips": report.strips,
             "rows_per_strip": report.rows_per_strip,
             "no_data_pixels": report.no_data_pixels,
+            "workers": report.workers,
         },
     )
 

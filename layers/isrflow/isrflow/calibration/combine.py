@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ import numpy as np
 
 from isrflow import __version__
 from isrflow.calibration import routing
+from isrflow.calibration.forked import SharedArena, can_fork
 from isrflow.calibration.kernel import (
     STATISTICS,
     CombineOutput,
@@ -98,6 +100,9 @@ class CombineSettings:
     budget_bytes: int = 1 << 30
     threads: int = field(default_factory=default_threads)
     read_threads: int = 8
+    #: Combine in ``threads`` forked worker processes (no GIL between them) when ``threads > 1``,
+    #: the platform forks and the budget holds their private memory; else in threads.
+    processes: bool = True
     #: Also write the NINPUTS plane (inputs used per pixel; a diagnostic ISR does not read).
     ninputs_plane: bool = False
 
@@ -116,6 +121,8 @@ class CombineReport:
     no_data_pixels: int
     seconds: float
     header: dict[str, Any]
+    #: What combined the strips: "processes" (forked workers) or "threads" (one included).
+    workers: str = "threads"
 
 
 def mask_bits(planes: tuple[str, ...] | list[str]) -> int:
@@ -197,10 +204,17 @@ class _Strip:
     thread's mask buffers (allocated once per thread, on its first read): every read lands in
     memory already faulted in, whatever the number of strips."""
 
-    def __init__(self, n: int, rows: int, cols: int, with_variance: bool):
+    def __init__(
+        self,
+        n: int,
+        rows: int,
+        cols: int,
+        with_variance: bool,
+        allocate: Callable[..., np.ndarray] = np.empty,
+    ):
         self.rows, self.cols = rows, cols
-        self.values = np.empty((n, rows, cols), dtype=np.float32)
-        self.variances = np.empty((n, rows, cols), dtype=np.float32) if with_variance else None
+        self.values = allocate((n, rows, cols), np.float32)
+        self.variances = allocate((n, rows, cols), np.float32) if with_variance else None
         self._local = threading.local()
 
     def mask_buffers(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -290,15 +304,16 @@ def combine_files(
         n = len(inputs) + len(shared)  # for the memory model: a shared variance plane costs like an input
         read_threads = max(1, min(settings.read_threads, n))
         threads = max(1, settings.threads)
-        # the target sizes the strips; the kernel's per-thread chunk buffers come on top of it (counting
-        # them against the target left 16 threads strips of 5 rows: 836 strips of tiny reads, one chunk each)
-        target = routing.STRIP_TARGET_BYTES + routing.fixed_bytes(n, threads)
-        height = routing.strip_rows(
-            min(settings.budget_bytes, target), n, cols, with_variance, threads, read_threads, rows
+        # worker processes are forked before any thread of this combine starts (and not at all
+        # where the budget cannot hold their private memory)
+        processes = settings.processes and threads > 1 and can_fork()
+        height = routing.strip_height(
+            settings.budget_bytes, n, rows, cols, with_variance, threads, read_threads, processes
         )
-        if height < 1:  # the target is too small for these inputs: use all of the budget
-            height = routing.strip_rows(
-                settings.budget_bytes, n, cols, with_variance, threads, read_threads, rows
+        if height < 1 and processes:
+            processes = False
+            height = routing.strip_height(
+                settings.budget_bytes, n, rows, cols, with_variance, threads, read_threads, False
             )
         if height < 1:
             need = routing.strip_bytes(1, n, cols, with_variance, threads, read_threads)
@@ -320,25 +335,34 @@ def combine_files(
         # (counted as twice a whole combine's memory: the write's temporaries then overlap the kernel's)
         double = (
             rows > height
-            and 2 * routing.strip_bytes(height, n, cols, with_variance, threads, read_threads)
+            and 2 * routing.strip_bytes(height, n, cols, with_variance, threads, read_threads, processes)
             <= settings.budget_bytes
         )
+        copies = 2 if double else 1
+        arena = (
+            SharedArena(copies * routing.shared_strip_bytes(n, height, cols, with_variance))
+            if processes
+            else None
+        )
+        allocate = np.empty if arena is None else arena.empty
         buffers = [
-            (_Strip(n, height, cols, with_variance), CombineOutput.empty(height * cols))
-            for _ in range(2 if double else 1)
+            (_Strip(n, height, cols, with_variance, allocate), CombineOutput.empty(height * cols, allocate))
+            for _ in range(copies)
         ]
         strips = 0
-        # every combining thread gets at least one chunk of each strip
-        chunk = max(1, min(routing.chunk_pixels(len(inputs), threads), -(-height * cols // threads)))
+        # every combining worker gets at least one chunk of each strip (worker processes take the
+        # cache-sized chunk of one thread: they hand no GIL over)
+        chunk_size = routing.chunk_pixels(len(inputs), 1 if processes else threads)
+        chunk = max(1, min(chunk_size, -(-height * cols // threads)))
         m = len(inputs)
         starts = list(range(0, rows, height))
         with (
+            Workspace(len(inputs), chunk, threads, arena) as workspace,
             MefWriter(output_uri, header, (rows, cols), planes) as writer,
             ThreadPoolExecutor(read_threads, thread_name_prefix="combine-read") as pool,
             (
                 ThreadPoolExecutor(1, thread_name_prefix="combine-write") if double else nullcontext()
             ) as write_pool,
-            Workspace(len(inputs), chunk, threads) as workspace,
         ):
 
             def load(index: int) -> list:
@@ -404,6 +428,7 @@ def combine_files(
         no_data_pixels=no_data,
         seconds=time.perf_counter() - start,
         header=header,
+        workers="processes" if processes else "threads",
     )
 
 

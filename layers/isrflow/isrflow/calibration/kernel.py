@@ -27,338 +27,52 @@ sample variance of the used values divided by ``n_used``. For the median of more
 values either is multiplied by ``pi / 2`` (the large-n variance of the median of Gaussian
 values relative to their mean).
 
-Speed: the stack is processed in chunks of pixels sized for a core's L2 cache, 4x larger with
-several threads, whose GIL hand-overs cost more than the caches (:func:`routing.chunk_pixels`);
-order statistics come from a selection network (:mod:`isrflow.calibration.network`: Batcher's
-odd-even merge sort pruned to the ranks the statistic reads, about 3/4 of its operations for
-the median) applied to whole pixel planes, one numpy call per block of rows, and the clipping
-passes are array expressions over the whole chunk, so no per-pixel Python or sort call runs.
-Pixels with fewer usable values than inputs need other ranks: a few are sorted apart
-(``np.sort`` of their columns), many make the chunk's network deliver their ranks too. Elementwise work avoids numpy's slow paths
-(scalar operands of ``fmin``/``fmax``, multiplying by booleans, float64 reductions of float32),
-which cost 3-6x. Chunks are spread over ``threads`` threads (numpy releases the GIL; the
-Python between its calls, about 80 a chunk, does not).
+Speed: the stack is processed in chunks of pixels (:mod:`isrflow.calibration.chunk` has the
+arithmetic) sized for a core's L2 cache, 4x larger with several threads, whose GIL hand-overs
+cost more than the caches (:func:`routing.chunk_pixels`); order statistics come from a
+selection network (:mod:`isrflow.calibration.network`: Batcher's odd-even merge sort pruned to
+the ranks the statistic reads, about 3/4 of its operations for the median) applied to whole
+pixel planes, one numpy call per block of rows, and the clipping passes are array expressions
+over the whole chunk, so no per-pixel Python or sort call runs. Pixels with fewer usable values
+than inputs need other ranks: a few are sorted apart (``np.sort`` of their columns), many make
+the chunk's network deliver their ranks too. Elementwise work avoids numpy's slow paths (scalar
+operands of ``fmin``/``fmax``, multiplying by booleans, float64 reductions of float32), which
+cost 3-6x. Chunks are spread over ``threads`` threads (numpy releases the GIL; the Python
+between its calls, about 80 a chunk, does not), or over as many forked worker processes
+(:class:`Workspace` with a :class:`~isrflow.calibration.forked.SharedArena`), which share no GIL.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from functools import cache
 from typing import Literal
 
 import numpy as np
 
-from isrflow.calibration import network
+from isrflow.calibration.chunk import (
+    IQR_TO_SIGMA,
+    MEDIAN_VARIANCE_FACTOR,
+    ChunkWork,
+    CombineOutput,
+    run_chunks,
+)
+from isrflow.calibration.forked import ForkedPool, SharedArena
 from isrflow.calibration.routing import chunk_pixels
 
 Statistic = Literal["median", "mean", "meanclip"]
 STATISTICS: tuple[str, ...] = ("median", "mean", "meanclip")
 
-#: IQR -> sigma for Gaussian values: 1 / (2 x 0.67449) (afw's "0.741").
-IQR_TO_SIGMA = 0.7413011092528009
-#: Variance of the median of Gaussian values relative to the variance of their mean (large n).
-MEDIAN_VARIANCE_FACTOR = math.pi / 2
-#: Stands in for unusable (NaN) values while sorting and clipping: sorts last, is never within
-#: a clipping limit, and stays finite so that multiplying it by 0 gives 0.
-_FAR = np.float32(1e37)
-
-
-@dataclass
-class CombineOutput:
-    """Per-pixel results: image and variance (float32; NaN where nothing was usable), inputs used (int16)."""
-
-    image: np.ndarray
-    variance: np.ndarray
-    n_used: np.ndarray
-
-    @classmethod
-    def empty(cls, pixels: int) -> CombineOutput:
-        return cls(np.empty(pixels, np.float32), np.empty(pixels, np.float32), np.empty(pixels, np.int16))
-
-
-#: A chunk with more than this fraction of partial pixels (fewer usable values than inputs)
-#: orders them with the chunk's network (extended to the ranks they need) instead of sorting
-#: them apart (``np.sort`` of a few columns is cheaper than extra network rows, not of many).
-_DENSE_PARTIAL = 0.125
-#: Chunks of at least this many pixels keep their network's block views (see ``_Work.network``).
-_KEEP_VIEWS = 1024
-
-
-class _Work:
-    """Reusable buffers of one thread (two allocations: a float32 and a boolean one), each
-    plane viewed as a contiguous ``(rows, c)`` array for a chunk of ``c <= size`` pixels
-    (contiguous so that a chunk stays in the core's cache)."""
-
-    #: float32 planes of ``n`` rows after the network's two banks, then the rows of _FAR and 0
-    PLANES = ("x", "d", "a", "f", "v")
-    MASKS = ("keep", "good")
-
-    def __init__(self, n: int, size: int):
-        self.n, self.size = n, size
-        planes = 2 + len(self.PLANES)
-        self._f32 = np.empty((planes * n + 2) * size, dtype=np.float32)
-        self._bool = np.empty(len(self.MASKS) * n * size, dtype=bool)
-        rows = self._f32[planes * n * size :].reshape(2, 1, size)
-        rows[0] = _FAR
-        rows[1] = 0.0
-        self.far, self.zero = rows[0], rows[1]
-        self._programs: dict[tuple[frozenset[int], int], list[network.View]] = {}
-
-    def network(
-        self, ranks: frozenset[int], c: int
-    ) -> tuple[network.Program, np.ndarray, Iterable[network.View]]:
-        """The selection network of ``ranks``, its ``(2 n, c)`` buffer and its block views of it:
-        kept for one chunk width (a strip's chunks share it but the last), made as they run for
-        chunks under ``_KEEP_VIEWS`` pixels (those of small budgets: 16 inputs' views take 25 kB)."""
-        buf = self._f32[: 2 * self.n * c].reshape(2 * self.n, c)
-        program = network.compile_network(self.n, ranks)
-        if c < _KEEP_VIEWS:
-            return program, buf, network.block_views(program, buf)
-        key = (ranks, c)
-        if key not in self._programs:
-            self._programs = {k: v for k, v in self._programs.items() if k[1] == c}
-            self._programs[key] = list(network.block_views(program, buf))
-        return program, buf, self._programs[key]
-
-    def f32(self, name: str, c: int) -> np.ndarray:
-        start = (2 + self.PLANES.index(name)) * self.n * self.size
-        return self._f32[start : start + self.n * c].reshape(self.n, c)
-
-    def mask(self, name: str, c: int) -> np.ndarray:
-        start = self.MASKS.index(name) * self.n * self.size
-        return self._bool[start : start + self.n * c].reshape(self.n, c)
-
-
-@cache
-def _ranks(m: int, quantiles: tuple[float, ...], dense: bool) -> frozenset[int]:
-    """Ranks the network delivers: those of ``quantiles`` of ``m`` values, and when ``dense``
-    those of every pixel with fewer usable values too."""
-    ranks = network.quantile_ranks(m, quantiles)
-    return ranks | _partial_ranks(m, quantiles) if dense else ranks
-
-
-@cache
-def _partial_ranks(m: int, quantiles: tuple[float, ...]) -> frozenset[int]:
-    """Every rank a pixel with ``1..m - 1`` usable values reads (both interpolation ends)."""
-    ranks: set[int] = set()
-    for count in range(1, m):
-        for q in quantiles:
-            lo = math.floor(q * (count - 1))
-            ranks.update((lo, min(lo + 1, count - 1)))
-    return frozenset(ranks)
-
-
-class _Ranks:
-    """The ranks of a chunk's values that ``quantiles`` need (unusable values, at ``_FAR``, rank
-    last), from the selection network; pixels with fewer usable values than inputs (``partial``)
-    get theirs from a sort of their columns, or from the network extended to their ranks when
-    they are many."""
-
-    def __init__(
-        self,
-        work: _Work,
-        x: np.ndarray,
-        n: np.ndarray,
-        all_good: bool,
-        quantiles: tuple[float, ...],
-        nan: bool = False,
-    ):
-        """``x``: the chunk's values, unusable ones at ``_FAR``, or NaN when ``nan``."""
-        m, c = x.shape
-        self.m, self.n = m, n
-        self.partial = None if all_good else np.flatnonzero(n < m)
-        self.dense = self.partial is not None and self.partial.size > _DENSE_PARTIAL * c
-        ranks = _ranks(m, quantiles, self.dense)
-        program, self.buf, views = work.network(ranks, c)
-        first = self.buf[:m]
-        if nan and not all_good:
-            np.fmin(x, work.far[:, :c], out=first)  # NaN -> _FAR (a row operand: a scalar one is slow)
-        else:
-            np.copyto(first, x)
-        self.apart = None
-        if self.partial is not None and self.partial.size and not self.dense:
-            self.apart = np.sort(first[:, self.partial], axis=0)
-        network.run_views(views)
-        self.rows = program.rank_rows
-        self.rank_rows = np.asarray(program.rank_rows, dtype=np.intp)
-
-    def quantile(self, q: float) -> np.ndarray:
-        """Linear interpolation at index ``q (n - 1)`` of each pixel's usable values (float64)."""
-        pos = q * (self.m - 1)
-        lo = math.floor(pos)
-        frac = pos - lo
-        out = self.buf[self.rows[lo]].astype(np.float64)
-        if frac:
-            out += frac * (self.buf[self.rows[lo + 1]] - out)
-        idx = self.partial
-        if idx is not None and idx.size:
-            count = np.maximum(self.n[idx], 1)
-            pos_p = q * (count - 1)
-            lo_p = np.floor(pos_p).astype(np.intp)
-            hi_p = np.minimum(lo_p + 1, count - 1)
-            if self.apart is None:
-                low = self.buf[self.rank_rows[lo_p], idx].astype(np.float64)
-                high = self.buf[self.rank_rows[hi_p], idx].astype(np.float64)
-            else:
-                cols = np.arange(idx.size)
-                low = self.apart[lo_p, cols].astype(np.float64)
-                high = self.apart[hi_p, cols].astype(np.float64)
-            out[idx] = low + (pos_p - lo_p) * (high - low)
-        return out
-
-
-def _sums(
-    work: _Work, x: np.ndarray, center: np.ndarray, limit: np.ndarray | None, used: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Over the values kept, ``|x - center| <= limit`` (or, when ``limit`` is None, those of
-    the float mask ``used``, every value when it is None too): (sum of deviations, sum of
-    squared deviations, the float32 keep mask of a clipping pass); ``x`` holds unusable values
-    at ``_FAR``. The keep mask is returned as ``work``'s ``"f"`` plane, boolean in ``"keep"``."""
-    _, c = x.shape
-    d = work.f32("d", c)
-    np.subtract(x, center.astype(np.float32)[None, :], out=d)
-    if limit is not None:
-        a, keep = work.f32("a", c), work.mask("keep", c)
-        np.abs(d, out=a)
-        np.less_equal(a, limit.astype(np.float32)[None, :], out=keep)  # never true for _FAR
-        used = work.f32("f", c)
-        np.copyto(used, keep)  # a float mask: multiplying by bools casts, several times slower
-    if used is not None:
-        np.multiply(d, used, out=d)
-    s = np.add.reduce(d, axis=0)
-    np.square(d, out=d)
-    return s, np.add.reduce(d, axis=0), used
-
-
-def _count(mask: np.ndarray) -> np.ndarray:
-    """Per-pixel number of True values of an (N, c) mask, as int32."""
-    if mask.shape[0] < 256:  # summing bytes is several times faster than summing with a cast
-        return np.add.reduce(mask.view(np.uint8), axis=0, dtype=np.uint8).astype(np.int32)
-    return np.add.reduce(mask, axis=0, dtype=np.int32)
-
-
-def _moments(
-    center: np.ndarray, count: np.ndarray, s: np.ndarray, ss: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, sample standard deviation) from the float32 sums of deviations about ``center``
-    (float64); the mean is NaN and the deviation 0 where nothing was counted."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        k = count.astype(np.float32)
-        shift = s / k
-        var = (ss - s * shift) / (k - np.float32(1.0))
-        var[count < 2] = 0.0
-        np.maximum(var, np.float32(0.0), out=var)
-        return center + shift, np.sqrt(var)
-
-
-def _variance_sum(work: _Work, var: np.ndarray, used: np.ndarray | None) -> np.ndarray:
-    """Sum of the input variances (negative or NaN ones count 0) over the values of the float
-    mask ``used`` (every value when None), float64. Summed in float32: relative error below
-    ``N x 6e-8``, well within the variance's own."""
-    _, c = var.shape
-    v = work.f32("v", c)
-    np.fmax(var, work.zero[:, :c], out=v)  # NaN -> 0 (a row operand: a scalar one is not vectorised)
-    if used is not None:
-        np.multiply(v, used, out=v)
-    return np.add.reduce(v, axis=0).astype(np.float64)
-
-
-def _combine_chunk(
-    x: np.ndarray,
-    var: np.ndarray | None,
-    statistic: str,
-    clip: float,
-    iterations: int,
-    work: _Work,
-    out: CombineOutput,
-    sl: slice,
-) -> None:
-    m, c = x.shape
-    good = work.mask("good", c)
-    np.isfinite(x, out=good)
-    n = _count(good)
-    all_good = bool(n.min() == m)
-    good_f = None  # float mask of the usable values; None when all are
-    if not all_good:
-        good_f = work.f32("f", c)
-        np.copyto(good_f, good)
-    if statistic == "median" and var is not None:  # only the network reads the values
-        med = _Ranks(work, x, n, all_good, (0.5,), nan=True).quantile(0.5)
-        _finish(statistic, var, med, n, None, good_f, work, out, sl)
-        return
-    if not all_good:
-        x = np.fmin(x, work.far[:, :c], out=work.f32("x", c))  # a copy with NaN -> _FAR
-    std: np.ndarray | None = None
-    used: np.ndarray | None = good_f
-    if statistic == "mean":
-        center = np.zeros(c)
-        s, ss, _ = _sums(work, x, center, None, good_f)
-        count = n
-        result, std = _moments(center, count, s, ss)
-    elif statistic == "median":
-        med = _Ranks(work, x, n, all_good, (0.5,)).quantile(0.5)
-        result, count = med, n
-        if var is None:
-            s, ss, _ = _sums(work, x, med, None, good_f)
-            _, std = _moments(med, count, s, ss)
-    else:
-        ranks = _Ranks(work, x, n, all_good, (0.25, 0.5, 0.75))
-        med = ranks.quantile(0.5)
-        width = IQR_TO_SIGMA * (ranks.quantile(0.75) - ranks.quantile(0.25))
-        center, mean, std = med, med, width
-        count = np.zeros(c, dtype=np.int32)
-        for _ in range(max(1, iterations)):
-            s, ss, used = _sums(work, x, center, clip * width, None)
-            k = _count(work.mask("keep", c))
-            new_mean, new_std = _moments(center, k, s, ss)
-            kept = k > 0
-            if kept.all():
-                mean, std, count = new_mean, new_std, k
-            else:
-                mean, std, count = (
-                    np.where(kept, new_mean, mean),
-                    np.where(kept, new_std, std),
-                    np.where(kept, k, count),
-                )
-            center, width = mean, std
-        result = mean
-        if not all_good:
-            count = np.where(n > 0, count, 0)
-    _finish(statistic, var, result, count, std, used, work, out, sl)
-
-
-def _finish(
-    statistic: str,
-    var: np.ndarray | None,
-    result: np.ndarray,
-    count: np.ndarray,
-    std: np.ndarray | None,
-    used: np.ndarray | None,
-    work: _Work,
-    out: CombineOutput,
-    sl: slice,
-) -> None:
-    """The variance of the result (see the module docstring), NaN where nothing was used, into ``out``."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        k64 = count.astype(np.float64)
-        if var is not None:
-            variance = _variance_sum(work, var, used) / (k64 * k64)
-        else:
-            assert std is not None  # every statistic computes it without variance planes
-            variance = std * std / k64
-        if statistic == "median":  # for 1 or 2 values the median is their mean
-            variance *= np.where(count > 2, MEDIAN_VARIANCE_FACTOR, 1.0)
-    none = count == 0
-    if none.any():
-        result = np.where(none, np.nan, result)
-        variance = np.where(none, np.nan, variance)
-    out.image[sl] = result
-    out.variance[sl] = variance
-    out.n_used[sl] = count
+__all__ = [
+    "IQR_TO_SIGMA",
+    "MEDIAN_VARIANCE_FACTOR",
+    "STATISTICS",
+    "CombineOutput",
+    "Statistic",
+    "Workspace",
+    "combine_stack",
+    "default_threads",
+]
 
 
 def default_threads() -> int:
@@ -370,19 +84,36 @@ def default_threads() -> int:
 
 
 class Workspace:
-    """The buffers and threads of repeated :func:`combine_stack` calls on stacks of one depth
-    (a streaming combine makes one for all its strips instead of one per strip)."""
+    """The buffers and workers of repeated :func:`combine_stack` calls on stacks of one depth
+    (a streaming combine makes one for all its strips instead of one per strip).
 
-    def __init__(self, n_inputs: int, chunk: int, threads: int = 1):
+    Workers are ``threads`` threads, or, given a :class:`~isrflow.calibration.forked.SharedArena`
+    and ``threads > 1``, that many forked worker processes (no GIL between them; the stacks and
+    outputs passed to :func:`combine_stack` must then be arrays of the arena). Processes are
+    forked here: make the workspace before starting threads of one's own
+    (:mod:`isrflow.calibration.forked` says why).
+    """
+
+    def __init__(self, n_inputs: int, chunk: int, threads: int = 1, arena: SharedArena | None = None):
         self.n_inputs, self.chunk, self.threads = n_inputs, chunk, max(1, threads)
-        self.works = [_Work(n_inputs, chunk) for _ in range(self.threads)]
+        self.forked = ForkedPool(self.threads, arena) if arena is not None and self.threads > 1 else None
+        self.works = [] if self.forked else [ChunkWork(n_inputs, chunk) for _ in range(self.threads)]
         self.pool = (
-            ThreadPoolExecutor(self.threads, thread_name_prefix="combine") if self.threads > 1 else None
+            ThreadPoolExecutor(self.threads, thread_name_prefix="combine")
+            if self.threads > 1 and self.forked is None
+            else None
         )
+
+    @property
+    def processes(self) -> bool:
+        """Whether the workers are forked processes."""
+        return self.forked is not None
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown()
+        if self.forked is not None:
+            self.forked.close()
         self.works = []
 
     def __enter__(self) -> Workspace:
@@ -390,6 +121,38 @@ class Workspace:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: A worker process's buffers, kept between tasks for one (depth, chunk) at a time.
+_PROCESS_WORK: dict[tuple[int, int], ChunkWork] = {}
+
+
+def _run_in_process(
+    values: np.ndarray,
+    variances: np.ndarray | None,
+    outputs: tuple[np.ndarray, np.ndarray, np.ndarray],
+    statistic: str,
+    clip: float,
+    iterations: int,
+    size: int,
+    starts: range,
+) -> None:
+    """A worker process's share of a :func:`combine_stack` (arrays are views of the arena)."""
+    key = (values.shape[0], size)
+    if key not in _PROCESS_WORK:
+        _PROCESS_WORK.clear()
+        _PROCESS_WORK[key] = ChunkWork(*key)
+    run_chunks(
+        values,
+        variances,
+        statistic,
+        clip,
+        iterations,
+        _PROCESS_WORK[key],
+        CombineOutput(*outputs),
+        size,
+        starts,
+    )
 
 
 def combine_stack(
@@ -426,7 +189,8 @@ def combine_stack(
     chunk : int, optional
         Most pixels per chunk (bounds the working memory, see :func:`routing.scratch_bytes`).
     workspace : Workspace, optional
-        Buffers and threads for stacks of this depth; it then decides chunk size and threads.
+        Buffers and workers for stacks of this depth; it then decides chunk size and workers. With
+        worker processes, ``values``, ``variances`` and ``out`` must be arrays of its arena.
 
     Returns
     -------
@@ -461,31 +225,29 @@ def combine_stack(
     else:
         ws = workspace
     size = ws.chunk
-    starts = list(range(0, p, size))
-
-    def run(job: tuple[_Work, list[int]]) -> None:
-        work, mine = job
-        for start in mine:
-            sl = slice(start, min(p, start + size))
-            _combine_chunk(
-                values[:, sl],
-                None if variances is None else variances[:, sl],
-                statistic,
-                clip,
-                iterations,
-                work,
-                out,
-                sl,
-            )
+    starts = range(0, p, size)
 
     try:
         n = min(ws.threads, len(starts))
-        jobs = [(ws.works[i], starts[i::n]) for i in range(n)]
-        if ws.pool is None or n == 1:
-            for job in jobs:
-                run(job)
+        step = n * size
+        if ws.forked is not None:
+            outputs = (out.image, out.variance, out.n_used)
+            tasks = [
+                (values, variances, outputs, statistic, clip, iterations, size, range(i * size, p, step))
+                for i in range(n)
+            ]
+            ws.forked.run(_run_in_process, tasks)
         else:
-            list(ws.pool.map(run, jobs))
+            jobs = [(ws.works[i], range(i * size, p, step)) for i in range(n)]
+
+            def run(job: tuple[ChunkWork, range]) -> None:
+                run_chunks(values, variances, statistic, clip, iterations, job[0], out, size, job[1])
+
+            if ws.pool is None or n == 1:
+                for job in jobs:
+                    run(job)
+            else:
+                list(ws.pool.map(run, jobs))
     finally:
         if own:
             ws.close()

@@ -83,6 +83,13 @@ ENV_TASK_MEMORY = "ISRFLOW_COMBINE_MEMORY_MB"
 #: cores) lose least at 64k too (4: 0.88x at 16k, 1.33x at 64k). The 16-core figure is unmeasured.
 CHUNK_PIXELS = 16384
 CHUNK_PIXELS_THREADED = 65536
+#: Private memory of one forked combine worker process besides its chunk buffers: the pages of
+#: the parent's heap it writes (reference counts of the objects it touches) and its own Python
+#: objects; the strips and outputs it shares with the parent are counted once, in the strips.
+PROCESS_BYTES = 8 << 20
+#: Alignment of the arrays of a worker processes' shared arena (isrflow.calibration.forked.ALIGN;
+#: routing is pure Python and imports no numpy module).
+ARENA_ALIGN = 64
 
 
 def chunk_pixels(n_inputs: int, threads: int = 1) -> int:
@@ -115,16 +122,28 @@ def strip_row_bytes(n_inputs: int, columns: int, with_variance: bool, read_threa
     return columns * (n_inputs * per_input + read_threads * 9 + 28)
 
 
-def fixed_bytes(n_inputs: int, threads: int, pixels: int | None = None) -> int:
-    """Bytes a combine needs besides its strips: the kernel's chunks and the fixed allowance."""
-    return FIXED_BYTES + PER_INPUT_BYTES * n_inputs + threads * scratch_bytes(n_inputs, pixels, threads)
+def fixed_bytes(n_inputs: int, threads: int, pixels: int | None = None, processes: bool = False) -> int:
+    """Bytes a combine needs besides its strips: the kernel's chunks and the fixed allowance;
+    with ``processes``, ``threads`` worker processes, each with one thread's chunks and
+    ``PROCESS_BYTES``."""
+    if processes:
+        per_worker = scratch_bytes(n_inputs, pixels, 1) + PROCESS_BYTES
+    else:
+        per_worker = scratch_bytes(n_inputs, pixels, threads)
+    return FIXED_BYTES + PER_INPUT_BYTES * n_inputs + threads * per_worker
 
 
 def strip_bytes(
-    rows: int, n_inputs: int, columns: int, with_variance: bool, threads: int, read_threads: int
+    rows: int,
+    n_inputs: int,
+    columns: int,
+    with_variance: bool,
+    threads: int,
+    read_threads: int,
+    processes: bool = False,
 ) -> int:
     """Total working memory of a combine whose strips are ``rows`` high."""
-    return fixed_bytes(n_inputs, threads, rows * columns) + rows * strip_row_bytes(
+    return fixed_bytes(n_inputs, threads, rows * columns, processes) + rows * strip_row_bytes(
         n_inputs, columns, with_variance, read_threads
     )
 
@@ -137,16 +156,49 @@ def strip_rows(
     threads: int,
     read_threads: int,
     max_rows: int = 1 << 20,
+    processes: bool = False,
 ) -> int:
     """The largest strip height (<= ``max_rows``) whose working memory fits ``budget_bytes``; 0 if none."""
     lo, hi = 0, max_rows
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if strip_bytes(mid, n_inputs, columns, with_variance, threads, read_threads) <= budget_bytes:
+        if (
+            strip_bytes(mid, n_inputs, columns, with_variance, threads, read_threads, processes)
+            <= budget_bytes
+        ):
             lo = mid
         else:
             hi = mid - 1
     return lo
+
+
+def strip_height(
+    budget: int,
+    n: int,
+    rows: int,
+    cols: int,
+    with_variance: bool,
+    threads: int,
+    read_threads: int,
+    processes: bool,
+) -> int:
+    """Rows per strip: sized for ``STRIP_TARGET_BYTES`` of working memory, or for all of
+    ``budget`` when the target cannot hold one row; 0 when the budget cannot either."""
+    # the kernel's per-worker chunk buffers come on top of the target (counting them against it
+    # left 16 threads strips of 5 rows: 836 strips of tiny reads, one chunk each)
+    target = STRIP_TARGET_BYTES + fixed_bytes(n, threads, processes=processes)
+    for limit in (min(budget, target), budget):
+        height = strip_rows(limit, n, cols, with_variance, threads, read_threads, rows, processes)
+        if height >= 1:
+            return height
+    return 0
+
+
+def shared_strip_bytes(n: int, rows: int, cols: int, with_variance: bool) -> int:
+    """Bytes of one strip's input and output buffers in a worker processes' shared arena (its
+    alignment included); counted in :func:`strip_row_bytes` already."""
+    inputs = n * rows * cols * 4 * (2 if with_variance else 1)
+    return inputs + rows * cols * (4 + 4 + 2) + 8 * ARENA_ALIGN
 
 
 def strip_budget_bytes(memory_mb: float) -> int:

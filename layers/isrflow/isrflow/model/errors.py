@@ -153,6 +153,10 @@ class QuantaNotFoundError(RegistryError):
     """Explicitly requested quanta have no raw in the input collections (not ingested, or not applied yet)."""
 
 
+class WorkerProcessError(IsrflowError):
+    """A forked worker process (the combine's) cannot be started, or died before answering."""
+
+
 class ExecutionNotFoundError(IsrflowError):
     """No execution with this name or ARN is known (locally: no record under the repository)."""
 

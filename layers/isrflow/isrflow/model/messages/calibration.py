@@ -288,6 +288,8 @@ class MasterResult(BaseModel):
     strips: int = 0
     rows_per_strip: int = 0
     no_data_pixels: int = 0
+    #: What combined the strips: forked worker processes or threads (None: no combine ran).
+    workers: Literal["processes", "threads"] | None = None
     defects: dict[str, int] | None = None
     duration_s: float = Field(default=0.0, ge=0)
     peak_memory_mb: float | None = Field(default=None, ge=0)

@@ -1,0 +1,189 @@
+"""Forked worker processes over shared memory (isrflow.calibration.forked) and the combine run
+in them: the same results as one thread, failures raised in the parent with their type, no
+worker left behind, forks beside idle threads, and threads where the budget is small."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+from test_streaming import SHAPE, N, _reference, inputs  # noqa: F401 - the inputs fixture
+
+from isrflow.calibration import forked, routing
+from isrflow.calibration.combine import CombineInput, CombineSettings, combine_files
+from isrflow.calibration.forked import ForkedPool, SharedArena, can_fork
+from isrflow.calibration.kernel import CombineOutput, Workspace, combine_stack
+from isrflow.infra.settings import ENV_COMPRESSION
+from isrflow.io.exposure_io import read_exposure
+from isrflow.model.errors import WorkerProcessError
+
+pytestmark = pytest.mark.skipif(not can_fork(), reason="worker processes need os.fork")
+
+
+@pytest.fixture(autouse=True)
+def exact_files(monkeypatch):
+    monkeypatch.setenv(ENV_COMPRESSION, "lossless")
+
+
+# --- tasks run in the workers (module level: they travel by name) ----------------------------
+
+
+def fill(array: np.ndarray, value: float) -> int:
+    array[:] = value
+    return os.getpid()
+
+
+def fail(message: str) -> None:
+    raise KeyError(message)
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return False
+
+
+def test_workers_write_into_the_arena_and_the_parent_reads_it():
+    arena = SharedArena(1 << 16)
+    a, b = arena.empty((4, 100), np.float32), arena.empty(7, np.int16)
+    assert a.ctypes.data % forked.ALIGN == 0 and b.ctypes.data % forked.ALIGN == 0
+    with ForkedPool(2, arena) as pool:
+        pids = pool.run(fill, [(a[:2], 1.5), (a[2:, ::-1], 2.5)])  # strided and reversed views too
+        assert len(set(pids)) == 2 and os.getpid() not in pids
+    assert (a[:2] == 1.5).all() and (a[2:] == 2.5).all()
+    assert not any(_alive(p) for p in pids)
+
+
+def test_arrays_outside_the_arena_and_an_exhausted_arena_are_refused():
+    arena = SharedArena(1024)
+    with pytest.raises(ValueError, match="not in the shared arena"):
+        arena.describe(np.zeros(10))
+    arena.empty(900, np.uint8)
+    with pytest.raises(MemoryError, match="cannot hold 200 more"):
+        arena.empty(200, np.uint8)
+
+
+def test_a_task_error_is_raised_in_the_parent_with_its_type_and_the_pool_goes_on():
+    arena = SharedArena(4096)
+    out = arena.empty(8, np.float64)
+    with ForkedPool(2, arena) as pool:
+        with pytest.raises(KeyError, match="no such plane"):
+            pool.run(fail, [("no such plane",), ("no such plane",)])
+        pool.run(fill, [(out[:4], 1.0), (out[4:], 2.0)])
+    assert out.tolist() == [1.0] * 4 + [2.0] * 4
+
+
+def test_a_worker_that_dies_is_named_and_the_rest_are_reaped():
+    arena = SharedArena(4096)
+    pool = ForkedPool(2, arena)
+    pids = [pid for pid, _ in pool._workers]
+    with pytest.raises(WorkerProcessError, match=rf"worker process {pids[0]} was killed by signal 9"):
+        pool.run(die, [()])
+    pool.close()
+    assert not any(_alive(p) for p in pids)
+
+
+def test_workers_fork_beside_an_idle_thread_and_stop_with_the_pool():
+    """As in a local runtime worker, whose parent watcher thread waits forever."""
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        arena = SharedArena(4096)
+        out = arena.empty(2, np.float64)
+        with ForkedPool(2, arena) as pool:
+            pids = pool.run(fill, [(out[:1], 3.0), (out[1:], 4.0)])
+    finally:
+        stop.set()
+        thread.join()
+    assert out.tolist() == [3.0, 4.0] and not any(_alive(p) for p in pids)
+
+
+@pytest.mark.parametrize("statistic", ["median", "mean", "meanclip"])
+@pytest.mark.parametrize("with_variance", [True, False])
+def test_combine_stack_in_processes_equals_one_thread(statistic, with_variance):
+    rng = np.random.default_rng(5)
+    m, p = 9, 5000
+    arena = SharedArena(2 * m * p * 4 + p * 10 + 8 * forked.ALIGN)
+    values = arena.empty((m, p), np.float32)
+    values[:] = rng.normal(100.0, 5.0, (m, p))
+    values[rng.random((m, p)) < 0.1] = np.nan  # partial pixels
+    values[:, 7] = np.nan  # a pixel with nothing usable
+    variances = arena.empty((m, p), np.float32) if with_variance else None
+    if variances is not None:
+        variances[:] = rng.uniform(20, 30, (m, p))
+    want = combine_stack(values, variances, statistic)
+    out = CombineOutput.empty(p, arena.empty)
+    with Workspace(m, 700, 3, arena) as workspace:  # chunks of 700: several per worker
+        assert workspace.processes
+        got = combine_stack(values, variances, statistic, out=out, workspace=workspace)
+        with pytest.raises(ValueError, match="not in the shared arena"):
+            combine_stack(values.copy(), variances, statistic, out=out, workspace=workspace)
+    assert np.array_equal(got.image, want.image, equal_nan=True)
+    assert np.array_equal(got.variance, want.variance, equal_nan=True)
+    assert np.array_equal(got.n_used, want.n_used)
+
+
+def _combine(inputs, path, **settings):  # noqa: F811 - inputs is the fixture's value
+    files = [CombineInput(str(p), scale) for p, *_, scale in inputs]
+    report = combine_files(files, str(path), "dark", CombineSettings(mask_planes=("BAD", "SAT"), **settings))
+    return report, read_exposure(path)
+
+
+@pytest.mark.parametrize("statistic", ["median", "meanclip"])
+def test_combine_files_in_processes_equals_threads_and_the_reference(inputs, tmp_path, statistic):  # noqa: F811
+    budget = 40 << 20  # room for the workers' private memory; strips of 20 rows: several strips
+    kwargs = {"statistic": statistic, "threads": 2, "read_threads": 2, "budget_bytes": budget}
+    forked_report, forked_master = _combine(inputs, tmp_path / "p.fits", processes=True, **kwargs)
+    threads_report, threads_master = _combine(inputs, tmp_path / "t.fits", processes=False, **kwargs)
+    assert (forked_report.workers, threads_report.workers) == ("processes", "threads")
+    for plane in ("image", "mask", "variance"):
+        assert np.array_equal(getattr(forked_master, plane), getattr(threads_master, plane), equal_nan=True)
+    want, _, want_n = _reference(inputs, statistic)
+    good = want_n > 0
+    assert np.allclose(forked_master.image.ravel()[good], want[good], rtol=2e-6, atol=1e-4)
+
+
+def test_combine_files_uses_threads_when_the_budget_cannot_hold_worker_processes(inputs, tmp_path):  # noqa: F811
+    small = routing.strip_bytes(SHAPE[0], N, SHAPE[1], True, 2, 2)  # whole frame in threads, not processes
+    assert routing.strip_rows(small, N, SHAPE[1], True, 2, 2, processes=True) == 0
+    report, master = _combine(inputs, tmp_path / "small.fits", threads=2, read_threads=2, budget_bytes=small)
+    assert report.workers == "threads" and report.strips == 1
+    _, forked_master = _combine(inputs, tmp_path / "p.fits", threads=2, read_threads=2, budget_bytes=40 << 20)
+    assert np.array_equal(master.image, forked_master.image, equal_nan=True)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="needs Linux's /proc")
+def test_a_worker_process_private_memory_is_within_the_memory_model():
+    """Each worker's private pages (its chunk buffers, the heap pages it writes) stay within
+    routing's per-process allowance: ``scratch_bytes`` of one thread's chunk + PROCESS_BYTES."""
+    m, p = 16, 200_000
+    arena = SharedArena(2 * m * p * 4 + p * 10 + 8 * forked.ALIGN)
+    values, variances = arena.empty((m, p), np.float32), arena.empty((m, p), np.float32)
+    rng = np.random.default_rng(2)
+    values[:] = rng.normal(0.0, 1.0, (m, p))
+    values[rng.random((m, p)) < 0.01] = np.nan
+    variances[:] = 1.0
+    out = CombineOutput.empty(p, arena.empty)
+    chunk = routing.chunk_pixels(m, 1)
+    with Workspace(m, chunk, 2, arena) as workspace:
+        for statistic in ("median", "meanclip", "mean"):
+            combine_stack(values, variances, statistic, out=out, workspace=workspace)
+        # the parent maps every output page too, so that only the workers' own pages count as private
+        assert np.isfinite(out.image).all() and out.variance.sum() > 0 and out.n_used.min() > 10
+        private = []
+        for pid, _ in workspace.forked._workers:
+            with open(f"/proc/{pid}/smaps_rollup") as rollup:
+                fields = dict(line.split()[:2] for line in rollup if line.split()[0].endswith(":"))
+            private.append(int(fields["Private_Dirty:"]) * 1024)
+    allowance = routing.scratch_bytes(m, None, 1) + routing.PROCESS_BYTES
+    assert max(private) <= allowance, (private, allowance)
+    assert min(private) >= routing.scratch_bytes(m, None, 1) // 2  # the buffers were measured, not missed
