@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 import pytest
-from test_streaming import SHAPE, N, _reference, inputs  # noqa: F401 - the inputs fixture
+from test_streaming import SHAPE, N, _reference, write_inputs
 
 from isrflow.calibration import forked, routing
 from isrflow.calibration.combine import CombineInput, CombineSettings, combine_files
@@ -26,6 +26,11 @@ pytestmark = pytest.mark.skipif(not can_fork(), reason="worker processes need os
 @pytest.fixture(autouse=True)
 def exact_files(monkeypatch):
     monkeypatch.setenv(ENV_COMPRESSION, "lossless")
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    return write_inputs(tmp_path)
 
 
 # --- tasks run in the workers (module level: they travel by name) ----------------------------
@@ -44,11 +49,28 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _alive(pid: int) -> bool:
+def identity(value: object) -> object:
+    return value
+
+
+class Unrebuildable(Exception):
+    """Pickles, but cannot be rebuilt from its pickle (a keyword-only argument)."""
+
+    def __init__(self, *, what: str):
+        super().__init__(what)
+
+
+def raise_unrebuildable() -> None:
+    raise Unrebuildable(what="a bad plane")
+
+
+def _reaped(pid: int) -> bool:
+    """Whether ``pid`` was reaped by the pool (a zombie would still be this process's child)."""
     try:
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+        os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        return False
+        return True
+    return False
 
 
 def test_workers_write_into_the_arena_and_the_parent_reads_it():
@@ -59,7 +81,7 @@ def test_workers_write_into_the_arena_and_the_parent_reads_it():
         pids = pool.run(fill, [(a[:2], 1.5), (a[2:, ::-1], 2.5)])  # strided and reversed views too
         assert len(set(pids)) == 2 and os.getpid() not in pids
     assert (a[:2] == 1.5).all() and (a[2:] == 2.5).all()
-    assert not any(_alive(p) for p in pids)
+    assert all(_reaped(p) for p in pids)
 
 
 def test_arrays_outside_the_arena_and_an_exhausted_arena_are_refused():
@@ -81,14 +103,50 @@ def test_a_task_error_is_raised_in_the_parent_with_its_type_and_the_pool_goes_on
     assert out.tolist() == [1.0] * 4 + [2.0] * 4
 
 
+def test_a_refused_task_sends_nothing_and_the_pool_goes_on():
+    arena = SharedArena(4096)
+    with ForkedPool(2, arena) as pool:
+        with pytest.raises(ValueError, match="not in the shared arena"):
+            pool.run(identity, [("first",), (np.zeros(3),)])  # the second is refused: none is sent
+        with pytest.raises(TypeError, match="inside tuples only"):
+            pool.run(identity, [([arena.empty(2, np.uint8)],)])  # a list would carry a copy
+        assert pool.run(identity, [("second",), ("third",)]) == ["second", "third"]
+
+
+def test_an_exception_the_parent_cannot_rebuild_arrives_as_its_text():
+    with ForkedPool(1, SharedArena(64)) as pool:
+        with pytest.raises(RuntimeError, match="Unrebuildable: a bad plane"):
+            pool.run(raise_unrebuildable, [()])
+        assert pool.run(identity, [(7,)]) == [7]
+
+
+def _no_fork():
+    raise BlockingIOError(11, "Resource temporarily unavailable")
+
+
+def test_a_fork_that_fails_is_a_worker_process_error_and_the_combine_uses_threads(
+    inputs,
+    tmp_path,
+    monkeypatch,
+):
+    monkeypatch.setattr(os, "fork", _no_fork)
+    with pytest.raises(WorkerProcessError, match=r"cannot fork a worker process.*temporarily unavailable"):
+        ForkedPool(2, SharedArena(64))
+    report, master = _combine(inputs, tmp_path / "t.fits", threads=2, read_threads=2, budget_bytes=40 << 20)
+    assert report.workers == "threads"
+    want, _, want_n = _reference(inputs, "meanclip")
+    assert np.allclose(master.image.ravel()[want_n > 0], want[want_n > 0], rtol=2e-6, atol=1e-4)
+
+
 def test_a_worker_that_dies_is_named_and_the_rest_are_reaped():
     arena = SharedArena(4096)
     pool = ForkedPool(2, arena)
     pids = [pid for pid, _ in pool._workers]
     with pytest.raises(WorkerProcessError, match=rf"worker process {pids[0]} was killed by signal 9"):
         pool.run(die, [()])
-    pool.close()
-    assert not any(_alive(p) for p in pids)
+    assert pool.processes == 0 and all(_reaped(p) for p in pids)  # a run cut short closes the pool
+    with pytest.raises(WorkerProcessError, match="stopped"):
+        pool.run(identity, [(1,)])
 
 
 def test_workers_fork_beside_an_idle_thread_and_stop_with_the_pool():
@@ -104,7 +162,7 @@ def test_workers_fork_beside_an_idle_thread_and_stop_with_the_pool():
     finally:
         stop.set()
         thread.join()
-    assert out.tolist() == [3.0, 4.0] and not any(_alive(p) for p in pids)
+    assert out.tolist() == [3.0, 4.0] and all(_reaped(p) for p in pids)
 
 
 @pytest.mark.parametrize("statistic", ["median", "mean", "meanclip"])
@@ -123,7 +181,7 @@ def test_combine_stack_in_processes_equals_one_thread(statistic, with_variance):
     want = combine_stack(values, variances, statistic)
     out = CombineOutput.empty(p, arena.empty)
     with Workspace(m, 700, 3, arena) as workspace:  # chunks of 700: several per worker
-        assert workspace.processes
+        assert workspace.uses_processes
         got = combine_stack(values, variances, statistic, out=out, workspace=workspace)
         with pytest.raises(ValueError, match="not in the shared arena"):
             combine_stack(values.copy(), variances, statistic, out=out, workspace=workspace)
@@ -132,19 +190,33 @@ def test_combine_stack_in_processes_equals_one_thread(statistic, with_variance):
     assert np.array_equal(got.n_used, want.n_used)
 
 
-def _combine(inputs, path, **settings):  # noqa: F811 - inputs is the fixture's value
+def _combine(inputs, path, **settings):
     files = [CombineInput(str(p), scale) for p, *_, scale in inputs]
     report = combine_files(files, str(path), "dark", CombineSettings(mask_planes=("BAD", "SAT"), **settings))
     return report, read_exposure(path)
 
 
 @pytest.mark.parametrize("statistic", ["median", "meanclip"])
-def test_combine_files_in_processes_equals_threads_and_the_reference(inputs, tmp_path, statistic):  # noqa: F811
-    budget = 40 << 20  # room for the workers' private memory; strips of 20 rows: several strips
-    kwargs = {"statistic": statistic, "threads": 2, "read_threads": 2, "budget_bytes": budget}
-    forked_report, forked_master = _combine(inputs, tmp_path / "p.fits", processes=True, **kwargs)
-    threads_report, threads_master = _combine(inputs, tmp_path / "t.fits", processes=False, **kwargs)
+def test_combine_files_in_processes_equals_threads_and_the_reference(
+    inputs, tmp_path, statistic, monkeypatch
+):
+    budget = 40 << 20  # room for the workers' private memory
+    reports, masters = {}, {}
+    for processes in (True, False):  # strips of 20 rows either way: several strips, two in flight
+        whole = routing.strip_bytes(20, N, SHAPE[1], True, 2, 2, processes)
+        assert 2 * whole <= budget
+        monkeypatch.setattr(
+            routing, "STRIP_TARGET_BYTES", whole - routing.fixed_bytes(N, 2, processes=processes)
+        )
+        kwargs = {"statistic": statistic, "threads": 2, "read_threads": 2, "budget_bytes": budget}
+        reports[processes], masters[processes] = _combine(
+            inputs, tmp_path / f"{processes}.fits", processes=processes, **kwargs
+        )
+    forked_report, forked_master = reports[True], masters[True]
+    threads_report, threads_master = reports[False], masters[False]
     assert (forked_report.workers, threads_report.workers) == ("processes", "threads")
+    assert forked_report.rows_per_strip == threads_report.rows_per_strip == 20
+    assert forked_report.strips == threads_report.strips == 4
     for plane in ("image", "mask", "variance"):
         assert np.array_equal(getattr(forked_master, plane), getattr(threads_master, plane), equal_nan=True)
     want, _, want_n = _reference(inputs, statistic)
@@ -152,12 +224,15 @@ def test_combine_files_in_processes_equals_threads_and_the_reference(inputs, tmp
     assert np.allclose(forked_master.image.ravel()[good], want[good], rtol=2e-6, atol=1e-4)
 
 
-def test_combine_files_uses_threads_when_the_budget_cannot_hold_worker_processes(inputs, tmp_path):  # noqa: F811
+def test_combine_files_uses_threads_when_the_budget_cannot_hold_worker_processes(inputs, tmp_path):
     small = routing.strip_bytes(SHAPE[0], N, SHAPE[1], True, 2, 2)  # whole frame in threads, not processes
     assert routing.strip_rows(small, N, SHAPE[1], True, 2, 2, processes=True) == 0
     report, master = _combine(inputs, tmp_path / "small.fits", threads=2, read_threads=2, budget_bytes=small)
     assert report.workers == "threads" and report.strips == 1
-    _, forked_master = _combine(inputs, tmp_path / "p.fits", threads=2, read_threads=2, budget_bytes=40 << 20)
+    forked_report, forked_master = _combine(
+        inputs, tmp_path / "p.fits", threads=2, read_threads=2, budget_bytes=40 << 20
+    )
+    assert forked_report.workers == "processes"  # the default, where the budget holds them
     assert np.array_equal(master.image, forked_master.image, equal_nan=True)
 
 

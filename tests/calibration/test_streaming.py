@@ -39,6 +39,12 @@ def exact_files(monkeypatch):
 
 @pytest.fixture
 def inputs(tmp_path):
+    return write_inputs(tmp_path)
+
+
+def write_inputs(tmp_path):
+    """N frames of SHAPE with outliers, SAT/EDGE/BAD mask bits, NaN and infinite values, variance
+    planes: (path, image, mask, variance, scale) each."""
     rng = np.random.default_rng(11)
     frames = []
     for i in range(N):

@@ -50,7 +50,7 @@ _KEEP_VIEWS = 1024
 
 
 class ChunkWork:
-    """Reusable buffers of one thread (two allocations: a float32 and a boolean one), each
+    """Reusable buffers of one worker, thread or process (two allocations: a float32 and a boolean one), each
     plane viewed as a contiguous ``(rows, c)`` array for a chunk of ``c <= size`` pixels
     (contiguous so that a chunk stays in the core's cache)."""
 
@@ -86,10 +86,12 @@ class ChunkWork:
         return program, buf, self._programs[key]
 
     def f32(self, name: str, c: int) -> np.ndarray:
+        """The float32 plane ``name`` (of PLANES) as an ``(n, c)`` array."""
         start = (2 + self.PLANES.index(name)) * self.n * self.size
         return self._f32[start : start + self.n * c].reshape(self.n, c)
 
     def mask(self, name: str, c: int) -> np.ndarray:
+        """The boolean plane ``name`` (of MASKS) as an ``(n, c)`` array."""
         start = self.MASKS.index(name) * self.n * self.size
         return self._bool[start : start + self.n * c].reshape(self.n, c)
 
@@ -238,6 +240,8 @@ def combine_chunk(
     out: CombineOutput,
     sl: slice,
 ) -> None:
+    """Combine one chunk: ``x`` (``(N, c)`` values, NaN where unusable) and ``var`` (their
+    variances, or None) into ``out``'s pixels ``sl`` with ``statistic`` (see the kernel's docstring)."""
     m, c = x.shape
     good = work.mask("good", c)
     np.isfinite(x, out=good)

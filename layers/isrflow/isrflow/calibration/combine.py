@@ -57,7 +57,12 @@ from isrflow.calibration.kernel import (
 from isrflow.calibration.mef_writer import MefWriter, PlaneSpec
 from isrflow.io import formats
 from isrflow.io.mef import MefReader
-from isrflow.model.errors import CalibrationError, CalibrationMismatchError, ConfigError
+from isrflow.model.errors import (
+    CalibrationError,
+    CalibrationMismatchError,
+    ConfigError,
+    WorkerProcessError,
+)
 
 EXT_NINPUTS = "NINPUTS"
 
@@ -101,7 +106,8 @@ class CombineSettings:
     threads: int = field(default_factory=default_threads)
     read_threads: int = 8
     #: Combine in ``threads`` forked worker processes (no GIL between them) when ``threads > 1``,
-    #: the platform forks and the budget holds their private memory; else in threads.
+    #: the platform forks (Linux), the budget holds their private memory and they can be started;
+    #: else in threads.
     processes: bool = True
     #: Also write the NINPUTS plane (inputs used per pixel; a diagnostic ISR does not read).
     ninputs_plane: bool = False
@@ -356,8 +362,13 @@ def combine_files(
         chunk = max(1, min(chunk_size, -(-height * cols // threads)))
         m = len(inputs)
         starts = list(range(0, rows, height))
+        try:
+            workspace = Workspace(len(inputs), chunk, threads, arena)
+        except WorkerProcessError:  # no process to be had (EAGAIN, ENOMEM): threads, on the same buffers
+            processes = False
+            workspace = Workspace(len(inputs), chunk, threads)
         with (
-            Workspace(len(inputs), chunk, threads, arena) as workspace,
+            workspace,
             MefWriter(output_uri, header, (rows, cols), planes) as writer,
             ThreadPoolExecutor(read_threads, thread_name_prefix="combine-read") as pool,
             (

@@ -27,9 +27,14 @@ checksum). Children never return into the caller's code: they leave with ``os._e
 from __future__ import annotations
 
 import contextlib
+import gc
 import mmap
 import os
+import pickle
 import signal
+import sys
+import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, Pipe
@@ -45,8 +50,9 @@ ALIGN = routing.ARENA_ALIGN
 
 
 def can_fork() -> bool:
-    """Whether this platform forks (``os.fork``: Linux and macOS, not Windows)."""
-    return hasattr(os, "fork")
+    """Whether worker processes are forked here: on Linux (Lambda, Fargate, the local runtime).
+    macOS has ``os.fork``, but forking after its system frameworks have started is unsafe."""
+    return sys.platform == "linux" and hasattr(os, "fork")
 
 
 @dataclass(frozen=True)
@@ -89,11 +95,13 @@ class SharedArena:
 
     def describe(self, array: np.ndarray) -> Shared:
         """The descriptor of ``array``, a view of this arena's memory (ValueError if it is not)."""
+        if array.size == 0:  # nothing to see: any place will do
+            return Shared(0, tuple(array.shape), tuple(array.strides), array.dtype.str)
         start = array.__array_interface__["data"][0] - self._address
         # the furthest byte any element reaches, for negative strides too
         low = start + sum(min(0, (n - 1) * s) for n, s in zip(array.shape, array.strides, strict=True))
         high = start + sum(max(0, (n - 1) * s) for n, s in zip(array.shape, array.strides, strict=True))
-        if array.size and not (low >= 0 and high + array.itemsize <= self.nbytes):
+        if not (low >= 0 and high + array.itemsize <= self.nbytes):
             raise ValueError("array is not in the shared arena: worker processes cannot see it")
         return Shared(start, tuple(array.shape), tuple(array.strides), array.dtype.str)
 
@@ -116,8 +124,23 @@ def _resolve(arena: SharedArena, value: Any) -> Any:
     return value
 
 
+def _sendable(exc: BaseException) -> BaseException:
+    """``exc`` if the parent can rebuild it from its pickle, else a RuntimeError that tells it."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+
+
 def _child(conn: Connection, arena: SharedArena) -> None:
     """A worker's loop: run tasks until told to stop (None) or the parent goes away."""
+    # the parent decides about interrupts (it kills busy workers); the parent's handlers, such as
+    # one turning SIGTERM into KeyboardInterrupt, are not the child's
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for end in list(_PARENT_ENDS):  # other pools' ends: their workers must see EOF when the parent dies
+        end.close()
     while True:
         try:
             message = conn.recv()
@@ -129,37 +152,48 @@ def _child(conn: Connection, arena: SharedArena) -> None:
         try:
             reply: tuple[str, Any] = ("ok", function(*_resolve(arena, args)))
         except BaseException as exc:
-            reply = ("error", exc)
+            reply = ("error", _sendable(exc))
         try:
             conn.send(reply)
-        except Exception as exc:  # an unpicklable result or exception: say what it was
-            conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+        except Exception as exc:  # an unpicklable result: say what it was
+            conn.send(("error", RuntimeError(f"cannot send the task's result: {type(exc).__name__}: {exc}")))
+
+
+#: The parent's ends of every live pool's pipes (a child closes those of the other pools).
+_PARENT_ENDS: set[Connection] = set()
 
 
 class ForkedPool:
     """``processes`` forked workers that run tasks on the arrays of ``arena``.
 
     Make it before the caller starts threads that take locks (see the module docstring); close
-    it (or use it as a context manager) to stop the workers. The parent only sends tasks and waits, so its own
-    threads (reading the next strip, writing the last) keep its GIL.
+    it (or use it as a context manager) to stop the workers. The parent only sends tasks and
+    waits, so its own threads (reading the next strip, writing the last) keep its GIL. A run cut
+    short (a worker died, an interrupt in the parent) closes the pool: its workers are killed.
     """
 
     def __init__(self, processes: int, arena: SharedArena):
         if not can_fork():
-            raise WorkerProcessError("worker processes need os.fork, which this platform lacks")
+            raise WorkerProcessError("worker processes need os.fork on Linux; this platform does not have it")
         self.arena = arena
         self._workers: list[tuple[int, Connection]] = []
         self._busy = False  # tasks were sent whose answers were not all received
+        # the children's garbage collector must not touch (and so copy) every page of the parent's
+        # objects: they are frozen while forking, and stay frozen in the children
+        gc.freeze()
         try:
             for _ in range(max(1, processes)):
                 mine, theirs = Pipe()
-                pid = os.fork()
+                try:
+                    pid = os.fork()
+                except OSError as exc:  # EAGAIN, ENOMEM: no process to be had
+                    mine.close()
+                    theirs.close()
+                    raise WorkerProcessError(f"cannot fork a worker process: {exc}") from exc
                 if pid == 0:  # the child: never returns into the caller's code
                     status = 0
                     try:
                         mine.close()
-                        for _, other in self._workers:
-                            other.close()
                         _child(theirs, arena)
                     except BaseException:
                         status = 1
@@ -167,46 +201,67 @@ class ForkedPool:
                         os._exit(status)
                 theirs.close()
                 self._workers.append((pid, mine))
+                _PARENT_ENDS.add(mine)
         except BaseException:
+            self._busy = True  # kill, do not wait for, whatever was started
             self.close()
             raise
+        finally:
+            gc.unfreeze()
 
     @property
     def processes(self) -> int:
+        """Worker processes alive."""
         return len(self._workers)
 
     def share(self, value: Any) -> Any:
-        """``value`` with every array of the arena (also inside tuples) replaced by its descriptor."""
+        """``value`` with every array of the arena (also inside tuples) replaced by its descriptor;
+        arrays anywhere else (a list, a dict) are refused, since a copy would lose the workers' writes."""
         if isinstance(value, np.ndarray):
             return self.arena.describe(value)
         if isinstance(value, tuple):
             return tuple(self.share(v) for v in value)
+        if isinstance(value, list | dict | set) and any(
+            isinstance(v, np.ndarray) for v in (value.values() if isinstance(value, dict) else value)
+        ):
+            raise TypeError("arrays go to worker processes as task arguments or inside tuples only")
         return value
 
     def run(self, function: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Run ``function(*args[i])`` in worker ``i`` (at most one task per worker), all at once;
-        their results in order. The first failure is raised once every worker has answered."""
+        their results in order. A task's exception is raised once every worker has answered; a
+        dead worker, or any failure in the parent while workers compute, closes the pool."""
+        if not self._workers:
+            raise WorkerProcessError("the worker processes are stopped")
         if len(args) > len(self._workers):
             raise ValueError(f"{len(args)} tasks for {len(self._workers)} worker processes")
-        sent = []
-        self._busy = True
-        for (pid, conn), task in zip(self._workers, args, strict=False):
-            try:
-                conn.send((function, tuple(self.share(a) for a in task)))
-            except (OSError, EOFError) as exc:
-                raise self._died(pid, exc) from exc
-            sent.append((pid, conn))
+        payloads = [(function, tuple(self.share(a) for a in task)) for task in args]  # before any send
         results: list[Any] = []
         failure: BaseException | None = None
-        for pid, conn in sent:
-            try:
-                status, value = conn.recv()
-            except (OSError, EOFError) as exc:
-                failure = failure or self._died(pid, exc)
-                continue
-            if status == "error":
-                failure = failure or value
-            results.append(value)
+        self._busy = True
+        try:
+            sent = []
+            for (pid, conn), payload in zip(self._workers, payloads, strict=False):
+                try:
+                    conn.send(payload)
+                except (OSError, EOFError) as exc:
+                    raise self._died(pid, exc) from exc
+                sent.append((pid, conn))
+            for pid, conn in sent:
+                try:
+                    status, value = conn.recv()
+                except (OSError, EOFError) as exc:
+                    error = self._died(pid, exc)
+                    failure = failure or error
+                    continue
+                if status == "error":
+                    failure = failure or value
+                results.append(value)
+            if isinstance(failure, WorkerProcessError):
+                raise failure
+        except BaseException:
+            self.close()  # busy: the workers still computing are killed
+            raise
         self._busy = False
         if failure is not None:
             raise failure
@@ -217,6 +272,7 @@ class ForkedPool:
         by exiting), so it is reaped here and its exit told."""
         for p, conn in self._workers:
             if p == pid:
+                _PARENT_ENDS.discard(conn)
                 conn.close()
         self._workers = [(p, c) for p, c in self._workers if p != pid]
         try:
@@ -231,23 +287,40 @@ class ForkedPool:
         return WorkerProcessError(f"worker process {pid} {how} ({type(exc).__name__})")
 
     def close(self) -> None:
-        """Stop every worker and reap it (a worker that does not stop is killed)."""
+        """Stop every worker and reap it: idle ones are told to stop (and killed if they have
+        not within ``STOP_SECONDS``), busy ones killed at once."""
         workers, self._workers = self._workers, []
         busy, self._busy = self._busy, False
         for _, conn in workers:
-            with contextlib.suppress(OSError, EOFError):
-                conn.send(None)
+            _PARENT_ENDS.discard(conn)
+            if not busy:
+                with contextlib.suppress(OSError, EOFError):
+                    conn.send(None)
             conn.close()
+        deadline = time.monotonic() + (0.0 if busy else STOP_SECONDS)
         for pid, _ in workers:
-            try:
-                if busy:  # a task was cut short: its worker may compute for seconds more
-                    os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except (ChildProcessError, ProcessLookupError):
-                pass
+            _reap(pid, deadline)
 
     def __enter__(self) -> ForkedPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: How long an idle worker told to stop may take before it is killed (a stuck worker must not
+#: hang the combine until the Lambda times out).
+STOP_SECONDS = 2.0
+
+
+def _reap(pid: int, deadline: float) -> None:
+    """Wait for ``pid`` to exit until ``deadline`` (time.monotonic), then kill it; reap it."""
+    try:
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() >= deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return
+            time.sleep(0.001)
+    except (ChildProcessError, ProcessLookupError):
+        pass

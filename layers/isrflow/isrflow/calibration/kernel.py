@@ -105,11 +105,12 @@ class Workspace:
         )
 
     @property
-    def processes(self) -> bool:
+    def uses_processes(self) -> bool:
         """Whether the workers are forked processes."""
         return self.forked is not None
 
     def close(self) -> None:
+        """Stop the workers (threads or processes) and drop the buffers."""
         if self.pool is not None:
             self.pool.shutdown()
         if self.forked is not None:
@@ -202,7 +203,9 @@ def combine_stack(
     ------
     ValueError
         An unknown statistic, arrays of the wrong dtype or shape, ``clip <= 0``,
-        ``iterations < 1`` or an empty stack.
+        ``iterations < 1``, an empty stack, or (worker processes) arrays outside the arena.
+    WorkerProcessError
+        A worker process died (killed for memory, say); the workspace's workers are then stopped.
     """
     if statistic not in STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r}; use one of {', '.join(STATISTICS)}")

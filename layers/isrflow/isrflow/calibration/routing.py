@@ -1,7 +1,8 @@
 """Where a combine runs, and how much memory one strip of it takes.
 
 **Memory model** (bytes; what :mod:`isrflow.calibration.combine` allocates, checked by the
-tests with tracemalloc). For ``N`` inputs of ``W`` columns, one strip of ``r`` rows holds
+tests: with tracemalloc in threads; with worker processes, the workers' private pages read from
+``/proc``). For ``N`` inputs of ``W`` columns, one strip of ``r`` rows holds
 
 - the values and variances of every input: ``N x r x W x (4 + 4)`` (float32; 4 without
   variance planes);
@@ -10,8 +11,12 @@ tests with tracemalloc). For ``N`` inputs of ``W`` columns, one strip of ``r`` r
 - the strip's outputs (image, variance, inputs used: 10 bytes a pixel) and, while they are
   written, the mask and one big-endian copy, the no-data fill or the shared-noise terms: ``r x W x 28``;
 
-plus, per combining thread, the cache-sized chunk buffers of the kernel
-(:func:`scratch_bytes`) and a fixed allowance for headers and Python objects. The strip
+plus, per combining worker, the cache-sized chunk buffers of the kernel
+(:func:`scratch_bytes`: a thread's, or with worker processes one thread's chunk and
+``PROCESS_BYTES`` of the process's private pages; their strips and outputs live in a shared
+mapping, counted once above) and a fixed allowance for headers and Python objects. Measured
+on 16 HSC inputs, 2 workers, 1 GiB budget: 319 MB of memory in all (the sum of the processes'
+proportional sets, the workers' private pages 30 MB) against 355 MB with threads. The strip
 height is the largest ``r`` that fits the budget; the whole detector is never held, so the
 memory a combine needs does not grow with the detector.
 
@@ -173,32 +178,33 @@ def strip_rows(
 
 
 def strip_height(
-    budget: int,
-    n: int,
+    budget_bytes: int,
+    n_inputs: int,
     rows: int,
-    cols: int,
+    columns: int,
     with_variance: bool,
     threads: int,
     read_threads: int,
     processes: bool,
 ) -> int:
-    """Rows per strip: sized for ``STRIP_TARGET_BYTES`` of working memory, or for all of
-    ``budget`` when the target cannot hold one row; 0 when the budget cannot either."""
+    """Rows per strip of a detector of ``rows`` rows: sized for ``STRIP_TARGET_BYTES`` of working
+    memory, or for all of ``budget_bytes`` when the target cannot hold one row; 0 when the budget
+    cannot either."""
     # the kernel's per-worker chunk buffers come on top of the target (counting them against it
     # left 16 threads strips of 5 rows: 836 strips of tiny reads, one chunk each)
-    target = STRIP_TARGET_BYTES + fixed_bytes(n, threads, processes=processes)
-    for limit in (min(budget, target), budget):
-        height = strip_rows(limit, n, cols, with_variance, threads, read_threads, rows, processes)
+    target = STRIP_TARGET_BYTES + fixed_bytes(n_inputs, threads, processes=processes)
+    for limit in (min(budget_bytes, target), budget_bytes):
+        height = strip_rows(limit, n_inputs, columns, with_variance, threads, read_threads, rows, processes)
         if height >= 1:
             return height
     return 0
 
 
-def shared_strip_bytes(n: int, rows: int, cols: int, with_variance: bool) -> int:
+def shared_strip_bytes(n_inputs: int, rows: int, columns: int, with_variance: bool) -> int:
     """Bytes of one strip's input and output buffers in a worker processes' shared arena (its
     alignment included); counted in :func:`strip_row_bytes` already."""
-    inputs = n * rows * cols * 4 * (2 if with_variance else 1)
-    return inputs + rows * cols * (4 + 4 + 2) + 8 * ARENA_ALIGN
+    inputs = n_inputs * rows * columns * 4 * (2 if with_variance else 1)
+    return inputs + rows * columns * (4 + 4 + 2) + 8 * ARENA_ALIGN
 
 
 def strip_budget_bytes(memory_mb: float) -> int:
