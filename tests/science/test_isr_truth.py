@@ -9,7 +9,7 @@ from isrflow.camera import load_camera
 from isrflow.io import formats
 from isrflow.io.exposure_io import read_defects, read_exposure
 from isrflow.io.rawio import read_raw
-from isrflow.isr import IsrConfig, load_calibrations, run_isr
+from isrflow.isr import IsrConfig, load_calibrations, pipeline, run_isr
 from isrflow.isr.assembly import flip
 from isrflow.simulate import SimulationRequest, simulate
 from isrflow.simulate import truth_residuals as residual_chi
@@ -182,16 +182,28 @@ def test_provenance_header(small_night):
     assert header["BUNIT"] == "electron"
 
 
+@pytest.mark.parametrize("many", [False, True])
 @pytest.mark.parametrize("kind", ["bias", "dark", "flat"])
-def test_a_calibrations_bad_pixels_are_bad_in_the_output(small_night, kind):
+def test_a_calibrations_bad_pixels_are_bad_in_the_output(small_night, kind, many, monkeypatch):
     """A master's BAD pixels (where its combine had no usable input, say) are BAD in every frame
-    it corrects, for the flat as for bias and dark; its other mask bits are not carried over."""
+    it corrects, for the flat as for bias and dark; its other mask bits are not carried over.
+    A few are ORed in by index, many by a pass over the plane: the same output either way, in
+    row bands split across threads (bands of 8 rows here) as on a full-size detector."""
+    monkeypatch.setattr(pipeline, "_BAND_ROWS", 8)
     raw = small_night.raws_of("science")[0]
     calibs = _calibs(small_night, raw, 0)
     master = getattr(calibs, kind).exposure
     master.mask = np.zeros(master.image.shape, np.int32)
     master.mask[10, 20] = formats.BAD
     master.mask[30, 40] = formats.SAT
+    rows = master.image.shape[0]
+    master.mask[rows // 2 - 1, -1] = master.mask[rows // 2, 0] = formats.BAD  # either side of a band edge
+    if many:
+        master.mask[-rows // 8 :] |= formats.BAD  # an eighth of the pixels
     result = run_isr(read_raw(raw.path), calibs, IsrConfig())
+    item = getattr(calibs, kind)
+    assert (item.bad_pixels is None) is many
+    want = (master.mask & formats.BAD) != 0
+    assert ((result.mask & formats.BAD) != 0)[want].all()
     assert result.mask[10, 20] & formats.BAD
     assert not result.mask[30, 40] & formats.SAT

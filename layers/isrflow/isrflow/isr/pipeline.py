@@ -80,10 +80,12 @@ class CalibrationInput:
     defects: list[Box] | None = None
     header: dict[str, Any] = field(default_factory=dict)
     #: Set by the first ISR that uses it (a cached calibration serves many quanta): its pixels
-    #: passed :func:`check_calibration_pixels`, and whether its mask holds any BAD pixel (the only
-    #: plane ISR ORs into the output's mask; without one that pass is skipped).
+    #: passed :func:`check_calibration_pixels`, and where its mask has BAD (the only plane ISR
+    #: ORs into the output's mask): ``bad_pixels``, the sorted flat indices, when they are few
+    #: (ORed one by one: no pass over the planes), else None and ``has_bad`` (a whole-plane OR).
     pixels_checked: bool = False
     has_bad: bool = True
+    bad_pixels: np.ndarray | None = None
 
 
 CALIBRATION_KINDS = ("bias", "dark", "flat", "defects")
@@ -222,13 +224,19 @@ def _overscan_subtract(
             target -= columns[None, :]
 
 
+#: Calibrations with BAD on at most this fraction of their pixels OR them in by index.
+_FEW_BAD = 1 / 16
+
+
 def _band_exposure(item: CalibrationInput, rows: slice) -> Exposure:
-    """The calibration's rows ``rows``; no mask when it has no BAD pixel to OR in."""
+    """The calibration's rows ``rows``; no mask when it has no BAD pixel to OR in, or when they
+    are ORed in by index (:func:`_or_bad_pixels`)."""
     exposure = item.exposure
     assert exposure is not None  # image calibrations only (bias, dark, flat)
+    planes = exposure.mask is not None and item.has_bad and item.bad_pixels is None
     return Exposure(
         image=exposure.image[rows],
-        mask=None if exposure.mask is None or not item.has_bad else exposure.mask[rows],
+        mask=exposure.mask[rows] if planes else None,
         variance=None if exposure.variance is None else exposure.variance[rows],
     )
 
@@ -266,6 +274,19 @@ class _ElectronSteps:
             subtract_dark(image, var, mask, _band_exposure(dark, rows), self.darktime, scratch)
         if self.applied["FLAT"] and flat is not None:
             divide_flat(image, var, mask, _band_exposure(flat, rows), scratch)
+        for kind, item in (("BIAS", bias), ("DARK", dark), ("FLAT", flat)):
+            if self.applied[kind] and item is not None and item.bad_pixels is not None:
+                _or_bad_pixels(mask, item.bad_pixels, rows)
+
+
+def _or_bad_pixels(band_mask: np.ndarray, bad_pixels: np.ndarray, rows: slice) -> None:
+    """OR BAD into the pixels of ``bad_pixels`` (sorted flat indices in the whole detector) that
+    lie in the band ``rows`` (``band_mask``: the band's rows of the mask)."""
+    width = band_mask.shape[1]
+    lo, hi = np.searchsorted(bad_pixels, (rows.start * width, rows.stop * width))
+    if hi > lo:
+        y, x = np.divmod(bad_pixels[lo:hi] - rows.start * width, width)
+        band_mask[y, x] |= formats.BAD
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -303,7 +324,9 @@ def _check(label: str, item: CalibrationInput, kind: str, raw: RawDetector, shap
     if item.exposure is not None and not item.pixels_checked:  # once per (cached) calibration
         check_calibration_pixels(label, kind, item.exposure)
         mask = item.exposure.mask
-        item.has_bad = mask is not None and bool(np.bitwise_and(mask, formats.BAD).any())
+        bad = None if mask is None else np.flatnonzero(np.bitwise_and(mask, formats.BAD))
+        item.has_bad = bad is not None and bad.size > 0
+        item.bad_pixels = bad if bad is not None and bad.size <= mask.size * _FEW_BAD else None
         item.pixels_checked = True
 
 
