@@ -262,3 +262,36 @@ def test_a_worker_process_private_memory_is_within_the_memory_model():
     allowance = routing.scratch_bytes(m, None, 1) + routing.PROCESS_BYTES
     assert max(private) <= allowance, (private, allowance)
     assert min(private) >= routing.scratch_bytes(m, None, 1) // 2  # the buffers were measured, not missed
+
+
+def test_an_s3_reader_gets_a_client_of_its_own_after_a_fork(monkeypatch, tmp_path):
+    """A worker reads S3 inputs through a client of its own (a client's pooled connections must
+    not be shared across a fork); a file reader (pread) needs nothing."""
+    from moto import mock_aws
+
+    from isrflow.io.exposure_io import Exposure, write_exposure
+    from isrflow.io.mef import MefReader
+
+    for key, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+    }.items():
+        monkeypatch.setenv(key, value)
+    image = np.arange(12, dtype=np.float32).reshape(3, 4)
+    path = tmp_path / "in.fits"
+    write_exposure(path, Exposure(image, np.zeros((3, 4), np.int32), image))
+    with mock_aws():
+        from isrflow.io.storage import S3Storage
+
+        client = S3Storage().client
+        client.create_bucket(Bucket="raw")
+        client.put_object(Bucket="raw", Key="in.fits", Body=path.read_bytes())
+        with MefReader.open("s3://raw/in.fits") as s3_reader, MefReader.open(str(path)) as file_reader:
+            before = s3_reader._source._client
+            s3_reader.after_fork()
+            file_reader.after_fork()
+            assert s3_reader._source._client is not before
+            out = np.empty((2, 4), np.float32)
+            assert np.array_equal(s3_reader.read_rows("IMAGE", 1, 3, out), image[1:3])
+            assert np.array_equal(file_reader.read_rows("IMAGE", 0, 2, out), image[:2])

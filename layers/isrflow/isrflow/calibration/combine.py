@@ -7,6 +7,10 @@ model) whatever the detector size or the number of inputs, like cp_pipe's sub-re
 combination. Where the budget holds a second strip, reading the next strip and writing the
 previous one overlap the combination of the current one (two strip buffers, the same strip
 height, so the same master); otherwise the strips are read, combined and written in turn.
+With several workers the strips are read and combined by forked worker processes, each a band
+of rows of every strip (:mod:`isrflow.calibration.strips`, :mod:`isrflow.calibration.forked`),
+while this process writes the previous strip; threads read and combine where processes cannot
+be had (see ``CombineSettings.processes``).
 
 Per input: values are divided by the input's scale (dark time for darks -> e-/s; the
 Normalize exposure scale for flats; 1 for biases) and variances by its square; pixels whose
@@ -32,9 +36,7 @@ does not read it). Planes are compressed as :mod:`isrflow.io.compression` says.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ import numpy as np
 
 from isrflow import __version__
 from isrflow.calibration import routing
+from isrflow.calibration import strips as strips_io
 from isrflow.calibration.forked import SharedArena, can_fork
 from isrflow.calibration.kernel import (
     STATISTICS,
@@ -55,6 +58,7 @@ from isrflow.calibration.kernel import (
     default_threads,
 )
 from isrflow.calibration.mef_writer import MefWriter, PlaneSpec
+from isrflow.calibration.strips import Strip, load_rows
 from isrflow.io import formats
 from isrflow.io.mef import MefReader
 from isrflow.model.errors import (
@@ -205,63 +209,6 @@ def _header(
     return header
 
 
-class _Strip:
-    """The buffers of one strip (allocated once, for the tallest strip), and each reading
-    thread's mask buffers (allocated once per thread, on its first read): every read lands in
-    memory already faulted in, whatever the number of strips."""
-
-    def __init__(
-        self,
-        n: int,
-        rows: int,
-        cols: int,
-        with_variance: bool,
-        allocate: Callable[..., np.ndarray] = np.empty,
-    ):
-        self.rows, self.cols = rows, cols
-        self.values = allocate((n, rows, cols), np.float32)
-        self.variances = allocate((n, rows, cols), np.float32) if with_variance else None
-        self._local = threading.local()
-
-    def mask_buffers(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """This thread's (stored mask int32, masked bool) buffers for ``rows`` rows."""
-        local = self._local
-        if getattr(local, "raw", None) is None:
-            local.raw = np.empty((self.rows, self.cols), dtype=np.int32)
-            local.masked = np.empty((self.rows, self.cols), dtype=bool)
-        return local.raw[:rows], local.masked[:rows]
-
-
-def _load(
-    reader: MefReader, index: int, item: CombineInput, y0: int, y1: int, strip: _Strip, bits: int
-) -> None:
-    """Read one input's rows into the strip: scaled values (NaN where unusable) and variances."""
-    rows = y1 - y0
-    values = strip.values[index, :rows]
-    reader.read_rows(formats.EXT_IMAGE, y0, y1, values)
-    inverse = np.float32(1.0 / item.scale)
-    if inverse != 1.0:
-        values *= inverse
-    _, infinite = strip.mask_buffers(rows)  # the kernel takes NaN for every unusable value
-    np.isinf(values, out=infinite)
-    np.copyto(values, np.float32(np.nan), where=infinite)
-    if strip.variances is not None:
-        var = strip.variances[index, :rows]
-        reader.read_rows(formats.EXT_VARIANCE, y0, y1, var)
-        if inverse != 1.0:
-            var *= inverse * inverse
-    if bits and reader.has(formats.EXT_MASK):
-        hdu = reader.image(formats.EXT_MASK)
-        if hdu.dtype.itemsize == 4 and hdu.dtype.kind == "i":  # the isrflow MASK: into this thread's buffers
-            raw, masked = strip.mask_buffers(rows)
-            reader.raw_rows_into(formats.EXT_MASK, y0, y1, raw)
-            np.bitwise_and(raw, bits, out=raw)
-            np.not_equal(raw, 0, out=masked)
-        else:
-            masked = (reader.raw_rows(formats.EXT_MASK, y0, y1) & bits) != 0
-        np.copyto(values, np.float32(np.nan), where=masked)
-
-
 def combine_files(
     inputs: list[CombineInput],
     output_uri: str,
@@ -352,7 +299,7 @@ def combine_files(
         )
         allocate = np.empty if arena is None else arena.empty
         buffers = [
-            (_Strip(n, height, cols, with_variance, allocate), CombineOutput.empty(height * cols, allocate))
+            (Strip(n, height, cols, with_variance, allocate), CombineOutput.empty(height * cols, allocate))
             for _ in range(copies)
         ]
         strips = 0
@@ -362,11 +309,15 @@ def combine_files(
         chunk = max(1, min(chunk_size, -(-height * cols // threads)))
         m = len(inputs)
         starts = list(range(0, rows, height))
+        # worker processes read their bands of each strip themselves (registered before the fork)
+        number = strips_io.register(strips_io.Sources(readers, [i.scale for i in inputs], bits, buffers))
         try:
             workspace = Workspace(len(inputs), chunk, threads, arena)
         except WorkerProcessError:  # no process to be had (EAGAIN, ENOMEM): threads, on the same buffers
             processes = False
             workspace = Workspace(len(inputs), chunk, threads)
+        finally:
+            strips_io.unregister(number)  # the children have their copy; the parent needs none
         with (
             workspace,
             MefWriter(output_uri, header, (rows, cols), planes) as writer,
@@ -377,9 +328,14 @@ def combine_files(
         ):
 
             def load(index: int) -> list:
+                if workspace.uses_processes:  # the workers read as they combine
+                    return []
                 y0, y1 = starts[index], min(rows, starts[index] + height)
                 strip = buffers[index % len(buffers)][0]
-                return [pool.submit(_load, readers[i], i, inputs[i], y0, y1, strip, bits) for i in range(m)]
+                return [
+                    pool.submit(load_rows, readers[i], i, inputs[i].scale, y0, y1, strip, bits)
+                    for i in range(m)
+                ]
 
             def write(y0: int, k: int, out: CombineOutput) -> int:
                 return _write_strip(writer, y0, k, cols, out, settings.ninputs_plane)
@@ -399,20 +355,31 @@ def combine_files(
                     buffers
                 ):  # this strip's output buffer is free once its last write is done
                     no_data += writing.pop(0).result()
-                values = strip.values[:m, :k].reshape(m, k * cols)
-                variances = None if strip.variances is None else strip.variances[:m, :k].reshape(m, k * cols)
                 out = CombineOutput(
                     result.image[: k * cols], result.variance[: k * cols], result.n_used[: k * cols]
                 )
-                combine_stack(
-                    values,
-                    variances,
-                    settings.statistic,
-                    settings.clip,
-                    settings.iterations,
-                    out=out,
-                    workspace=workspace,
-                )
+                if workspace.forked is not None:  # each worker reads and combines a band of rows
+                    b = index % len(buffers)
+                    stat, clip, passes = settings.statistic, settings.clip, settings.iterations
+                    tasks = [
+                        (number, b, y0, r0, r1, stat, clip, passes, chunk)
+                        for r0, r1 in strips_io.bands(k, workspace.threads)
+                    ]
+                    workspace.forked.run(strips_io.load_and_combine_band, tasks)
+                else:
+                    values = strip.values[:m, :k].reshape(m, k * cols)
+                    variances = (
+                        None if strip.variances is None else strip.variances[:m, :k].reshape(m, k * cols)
+                    )
+                    combine_stack(
+                        values,
+                        variances,
+                        settings.statistic,
+                        settings.clip,
+                        settings.iterations,
+                        out=out,
+                        workspace=workspace,
+                    )
                 for j, (calib, reader) in enumerate(zip(common, shared, strict=True)):
                     _add_common(out, calib, reader, y0, y1, strip.values[m + j, :k], settings.statistic)
                 if double:

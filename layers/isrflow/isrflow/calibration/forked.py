@@ -137,8 +137,9 @@ def _child(conn: Connection, arena: SharedArena) -> None:
     """A worker's loop: run tasks until told to stop (None) or the parent goes away."""
     # the parent decides about interrupts (it kills busy workers); the parent's handlers, such as
     # one turning SIGTERM into KeyboardInterrupt, are not the child's
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with contextlib.suppress(ValueError):  # only a main thread may; a fork's only thread is one
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for end in list(_PARENT_ENDS):  # other pools' ends: their workers must see EOF when the parent dies
         end.close()
     while True:

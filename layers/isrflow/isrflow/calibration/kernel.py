@@ -128,7 +128,7 @@ class Workspace:
 _PROCESS_WORK: dict[tuple[int, int], ChunkWork] = {}
 
 
-def _run_in_process(
+def run_in_worker(
     values: np.ndarray,
     variances: np.ndarray | None,
     outputs: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -138,7 +138,8 @@ def _run_in_process(
     size: int,
     starts: range,
 ) -> None:
-    """A worker process's share of a :func:`combine_stack` (arrays are views of the arena)."""
+    """A worker process's share of a :func:`combine_stack`: the chunks of ``size`` pixels that
+    begin at ``starts`` (arrays are views of the arena), with buffers kept between calls."""
     key = (values.shape[0], size)
     if key not in _PROCESS_WORK:
         _PROCESS_WORK.clear()
@@ -239,7 +240,7 @@ def combine_stack(
                 (values, variances, outputs, statistic, clip, iterations, size, range(i * size, p, step))
                 for i in range(n)
             ]
-            ws.forked.run(_run_in_process, tasks)
+            ws.forked.run(run_in_worker, tasks)
         else:
             jobs = [(ws.works[i], range(i * size, p, step)) for i in range(n)]
 

@@ -6,8 +6,8 @@ tests: with tracemalloc in threads; with worker processes, the workers' private 
 
 - the values and variances of every input: ``N x r x W x (4 + 4)`` (float32; 4 without
   variance planes);
-- per reading thread, one input's raw bytes, mask bits and their conversion:
-  ``r x W x 9``;
+- per reading thread (or worker process, which reads its band of the strip), one input's raw
+  bytes, mask bits and their conversion: ``r x W x 9``;
 - the strip's outputs (image, variance, inputs used: 10 bytes a pixel) and, while they are
   written, the mask and one big-endian copy, the no-data fill or the shared-noise terms: ``r x W x 28``;
 
@@ -147,9 +147,11 @@ def strip_bytes(
     read_threads: int,
     processes: bool = False,
 ) -> int:
-    """Total working memory of a combine whose strips are ``rows`` high."""
+    """Total working memory of a combine whose strips are ``rows`` high (with ``processes``, the
+    ``threads`` worker processes read their bands themselves: at least that many readers)."""
+    readers = max(read_threads, threads) if processes else read_threads
     return fixed_bytes(n_inputs, threads, rows * columns, processes) + rows * strip_row_bytes(
-        n_inputs, columns, with_variance, read_threads
+        n_inputs, columns, with_variance, readers
     )
 
 

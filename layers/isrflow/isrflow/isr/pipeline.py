@@ -233,10 +233,10 @@ def _band_exposure(item: CalibrationInput, rows: slice) -> Exposure:
     are ORed in by index (:func:`_or_bad_pixels`)."""
     exposure = item.exposure
     assert exposure is not None  # image calibrations only (bias, dark, flat)
-    planes = exposure.mask is not None and item.has_bad and item.bad_pixels is None
+    mask = exposure.mask
     return Exposure(
         image=exposure.image[rows],
-        mask=exposure.mask[rows] if planes else None,
+        mask=mask[rows] if mask is not None and item.has_bad and item.bad_pixels is None else None,
         variance=None if exposure.variance is None else exposure.variance[rows],
     )
 
@@ -324,9 +324,11 @@ def _check(label: str, item: CalibrationInput, kind: str, raw: RawDetector, shap
     if item.exposure is not None and not item.pixels_checked:  # once per (cached) calibration
         check_calibration_pixels(label, kind, item.exposure)
         mask = item.exposure.mask
-        bad = None if mask is None else np.flatnonzero(np.bitwise_and(mask, formats.BAD))
-        item.has_bad = bad is not None and bad.size > 0
-        item.bad_pixels = bad if bad is not None and bad.size <= mask.size * _FEW_BAD else None
+        item.has_bad, item.bad_pixels = False, None
+        if mask is not None:
+            bad = np.flatnonzero(np.bitwise_and(mask, formats.BAD))
+            item.has_bad = bad.size > 0
+            item.bad_pixels = bad if bad.size <= mask.size * _FEW_BAD else None
         item.pixels_checked = True
 
 
