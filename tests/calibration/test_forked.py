@@ -16,9 +16,10 @@ from isrflow.calibration import forked, routing
 from isrflow.calibration.combine import CombineInput, CombineSettings, combine_files
 from isrflow.calibration.forked import ForkedPool, SharedArena, can_fork
 from isrflow.calibration.kernel import CombineOutput, Workspace, combine_stack
+from isrflow.calibration.strips import load_rows as _LOAD_ROWS
 from isrflow.infra.settings import ENV_COMPRESSION
 from isrflow.io.exposure_io import read_exposure
-from isrflow.model.errors import WorkerProcessError
+from isrflow.model.errors import TruncatedCalibrationError, WorkerProcessError
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="worker processes need os.fork")
 
@@ -264,12 +265,12 @@ def test_a_worker_process_private_memory_is_within_the_memory_model():
     assert min(private) >= routing.scratch_bytes(m, None, 1) // 2  # the buffers were measured, not missed
 
 
-def test_an_s3_reader_gets_a_client_of_its_own_after_a_fork(monkeypatch, tmp_path):
-    """A worker reads S3 inputs through a client of its own (a client's pooled connections must
-    not be shared across a fork); a file reader (pread) needs nothing."""
+def test_s3_inputs_are_read_by_the_parent_and_combined_by_the_workers(inputs, tmp_path, monkeypatch):
+    """A worker reads local files itself, but not S3 (a client's connections must not cross a
+    fork): S3 inputs are read by the parent's threads and combined by the workers, to the same master."""
     from moto import mock_aws
 
-    from isrflow.io.exposure_io import Exposure, write_exposure
+    from isrflow.calibration import strips
     from isrflow.io.mef import MefReader
 
     for key, value in {
@@ -278,20 +279,48 @@ def test_an_s3_reader_gets_a_client_of_its_own_after_a_fork(monkeypatch, tmp_pat
         "AWS_SECRET_ACCESS_KEY": "t",
     }.items():
         monkeypatch.setenv(key, value)
-    image = np.arange(12, dtype=np.float32).reshape(3, 4)
-    path = tmp_path / "in.fits"
-    write_exposure(path, Exposure(image, np.zeros((3, 4), np.int32), image))
+    parent_reads = []
+    load_rows = strips.load_rows
+    monkeypatch.setattr(
+        "isrflow.calibration.combine.load_rows",
+        lambda *a, **k: parent_reads.append(a[1]) or load_rows(*a, **k),
+    )
+    kwargs = {"threads": 2, "read_threads": 2, "budget_bytes": 40 << 20}
+    file_report, file_master = _combine(inputs, tmp_path / "files.fits", **kwargs)
+    assert file_report.workers == "processes" and not parent_reads  # the workers read the files
     with mock_aws():
         from isrflow.io.storage import S3Storage
 
         client = S3Storage().client
-        client.create_bucket(Bucket="raw")
-        client.put_object(Bucket="raw", Key="in.fits", Body=path.read_bytes())
-        with MefReader.open("s3://raw/in.fits") as s3_reader, MefReader.open(str(path)) as file_reader:
-            before = s3_reader._source._client
-            s3_reader.after_fork()
-            file_reader.after_fork()
-            assert s3_reader._source._client is not before
-            out = np.empty((2, 4), np.float32)
-            assert np.array_equal(s3_reader.read_rows("IMAGE", 1, 3, out), image[1:3])
-            assert np.array_equal(file_reader.read_rows("IMAGE", 0, 2, out), image[:2])
+        client.create_bucket(Bucket="isr")
+        on_s3 = []
+        for path, *rest in inputs:
+            client.put_object(Bucket="isr", Key=path.name, Body=path.read_bytes())
+            on_s3.append((f"s3://isr/{path.name}", *rest))
+        with MefReader.open(on_s3[0][0]) as s3_reader, MefReader.open(str(inputs[0][0])) as file_reader:
+            assert not s3_reader.reads_locally and file_reader.reads_locally
+            assert MefReader.from_bytes(inputs[0][0].read_bytes(), "bytes").reads_locally
+        files = [CombineInput(uri, scale) for uri, *_, scale in on_s3]
+        report = combine_files(
+            files, str(tmp_path / "s3.fits"), "dark", CombineSettings(mask_planes=("BAD", "SAT"), **kwargs)
+        )
+    assert report.workers == "processes" and sorted(set(parent_reads)) == list(range(N))
+    s3_master = read_exposure(tmp_path / "s3.fits")
+    for plane in ("image", "mask", "variance"):
+        assert np.array_equal(getattr(s3_master, plane), getattr(file_master, plane), equal_nan=True)
+
+
+def _truncated_band(*args, **kwargs):
+    if args[-1] > 0:  # row0: the second band of a strip
+        raise TruncatedCalibrationError(f"{args[0].uri}: IMAGE is truncated (a test)")
+    return _LOAD_ROWS(*args, **kwargs)
+
+
+def test_a_worker_failing_mid_strip_raises_its_error_and_leaves_no_output(inputs, tmp_path, monkeypatch):
+    from isrflow.calibration import strips
+
+    monkeypatch.setattr(strips, "load_rows", _truncated_band)  # the workers inherit it at the fork
+    out = tmp_path / "master.fits"
+    with pytest.raises(TruncatedCalibrationError, match="truncated"):
+        _combine(inputs, out, threads=2, read_threads=2, budget_bytes=40 << 20)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p, *_ in inputs)  # no partial file

@@ -190,6 +190,7 @@ def test_a_calibrations_bad_pixels_are_bad_in_the_output(small_night, kind, many
     A few are ORed in by index, many by a pass over the plane: the same output either way, in
     row bands split across threads (bands of 8 rows here) as on a full-size detector."""
     monkeypatch.setattr(pipeline, "_BAND_ROWS", 8)
+    monkeypatch.setattr(pipeline, "_threads", lambda: 2)  # two bands, split at rows // 2, on any machine
     raw = small_night.raws_of("science")[0]
     calibs = _calibs(small_night, raw, 0)
     master = getattr(calibs, kind).exposure

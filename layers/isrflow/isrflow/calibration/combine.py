@@ -7,10 +7,11 @@ model) whatever the detector size or the number of inputs, like cp_pipe's sub-re
 combination. Where the budget holds a second strip, reading the next strip and writing the
 previous one overlap the combination of the current one (two strip buffers, the same strip
 height, so the same master); otherwise the strips are read, combined and written in turn.
-With several workers the strips are read and combined by forked worker processes, each a band
-of rows of every strip (:mod:`isrflow.calibration.strips`, :mod:`isrflow.calibration.forked`),
-while this process writes the previous strip; threads read and combine where processes cannot
-be had (see ``CombineSettings.processes``).
+With several workers the strips are combined by forked worker processes
+(:mod:`isrflow.calibration.forked`), which also read them, each a band of rows of every strip,
+where the inputs are local files (:mod:`isrflow.calibration.strips`; S3 inputs are read by this
+process's threads, many GETs in flight), while this process writes the previous strip; threads
+read and combine where processes cannot be had (see ``CombineSettings.processes``).
 
 Per input: values are divided by the input's scale (dark time for darks -> e-/s; the
 Normalize exposure scale for flats; 1 for biases) and variances by its square; pixels whose
@@ -309,7 +310,9 @@ def combine_files(
         chunk = max(1, min(chunk_size, -(-height * cols // threads)))
         m = len(inputs)
         starts = list(range(0, rows, height))
-        # worker processes read their bands of each strip themselves (registered before the fork)
+        # worker processes read their bands of each strip themselves where the inputs are local files
+        # or bytes (registered before the fork); S3 inputs are read by this process's threads
+        local = all(r.reads_locally for r in readers)
         number = strips_io.register(strips_io.Sources(readers, [i.scale for i in inputs], bits, buffers))
         try:
             workspace = Workspace(len(inputs), chunk, threads, arena)
@@ -318,6 +321,7 @@ def combine_files(
             workspace = Workspace(len(inputs), chunk, threads)
         finally:
             strips_io.unregister(number)  # the children have their copy; the parent needs none
+        worker_reads = workspace.uses_processes and local
         with (
             workspace,
             MefWriter(output_uri, header, (rows, cols), planes) as writer,
@@ -328,7 +332,7 @@ def combine_files(
         ):
 
             def load(index: int) -> list:
-                if workspace.uses_processes:  # the workers read as they combine
+                if worker_reads:  # the workers read as they combine
                     return []
                 y0, y1 = starts[index], min(rows, starts[index] + height)
                 strip = buffers[index % len(buffers)][0]
@@ -358,7 +362,7 @@ def combine_files(
                 out = CombineOutput(
                     result.image[: k * cols], result.variance[: k * cols], result.n_used[: k * cols]
                 )
-                if workspace.forked is not None:  # each worker reads and combines a band of rows
+                if worker_reads and workspace.forked is not None:  # each worker reads and combines a band
                     b = index % len(buffers)
                     stat, clip, passes = settings.statistic, settings.clip, settings.iterations
                     tasks = [

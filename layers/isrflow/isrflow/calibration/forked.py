@@ -16,9 +16,10 @@ raised again in the parent; a child that dies (killed for memory, say) raises
 
 Forking a process that runs other threads is safe when the child takes no lock that one of
 them could hold at the fork. The children here run only the task (numpy on arrays of the
-arena), pickle and their socket: the interpreter re-initialises its own locks after a fork and
-glibc its allocator's, and a thread blocked in a wait, as the local runtime's parent watcher
-is, holds nothing. So :class:`ForkedPool` forks whatever other threads run (Python 3.12 warns
+arena, ``pread`` and tile decoding of local files), pickle and their socket: the interpreter
+re-initialises its own locks after a fork and glibc its allocator's, and a thread blocked in a
+wait, as the local runtime's parent watcher is, holds nothing. Nothing that holds a client
+(S3, a database) is used in a child. So :class:`ForkedPool` forks whatever other threads run (Python 3.12 warns
 about any such fork, for children that go on to run arbitrary code), but the combine forks
 before it starts its own reading and writing threads, which do take locks (file objects, the
 checksum). Children never return into the caller's code: they leave with ``os._exit``.

@@ -148,7 +148,7 @@ def strip_bytes(
     processes: bool = False,
 ) -> int:
     """Total working memory of a combine whose strips are ``rows`` high (with ``processes``, the
-    ``threads`` worker processes read their bands themselves: at least that many readers)."""
+    ``threads`` worker processes may read their bands themselves: at least that many readers)."""
     readers = max(read_threads, threads) if processes else read_threads
     return fixed_bytes(n_inputs, threads, rows * columns, processes) + rows * strip_row_bytes(
         n_inputs, columns, with_variance, readers

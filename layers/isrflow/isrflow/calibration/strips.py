@@ -14,10 +14,9 @@ registered here before the fork (:func:`register`), so the children find it by n
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -100,7 +99,6 @@ class Sources:
     scales: list[float]
     bits: int
     buffers: list
-    forked_in: set[int] = field(default_factory=set)  # processes whose readers were made their own
 
 
 _SOURCES: dict[int, Sources] = {}
@@ -139,10 +137,6 @@ def load_and_combine_band(
     """A worker process's band of one strip: read rows ``y0 + [r0, r1)`` of every input into the
     strip buffer ``buffer`` and combine them into its outputs (the same pixels)."""
     sources = _SOURCES[number]
-    if os.getpid() not in sources.forked_in:  # a reader's S3 client is not to be shared across a fork
-        for reader in sources.readers:
-            reader.after_fork()
-        sources.forked_in.add(os.getpid())
     strip, out = sources.buffers[buffer]
     m, cols = len(sources.readers), strip.cols
     for i, (reader, scale) in enumerate(zip(sources.readers, sources.scales, strict=True)):

@@ -23,7 +23,7 @@ import numpy as np
 from astropy.io import fits
 
 from isrflow.io.datastore import uri_to_path
-from isrflow.io.storage import S3Storage, split_s3, storage_for
+from isrflow.io.storage import split_s3, storage_for
 from isrflow.io.tiled import BLOCK, TiledImage, is_tiled, padded, scale_into
 from isrflow.model.errors import CalibrationError, TruncatedCalibrationError
 
@@ -83,12 +83,6 @@ class _Source:
                 break
             got += n
         return got
-
-    def after_fork(self) -> None:
-        """In a forked process: S3 reads get a client of its own (a client's connections must not
-        be shared with the parent); files (``pread``) and bytes in memory need nothing."""
-        if self._fd is None and getattr(self, "_bucket", None) is not None:
-            self._client = S3Storage().client  # a new storage: a new client
 
     def size(self) -> int:
         if self._fd is not None:
@@ -257,9 +251,11 @@ class MefReader:
             out.byteswap(inplace=True)  # big-endian on disk -> native: the same values, bit for bit
         return out
 
-    def after_fork(self) -> None:
-        """Make the reader this (forked) process's own: see ``_Source.after_fork``."""
-        self._source.after_fork()
+    @property
+    def reads_locally(self) -> bool:
+        """Whether the bytes come from a local file (``pread``) or memory, which a forked process
+        may read as well; S3 reads go through a client whose connections a fork must not share."""
+        return isinstance(self._source, _MemorySource) or self._source._fd is not None
 
     def close(self) -> None:
         self._source.close()

@@ -324,12 +324,13 @@ def _check(label: str, item: CalibrationInput, kind: str, raw: RawDetector, shap
     if item.exposure is not None and not item.pixels_checked:  # once per (cached) calibration
         check_calibration_pixels(label, kind, item.exposure)
         mask = item.exposure.mask
-        item.has_bad, item.bad_pixels = False, None
+        has_bad, bad_pixels = False, None
         if mask is not None:
             bad = np.flatnonzero(np.bitwise_and(mask, formats.BAD))
-            item.has_bad = bad.size > 0
-            item.bad_pixels = bad if bad.size <= mask.size * _FEW_BAD else None
-        item.pixels_checked = True
+            has_bad = bad.size > 0
+            bad_pixels = bad if bad.size <= mask.size * _FEW_BAD else None
+        # set together, once known: a cached calibration may serve another thread's quantum meanwhile
+        item.bad_pixels, item.has_bad, item.pixels_checked = bad_pixels, has_bad, True
 
 
 def run_isr(
