@@ -340,7 +340,7 @@ def plot(figures: dict, path: str) -> None:
     counts = figures["counts"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     groups = [
-        ("combine (threads)", [k for k in curves if k.startswith(("combine", "io_floor"))]),
+        ("combine (threads, worker processes)", [k for k in curves if k.startswith(("combine", "io_floor"))]),
         ("ISR (worker processes)", [k for k in curves if k.startswith("isr")]),
         ("end to end (local runtime workers)", [k for k in curves if k.startswith("end_to_end")]),
     ]
