@@ -317,11 +317,10 @@ def combine_files(
         try:
             workspace = Workspace(len(inputs), chunk, threads, arena)
         except WorkerProcessError:  # no process to be had (EAGAIN, ENOMEM): threads, on the same buffers
-            processes = False
             workspace = Workspace(len(inputs), chunk, threads)
         finally:
             strips_io.unregister(number)  # the children have their copy; the parent needs none
-        worker_reads = workspace.uses_processes and local
+        reading_workers = workspace.forked if local else None  # the workers that read their own bands
         with (
             workspace,
             MefWriter(output_uri, header, (rows, cols), planes) as writer,
@@ -332,7 +331,7 @@ def combine_files(
         ):
 
             def load(index: int) -> list:
-                if worker_reads:  # the workers read as they combine
+                if reading_workers is not None:  # the workers read as they combine
                     return []
                 y0, y1 = starts[index], min(rows, starts[index] + height)
                 strip = buffers[index % len(buffers)][0]
@@ -362,14 +361,14 @@ def combine_files(
                 out = CombineOutput(
                     result.image[: k * cols], result.variance[: k * cols], result.n_used[: k * cols]
                 )
-                if worker_reads and workspace.forked is not None:  # each worker reads and combines a band
+                if reading_workers is not None:  # each worker reads and combines a band
                     b = index % len(buffers)
                     stat, clip, passes = settings.statistic, settings.clip, settings.iterations
                     tasks = [
                         (number, b, y0, r0, r1, stat, clip, passes, chunk)
                         for r0, r1 in strips_io.bands(k, workspace.threads)
                     ]
-                    workspace.forked.run(strips_io.load_and_combine_band, tasks)
+                    reading_workers.run(strips_io.load_and_combine_band, tasks)
                 else:
                     values = strip.values[:m, :k].reshape(m, k * cols)
                     variances = (
@@ -410,7 +409,7 @@ def combine_files(
         no_data_pixels=no_data,
         seconds=time.perf_counter() - start,
         header=header,
-        workers="processes" if processes else "threads",
+        workers="processes" if workspace.uses_processes else "threads",
     )
 
 
