@@ -102,7 +102,11 @@ class _MemorySource(_Source):
     def __init__(self, data: bytes | bytearray | memoryview, label: str):
         self.uri = label
         self._fd = None
-        self._data = memoryview(data).toreadonly().cast("B")
+        view = memoryview(data).cast("B")
+        #: The bytes themselves where they may be changed (a bytearray, a buffer read into), for
+        #: :meth:`MefReader.adopt`; None for immutable bytes.
+        self.writable: memoryview | None = None if view.readonly else view
+        self._data = view.toreadonly()
 
     def read(self, offset: int, length: int) -> bytes:
         return self._data[offset : offset + max(length, 0)]  # type: ignore[return-value]  # a view reads as bytes
@@ -117,6 +121,8 @@ class _MemorySource(_Source):
 
     def close(self) -> None:
         self._data.release()
+        if self.writable is not None:
+            self.writable.release()
 
 
 @dataclass
@@ -241,6 +247,10 @@ class MefReader:
                 f"{out.dtype} {out.shape}"
             )
         length = (y1 - y0) * hdu.row_bytes
+        if isinstance(self._source, _MemorySource) and not hdu.dtype.isnative:
+            # bytes in memory: converted while copied, one pass (a copy, then a swap: two)
+            np.copyto(out, self.raw_rows(name, y0, y1))
+            return out
         with memoryview(out).cast("B") as view:
             got = self._source.read_into(hdu.offset + y0 * hdu.row_bytes, view)
         if got != length:
@@ -250,6 +260,36 @@ class MefReader:
         if not hdu.dtype.isnative:
             out.byteswap(inplace=True)  # big-endian on disk -> native: the same values, bit for bit
         return out
+
+    def can_adopt(self, name: str, dtype: np.dtype | type) -> bool:
+        """Whether :meth:`adopt` can give extension ``name`` as ``dtype``: bytes in memory that may
+        be changed (:meth:`from_bytes` of a bytearray or of a buffer read into) holding the plane
+        whole, uncompressed, unscaled and already of ``dtype``."""
+        source, hdu = self._source, self.images.get(name)
+        if not isinstance(source, _MemorySource) or source.writable is None or not isinstance(hdu, ImageHdu):
+            return False
+        return not (
+            hdu.bscale != 1.0
+            or hdu.bzero != 0.0
+            or hdu.dtype.newbyteorder("=") != np.dtype(dtype)
+            or hdu.offset % hdu.dtype.itemsize
+            or hdu.offset + hdu.shape[0] * hdu.row_bytes > len(source.writable)
+        )
+
+    def adopt(self, name: str, dtype: np.dtype | type) -> np.ndarray:
+        """Extension ``name``'s pixels as a ``dtype`` array made of the reader's own bytes, swapped
+        to native order in place: no copy. The caller gives the bytes up: they no longer read as
+        the file. ValueError where :meth:`can_adopt` says no."""
+        if not self.can_adopt(name, dtype):
+            raise ValueError(f"{self.uri}: {name} cannot be adopted as {np.dtype(dtype)}")
+        source, hdu = self._source, self.images[name]
+        assert isinstance(source, _MemorySource) and source.writable is not None and isinstance(hdu, ImageHdu)
+        nbytes = hdu.shape[0] * hdu.row_bytes
+        # of a slice: the reader's own views stay releasable while the array lives
+        pixels = np.frombuffer(source.writable[hdu.offset : hdu.offset + nbytes], dtype=hdu.dtype)
+        if not hdu.dtype.isnative:
+            pixels.byteswap(inplace=True)
+        return pixels.view(hdu.dtype.newbyteorder("=")).reshape(hdu.shape)
 
     @property
     def reads_locally(self) -> bool:

@@ -81,14 +81,16 @@ def divide_flat(
     mask: np.ndarray,
     flat: Exposure,
     scratch: np.ndarray | None = None,
+    positive: bool = False,
 ) -> None:
     """image /= flat; variance /= flat^2 (+ image^2 var_flat / flat^2); ORs the flat's BAD
     pixels, as bias and dark do. Non-positive or non-finite flat pixels are masked BAD and their
-    image set to 0."""
+    image set to 0; ``positive=True`` says the flat has none (checked once per calibration:
+    :func:`check_calibration_pixels`), which skips looking for them."""
     if flat.mask is not None:
         mask |= flat.mask & formats.BAD
     response = flat.image
-    if not (response.min() > 0):  # also catches NaN
+    if not positive and not (response.min() > 0):  # also catches NaN
         bad = ~(response > 0)
         response = np.where(bad, np.float32(1.0), response)
         mask[bad] |= formats.BAD
@@ -104,15 +106,16 @@ def divide_flat(
         variance /= square
 
 
-def check_calibration_pixels(label: str, kind: str, exposure: Exposure) -> None:
+def check_calibration_pixels(label: str, kind: str, exposure: Exposure) -> bool:
     """Refuse a calibration image that would silently ruin the frame: a bias or dark that is more
     than half NaN/inf, or a flat with more than half of its pixels not finite and > 0 (an all-zero
-    flat would mask every pixel)."""
+    flat would mask every pixel). Returns whether every pixel is usable (finite, and > 0 for a
+    flat)."""
     image = exposure.image
     if kind not in ("bias", "dark", "flat") or image.size == 0:
-        return
+        return False
     if all_finite(image) and (kind != "flat" or float(image.min()) > 0.0):
-        return  # two reductions, no temporary planes: the usual, fully usable calibration
+        return True  # two reductions, no temporary planes: the usual, fully usable calibration
     usable = np.isfinite(image) if kind != "flat" else (image > 0) & np.isfinite(image)
     fraction = float(np.count_nonzero(usable)) / image.size
     if fraction < 0.5:
@@ -120,6 +123,7 @@ def check_calibration_pixels(label: str, kind: str, exposure: Exposure) -> None:
         raise CalibrationError(
             f"{label}: only {fraction:.1%} of the {kind}'s pixels are {what}; it is not usable"
         )
+    return False
 
 
 def check_flat_filter(label: str, header: dict, physical_filter: str) -> None:

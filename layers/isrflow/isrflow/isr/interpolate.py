@@ -7,8 +7,9 @@ import numpy as np
 
 def _runs(bad: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Row-major runs of bad pixels: (row, first column, end column exclusive) per run, plus the
-    pixels' (row, column) and each pixel's run index. Work is proportional to the bad pixels."""
-    ys, xs = np.nonzero(bad)
+    pixels' (row, column) and each pixel's run index. Beyond one scan of ``bad``, work is
+    proportional to the bad pixels (a flat scan: ``np.nonzero`` of a 2-D plane is ~10x slower)."""
+    ys, xs = np.divmod(np.flatnonzero(bad), bad.shape[1])
     if ys.size == 0:
         empty = np.zeros(0, dtype=np.intp)
         return empty, empty, empty, ys, xs

@@ -19,11 +19,29 @@ def set_bits(mask: np.ndarray, where: np.ndarray, bits: int) -> None:
     np.bitwise_or(mask, bits, out=mask, where=where)
 
 
+#: Rows :func:`bits_set` takes at a time (its int32 scratch: 512 KiB of an HSC detector's rows).
+_BITS_BLOCK_ROWS = 64
+
+
+def bits_set(mask: np.ndarray, bits: int) -> np.ndarray:
+    """``(mask & bits) != 0`` as a boolean plane, a block of rows at a time through one small
+    scratch (no mask-sized temporary: about 3x faster on a detector)."""
+    out = np.empty(mask.shape, dtype=bool)
+    scratch = np.empty((min(_BITS_BLOCK_ROWS, mask.shape[0]), *mask.shape[1:]), dtype=mask.dtype)
+    for y0 in range(0, mask.shape[0], _BITS_BLOCK_ROWS):
+        block = mask[y0 : y0 + _BITS_BLOCK_ROWS]
+        anded = np.bitwise_and(block, bits, out=scratch[: block.shape[0]])
+        np.not_equal(anded, 0, out=out[y0 : y0 + _BITS_BLOCK_ROWS])
+    return out
+
+
 def all_finite(*planes: np.ndarray | None) -> bool:
     """Whether every value of the float planes given (None skipped) is finite, by one reduction
-    each: a float64 sum of finite float32 values cannot overflow, so it is finite exactly then."""
-    with np.errstate(invalid="ignore"):  # inf - inf: NaN, the answer is no
-        return all(p is None or bool(np.isfinite(p.sum(dtype=np.float64))) for p in planes)
+    each where they are: a sum in the plane's own type is finite only if every value is (a NaN or
+    inf propagates; inf - inf is NaN). A sum that is not finite may be an overflow of finite
+    values (float32 above ~3e38 in all), so the planes are then checked value by value."""
+    with np.errstate(all="ignore"):
+        return all(p is None or bool(np.isfinite(p.sum())) or bool(np.isfinite(p).all()) for p in planes)
 
 
 def grow(mask: np.ndarray, pixels: int) -> np.ndarray:
@@ -65,26 +83,42 @@ def widen_trails(sat: np.ndarray) -> np.ndarray:
     return out
 
 
-def saturation_planes(sat: np.ndarray, grow_pixels: int, widen: bool) -> np.ndarray:
-    """The final SAT footprint: optionally widened trails, then grown."""
-    if not sat.any():
-        return sat
+def mask_saturation(mask: np.ndarray, sat: np.ndarray, grow_pixels: int, widen: bool, bit: int) -> None:
+    """OR ``bit`` into ``mask`` over the final SAT footprint of ``sat`` (saturated pixels):
+    trails optionally widened (row by row), then grown by ``grow_pixels``.
+
+    Both steps are local, so the saturated rows are taken in groups (rows more than ``2 grow + 1``
+    apart start a new group), each in a window of its rows +- ``grow_pixels``: the work follows
+    the saturated rows, not the detector (a few stars' rows, not 4,176)."""
     rows = np.flatnonzero(sat.any(axis=1))
-    lo, hi = max(0, rows[0] - grow_pixels), min(sat.shape[0], rows[-1] + grow_pixels + 1)
-    band = sat[lo:hi]
-    if widen:
-        band = widen_trails(band)
-    band = grow(band, grow_pixels)
-    out = sat.copy()
-    out[lo:hi] |= band
-    return out
+    if rows.size == 0:
+        return
+    breaks = np.flatnonzero(np.diff(rows) > 2 * grow_pixels + 1)
+    firsts = np.concatenate(([rows[0]], rows[breaks + 1]))
+    lasts = np.concatenate((rows[breaks], [rows[-1]]))
+    for first, last in zip(firsts.tolist(), lasts.tolist(), strict=True):
+        lo, hi = max(0, first - grow_pixels), min(sat.shape[0], last + grow_pixels + 1)
+        band = sat[lo:hi]
+        if widen:
+            band = widen_trails(band)
+        set_bits(mask[lo:hi], grow(band, grow_pixels), bit)
 
 
 def mask_boxes(mask: np.ndarray, boxes: Iterable[Box], bit: int) -> None:
-    """OR ``bit`` into every box (clipped to the image)."""
+    """OR ``bit`` into every box (clipped to the image). Single-pixel boxes, most of a defect
+    list, are ORed in one indexed operation."""
     rows, cols = mask.shape
+    ys: list[int] = []
+    xs: list[int] = []
     for box in boxes:
-        mask[max(0, box.y0) : min(rows, box.y1), max(0, box.x0) : min(cols, box.x1)] |= bit
+        y0, y1, x0, x1 = max(0, box.y0), min(rows, box.y1), max(0, box.x0), min(cols, box.x1)
+        if y1 - y0 == 1 and x1 - x0 == 1:
+            ys.append(y0)
+            xs.append(x0)
+        elif y0 < y1 and x0 < x1:
+            mask[y0:y1, x0:x1] |= bit
+    if ys:
+        mask[ys, xs] |= bit  # duplicates are harmless: each ORs the same bit
 
 
 def mask_non_finite(image: np.ndarray, variance: np.ndarray | None, mask: np.ndarray) -> int:

@@ -31,22 +31,14 @@ import numpy as np
 from isrflow import __version__
 from isrflow.camera.model import Box
 from isrflow.io import formats
-from isrflow.io.exposure_io import Exposure, check_calibration, read_defects, read_exposure
+from isrflow.io.exposure_io import Exposure, check_calibration, read_defects, read_exposure, read_file_buffer
 from isrflow.io.rawio import RawDetector
 from isrflow.isr import masking
 from isrflow.isr.amp_corrections import apply_crosstalk, apply_linearity
 from isrflow.isr.assembly import flip
-from isrflow.isr.calibrate import (
-    amp_regions,
-    apply_gain,
-    check_calibration_pixels,
-    check_flat_filter,
-    divide_flat,
-    initial_variance,
-    subtract_bias,
-    subtract_dark,
-)
+from isrflow.isr.calibrate import check_calibration_pixels, check_flat_filter
 from isrflow.isr.config import IsrConfig
+from isrflow.isr.electron_steps import ElectronSteps
 from isrflow.isr.interpolate import interpolate_rows
 from isrflow.isr.overscan import parallel_levels, serial_levels
 from isrflow.model.errors import ConfigError
@@ -86,6 +78,9 @@ class CalibrationInput:
     pixels_checked: bool = False
     has_bad: bool = True
     bad_pixels: np.ndarray | None = None
+    #: Also set once checked: every pixel is usable (finite; and > 0 for a flat, so ISR need not
+    #: look for pixels to mask in each frame).
+    all_usable: bool = False
 
 
 CALIBRATION_KINDS = ("bias", "dark", "flat", "defects")
@@ -99,24 +94,32 @@ class Calibrations:
     defects: CalibrationInput | None = None
 
 
-def _read_bytes(source: str | os.PathLike[str] | bytes, label: str) -> tuple[bytes, str]:
+def _read_bytes(source: str | os.PathLike[str] | bytes, label: str) -> tuple[bytes | memoryview, str]:
+    """The calibration's bytes: a copy of bytes given (never changed), a file read into a fresh
+    buffer that the calibration may take over (``consume``)."""
     if isinstance(source, (bytes, bytearray)):
         return bytes(source), label or "<bytes>"
     from isrflow.model.errors import CalibrationError
 
     try:
-        return Path(source).read_bytes(), label or str(source)
+        return read_file_buffer(source), label or str(source)
     except OSError as exc:
         raise CalibrationError(f"{label or source}: cannot read calibration ({exc.strerror})") from None
 
 
 def calibration_from_bytes(
-    kind: str, data: bytes, label: str, expected_sha256: str | None = None
+    kind: str,
+    data: bytes | memoryview,
+    label: str,
+    expected_sha256: str | None = None,
+    consume: bool = False,
 ) -> CalibrationInput:
     """Parse one calibration (``bias``, ``dark``, ``flat`` or ``defects``) from its file bytes.
 
     With ``expected_sha256`` (the registered checksum) bytes that no longer match it raise
-    ChecksumMismatchError: a registered calibration altered on disk is never used.
+    ChecksumMismatchError: a registered calibration altered on disk is never used. With
+    ``consume`` (bytes the caller gives up) its planes may be made of ``data`` itself, checked
+    first (:func:`isrflow.io.exposure_io.read_exposure`).
     """
     if kind not in CALIBRATION_KINDS:
         raise ConfigError(f"unknown calibration type {kind!r}")
@@ -131,13 +134,13 @@ def calibration_from_bytes(
     if kind == "defects":
         boxes, header = read_defects(data, label)
         return CalibrationInput(label=label, sha256=sha, defects=boxes, header=header)
-    exposure = read_exposure(data, label)
+    exposure = read_exposure(data, label, consume=consume)
     return CalibrationInput(label=label, sha256=sha, exposure=exposure, header=exposure.header)
 
 
 def _load_one(kind: str, source: str | os.PathLike[str] | bytes) -> CalibrationInput:
     data, label = _read_bytes(source, "" if isinstance(source, (bytes, bytearray)) else str(source))
-    return calibration_from_bytes(kind, data, label)
+    return calibration_from_bytes(kind, data, label, consume=True)  # bytes given were copied
 
 
 def load_calibrations(**sources: str | os.PathLike[str] | bytes | None) -> Calibrations:
@@ -228,67 +231,6 @@ def _overscan_subtract(
 _FEW_BAD = 1 / 16
 
 
-def _band_exposure(item: CalibrationInput, rows: slice) -> Exposure:
-    """The calibration's rows ``rows``; no mask when it has no BAD pixel to OR in, or when they
-    are ORed in by index (:func:`_or_bad_pixels`)."""
-    exposure = item.exposure
-    assert exposure is not None  # image calibrations only (bias, dark, flat)
-    mask = exposure.mask
-    return Exposure(
-        image=exposure.image[rows],
-        mask=mask[rows] if mask is not None and item.has_bad and item.bad_pixels is None else None,
-        variance=None if exposure.variance is None else exposure.variance[rows],
-    )
-
-
-class _ElectronSteps:
-    """Steps 6-7 (gain, variance, bias, dark, flat) on one band of rows; bands are independent."""
-
-    def __init__(self, config: IsrConfig, calibs: Calibrations, amps, darktime: float):
-        self.config, self.calibs, self.amps, self.darktime = config, calibs, amps, darktime
-        self.applied = {
-            "GAIN": config.gain,
-            "VARIANCE": config.gain and config.variance,
-            "BIAS": config.bias and calibs.bias is not None,
-            "DARK": config.dark and calibs.dark is not None,
-            "FLAT": config.flat and calibs.flat is not None,
-        }
-
-    def __call__(self, image: np.ndarray, variance: np.ndarray | None, mask: np.ndarray, rows: slice) -> None:
-        image, mask = image[rows], mask[rows]
-        regions = amp_regions(self.amps, rows)
-        if self.applied["GAIN"]:
-            apply_gain(image, regions)
-        var = None
-        if variance is not None:
-            var = initial_variance(image, regions, out=variance[rows])
-        scratch = (
-            np.empty(image.shape, dtype=np.float32)
-            if (self.applied["DARK"] or self.applied["FLAT"])
-            else None
-        )
-        bias, dark, flat = self.calibs.bias, self.calibs.dark, self.calibs.flat
-        if self.applied["BIAS"] and bias is not None:
-            subtract_bias(image, var, mask, _band_exposure(bias, rows))
-        if self.applied["DARK"] and dark is not None:
-            subtract_dark(image, var, mask, _band_exposure(dark, rows), self.darktime, scratch)
-        if self.applied["FLAT"] and flat is not None:
-            divide_flat(image, var, mask, _band_exposure(flat, rows), scratch)
-        for kind, item in (("BIAS", bias), ("DARK", dark), ("FLAT", flat)):
-            if self.applied[kind] and item is not None and item.bad_pixels is not None:
-                _or_bad_pixels(mask, item.bad_pixels, rows)
-
-
-def _or_bad_pixels(band_mask: np.ndarray, bad_pixels: np.ndarray, rows: slice) -> None:
-    """OR BAD into the pixels of ``bad_pixels`` (sorted flat indices in the whole detector) that
-    lie in the band ``rows`` (``band_mask``: the band's rows of the mask)."""
-    width = band_mask.shape[1]
-    lo, hi = np.searchsorted(bad_pixels, (rows.start * width, rows.stop * width))
-    if hi > lo:
-        y, x = np.divmod(bad_pixels[lo:hi] - rows.start * width, width)
-        band_mask[y, x] |= formats.BAD
-
-
 _POOL: ThreadPoolExecutor | None = None
 _BAND_ROWS = 256
 
@@ -322,7 +264,7 @@ def _check(label: str, item: CalibrationInput, kind: str, raw: RawDetector, shap
     if kind == "flat":
         check_flat_filter(label, item.header, raw.obs.physical_filter)
     if item.exposure is not None and not item.pixels_checked:  # once per (cached) calibration
-        check_calibration_pixels(label, kind, item.exposure)
+        all_usable = check_calibration_pixels(label, kind, item.exposure)
         mask = item.exposure.mask
         has_bad, bad_pixels = False, None
         if mask is not None:
@@ -330,7 +272,8 @@ def _check(label: str, item: CalibrationInput, kind: str, raw: RawDetector, shap
             has_bad = bad.size > 0
             bad_pixels = bad if bad.size <= mask.size * _FEW_BAD else None
         # set together, once known: a cached calibration may serve another thread's quantum meanwhile
-        item.bad_pixels, item.has_bad, item.pixels_checked = bad_pixels, has_bad, True
+        item.bad_pixels, item.has_bad, item.all_usable = bad_pixels, has_bad, all_usable
+        item.pixels_checked = True
 
 
 def run_isr(
@@ -404,7 +347,7 @@ def run_isr(
         applied["CROSSTALK"] = True
 
     variance = np.empty(shape, dtype=np.float32) if (config.gain and config.variance) else None
-    steps = _ElectronSteps(config, calibs, amps, raw.obs.darktime)
+    steps = ElectronSteps(config, calibs, amps, raw.obs.darktime)
     bands = _bands(shape[0])
     if len(bands) == 1:
         steps(image, variance, mask, bands[0])
@@ -416,16 +359,21 @@ def run_isr(
         masking.mask_boxes(mask, calibs.defects.defects or [], formats.BAD)
         applied["DEFECTS"] = True
     n_nan = 0
-    if config.nan_masking:
-        n_nan = masking.mask_non_finite(image, variance, mask)
+    if config.nan_masking:  # only the blocks found with non-finite values
+        for rows in steps.non_finite:
+            n_nan += masking.mask_non_finite(
+                image[rows], None if variance is None else variance[rows], mask[rows]
+            )
         applied["NANMASK"] = True
     if config.edge_width:
         masking.mask_edges(mask, config.edge_width)
         applied["EDGE"] = True
     if config.saturation.enabled:
-        sat = masking.saturation_planes(sat, config.saturation.grow, config.saturation.widen_trails)
-        masking.set_bits(mask, sat, formats.SAT)
-        masking.set_bits(mask, suspect, formats.SUSPECT)
+        masking.mask_saturation(
+            mask, sat, config.saturation.grow, config.saturation.widen_trails, formats.SAT
+        )
+        if suspect.any():
+            masking.set_bits(mask, suspect, formats.SUSPECT)
     if config.cosmic_rays.enabled and variance is not None:
         crs = masking.find_cosmic_rays(
             image,
@@ -444,7 +392,7 @@ def run_isr(
             if plane not in formats.MASK_BITS:
                 raise ConfigError(f"interpolate_planes: unknown mask plane {plane!r}")
             bits |= 1 << formats.MASK_BITS[plane]
-        to_fix = (mask & bits) != 0
+        to_fix = masking.bits_set(mask, bits)
         if n_nan:
             to_fix |= ~np.isfinite(image)
         n_interp = interpolate_rows(image, to_fix, variance, mask=mask, flag=formats.INTRP)
