@@ -172,3 +172,17 @@ def test_non_finite_pixels_are_masked_in_every_block(small_night):
         assert result.mask[y, x] & formats.BAD and result.mask[y, x] & formats.INTRP, (y, x)
         assert np.isfinite(result.image[y, x])
     assert np.isfinite(result.image).all()
+
+
+@pytest.mark.parametrize("size", [0, 1, 256 * 1024 - 1, 256 * 1024, 3 * 256 * 1024 + 5])
+def test_file_read_and_hashed_in_pieces_is_the_file(tmp_path, size):
+    import hashlib
+
+    from isrflow.io.exposure_io import read_file_sha256
+
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    path = tmp_path / "c.fits"
+    path.write_bytes(data)
+    view, digest = read_file_sha256(path)
+    assert bytes(view) == data and not view.readonly
+    assert digest == hashlib.sha256(data).hexdigest()

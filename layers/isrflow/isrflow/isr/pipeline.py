@@ -31,7 +31,7 @@ import numpy as np
 from isrflow import __version__
 from isrflow.camera.model import Box
 from isrflow.io import formats
-from isrflow.io.exposure_io import Exposure, check_calibration, read_defects, read_exposure, read_file_buffer
+from isrflow.io.exposure_io import Exposure, check_calibration, read_defects, read_exposure, read_file_sha256
 from isrflow.io.rawio import RawDetector
 from isrflow.isr import masking
 from isrflow.isr.amp_corrections import apply_crosstalk, apply_linearity
@@ -94,17 +94,21 @@ class Calibrations:
     defects: CalibrationInput | None = None
 
 
-def _read_bytes(source: str | os.PathLike[str] | bytes, label: str) -> tuple[bytes | memoryview, str]:
-    """The calibration's bytes: a copy of bytes given (never changed), a file read into a fresh
-    buffer that the calibration may take over (``consume``)."""
+def _read_bytes(
+    source: str | os.PathLike[str] | bytes, label: str
+) -> tuple[bytes | memoryview, str, str | None]:
+    """The calibration's bytes, its label and, for a file, its sha256 (hashed as it is read):
+    a copy of bytes given (never changed), a file read into a fresh buffer that the calibration
+    may take over (``consume``)."""
     if isinstance(source, (bytes, bytearray)):
-        return bytes(source), label or "<bytes>"
+        return bytes(source), label or "<bytes>", None
     from isrflow.model.errors import CalibrationError
 
     try:
-        return read_file_buffer(source), label or str(source)
+        data, sha = read_file_sha256(source)
     except OSError as exc:
         raise CalibrationError(f"{label or source}: cannot read calibration ({exc.strerror})") from None
+    return data, label or str(source), sha
 
 
 def calibration_from_bytes(
@@ -113,17 +117,19 @@ def calibration_from_bytes(
     label: str,
     expected_sha256: str | None = None,
     consume: bool = False,
+    sha256: str | None = None,
 ) -> CalibrationInput:
     """Parse one calibration (``bias``, ``dark``, ``flat`` or ``defects``) from its file bytes.
 
     With ``expected_sha256`` (the registered checksum) bytes that no longer match it raise
     ChecksumMismatchError: a registered calibration altered on disk is never used. With
     ``consume`` (bytes the caller gives up) its planes may be made of ``data`` itself, checked
-    first (:func:`isrflow.io.exposure_io.read_exposure`).
+    first (:func:`isrflow.io.exposure_io.read_exposure`). ``sha256``: the digest of ``data``
+    where the caller computed it as it read them (:func:`isrflow.io.exposure_io.read_file_sha256`).
     """
     if kind not in CALIBRATION_KINDS:
         raise ConfigError(f"unknown calibration type {kind!r}")
-    sha = hashlib.sha256(data).hexdigest()
+    sha = sha256 or hashlib.sha256(data).hexdigest()
     if expected_sha256 is not None and sha != expected_sha256:
         from isrflow.model.errors import ChecksumMismatchError
 
@@ -139,8 +145,8 @@ def calibration_from_bytes(
 
 
 def _load_one(kind: str, source: str | os.PathLike[str] | bytes) -> CalibrationInput:
-    data, label = _read_bytes(source, "" if isinstance(source, (bytes, bytearray)) else str(source))
-    return calibration_from_bytes(kind, data, label, consume=True)  # bytes given were copied
+    data, label, sha = _read_bytes(source, "" if isinstance(source, (bytes, bytearray)) else str(source))
+    return calibration_from_bytes(kind, data, label, consume=True, sha256=sha)  # bytes given were copied
 
 
 def load_calibrations(**sources: str | os.PathLike[str] | bytes | None) -> Calibrations:
