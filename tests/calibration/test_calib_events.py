@@ -47,6 +47,7 @@ from isrflow.model.messages import (
 )
 from isrflow.registry import Registry
 from tests.event_chains import BUCKET, EVENTS, ROOT, run_calib_chain, stage_calib_inputs
+from tests.fake_aws import FAKE_AWS_ENV, use_fake_aws
 from tests.sqs_writer_drain import writer_draining
 
 FILES = {
@@ -122,12 +123,7 @@ def run_chain(tmp: Path, check) -> dict:
 
 @pytest.fixture
 def aws(monkeypatch):
-    for k, v in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
-        monkeypatch.setenv(k, v)
+    use_fake_aws(monkeypatch)
     for k in (ENV_DATASTORE_ROOT, ENV_REGISTRY_QUEUE_URL, ENV_REGISTRY_URL, ENV_REGISTRY_SECRET_ARN):
         monkeypatch.setenv(k, "")
     with mock_aws():
@@ -161,13 +157,7 @@ def _write() -> None:
     import os
     import tempfile
 
-    os.environ.update(
-        {
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-        }
-    )
+    os.environ.update(FAKE_AWS_ENV)
 
     def write(name, event):
         (EVENTS / name).write_text(json.dumps(event, indent=2) + "\n")

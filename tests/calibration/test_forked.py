@@ -20,6 +20,7 @@ from isrflow.calibration.strips import load_rows as _LOAD_ROWS
 from isrflow.infra.settings import ENV_COMPRESSION
 from isrflow.io.exposure_io import read_exposure
 from isrflow.model.errors import TruncatedCalibrationError, WorkerProcessError
+from tests.fake_aws import use_fake_aws
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="worker processes need os.fork")
 
@@ -273,12 +274,7 @@ def test_s3_inputs_are_read_by_the_parent_and_combined_by_the_workers(inputs, tm
     from isrflow.calibration import strips
     from isrflow.io.mef import MefReader
 
-    for key, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-    }.items():
-        monkeypatch.setenv(key, value)
+    use_fake_aws(monkeypatch)
     parent_reads = []
     load_rows = strips.load_rows
     monkeypatch.setattr(

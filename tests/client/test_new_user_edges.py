@@ -21,6 +21,7 @@ from isrflow import Client
 from isrflow.cli import cli
 from isrflow.io.exposure_io import read_exposure
 from isrflow.simulate import SimulationRequest, simulate
+from tests.fake_aws import use_fake_aws
 
 
 def invoke(args):
@@ -261,12 +262,7 @@ def bucket(monkeypatch):
 
     import isrflow.io.storage
 
-    for k, v in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
-        monkeypatch.setenv(k, v)
+    use_fake_aws(monkeypatch)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
     monkeypatch.setattr(isrflow.io.storage, "_S3", None)

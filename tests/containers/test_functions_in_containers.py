@@ -36,6 +36,7 @@ from tests.event_chains import (
     stage_calib_inputs,
     stage_hsc_visit,
 )
+from tests.fake_aws import use_fake_aws
 from tests.ops.ops_helpers import hsc_raw_bytes
 from tests.sqs_writer_drain import writer_draining
 
@@ -147,13 +148,9 @@ def test_process_visit_events(lambdas, stack, registry, tmp_path, monkeypatch):
 
     # the mosaic is made of the detectors' previews: write the one of this output (this process
     # talks to moto as the functions do)
-    for key, value in {
-        "ISRFLOW_AWS_ENDPOINT_URL": stack.endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": stack.names["region"],
-    }.items():
-        monkeypatch.setenv(key, value)
+    use_fake_aws(
+        monkeypatch, ISRFLOW_AWS_ENDPOINT_URL=stack.endpoint, AWS_DEFAULT_REGION=stack.names["region"]
+    )
     (tmp_path / "output.fits").write_bytes(body)
     write_detector_preview(read_exposure(tmp_path / "output.fits"), output.uri, "HSC", 50)
     mosaic = event("isr_mosaic.json")

@@ -19,6 +19,7 @@ from isrflow.local.containers.invoke_api import InvokeApiLambdas, SqsEventSource
 from isrflow.local.containers.sam import parse_reports
 from isrflow.local.containers.services import TcpForwarder
 from isrflow.local.lambdas import LambdaError
+from tests.fake_aws import use_fake_aws
 
 
 def test_stale_pid_files_are_removed_and_live_ones_kept(tmp_path, monkeypatch):
@@ -56,12 +57,7 @@ def test_forwarder_relays_both_ways():
 
 @pytest.fixture
 def sqs(monkeypatch):
-    for k, v in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
-        monkeypatch.setenv(k, v)
+    use_fake_aws(monkeypatch)
     with mock_aws():
         client = boto3.client("sqs")
         url = client.create_queue(QueueName="registry", Attributes={"VisibilityTimeout": "900"})["QueueUrl"]

@@ -20,6 +20,7 @@ from isrflow.io.formats import BAD
 from isrflow.model.messages import IngestOutcome, QuarantineRecord, parse_message
 from isrflow.prompt.starter import execution_name
 from isrflow.render.previews import write_detector_preview
+from tests.fake_aws import use_fake_aws
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 BUCKET = "isrflow-data-123456789012"
@@ -38,15 +39,12 @@ def hsc_raw(reference_dir) -> bytes:
 
 @pytest.fixture
 def aws(monkeypatch):
-    for k, v in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "POWERTOOLS_SERVICE_NAME": "isrflow-ingest",
-        "POWERTOOLS_METRICS_NAMESPACE": "isrflow",
-        "AWS_LAMBDA_FUNCTION_NAME": "isrflow-ingest",
-    }.items():  # as in Lambda: EMF on stdout
-        monkeypatch.setenv(k, v)
+    use_fake_aws(  # as in Lambda: EMF on stdout
+        monkeypatch,
+        POWERTOOLS_SERVICE_NAME="isrflow-ingest",
+        POWERTOOLS_METRICS_NAMESPACE="isrflow",
+        AWS_LAMBDA_FUNCTION_NAME="isrflow-ingest",
+    )
     monkeypatch.delenv("AWS_ENDPOINT_URL_STEPFUNCTIONS", raising=False)
     with mock_aws():
         s3 = boto3.client("s3")

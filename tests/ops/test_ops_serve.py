@@ -21,11 +21,11 @@ from isrflow.ops.aws_status import aws_status
 from isrflow.ops.prices import load_prices
 from isrflow.ops.status import execution_status
 from isrflow.registry import ingest
+from tests.fake_aws import FAKE_AWS_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AWS_CLI = REPO_ROOT / ".tools-venv" / "bin" / "aws"
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-DUMMY = {"AWS_ACCESS_KEY_ID": "dummy", "AWS_SECRET_ACCESS_KEY": "dummy", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def served(tmp_path):
 
 
 def _aws(endpoint: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, **DUMMY}
+    env = {**os.environ, **FAKE_AWS_ENV}
     env.pop("AWS_PROFILE", None)
     out = subprocess.run(
         [str(AWS_CLI), "--endpoint-url", endpoint, "--output", "json", "stepfunctions", *args],

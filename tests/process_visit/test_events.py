@@ -43,6 +43,7 @@ from tests.event_chains import (
     simulate_hsc_visit,
     stage_hsc_visit,
 )
+from tests.fake_aws import use_fake_aws
 from tests.sqs_writer_drain import writer_draining
 
 MODELS = {
@@ -92,12 +93,7 @@ def hsc_night(tmp_path_factory):
 @pytest.fixture
 def aws(monkeypatch, tmp_path, hsc_night):
     """moto S3 + SQS holding the objects the events name; a SQLite registry with s3:// URIs."""
-    for k, v in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
-        monkeypatch.setenv(k, v)
+    use_fake_aws(monkeypatch)
     with mock_aws():
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)

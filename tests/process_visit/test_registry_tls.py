@@ -12,13 +12,12 @@ from sqlalchemy.engine import make_url
 
 from isrflow.infra.settings import SECRETS, Settings, registry_roles, registry_url
 from isrflow.model.errors import ConfigError
+from tests.fake_aws import use_fake_aws
 
 
 @pytest.fixture
 def make_secret(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    use_fake_aws(monkeypatch)
     monkeypatch.delenv("ISRFLOW_AWS_ENDPOINT_URL", raising=False)
     SECRETS.clear()
     with mock_aws():

@@ -10,13 +10,12 @@ from moto import mock_aws
 
 from isrflow.infra.settings import SECRETS, Settings, registry_url
 from isrflow.model.errors import ConfigError
+from tests.fake_aws import use_fake_aws
 
 
 @pytest.fixture
 def secret_arn(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    use_fake_aws(monkeypatch)
     SECRETS.clear()
     with mock_aws():
         client = boto3.client("secretsmanager")

@@ -19,6 +19,7 @@ from test_migrate_handler import FakeContext, ResponseServer, _event
 import isrflow.infra.settings
 from isrflow.registry.rotation import RotationError, is_rotation_event
 from isrflow.registry.scram import verifier_matches
+from tests.fake_aws import use_fake_aws
 
 ON_POSTGRES = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
@@ -26,12 +27,7 @@ ON_POSTGRES = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 @pytest.fixture
 def secrets(backend, pg_admin, monkeypatch) -> Iterator[dict]:
     """moto Secrets Manager with a writer and a reader role secret (unique role names, dropped afterwards)."""
-    for key, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
-        monkeypatch.setenv(key, value)
+    use_fake_aws(monkeypatch)
     monkeypatch.delenv("ISRFLOW_AWS_ENDPOINT_URL", raising=False)
     tag = uuid.uuid4().hex[:8]
     names = {"writer": f"isrflow_t{tag}_writer", "reader": f"isrflow_t{tag}_reader"}

@@ -30,6 +30,7 @@ from isrflow.infra.secret_cache import ENV_SECRET_MAX_AGE_S, SecretCache
 from isrflow.infra.settings import Settings, open_registry
 from isrflow.model.errors import ConfigError, RegistryUnavailableError
 from isrflow.registry import Registry
+from tests.fake_aws import use_fake_aws
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 ROLE = "isrflow_rotating"
@@ -143,12 +144,7 @@ def password_server() -> Iterator[tuple[sa.Engine, int]]:
 def rotating(password_server, monkeypatch) -> Iterator[dict]:
     """A role with a password owning a fresh database, its secret in moto, a secret cache on a fake clock."""
     admin, port = password_server
-    for key, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
-        monkeypatch.setenv(key, value)
+    use_fake_aws(monkeypatch)
     monkeypatch.delenv(ENV_SECRET_MAX_AGE_S, raising=False)
     with admin.connect() as conn:
         conn.execute(sa.text("DROP DATABASE IF EXISTS registry WITH (FORCE)"))

@@ -34,6 +34,7 @@ from isrflow.registry.redelivery import (
     retrier_budget_s,
     retry_visibility_s,
 )
+from tests.fake_aws import use_fake_aws
 
 QUEUE_NAME = "isrflow-registry"
 T0 = 1_800_000_000.0  # seconds; the fake clocks start here
@@ -139,12 +140,7 @@ def test_batch_result_gives_each_retried_item_its_visibility() -> None:
 @pytest.fixture
 def sqs(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[object, str, str, Clock]]:
     """moto SQS with the registry queue's 900 s visibility timeout; moto's clock is ``Clock``."""
-    for key, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
-        monkeypatch.setenv(key, value)
+    use_fake_aws(monkeypatch)
     clock = Clock()
     monkeypatch.setattr("moto.sqs.models.unix_time_millis", lambda *a: clock.now * 1000.0)
     with mock_aws():

@@ -18,6 +18,7 @@ from isrflow.cli import cli
 from isrflow.infra.redrive import redrive_local, redrive_sqs
 from isrflow.local.queue import LocalQueue
 from isrflow.registry import Registry
+from tests.fake_aws import use_fake_aws
 
 REGION = "us-east-1"
 
@@ -100,12 +101,7 @@ _STACK = {
 
 @pytest.fixture
 def aws(monkeypatch):
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(key, value)
+    use_fake_aws(monkeypatch, AWS_DEFAULT_REGION=REGION)
     with mock_aws():
         yield boto3.client("sqs", region_name=REGION)
 
