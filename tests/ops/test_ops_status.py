@@ -167,3 +167,28 @@ def test_rerun_failed_processes_exactly_the_failed_quanta_into_the_same_run(exec
     assert sorted(o.data_id["detector"] for o in repo.registry.query_datasets("postISRCCD", [RUN])) == [0, 1]
     again = json.loads(_cli("rerun", report["execution"], "--failed", "--repo", repo.root, "--json"))
     assert again["failed"] == 0 and again["rerun"] is None
+
+
+def test_status_rows_from_result_files_beside_a_calibration_builds_other_files(tmp_path):
+    """Without registry records, the rows come from the result files; a BuildCalibration keeps its
+    masters' results and certified.json under the same prefix, and a file may be unreadable while
+    its writer works: those are passed over, the quantum results read (status used to fail)."""
+    from isrflow.ops.status import detector_rows
+    from isrflow.process_visit.results import results_so_far
+
+    prefix = tmp_path / "results" / "k"
+    (prefix / "masters").mkdir(parents=True)
+    quantum = {"instrument": "HSC", "exposure": 7, "detector": 2, "status": "failed", "error": "boom"}
+    (prefix / "cluster-a.json").write_text(
+        json.dumps([quantum, {**quantum, "detector": 3, "status": "succeeded", "error": None}])
+    )
+    (prefix / "masters" / "bias-HSC-2.json").write_text(
+        json.dumps({"status": "succeeded", "calib_type": "bias", "instrument": "HSC", "detector": 2})
+    )
+    (prefix / "certified.json").write_text(json.dumps({"certified": 1}))
+    (prefix / "cluster-b.json").write_text('[{"instrument": "HSC"')  # cut short
+    rows, rows_from, results = detector_rows(None, "arn:local:x", {"results_prefix": f"{prefix}/"})
+    assert rows_from == "results"
+    assert [(r.detector, r.status, r.error) for r in rows] == [(2, "failed", "boom"), (3, "succeeded", None)]
+    assert results is not None and sum(r["messages_sent"] for r in results) == 0
+    assert len(results_so_far(f"{prefix}/")) == 2

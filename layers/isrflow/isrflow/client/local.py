@@ -66,22 +66,13 @@ class LocalRun:
     def results_done(self) -> int:
         """How many quanta (ISR'd detectors; for a calibration build, ISR'd inputs) have a recorded
         result so far: a worker records its cluster's results together, so this moves by clusters."""
-        from isrflow.io.storage import ObjectNotFoundError, storage_for
         from isrflow.process_visit import layout
-        from isrflow.process_visit.results import ResultsFileError, parse_results
+        from isrflow.process_visit.results import results_so_far
 
         prefix = layout.results_prefix(
             self.runtime.datastore_root.rstrip("/"), layout.execution_key(self.execution.execution_arn)
         )
-        store = storage_for(prefix)
-        done = 0
-        for uri in store.list(prefix):
-            if uri.endswith(".json") and "/masters/" not in uri:
-                try:
-                    done += len(parse_results(store.read_bytes(uri), uri))
-                except (ResultsFileError, ObjectNotFoundError):  # certified.json; a file since removed
-                    continue
-        return done
+        return len(results_so_far(prefix))
 
     def wait(self, timeout: float | None = None, on_poll: Callable[[int], None] | None = None) -> None:
         """Until the execution ends (``timeout`` s at most; then it keeps running); ``on_poll(done)``

@@ -38,6 +38,7 @@ from isrflow.model.errors import ExecutionNotFoundError, IsrflowError
 from isrflow.ops.cost import CostEstimate, estimate
 from isrflow.ops.prices import PriceTable, load_prices
 from isrflow.ops.reads import ReadsSummary, summarize_reads
+from isrflow.process_visit.results import results_so_far
 
 PROJECT_ROOT = Path(__file__).resolve().parents[4]
 Progress = Callable[[str], None]
@@ -131,16 +132,10 @@ def _rows_from_registry(repo: Path | None, execution_arn: str) -> list[DetectorR
 
 
 def _results(plan: dict | None) -> list[dict]:
+    """The quantum results recorded so far under the plan's results prefix, as JSON objects."""
     if not plan or not plan.get("results_prefix"):
         return []
-    prefix = plan["results_prefix"]
-    store = storage_for(prefix)
-    found: list[dict] = []
-    for uri in store.list(prefix):  # a file per cluster (a list), or per quantum (older executions)
-        if uri.endswith(".json"):
-            data = json.loads(store.read_bytes(uri))
-            found += data if isinstance(data, list) else [data]
-    return found
+    return [r.model_dump(mode="json") for r in results_so_far(plan["results_prefix"])]
 
 
 def _manifest(plan: dict | None) -> list[dict]:

@@ -125,6 +125,23 @@ def merge(results: list[QuantumResult]) -> dict[ResultKey, QuantumResult]:
     return out
 
 
+def results_so_far(prefix: str) -> list[QuantumResult]:
+    """The quantum results under ``prefix`` as a reader beside a running (or killed) execution
+    finds them, for progress and ``isrflow status``: unlike :func:`read_results`, nothing is
+    merged and nothing raises. A file that is not a quantum results file is passed over (a
+    BuildCalibration keeps its ``masters/`` results and ``certified.json`` beside its ISR results),
+    and so is one removed since the listing."""
+    store = storage_for(prefix)
+    found: list[QuantumResult] = []
+    for uri in sorted(store.list(prefix)):
+        if uri.endswith(".json"):
+            try:
+                found += parse_results(store.read_bytes(uri), uri)
+            except (ResultsFileError, ObjectNotFoundError):
+                continue
+    return found
+
+
 def read_results(prefix: str) -> dict[ResultKey, QuantumResult]:
     """Every quantum result under ``prefix``, one per (instrument, exposure, detector)."""
     store = storage_for(prefix)
@@ -145,6 +162,7 @@ __all__ = [
     "read_file",
     "read_results",
     "results_file_uri",
+    "results_so_far",
     "write_plan_failures",
     "write_results",
 ]
