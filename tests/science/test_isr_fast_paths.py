@@ -9,7 +9,7 @@ import pytest
 
 from isrflow.camera.model import Box
 from isrflow.io import formats
-from isrflow.io.exposure_io import Exposure, exposure_to_bytes, read_exposure, read_file_buffer
+from isrflow.io.exposure_io import Exposure, exposure_to_bytes, read_exposure, read_file_sha256
 from isrflow.io.rawio import read_raw
 from isrflow.isr import IsrConfig, load_calibrations, masking, run_isr
 from isrflow.isr.interpolate import _runs
@@ -108,7 +108,7 @@ def test_consumed_buffer_becomes_the_planes(tmp_path):
     path = tmp_path / "flat.fits"
     path.write_bytes(exposure_to_bytes(_master(), compression="none"))
     expected = read_exposure(path)
-    buffer = read_file_buffer(path)
+    buffer, _ = read_file_sha256(path)
     assert bytes(buffer) == path.read_bytes()
     got = read_exposure(buffer, "flat.fits", consume=True)
     for plane in ("image", "mask", "variance"):
@@ -177,8 +177,6 @@ def test_non_finite_pixels_are_masked_in_every_block(small_night):
 @pytest.mark.parametrize("size", [0, 1, 256 * 1024 - 1, 256 * 1024, 3 * 256 * 1024 + 5])
 def test_file_read_and_hashed_in_pieces_is_the_file(tmp_path, size):
     import hashlib
-
-    from isrflow.io.exposure_io import read_file_sha256
 
     data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
     path = tmp_path / "c.fits"

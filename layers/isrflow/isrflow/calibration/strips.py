@@ -5,10 +5,12 @@ Units: values are divided by the input's scale (e- for biases, e-/s for darks, u
 flats) and variances by its square; every unusable value (input mask planes, non-finite
 values) is NaN, as :func:`isrflow.calibration.kernel.combine_stack` takes them.
 
-Worker processes read for themselves where every input is readable from a fork (files read
-with ``pread``, bytes in memory, S3 through a client of the worker's own): the reading then
-scales with the workers instead of being bound by the parent's GIL. What they read from is
-registered here before the fork (:func:`register`), so the children find it by number.
+Worker processes read for themselves where every input is readable from a fork (local files
+read with ``pread``, bytes in memory; ``MefReader.reads_locally``): the reading then scales with
+the workers instead of being bound by the parent's GIL. S3 inputs are read by the parent's
+threads (a worker would need a client of its own, and would wait on one GET after another).
+What the workers read from is registered here before the fork (:func:`register`), so the
+children find it by number.
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ def register(sources: Sources) -> int:
 
 
 def unregister(number: int) -> None:
+    """Forget the sources ``number`` (the workers forked meanwhile keep their copy)."""
     _SOURCES.pop(number, None)
 
 

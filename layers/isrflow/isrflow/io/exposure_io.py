@@ -57,47 +57,36 @@ class Exposure:
         return int(self.image.shape[0]), int(self.image.shape[1])
 
 
-#: Bytes read (and hashed) at a time by :func:`read_file_sha256`: each piece is hashed while it
-#: is still in the core's cache (256 KiB measured best against 1 MiB and whole-file hashing).
+#: Bytes read and hashed at a time by :func:`read_file_sha256`: each piece is hashed while it is
+#: still in the core's cache (256 KiB measured best against 1 MiB and whole-file hashing).
 _HASH_CHUNK = 256 * 1024
 
 
-def read_file_buffer(path: str | os.PathLike[str]) -> memoryview:
-    """A local file's bytes in a fresh writable buffer (a view of a numpy array), read straight
-    into it with ``preadv``. Against ``Path.read_bytes``, on a 34 MB calibration: half the CPU
-    (numpy's allocation asks for huge pages, a bytes object faults its pages in one by one) and,
-    with ``read_exposure(..., consume=True)``, planes that need no copy. Raises OSError."""
-    return _read_buffer(path, None)[0]
-
-
 def read_file_sha256(path: str | os.PathLike[str]) -> tuple[memoryview, str]:
-    """:func:`read_file_buffer` and the sha256 (hex) of the bytes returned, hashed piece by piece
-    as they are read (100 MB: 80 ms of CPU, against 85 ms to read and then hash the buffer)."""
-    data, digest = _read_buffer(path, hashlib.sha256())
-    assert digest is not None
-    return data, digest
-
-
-def _read_buffer(path: str | os.PathLike[str], hasher: Any) -> tuple[memoryview, str | None]:
+    """A local file's bytes in a fresh writable buffer (a view of a numpy array) and their sha256
+    (hex). The bytes are read straight into the buffer with ``preadv``: against
+    ``Path.read_bytes``, on a 34 MB calibration, half the CPU (numpy's allocation asks for huge
+    pages, a bytes object faults its pages in one by one) and, with ``read_exposure(...,
+    consume=True)``, planes that need no copy. They are hashed piece by piece as they are read
+    (100 MB: 80 ms of CPU, against 85 ms to read and then hash the buffer). Raises OSError."""
+    hasher = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
-        buffer = np.empty(size, dtype=np.uint8)
-        view = memoryview(buffer).cast("B")
+        view = memoryview(np.empty(size, dtype=np.uint8)).cast("B")
         got = 0
         while got < size:  # preadv may return short reads; a file cut meanwhile ends early
             n = os.preadv(fd, [view[got : got + _HASH_CHUNK]], got)
             if not n:
                 break
-            if hasher is not None:
-                hasher.update(view[got : got + n])
+            hasher.update(view[got : got + n])
             got += n
         if got == size and os.pread(fd, 1, size):  # grown meanwhile: the whole file as it is now
             whole = Path(path).read_bytes()
-            return memoryview(whole), None if hasher is None else hashlib.sha256(whole).hexdigest()
+            return memoryview(whole), hashlib.sha256(whole).hexdigest()
     finally:
         os.close(fd)
-    return view[:got], None if hasher is None else hasher.hexdigest()
+    return view[:got], hasher.hexdigest()
 
 
 def _label(source: Source, name: str) -> str:

@@ -49,8 +49,9 @@ def _band_exposure(item: CalibrationInput, rows: slice) -> Exposure:
 class ElectronSteps:
     """Steps 6-7 (gain, variance, bias, dark, flat) on one band of rows; bands are independent.
 
-    Each block's image and variance are then checked for non-finite values while still in the
-    cache: ``non_finite`` lists the blocks that have any, which NaN masking then looks at alone."""
+    With NaN masking on, each block's image and variance are then checked for non-finite values
+    while still in the cache: ``non_finite`` lists the blocks that have any, which NaN masking
+    then looks at alone."""
 
     def __init__(self, config: IsrConfig, calibs: Calibrations, amps, darktime: float):
         self.config, self.calibs, self.amps, self.darktime = config, calibs, amps, darktime
@@ -101,7 +102,7 @@ class ElectronSteps:
         for kind, item in (("BIAS", bias), ("DARK", dark), ("FLAT", flat)):
             if self.applied[kind] and item is not None and item.bad_pixels is not None:
                 _or_bad_pixels(mask, item.bad_pixels, rows)
-        if not masking.all_finite(image, var):
+        if self.config.nan_masking and not masking.all_finite(image, var):
             self.non_finite.append(rows)
 
 
